@@ -1,0 +1,231 @@
+"""The fetch plan: the one typed value the webhook writes and the init container reads.
+
+The webhook derives it from annotations at admission time and puts it into the init
+container as JSON; the init container never looks at annotations. It holds names, versions,
+keys, file names, modes and template text, never a secret value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PLAN_FORMAT = 1
+"""Bumped when the JSON shape changes incompatibly, so an old init image refuses a new plan."""
+
+MAX_NAME_LENGTH = 255
+VAULT_ID = re.compile(r"^[0-9]{12}$")
+# A plain file name: no directory part, not hidden, no traversal, portable characters only.
+FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
+_REF = re.compile(r"^(?P<name>[^@#]+)(?:@(?P<version>[^#]*))?(?:#(?P<key>.*))?$")
+
+Mode = Literal["broker", "direct"]
+
+
+class PlanError(ValueError):
+    """A plan or one of its parts is invalid; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True, order=True)
+class SecretRef:
+    """One Sakura secret, optionally pinned to a version and narrowed to one JSON key."""
+
+    name: str
+    version: int | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > MAX_NAME_LENGTH or self.name != self.name.strip():
+            raise PlanError(
+                f"secret name {self.name!r} must be 1 to {MAX_NAME_LENGTH} characters "
+                "without surrounding spaces"
+            )
+        if any(c in self.name for c in "@#\n\r\t"):
+            raise PlanError(f"secret name {self.name!r} must not contain '@', '#' or whitespace")
+        if self.version is not None and (isinstance(self.version, bool) or self.version < 1):
+            raise PlanError(f"version of secret {self.name!r} must be a whole number >= 1")
+        if self.key is not None and not self.key:
+            raise PlanError(f"key of secret {self.name!r} is empty; drop the '#' or name a key")
+
+    @classmethod
+    def parse(cls, text: str) -> SecretRef:
+        """Read `NAME`, `NAME@VERSION`, `NAME#KEY` or `NAME@VERSION#KEY`."""
+        match = _REF.match(text.strip())
+        if match is None:
+            raise PlanError(
+                f"{text!r} is not a secret reference; write NAME, NAME@VERSION, NAME#KEY "
+                "or NAME@VERSION#KEY"
+            )
+        version_text = match.group("version")
+        version: int | None = None
+        if version_text is not None:
+            if not version_text.isdigit() or int(version_text) < 1:
+                raise PlanError(
+                    f"version {version_text!r} in {text!r} is not a whole number >= 1; "
+                    "write NAME@3, or NAME for the latest version"
+                )
+            version = int(version_text)
+        return cls(name=match.group("name"), version=version, key=match.group("key"))
+
+    @property
+    def fetch(self) -> SecretVersion:
+        """What must be read from Sakura for this reference (the key is applied locally)."""
+        return SecretVersion(self.name, self.version)
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.version is not None:
+            text += f"@{self.version}"
+        if self.key is not None:
+            text += f"#{self.key}"
+        return text
+
+
+@dataclass(frozen=True, order=True)
+class SecretVersion:
+    """A value as Sakura stores it: a name and a version, None meaning the latest."""
+
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file the init container writes: either one secret's value or a rendered template."""
+
+    name: str
+    mode: int
+    secret: SecretRef | None = None
+    template: str | None = None
+    template_refs: tuple[SecretRef, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_file_name(self.name)
+        if not 0 <= self.mode <= 0o777:
+            raise PlanError(f"mode {self.mode:o} of file {self.name!r} is not between 0 and 0777")
+        if (self.secret is None) == (self.template is None):
+            raise PlanError(f"file {self.name!r} needs exactly one of a secret or a template")
+
+    @property
+    def refs(self) -> tuple[SecretRef, ...]:
+        return (self.secret,) if self.secret is not None else self.template_refs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the init container needs to know, decided once at admission."""
+
+    files: tuple[FileSpec, ...]
+    directory: str
+    mode: Mode = "broker"
+    vault_id: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    format: int = field(default=PLAN_FORMAT)
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise PlanError("the plan names no file; add a secret-FILE or template-FILE annotation")
+        names = [f.name for f in self.files]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise PlanError(f"file {duplicates[0]!r} is written twice; give each file one source")
+        if self.vault_id is not None and not VAULT_ID.match(self.vault_id):
+            raise PlanError(f"vault id {self.vault_id!r} is not 12 digits")
+        if not self.directory.startswith("/"):
+            raise PlanError(f"directory {self.directory!r} is not an absolute path")
+        if self.mode not in ("broker", "direct"):
+            raise PlanError(f"mode {self.mode!r} is neither 'broker' nor 'direct'")
+        for label, ident in (("uid", self.uid), ("gid", self.gid)):
+            if ident is not None and (isinstance(ident, bool) or ident < 0):
+                raise PlanError(f"{label} {ident!r} is not a non-negative whole number")
+
+    def secrets(self) -> tuple[SecretVersion, ...]:
+        """The distinct values to read, sorted, so every pod of a rollout asks the same way."""
+        return tuple(sorted({ref.fetch for f in self.files for ref in f.refs}, key=_sort_key))
+
+    def to_json(self) -> str:
+        return json.dumps(_plan_to_dict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"the plan is not JSON ({exc.msg} at {exc.pos})") from None
+        return _plan_from_dict(data)
+
+
+def check_file_name(name: str) -> None:
+    if not FILE_NAME.match(name) or name in (".", ".."):
+        raise PlanError(
+            f"file name {name!r} is not a plain file name; use letters, digits, '.', '_' and '-' "
+            "(not starting with '.' or '-', no '/')"
+        )
+
+
+def _sort_key(v: SecretVersion) -> tuple[str, int]:
+    return (v.name, -1 if v.version is None else v.version)
+
+
+def _ref_to_dict(ref: SecretRef) -> dict[str, Any]:
+    return {"name": ref.name, "version": ref.version, "key": ref.key}
+
+
+def _plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "format": plan.format,
+        "directory": plan.directory,
+        "mode": plan.mode,
+        "vault_id": plan.vault_id,
+        "uid": plan.uid,
+        "gid": plan.gid,
+        "files": [
+            {
+                "name": f.name,
+                "mode": f.mode,
+                "secret": None if f.secret is None else _ref_to_dict(f.secret),
+                "template": f.template,
+                "template_refs": [_ref_to_dict(r) for r in f.template_refs],
+            }
+            for f in plan.files
+        ],
+    }
+
+
+def _plan_from_dict(data: Any) -> Plan:
+    if not isinstance(data, dict):
+        raise PlanError("the plan must be a JSON object")
+    if data.get("format") != PLAN_FORMAT:
+        raise PlanError(
+            f"plan format {data.get('format')!r} is not {PLAN_FORMAT}; "
+            "run the init image that matches the injector"
+        )
+    try:
+        files = tuple(
+            FileSpec(
+                name=f["name"],
+                mode=int(f["mode"]),
+                secret=None if f.get("secret") is None else SecretRef(**f["secret"]),
+                template=f.get("template"),
+                template_refs=tuple(SecretRef(**r) for r in f.get("template_refs", [])),
+            )
+            for f in data["files"]
+        )
+        return Plan(
+            files=files,
+            directory=data["directory"],
+            mode=data.get("mode", "broker"),
+            vault_id=data.get("vault_id"),
+            uid=data.get("uid"),
+            gid=data.get("gid"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, PlanError):
+            raise
+        raise PlanError(f"the plan is malformed: {exc!r}") from None
