@@ -1,0 +1,40 @@
+"""The admission-time checks the webhook awaits, and the denial every pipeline step may raise.
+
+The webhook core only knows this protocol; the real check (SubjectAccessReview per secret, one
+cached existence lookup) lives with the broker, and the offline preview passes one that does
+nothing. Keeping it injected is what keeps the admission pipeline pure and testable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from plan import Plan
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """A check's answer: a denial text (naming the missing grant) or admission with warnings."""
+
+    denial: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+class AdmissionCheck(Protocol):
+    """Decides whether `namespace/service_account` may read every secret of `plan`."""
+
+    async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome: ...
+
+
+class Denied(Exception):
+    """The pod is refused; the message names the annotation (or field) and the fix.
+
+    `code` is the HTTP-style status put into the AdmissionReview: 400 for invalid input,
+    403 for an authorization refusal.
+    """
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code

@@ -1,0 +1,63 @@
+"""What the webhook needs to know about its own deployment to build an injected pod."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_VAULT_ID = re.compile(r"^[0-9]{12}$")
+
+
+class SettingsError(ValueError):
+    """A setting of the injector is invalid; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The injector's own configuration, read once at start-up and passed explicitly.
+
+    `broker_url` and `broker_ca_pem` go into every broker-mode init container so it can
+    reach the injector over TLS; `sakura_endpoint` / `sakura_zone` are copied into
+    direct-mode init containers only (they talk to Sakura themselves).
+    """
+
+    image: str
+    broker_url: str
+    broker_ca_pem: str = ""
+    injector_namespace: str = "sakura-secrets"
+    default_vault_id: str | None = None
+    sakura_endpoint: str | None = None
+    sakura_zone: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    volume_size_limit: str = "8Mi"
+    """tmpfs size limit of the secrets volume; counted against the pod's memory."""
+    fallback_uid: int = 65532
+    """Owner of the files when no annotation or securityContext names one (distroless nonroot)."""
+
+    def __post_init__(self) -> None:
+        if not self.image.strip():
+            raise SettingsError(
+                "image is empty; set the init container image (same as the injector)"
+            )
+        if not self.broker_url.startswith("https://"):
+            raise SettingsError(
+                f"broker_url {self.broker_url!r} must be an https:// URL of the injector's Service"
+            )
+        if self.default_vault_id is not None and not _VAULT_ID.match(self.default_vault_id):
+            raise SettingsError(
+                f"default_vault_id {self.default_vault_id!r} is not a 12-digit Sakura vault ID"
+            )
+        if self.image_pull_policy not in PULL_POLICIES:
+            raise SettingsError(
+                f"image_pull_policy {self.image_pull_policy!r} is not one of "
+                f"{', '.join(PULL_POLICIES)}"
+            )
+        if not self.injector_namespace:
+            raise SettingsError(
+                "injector_namespace is empty; set the namespace the injector runs in"
+            )
+        if isinstance(self.fallback_uid, bool) or not 0 < self.fallback_uid < 2**31:
+            raise SettingsError(
+                f"fallback_uid {self.fallback_uid!r} must be a non-root uid (1..2^31-1)"
+            )
