@@ -1,0 +1,41 @@
+"""Sakura Cloud Secret Manager: configuration, an async client and its errors.
+
+Depends on httpx and the standard library only, so the init container can import it without
+the injector's dependencies (kubernetes, starlette).
+"""
+
+from sakura.client import SakuraClient, SecretInfo, Unveiled, VaultInfo
+from sakura.config import SakuraConfig
+from sakura.errors import (
+    BadResponse,
+    NotFound,
+    Rejected,
+    SakuraConfigError,
+    SakuraError,
+    Throttled,
+    Unauthorized,
+    Unavailable,
+)
+from sakura.jsonkey import KeyExtractionError, extract_key
+from sakura.ratelimit import RateLimiter
+from sakura.retry import Backoff
+
+__all__ = [
+    "Backoff",
+    "BadResponse",
+    "KeyExtractionError",
+    "NotFound",
+    "RateLimiter",
+    "Rejected",
+    "SakuraClient",
+    "SakuraConfig",
+    "SakuraConfigError",
+    "SakuraError",
+    "SecretInfo",
+    "Throttled",
+    "Unauthorized",
+    "Unavailable",
+    "Unveiled",
+    "VaultInfo",
+    "extract_key",
+]

@@ -1,0 +1,396 @@
+"""An async client for Sakura's Secret Manager: unveil, list, create and delete secrets.
+
+One pooled httpx.AsyncClient per endpoint, Basic auth, the SDK's headers, a client-side rate
+limiter, retries for safe calls only, and an overall deadline per call. Only httpx and the
+standard library are imported, so the init container can use it without the injector's deps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from sakura import wire
+from sakura.config import SakuraConfig
+from sakura.errors import (
+    BadResponse,
+    NotFound,
+    NotFoundKind,
+    Rejected,
+    SakuraError,
+    Throttled,
+    Unauthorized,
+    Unavailable,
+)
+from sakura.ratelimit import RateLimiter
+from sakura.retry import Backoff, is_retryable_status, parse_retry_after
+
+USER_AGENT = "sakura-secrets-injector/0.1 (+https://github.com/sakura-secrets-injector)"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unveiled:
+    """One secret version's value; repr leaves the value out."""
+
+    name: str
+    version: int
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    name: str
+    latest_version: int
+
+
+@dataclass(frozen=True)
+class VaultInfo:
+    id: str
+    name: str
+    description: str = ""
+    kms_key_id: str = ""
+    tags: tuple[str, ...] = ()
+    created_at: str = ""
+    modified_at: str = ""
+
+
+class SakuraClient:
+    """Talks to one Secret Manager endpoint; use as `async with SakuraClient(cfg) as c:`."""
+
+    def __init__(
+        self,
+        config: SakuraConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        deadline: float = 30.0,
+        timeout: float = 10.0,
+        max_retries: int = 6,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: bool | str = True,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self.deadline = deadline
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff if backoff is not None else Backoff()
+        self._secrets = (config.access_token, config.access_token_secret)
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url,
+            auth=httpx.BasicAuth(config.access_token, config.access_token_secret),
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "X-Requested-With": "XMLHttpRequest",
+                "X-Sakura-Bigint-As-Int": "1",
+                "User-Agent": USER_AGENT,
+            },
+            transport=transport,
+            verify=verify,
+            timeout=timeout,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"SakuraClient(base_url={self.config.base_url!r})"
+
+    async def __aenter__(self) -> SakuraClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def unveil(self, vault_id: str, name: str, version: int | None = None) -> Unveiled:
+        """Read a value: the latest version, or `version` when pinned. Safe to retry."""
+        label = name if version is None else f"{name}@{version}"
+        what = f"reading secret {label!r} from vault {vault_id}"
+        body: dict[str, Any] = {"Name": name}
+        if version is not None:
+            body["Version"] = version
+        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets/unveil"
+        try:
+            response = await self._call(
+                "POST",
+                path,
+                what,
+                json={"Secret": body},
+                retry=True,
+                missing=("secret", name),
+                vault_id=vault_id,
+            )
+        except NotFound as exc:
+            raise await self._explain_missing(exc, vault_id, name, version) from None
+        data = wire.json_object(response, what)
+        secret = data.get("Secret")
+        if not isinstance(secret, dict):
+            raise BadResponse(f"{what}: Sakura's answer has no object 'Secret'", status=200)
+        value = wire.field_of(secret, "Value", str, what, 200)
+        got = secret.get("Version")
+        if got is None and version is not None:
+            got = version
+        if not isinstance(got, int) or isinstance(got, bool):
+            raise BadResponse(f"{what}: Sakura's answer has no integer 'Version'", status=200)
+        return Unveiled(name=name, version=got, value=value)
+
+    async def list_secrets(self, vault_id: str) -> list[SecretInfo]:
+        """Names and latest versions of a vault's secrets (never values)."""
+        what = f"listing secrets of vault {vault_id}"
+        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets"
+        response = await self._call(
+            "GET", path, what, retry=True, missing=("vault", vault_id), vault_id=vault_id
+        )
+        items = wire.field_of(wire.json_object(response, what), "Secrets", list, what, 200)
+        result = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise BadResponse(f"{what}: an entry of 'Secrets' is not an object", status=200)
+            result.append(
+                SecretInfo(
+                    name=wire.field_of(item, "Name", str, what, 200),
+                    latest_version=wire.field_of(item, "LatestVersion", int, what, 200),
+                )
+            )
+        return result
+
+    async def list_vaults(self) -> list[VaultInfo]:
+        what = "listing vaults"
+        response = await self._call(
+            "GET", "/secretmanager/vaults", what, retry=True, missing=("vault", "")
+        )
+        items = wire.field_of(wire.json_object(response, what), "Vaults", list, what, 200)
+        result = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise BadResponse(f"{what}: an entry of 'Vaults' is not an object", status=200)
+            tags = item.get("Tags") or []
+            result.append(
+                VaultInfo(
+                    id=str(wire.field_of(item, "ID", (str, int), what, 200)),
+                    name=wire.field_of(item, "Name", str, what, 200),
+                    description=_str(item.get("Description")),
+                    kms_key_id=_str(item.get("KmsKeyID")),
+                    tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+                    created_at=_str(item.get("CreatedAt")),
+                    modified_at=_str(item.get("ModifiedAt")),
+                )
+            )
+        return result
+
+    async def create(self, vault_id: str, name: str, value: str) -> int:
+        """Store `value` as a new version of `name`; returns it. Never retried: not idempotent."""
+        what = f"creating a version of secret {name!r} in vault {vault_id}"
+        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets"
+        body = {"Secret": {"Name": name, "Value": value}}
+        response = await self._call(
+            "POST",
+            path,
+            what,
+            json=body,
+            retry=False,
+            missing=("vault", vault_id),
+            vault_id=vault_id,
+            sensitive=value,
+        )
+        data = wire.json_object(response, what)
+        secret = data.get("Secret")
+        if not isinstance(secret, dict):
+            raise BadResponse(f"{what}: Sakura's answer has no object 'Secret'", status=201)
+        version: int = wire.field_of(secret, "LatestVersion", int, what, response.status_code)
+        return version
+
+    async def delete(self, vault_id: str, name: str) -> None:
+        """Delete a secret with all its versions. Not retried (a retry would see 404)."""
+        what = f"deleting secret {name!r} from vault {vault_id}"
+        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets"
+        await self._call(
+            "DELETE",
+            path,
+            what,
+            json={"Secret": {"Name": name}},
+            retry=False,
+            missing=("secret", name),
+            vault_id=vault_id,
+        )
+
+    # -- the request loop ---------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        retry: bool,
+        missing: tuple[NotFoundKind, str],
+        vault_id: str | None = None,
+        sensitive: str = "",
+    ) -> httpx.Response:
+        """Send one request with rate limiting, retries (when `retry`) and the deadline."""
+        secrets = (*self._secrets, sensitive)
+        deadline_at = time.monotonic() + self.deadline
+        attempt = 0
+        while True:
+            remaining = deadline_at - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"{what}: no answer within the {self.deadline:g}s deadline")
+            if not await self.limiter.acquire(max_wait=remaining):
+                raise Throttled(
+                    f"{what}: the client-side rate limit ({self.limiter.per_minute:g}/min) "
+                    f"leaves no slot within the {self.deadline:g}s deadline",
+                    retry_after=None,
+                    status=None,
+                )
+            remaining = deadline_at - time.monotonic()
+            retry_after: float | None = None
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    timeout=max(0.001, min(self.timeout, remaining)),
+                )
+            except httpx.TimeoutException:
+                error: SakuraError = Unavailable(
+                    f"{what}: Sakura did not answer within {min(self.timeout, remaining):.3g}s"
+                    + _maybe_done(retry)
+                )
+                retryable = True
+            except httpx.TransportError as exc:
+                error = Unavailable(
+                    f"{what}: cannot reach {self.config.base_url} ({type(exc).__name__}: "
+                    f"{wire.scrub(str(exc), secrets)})" + _maybe_done(retry)
+                )
+                retryable = True
+            else:
+                if response.status_code < 400:
+                    return response
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                text = wire.error_text(response, secrets)
+                error = _error_for(response.status_code, what, text, retry_after, missing, vault_id)
+                retryable = is_retryable_status(response.status_code)
+            if not retry or not retryable or attempt >= self.max_retries:
+                raise error
+            delay = retry_after if retry_after is not None else self.backoff.delay(attempt)
+            if time.monotonic() + delay >= deadline_at:
+                raise _with_note(
+                    error,
+                    f" (gave up after {attempt + 1} attempts: the next retry in {delay:.3g}s "
+                    f"would pass the {self.deadline:g}s deadline)",
+                )
+            attempt += 1
+            log.debug(
+                "%s: attempt %d failed (%s), retrying in %.3gs",
+                what,
+                attempt,
+                error.status or type(error).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _explain_missing(
+        self, exc: NotFound, vault_id: str, name: str, version: int | None
+    ) -> NotFound:
+        """Tell a missing version from a missing secret; Sakura says 'not found' for both."""
+        if exc.kind != "secret" or version is None:
+            return exc
+        try:
+            secrets = await self.list_secrets(vault_id)
+        except SakuraError:
+            return NotFound(
+                f"secret {name!r} version {version} not found in vault {vault_id} "
+                f"(or the secret does not exist): {exc.sakura_text}",
+                kind="version",
+                name=f"{name}@{version}",
+            )
+        latest = next((s.latest_version for s in secrets if s.name == name), None)
+        if latest is None:
+            return exc
+        return NotFound(
+            f"secret {name!r} has no version {version} in vault {vault_id} "
+            f"(latest is {latest}): {exc.sakura_text}",
+            kind="version",
+            name=f"{name}@{version}",
+        )
+
+
+def _error_for(
+    status: int,
+    what: str,
+    text: str,
+    retry_after: float | None,
+    missing: tuple[NotFoundKind, str],
+    vault_id: str | None,
+) -> SakuraError:
+    """Map an HTTP error status to the error a user can act on."""
+    said = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+    error: SakuraError
+    if status == 401:
+        error = Unauthorized(
+            f"{what}: Sakura refused the credentials ({said}); check SAKURA_ACCESS_TOKEN "
+            "and SAKURA_ACCESS_TOKEN_SECRET",
+            status=status,
+        )
+    elif status == 403:
+        error = Unauthorized(
+            f"{what}: the access token may not do this ({said}); grant it Secret Manager access",
+            status=status,
+        )
+    elif status == 404:
+        kind, name = missing
+        lowered = text.lower()
+        if vault_id is not None and "vault" in lowered and "secret" not in lowered:
+            kind, name = "vault", vault_id
+        subject = f"vault {name}" if kind == "vault" else f"secret {name!r}"
+        where = "" if kind == "vault" or vault_id is None else f" in vault {vault_id}"
+        error = NotFound(f"{what}: {subject} not found{where} ({said})", kind=kind, name=name)
+    elif status == 429:
+        wait = "" if retry_after is None else f"; Sakura asks to retry after {retry_after:g}s"
+        error = Throttled(
+            f"{what}: Sakura is throttling requests ({said}){wait}",
+            retry_after=retry_after,
+            status=status,
+        )
+    elif status >= 500:
+        error = Unavailable(f"{what}: Sakura failed ({said})", status=status)
+    else:
+        error = Rejected(f"{what}: Sakura rejected the request ({said})", status=status)
+    error.sakura_text = text
+    return error
+
+
+def _with_note(error: SakuraError, note: str) -> SakuraError:
+    error.args = (error.message + note,)
+    return error
+
+
+def _maybe_done(retry: bool) -> str:
+    """A call that is not retried may still have taken effect: say so."""
+    return "" if retry else "; it may or may not have taken effect, list the secrets to check"
+
+
+def _segment(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""

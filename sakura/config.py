@@ -1,0 +1,146 @@
+"""Where the client's credentials and endpoint come from: the official env vars and profiles.
+
+Precedence, field by field: environment variables (new `SAKURA_*` name, then the legacy
+`SAKURACLOUD_*` name; the first non-empty wins), then the usacloud profile, then defaults
+(zone tk1a, the zone's public URL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sakura.errors import SakuraConfigError
+
+DEFAULT_ZONE = "tk1a"
+BASE_URL_TEMPLATE = "https://secure.sakura.ad.jp/cloud/zone/{zone}/api/cloud/1.1"
+_ZONE = re.compile(r"^[a-z0-9-]{1,32}$")
+
+ENV_ACCESS_TOKEN = ("SAKURA_ACCESS_TOKEN", "SAKURACLOUD_ACCESS_TOKEN")
+ENV_ACCESS_TOKEN_SECRET = ("SAKURA_ACCESS_TOKEN_SECRET", "SAKURACLOUD_ACCESS_TOKEN_SECRET")
+ENV_ZONE = ("SAKURA_ZONE", "SAKURACLOUD_ZONE")
+ENV_ENDPOINT = ("SAKURA_ENDPOINTS_SECRETMANAGER", "SAKURACLOUD_ENDPOINTS_SECRETMANAGER")
+ENV_PROFILE = ("SAKURA_PROFILE", "SAKURACLOUD_PROFILE", "USACLOUD_PROFILE")
+ENV_PROFILE_DIR = ("SAKURA_PROFILE_DIR", "SAKURACLOUD_PROFILE_DIR", "USACLOUD_PROFILE_DIR")
+
+
+def base_url_for_zone(zone: str) -> str:
+    if not _ZONE.match(zone):
+        raise SakuraConfigError(f"zone {zone!r} is not a Sakura zone name such as tk1a or is1a")
+    return BASE_URL_TEMPLATE.format(zone=zone)
+
+
+@dataclass(frozen=True)
+class SakuraConfig:
+    """Credentials and endpoint of one Secret Manager account; repr never shows credentials."""
+
+    access_token: str = field(repr=False)
+    access_token_secret: str = field(repr=False)
+    base_url: str = ""
+    zone: str = DEFAULT_ZONE
+
+    def __post_init__(self) -> None:
+        base = self.base_url or base_url_for_zone(self.zone)
+        if not base.startswith(("http://", "https://")):
+            raise SakuraConfigError(
+                f"Secret Manager endpoint {base!r} must start with http:// or https://"
+            )
+        if "@" in base.split("/")[2]:
+            raise SakuraConfigError(
+                "the Secret Manager endpoint must not carry credentials; "
+                "set SAKURA_ACCESS_TOKEN and SAKURA_ACCESS_TOKEN_SECRET instead"
+            )
+        object.__setattr__(self, "base_url", base.rstrip("/"))
+
+    def __repr__(self) -> str:
+        return f"SakuraConfig(base_url={self.base_url!r}, zone={self.zone!r}, credentials=<hidden>)"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SakuraConfig:
+        """Read the official environment variables, then the usacloud profile."""
+        source: Mapping[str, str] = os.environ if env is None else env
+        profile = _load_profile(source, use_real_home=env is None)
+        token = _first(source, ENV_ACCESS_TOKEN) or _text(profile, "AccessToken")
+        secret = _first(source, ENV_ACCESS_TOKEN_SECRET) or _text(profile, "AccessTokenSecret")
+        zone = _first(source, ENV_ZONE) or _text(profile, "Zone") or DEFAULT_ZONE
+        endpoint = _first(source, ENV_ENDPOINT) or _profile_endpoint(profile)
+        missing = [
+            f"{names[0]} (or {names[1]})"
+            for names, value in ((ENV_ACCESS_TOKEN, token), (ENV_ACCESS_TOKEN_SECRET, secret))
+            if not value
+        ]
+        if missing:
+            raise SakuraConfigError(
+                "Sakura credentials are missing: set "
+                + " and ".join(missing)
+                + ", or name a usacloud profile with SAKURA_PROFILE"
+            )
+        return cls(access_token=token, access_token_secret=secret, base_url=endpoint, zone=zone)
+
+
+def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return ""
+
+
+def _text(profile: Mapping[str, Any], key: str) -> str:
+    value = profile.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _profile_endpoint(profile: Mapping[str, Any]) -> str:
+    """`Endpoints` maps service names to URLs, e.g. {"secretmanager": "http://..."}."""
+    endpoints = profile.get("Endpoints")
+    if not isinstance(endpoints, dict):
+        return ""
+    for name, url in endpoints.items():
+        if isinstance(name, str) and name.lower() == "secretmanager" and isinstance(url, str):
+            return url.strip()
+    return ""
+
+
+def _load_profile(env: Mapping[str, str], *, use_real_home: bool) -> Mapping[str, Any]:
+    named = _first(env, ENV_PROFILE)
+    directory = _first(env, ENV_PROFILE_DIR)
+    if directory:
+        root = Path(directory)
+    elif env.get("HOME"):
+        root = Path(env["HOME"]) / ".usacloud"
+    elif use_real_home:
+        root = Path.home() / ".usacloud"
+    else:
+        return {}
+    name = named or _current_profile(root)
+    path = root / name / "config.json"
+    if not path.is_file():
+        if named:
+            raise SakuraConfigError(f"usacloud profile {name!r} not found: {path} does not exist")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # The reason only: a JSON error message could quote the file's content.
+        raise SakuraConfigError(
+            f"usacloud profile {path} cannot be read ({type(exc).__name__})"
+        ) from None
+    if not isinstance(data, dict):
+        raise SakuraConfigError(f"usacloud profile {path} is not a JSON object")
+    return data
+
+
+def _current_profile(root: Path) -> str:
+    try:
+        name = (root / "current").read_text(encoding="utf-8").strip()
+    except OSError:
+        return "default"
+    if not name or "/" in name or name in (".", ".."):
+        return "default"
+    return name
