@@ -1,0 +1,129 @@
+"""What the init container is told: the environment the webhook wired into it.
+
+Broker mode (the default): the plan, the broker's URL and CA, and the projected token file.
+Direct mode (annotation credentials-secret): the plan and the official Sakura env variables.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plan import Plan, PlanError
+from sakura import SakuraConfig, SakuraConfigError
+from sidecar.errors import BadPlan, ConfigError
+from sidecar.termination import DEFAULT_PATH
+
+ENV_PLAN = "SAKURA_SECRETS_PLAN"
+ENV_BROKER_URL = "SAKURA_SECRETS_BROKER_URL"
+ENV_BROKER_CA = "SAKURA_SECRETS_BROKER_CA"
+ENV_TOKEN_FILE = "SAKURA_SECRETS_TOKEN_FILE"  # noqa: S105 - a variable name
+ENV_DEADLINE = "SAKURA_SECRETS_DEADLINE"
+ENV_TERMINATION_LOG = "SAKURA_SECRETS_TERMINATION_LOG"
+
+DEFAULT_TOKEN_FILE = "/var/run/secrets/sakura-secrets.io/token"  # noqa: S105 - a path
+DEFAULT_DEADLINE = 60.0
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker is and how to trust and authenticate to it."""
+
+    url: str
+    ssl_context: ssl.SSLContext = field(repr=False)
+    token_file: Path
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """Everything one run needs; exactly one of `broker` and `sakura` is set, per plan.mode."""
+
+    plan: Plan
+    deadline: float
+    broker: BrokerSettings | None = None
+    sakura: SakuraConfig | None = None
+
+
+def termination_log_path(env: Mapping[str, str]) -> str:
+    """Known before anything else is read, so even a bad environment is reported."""
+    return env.get(ENV_TERMINATION_LOG, "").strip() or DEFAULT_PATH
+
+
+def load(env: Mapping[str, str]) -> FetchConfig:
+    plan = load_plan(env)
+    deadline = load_deadline(env)
+    if plan.vault_id is None:
+        raise BadPlan(
+            "the plan names no vault; set the sakura-secrets.io/vault-id annotation "
+            "or the injector's default vault"
+        )
+    if plan.mode == "direct":
+        try:
+            sakura = SakuraConfig.from_env(env)
+        except SakuraConfigError as exc:
+            raise ConfigError(
+                f"direct mode (credentials-secret): {exc.message}; check that the Secret named "
+                "by sakura-secrets.io/credentials-secret holds SAKURA_ACCESS_TOKEN and "
+                "SAKURA_ACCESS_TOKEN_SECRET"
+            ) from None
+        return FetchConfig(plan=plan, deadline=deadline, sakura=sakura)
+    return FetchConfig(plan=plan, deadline=deadline, broker=load_broker(env))
+
+
+def load_plan(env: Mapping[str, str]) -> Plan:
+    text = env.get(ENV_PLAN, "")
+    if not text.strip():
+        raise BadPlan(
+            f"{ENV_PLAN} is not set; this container is meant to be injected by "
+            "sakura-secrets-injector, which writes the plan"
+        )
+    try:
+        return Plan.from_json(text)
+    except PlanError as exc:
+        raise BadPlan(f"{ENV_PLAN}: {exc}") from None
+
+
+def load_deadline(env: Mapping[str, str]) -> float:
+    text = env.get(ENV_DEADLINE, "").strip()
+    if not text:
+        return DEFAULT_DEADLINE
+    try:
+        deadline = float(text)
+    except ValueError:
+        deadline = math.nan
+    if not (math.isfinite(deadline) and deadline > 0):
+        raise ConfigError(f"{ENV_DEADLINE}={text!r} is not a positive number of seconds, e.g. 60")
+    return deadline
+
+
+def load_broker(env: Mapping[str, str]) -> BrokerSettings:
+    url = env.get(ENV_BROKER_URL, "").strip().rstrip("/")
+    if not url:
+        raise ConfigError(
+            f"{ENV_BROKER_URL} is not set; broker mode needs the injector's URL "
+            "(the webhook sets it from its --broker-url setting)"
+        )
+    if not url.startswith("https://"):
+        raise ConfigError(
+            f"{ENV_BROKER_URL}={url!r} must start with https://; the token and the values "
+            "never travel in clear text"
+        )
+    token_file = Path(env.get(ENV_TOKEN_FILE, "").strip() or DEFAULT_TOKEN_FILE)
+    return BrokerSettings(url=url, ssl_context=broker_ssl_context(env), token_file=token_file)
+
+
+def broker_ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
+    """Trust only the CA the webhook handed over; the system store only if none was given."""
+    pem = env.get(ENV_BROKER_CA, "").strip()
+    if not pem:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(
+            f"{ENV_BROKER_CA} is not a PEM certificate ({type(exc).__name__}); the webhook "
+            "copies it from the injector's CA, check the injector's --broker-ca setting"
+        ) from None

@@ -1,0 +1,70 @@
+"""The one line Kubernetes shows for a failed init container (`kubectl describe pod`).
+
+Written to the termination-message file and to stderr. Reasons are built without values; as a
+second guard every fetched value (and every extracted key value) is cut out of the line anyway.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+DEFAULT_PATH = "/dev/termination-log"
+# Kubernetes keeps at most 4096 bytes of a termination message; one line stays well below.
+MAX_LENGTH = 1024
+# Shorter values would cut ordinary words out of the message; they are not worth hiding.
+MIN_REDACTED_LENGTH = 4
+PREFIX = "sakura-secrets-init: "
+
+
+def one_line(reason: str, secrets: Iterable[str] = ()) -> str:
+    """Collapse whitespace, hide any secret value, cap the length."""
+    text = " ".join(reason.split())
+    for value in sorted(set(secrets), key=len, reverse=True):
+        if len(value) >= MIN_REDACTED_LENGTH:
+            text = text.replace(value, "<redacted>")
+    text = PREFIX + text
+    if len(text) > MAX_LENGTH:
+        text = text[: MAX_LENGTH - 3] + "..."
+    return text
+
+
+def report(
+    reason: str, *, path: str, secrets: Iterable[str] = (), stderr: TextIO | None = None
+) -> str:
+    """Write the line to `path` (best effort: it may not exist outside a pod) and to stderr."""
+    line = one_line(reason, secrets)
+    try:
+        with open(path, "w", encoding="utf-8") as sink:
+            sink.write(line + "\n")
+    except OSError:
+        pass
+    print(line, file=stderr or sys.stderr, flush=True)
+    return line
+
+
+def secret_texts(values: Iterable[str]) -> set[str]:
+    """Every text that must not be shown: each value and, for JSON objects, each key's value."""
+    texts: set[str] = set()
+    for value in values:
+        texts.add(value)
+        texts.update(_key_values(value))
+    return texts
+
+
+def _key_values(value: str) -> list[str]:
+    import json  # only on the failure path
+
+    try:
+        data = json.loads(value)
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [
+        item
+        if isinstance(item, str)
+        else json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+        for item in data.values()
+    ]
