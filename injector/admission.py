@@ -1,0 +1,175 @@
+"""AdmissionReview (admission.k8s.io/v1) in, AdmissionReview out: the webhook's pipeline.
+
+One straight line with early returns: decode the review, decide whether to inject, parse the
+annotations into a plan, resolve the files' owner, run the admission check, build the new pod,
+diff it into a JSON patch. Any step may deny with a message naming what to fix. There are no
+side effects here, so a dryRun request gets exactly the answer a real one would.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from typing import Any
+
+import jsonpatch
+
+from injector.annotations import parse_annotations
+from injector.checks import AdmissionCheck, Denied
+from injector.mutation import fit, inject
+from injector.pod.ownership import resolve_owner
+from injector.selection import skip_reason
+from injector.settings import WebhookSettings
+
+API_VERSION = "admission.k8s.io/v1"
+
+
+class MalformedReview(ValueError):
+    """The body is not an AdmissionReview we can answer; the server maps this to HTTP 400."""
+
+
+async def review(
+    body: bytes, *, settings: WebhookSettings, check: AdmissionCheck
+) -> dict[str, Any]:
+    """Answer one AdmissionReview; raises MalformedReview, never anything for a bad pod."""
+    request = _decode(body)
+    uid: str = request["uid"]
+    kind = request["kind"]
+    if (
+        request["operation"] != "CREATE"
+        or kind.get("group", "") != ""
+        or kind.get("kind") != "Pod"
+        or request.get("subResource")
+    ):
+        return _answer(uid, {"allowed": True})
+    pod = _pod(request)
+    namespace = _namespace(request, pod)
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    warnings: list[str] = []
+    try:
+        if skip_reason(annotations, namespace, settings) is not None:
+            return _answer(uid, {"allowed": True})
+        injection = parse_annotations(annotations, settings)
+        spec = pod["spec"]
+        targets = fit(spec, injection.options)
+        owner = resolve_owner(
+            spec,
+            targets,
+            run_as_user=injection.options.run_as_user,
+            run_as_group=injection.options.run_as_group,
+            fallback_uid=settings.fallback_uid,
+        )
+        warnings += owner.warnings
+        plan = dataclasses.replace(injection.plan, uid=owner.uid, gid=owner.gid)
+        service_account = spec.get("serviceAccountName") or "default"
+        outcome = await check(namespace, service_account, plan)
+        warnings += outcome.warnings
+        if outcome.denial is not None:
+            raise Denied(outcome.denial, code=403)
+        new_pod = inject(pod, plan, injection.options, targets, settings)
+    except Denied as denied:
+        return _answer(
+            uid,
+            {"allowed": False, "status": {"code": denied.code, "message": denied.message}},
+            warnings,
+        )
+    patch = jsonpatch.make_patch(pod, new_pod).patch
+    encoded = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+    return _answer(uid, {"allowed": True, "patchType": "JSONPatch", "patch": encoded}, warnings)
+
+
+def _answer(
+    uid: str, response: dict[str, Any], warnings: list[str] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"uid": uid, **response}
+    if warnings:
+        body["warnings"] = list(dict.fromkeys(warnings))
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": body}
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedReview(f"the body is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise MalformedReview("the body is not a JSON object")
+    if document.get("apiVersion") != API_VERSION or document.get("kind") != "AdmissionReview":
+        raise MalformedReview(
+            f"expected an AdmissionReview of apiVersion {API_VERSION}, got kind "
+            f"{document.get('kind')!r} apiVersion {document.get('apiVersion')!r}; "
+            "set admissionReviewVersions: [v1] in the webhook configuration"
+        )
+    request = document.get("request")
+    if not isinstance(request, dict):
+        raise MalformedReview("the AdmissionReview has no request object")
+    if not isinstance(request.get("uid"), str) or not request["uid"]:
+        raise MalformedReview("request.uid is missing or not a string")
+    if not isinstance(request.get("kind"), dict):
+        raise MalformedReview("request.kind is missing or not an object")
+    if not isinstance(request.get("operation"), str):
+        raise MalformedReview("request.operation is missing or not a string")
+    return request
+
+
+def _namespace(request: dict[str, Any], pod: dict[str, Any]) -> str:
+    namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise MalformedReview("request.namespace is missing: pods are namespaced")
+    return namespace
+
+
+def _pod(request: dict[str, Any]) -> dict[str, Any]:
+    """request.object, checked to have the shape the pipeline reads (types, not semantics)."""
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        raise MalformedReview("request.object is missing or not an object")
+    metadata = _optional(pod, "metadata", dict, "request.object")
+    if metadata is not None:
+        annotations = _optional(metadata, "annotations", dict, "request.object.metadata")
+        if annotations is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+        ):
+            raise MalformedReview("request.object.metadata.annotations must map strings to strings")
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        raise MalformedReview("request.object.spec is missing or not an object")
+    _optional(spec, "serviceAccountName", str, "spec")
+    _security_context(spec, "spec", pod_level=True)
+    for item in _list_of_objects(spec, "volumes", "spec"):
+        _optional(item, "name", str, "spec.volumes[]")
+    for field in ("containers", "initContainers"):
+        for index, container in enumerate(_list_of_objects(spec, field, "spec")):
+            where = f"spec.{field}[{index}]"
+            if not isinstance(container.get("name"), str):
+                raise MalformedReview(f"{where}.name is missing or not a string")
+            _security_context(container, where, pod_level=False)
+            for mount in _list_of_objects(container, "volumeMounts", where):
+                if not isinstance(mount.get("mountPath"), str):
+                    raise MalformedReview(f"{where}.volumeMounts[].mountPath is not a string")
+    return pod
+
+
+def _security_context(owner: dict[str, Any], where: str, *, pod_level: bool) -> None:
+    context = _optional(owner, "securityContext", dict, where)
+    if context is None:
+        return
+    for field in ("runAsUser", "runAsGroup", *(("fsGroup",) if pod_level else ())):
+        value = context.get(field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise MalformedReview(f"{where}.securityContext.{field} is not an integer")
+
+
+def _optional(owner: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = owner.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise MalformedReview(f"{where}.{key} is not of type {kind.__name__}")
+    return value
+
+
+def _list_of_objects(owner: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    value = _optional(owner, key, list, where) or []
+    if not all(isinstance(item, dict) for item in value):
+        raise MalformedReview(f"{where}.{key} must be a list of objects")
+    return value

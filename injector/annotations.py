@@ -1,0 +1,331 @@
+"""Pod annotations -> a typed, validated Plan plus the options that shape the pod.
+
+Every invalid input of the contract becomes a `Denied` whose message names the annotation and
+the fix, so `kubectl apply` tells the user what to change. Nothing here looks at the pod's
+containers; that is `pod/` (mounts, ownership), which needs the options parsed here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from injector.checks import Denied
+from injector.pod.resources import Resources, parse_quantity
+from injector.pod.volumes import TOKEN_DIRECTORY
+from injector.settings import WebhookSettings
+from plan import FileSpec, Plan, PlanError, SecretRef, check_file_name, template_refs
+
+PREFIX = "sakura-secrets.io/"
+STATUS = PREFIX + "status"
+STATUS_INJECTED = "injected"
+INJECT = PREFIX + "inject"
+
+DEFAULT_MOUNT_PATH = "/sakura/secrets"
+DEFAULT_FILE_MODE = 0o400
+
+_FIXED_KEYS = (
+    "inject",
+    "vault-id",
+    "mount-path",
+    "containers",
+    "file-mode",
+    "run-as-user",
+    "run-as-group",
+    "init-first",
+    "refresh-interval",
+    "credentials-secret",
+    "cpu-request",
+    "cpu-limit",
+    "memory-request",
+    "memory-limit",
+    "status",
+)
+_FILE_KEYS = ("secret-", "template-", "file-mode-")
+_VAULT_ID = re.compile(r"^[0-9]{12}$")
+_MODE = re.compile(r"^0?[0-7]{3}$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_MAX_ID = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class PodOptions:
+    """How the pod is changed, as opposed to what the init container fetches (the Plan)."""
+
+    mount_path: str = DEFAULT_MOUNT_PATH
+    containers: tuple[str, ...] | None = None
+    """App containers that get the mount; None means all of them."""
+    init_first: bool = True
+    credentials_secret: str | None = None
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    resources: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """The parsed annotations: the plan (owner not yet resolved) and the pod options."""
+
+    plan: Plan
+    options: PodOptions
+
+
+def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings) -> Injection:
+    """Read every `sakura-secrets.io/` annotation; raise Denied on the first invalid one."""
+    ours = {k[len(PREFIX) :]: v for k, v in annotations.items() if k.startswith(PREFIX)}
+    for key in sorted(ours):
+        _check_known(key)
+    if "refresh-interval" in ours:
+        raise Denied(
+            f"annotation {PREFIX}refresh-interval: refresh-interval (rotation sidecar) is not "
+            "supported yet; remove the annotation (the init container fetches the files once "
+            "at pod start)"
+        )
+    status = ours.get("status")
+    if status is not None and status != STATUS_INJECTED:
+        raise Denied(
+            f"annotation {STATUS}: {status!r} is not a value you can set; the injector writes "
+            "this annotation itself, remove it"
+        )
+
+    credentials_secret = _credentials_secret(ours.get("credentials-secret"))
+    options = PodOptions(
+        mount_path=_mount_path(ours.get("mount-path", DEFAULT_MOUNT_PATH)),
+        containers=_containers(ours.get("containers")),
+        init_first=_boolean("init-first", ours.get("init-first", "true")),
+        credentials_secret=credentials_secret,
+        run_as_user=_identity("run-as-user", ours.get("run-as-user")),
+        run_as_group=_identity("run-as-group", ours.get("run-as-group")),
+        resources=_resources(ours),
+    )
+    files = _files(ours)
+    vault_id = _vault_id(ours.get("vault-id"), settings)
+    try:
+        plan = Plan(
+            files=files,
+            directory=options.mount_path,
+            mode="direct" if credentials_secret is not None else "broker",
+            vault_id=vault_id,
+        )
+    except PlanError as exc:
+        raise Denied(f"annotations {PREFIX}*: {exc}") from None
+    return Injection(plan=plan, options=options)
+
+
+def _check_known(key: str) -> None:
+    if key in _FIXED_KEYS or any(key.startswith(p) and len(key) > len(p) for p in _FILE_KEYS):
+        return
+    if key in ("secret", "template", "secret-", "template-"):
+        stem = key.rstrip("-")
+        raise Denied(
+            f"annotation {PREFIX}{key} names no file; write {PREFIX}{stem}-FILE, "
+            f"e.g. {PREFIX}{stem}-db-password"
+        )
+    rest = key.split("-", 1)[1] if "-" in key else key
+    candidates = [*_FIXED_KEYS, *(p + rest for p in _FILE_KEYS)]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    hint = f"did you mean {PREFIX}{close[0]}? " if close else ""
+    raise Denied(
+        f"annotation {PREFIX}{key} is not a known annotation; {hint}known keys: "
+        f"{', '.join(_FIXED_KEYS[:-1])}, secret-FILE, template-FILE, file-mode-FILE"
+    )
+
+
+def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
+    sources: dict[str, tuple[str, SecretRef | None, str | None, tuple[SecretRef, ...]]] = {}
+    for key in sorted(ours):
+        value = ours[key]
+        for prefix in ("secret-", "template-"):
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :]
+            _file_name(key, name)
+            if name in sources:
+                raise Denied(
+                    f"annotations {PREFIX}{sources[name][0]} and {PREFIX}{key} both write file "
+                    f"{name!r}; keep one of them"
+                )
+            if prefix == "secret-":
+                sources[name] = (key, _secret_ref(key, value), None, ())
+            else:
+                sources[name] = (key, None, value, _template_refs(key, value))
+    if not sources:
+        raise Denied(
+            f"annotation {INJECT} is 'true' but no file is requested; add "
+            f'{PREFIX}secret-FILE: "NAME" (or template-FILE) for each file to write'
+        )
+    default_mode = _mode("file-mode", ours.get("file-mode"), DEFAULT_FILE_MODE)
+    for key in ours:
+        if key.startswith("file-mode-") and key[len("file-mode-") :] not in sources:
+            raise Denied(
+                f"annotation {PREFIX}{key} sets the mode of file "
+                f"{key[len('file-mode-') :]!r}, which no secret-FILE or template-FILE "
+                f"annotation writes; files: {', '.join(sorted(sources))}"
+            )
+    files = []
+    for name, (_, secret, template, refs) in sorted(sources.items()):
+        mode = _mode(f"file-mode-{name}", ours.get(f"file-mode-{name}"), default_mode)
+        files.append(
+            FileSpec(name=name, mode=mode, secret=secret, template=template, template_refs=refs)
+        )
+    return tuple(files)
+
+
+def _file_name(key: str, name: str) -> None:
+    try:
+        check_file_name(name)
+    except PlanError as exc:
+        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+
+
+def _secret_ref(key: str, value: str) -> SecretRef:
+    try:
+        return SecretRef.parse(value)
+    except PlanError as exc:
+        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+
+
+def _template_refs(key: str, value: str) -> tuple[SecretRef, ...]:
+    try:
+        return template_refs(value)
+    except PlanError as exc:
+        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+
+
+def _mode(key: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    text = value.strip()
+    if not _MODE.match(text):
+        raise Denied(
+            f"annotation {PREFIX}{key}: {value!r} is not an octal file mode; write e.g. "
+            '"0400" (owner read) or "0440" (owner and group read)'
+        )
+    mode = int(text, 8)
+    if not mode & 0o444:
+        raise Denied(
+            f"annotation {PREFIX}{key}: mode {text} lets no one read the file; "
+            'add a read bit, e.g. "0400"'
+        )
+    return mode
+
+
+def _vault_id(value: str | None, settings: WebhookSettings) -> str:
+    if value is not None:
+        if not _VAULT_ID.match(value.strip()):
+            raise Denied(
+                f"annotation {PREFIX}vault-id: {value!r} is not a Sakura vault ID; "
+                'write its 12 digits, e.g. "123456789012"'
+            )
+        return value.strip()
+    if settings.default_vault_id is None:
+        raise Denied(
+            f"no vault: set the annotation {PREFIX}vault-id to the 12-digit Sakura vault ID, "
+            "or give the injector a default vault (its default_vault_id setting)"
+        )
+    return settings.default_vault_id
+
+
+def _mount_path(value: str) -> str:
+    path = value.strip()
+    what: str | None = None
+    segments = path.rstrip("/").split("/")[1:]
+    if not path.startswith("/"):
+        what = "is not an absolute path"
+    elif path.rstrip("/") == "":
+        what = "is the root directory"
+    elif any(s in ("", ".", "..") for s in segments):
+        what = "has an empty, '.' or '..' segment"
+    elif any(c.isspace() or c in ":\\" or not c.isprintable() for c in path):
+        what = "contains whitespace, ':' or '\\'"
+    if what is not None:
+        raise Denied(
+            f"annotation {PREFIX}mount-path: {value!r} {what}; write an absolute directory such "
+            f"as {DEFAULT_MOUNT_PATH}"
+        )
+    path = posixpath.normpath(path)
+    if path == TOKEN_DIRECTORY or path.startswith(TOKEN_DIRECTORY + "/"):
+        raise Denied(
+            f"annotation {PREFIX}mount-path: {path} is where the injector mounts its token; "
+            f"choose another directory such as {DEFAULT_MOUNT_PATH}"
+        )
+    return path
+
+
+def _containers(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if not names:
+        raise Denied(
+            f"annotation {PREFIX}containers is empty; list app container names separated by "
+            "commas, or remove it to mount into every app container"
+        )
+    return names
+
+
+def _boolean(key: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        raise Denied(f'annotation {PREFIX}{key}: {value!r} is not "true" or "false"')
+    return text == "true"
+
+
+def _identity(key: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or int(text) > _MAX_ID:
+        raise Denied(
+            f"annotation {PREFIX}{key}: {value!r} is not a numeric id; write a number such as "
+            '"1000" (names are not resolved)'
+        )
+    ident = int(text)
+    if key == "run-as-user" and ident == 0:
+        raise Denied(
+            f"annotation {PREFIX}run-as-user: the init container must not run as root (uid 0); "
+            "set a non-root uid (an app running as root can still read the files)"
+        )
+    return ident
+
+
+def _credentials_secret(value: str | None) -> str | None:
+    if value is None:
+        return None
+    name = value.strip()
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        raise Denied(
+            f"annotation {PREFIX}credentials-secret: {value!r} is not a Secret name; use "
+            "lowercase letters, digits, '-' and '.' (at most 253 characters)"
+        )
+    return name
+
+
+def _resources(ours: Mapping[str, str]) -> Resources:
+    defaults = Resources()
+    chosen: dict[str, str] = {}
+    amounts = {}
+    for key in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
+        attr = key.replace("-", "_")
+        text = ours.get(key, getattr(defaults, attr)).strip()
+        try:
+            amounts[key] = parse_quantity(text)
+        except ValueError as exc:
+            raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+        chosen[attr] = text
+    for kind in ("cpu", "memory"):
+        request, limit = amounts[f"{kind}-request"], amounts[f"{kind}-limit"]
+        if request > limit:
+            given = [k for k in (f"{kind}-request", f"{kind}-limit") if k in ours]
+            raise Denied(
+                f"annotation {PREFIX}{given[0]}: the {kind} request "
+                f"{chosen[kind + '_request']} exceeds the {kind} limit {chosen[kind + '_limit']}"
+                f"{'' if f'{kind}-limit' in ours else ' (the default)'}; "
+                f"set {PREFIX}{kind}-limit at least as high as {PREFIX}{kind}-request"
+            )
+    return Resources(**chosen)

@@ -1,0 +1,69 @@
+"""The init container: fetches the plan's secrets into the tmpfs, then exits.
+
+It carries the plan as data (never annotations to re-parse), runs as the files' owner with
+nothing it does not need, and in broker mode reaches the injector with its projected token;
+in direct mode it gets Sakura credentials from the user's Secret instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from injector.annotations import PodOptions
+from injector.pod.volumes import SECRETS_VOLUME, TOKEN_DIRECTORY, TOKEN_FILE, TOKEN_VOLUME
+from injector.settings import WebhookSettings
+from plan import Plan
+
+INIT_CONTAINER = "sakura-secrets-init"
+COMMAND = ("python", "-m", "sidecar")
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+def init_container(plan: Plan, options: PodOptions, settings: WebhookSettings) -> dict[str, Any]:
+    """Build the container; `plan.uid`/`plan.gid` must already be resolved."""
+    if plan.uid is None or plan.gid is None:
+        raise ValueError("the plan's owner must be resolved before building the init container")
+    mounts: list[dict[str, Any]] = [{"name": SECRETS_VOLUME, "mountPath": plan.directory}]
+    if plan.mode == "broker":
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIRECTORY, "readOnly": True})
+    return {
+        "name": INIT_CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(COMMAND),
+        "env": _env(plan, options, settings),
+        "resources": options.resources.to_dict(),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": plan.uid,
+            "runAsGroup": plan.gid,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+    }
+
+
+def _env(plan: Plan, options: PodOptions, settings: WebhookSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": "SAKURA_SECRETS_PLAN", "value": plan.to_json()}]
+    if plan.mode == "broker":
+        env += [
+            {"name": "SAKURA_SECRETS_BROKER_URL", "value": settings.broker_url},
+            {"name": "SAKURA_SECRETS_BROKER_CA", "value": settings.broker_ca_pem},
+            {"name": "SAKURA_SECRETS_TOKEN_FILE", "value": TOKEN_FILE},
+        ]
+        return env
+    secret = options.credentials_secret
+    if secret is None:
+        raise ValueError("direct mode needs the credentials Secret's name")
+    for key in ("SAKURA_ACCESS_TOKEN", "SAKURA_ACCESS_TOKEN_SECRET"):
+        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    if settings.sakura_endpoint:
+        env.append({"name": "SAKURA_ENDPOINTS_SECRETMANAGER", "value": settings.sakura_endpoint})
+    if settings.sakura_zone:
+        env.append({"name": "SAKURA_ZONE", "value": settings.sakura_zone})
+    return env
