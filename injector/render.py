@@ -1,0 +1,126 @@
+"""Offline preview: the pod the webhook would admit, or its denial, without a cluster.
+
+It runs the very same `review` on a synthetic AdmissionReview, with a check that does not
+reach Kubernetes or Sakura and says so in a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import jsonpatch
+import yaml
+
+from injector.admission import MalformedReview, review
+from injector.checks import CheckOutcome, Denied
+from injector.selection import skip_reason
+from injector.settings import WebhookSettings
+from plan import Plan
+
+OFFLINE_WARNING = "admission-time RBAC and existence checks were not run (offline preview)"
+PREVIEW_UID = "offline-preview"
+
+
+class PreviewError(ValueError):
+    """The input is not a single Pod manifest; the message says what to pass instead."""
+
+
+class PreviewDenied(Exception):
+    """The webhook would deny this pod; the message is the denial, as kubectl would show it."""
+
+    def __init__(self, message: str, warnings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.warnings = warnings
+
+
+class OfflineCheck:
+    """Stands in for the RBAC/existence check: admits, and says nothing was checked."""
+
+    async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome:
+        return CheckOutcome(warnings=(OFFLINE_WARNING,))
+
+
+def render_pod(pod_yaml_text: str, settings: WebhookSettings) -> str:
+    """The mutated pod as YAML, preceded by `# warning:` lines; raises PreviewDenied/PreviewError.
+
+    A pod that would not be injected comes back unchanged after a `# not injected:` line.
+    """
+    pod = _load(pod_yaml_text)
+    metadata = pod.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    namespace = metadata.get("namespace") or "default"
+    annotations = metadata.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
+    body = json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": PREVIEW_UID,
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE",
+                "namespace": namespace,
+                "object": pod,
+                "dryRun": True,
+            },
+        }
+    ).encode()
+    try:
+        answer = asyncio.run(review(body, settings=settings, check=OfflineCheck()))
+    except MalformedReview as exc:
+        raise PreviewError(f"the pod cannot be reviewed: {exc}") from None
+    response = answer["response"]
+    warnings = tuple(response.get("warnings", ()))
+    if not response["allowed"]:
+        raise PreviewDenied(response["status"]["message"], warnings)
+    header = [f"# warning: {w}" for w in warnings]
+    if "patch" not in response:
+        try:
+            reason = skip_reason(annotations, namespace, settings)
+        except Denied as denied:  # not reached: review would have denied
+            reason = denied.message
+        header.append(f"# not injected: {reason}")
+        return "\n".join([*header, _dump(pod)])
+    patch = json.loads(base64.b64decode(response["patch"]))
+    mutated = jsonpatch.apply_patch(pod, patch)
+    return "\n".join([*header, _dump(mutated)])
+
+
+def _load(text: str) -> dict[str, Any]:
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise PreviewError(f"the input is not YAML: {exc}") from None
+    if len(documents) != 1:
+        raise PreviewError(f"expected one Pod manifest, found {len(documents)} YAML documents")
+    pod = documents[0]
+    if not isinstance(pod, dict) or pod.get("kind") != "Pod":
+        kind = pod.get("kind") if isinstance(pod, dict) else type(pod).__name__
+        raise PreviewError(
+            f"expected a Pod manifest (kind: Pod), got {kind!r}; for a Deployment or Job, "
+            "render its spec.template as a Pod"
+        )
+    return pod
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the CA bundle, templates) as readable literal blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def _dump(pod: dict[str, Any]) -> str:
+    return yaml.dump(
+        pod, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, width=2**16
+    )
