@@ -1,0 +1,116 @@
+"""The broker's checks at admission: RBAC per secret, and that each secret exists.
+
+A pod that would fail at start-up is refused at `kubectl apply` time instead, with the
+missing grant or the missing secret named. Sakura being unreachable never blocks a
+rollout: the pod is admitted with a warning and the broker checks again at fetch time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from injector.broker.access import AccessReviewer, Subject, denial_message
+from injector.broker.inventory import VaultInventory
+from injector.broker.tokens import KubernetesUnavailable
+from injector.checks import CheckOutcome
+from plan import Plan, SecretVersion
+from sakura import NotFound, SakuraError
+
+ANNOTATION_PREFIX = "sakura-secrets.io/"
+RECHECK_AGE = 5.0
+"""A secret missing from a listing older than this is looked up again (it may be new)."""
+
+log = logging.getLogger(__name__)
+
+
+class BrokerAdmissionCheck:
+    """The real AdmissionCheck (injector.checks.AdmissionCheck) in broker mode."""
+
+    def __init__(
+        self, access: AccessReviewer, inventory: VaultInventory, *, timeout: float = 4.0
+    ) -> None:
+        self.access = access
+        self.inventory = inventory
+        self.timeout = timeout
+
+    async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome:
+        if plan.mode == "direct":
+            # the pod reads Sakura with its own credentials: RBAC here grants nothing
+            return CheckOutcome()
+        wanted = plan.secrets()
+        subject = Subject.of(namespace, service_account)
+        warnings: list[str] = []
+        try:
+            denied = await asyncio.wait_for(
+                self.access.denied(subject, (s.name for s in wanted)), self.timeout
+            )
+        except (KubernetesUnavailable, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {self.timeout:g}s"
+            warnings.append(
+                f"could not check access to the secrets now ({reason}); the injector checks "
+                "again when the pod starts"
+            )
+        else:
+            if denied:
+                return CheckOutcome(denial=denial_message(subject, denied))
+        if plan.vault_id is None:
+            warnings.append("the plan names no vault; existence of the secrets was not checked")
+            return CheckOutcome(warnings=tuple(warnings))
+        try:
+            problem = await asyncio.wait_for(self._missing(plan, wanted), self.timeout)
+        except NotFound as exc:
+            if exc.kind == "vault":
+                return CheckOutcome(
+                    denial=f"vault {plan.vault_id} does not exist (or the injector's API key "
+                    f"cannot see it); fix the {ANNOTATION_PREFIX}vault-id annotation"
+                )
+            warnings.append(f"the secrets could not be listed ({exc})")
+            return CheckOutcome(warnings=tuple(warnings))
+        except (SakuraError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {self.timeout:g}s"
+            log.warning("admitting without the existence check: %s", reason)
+            warnings.append(
+                f"Sakura could not be reached to check that the secrets exist ({reason}); "
+                "the pod is admitted and its init container reports any missing secret"
+            )
+            return CheckOutcome(warnings=tuple(warnings))
+        if problem is not None:
+            return CheckOutcome(denial=problem)
+        return CheckOutcome(warnings=tuple(warnings))
+
+    async def _missing(self, plan: Plan, wanted: tuple[SecretVersion, ...]) -> str | None:
+        """A denial naming the first secret or version that does not exist, or None."""
+        assert plan.vault_id is not None
+        latest = await self.inventory.latest(plan.vault_id)
+        if any(_absent(latest, s) for s in wanted):
+            latest = await self.inventory.latest(plan.vault_id, max_age=RECHECK_AGE)
+        for secret in wanted:
+            if not _absent(latest, secret):
+                continue
+            where = _annotations_using(plan, secret)
+            if secret.name not in latest:
+                return (
+                    f"{where} asks for secret {secret.name!r}, which does not exist in vault "
+                    f"{plan.vault_id}; create it in Sakura's Secret Manager or fix the name"
+                )
+            return (
+                f"{where} asks for version {secret.version} of secret {secret.name!r}, but "
+                f"its latest version in vault {plan.vault_id} is {latest[secret.name]}; pin "
+                "an existing version or drop the @VERSION"
+            )
+        return None
+
+
+def _absent(latest: dict[str, int], secret: SecretVersion) -> bool:
+    have = latest.get(secret.name)
+    return have is None or (secret.version is not None and secret.version > have)
+
+
+def _annotations_using(plan: Plan, secret: SecretVersion) -> str:
+    names = [
+        f"{ANNOTATION_PREFIX}{'secret' if f.secret is not None else 'template'}-{f.name}"
+        for f in plan.files
+        if any(r.fetch == secret for r in f.refs)
+    ]
+    return "annotation " + ", ".join(names) if names else "the plan"

@@ -1,0 +1,217 @@
+"""One process-wide cache in front of Sakura, so a rollout costs a handful of API calls.
+
+- A pinned version (`NAME@3`) never changes: it is kept until the LRU bound pushes it out.
+- The latest version is reused for `latest_ttl` seconds, then read again.
+- Identical concurrent reads (same vault, name and version) share one Sakura call.
+- Sakura calls go through one rate limiter shared by the whole process.
+- When Sakura throttles or fails, a latest value fetched at most `stale_for` seconds ago is
+  served instead; otherwise the read fails with `SecretsUnavailable` (HTTP 503, Retry-After).
+
+Values live in memory only. They are never logged and never part of an error or a metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+from injector.broker.memo import SingleFlight
+from sakura import NotFound, SakuraError, Throttled, Unveiled
+
+log = logging.getLogger(__name__)
+
+CacheKey = tuple[str, str, int | None]
+
+
+class Unveiler(Protocol):
+    """The one call of the Sakura client the cache needs."""
+
+    async def unveil(self, vault_id: str, name: str, version: int | None = None) -> Unveiled: ...
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """How long values are reused; see docs/broker.md for what each means to users."""
+
+    latest_ttl: float = 30.0
+    """Seconds a latest value is reused before Sakura is asked again."""
+    stale_for: float = 300.0
+    """When Sakura fails: serve a latest value fetched at most this many seconds ago."""
+    pinned_entries: int = 4096
+    """Pinned versions kept (least recently used pushed out first)."""
+    latest_entries: int = 4096
+    """Latest values kept."""
+    retry_after: float = 10.0
+    """Retry-After (seconds) when Sakura failed without saying when to come back."""
+
+    def __post_init__(self) -> None:
+        if self.latest_ttl < 0 or self.stale_for < 0 or self.retry_after <= 0:
+            raise ValueError("latest_ttl and stale_for must be >= 0, retry_after > 0")
+        if self.stale_for < self.latest_ttl:
+            raise ValueError(
+                f"stale_for ({self.stale_for:g}s) must be at least latest_ttl "
+                f"({self.latest_ttl:g}s)"
+            )
+        if self.pinned_entries < 1 or self.latest_entries < 1:
+            raise ValueError("pinned_entries and latest_entries must be at least 1")
+
+
+class SecretsUnavailable(Exception):
+    """Sakura could not give a value and no recent one is held (HTTP 503)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _Held:
+    version: int
+    value: str = field(repr=False)
+    fetched_at: float
+
+
+class CacheMetrics:
+    """Counters labelled by outcome only: no secret names, no vaults, never values."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        where = REGISTRY if registry is None else registry
+        self.reads = Counter(
+            "sakura_secrets_broker_cache_reads",
+            "Secret reads by how they were answered: hit, miss (Sakura called), coalesced "
+            "(shared a concurrent call), stale (served past its TTL because Sakura failed), "
+            "failed",
+            ["outcome"],
+            registry=where,
+        )
+        self.sakura_calls = Counter(
+            "sakura_secrets_broker_sakura_calls",
+            "Calls of Sakura's unveil by result: ok, not_found, throttled, failed",
+            ["outcome"],
+            registry=where,
+        )
+
+
+class SecretCache:
+    """Reads secret values through the cache; one instance per process."""
+
+    def __init__(
+        self,
+        client: Unveiler,
+        *,
+        settings: CacheSettings | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.settings = settings if settings is not None else CacheSettings()
+        self.metrics = CacheMetrics(registry)
+        self._clock = clock
+        self._pinned: OrderedDict[CacheKey, _Held] = OrderedDict()
+        self._latest: OrderedDict[CacheKey, _Held] = OrderedDict()
+        self._flight: SingleFlight[CacheKey, Unveiled] = SingleFlight()
+
+    async def read(self, vault_id: str, name: str, version: int | None = None) -> Unveiled:
+        """The value of `name` (latest, or the pinned `version`) in `vault_id`.
+
+        Raises sakura.NotFound (HTTP 404) or SecretsUnavailable (HTTP 503).
+        """
+        key: CacheKey = (vault_id, name, version)
+        held = self._fresh(key)
+        if held is not None:
+            self.metrics.reads.labels("hit").inc()
+            return Unveiled(name, held.version, held.value)
+        try:
+            result, shared = await self._flight.run(key, lambda: self._fetch(key))
+        except (SecretsUnavailable, NotFound):
+            self.metrics.reads.labels("failed").inc()
+            raise
+        if shared:
+            self.metrics.reads.labels("coalesced").inc()
+        return result
+
+    def _fresh(self, key: CacheKey) -> _Held | None:
+        if key[2] is not None:
+            held = self._pinned.get(key)
+            if held is not None:
+                self._pinned.move_to_end(key)
+            return held
+        held = self._latest.get(key)
+        if held is None:
+            return None
+        if self._clock() - held.fetched_at >= self.settings.latest_ttl:
+            return None
+        self._latest.move_to_end(key)
+        return held
+
+    async def _fetch(self, key: CacheKey) -> Unveiled:
+        """Ask Sakura (the single flight's leader only); fall back to a recent value."""
+        vault_id, name, version = key
+        label = name if version is None else f"{name}@{version}"
+        try:
+            got = await self.client.unveil(vault_id, name, version)
+        except NotFound:
+            self.metrics.sakura_calls.labels("not_found").inc()
+            self._latest.pop(key, None)
+            raise
+        except SakuraError as exc:
+            throttled = isinstance(exc, Throttled)
+            self.metrics.sakura_calls.labels("throttled" if throttled else "failed").inc()
+            return self._stale_or_fail(key, label, exc)
+        self.metrics.sakura_calls.labels("ok").inc()
+        self.metrics.reads.labels("miss").inc()
+        if got.name != name or (version is not None and got.version != version):
+            raise SecretsUnavailable(
+                f"Sakura answered for {got.name}@{got.version} when asked for secret "
+                f"{label!r} in vault {vault_id}; not serving it",
+                retry_after=self.settings.retry_after,
+            )
+        self._keep(key, got)
+        return got
+
+    def _keep(self, key: CacheKey, got: Unveiled) -> None:
+        held = _Held(got.version, got.value, self._clock())
+        vault_id, name, version = key
+        if version is None:
+            _put(self._latest, key, held, self.settings.latest_entries)
+        # the latest value is also that version, pinned forever
+        _put(self._pinned, (vault_id, name, got.version), held, self.settings.pinned_entries)
+
+    def _stale_or_fail(self, key: CacheKey, label: str, error: SakuraError) -> Unveiled:
+        vault_id, name, version = key
+        held = self._latest.get(key) if version is None else None
+        if held is not None:
+            age = self._clock() - held.fetched_at
+            if age <= self.settings.stale_for:
+                self.metrics.reads.labels("stale").inc()
+                log.warning(
+                    "serving secret %r of vault %s fetched %.0fs ago: %s",
+                    label,
+                    vault_id,
+                    age,
+                    type(error).__name__,
+                )
+                return Unveiled(name, held.version, held.value)
+        retry_after = self.settings.retry_after
+        if isinstance(error, Throttled) and error.retry_after is not None:
+            retry_after = max(1.0, error.retry_after)
+        raise SecretsUnavailable(
+            f"secret {label!r} of vault {vault_id} cannot be read now and no copy fetched "
+            f"within the last {self.settings.stale_for:g}s is held ({error.message}); "
+            f"retry in {retry_after:g}s",
+            retry_after=retry_after,
+        )
+
+
+def _put(store: OrderedDict[CacheKey, _Held], key: CacheKey, held: _Held, bound: int) -> None:
+    store[key] = held
+    store.move_to_end(key)
+    while len(store) > bound:
+        store.popitem(last=False)

@@ -1,0 +1,94 @@
+"""The path of a secret through the broker, in order: verify token -> authorize -> fetch.
+
+Every refusal is a `BrokerError` whose status and one-line message go to the init container
+as they are; no message ever carries a secret value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from injector.broker.access import AccessReviewer, Subject, denial_message
+from injector.broker.cache import SecretCache, SecretsUnavailable
+from injector.broker.tokens import KubernetesUnavailable, TokenRejected, TokenReviewer
+from injector.broker.wire import FetchedSecret, SecretRequest
+from sakura import NotFound
+
+log = logging.getLogger(__name__)
+
+KUBERNETES_RETRY_AFTER = 5.0
+
+
+class BrokerError(Exception):
+    """A refusal with its HTTP status (401, 403, 404, 503) and, for 503, when to retry."""
+
+    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Broker:
+    """Answers an init container's request for the values of its plan's secrets."""
+
+    def __init__(self, tokens: TokenReviewer, access: AccessReviewer, cache: SecretCache) -> None:
+        self.tokens = tokens
+        self.access = access
+        self.cache = cache
+
+    async def fetch(self, token: str, request: SecretRequest) -> tuple[FetchedSecret, ...]:
+        """One answer item per requested secret, in order; BrokerError otherwise."""
+        # 1. who is asking: only the API server's answer counts
+        try:
+            identity = await self.tokens.verify(token)
+        except TokenRejected as exc:
+            log.info("refused a secrets request: %s", exc)
+            raise BrokerError(str(exc), status=401) from None
+        except KubernetesUnavailable as exc:
+            raise BrokerError(str(exc), status=503, retry_after=KUBERNETES_RETRY_AFTER) from None
+
+        # 2. may it read each secret: RBAC in the pod's namespace
+        subject = Subject(identity.namespace, identity.service_account, identity.groups)
+        try:
+            denied = await self.access.denied(subject, (s.name for s in request.secrets))
+        except KubernetesUnavailable as exc:
+            raise BrokerError(str(exc), status=503, retry_after=KUBERNETES_RETRY_AFTER) from None
+        if denied:
+            log.info("refused %s: no grant for %s", identity, ", ".join(denied))
+            raise BrokerError(denial_message(subject, denied), status=403)
+
+        # 3. fetch through the shared cache
+        reads = await asyncio.gather(
+            *(self.cache.read(request.vault_id, s.name, s.version) for s in request.secrets),
+            return_exceptions=True,
+        )
+        items = []
+        for wanted, got in zip(request.secrets, reads, strict=True):
+            if isinstance(got, NotFound):
+                raise BrokerError(_not_found(request.vault_id, str(wanted), got), status=404)
+            if isinstance(got, SecretsUnavailable):
+                raise BrokerError(got.message, status=503, retry_after=got.retry_after)
+            if isinstance(got, BaseException):
+                raise got
+            items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))
+        log.info("served %s: %s", identity, ", ".join(f"{i.name}@{i.version}" for i in items))
+        return tuple(items)
+
+
+def _not_found(vault_id: str, label: str, error: NotFound) -> str:
+    if error.kind == "vault":
+        return (
+            f"vault {vault_id} was not found (or the injector's API key cannot see it); "
+            "fix the vault-id annotation"
+        )
+    if error.kind == "version":
+        return (
+            f"secret {label!r} has no such version in vault {vault_id} ({error.message}); "
+            "pin an existing version or drop the @VERSION"
+        )
+    return (
+        f"secret {label!r} does not exist in vault {vault_id}; create it in Sakura's Secret "
+        "Manager or fix the annotation"
+    )

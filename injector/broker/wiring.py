@@ -1,0 +1,109 @@
+"""Building the broker's parts once per process: the one Sakura client, limiter and cache.
+
+`serve` calls `build_broker` and mounts `parts.routes` next to the webhook and passes
+`parts.check` as the admission check; `can-i` needs only an AccessReviewer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from prometheus_client import CollectorRegistry
+from starlette.routing import Route
+
+from injector.broker.access import AccessReviewer
+from injector.broker.admission_check import BrokerAdmissionCheck
+from injector.broker.cache import CacheSettings, SecretCache
+from injector.broker.inventory import VaultInventory
+from injector.broker.routes import broker_routes
+from injector.broker.service import Broker
+from injector.broker.tokens import TokenReviewer
+from sakura import RateLimiter, SakuraClient, SakuraConfig
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Every knob of the broker with its default; docs/broker.md explains each."""
+
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    review_ttl: float = 10.0
+    """Seconds an accepted token's review is reused (keyed by the token's SHA-256)."""
+    pod_ttl: float = 5.0
+    """Seconds the bound pod's existence is reused."""
+    allow_ttl: float = 30.0
+    """Seconds an RBAC allow is reused (how long a revoked grant may still work)."""
+    deny_ttl: float = 5.0
+    """Seconds an RBAC deny is reused (how long a new grant may take to work)."""
+    listing_ttl: float = 30.0
+    """Seconds a vault's listing (names, latest versions) is reused at admission."""
+    rate_per_minute: float = 90.0
+    """Sakura calls per minute for the whole process (Sakura allows about 100)."""
+    rate_burst: int = 5
+    sakura_deadline: float = 10.0
+    """Seconds one Sakura read may take, retries included, before the stale copy is used."""
+    sakura_timeout: float = 5.0
+    sakura_retries: int = 3
+    admission_timeout: float = 4.0
+    """Seconds the admission checks wait for Kubernetes/Sakura before admitting with a warning."""
+
+
+@dataclass
+class BrokerParts:
+    """What `serve` mounts; `aclose` at shutdown releases the Sakura connections."""
+
+    broker: Broker
+    check: BrokerAdmissionCheck
+    access: AccessReviewer
+    sakura: SakuraClient
+    routes: list[Route]
+
+    async def aclose(self) -> None:
+        await self.sakura.aclose()
+
+
+def build_broker(
+    sakura_config: SakuraConfig,
+    *,
+    kube_api_client: k8s.ApiClient,
+    settings: BrokerSettings | None = None,
+    registry: CollectorRegistry | None = None,
+    sakura_verify: bool | str = True,
+) -> BrokerParts:
+    """One Sakura client, limiter, cache and reviewers shared by the broker and admission.
+
+    `registry` None registers the metrics in prometheus_client's default registry.
+    """
+    s = settings if settings is not None else BrokerSettings()
+    limiter = RateLimiter(s.rate_per_minute, s.rate_burst)
+    sakura = SakuraClient(
+        sakura_config,
+        limiter=limiter,
+        deadline=s.sakura_deadline,
+        timeout=s.sakura_timeout,
+        max_retries=s.sakura_retries,
+        verify=sakura_verify,
+    )
+    access = AccessReviewer(kube_api_client, allow_ttl=s.allow_ttl, deny_ttl=s.deny_ttl)
+    tokens = TokenReviewer(kube_api_client, review_ttl=s.review_ttl, pod_ttl=s.pod_ttl)
+    cache = SecretCache(sakura, settings=s.cache, registry=registry)
+    broker = Broker(tokens, access, cache)
+    inventory = VaultInventory(sakura, ttl=s.listing_ttl)
+    check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
+    return BrokerParts(broker, check, access, sakura, broker_routes(broker))
+
+
+def kube_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
+    """In-cluster credentials inside a pod, else the kubeconfig ($KUBECONFIG or ~/.kube)."""
+    if (
+        kubeconfig is None
+        and os.environ.get("KUBERNETES_SERVICE_HOST")
+        and not os.environ.get("KUBECONFIG")
+    ):
+        configuration = k8s.Configuration()
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return k8s.ApiClient(configuration)
+    api_client: k8s.ApiClient = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    return api_client
