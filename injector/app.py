@@ -1,0 +1,204 @@
+"""The injector's HTTP application: the admission endpoint, health, readiness, extra routes.
+
+A plain Starlette object built from explicit parts, so tests construct it directly. The
+handler is a thin shell around `injector.admission.review`: it reads a bounded body, maps
+a malformed review to 400, and never answers 500 (an unexpected failure becomes a denial
+that carries the request's uid and points at the injector's log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from injector.admission import MalformedReview, review
+from injector.checks import AdmissionCheck
+from injector.settings import WebhookSettings
+
+log = logging.getLogger(__name__)
+
+MAX_REVIEW_BYTES = 3 * 1024 * 1024
+"""An AdmissionReview of a pod; etcd caps an object at 1.5 MiB, so this leaves room."""
+
+Readiness = Callable[[], str | Awaitable[str | None] | None]
+"""A readiness check: returns None when ready, else a one-line reason."""
+
+Shutdown = Callable[[], Awaitable[None]]
+"""Closes a resource (e.g. the broker's Sakura connections) when the server stops."""
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeded the cap before it was fully read."""
+
+
+class BrokerCaFile:
+    """The broker CA bundle from a file, re-read when the file changes (CA rotation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None
+        self._pem = ""
+
+    def pem(self) -> str:
+        """The bundle as it is on disk now (the last readable version if it vanished)."""
+        try:
+            stat = self.path.stat()
+            identity = (stat.st_ino, stat.st_mtime_ns)
+            if identity != self._identity:
+                self._pem = self.path.read_text(encoding="ascii")
+                self._identity = identity
+        except OSError as error:
+            if not self._pem:
+                raise ValueError(f"cannot read broker CA file {self.path}: {error}") from None
+        return self._pem
+
+    def readiness(self) -> str | None:
+        """None once the bundle has been read, else why not (for /readyz)."""
+        try:
+            self.pem()
+        except ValueError as error:
+            return str(error)
+        return None if self._pem.strip() else f"broker CA file {self.path} is empty"
+
+
+def create_app(
+    settings: WebhookSettings,
+    *,
+    check: AdmissionCheck,
+    routes: Sequence[BaseRoute] = (),
+    readiness: Sequence[Readiness] = (),
+    broker_ca: BrokerCaFile | None = None,
+    shutdown: Sequence[Shutdown] = (),
+    max_body_bytes: int = MAX_REVIEW_BYTES,
+) -> Starlette:
+    """The application: `POST /mutate`, `GET /healthz`, `GET /readyz`, plus `routes`.
+
+    `broker_ca`, when given, replaces `settings.broker_ca_pem` with the file's current
+    content on each review, so pods admitted after a CA rotation trust the new CA.
+    """
+
+    def current_settings() -> WebhookSettings:
+        if broker_ca is None:
+            return settings
+        pem = broker_ca.pem()
+        if pem == settings.broker_ca_pem:
+            return settings
+        return dataclasses.replace(settings, broker_ca_pem=pem)
+
+    async def mutate(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await _read_capped(request, max_body_bytes)
+        except BodyTooLarge:
+            return _error(413, f"AdmissionReview larger than {max_body_bytes} bytes")
+        except ClientDisconnect:
+            return _error(400, "client disconnected before sending the whole body")
+        try:
+            answer = await review(body, settings=current_settings(), check=check)
+        except MalformedReview as error:
+            log.info("malformed AdmissionReview: %s", error)
+            return _error(400, str(error))
+        except Exception:
+            log.exception("admission failed unexpectedly; denying the pod")
+            return JSONResponse(_internal_denial(body))
+        _log_answer(answer, time.perf_counter() - started)
+        return JSONResponse(answer)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        problems = []
+        for ready in readiness:
+            try:
+                outcome = ready()
+                reason = await outcome if inspect.isawaitable(outcome) else outcome
+            except Exception as error:
+                reason = f"readiness check failed: {type(error).__name__}: {error}"
+            if reason is not None:
+                problems.append(reason)
+        if problems:
+            return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for close in shutdown:
+                await close()
+
+    return Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/mutate", mutate, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            *routes,
+        ],
+    )
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _internal_denial(body: bytes) -> dict[str, object]:
+    """A denial for a review the core could parse but not finish: keeps the uid, no details."""
+    uid = ""
+    try:
+        parsed = json.loads(body)
+        uid = str(parsed["request"]["uid"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": uid,
+            "allowed": False,
+            "status": {
+                "code": 500,
+                "message": "sakura-secrets-injector failed unexpectedly; see its logs",
+            },
+        },
+    }
+
+
+def _log_answer(answer: dict[str, object], seconds: float) -> None:
+    response = answer.get("response")
+    if not isinstance(response, dict):
+        return
+    log.info(
+        "admission uid=%s allowed=%s patched=%s in %.1f ms",
+        response.get("uid"),
+        response.get("allowed"),
+        "patch" in response,
+        seconds * 1000,
+    )

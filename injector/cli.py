@@ -1,0 +1,369 @@
+"""`sakura-secrets-injector`: serve the webhook, bootstrap its TLS, preview a pod offline.
+
+Every flag has an environment-variable equivalent (named in `--help`); a flag given on the
+command line wins over the environment. Sakura credentials are never flags: they come from
+the official variables (SAKURA_ACCESS_TOKEN, SAKURA_ACCESS_TOKEN_SECRET, legacy SAKURACLOUD_*,
+usacloud profiles) through `sakura.SakuraConfig.from_env`, used by the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from injector.app import BrokerCaFile, Readiness, Shutdown, create_app
+from injector.checks import AdmissionCheck
+from injector.settings import SettingsError, WebhookSettings
+from injector.tls import ReloadingTLS
+from sakura.config import ENV_ENDPOINT, ENV_ZONE
+
+DEFAULT_NAMESPACE = "sakura-secrets"
+DEFAULT_SERVICE = "sakura-secrets-injector"
+DEFAULT_TLS_SECRET = "sakura-secrets-injector-tls"  # noqa: S105 (a Secret name)
+DEFAULT_WEBHOOK_CONFIGURATION = "sakura-secrets-injector"
+DEFAULT_PORT = 8443
+PREVIEW_IMAGE = "sakura-secrets-injector:preview"
+
+
+class UsageError(Exception):
+    """A flag or environment variable is missing or invalid; the message names both."""
+
+
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; defaults come from `env` (the process environment by default)."""
+    source = os.environ if env is None else env
+    parser = argparse.ArgumentParser(
+        prog="sakura-secrets-injector",
+        description="Sakura Cloud Secret Manager secrets into Kubernetes pods as tmpfs files.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the admission webhook and broker over TLS")
+    _option(serve, source, "--host", "SAKURA_SECRETS_HOST", "address to listen on", "0.0.0.0")  # noqa: S104
+    _option(serve, source, "--port", "SAKURA_SECRETS_PORT", "TLS port", DEFAULT_PORT, int)
+    _option(
+        serve,
+        source,
+        "--tls-cert-file",
+        "SAKURA_SECRETS_TLS_CERT_FILE",
+        "PEM serving certificate (reloaded when it changes)",
+        required=True,
+    )
+    _option(
+        serve,
+        source,
+        "--tls-key-file",
+        "SAKURA_SECRETS_TLS_KEY_FILE",
+        "PEM private key of the serving certificate",
+        required=True,
+    )
+    _option(serve, source, "--log-level", "SAKURA_SECRETS_LOG_LEVEL", "log level", "info")
+    _settings_options(serve, source, image_default=None)
+
+    certs = commands.add_parser(
+        "certs", help="create or reuse the TLS Secret and patch the webhook's caBundle"
+    )
+    _location_options(certs, source)
+    _option(
+        certs,
+        source,
+        "--secret",
+        "SAKURA_SECRETS_TLS_SECRET",
+        "kubernetes.io/tls Secret holding tls.crt, tls.key, ca.crt",
+        DEFAULT_TLS_SECRET,
+    )
+    _option(
+        certs,
+        source,
+        "--webhook-configuration",
+        "SAKURA_SECRETS_WEBHOOK_CONFIGURATION",
+        "MutatingWebhookConfiguration whose caBundle is patched",
+        DEFAULT_WEBHOOK_CONFIGURATION,
+    )
+    _option(certs, source, "--log-level", "SAKURA_SECRETS_LOG_LEVEL", "log level", "info")
+
+    render = commands.add_parser(
+        "render", help="print the pod the webhook would admit (offline, no cluster)"
+    )
+    render.add_argument(
+        "-f", "--filename", required=True, metavar="FILE", help="pod YAML or JSON; - for stdin"
+    )
+    _settings_options(render, source, image_default=PREVIEW_IMAGE)
+
+    # --- `can-i` (broker engineer): add its subparser here, and a branch in `main` ---
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sakura-secrets-injector` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "certs":
+            return _certs(args)
+        if args.command == "render":
+            return _render(args)
+        # --- `can-i` (broker engineer): dispatch here ---
+    except UsageError as error:
+        parser.exit(2, f"sakura-secrets-injector {args.command}: {error}\n")
+    parser.exit(2, f"unknown command {args.command!r}\n")
+
+
+def settings_from_args(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> WebhookSettings:
+    """The webhook settings from the parsed flags; UsageError names the flag to fix."""
+    source = os.environ if env is None else env
+    if not args.init_image:
+        raise UsageError("--init-image (SAKURA_SECRETS_INIT_IMAGE) is required")
+    broker_ca_pem = ""
+    if args.broker_ca_file:
+        try:
+            broker_ca_pem = Path(args.broker_ca_file).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            if args.command != "serve":  # serve re-reads it; it may appear after start-up
+                raise UsageError(f"--broker-ca-file {args.broker_ca_file}: {error}") from None
+    broker_url = args.broker_url or f"https://{args.service}.{args.namespace}.svc"
+    try:
+        return WebhookSettings(
+            image=args.init_image,
+            broker_url=broker_url,
+            broker_ca_pem=broker_ca_pem,
+            injector_namespace=args.namespace,
+            default_vault_id=args.default_vault_id or None,
+            sakura_endpoint=_first(source, ENV_ENDPOINT),
+            sakura_zone=_first(source, ENV_ZONE),
+            image_pull_policy=args.image_pull_policy,
+            volume_size_limit=args.volume_size_limit,
+        )
+    except SettingsError as error:
+        raise UsageError(str(error)) from None
+
+
+def build_app_from_args(args: argparse.Namespace) -> tuple[Starlette, ReloadingTLS]:
+    """The production application for `serve`: real admission check, broker routes, TLS."""
+    tls = ReloadingTLS(Path(args.tls_cert_file), Path(args.tls_key_file))
+    settings = settings_from_args(args)
+    broker_ca = BrokerCaFile(Path(args.broker_ca_file)) if args.broker_ca_file else None
+    readiness: list[Readiness] = [tls.readiness]
+    if broker_ca is not None:
+        readiness.append(broker_ca.readiness)
+    check, routes, broker_readiness, shutdown = _broker_parts(args, settings)
+    app = create_app(
+        settings,
+        check=check,
+        routes=routes,
+        readiness=[*readiness, *broker_readiness],
+        broker_ca=broker_ca,
+        shutdown=shutdown,
+    )
+    return app, tls
+
+
+def _broker_parts(
+    args: argparse.Namespace, settings: WebhookSettings
+) -> tuple[AdmissionCheck, Sequence[BaseRoute], Sequence[Readiness], Sequence[Shutdown]]:
+    """BROKER WIRING (extend here): the real AdmissionCheck (SubjectAccessReview per secret,
+    cached existence check), the broker's routes (`POST /v1/secrets`), its readiness checks
+    and what to close at shutdown, from `SakuraConfig.from_env()` and the Kubernetes client.
+
+    Never return a check that admits everything: `serve` refuses to start without the
+    admission-time RBAC checks rather than skip them.
+    """
+    from injector.broker.wiring import build_broker, kube_api_client
+    from sakura import SakuraConfig, SakuraConfigError
+
+    try:
+        sakura_config = SakuraConfig.from_env()
+    except SakuraConfigError as error:
+        raise UsageError(
+            f"Sakura credentials: {error} (set SAKURA_ACCESS_TOKEN and "
+            "SAKURA_ACCESS_TOKEN_SECRET, e.g. from the sakura-api-key Secret)"
+        ) from None
+    parts = build_broker(sakura_config, kube_api_client=kube_api_client())
+    return parts.check, parts.routes, (), (parts.aclose,)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from injector.server import serve
+
+    _configure_logging(args.log_level)
+    app, tls = build_app_from_args(args)
+    if tls.loaded is None:
+        logging.getLogger(__name__).warning("%s; waiting for the files", tls.readiness())
+    serve(app, tls, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from injector.certs_bootstrap import (
+        BootstrapError,
+        BootstrapTarget,
+        bootstrap,
+        kube_api_client,
+    )
+
+    _configure_logging(args.log_level)
+    target = BootstrapTarget(
+        namespace=args.namespace,
+        service=args.service,
+        secret=args.secret,
+        webhook_configuration=args.webhook_configuration,
+    )
+    try:
+        result = bootstrap(kube_api_client(), target)
+    except BootstrapError as error:
+        print(f"sakura-secrets-injector certs: {error}", file=sys.stderr)
+        return 1
+    patched = ", ".join(result.patched_webhooks) or "none needed"
+    print(f"{result.reason}; caBundle patched for webhooks: {patched}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from injector.render import PreviewDenied, PreviewError, render_pod
+
+    settings = settings_from_args(args)
+    try:
+        if args.filename == "-":
+            text = sys.stdin.read()
+        else:
+            text = Path(args.filename).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read -f {args.filename}: {error}") from None
+    try:
+        sys.stdout.write(render_pod(text, settings))
+    except PreviewDenied as denial:
+        for warning in denial.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"denied: {denial.message}", file=sys.stderr)
+        return 1
+    except PreviewError as error:
+        print(f"sakura-secrets-injector render: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _location_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    _option(
+        parser,
+        env,
+        "--namespace",
+        "POD_NAMESPACE",
+        "namespace the injector runs in",
+        DEFAULT_NAMESPACE,
+    )
+    _option(
+        parser,
+        env,
+        "--service",
+        "SAKURA_SECRETS_SERVICE",
+        "the injector's Service name",
+        DEFAULT_SERVICE,
+    )
+
+
+def _settings_options(
+    parser: argparse.ArgumentParser, env: Mapping[str, str], *, image_default: str | None
+) -> None:
+    _location_options(parser, env)
+    _option(
+        parser,
+        env,
+        "--init-image",
+        "SAKURA_SECRETS_INIT_IMAGE",
+        "image of the injected init container (the injector's own image)",
+        image_default,
+    )
+    _option(
+        parser,
+        env,
+        "--image-pull-policy",
+        "SAKURA_SECRETS_IMAGE_PULL_POLICY",
+        "pull policy of the injected init container",
+        "IfNotPresent",
+    )
+    _option(
+        parser,
+        env,
+        "--broker-url",
+        "SAKURA_SECRETS_BROKER_URL",
+        "https URL init containers use to reach the broker (default https://SERVICE.NAMESPACE.svc)",
+    )
+    _option(
+        parser,
+        env,
+        "--broker-ca-file",
+        "SAKURA_SECRETS_BROKER_CA_FILE",
+        "PEM CA bundle init containers trust for the broker (re-read when it changes)",
+    )
+    _option(
+        parser,
+        env,
+        "--default-vault-id",
+        "SAKURA_SECRETS_DEFAULT_VAULT_ID",
+        "vault used when a pod has no vault-id annotation",
+    )
+    _option(
+        parser,
+        env,
+        "--volume-size-limit",
+        "SAKURA_SECRETS_VOLUME_SIZE_LIMIT",
+        "size limit of the injected tmpfs volume",
+        "8Mi",
+    )
+
+
+def _option(
+    parser: argparse.ArgumentParser,
+    env: Mapping[str, str],
+    flag: str,
+    variable: str,
+    help_text: str,
+    default: Any = None,
+    kind: type = str,
+    *,
+    required: bool = False,
+) -> None:
+    """A flag whose default is the environment variable's value, else `default`."""
+    raw = env.get(variable)
+    value: Any = default
+    if raw:
+        try:
+            value = kind(raw)
+        except ValueError:
+            parser.error(f"{variable}={raw!r} is not a valid {kind.__name__} for {flag}")
+    suffix = f" [env {variable}" + (f"; default {default}]" if default is not None else "]")
+    parser.add_argument(
+        flag,
+        type=kind,
+        default=value,
+        required=required and value is None,
+        help=help_text + suffix,
+    )
+
+
+def _first(env: Mapping[str, str], names: Sequence[str]) -> str | None:
+    for name in names:
+        if env.get(name):
+            return env[name]
+    return None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
