@@ -1,0 +1,104 @@
+"""kubectl, driven as a user would drive it, so every call goes through the real API server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message keeps its stderr (e.g. an admission denial)."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
+        super().__init__(f"kubectl {' '.join(args)} exited {returncode}: {stderr.strip()}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class Kube:
+    """One cluster reached through one kubeconfig file."""
+
+    kubeconfig: Path
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise KubectlError(list(args), proc.returncode, proc.stderr)
+        return proc
+
+    def apply(self, *objects: Mapping[str, Any]) -> str:
+        """`kubectl apply` the objects; a denial raises KubectlError with the message."""
+        text = yaml.safe_dump_all([dict(o) for o in objects], sort_keys=False)
+        return self.run("apply", "-f", "-", stdin=text).stdout
+
+    def create(self, obj: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
+        """`kubectl create` without raising, for tests that expect a denial."""
+        return self.run("create", "-f", "-", stdin=yaml.safe_dump(dict(obj)), check=False)
+
+    def get(self, kind: str, name: str = "", namespace: str | None = None) -> Any:
+        args = ["get", kind, *([name] if name else []), "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        return json.loads(self.run(*args).stdout)
+
+    def delete(
+        self, kind: str, name: str, namespace: str | None = None, wait: bool = False
+    ) -> None:
+        args = ["delete", kind, name, "--ignore-not-found", f"--wait={str(wait).lower()}"]
+        if namespace:
+            args += ["-n", namespace]
+        self.run(*args, check=False)
+
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        args = ["logs", "-n", namespace, pod, *(["-c", container] if container else [])]
+        return self.run(*args).stdout
+
+    def exec(self, namespace: str, pod: str, *command: str, container: str | None = None) -> str:
+        args = ["exec", "-n", namespace, pod, *(["-c", container] if container else []), "--"]
+        return self.run(*args, *command).stdout
+
+    def raw(self, path: str) -> str:
+        return self.run("get", "--raw", path).stdout
+
+    def wait_for(
+        self, what: str, probe: Callable[[], Any], timeout: float = 120, every: float = 1.0
+    ) -> Any:
+        """Poll until probe() returns something truthy; on timeout say what never happened."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(every)
+        raise TimeoutError(f"{what} did not happen within {timeout:.0f} s (last: {last!r})")
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        data = (
+            self.get("pods", namespace=namespace)
+            if not selector
+            else json.loads(
+                self.run("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
+            )
+        )
+        return list(data["items"])
+
+    def describe(self, kind: str, name: str, namespace: str) -> str:
+        """For failure messages: what `kubectl describe` says."""
+        return self.run("describe", kind, name, "-n", namespace, check=False).stdout
