@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -95,7 +97,7 @@ class SakuraClient:
                 "User-Agent": USER_AGENT,
             },
             transport=transport,
-            verify=verify,
+            verify=_tls(verify),
             timeout=timeout,
             follow_redirects=False,
         )
@@ -394,3 +396,12 @@ def _segment(text: str) -> str:
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _tls(verify: bool | str) -> bool | ssl.SSLContext:
+    """A CA bundle path (file or directory) becomes an SSL context, as httpx now wants."""
+    if isinstance(verify, bool):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)

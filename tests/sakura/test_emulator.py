@@ -1,0 +1,242 @@
+"""The emulator over HTTP: the API as the official mock answers it, and its knobs."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from emulator import Emulator, EmulatorConfig, run_in_thread
+from emulator.store import MAX_VALUE_BYTES
+from sakura import RateLimiter, SakuraClient, SakuraConfig
+
+PREFIX = "/cloud/zone/is1a/api/cloud/1.1"
+UNVEIL = f"/secretmanager/vaults/{VAULT}/secrets/unveil"
+SECRETS = f"/secretmanager/vaults/{VAULT}/secrets"
+
+
+@pytest.fixture
+def http(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, auth=(TOKEN, SECRET), timeout=5) as client:
+        yield client
+
+
+def test_paths_with_and_without_prefix(http: httpx.Client) -> None:
+    for prefix in ("", PREFIX):
+        got = http.post(prefix + UNVEIL, json={"Secret": {"Name": "db-password"}})
+        assert got.status_code == 200
+        assert got.json() == {
+            "Secret": {"Name": "db-password", "Version": 2, "Value": DB_PASSWORD_V2}
+        }
+
+
+def test_sdk_and_cli_styles_of_asking_for_latest(http: httpx.Client) -> None:
+    sdk = http.post(UNVEIL, json={"Secret": {"Name": "db-password", "Value": ""}})
+    cli = http.post(UNVEIL, json={"Secret": {"Name": "db-password", "Version": 0}})
+    null = http.post(UNVEIL, json={"Secret": {"Name": "db-password", "Version": None}})
+    pinned = http.post(UNVEIL, json={"Secret": {"Name": "db-password", "Version": 1}})
+    assert [r.json()["Secret"]["Version"] for r in (sdk, cli, null, pinned)] == [2, 2, 2, 1]
+    assert pinned.json()["Secret"]["Value"] == DB_PASSWORD_V1
+
+
+def test_not_found_bodies(http: httpx.Client) -> None:
+    secret = http.post(UNVEIL, json={"Secret": {"Name": "x"}})
+    version = http.post(UNVEIL, json={"Secret": {"Name": "db-password", "Version": 3}})
+    vault = http.get("/secretmanager/vaults/999/secrets")
+    assert (secret.status_code, secret.json()) == (404, {"error": 'secret "x" not found'})
+    assert (version.status_code, version.json()) == (
+        404,
+        {"error": 'secret "db-password" not found'},
+    )
+    assert (vault.status_code, vault.json()) == (404, {"error": "vault not found"})
+    assert http.get("/secretmanager/vaults/999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"Name": "x"}',
+        b'{"Secret": {"Value": "v"}}',
+        b'{"Secret": {"Name": "", "Value": "v"}}',
+        b'{"Secret": {"Name": "x", "Value": 5}}',
+        json.dumps({"Secret": {"Name": "x" * 256, "Value": "v"}}).encode(),
+    ],
+)
+def test_schema_breaking_bodies_are_400(http: httpx.Client, body: bytes) -> None:
+    got = http.post(SECRETS, content=body, headers={"Content-Type": "application/json"})
+    assert got.status_code == 400 and isinstance(got.json()["error"], str)
+
+
+def test_bad_versions_are_400(http: httpx.Client) -> None:
+    for version in ("1", -1, True, 1.5):
+        got = http.post(UNVEIL, json={"Secret": {"Name": "db-password", "Version": version}})
+        assert got.status_code == 400, version
+
+
+def test_value_size_limit(http: httpx.Client) -> None:
+    fits = http.post(
+        SECRETS, json={"Secret": {"Name": "big", "Value": "é" * (MAX_VALUE_BYTES // 2)}}
+    )
+    over = http.post(
+        SECRETS, json={"Secret": {"Name": "big", "Value": "a" * (MAX_VALUE_BYTES + 1)}}
+    )
+    assert fits.status_code == 201 and fits.json() == {
+        "Secret": {"Name": "big", "LatestVersion": 1}
+    }
+    assert over.status_code == 400 and "65536" in over.json()["error"]
+
+
+def test_auth_is_required(url: str) -> None:
+    for auth in (None, (TOKEN, "nope"), ("nope", SECRET)):
+        got = httpx.get(url + "/secretmanager/vaults", auth=auth)
+        assert got.status_code == 401
+        assert got.json()["error_msg"] == "invalid access token or secret"
+
+
+def test_stats_and_runtime_faults_over_http(http: httpx.Client, emu: Emulator) -> None:
+    http.get("/secretmanager/vaults")
+    http.post(UNVEIL, json={"Secret": {"Name": "api"}})
+    stats = http.get("/_emulator/stats").json()
+    assert stats["calls"] == {"total": 2, "list_vaults": 1, "unveil": 1}
+    assert stats["statuses"] == {"200": 2}
+    set_faults = http.post("/_emulator/faults", json={"faults": [{"code": 503, "rate": 1.0}]})
+    assert set_faults.json() == {"faults": [{"code": 503, "rate": 1.0}]}
+    assert http.get("/secretmanager/vaults").status_code == 503
+    http.post("/_emulator/faults", json={"faults": [], "fail_next": {"code": 502, "count": 1}})
+    assert [http.get("/secretmanager/vaults").status_code for _ in range(2)] == [502, 200]
+    assert http.post("/_emulator/faults", json={"faults": [{"code": 503}]}).status_code == 400
+    assert http.delete("/_emulator/stats").status_code == 204
+    assert emu.knobs.calls["total"] == 0
+
+
+def test_rate_limit_and_latency_knobs(http: httpx.Client) -> None:
+    http.post("/_emulator/knobs", json={"rate_limit": 2, "rate_limit_window": 60, "latency": 0.2})
+    started = time.monotonic()
+    codes = [http.get("/secretmanager/vaults") for _ in range(3)]
+    assert time.monotonic() - started >= 0.6
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert 59 <= int(codes[2].headers["Retry-After"]) <= 60
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_tls(tmp_path: Path, emu: Emulator) -> None:
+    cert, key = self_signed(tmp_path)
+    with run_in_thread(emu, ssl_certfile=cert, ssl_keyfile=key) as url:
+        assert url.startswith("https://127.0.0.1:")
+        config = SakuraConfig(TOKEN, SECRET, base_url=url)
+        async with SakuraClient(config, verify=cert, limiter=RateLimiter(6000, 10)) as c:
+            assert (await c.unveil(VAULT, "db-password")).value == DB_PASSWORD_V2
+
+
+def test_run_in_thread_serves_any_asgi_app() -> None:
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"hi"})  # type: ignore[operator]
+
+    with run_in_thread(app) as url:
+        assert httpx.get(url).text == "hi"
+    with run_in_thread(EmulatorConfig(access_token="a", access_token_secret="b")) as url:
+        assert httpx.get(url + "/secretmanager/vaults", auth=("a", "b")).json()["Count"] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_command_line(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.json"
+    seed.write_text(
+        json.dumps({"vaults": [{"id": VAULT, "name": "d", "secrets": {"a": ["1", "2"]}}]})
+    )
+    port = free_port()
+    env = {**os.environ, "SAKURA_ACCESS_TOKEN_SECRET": "cli-secret"}
+    command = [sys.executable, "-m", "emulator", "--port", str(port), "--access-token", "cli"]
+    command += ["--seed", str(seed), "--secret", f"{VAULT}/b=x", "--secret", "b=y"]
+    command += ["--latency", "10ms", "--fault", "503:0", "--log-level", "warning"]
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(command, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                got = httpx.get(base + SECRETS, auth=("cli", "cli-secret"))
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the emulator did not start")
+        assert got.json()["Secrets"] == [
+            {"Name": "a", "LatestVersion": 2},
+            {"Name": "b", "LatestVersion": 2},
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "emulator", "--port", "1"],
+        cwd=root,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SAKURA")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "--access-token" in bad.stderr
+
+
+async def test_emulator_counts_client_calls(make_client: MakeClient, emu: Emulator) -> None:
+    async with make_client() as c:
+        for _ in range(3):
+            await c.unveil(VAULT, "api")
+        await c.list_secrets(VAULT)
+    assert emu.knobs.calls == {"total": 4, "unveil": 3, "list_secrets": 1}

@@ -1,0 +1,240 @@
+"""The client against the emulator over real sockets: reads, errors, retries, deadlines."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import (
+    API_JSON,
+    DB_PASSWORD_V1,
+    DB_PASSWORD_V2,
+    OTHER_VAULT,
+    TOKEN,
+    VAULT,
+    MakeClient,
+)
+
+from emulator import Emulator, Fault
+from sakura import (
+    NotFound,
+    RateLimiter,
+    Rejected,
+    SecretInfo,
+    Throttled,
+    Unauthorized,
+    Unavailable,
+    extract_key,
+)
+
+
+async def test_unveil_latest_and_pinned(make_client: MakeClient) -> None:
+    async with make_client() as c:
+        latest = await c.unveil(VAULT, "db-password")
+        pinned = await c.unveil(VAULT, "db-password", 1)
+    assert (latest.name, latest.version, latest.value) == ("db-password", 2, DB_PASSWORD_V2)
+    assert (pinned.version, pinned.value) == (1, DB_PASSWORD_V1)
+    assert DB_PASSWORD_V2 not in repr(latest)
+
+
+async def test_bare_endpoint_like_the_official_mock(make_client: MakeClient, url: str) -> None:
+    async with make_client(base_url=url) as c:
+        assert (await c.unveil(VAULT, "db-password")).value == DB_PASSWORD_V2
+
+
+async def test_json_key_of_an_unveiled_value(make_client: MakeClient) -> None:
+    async with make_client() as c:
+        value = (await c.unveil(VAULT, "api")).value
+    assert extract_key(value, "token", "api#token") == API_JSON["token"]
+    assert extract_key(value, "port", "api#port") == "5432"
+    assert json.loads(extract_key(value, "extra", "api#extra")) == {"a": [1]}
+
+
+async def test_list_create_delete(make_client: MakeClient) -> None:
+    async with make_client() as c:
+        assert await c.list_secrets(VAULT) == [
+            SecretInfo("db-password", 2),
+            SecretInfo("api", 1),
+        ]
+        vaults = await c.list_vaults()
+        assert [(v.id, v.name) for v in vaults] == [(VAULT, "demo"), (OTHER_VAULT, "empty")]
+        assert await c.create(OTHER_VAULT, "new", "n1") == 1
+        assert await c.create(OTHER_VAULT, "new", "n2") == 2
+        assert (await c.unveil(OTHER_VAULT, "new")).value == "n2"
+        await c.delete(OTHER_VAULT, "new")
+        assert await c.list_secrets(OTHER_VAULT) == []
+        with pytest.raises(NotFound) as missing:
+            await c.delete(OTHER_VAULT, "new")
+    assert (missing.value.kind, missing.value.name) == ("secret", "new")
+
+
+async def test_not_found_names_what_is_missing(make_client: MakeClient) -> None:
+    async with make_client() as c:
+        with pytest.raises(NotFound) as vault:
+            await c.unveil("999999999999", "db-password")
+        with pytest.raises(NotFound) as secret:
+            await c.unveil(VAULT, "nope")
+        with pytest.raises(NotFound) as version:
+            await c.unveil(VAULT, "db-password", 7)
+        with pytest.raises(NotFound) as listing:
+            await c.list_secrets("999999999999")
+    assert (vault.value.kind, vault.value.name) == ("vault", "999999999999")
+    assert "vault 999999999999 not found" in str(vault.value)
+    assert (secret.value.kind, secret.value.name) == ("secret", "nope")
+    assert "'nope' not found in vault 110000000001" in str(secret.value)
+    assert 'secret "nope" not found' in str(secret.value)  # Sakura's own text
+    assert (version.value.kind, version.value.name) == ("version", "db-password@7")
+    assert "no version 7" in str(version.value) and "latest is 2" in str(version.value)
+    assert listing.value.kind == "vault"
+
+
+async def test_bad_credentials(make_client: MakeClient, emu: Emulator) -> None:
+    async with make_client(secret="wrong-secret-value") as c:
+        with pytest.raises(Unauthorized) as err:
+            await c.unveil(VAULT, "db-password")
+    assert err.value.status == 401
+    assert "invalid access token or secret" in str(err.value)
+    assert "SAKURA_ACCESS_TOKEN" in str(err.value)
+    assert "wrong-secret-value" not in str(err.value) and TOKEN not in str(err.value)
+    assert emu.knobs.calls["unveil"] == 1  # 401 is not retried
+
+
+async def test_429_retry_after_is_honoured(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.set_rate_limit(2, window=1.0)
+    async with make_client() as c:
+        await c.unveil(VAULT, "db-password")
+        await c.unveil(VAULT, "db-password")
+        started = time.monotonic()
+        got = await c.unveil(VAULT, "db-password", 1)
+        waited = time.monotonic() - started
+    assert got.value == DB_PASSWORD_V1
+    assert emu.knobs.statuses[429] >= 1
+    assert waited >= 0.9  # Retry-After: 1, not the 20 ms backoff
+
+
+async def test_429_beyond_the_deadline_is_throttled_at_once(
+    make_client: MakeClient, emu: Emulator
+) -> None:
+    emu.knobs.set_rate_limit(1, window=30.0)
+    async with make_client(deadline=2.0) as c:
+        await c.unveil(VAULT, "db-password")
+        started = time.monotonic()
+        with pytest.raises(Throttled) as err:
+            await c.unveil(VAULT, "db-password")
+    assert time.monotonic() - started < 1.0
+    assert err.value.retry_after is not None and 25 <= err.value.retry_after <= 30
+    assert "retry after" in str(err.value)
+
+
+async def test_5xx_faults_are_retried_then_succeed(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.fail_next(503, 2)
+    emu.knobs.fail_next(500, 1)
+    async with make_client() as c:
+        assert (await c.unveil(VAULT, "db-password")).value == DB_PASSWORD_V2
+    assert emu.knobs.calls["unveil"] == 4
+
+
+async def test_random_faults_are_retried(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.set_faults([Fault(502, 0.3)])
+    async with make_client(max_retries=20) as c:
+        for _ in range(10):
+            assert (await c.unveil(VAULT, "db-password")).version == 2
+
+
+async def test_501_is_not_retried(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.fail_next(501, 1)
+    async with make_client() as c:
+        with pytest.raises(Unavailable):
+            await c.unveil(VAULT, "db-password")
+    assert emu.knobs.calls["unveil"] == 1
+
+
+async def test_400_is_rejected_not_retried(make_client: MakeClient, emu: Emulator) -> None:
+    async with make_client() as c:
+        with pytest.raises(Rejected) as err:
+            await c.create(VAULT, "big", "x" * 65_537)
+    assert err.value.status == 400 and "65536 bytes" in str(err.value)
+    assert emu.knobs.calls["create"] == 1
+
+
+async def test_permanent_faults_end_within_the_deadline(
+    make_client: MakeClient, emu: Emulator
+) -> None:
+    emu.knobs.set_faults([Fault(503, 1.0)])
+    async with make_client(deadline=1.0, max_retries=100) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as err:
+            await c.unveil(VAULT, "db-password")
+    assert time.monotonic() - started <= 1.2
+    assert "HTTP 503" in str(err.value) and "injected fault" in str(err.value)
+    assert "db-password" in str(err.value) and "deadline" in str(err.value)
+    assert emu.knobs.calls["unveil"] >= 3
+
+
+async def test_max_retries_bounds_attempts(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.set_faults([Fault(500, 1.0)])
+    async with make_client(max_retries=2) as c:
+        with pytest.raises(Unavailable):
+            await c.list_secrets(VAULT)
+    assert emu.knobs.calls["list_secrets"] == 3
+
+
+async def test_slow_answers_time_out(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.latency = 0.5
+    async with make_client(timeout=0.1, deadline=0.6) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as err:
+            await c.unveil(VAULT, "db-password")
+    assert time.monotonic() - started < 1.0
+    assert "did not answer" in str(err.value)
+    assert emu.knobs.calls["unveil"] >= 2  # timeouts of a safe read are retried
+
+
+async def test_create_is_never_retried(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.set_faults([Fault(503, 1.0)])
+    async with make_client() as c:
+        with pytest.raises(Unavailable) as err:
+            await c.create(VAULT, "db-password", "never-sent-twice-9z")
+    assert emu.knobs.calls["create"] == 1
+    assert "never-sent-twice-9z" not in str(err.value)
+
+
+async def test_create_timeout_is_not_retried(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.latency = 0.4
+    async with make_client(timeout=0.1) as c:
+        with pytest.raises(Unavailable) as err:
+            await c.create(VAULT, "db-password", "v3")
+    assert emu.knobs.calls["create"] == 1
+    assert "may or may not have taken effect" in str(err.value)
+
+
+async def test_delete_is_not_retried(make_client: MakeClient, emu: Emulator) -> None:
+    emu.knobs.fail_next(503, 1)
+    async with make_client() as c:
+        with pytest.raises(Unavailable):
+            await c.delete(VAULT, "api")
+    assert emu.knobs.calls["delete"] == 1
+
+
+async def test_unreachable_endpoint(make_client: MakeClient) -> None:
+    async with make_client(base_url="http://127.0.0.1:9", deadline=0.5) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as err:
+            await c.list_vaults()
+    assert time.monotonic() - started < 1.0
+    assert "cannot reach http://127.0.0.1:9" in str(err.value)
+
+
+async def test_shared_limiter_paces_and_bounds_by_deadline(
+    make_client: MakeClient, emu: Emulator
+) -> None:
+    shared = RateLimiter(per_minute=60, burst=1)
+    async with make_client(limiter=shared) as a, make_client(limiter=shared, deadline=0.3) as b:
+        await a.unveil(VAULT, "api")
+        started = time.monotonic()
+        with pytest.raises(Throttled) as err:
+            await b.unveil(VAULT, "api")  # the next slot is 1 s away: past b's deadline
+    assert time.monotonic() - started < 0.1  # refused at once, not after waiting
+    assert err.value.retry_after is None and "client-side rate limit" in str(err.value)
+    assert emu.knobs.calls["unveil"] == 1
