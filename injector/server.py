@@ -7,6 +7,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -15,9 +16,19 @@ from injector.tls import ReloadingTLS
 
 
 def build_server(
-    app: ASGIApp, tls: ReloadingTLS, *, host: str, port: int, log_level: str = "info"
+    app: ASGIApp,
+    tls: ReloadingTLS,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    configure_logging: bool = True,
 ) -> uvicorn.Server:
-    """A uvicorn server whose listening socket uses `tls.context` for every handshake."""
+    """A uvicorn server whose listening socket uses `tls.context` for every handshake.
+
+    `configure_logging=False` leaves the process's logging alone (tests, benchmarks).
+    """
+    extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
 
     def context_factory(_: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         return tls.context
@@ -32,6 +43,7 @@ def build_server(
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=20,
+        **extra,
     )
     return uvicorn.Server(config)
 
@@ -46,7 +58,9 @@ def serving_in_thread(
     app: ASGIApp, tls: ReloadingTLS, *, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[str]:
     """Serve in a background thread (tests, benchmarks); yields `https://HOST:PORT`."""
-    server = build_server(app, tls, host=host, port=port, log_level="warning")
+    server = build_server(
+        app, tls, host=host, port=port, log_level="warning", configure_logging=False
+    )
     thread = threading.Thread(target=server.run, name="injector-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -1,0 +1,418 @@
+"""The webhook over real TLS on loopback: real AdmissionReview bodies, patches applied with
+jsonpatch, health and readiness, and a certificate replaced on disk while the server runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonpatch
+import kubernetes_validate
+import pytest
+from cryptography import x509
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from injector.app import BrokerCaFile, create_app
+from injector.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.checks import CheckOutcome
+from injector.server import serving_in_thread
+from injector.settings import WebhookSettings
+from injector.tls import ReloadingTLS
+from plan import Plan
+
+VAULT = "123456789012"
+
+
+class RecordingCheck:
+    """The admission-check seam: denies the secrets named in `denied`, records every call."""
+
+    def __init__(self, denied: frozenset[str] = frozenset(), explode: bool = False) -> None:
+        self.denied = denied
+        self.explode = explode
+        self.calls: list[tuple[str, str, Plan]] = []
+
+    async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome:
+        self.calls.append((namespace, service_account, plan))
+        if self.explode:
+            raise RuntimeError("kaboom-internal-detail")
+        names = sorted({ref.name for ref in plan.secrets()} & self.denied)
+        if names:
+            return CheckOutcome(denial=f"serviceaccount may not get {', '.join(names)}")
+        return CheckOutcome()
+
+
+def pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "annotations": {
+                "sakura-secrets.io/inject": "true",
+                "sakura-secrets.io/secret-db": "db-password@3",
+                "sakura-secrets.io/secret-api.json": "api-keys#token",
+                **(annotations or {}),
+            },
+        },
+        "spec": {
+            "serviceAccountName": "shop-api",
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+            "containers": [
+                {"name": "app", "image": "shop/api:1.0", "ports": [{"containerPort": 8080}]},
+                {"name": "proxy", "image": "envoy:1.30"},
+            ],
+        },
+    }
+
+
+def admission_review(
+    obj: dict[str, Any], uid: str = "705ab4f5-6393-11e8-b7cc-42010a800002"
+) -> bytes:
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": uid,
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+                "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+                "name": obj["metadata"].get("name", ""),
+                "namespace": "shop",
+                "operation": "CREATE",
+                "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+                "object": obj,
+                "oldObject": None,
+                "dryRun": False,
+                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+            },
+        }
+    ).encode()
+
+
+def write_pair(directory: Path, pair: KeyPair) -> None:
+    """Replace both files the way kubelet updates a Secret volume: each atomically."""
+    for name, data in (("tls.crt", pair.cert_pem), ("tls.key", pair.key_pem)):
+        staging = directory / f".{name}.new"
+        staging.write_bytes(data)
+        os.replace(staging, directory / name)
+
+
+def serial(pem: bytes) -> int:
+    return x509.load_pem_x509_certificate(pem).serial_number
+
+
+def served_serial(url: str) -> int:
+    """The serial of the certificate the server presents on a fresh handshake (no SNI)."""
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def client_for(ca: KeyPair) -> httpx.Client:
+    return httpx.Client(verify=ssl.create_default_context(cadata=ca.cert_pem.decode()), timeout=10)
+
+
+@pytest.fixture
+def ca() -> KeyPair:
+    return generate_ca()
+
+
+@pytest.fixture
+def tls_dir(tmp_path: Path, ca: KeyPair) -> Path:
+    write_pair(tmp_path, issue_serving_cert(ca, ["localhost"], ["127.0.0.1"]))
+    return tmp_path
+
+
+@pytest.fixture
+def settings(ca: KeyPair) -> WebhookSettings:
+    return WebhookSettings(
+        image="sakura-secrets-injector:test",
+        broker_url="https://sakura-secrets-injector.sakura-secrets.svc",
+        broker_ca_pem=ca.cert_pem.decode(),
+        default_vault_id=VAULT,
+    )
+
+
+@pytest.fixture
+def check() -> RecordingCheck:
+    return RecordingCheck(denied=frozenset({"forbidden-secret"}))
+
+
+@pytest.fixture
+def tls(tls_dir: Path) -> ReloadingTLS:
+    return ReloadingTLS(tls_dir / "tls.crt", tls_dir / "tls.key", check_interval=0.05)
+
+
+@pytest.fixture
+def server(settings: WebhookSettings, check: RecordingCheck, tls: ReloadingTLS) -> Iterator[str]:
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"route": "extra"})
+
+    app = create_app(
+        settings,
+        check=check,
+        routes=[Route("/v1/secrets", echo, methods=["POST"])],
+        readiness=[tls.readiness],
+        max_body_bytes=256 * 1024,
+    )
+    with serving_in_thread(app, tls) as url:
+        yield url
+
+
+def mutate(client: httpx.Client, url: str, body: bytes) -> dict[str, Any]:
+    response = client.post(
+        f"{url}/mutate", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["kind"] == "AdmissionReview"
+    return answer["response"]  # type: ignore[no-any-return]
+
+
+def test_mutate_returns_a_patch_that_injects_the_pod(
+    server: str, ca: KeyPair, check: RecordingCheck
+) -> None:
+    original = pod()
+    with client_for(ca) as client:
+        response = mutate(client, server, admission_review(original, uid="uid-1"))
+
+    assert response["uid"] == "uid-1"
+    assert response["allowed"] is True
+    assert response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    mutated = jsonpatch.apply_patch(original, patch)
+
+    kubernetes_validate.validate(mutated, "1.25.0", strict=True)
+    assert mutated["metadata"]["annotations"]["sakura-secrets.io/status"] == "injected"
+    init = mutated["spec"]["initContainers"][0]
+    assert init["name"] == "sakura-secrets-init"
+    assert init["image"] == "sakura-secrets-injector:test"
+    env = {e["name"]: e.get("value") for e in init["env"]}
+    plan = Plan.from_json(env["SAKURA_SECRETS_PLAN"])
+    assert plan.vault_id == VAULT
+    assert {ref.name for ref in plan.secrets()} == {"db-password", "api-keys"}
+    assert env["SAKURA_SECRETS_BROKER_CA"] == ca.cert_pem.decode()
+    volumes = {v["name"]: v for v in mutated["spec"]["volumes"]}
+    assert volumes["sakura-secrets"]["emptyDir"]["medium"] == "Memory"
+    for container in mutated["spec"]["containers"]:
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["sakura-secrets"]["readOnly"] is True
+        assert "sakura-secrets-token" not in mounts
+    # the check saw the pod's identity and its plan
+    assert [(ns, sa) for ns, sa, _ in check.calls] == [("shop", "shop-api")]
+
+
+def test_second_pass_over_an_injected_pod_changes_nothing(server: str, ca: KeyPair) -> None:
+    original = pod()
+    with client_for(ca) as client:
+        first = mutate(client, server, admission_review(original))
+        mutated = jsonpatch.apply_patch(original, json.loads(base64.b64decode(first["patch"])))
+        second = mutate(client, server, admission_review(mutated, uid="again"))
+
+    assert second["uid"] == "again"
+    assert second["allowed"] is True
+    if "patch" in second:
+        assert json.loads(base64.b64decode(second["patch"])) == []
+
+
+def test_denial_from_the_check_reaches_the_api_server(server: str, ca: KeyPair) -> None:
+    denied_pod = pod({"sakura-secrets.io/secret-x": "forbidden-secret"})
+    with client_for(ca) as client:
+        response = mutate(client, server, admission_review(denied_pod, uid="uid-deny"))
+
+    assert response["uid"] == "uid-deny"
+    assert response["allowed"] is False
+    assert "patch" not in response
+    assert response["status"]["code"] == 403
+    assert "forbidden-secret" in response["status"]["message"]
+
+
+def test_invalid_annotation_is_denied_with_its_name(server: str, ca: KeyPair) -> None:
+    bad = pod({"sakura-secrets.io/secret-../etc": "db"})
+    with client_for(ca) as client:
+        response = mutate(client, server, admission_review(bad))
+
+    assert response["allowed"] is False
+    assert "sakura-secrets.io/secret-../etc" in response["status"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json at all",
+        b"[1, 2, 3]",
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 7}}',
+    ],
+    ids=["empty", "not-json", "array", "no-request", "uid-not-string"],
+)
+def test_malformed_review_is_a_400_with_a_json_error(server: str, ca: KeyPair, body: bytes) -> None:
+    with client_for(ca) as client:
+        response = client.post(f"{server}/mutate", content=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_oversized_body_is_refused_before_it_is_parsed(server: str, ca: KeyPair) -> None:
+    huge = pod({"sakura-secrets.io/padding": "x" * (300 * 1024)})
+    with client_for(ca) as client:
+        response = client.post(f"{server}/mutate", content=admission_review(huge))
+
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]
+
+
+def test_unexpected_failure_is_a_denial_not_a_500(
+    settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair
+) -> None:
+    app = create_app(settings, check=RecordingCheck(explode=True))
+    with serving_in_thread(app, tls) as url, client_for(ca) as client:
+        response = client.post(f"{url}/mutate", content=admission_review(pod(), uid="uid-boom"))
+
+    assert response.status_code == 200
+    answer = response.json()["response"]
+    assert answer["uid"] == "uid-boom"
+    assert answer["allowed"] is False
+    assert "kaboom" not in json.dumps(answer)
+
+
+def test_health_readiness_and_extra_routes(server: str, ca: KeyPair) -> None:
+    with client_for(ca) as client:
+        assert client.get(f"{server}/healthz").json() == {"status": "ok"}
+        ready = client.get(f"{server}/readyz")
+        extra = client.post(f"{server}/v1/secrets", json={})
+        wrong_method = client.get(f"{server}/mutate")
+
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+    assert extra.json() == {"route": "extra"}
+    assert wrong_method.status_code == 405
+
+
+def test_readyz_reports_every_failing_check(
+    settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair
+) -> None:
+    async def sakura_down() -> str | None:
+        return "sakura: unreachable"
+
+    app = create_app(
+        settings,
+        check=RecordingCheck(),
+        readiness=[tls.readiness, sakura_down, lambda: "kubernetes: no token"],
+    )
+    with serving_in_thread(app, tls) as url, client_for(ca) as client:
+        ready = client.get(f"{url}/readyz")
+        healthy = client.get(f"{url}/healthz")
+
+    assert ready.status_code == 503
+    assert ready.json()["reasons"] == ["sakura: unreachable", "kubernetes: no token"]
+    assert healthy.status_code == 200
+
+
+def test_renewed_certificate_is_served_without_restart(
+    server: str, ca: KeyPair, tls_dir: Path, tls: ReloadingTLS
+) -> None:
+    first = served_serial(server)
+    assert first == serial((tls_dir / "tls.crt").read_bytes())
+
+    # a renewal from a new CA (rotation): both files replaced while the server keeps running
+    new_ca = generate_ca("rotated-ca")
+    renewed = issue_serving_cert(new_ca, ["localhost"], ["127.0.0.1"])
+    write_pair(tls_dir, renewed)
+
+    deadline = time.monotonic() + 5
+    while served_serial(server) == first:
+        assert time.monotonic() < deadline, "the renewed certificate was not picked up"
+        time.sleep(0.05)
+    assert served_serial(server) == serial(renewed.cert_pem)
+    assert tls.loaded is not None and tls.loaded.serial_number == serial(renewed.cert_pem)
+
+    # clients that trust only the new CA now get a verified connection to the same server
+    with client_for(new_ca) as client:
+        assert client.get(f"{server}/readyz").status_code == 200
+        answer = mutate(client, server, admission_review(pod()))
+    assert answer["allowed"] is True
+    with client_for(ca) as old_client, pytest.raises(httpx.ConnectError):
+        old_client.get(f"{server}/healthz")
+
+
+def test_half_written_renewal_keeps_the_previous_certificate(
+    server: str, ca: KeyPair, tls_dir: Path
+) -> None:
+    first = served_serial(server)
+    renewed = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
+    staging = tls_dir / ".tls.crt.new"
+    staging.write_bytes(renewed.cert_pem)
+    os.replace(staging, tls_dir / "tls.crt")  # the key is not there yet
+
+    time.sleep(0.2)
+    assert served_serial(server) == first
+    with client_for(ca) as client:
+        assert client.get(f"{server}/readyz").status_code == 200
+
+    write_pair(tls_dir, renewed)
+    deadline = time.monotonic() + 5
+    while served_serial(server) != serial(renewed.cert_pem):
+        assert time.monotonic() < deadline, "the completed renewal was not picked up"
+        time.sleep(0.05)
+
+
+def test_server_starts_before_its_certificate_exists(
+    tmp_path: Path, settings: WebhookSettings, ca: KeyPair
+) -> None:
+    """The Secret volume may be filled after the container starts (first install)."""
+    tls = ReloadingTLS(tmp_path / "tls.crt", tmp_path / "tls.key", check_interval=0.05)
+    reason = tls.readiness()
+    assert reason is not None and "tls.crt" in reason
+    app = create_app(settings, check=RecordingCheck(), readiness=[tls.readiness])
+    with serving_in_thread(app, tls) as url, client_for(ca) as client:
+        with pytest.raises(httpx.ConnectError):
+            client.get(f"{url}/healthz")
+        write_pair(tmp_path, issue_serving_cert(ca, ["localhost"], ["127.0.0.1"]))
+        time.sleep(0.1)
+        assert client.get(f"{url}/readyz").json() == {"status": "ready"}
+
+
+def test_pods_admitted_after_a_ca_rotation_trust_the_new_ca(
+    settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.crt"
+    bundle.write_bytes(ca.cert_pem)
+    app = create_app(settings, check=RecordingCheck(), broker_ca=BrokerCaFile(bundle))
+    new_ca = generate_ca("rotated-ca")
+    with serving_in_thread(app, tls) as url, client_for(ca) as client:
+        before = mutate(client, url, admission_review(pod()))
+        staging = tmp_path / ".ca.crt.new"
+        staging.write_bytes(new_ca.cert_pem + ca.cert_pem)
+        os.replace(staging, bundle)
+        after = mutate(client, url, admission_review(pod()))
+
+    def broker_ca(response: dict[str, Any]) -> str:
+        mutated = jsonpatch.apply_patch(pod(), json.loads(base64.b64decode(response["patch"])))
+        env = mutated["spec"]["initContainers"][0]["env"]
+        return next(e["value"] for e in env if e["name"] == "SAKURA_SECRETS_BROKER_CA")  # type: ignore[no-any-return]
+
+    assert broker_ca(before) == ca.cert_pem.decode()
+    assert broker_ca(after) == (new_ca.cert_pem + ca.cert_pem).decode()
