@@ -28,12 +28,11 @@ class PreviewError(ValueError):
     """The input is not a single Pod manifest; the message says what to pass instead."""
 
 
-class PreviewDenied(Exception):
-    """The webhook would deny this pod; the message is the denial, as kubectl would show it."""
+class PreviewDenied(Denied):
+    """The webhook would deny this pod; `message` is the denial as kubectl would show it."""
 
-    def __init__(self, message: str, warnings: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, code: int = 400, warnings: tuple[str, ...] = ()) -> None:
+        super().__init__(message, code)
         self.warnings = warnings
 
 
@@ -77,7 +76,8 @@ def render_pod(pod_yaml_text: str, settings: WebhookSettings) -> str:
     response = answer["response"]
     warnings = tuple(response.get("warnings", ()))
     if not response["allowed"]:
-        raise PreviewDenied(response["status"]["message"], warnings)
+        status = response["status"]
+        raise PreviewDenied(status["message"], status["code"], warnings)
     header = [f"# warning: {w}" for w in warnings]
     if "patch" not in response:
         try:
