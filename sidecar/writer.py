@@ -98,6 +98,12 @@ def write(
             f"directory {directory!r} does not exist; it is the sakura-secrets volume's mount "
             "path, check the pod's volumeMounts"
         )
+    for item in files:
+        if os.path.isdir(os.path.join(directory, item.name)):
+            raise WriteFailed(
+                f"{os.path.join(directory, item.name)!r} is a directory, so file {item.name!r} "
+                "cannot replace it; mount the secrets volume on its own empty directory"
+            )
     owner = _owner(uid, gid)
     staged: list[tuple[str, str]] = []
     try:

@@ -1,0 +1,27 @@
+"""Fixtures of the init fetcher tests; defined in sidecar_harness so tests can import helpers."""
+
+from sidecar_harness import (
+    broker,
+    broker_env,
+    broker_url,
+    direct_env,
+    emulator,
+    sakura_url,
+    secrets_dir,
+    termination_log,
+    tls,
+    token_file,
+)
+
+__all__ = [
+    "broker",
+    "broker_env",
+    "broker_url",
+    "direct_env",
+    "emulator",
+    "sakura_url",
+    "secrets_dir",
+    "termination_log",
+    "tls",
+    "token_file",
+]
