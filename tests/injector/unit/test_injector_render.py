@@ -1,0 +1,71 @@
+"""`render -f pod.yaml`: the same review, offline."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from admission_harness import P, settings, validate_pod
+
+from injector.checks import Denied
+from injector.render import OFFLINE_WARNING, PreviewDenied, PreviewError, render_pod
+
+POD = f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shop-api
+  namespace: shop
+  annotations:
+    {P}inject: "true"
+    {P}secret-db-password: db-password@2
+    {P}template-dsn: |
+      postgres://{{{{ secret("db#user") }}}}@db
+spec:
+  securityContext: {{runAsUser: 1000}}
+  containers:
+  - name: app
+    image: nginx
+"""
+
+
+def test_render_prints_the_mutated_pod_with_the_offline_warning() -> None:
+    text = render_pod(POD, settings())
+    assert text.startswith(f"# warning: {OFFLINE_WARNING}\n")
+    rendered = yaml.safe_load(text)
+    validate_pod(rendered)
+    assert rendered["metadata"]["annotations"][f"{P}status"] == "injected"
+    assert rendered["spec"]["initContainers"][0]["name"] == "sakura-secrets-init"
+    env = {e["name"]: e.get("value") for e in rendered["spec"]["initContainers"][0]["env"]}
+    assert "db-password" in env["SAKURA_SECRETS_PLAN"]
+    # the multi-line CA bundle stays readable
+    assert "SAKURA_SECRETS_BROKER_CA\n      value: |\n        -----BEGIN CERTIFICATE-----" in text
+
+
+def test_render_reports_a_denial() -> None:
+    bad = POD.replace(f"{P}secret-db-password", f"{P}secret-.db")
+    with pytest.raises(PreviewDenied) as caught:
+        render_pod(bad, settings())
+    assert f"{P}secret-.db" in caught.value.message
+    assert isinstance(caught.value, Denied)  # the CLI catches Denied
+
+
+def test_render_leaves_a_pod_that_is_not_injected_alone_and_says_why() -> None:
+    text = render_pod(POD.replace("namespace: shop", "namespace: kube-system"), settings())
+    assert text.startswith("# not injected: namespace kube-system is never injected\n")
+    assert yaml.safe_load(text) == yaml.safe_load(POD.replace("shop\n", "kube-system\n", 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("kind: [", "not YAML"),
+        ("", "found 0"),
+        (POD + "---\n" + POD, "found 2"),
+        ("apiVersion: apps/v1\nkind: Deployment\n", "'Deployment'"),
+        ("- a\n", "Pod manifest"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {}\n", "spec"),
+    ],
+)
+def test_render_refuses_what_is_not_one_pod(text: str, fragment: str) -> None:
+    with pytest.raises(PreviewError, match=fragment):
+        render_pod(text, settings())
