@@ -1,0 +1,229 @@
+"""End to end in broker mode: `python -m sidecar` -> the real broker over TLS -> the emulator.
+
+The broker verifies a real bound ServiceAccount token (TokenReview) and the RBAC grant
+(SubjectAccessReview) against the local cluster, exactly as in a pod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
+from sidecar_harness import (
+    ACCESS_SECRET,
+    ACCESS_TOKEN,
+    ALL_VALUES,
+    API_V1,
+    API_V2,
+    DB,
+    Tls,
+    make_plan,
+    secret_file,
+    snapshot,
+    template_file,
+)
+from starlette.applications import Starlette
+
+from emulator import Emulator, run_in_thread
+from injector.broker.wiring import build_broker, kube_api_client
+from sakura import SakuraConfig
+from sidecar.errors import EXIT_DENIED
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+AUDIENCE = "sakura-secrets-injector"
+
+
+@dataclass
+class Pod:
+    namespace: str
+    name: str
+    token: str
+
+
+@pytest.fixture(scope="module")
+def pod() -> Iterator[Pod]:
+    """A namespace, a ServiceAccount allowed to get db and api, and a pod its token is bound to."""
+    if not os.environ.get("KUBECONFIG"):
+        pytest.fail(
+            "KUBECONFIG is not set: this test needs a real API server for TokenReview and "
+            'SubjectAccessReview. Run scripts/test, or `eval "$(e2e/cluster.sh up)"` first.'
+        )
+    api = k8s_config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    namespace = f"sidecar-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    try:
+        core.create_namespaced_service_account(
+            namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="app"))
+        )
+        rule = k8s.V1PolicyRule(
+            api_groups=["sakura-secrets.io"],
+            resources=["secrets"],
+            resource_names=["db", "api"],
+            verbs=["get"],
+        )
+        rbac.create_namespaced_role(
+            namespace, k8s.V1Role(metadata=k8s.V1ObjectMeta(name="read"), rules=[rule])
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            k8s.V1RoleBinding(
+                metadata=k8s.V1ObjectMeta(name="read"),
+                role_ref=k8s.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name="read"
+                ),
+                subjects=[
+                    k8s.RbacV1Subject(kind="ServiceAccount", name="app", namespace=namespace)
+                ],
+            ),
+        )
+        body = k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name="app"),
+            spec=k8s.V1PodSpec(
+                service_account_name="app",
+                automount_service_account_token=False,
+                containers=[k8s.V1Container(name="app", image="local/busybox:1")],
+            ),
+        )
+        give_up = time.monotonic() + 30
+        while True:
+            try:
+                created = core.create_namespaced_pod(namespace, body)
+                break
+            except ApiException as exc:  # the ServiceAccount may not be visible yet
+                if exc.status != 403 or time.monotonic() > give_up:
+                    raise
+                time.sleep(0.2)
+        request = k8s.AuthenticationV1TokenRequest(
+            spec=k8s.V1TokenRequestSpec(
+                audiences=[AUDIENCE],
+                expiration_seconds=600,
+                bound_object_ref=k8s.V1BoundObjectReference(
+                    kind="Pod", api_version="v1", name="app", uid=created.metadata.uid
+                ),
+            )
+        )
+        answer = core.create_namespaced_service_account_token("app", namespace, request)
+        yield Pod(namespace=namespace, name="app", token=str(answer.status.token))
+    finally:
+        with contextlib.suppress(ApiException):
+            core.delete_namespace(namespace)
+
+
+@pytest.fixture
+def real_broker_url(sakura_url: str, tls: Tls) -> Iterator[str]:
+    parts = build_broker(
+        SakuraConfig(ACCESS_TOKEN, ACCESS_SECRET, base_url=sakura_url),
+        kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
+        registry=CollectorRegistry(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await parts.aclose()
+
+    app = Starlette(routes=parts.routes, lifespan=lifespan)
+    with run_in_thread(app, ssl_certfile=tls.certfile, ssl_keyfile=tls.keyfile) as url:
+        yield url
+
+
+def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar"],
+        env=full,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def env(pod: Pod, real_broker_url: str, tls: Tls, tmp_path: Path) -> dict[str, str]:
+    token_file = tmp_path / "token"
+    token_file.write_text(pod.token)
+    return {
+        "SAKURA_SECRETS_BROKER_URL": real_broker_url,
+        "SAKURA_SECRETS_BROKER_CA": tls.ca.cert_pem.decode(),
+        "SAKURA_SECRETS_TOKEN_FILE": str(token_file),
+        "SAKURA_SECRETS_TERMINATION_LOG": str(tmp_path / "termination-log"),
+        "SAKURA_SECRETS_DEADLINE": "20",
+    }
+
+
+def test_granted_secrets_are_fetched_through_the_real_broker(
+    env: dict[str, str], emulator: Emulator, secrets_dir: Path, tmp_path: Path
+) -> None:
+    plan = make_plan(
+        secrets_dir,
+        secret_file("api", "api"),
+        secret_file("api-v1", "api@1"),
+        template_file("db.conf", 'user={{ secret("db#user") }}\npass={{ secret("db#pass") }}\n'),
+        mode="broker",
+    )
+    done = _run({**env, "SAKURA_SECRETS_PLAN": plan.to_json()})
+    assert done.returncode == 0, done.stderr
+    assert (secrets_dir / "api").read_text() == API_V2
+    assert (secrets_dir / "api-v1").read_text() == API_V1
+    assert (secrets_dir / "db.conf").read_text() == f"user={DB['user']}\npass={DB['pass']}\n"
+    record = json.loads((secrets_dir / ".sakura-secrets.json").read_text())
+    assert [(s["name"], s["version"]) for s in record["secrets"]] == [
+        ("api", 2),
+        ("api", 1),
+        ("db", 1),
+    ]
+    assert not (tmp_path / "termination-log").exists()
+    for value in ALL_VALUES:
+        assert value not in done.stderr + done.stdout
+
+
+def test_a_secret_without_a_grant_is_forbidden_and_nothing_is_written(
+    env: dict[str, str], pod: Pod, emulator: Emulator, secrets_dir: Path, tmp_path: Path
+) -> None:
+    (secrets_dir / "api").write_text("from before")
+    before = snapshot(secrets_dir)
+    plan = make_plan(
+        secrets_dir, secret_file("api", "api"), secret_file("plain", "plain"), mode="broker"
+    )
+    done = _run({**env, "SAKURA_SECRETS_PLAN": plan.to_json()})
+    assert done.returncode == EXIT_DENIED
+    lines = (tmp_path / "termination-log").read_text().splitlines()
+    assert lines == [
+        f"sakura-secrets-init: forbidden: serviceaccount {pod.namespace}/app may not get "
+        'sakura-secrets.io secrets "plain"; grant it with a Role/RoleBinding (verb get, '
+        "apiGroup sakura-secrets.io, resource secrets, resourceName plain)"
+    ]
+    assert snapshot(secrets_dir) == before
+    assert emulator.knobs.calls["unveil"] == 0, "nothing is read from Sakura for a denied pod"
+    for value in ALL_VALUES:
+        assert value not in done.stderr + done.stdout
+
+
+def test_a_token_for_another_audience_is_unauthenticated(
+    env: dict[str, str], pod: Pod, secrets_dir: Path, tmp_path: Path
+) -> None:
+    Path(env["SAKURA_SECRETS_TOKEN_FILE"]).write_text("not-a-kubernetes-token")
+    plan = make_plan(secrets_dir, secret_file("api", "api"), mode="broker")
+    done = _run({**env, "SAKURA_SECRETS_PLAN": plan.to_json()})
+    assert done.returncode == EXIT_DENIED
+    line = (tmp_path / "termination-log").read_text()
+    assert line.startswith("sakura-secrets-init: unauthenticated: ")
+    assert "secrets api were not fetched" in line
+    assert list(secrets_dir.iterdir()) == []
