@@ -1,0 +1,302 @@
+"""manifests/ renders with kustomize, every object passes strict schema validation, and the
+objects agree with each other and with the injector's CLI (names, ports, RBAC, env)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from injector.cli import build_parser, settings_from_args
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+# kubernetes-validate ships schemas from 1.25 on; the local cluster is 1.20. 1.25 is the nearest
+# version it can check, and every kind we ship has the same schema there, except the
+# PodDisruptionBudget: policy/v1beta1 (what 1.20 serves) is gone in 1.25, so the base's PDB is
+# checked through the policy-v1 overlay, whose only difference is the apiVersion.
+SCHEMA_VERSION = "1.25.0"
+NAMESPACE = "sakura-secrets"
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize`, or the files listed in the kustomizations when kubectl is absent."""
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        out = subprocess.run(
+            [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True
+        ).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+    return _load_listed(directory)
+
+
+def _load_listed(directory: Path) -> list[dict[str, Any]]:
+    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert not spec.get("patches"), "without kubectl only patch-free kustomizations can be read"
+    objects: list[dict[str, Any]] = []
+    for entry in spec["resources"]:
+        path = directory / entry
+        if path.is_dir():
+            objects += _load_listed(path)
+        else:
+            objects += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return objects
+
+
+def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds: dict[str, dict[str, Any]] = {}
+    for obj in objects:
+        assert obj["kind"] not in kinds, f"more than one {obj['kind']}"
+        kinds[obj["kind"]] = obj
+    return kinds
+
+
+@pytest.fixture(scope="module")
+def base() -> dict[str, dict[str, Any]]:
+    return by_kind(render(MANIFESTS))
+
+
+@pytest.fixture(scope="module")
+def modern() -> dict[str, dict[str, Any]]:
+    return by_kind(render(MANIFESTS / "policy-v1"))
+
+
+def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> None:
+    assert sorted(base) == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+            "MutatingWebhookConfiguration",
+        ]
+    )
+    cluster_scoped = {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+    }
+    for kind, obj in base.items():
+        if kind not in cluster_scoped:
+            assert obj["metadata"]["namespace"] == NAMESPACE, kind
+
+
+@pytest.mark.parametrize("overlay", ["base", "modern"])
+def test_every_object_passes_strict_schema_validation(
+    overlay: str, base: dict[str, dict[str, Any]], modern: dict[str, dict[str, Any]]
+) -> None:
+    objects = base if overlay == "base" else modern
+    for obj in objects.values():
+        if obj["apiVersion"] == "policy/v1beta1":
+            continue  # no 1.25 schema; checked as policy/v1 below
+        kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)  # raises, naming kind
+
+
+def test_pdb_targets_kubernetes_1_20_and_the_overlay_only_changes_its_version(
+    base: dict[str, dict[str, Any]], modern: dict[str, dict[str, Any]]
+) -> None:
+    assert base["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
+    assert modern["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+    assert {k: v for k, v in modern.items() if k != "PodDisruptionBudget"} == {
+        k: v for k, v in base.items() if k != "PodDisruptionBudget"
+    }
+    assert base["PodDisruptionBudget"]["spec"] == modern["PodDisruptionBudget"]["spec"]
+    assert base["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+
+
+def test_webhook_configuration_matches_the_contract(base: dict[str, dict[str, Any]]) -> None:
+    config = base["MutatingWebhookConfiguration"]
+    [webhook] = config["webhooks"]
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["sideEffects"] == "None"
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["reinvocationPolicy"] == "IfNeeded"
+    assert 1 <= webhook["timeoutSeconds"] <= 15
+    assert webhook["rules"] == [
+        {
+            "operations": ["CREATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
+    selector = webhook["namespaceSelector"]
+    assert selector["matchLabels"] == {"sakura-secrets-injection": "enabled"}
+    excluded = selector["matchExpressions"][0]
+    assert excluded["operator"] == "NotIn"
+    assert set(excluded["values"]) == {NAMESPACE, "kube-system"}
+    assert "objectSelector" not in webhook  # opt-in is an annotation, not a label
+    # the webhook must never match the injector's own namespace (it could not start)
+    assert "sakura-secrets-injection" not in base["Namespace"]["metadata"].get("labels", {})
+
+
+def test_webhook_reaches_the_service_and_the_service_reaches_the_container(
+    base: dict[str, dict[str, Any]],
+) -> None:
+    target = base["MutatingWebhookConfiguration"]["webhooks"][0]["clientConfig"]["service"]
+    service = base["Service"]
+    assert (target["name"], target["namespace"], target["path"]) == (
+        service["metadata"]["name"],
+        NAMESPACE,
+        "/mutate",
+    )
+    [port] = service["spec"]["ports"]
+    assert port["port"] == target["port"] == 443
+    pod = base["Deployment"]["spec"]["template"]
+    container = _container(base, "injector")
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port["targetPort"] in named
+    assert _env(container)["SAKURA_SECRETS_PORT"] == str(named[port["targetPort"]])
+    labels = pod["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert base["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    pdb = base["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
+    assert pdb.items() <= labels.items()
+
+
+def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, Any]]) -> None:
+    deployment = base["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+        assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+    injector = _container(base, "injector")
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        get = injector[probe]["httpGet"]
+        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTPS", "https")
+
+
+def test_sakura_credentials_come_only_from_the_api_key_secret(
+    base: dict[str, dict[str, Any]],
+) -> None:
+    injector = _container(base, "injector")
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in injector["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    for name in ("SAKURA_ACCESS_TOKEN", "SAKURA_ACCESS_TOKEN_SECRET"):
+        assert refs[name] == {"name": "sakura-api-key", "key": name}
+    assert all(ref["name"] == "sakura-api-key" for ref in refs.values())
+    certs = _container(base, "certs", init=True)
+    assert not any("SAKURA_ACCESS" in e["name"] for e in certs.get("env", []))
+
+
+def test_tls_secret_names_agree_across_rbac_certs_and_volume(
+    base: dict[str, dict[str, Any]],
+) -> None:
+    pod = base["Deployment"]["spec"]["template"]["spec"]
+    [tls_volume] = [v for v in pod["volumes"] if "secret" in v]
+    secret_name = tls_volume["secret"]["secretName"]
+    assert tls_volume["secret"]["optional"] is True  # first pod starts before the Secret exists
+    certs = _container(base, "certs", init=True)
+    assert certs["command"][-1] == "certs"
+    assert _env(certs)["SAKURA_SECRETS_TLS_SECRET"] == secret_name
+    assert (
+        _env(certs)["SAKURA_SECRETS_WEBHOOK_CONFIGURATION"]
+        == (base["MutatingWebhookConfiguration"]["metadata"]["name"])
+    )
+    assert _env(certs)["SAKURA_SECRETS_SERVICE"] == base["Service"]["metadata"]["name"]
+    injector = _container(base, "injector")
+    [mount] = [m for m in injector["volumeMounts"] if m["name"] == tls_volume["name"]]
+    env = _env(injector)
+    for variable, key in (
+        ("SAKURA_SECRETS_TLS_CERT_FILE", "tls.crt"),
+        ("SAKURA_SECRETS_TLS_KEY_FILE", "tls.key"),
+        ("SAKURA_SECRETS_BROKER_CA_FILE", "ca.crt"),
+    ):
+        assert env[variable] == f"{mount['mountPath']}/{key}"
+
+
+def test_rbac_is_least_privilege(base: dict[str, dict[str, Any]]) -> None:
+    rules = base["ClusterRole"]["rules"]
+    granted = {
+        (group, resource, verb, tuple(rule.get("resourceNames", ())))
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    webhook = base["MutatingWebhookConfiguration"]["metadata"]["name"]
+    assert granted == {
+        ("authentication.k8s.io", "tokenreviews", "create", ()),
+        ("authorization.k8s.io", "subjectaccessreviews", "create", ()),
+        ("", "pods", "get", ()),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", (webhook,)),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", (webhook,)),
+    }
+    secret = base["Deployment"]["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
+    role_rules = base["Role"]["rules"]
+    assert {
+        (verb, tuple(rule.get("resourceNames", ())))
+        for rule in role_rules
+        for verb in rule["verbs"]
+        if rule["resources"] == ["secrets"]
+    } == {("get", (secret,)), ("update", (secret,)), ("create", ())}
+    for role in (base["ClusterRole"], base["Role"]):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+    service_account = base["ServiceAccount"]["metadata"]
+    pod = base["Deployment"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == service_account["name"]
+    for binding, role in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        assert base[binding]["roleRef"]["name"] == base[role]["metadata"]["name"]
+        assert base[binding]["subjects"] == [
+            {"kind": "ServiceAccount", "name": service_account["name"], "namespace": NAMESPACE}
+        ]
+
+
+def test_the_cli_accepts_the_deployments_environment(base: dict[str, dict[str, Any]]) -> None:
+    injector = _container(base, "injector")
+    env = {k: v for k, v in _env(injector).items() if v is not None}
+    env["POD_NAMESPACE"] = NAMESPACE  # fieldRef
+    args = build_parser(env).parse_args(["serve"])
+    settings = settings_from_args(args, env)
+    assert args.port == 8443
+    assert settings.image == injector["image"]  # the init container runs the same image
+    assert settings.injector_namespace == NAMESPACE
+    assert settings.broker_url == f"https://{base['Service']['metadata']['name']}.{NAMESPACE}.svc"
+    known = build_parser(env).format_help() + "".join(
+        sub.format_help()
+        for action in build_parser(env)._subparsers._group_actions  # type: ignore[union-attr]
+        for sub in action.choices.values()  # type: ignore[union-attr]
+    )
+    for container in (injector, _container(base, "certs", init=True)):
+        for name in _env(container):
+            if name.startswith("SAKURA_SECRETS_"):
+                assert name in known, f"{name} is not a flag's environment variable"
+
+
+def _container(base: dict[str, dict[str, Any]], name: str, *, init: bool = False) -> dict[str, Any]:
+    pod = base["Deployment"]["spec"]["template"]["spec"]
+    [found] = [c for c in pod["initContainers" if init else "containers"] if c["name"] == name]
+    return found  # type: ignore[no-any-return]
+
+
+def _env(container: dict[str, Any]) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
