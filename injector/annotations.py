@@ -249,9 +249,11 @@ def _mount_path(value: str) -> str:
             f"as {DEFAULT_MOUNT_PATH}"
         )
     path = posixpath.normpath(path)
-    if path == TOKEN_DIRECTORY or path.startswith(TOKEN_DIRECTORY + "/"):
+    within = f"{path}/".startswith(f"{TOKEN_DIRECTORY}/")
+    if within or TOKEN_DIRECTORY.startswith(f"{path}/"):
         raise Denied(
-            f"annotation {PREFIX}mount-path: {path} is where the injector mounts its token; "
+            f"annotation {PREFIX}mount-path: {path} overlaps {TOKEN_DIRECTORY}, where the "
+            "injector mounts its token; "
             f"choose another directory such as {DEFAULT_MOUNT_PATH}"
         )
     return path

@@ -560,6 +560,8 @@ DENIALS = [
         None,
         [f"{P}mount-path", "token"],
     ),
+    ({f"{P}mount-path": "/var/run/secrets"}, None, [f"{P}mount-path", "token"]),
+    ({f"{P}mount-path": "/var/run/secrets/sakura-secrets.io/x"}, None, [f"{P}mount-path", "token"]),
     ({f"{P}containers": " , "}, None, [f"{P}containers is empty"]),
     ({f"{P}containers": "app,nope"}, None, [f"{P}containers", "'nope'", "app containers: app"]),
     ({f"{P}file-mode": "0800"}, None, [f"{P}file-mode", "octal"]),
