@@ -98,7 +98,9 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     _settings_options(render, source, image_default=PREVIEW_IMAGE)
 
-    # --- `can-i` (broker engineer): add its subparser here, and a branch in `main` ---
+    from injector.broker.can_i import add_can_i_parser
+
+    add_can_i_parser(commands)
 
     return parser
 
@@ -114,7 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _certs(args)
         if args.command == "render":
             return _render(args)
-        # --- `can-i` (broker engineer): dispatch here ---
+        if args.command == "can-i":
+            from injector.broker.can_i import can_i_command
+
+            return can_i_command(args)
     except UsageError as error:
         parser.exit(2, f"sakura-secrets-injector {args.command}: {error}\n")
     parser.exit(2, f"unknown command {args.command!r}\n")

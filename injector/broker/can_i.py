@@ -6,6 +6,9 @@ secret is allowed, 1 otherwise, 2 for a usage error or when Kubernetes cannot an
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,3 +65,31 @@ async def run_can_i(
     except KubernetesUnavailable as exc:
         return 2, [f"error: {exc}"]
     return (0 if all(a.allowed for a in answers) else 1), [a.line() for a in answers]
+
+
+def add_can_i_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `can-i` subcommand's arguments (mounted by injector.cli)."""
+    parser = commands.add_parser(
+        "can-i",
+        help="may a ServiceAccount read these Sakura secrets? (the broker's RBAC check)",
+        description="One line per secret: 'yes NAME', or 'no NAME: <the missing grant>'. "
+        "Exit status 0 when all are allowed, 1 when any is not, 2 on error.",
+    )
+    parser.add_argument("-n", "--namespace", required=True, help="the pod's namespace")
+    parser.add_argument(
+        "--serviceaccount", "--service-account", required=True, help="the pod's ServiceAccount"
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
+    parser.add_argument("secrets", nargs="+", metavar="SECRET", help="NAME (or NAME@V#KEY)")
+
+
+def can_i_command(args: argparse.Namespace) -> int:
+    """Run `can-i` from parsed arguments; prints answers to stdout, errors to stderr."""
+    from injector.broker.wiring import kube_api_client
+
+    access = AccessReviewer(kube_api_client(args.kubeconfig))
+    code, lines = asyncio.run(run_can_i(access, args.namespace, args.serviceaccount, args.secrets))
+    out = sys.stderr if code == 2 else sys.stdout
+    for line in lines:
+        print(line, file=out)
+    return code

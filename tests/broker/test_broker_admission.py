@@ -1,0 +1,191 @@
+"""The admission check and can-i: real SubjectAccessReviews, the emulator as Sakura."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import OTHER_VAULT, VAULT, World, sakura_config
+from prometheus_client import CollectorRegistry
+
+from emulator.app import Emulator
+from emulator.knobs import Fault
+from injector.broker.can_i import run_can_i
+from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker, kube_api_client
+from injector.checks import CheckOutcome
+from plan import FileSpec, Plan, SecretRef
+
+
+def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> Plan:
+    files = tuple(
+        FileSpec(name=f"f{i}", mode=0o400, secret=SecretRef.parse(r)) for i, r in enumerate(refs)
+    )
+    return Plan(files=files, directory="/sakura/secrets", mode=mode, vault_id=vault_id)  # type: ignore[arg-type]
+
+
+def grant_text(ns: str, sa: str, name: str) -> str:
+    return (
+        f'serviceaccount {ns}/{sa} may not get sakura-secrets.io secrets "{name}"; grant it '
+        "with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource secrets, "
+        f"resourceName {name})"
+    )
+
+
+@pytest.fixture
+async def parts(emulator: tuple[Emulator, str], world: World) -> AsyncIterator[BrokerParts]:
+    built = build_broker(
+        sakura_config(emulator[1]),
+        kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
+        settings=BrokerSettings(sakura_deadline=1.0, sakura_retries=0, admission_timeout=3.0),
+        registry=CollectorRegistry(),
+    )
+    yield built
+    await built.aclose()
+
+
+async def test_granted_and_existing_secrets_are_admitted(world: World, parts: BrokerParts) -> None:
+    outcome = await parts.check(world.ns_a, "app", plan_of("db", "db@1#user", "api"))
+    assert outcome == CheckOutcome()
+
+
+async def test_secret_granted_only_in_another_namespace_is_denied(
+    world: World, parts: BrokerParts
+) -> None:
+    outcome = await parts.check(world.ns_b, "app", plan_of("other", "db"))
+    assert outcome.denial == grant_text(world.ns_b, "app", "db")
+
+
+async def test_template_refs_are_checked_too(world: World, parts: BrokerParts) -> None:
+    plan = Plan(
+        files=(
+            FileSpec(
+                name="app.conf",
+                mode=0o400,
+                template='{{ secret("api") }}',
+                template_refs=(SecretRef("api"),),
+            ),
+        ),
+        directory="/sakura/secrets",
+        vault_id=VAULT,
+    )
+    outcome = await parts.check(world.ns_b, "app", plan)
+    assert outcome.denial == grant_text(world.ns_b, "app", "api")
+
+
+async def test_missing_secret_is_denied_naming_the_annotation(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id=OTHER_VAULT))
+    assert outcome.denial is not None
+    assert "annotation sakura-secrets.io/secret-f0 asks for secret 'db'" in outcome.denial
+    assert f"does not exist in vault {OTHER_VAULT}" in outcome.denial
+
+
+async def test_version_past_the_latest_is_denied(world: World, parts: BrokerParts) -> None:
+    outcome = await parts.check(world.ns_a, "app", plan_of("api", "db@3"))
+    assert outcome.denial is not None
+    assert "version 3 of secret 'db'" in outcome.denial
+    assert "latest version in vault 110000000001 is 2" in outcome.denial
+
+
+async def test_a_newly_created_secret_is_seen_despite_the_cached_listing(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    assert (await parts.check(world.ns_a, "app", plan_of("extra"))).denial is None
+    emulator[0].store.put(VAULT, "extra", "extra-v2-new-VALUE")
+    # the listing (30 s TTL) says latest is 1; a pod pinning @2 makes the check look again
+    parts.check.inventory._held[VAULT] = (
+        parts.check.inventory._held[VAULT][0] - 6,
+        parts.check.inventory._held[VAULT][1],
+    )
+    assert (await parts.check(world.ns_a, "app", plan_of("extra@2"))).denial is None
+
+
+async def test_unknown_vault_is_denied(world: World, parts: BrokerParts) -> None:
+    outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id="999999999999"))
+    assert outcome.denial is not None
+    assert "vault 999999999999 does not exist" in outcome.denial
+    assert "sakura-secrets.io/vault-id" in outcome.denial
+
+
+async def test_listing_is_shared_between_pods(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.reset_stats()
+    for _ in range(20):
+        assert (await parts.check(world.ns_a, "app", plan_of("db", "api"))).denial is None
+    assert emulator[0].knobs.stats()["calls"].get("list_secrets") == 1
+
+
+async def test_unreachable_sakura_admits_with_a_warning(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    outcome = await parts.check(world.ns_a, "app", plan_of("db"))
+    assert outcome.denial is None
+    assert len(outcome.warnings) == 1
+    assert "Sakura could not be reached" in outcome.warnings[0]
+    assert "admitted" in outcome.warnings[0]
+
+
+async def test_rbac_still_denies_when_sakura_is_unreachable(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    outcome = await parts.check(world.ns_a, "nogrant", plan_of("db"))
+    assert outcome.denial == grant_text(world.ns_a, "nogrant", "db")
+
+
+async def test_direct_mode_skips_rbac_and_existence(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.reset_stats()
+    outcome = await parts.check(world.ns_a, "nogrant", plan_of("no-such-secret", mode="direct"))
+    assert outcome == CheckOutcome()
+    assert emulator[0].knobs.stats()["calls"].get("list_secrets") is None
+
+
+async def test_can_i_answers_per_secret(world: World, parts: BrokerParts) -> None:
+    code, lines = await run_can_i(parts.access, world.ns_a, "app", ["db", "api@2#key", "other"])
+    assert code == 1
+    assert lines == [
+        "yes db",
+        "yes api",
+        "no  other: " + grant_text(world.ns_a, "app", "other"),
+    ]
+    code, lines = await run_can_i(parts.access, world.ns_b, "app", ["other"])
+    assert (code, lines) == (0, ["yes other"])
+
+
+async def test_can_i_usage_errors_exit_2(world: World, parts: BrokerParts) -> None:
+    assert (await run_can_i(parts.access, world.ns_a, "app", []))[0] == 2
+    code, lines = await run_can_i(parts.access, world.ns_a, "app", ["db@x"])
+    assert code == 2 and lines[0].startswith("error: ")
+
+
+def test_can_i_command_line(world: World) -> None:
+    """The real `sakura-secrets-injector can-i` in a subprocess, against the cluster."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "import sys; from injector.cli import main; sys.exit(main())"]
+    allowed = subprocess.run(
+        [*command, "can-i", "-n", world.ns_a, "--serviceaccount", "app", "db", "api"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.splitlines() == ["yes db", "yes api"]
+    denied = subprocess.run(
+        [*command, "can-i", "-n", world.ns_b, "--serviceaccount", "app", "other", "db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert denied.returncode == 1
+    assert denied.stdout.splitlines() == [
+        "yes other",
+        "no  db: " + grant_text(world.ns_b, "app", "db"),
+    ]
