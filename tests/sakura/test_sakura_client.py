@@ -166,7 +166,7 @@ async def test_permanent_faults_end_within_the_deadline(
         started = time.monotonic()
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started <= 1.2
+    assert time.monotonic() - started <= 1.5  # the 1 s deadline, plus scheduling slack
     assert "HTTP 503" in str(err.value) and "injected fault" in str(err.value)
     assert "db-password" in str(err.value) and "deadline" in str(err.value)
     assert emu.knobs.calls["unveil"] >= 3
@@ -186,7 +186,7 @@ async def test_slow_answers_time_out(make_client: MakeClient, emu: Emulator) -> 
         started = time.monotonic()
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
     assert "did not answer" in str(err.value)
     assert emu.knobs.calls["unveil"] >= 2  # timeouts of a safe read are retried
 
@@ -222,7 +222,7 @@ async def test_unreachable_endpoint(make_client: MakeClient) -> None:
         started = time.monotonic()
         with pytest.raises(Unavailable) as err:
             await c.list_vaults()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
     assert "cannot reach http://127.0.0.1:9" in str(err.value)
 
 
@@ -235,6 +235,6 @@ async def test_shared_limiter_paces_and_bounds_by_deadline(
         started = time.monotonic()
         with pytest.raises(Throttled) as err:
             await b.unveil(VAULT, "api")  # the next slot is 1 s away: past b's deadline
-    assert time.monotonic() - started < 0.1  # refused at once, not after waiting
+    assert time.monotonic() - started < 0.5  # refused at once, not after the 1 s wait
     assert err.value.retry_after is None and "client-side rate limit" in str(err.value)
     assert emu.knobs.calls["unveil"] == 1
