@@ -15,11 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sakura_testkit import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
 
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from emulator.store import MAX_VALUE_BYTES

@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import (
+from sakura_testkit import (
     API_JSON,
     DB_PASSWORD_V1,
     DB_PASSWORD_V2,

@@ -7,7 +7,15 @@ import logging
 
 import httpx
 import pytest
-from conftest import API_JSON, DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
+from sakura_testkit import (
+    API_JSON,
+    DB_PASSWORD_V1,
+    DB_PASSWORD_V2,
+    SECRET,
+    TOKEN,
+    VAULT,
+    MakeClient,
+)
 
 from emulator import Emulator, Fault
 from sakura import SakuraClient, SakuraConfig, SakuraError
