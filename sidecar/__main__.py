@@ -61,6 +61,9 @@ def main(env: Mapping[str, str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="sakura-secrets-init: %(message)s"
     )
+    # httpx logs every request URL at INFO: noise in `kubectl logs` of a one-shot container.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     path = config.termination_log_path(source)
     try:
         values = run(source)
