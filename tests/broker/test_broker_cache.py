@@ -1,0 +1,152 @@
+"""SecretCache over the real Sakura client and the emulator; a hand-driven clock for TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import VALUES, VAULT, sakura_config
+from prometheus_client import CollectorRegistry
+
+from emulator.app import Emulator
+from emulator.knobs import Fault
+from injector.broker.cache import CacheSettings, SecretCache, SecretsUnavailable
+from sakura import NotFound, RateLimiter, SakuraClient
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def client(emulator: tuple[Emulator, str]) -> AsyncIterator[SakuraClient]:
+    async with SakuraClient(
+        sakura_config(emulator[1]),
+        limiter=RateLimiter(6000, 100),
+        deadline=1.0,
+        max_retries=0,
+    ) as c:
+        yield c
+
+
+def unveils(emulator: tuple[Emulator, str]) -> int:
+    return int(emulator[0].knobs.stats()["calls"].get("unveil", 0))
+
+
+def counter(cache: SecretCache, registry: CollectorRegistry, name: str, outcome: str) -> float:
+    return (
+        registry.get_sample_value(f"sakura_secrets_broker_{name}_total", {"outcome": outcome})
+        or 0.0
+    )
+
+
+async def test_concurrent_identical_reads_share_one_call(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.latency = 0.2  # keep the first call in flight while the others arrive
+    registry = CollectorRegistry()
+    cache = SecretCache(client, registry=registry)
+    results = await asyncio.gather(*(cache.read(VAULT, "db") for _ in range(200)))
+    assert {r.value for r in results} == {VALUES["db"][1]}
+    assert unveils(emulator) == 1
+    assert counter(cache, registry, "cache_reads", "coalesced") == 199
+    assert counter(cache, registry, "sakura_calls", "ok") == 1
+
+
+async def test_latest_is_reused_for_its_ttl_then_read_again(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    clock = Clock()
+    cache = SecretCache(
+        client, settings=CacheSettings(latest_ttl=30), registry=CollectorRegistry(), clock=clock
+    )
+    assert (await cache.read(VAULT, "api")).version == 1
+    emulator[0].store.put(VAULT, "api", "api-v2-rotated-VALUE")
+    clock.now += 29
+    assert (await cache.read(VAULT, "api")).version == 1
+    clock.now += 2
+    rotated = await cache.read(VAULT, "api")
+    assert (rotated.version, rotated.value) == (2, "api-v2-rotated-VALUE")
+    assert unveils(emulator) == 2
+
+
+async def test_pinned_versions_are_kept_and_lru_bounded(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    clock = Clock()
+    cache = SecretCache(
+        client,
+        settings=CacheSettings(pinned_entries=2),
+        registry=CollectorRegistry(),
+        clock=clock,
+    )
+    await cache.read(VAULT, "db", 1)
+    clock.now += 10_000  # pinned values do not expire
+    assert (await cache.read(VAULT, "db", 1)).value == VALUES["db"][0]
+    assert unveils(emulator) == 1
+    await cache.read(VAULT, "api", 1)
+    await cache.read(VAULT, "cfg", 1)  # pushes out db@1, the least recently used
+    await cache.read(VAULT, "db", 1)
+    assert unveils(emulator) == 4
+    # a latest read also pins the version it returned
+    await cache.read(VAULT, "tls")
+    await cache.read(VAULT, "tls", 1)
+    assert unveils(emulator) == 5
+
+
+async def test_stale_value_served_within_bound_then_503(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    clock = Clock()
+    registry = CollectorRegistry()
+    cache = SecretCache(
+        client,
+        settings=CacheSettings(latest_ttl=10, stale_for=60, retry_after=7),
+        registry=registry,
+        clock=clock,
+    )
+    await cache.read(VAULT, "db")
+    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    clock.now += 59
+    assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
+    assert counter(cache, registry, "cache_reads", "stale") == 1
+    clock.now += 2
+    with pytest.raises(SecretsUnavailable) as caught:
+        await cache.read(VAULT, "db")
+    assert caught.value.retry_after == 7
+    assert "secret 'db' of vault 110000000001 cannot be read now" in caught.value.message
+    with pytest.raises(SecretsUnavailable):
+        await cache.read(VAULT, "api")  # never fetched: nothing to fall back on
+
+
+async def test_throttling_passes_sakuras_retry_after(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.set_rate_limit(1, 60)
+    cache = SecretCache(client, registry=CollectorRegistry())
+    await cache.read(VAULT, "db")
+    with pytest.raises(SecretsUnavailable) as caught:
+        await cache.read(VAULT, "api")
+    assert 50 <= caught.value.retry_after <= 60
+
+
+async def test_not_found_is_not_hidden_by_a_stale_copy(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    clock = Clock()
+    cache = SecretCache(client, registry=CollectorRegistry(), clock=clock)
+    await cache.read(VAULT, "extra")
+    emulator[0].store.delete(VAULT, "extra")
+    clock.now += 31
+    with pytest.raises(NotFound):
+        await cache.read(VAULT, "extra")
+
+
+def test_settings_reject_nonsense() -> None:
+    with pytest.raises(ValueError, match="stale_for"):
+        CacheSettings(latest_ttl=60, stale_for=10)

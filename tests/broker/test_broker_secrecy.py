@@ -1,0 +1,75 @@
+"""Secret values reach only the 200 answer to an authorized fetcher: no log, metric or error."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ALL_VALUES, VALUES, World, serve_broker
+from prometheus_client import generate_latest
+from test_broker_http import fetch
+
+from emulator.app import Emulator
+from emulator.knobs import Fault
+from injector.broker.cache import CacheSettings
+from injector.broker.wiring import BrokerSettings
+
+SETTINGS = BrokerSettings(
+    cache=CacheSettings(latest_ttl=0.2, stale_for=1.5), sakura_deadline=1.0, sakura_retries=0
+)
+
+
+async def test_values_only_in_the_authorized_answer(
+    world: World,
+    emulator: tuple[Emulator, str],
+    tls_files: tuple[Path, Path, bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the root logger: every logger, every thread
+    token_a = world.token(world.ns_a, "app")
+    token_b = world.token(world.ns_b, "app")
+    token_nogrant = world.token(world.ns_a, "nogrant")
+    everything = [{"name": n, "version": None} for n in VALUES]
+    refusals = []
+    with serve_broker(emulator[1], tls_files, SETTINGS) as broker:
+        ok = await fetch(
+            broker, token_a, [{"name": "db", "version": 1}, {"name": "api", "version": None}]
+        )
+        assert ok.status_code == 200
+        assert [s["value"] for s in ok.json()["secrets"]] == [VALUES["db"][0], VALUES["api"][0]]
+
+        refusals.append(await fetch(broker, token_b, everything))  # 403
+        refusals.append(await fetch(broker, token_nogrant, everything))  # 403
+        refusals.append(await fetch(broker, None, everything))  # 401
+        refusals.append(await fetch(broker, "x.y.z", everything))  # 401
+        refusals.append(await fetch(broker, token_a, [{"name": "db", "version": 7}]))  # 404
+        refusals.append(await fetch(broker, token_a, [], body=b'{"vault_id": 1}'))  # 400
+        rewarm = await fetch(broker, token_a, [{"name": "api", "version": None}])
+        assert rewarm.status_code == 200
+        warmed = time.monotonic()
+        emulator[0].knobs.set_faults([Fault(503, 1.0)])
+        await asyncio.sleep(0.3)
+        stale = await fetch(broker, token_a, [{"name": "api", "version": None}])  # stale 200
+        assert stale.status_code == 200
+        refusals.append(await fetch(broker, token_a, [{"name": "cfg", "version": None}]))  # 503
+        await asyncio.sleep(max(0.0, warmed + 1.7 - time.monotonic()))
+        refusals.append(await fetch(broker, token_a, [{"name": "api", "version": None}]))  # 503
+        metrics = generate_latest(broker.registry).decode()
+
+    assert sorted(r.status_code for r in refusals) == [400, 401, 401, 403, 403, 404, 503, 503]
+    for response in refusals:
+        assert set(response.json()) == {"error"}
+        for value in ALL_VALUES:
+            assert value not in response.text
+    # the logs really were captured (the broker logged its refusals and the stale serve) ...
+    assert "refused" in caplog.text and "serving secret 'api'" in caplog.text
+    assert 'outcome="stale"' in metrics
+    # ... and no value is anywhere in them, in messages, arguments or tracebacks
+    logged = caplog.text + "".join(repr(r.args) + (r.exc_text or "") for r in caplog.records)
+    for value in ALL_VALUES:
+        assert value not in logged
+        assert value not in metrics
+        assert value not in token_a  # (sanity: the search strings are distinctive)
