@@ -13,7 +13,6 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,13 @@ from harness.bump import BumpWebhook
 from harness.image import build_image, docker_has_image
 from harness.kube import Kube, KubectlError
 from harness.processes import free_port, serving
+from harness.stack import Injector, Pki, Sakura, Webhook
 from harness.target import CLUSTER_SH, Target, find_target, unavailable
 from harness.webhooks import bump_webhook, injector_webhook
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
-from injector.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.certs import generate_ca, issue_serving_cert
 
 RUN_ID = secrets.token_hex(3)
 VAULT_ID = "120000000042"
@@ -95,14 +95,6 @@ def image(target: Target) -> Iterator[str]:
 # ---------------------------------------------------------------- TLS, Sakura, injector
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: KeyPair
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A CA the API server and the init containers trust, and the injector's serving pair."""
@@ -118,31 +110,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         (directory / name).write_bytes(data)
     (directory / "tls.key").chmod(0o600)
     return Pki(ca, directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
-
-
-@dataclass
-class Sakura:
-    """The emulator as Sakura, with this run's secret values (random, so a leak is findable)."""
-
-    url: str
-    emulator: Emulator
-    vault_id: str
-    values: dict[str, Any]
-    token: str = field(repr=False, default="")
-    token_secret: str = field(repr=False, default="")
-
-    def leaf_values(self) -> list[str]:
-        """Every secret text a leak check must not find (JSON values: each field too)."""
-        out: list[str] = []
-        for value in self.values.values():
-            items = value if isinstance(value, list) else [value]
-            for item in items:
-                if isinstance(item, dict):
-                    out += [str(v) for v in item.values()]
-                    out.append(json.dumps(item, separators=(",", ":")))
-                else:
-                    out.append(str(item))
-        return out
 
 
 @pytest.fixture(scope="session")
@@ -165,12 +132,6 @@ def sakura() -> Iterator[Sakura]:
     app = Emulator(config)
     with run_in_thread(app) as url:
         yield Sakura(url, app, VAULT_ID, values, token, token_secret)
-
-
-@dataclass(frozen=True)
-class Injector:
-    url: str
-    log: Path
 
 
 def injector_command(port: int, image: str, pki: Pki, target: Target) -> list[str]:
@@ -210,40 +171,6 @@ def injector(
 
 
 # ---------------------------------------------------------------- registration and namespaces
-
-
-@dataclass
-class Webhook:
-    """The injector's registration for this run; `namespace()` makes namespaces it selects."""
-
-    kube: Kube
-    run_id: str
-    config_name: str
-    pki: Pki
-    injector: Injector
-    created: list[str] = field(default_factory=list)
-
-    def namespace(self, purpose: str, *, injection: bool = True) -> str:
-        name = f"sakura-e2e-{self.run_id}-{purpose}"
-        self.kube.apply(manifests.namespace(name, self.run_id, injection=injection))
-        self.created.append(name)
-        self.kube.wait_for(
-            f"default ServiceAccount in {name}",
-            lambda: self.kube.run("get", "sa", "default", "-n", name, check=False).returncode == 0,
-            timeout=60,
-        )
-        return name
-
-    def admitted(self) -> int:
-        """How often the API server has called the injector's webhook (its own metric)."""
-        name = injector_webhook(self.config_name, "", b"", self.run_id)["webhooks"][0]["name"]
-        total = 0
-        for line in self.kube.raw("/metrics").splitlines():
-            if line.startswith(
-                "apiserver_admission_webhook_admission_duration_seconds_count{"
-            ) and (f'name="{name}"' in line):
-                total += int(float(line.rsplit(" ", 1)[1]))
-        return total
 
 
 @pytest.fixture(scope="session")

@@ -51,10 +51,14 @@ class Kube:
         """`kubectl create` without raising, for tests that expect a denial."""
         return self.run("create", "-f", "-", stdin=yaml.safe_dump(dict(obj)), check=False)
 
-    def get(self, kind: str, name: str = "", namespace: str | None = None) -> Any:
+    def get(
+        self, kind: str, name: str = "", namespace: str | None = None, all_namespaces: bool = False
+    ) -> Any:
         args = ["get", kind, *([name] if name else []), "-o", "json"]
         if namespace:
             args += ["-n", namespace]
+        if all_namespaces:
+            args.append("--all-namespaces")
         return json.loads(self.run(*args).stdout)
 
     def delete(

@@ -1,0 +1,87 @@
+"""The running pieces of one e2e run, as the fixtures hand them to the scenarios."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.app import Emulator
+from harness import manifests
+from harness.kube import Kube
+from harness.webhooks import injector_webhook
+from injector.certs import KeyPair
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: KeyPair
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass
+class Sakura:
+    """The emulator as Sakura, with this run's secret values (random, so a leak is findable)."""
+
+    url: str
+    emulator: Emulator
+    vault_id: str
+    values: dict[str, Any]
+    token: str = field(repr=False, default="")
+    token_secret: str = field(repr=False, default="")
+
+    def leaf_values(self) -> list[str]:
+        """Every secret text a leak check must not find (JSON values: each field too)."""
+        out: list[str] = []
+        for value in self.values.values():
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, dict):
+                    out += [str(v) for v in item.values()]
+                    out.append(json.dumps(item, separators=(",", ":")))
+                else:
+                    out.append(str(item))
+        return out
+
+
+@dataclass(frozen=True)
+class Injector:
+    url: str
+    log: Path
+
+
+@dataclass
+class Webhook:
+    """The injector's registration for this run; `namespace()` makes namespaces it selects."""
+
+    kube: Kube
+    run_id: str
+    config_name: str
+    pki: Pki
+    injector: Injector
+    created: list[str] = field(default_factory=list)
+
+    def namespace(self, purpose: str, *, injection: bool = True) -> str:
+        name = f"sakura-e2e-{self.run_id}-{purpose}"
+        self.kube.apply(manifests.namespace(name, self.run_id, injection=injection))
+        self.created.append(name)
+        self.kube.wait_for(
+            f"default ServiceAccount in {name}",
+            lambda: self.kube.run("get", "sa", "default", "-n", name, check=False).returncode == 0,
+            timeout=60,
+        )
+        return name
+
+    def admitted(self) -> int:
+        """How often the API server has called the injector's webhook (its own metric)."""
+        name = injector_webhook(self.config_name, "", b"", self.run_id)["webhooks"][0]["name"]
+        total = 0
+        for line in self.kube.raw("/metrics").splitlines():
+            if line.startswith(
+                "apiserver_admission_webhook_admission_duration_seconds_count{"
+            ) and (f'name="{name}"' in line):
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
