@@ -1,0 +1,103 @@
+"""The command line: flags and their environment variables, `render`, refusal messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from injector.cli import UsageError, build_parser, settings_from_args
+
+ROOT = Path(__file__).resolve().parents[2]
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    sakura-secrets.io/inject: "true"
+    sakura-secrets.io/secret-db: db-password
+spec:
+  containers:
+  - name: app
+    image: nginx
+"""
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "injector", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_environment_supplies_defaults_and_flags_win() -> None:
+    env = {
+        "SAKURA_SECRETS_PORT": "9443",
+        "POD_NAMESPACE": "injector-ns",
+        "SAKURA_SECRETS_INIT_IMAGE": "img:1",
+        "SAKURA_SECRETS_DEFAULT_VAULT_ID": "123456789012",
+        "SAKURA_SECRETS_TLS_CERT_FILE": "/c",
+        "SAKURA_SECRETS_TLS_KEY_FILE": "/k",
+        "SAKURA_ZONE": "is1a",
+    }
+    args = build_parser(env).parse_args(["serve", "--init-image", "img:2"])
+    settings = settings_from_args(args, env)
+    assert args.port == 9443
+    assert settings.image == "img:2"
+    assert settings.injector_namespace == "injector-ns"
+    assert settings.broker_url == "https://sakura-secrets-injector.injector-ns.svc"
+    assert settings.default_vault_id == "123456789012"
+    assert settings.sakura_zone == "is1a"
+
+
+def test_a_bad_setting_names_the_flag() -> None:
+    args = build_parser({}).parse_args(
+        ["render", "-f", "-", "--default-vault-id", "12", "--broker-url", "https://b"]
+    )
+    with pytest.raises(UsageError, match="default_vault_id"):
+        settings_from_args(args, {})
+
+
+def test_serve_requires_its_certificate_files() -> None:
+    result = run("serve")
+    assert result.returncode == 2
+    assert "--tls-cert-file" in result.stderr
+
+
+def test_a_bad_port_in_the_environment_is_named() -> None:
+    with pytest.raises(SystemExit):
+        build_parser({"SAKURA_SECRETS_PORT": "https"})
+
+
+def test_render_prints_the_mutated_pod(tmp_path: Path) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(POD)
+    result = run("render", "-f", str(pod), "--default-vault-id", "123456789012")
+    assert result.returncode == 0, result.stderr
+    assert "name: sakura-secrets-init" in result.stdout
+    assert "sakura-secrets.io/status: injected" in result.stdout
+    assert "offline preview" in result.stdout
+
+
+def test_render_reads_stdin_and_reports_a_denial_on_stderr() -> None:
+    bad = POD.replace("secret-db", "secret-..db")
+    result = run("render", "-f", "-", stdin=bad)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "denied:" in result.stderr and "sakura-secrets.io/secret-..db" in result.stderr
+
+
+def test_render_refuses_input_that_is_not_a_pod(tmp_path: Path) -> None:
+    missing = run("render", "-f", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    garbage = run("render", "-f", "-", stdin="a: [unclosed")
+    assert garbage.returncode == 1 and "YAML" in garbage.stderr
