@@ -92,34 +92,32 @@ async def _one(
 
 
 def _mapped(exc: SakuraError, vault_id: str, wanted: SecretVersion, deadline: float) -> FetchError:
-    where = f"secret {str(wanted)!r} in vault {vault_id}"
+    """The client's message names the operation; add what the pod's owner can do about it."""
+    what = exc.message
+    if repr(wanted.name) not in what and wanted.name not in what:
+        what = f"reading secret {str(wanted)!r} from vault {vault_id}: {what}"
     if isinstance(exc, NotFound):
         fixes = {
-            "vault": f"vault {vault_id} does not exist or the key cannot see it; "
-            "check the sakura-secrets.io/vault-id annotation",
-            "secret": f"secret {wanted.name!r} does not exist in vault {vault_id}; "
-            "check the name (case-sensitive) or create it",
-            "version": f"secret {wanted.name!r} has no version {wanted.version} in vault "
-            f"{vault_id}; pin an existing version or drop '@{wanted.version}' for the latest",
+            "vault": "check the sakura-secrets.io/vault-id annotation (or the injector's "
+            "default vault) and that the key may see the vault",
+            "secret": "check the name (it is case-sensitive) or create the secret",
+            "version": f"pin an existing version, or drop '@{wanted.version}' to read the latest",
         }
-        return SecretNotFound(f"{fixes[exc.kind]} ({exc.message})")
+        return SecretNotFound(f"{what}; {fixes[exc.kind]}")
     if isinstance(exc, Unauthorized):
         return Forbidden(
-            f"Sakura refused the credentials from credentials-secret reading {where}: "
-            f"{exc.message}; check SAKURA_ACCESS_TOKEN/SAKURA_ACCESS_TOKEN_SECRET in that "
-            "Secret and the key's permission on the vault"
+            f"{what}; the credentials come from the Secret named by the "
+            "sakura-secrets.io/credentials-secret annotation"
         )
     if isinstance(exc, SakuraThrottled):
         return Throttled(
-            f"Sakura still throttled reading {where} after {deadline:g}s "
-            f"(SAKURA_SECRETS_DEADLINE): {exc.message}; the pod restarts and tries again, "
-            "or use broker mode so pods share one cache"
+            f"{what}; the pod restarts and tries again; raise SAKURA_SECRETS_DEADLINE "
+            f"(now {deadline:g}s) or use broker mode so pods share one cache"
         )
     if isinstance(exc, Unavailable):
         return Unreachable(
-            f"Sakura unavailable reading {where}: {exc.message}; check "
-            "SAKURA_ENDPOINTS_SECRETMANAGER/SAKURA_ZONE and Sakura's status"
+            f"{what}; check SAKURA_ENDPOINTS_SECRETMANAGER/SAKURA_ZONE and Sakura's status"
         )
     if isinstance(exc, SakuraConfigError):
-        return ConfigError(f"{exc.message} (reading {where})")
-    return BadAnswer(f"Sakura failed reading {where}: {exc.message}")
+        return ConfigError(what)
+    return BadAnswer(what)

@@ -145,7 +145,8 @@ def test_a_pre_existing_file_is_replaced_atomically(
         (
             [secret_file("a", "plain"), secret_file("b", "missing"), secret_file("c", "api")],
             EXIT_NOT_FOUND,
-            "not found: secret 'missing' does not exist in vault 110000000001",
+            "not found: reading secret 'missing' from vault 110000000001: "
+            "secret 'missing' not found",
         ),
         (
             [secret_file("a", "plain"), secret_file("b", "api@7"), secret_file("c", "db#user")],

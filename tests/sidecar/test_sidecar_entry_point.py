@@ -58,7 +58,9 @@ def test_python_m_sidecar_reports_a_failure_in_one_line(
     assert done.returncode == EXIT_NOT_FOUND
     lines = termination_log.read_text().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("sakura-secrets-init: not found: secret 'nope' does not exist")
+    assert lines[0].startswith(
+        "sakura-secrets-init: not found: reading secret 'nope@2' from vault 110000000001"
+    )
     assert lines[0] in done.stderr
     assert "Traceback" not in done.stderr
     assert snapshot(secrets_dir) == before
