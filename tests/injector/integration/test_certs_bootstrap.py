@@ -1,0 +1,206 @@
+"""`certs` against the local cluster, as a ServiceAccount holding exactly the manifests' RBAC:
+creates the TLS Secret, patches every webhook's caBundle, reuses good material, replaces
+bad material keeping the old CA trusted, and two replicas racing end with one certificate."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from injector.certs import KeyPair, generate_ca, issue_serving_cert, reissue_reason
+from injector.certs import service_dns_names as dns_names
+from injector.certs_bootstrap import BootstrapResult, BootstrapTarget, bootstrap
+
+pytestmark = pytest.mark.cluster
+RBAC = Path(__file__).resolve().parents[3] / "manifests" / "base" / "rbac.yaml"
+SECRET = "sakura-secrets-injector-tls"
+
+
+@pytest.fixture(scope="module")
+def admin() -> k8s.ApiClient:
+    if not os.environ.get("KUBECONFIG"):
+        pytest.fail('KUBECONFIG is not set: run scripts/test or `eval "$(e2e/cluster.sh up)"`')
+    api: k8s.ApiClient = k8s_config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    return api
+
+
+@pytest.fixture
+def world(admin: k8s.ApiClient) -> Iterator[tuple[BootstrapTarget, k8s.ApiClient]]:
+    suffix = uuid.uuid4().hex[:6]
+    namespace, webhook_config = f"certs-{suffix}", f"certs-test-{suffix}"
+    core, rbac = k8s.CoreV1Api(admin), k8s.RbacAuthorizationV1Api(admin)
+    admission = k8s.AdmissionregistrationV1Api(admin)
+    core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        admission.create_mutating_webhook_configuration(_webhook_configuration(webhook_config))
+        roles = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
+        cluster_role = copy.deepcopy(next(d for d in roles if d["kind"] == "ClusterRole"))
+        cluster_role["metadata"]["name"] = webhook_config
+        for rule in cluster_role["rules"]:
+            if "resourceNames" in rule:
+                rule["resourceNames"] = [webhook_config]
+        rbac.create_cluster_role(cluster_role)
+        subject = [{"kind": "ServiceAccount", "name": "injector", "namespace": namespace}]
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": webhook_config},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": webhook_config,
+                },
+                "subjects": subject,
+            }
+        )
+        role = copy.deepcopy(next(d for d in roles if d["kind"] == "Role"))
+        role["metadata"]["namespace"] = namespace
+        rbac.create_namespaced_role(namespace, role)
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": "injector"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": role["metadata"]["name"],
+                },
+                "subjects": subject,
+            },
+        )
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "injector"}})
+        target = BootstrapTarget(namespace, "sakura-secrets-injector", SECRET, webhook_config)
+        yield target, _as_service_account(admin, namespace, "injector")
+    finally:
+        for delete in (
+            lambda: admission.delete_mutating_webhook_configuration(webhook_config),
+            lambda: rbac.delete_cluster_role_binding(webhook_config),
+            lambda: rbac.delete_cluster_role(webhook_config),
+            lambda: core.delete_namespace(namespace),
+        ):
+            try:
+                delete()
+            except ApiException:
+                pass
+
+
+def test_bootstrap_creates_reuses_and_rotates(
+    world: tuple[BootstrapTarget, k8s.ApiClient], admin: k8s.ApiClient
+) -> None:
+    target, injector = world
+    names = dns_names(target.service, target.namespace)
+
+    # two replicas starting together
+    results: list[BootstrapResult] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(bootstrap(injector, target)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2
+    stored = _secret(admin, target)
+    assert stored["type"] == "kubernetes.io/tls"
+    pair = KeyPair(stored["tls.crt"], stored["tls.key"])
+    assert reissue_reason(stored["ca.crt"], pair, names) is None
+    assert {r.ca_bundle_pem for r in results} == {stored["ca.crt"]}
+    assert _ca_bundles(admin, target) == [stored["ca.crt"], stored["ca.crt"]]
+
+    # good material is reused, nothing is patched
+    again = bootstrap(injector, target)
+    assert (again.issued, again.patched_webhooks) == (False, ())
+    assert _secret(admin, target) == stored
+
+    # material the stored CA did not sign is replaced; the old CA stays trusted during the rotation
+    wrong = issue_serving_cert(generate_ca(), ["elsewhere"])
+    k8s.CoreV1Api(admin).patch_namespaced_secret(
+        target.secret,
+        target.namespace,
+        {
+            "data": {
+                "tls.crt": base64.b64encode(wrong.cert_pem).decode(),
+                "tls.key": base64.b64encode(wrong.key_pem).decode(),
+            }
+        },
+    )
+    rotated = bootstrap(injector, target)
+    assert rotated.issued is True and "not signed by the stored CA" in rotated.reason
+    assert len(rotated.patched_webhooks) == 2
+    new = _secret(admin, target)
+    assert new["tls.crt"] != stored["tls.crt"]
+    assert new["ca.crt"].endswith(stored["ca.crt"]) and new["ca.crt"] != stored["ca.crt"]
+    assert reissue_reason(new["ca.crt"], KeyPair(new["tls.crt"], new["tls.key"]), names) is None
+    assert _ca_bundles(admin, target) == [new["ca.crt"], new["ca.crt"]]
+
+
+def _webhook_configuration(name: str) -> dict[str, Any]:
+    """Two webhooks that can never match anything (label nobody has, failurePolicy Ignore)."""
+
+    def webhook(index: int) -> dict[str, Any]:
+        return {
+            "name": f"w{index}.{name}.sakura-secrets.io",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Ignore",
+            "clientConfig": {"url": f"https://127.0.0.1:1/{name}"},
+            "rules": [
+                {
+                    "operations": ["CREATE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": ["configmaps"],
+                }
+            ],
+            "namespaceSelector": {"matchLabels": {"never-matches": name}},
+        }
+
+    return {"metadata": {"name": name}, "webhooks": [webhook(1), webhook(2)]}
+
+
+def _as_service_account(admin: k8s.ApiClient, namespace: str, name: str) -> k8s.ApiClient:
+    """An API client that authenticates with the ServiceAccount's (1.20 legacy) token."""
+    core = k8s.CoreV1Api(admin)
+    deadline = time.monotonic() + 30
+    while True:
+        account = core.read_namespaced_service_account(name, namespace)
+        if account.secrets:
+            break
+        assert time.monotonic() < deadline, "the token controller made no token Secret"
+        time.sleep(0.2)
+    token_secret = core.read_namespaced_secret(account.secrets[0].name, namespace)
+    token = base64.b64decode(token_secret.data["token"]).decode()
+    configuration = copy.copy(admin.configuration)
+    configuration.api_key = {"BearerToken": f"Bearer {token}"}
+    configuration.api_key_prefix = {}
+    configuration.cert_file = None
+    configuration.key_file = None
+    configuration.username = configuration.password = None
+    return k8s.ApiClient(configuration)
+
+
+def _secret(admin: k8s.ApiClient, target: BootstrapTarget) -> dict[str, Any]:
+    secret = k8s.CoreV1Api(admin).read_namespaced_secret(target.secret, target.namespace)
+    data = {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
+    return {"type": secret.type, **data}
+
+
+def _ca_bundles(admin: k8s.ApiClient, target: BootstrapTarget) -> list[bytes]:
+    config = k8s.AdmissionregistrationV1Api(admin).read_mutating_webhook_configuration(
+        target.webhook_configuration
+    )
+    bundles = [w.client_config.ca_bundle for w in config.webhooks]
+    return [base64.b64decode(b) if isinstance(b, str) else bytes(b) for b in bundles]
