@@ -104,6 +104,7 @@ def write(
                 f"{os.path.join(directory, item.name)!r} is a directory, so file {item.name!r} "
                 "cannot replace it; mount the secrets volume on its own empty directory"
             )
+    _remove_stale_temporaries(directory)
     owner = _owner(uid, gid)
     staged: list[tuple[str, str]] = []
     try:
@@ -147,6 +148,13 @@ def _stage(directory: str, item: FileContent, owner: tuple[int, int] | None) -> 
         raise
     os.close(fd)
     return temp
+
+
+def _remove_stale_temporaries(directory: str) -> None:
+    """A run killed mid-write (OOM, SIGKILL) leaves temporaries; the restarted run sweeps them."""
+    for entry in os.listdir(directory):
+        if entry.startswith(".") and entry.endswith(TEMP_SUFFIX):
+            _remove(os.path.join(directory, entry))
 
 
 def _fsync_directory(directory: str) -> None:

@@ -71,6 +71,13 @@ def test_write_sets_exact_modes_despite_the_umask_and_leaves_no_temporary(tmp_pa
     assert snapshot(tmp_path) == {"a": (b"one", 0o400), "b": (b"two", 0o644), "c": (b"", 0o070)}
 
 
+def test_write_sweeps_temporaries_a_killed_run_left_behind(tmp_path: Path) -> None:
+    (tmp_path / ".a.0123456789ab.sakura-tmp").write_bytes(b"half a va")
+    (tmp_path / ".keep-me").write_text("not ours")
+    writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"whole")], uid=None, gid=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep-me", "a"]
+
+
 def test_write_refuses_a_directory_in_the_way_before_touching_anything(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("old a")
     (tmp_path / "b").mkdir()
