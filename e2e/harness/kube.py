@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 class KubectlError(RuntimeError):
     """kubectl exited non-zero; the message keeps its stderr (e.g. an admission denial)."""
@@ -43,13 +41,13 @@ class Kube:
         return proc
 
     def apply(self, *objects: Mapping[str, Any]) -> str:
-        """`kubectl apply` the objects; a denial raises KubectlError with the message."""
-        text = yaml.safe_dump_all([dict(o) for o in objects], sort_keys=False)
+        """`kubectl apply` the objects (as JSON: no YAML guessing at "0999" or "true")."""
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
         return self.run("apply", "-f", "-", stdin=text).stdout
 
     def create(self, obj: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
         """`kubectl create` without raising, for tests that expect a denial."""
-        return self.run("create", "-f", "-", stdin=yaml.safe_dump(dict(obj)), check=False)
+        return self.run("create", "-f", "-", stdin=json.dumps(obj), check=False)
 
     def get(
         self, kind: str, name: str = "", namespace: str | None = None, all_namespaces: bool = False

@@ -1,0 +1,147 @@
+"""Scenarios 2, 3 and 6: what the webhook denies, what it leaves alone, and that a pod
+reinvoked through a second webhook is injected once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from harness import manifests
+from harness.bump import BUMPED_LABEL, BumpWebhook
+from harness.kube import Kube
+from harness.stack import Webhook
+from harness.webhooks import BUMP_LABEL
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def labelled(kube: Kube, webhook: Webhook) -> str:
+    ns = webhook.namespace("admission")
+    kube.apply(
+        manifests.service_account("reader", ns),
+        manifests.service_account("intruder", ns),
+        *manifests.grant("read-db", ns, "reader", ["db-password"]),
+    )
+    return ns
+
+
+def _pod(name: str, ns: str, entries: dict[str, str] | None, sa: str = "reader") -> dict[str, Any]:
+    annotations = manifests.annotations(entries) if entries is not None else {}
+    spec = manifests.pod_spec("sleep 3600", service_account=sa)
+    return manifests.pod(name, ns, spec, annotations=annotations)
+
+
+def _denial(kube: Kube, pod: dict[str, Any]) -> str:
+    proc = kube.create(pod)
+    assert proc.returncode != 0, f"pod {pod['metadata']['name']} was admitted:\n{proc.stdout}"
+    name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    assert kube.run("get", "pod", name, "-n", ns, check=False).returncode != 0, "pod exists"
+    assert "denied the request" in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+# ------------------------------------------------------------------ 2. RBAC at admission
+
+
+def test_a_pod_without_a_grant_is_denied_with_the_missing_grant(kube: Kube, labelled: str) -> None:
+    message = _denial(kube, _pod("intruder", labelled, {"secret-loot": "forbidden"}, "intruder"))
+    assert (
+        f'serviceaccount {labelled}/intruder may not get sakura-secrets.io secrets "forbidden"; '
+        "grant it with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource "
+        "secrets, resourceName forbidden)" in message
+    ), message
+
+
+def test_a_grant_covers_only_the_secrets_it_names(kube: Kube, labelled: str) -> None:
+    message = _denial(
+        kube,
+        _pod("greedy", labelled, {"secret-db": "db-password", "secret-key": "api-key"}),
+    )
+    assert f'serviceaccount {labelled}/reader may not get sakura-secrets.io secrets "api-key"' in (
+        message
+    ), message
+    assert '"db-password"' not in message
+
+
+# ------------------------------------------------------------------ 3. left unchanged
+
+
+def _assert_untouched(pod: dict[str, Any]) -> None:
+    spec = pod["spec"]
+    assert not spec.get("initContainers"), spec.get("initContainers")
+    names = {v["name"] for v in spec.get("volumes", [])}
+    assert not names & {"sakura-secrets", "sakura-secrets-token"}, names
+    assert "sakura-secrets.io/status" not in (pod["metadata"].get("annotations") or {})
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+    assert not [m for m in spec["containers"][0].get("volumeMounts", []) if "sakura" in m["name"]]
+
+
+def test_a_pod_in_an_unlabelled_namespace_is_left_unchanged(kube: Kube, webhook: Webhook) -> None:
+    ns = webhook.namespace("unlabelled", injection=False)
+    kube.apply(_pod("annotated", ns, {"secret-db": "db-password"}, sa="default"))
+    _assert_untouched(kube.get("pod", "annotated", ns))
+
+
+def test_an_unannotated_pod_in_a_labelled_namespace_is_left_unchanged(
+    kube: Kube, labelled: str
+) -> None:
+    kube.apply(_pod("plain", labelled, None))
+    _assert_untouched(kube.get("pod", "plain", labelled))
+
+
+def test_inject_false_leaves_the_pod_unchanged(kube: Kube, labelled: str) -> None:
+    pod = _pod("optout", labelled, {"secret-db": "db-password"})
+    pod["metadata"]["annotations"]["sakura-secrets.io/inject"] = "false"
+    kube.apply(pod)
+    _assert_untouched(kube.get("pod", "optout", labelled))
+
+
+# ------------------------------------------------------------------ 6. invalid annotations
+
+
+@pytest.mark.parametrize(
+    ("entries", "annotation", "explanation"),
+    [
+        ({"secret-db": "db-password", "sekret-x": "y"}, "sekret-x", "is not a known annotation"),
+        ({"secret-.hidden": "db-password"}, "secret-.hidden", "is not a plain file name"),
+        ({"secret-db": "db-password@latest"}, "secret-db", "is not a whole number >= 1"),
+        ({"template-conf": "{{ secret('db-password') "}, "template-conf", "does not parse"),
+        ({"secret-db": "db-password", "file-mode": "0999"}, "file-mode", "0999"),
+        ({"secret-db": "db-password", "vault-id": "12"}, "vault-id", "12"),
+    ],
+    ids=["unknown-key", "hidden-file", "bad-version", "bad-template", "bad-mode", "bad-vault"],
+)
+def test_invalid_annotations_are_denied_naming_the_annotation(
+    kube: Kube, labelled: str, entries: dict[str, str], annotation: str, explanation: str
+) -> None:
+    message = _denial(kube, _pod("invalid", labelled, entries))
+    assert f"sakura-secrets.io/{annotation}" in message, message
+    assert explanation in message, message
+    assert "db-pw-" not in message
+
+
+# ------------------------------------------------------------------ 6. reinvocation
+
+
+def test_a_reinvoked_pod_is_injected_once(
+    kube: Kube, labelled: str, webhook: Webhook, bump: BumpWebhook
+) -> None:
+    pod = _pod("reinvoked", labelled, {"secret-db": "db-password"})
+    pod["metadata"]["labels"][BUMP_LABEL] = "yes"
+    calls_before = webhook.admitted()
+    kube.apply(pod)
+    created = kube.get("pod", "reinvoked", labelled)
+    # the second webhook saw (and changed) the pod after the injector had injected it ...
+    assert ("reinvoked", ["sakura-secrets-init"]) in bump.seen, bump.seen
+    assert created["metadata"]["labels"][BUMPED_LABEL] == "yes"
+    # ... so the API server called the injector a second time (IfNeeded) ...
+    assert webhook.admitted() - calls_before == 2
+    # ... and the pod still has one init container, one volume of each, one mount
+    spec = created["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["sakura-secrets-init"]
+    volumes = [v["name"] for v in spec["volumes"]]
+    assert volumes.count("sakura-secrets") == 1
+    assert volumes.count("sakura-secrets-token") == 1
+    mounts = [m["name"] for m in spec["containers"][0]["volumeMounts"]]
+    assert mounts.count("sakura-secrets") == 1
