@@ -27,7 +27,7 @@ def labelled(kube: Kube, webhook: Webhook) -> str:
 
 
 def _pod(name: str, ns: str, entries: dict[str, str] | None, sa: str = "reader") -> dict[str, Any]:
-    annotations = manifests.annotations(entries) if entries is not None else {}
+    annotations = manifests.pod_annotations(entries) if entries is not None else {}
     spec = manifests.pod_spec("sleep 3600", service_account=sa)
     return manifests.pod(name, ns, spec, annotations=annotations)
 

@@ -53,7 +53,7 @@ def shop(kube: Kube, webhook: Webhook, node: str, sakura: Sakura) -> Shop:
         manifests.service_account(SERVICE_ACCOUNT, ns),
         *manifests.grant("read-shop-secrets", ns, SERVICE_ACCOUNT, ["db-password", "api-key"]),
     )
-    annotations = manifests.annotations(
+    annotations = manifests.pod_annotations(
         {
             "secret-db-password": "db-password",
             "secret-api-key": "api-key",

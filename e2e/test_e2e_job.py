@@ -28,7 +28,7 @@ def job_files(kube: Kube, webhook: Webhook, node: str) -> dict[str, str]:
         manifests.service_account(SERVICE_ACCOUNT, ns),
         *manifests.grant("read-batch", ns, SERVICE_ACCOUNT, ["job-token", "rotated", "db-config"]),
     )
-    annotations = manifests.annotations(
+    annotations = manifests.pod_annotations(
         {
             "secret-token": "job-token",
             "secret-pinned": "rotated@1",

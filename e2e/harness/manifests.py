@@ -54,7 +54,7 @@ def grant(name: str, ns: str, service_account: str, secrets: Sequence[str]) -> l
     ]
 
 
-def annotations(entries: Mapping[str, str], *, inject: bool = True) -> dict[str, str]:
+def pod_annotations(entries: Mapping[str, str], *, inject: bool = True) -> dict[str, str]:
     """{"secret-db": "db-password"} -> the pod annotations with the product's prefix."""
     out = {PREFIX + "inject": "true"} if inject else {}
     out.update({PREFIX + key: value for key, value in entries.items()})
