@@ -98,6 +98,11 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     _settings_options(render, source, image_default=PREVIEW_IMAGE)
 
+    commands.add_parser(
+        "demo",
+        help="run the whole path locally: emulator, webhook over TLS, init fetcher (no cluster)",
+    )
+
     from injector.broker.can_i import add_can_i_parser
 
     add_can_i_parser(commands)
@@ -116,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _certs(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "demo":
+            from injector.demo import run
+
+            return run()
         if args.command == "can-i":
             from injector.broker.can_i import can_i_command
 
