@@ -118,8 +118,8 @@ def run(out: TextIO = sys.stdout) -> int:
                 status = _run_init_container(mutated, root, out)
                 if status == 0:
                     _show_files(mount, out)
-                calls = emulator.knobs.stats()["calls"]
-                out.write(f"== Sakura API calls made: {calls.get('total', 0)}\n")
+                calls = emulator.knobs.calls["total"]
+                out.write(f"== Sakura API calls made: {calls}\n")
         return status
 
 
