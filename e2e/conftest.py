@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,7 @@ def _probe_reachability(hook: Webhook, target: Target) -> None:
         deadline_error = proc.stderr.strip()
         if "failed calling webhook" not in deadline_error:
             break
-        subprocess.run(["sleep", "1"])
+        time.sleep(1)
     reason = (
         f"the API server of {target.kubeconfig} cannot call the injector at "
         f"{hook.injector.url}: {deadline_error}. The harness runs the injector on this host's "
@@ -231,7 +232,7 @@ def bump(kube: Kube, webhook: Webhook, pki: Pki) -> Iterator[BumpWebhook]:
         url = url.replace("http://", "https://")
         kube.apply(bump_webhook(name, f"{url}/mutate", pki.ca.cert_pem, RUN_ID))
         try:
-            subprocess.run(["sleep", "2"])  # let the API server load the new configuration
+            time.sleep(2)  # let the API server load the new configuration
             yield app
         finally:
             kube.delete("mutatingwebhookconfiguration", name)
