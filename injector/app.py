@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from injector.admission import MalformedReview, review
 from injector.checks import AdmissionCheck
+from injector.metrics import AdmissionMetrics, metrics_route, outcome_of
 from injector.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -81,12 +83,20 @@ def create_app(
     broker_ca: BrokerCaFile | None = None,
     shutdown: Sequence[Shutdown] = (),
     max_body_bytes: int = MAX_REVIEW_BYTES,
+    registry: CollectorRegistry | None = None,
 ) -> Starlette:
-    """The application: `POST /mutate`, `GET /healthz`, `GET /readyz`, plus `routes`.
+    """The application: `POST /mutate`, `GET /healthz`, `GET /readyz`, `GET /metrics`, `routes`.
+
+    `registry` holds the admission metrics and is what `/metrics` serves; `serve` passes the
+    process-wide registry, where the broker's cache metrics live too. Without one the app gets
+    a private registry, so several apps can live in one process (tests, the demo).
 
     `broker_ca`, when given, replaces `settings.broker_ca_pem` with the file's current
     content on each review, so pods admitted after a CA rotation trust the new CA.
     """
+
+    registry = CollectorRegistry() if registry is None else registry
+    metrics = AdmissionMetrics(registry)
 
     def current_settings() -> WebhookSettings:
         if broker_ca is None:
@@ -101,18 +111,24 @@ def create_app(
         try:
             body = await _read_capped(request, max_body_bytes)
         except BodyTooLarge:
+            metrics.observe("malformed", time.perf_counter() - started)
             return _error(413, f"AdmissionReview larger than {max_body_bytes} bytes")
         except ClientDisconnect:
+            metrics.observe("malformed", time.perf_counter() - started)
             return _error(400, "client disconnected before sending the whole body")
         try:
             answer = await review(body, settings=current_settings(), check=check)
         except MalformedReview as error:
             log.info("malformed AdmissionReview: %s", error)
+            metrics.observe("malformed", time.perf_counter() - started)
             return _error(400, str(error))
         except Exception:
             log.exception("admission failed unexpectedly; denying the pod")
+            metrics.observe("error", time.perf_counter() - started)
             return JSONResponse(_internal_denial(body))
-        _log_answer(answer, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.observe(outcome_of(answer), seconds)
+        _log_answer(answer, seconds)
         return JSONResponse(answer)
 
     async def healthz(_: Request) -> Response:
@@ -146,6 +162,7 @@ def create_app(
             Route("/mutate", mutate, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            metrics_route(registry),
             *routes,
         ],
     )

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -181,6 +182,7 @@ def build_app_from_args(args: argparse.Namespace) -> tuple[Starlette, ReloadingT
         readiness=[*readiness, *broker_readiness],
         broker_ca=broker_ca,
         shutdown=shutdown,
+        registry=REGISTRY,
     )
     return app, tls
 

@@ -416,3 +416,29 @@ def test_pods_admitted_after_a_ca_rotation_trust_the_new_ca(
 
     assert broker_ca(before) == ca.cert_pem.decode()
     assert broker_ca(after) == (new_ca.cert_pem + ca.cert_pem).decode()
+
+
+def test_metrics_count_reviews_by_outcome_and_name_no_secret(server: str, ca: KeyPair) -> None:
+    denied_pod = pod({"sakura-secrets.io/secret-x": "forbidden-secret"})
+    with client_for(ca) as client:
+        mutate(client, server, admission_review(pod()))
+        mutate(client, server, admission_review(denied_pod))
+        assert client.post(f"{server}/mutate", content=b"{").status_code == 400
+        scrape = client.get(f"{server}/metrics")
+
+    assert scrape.status_code == 200
+    counts = {
+        line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in scrape.text.splitlines()
+        if line.startswith("sakura_secrets_admission_reviews_total{")
+    }
+    assert counts == {
+        'outcome="injected"': 1.0,
+        'outcome="skipped"': 0.0,
+        'outcome="denied"': 1.0,
+        'outcome="malformed"': 1.0,
+        'outcome="error"': 0.0,
+    }
+    assert "sakura_secrets_admission_seconds_count 3.0" in scrape.text
+    for name in ("forbidden-secret", "db-password", "api-keys", "shop"):
+        assert name not in scrape.text
