@@ -29,6 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from injector.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.reviews import pod_create_review
 
 TYPICAL_POD: dict[str, Any] = {
     "apiVersion": "v1",
@@ -75,22 +76,7 @@ TYPICAL_POD: dict[str, Any] = {
 
 
 def review_body(uid: str) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": uid,
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": "shop",
-                "operation": "CREATE",
-                "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-                "object": TYPICAL_POD,
-                "dryRun": False,
-            },
-        }
-    ).encode()
+    return json.dumps(pod_create_review(TYPICAL_POD, namespace="shop", uid=uid)).encode()
 
 
 def _serve(kind: str, cert_dir: str, ca_pem: str, conn: Connection) -> None:

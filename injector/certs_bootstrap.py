@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from injector.certs import (
     KeyPair,
@@ -31,6 +30,7 @@ from injector.certs import (
     service_dns_names,
     unexpired_certs,
 )
+from injector.kube import KubeConfigError, api_client
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,9 @@ class BootstrapResult:
 def kube_api_client() -> Any:
     """An API client from the in-cluster ServiceAccount, else from KUBECONFIG."""
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except ConfigException:
-        try:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        except (ConfigException, OSError) as error:
-            raise BootstrapError(
-                f"no Kubernetes credentials: not in a pod and no usable kubeconfig ({error}); "
-                "set KUBECONFIG or run inside the cluster"
-            ) from None
-    return client.ApiClient()
+        return api_client()
+    except KubeConfigError as error:
+        raise BootstrapError(str(error)) from None
 
 
 def bootstrap(

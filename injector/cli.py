@@ -197,7 +197,8 @@ def _broker_parts(
     Never return a check that admits everything: `serve` refuses to start without the
     admission-time RBAC checks rather than skip them.
     """
-    from injector.broker.wiring import build_broker, kube_api_client
+    from injector.broker.wiring import build_broker
+    from injector.kube import KubeConfigError, api_client
     from sakura import SakuraConfig, SakuraConfigError
 
     try:
@@ -207,7 +208,11 @@ def _broker_parts(
             f"Sakura credentials: {error} (set SAKURA_ACCESS_TOKEN and "
             "SAKURA_ACCESS_TOKEN_SECRET, e.g. from the sakura-api-key Secret)"
         ) from None
-    parts = build_broker(sakura_config, kube_api_client=kube_api_client())
+    try:
+        kube = api_client()
+    except KubeConfigError as error:
+        raise UsageError(str(error)) from None
+    parts = build_broker(sakura_config, kube_api_client=kube)
     return parts.check, parts.routes, (), (parts.aclose,)
 
 

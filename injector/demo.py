@@ -10,8 +10,6 @@ Secret; the admission check is the offline one `render` uses, which says it chec
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import stat
 import subprocess
@@ -23,7 +21,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-import jsonpatch
 import yaml
 
 from emulator.app import Emulator, EmulatorConfig
@@ -31,6 +28,7 @@ from emulator.server import run_in_thread
 from injector.app import create_app
 from injector.certs import KeyPair, generate_ca, issue_serving_cert
 from injector.render import OfflineCheck
+from injector.reviews import patched, pod_create_review
 from injector.server import serving_in_thread
 from injector.settings import WebhookSettings
 from injector.tls import ReloadingTLS
@@ -142,27 +140,15 @@ def _write_tls(root: Path, ca: KeyPair) -> _TlsFiles:
 
 def _admit(url: str, ca: Path, pod: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """POST the pod as the API server would and apply the JSON patch it answers with."""
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "operation": "CREATE",
-            "namespace": pod["metadata"]["namespace"],
-            "userInfo": {"username": "demo"},
-            "object": pod,
-            "dryRun": False,
-        },
-    }
+    review = pod_create_review(
+        pod, namespace=pod["metadata"]["namespace"], uid=str(uuid.uuid4()), username="demo"
+    )
     with httpx.Client(verify=_trusting(ca)) as client:
         answer = client.post(f"{url}/mutate", json=review, timeout=30).json()
     response = answer["response"]
     if not response["allowed"]:
         raise SystemExit(f"the webhook denied the sample pod: {response['status']['message']}")
-    patch = json.loads(base64.b64decode(response["patch"]))
-    return jsonpatch.apply_patch(pod, patch), list(response.get("warnings", []))
+    return patched(pod, response), list(response.get("warnings", []))
 
 
 def _trusting(ca: Path) -> Any:

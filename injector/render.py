@@ -7,15 +7,14 @@ reach Kubernetes or Sakura and says so in a warning.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from typing import Any
 
-import jsonpatch
 import yaml
 
 from injector.admission import MalformedReview, review
 from injector.checks import CheckOutcome, Denied
+from injector.reviews import patched, pod_create_review
 from injector.selection import skip_reason
 from injector.settings import WebhookSettings
 from plan import Plan
@@ -55,19 +54,7 @@ def render_pod(pod_yaml_text: str, settings: WebhookSettings) -> str:
     annotations = metadata.get("annotations")
     annotations = annotations if isinstance(annotations, dict) else {}
     body = json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": PREVIEW_UID,
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "operation": "CREATE",
-                "namespace": namespace,
-                "object": pod,
-                "dryRun": True,
-            },
-        }
+        pod_create_review(pod, namespace=namespace, uid=PREVIEW_UID, dry_run=True)
     ).encode()
     try:
         answer = asyncio.run(review(body, settings=settings, check=OfflineCheck()))
@@ -86,9 +73,7 @@ def render_pod(pod_yaml_text: str, settings: WebhookSettings) -> str:
             reason = denied.message
         header.append(f"# not injected: {reason}")
         return "\n".join([*header, _dump(pod)])
-    patch = json.loads(base64.b64decode(response["patch"]))
-    mutated = jsonpatch.apply_patch(pod, patch)
-    return "\n".join([*header, _dump(mutated)])
+    return "\n".join([*header, _dump(patched(pod, response))])
 
 
 def _load(text: str) -> dict[str, Any]:

@@ -85,9 +85,13 @@ def add_can_i_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 def can_i_command(args: argparse.Namespace) -> int:
     """Run `can-i` from parsed arguments; prints answers to stdout, errors to stderr."""
-    from injector.broker.wiring import kube_api_client
+    from injector.kube import KubeConfigError, api_client
 
-    access = AccessReviewer(kube_api_client(args.kubeconfig))
+    try:
+        access = AccessReviewer(api_client(args.kubeconfig))
+    except KubeConfigError as error:
+        print(f"sakura-secrets-injector can-i: {error}", file=sys.stderr)
+        return 2
     code, lines = asyncio.run(run_can_i(access, args.namespace, args.serviceaccount, args.secrets))
     out = sys.stderr if code == 2 else sys.stdout
     for line in lines:

@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
@@ -93,17 +91,3 @@ def build_broker(
     inventory = VaultInventory(sakura, ttl=s.listing_ttl)
     check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
     return BrokerParts(broker, check, access, sakura, broker_routes(broker))
-
-
-def kube_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
-    """In-cluster credentials inside a pod, else the kubeconfig ($KUBECONFIG or ~/.kube)."""
-    if (
-        kubeconfig is None
-        and os.environ.get("KUBERNETES_SERVICE_HOST")
-        and not os.environ.get("KUBECONFIG")
-    ):
-        configuration = k8s.Configuration()
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return k8s.ApiClient(configuration)
-    api_client: k8s.ApiClient = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    return api_client

@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.can_i import run_can_i
-from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker, kube_api_client
+from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker
 from injector.checks import CheckOutcome
+from injector.kube import api_client as kube_api_client
 from plan import FileSpec, Plan, SecretRef
 
 

@@ -38,7 +38,8 @@ from sidecar_harness import (
 from starlette.applications import Starlette
 
 from emulator import Emulator, run_in_thread
-from injector.broker.wiring import build_broker, kube_api_client
+from injector.broker.wiring import build_broker
+from injector.kube import api_client as kube_api_client
 from sakura import SakuraConfig
 from sidecar.errors import EXIT_DENIED
 

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from injector.app import BrokerCaFile, create_app
 from injector.certs import KeyPair, generate_ca, issue_serving_cert
 from injector.checks import CheckOutcome
+from injector.reviews import pod_create_review
 from injector.server import serving_in_thread
 from injector.settings import WebhookSettings
 from injector.tls import ReloadingTLS
@@ -79,27 +80,7 @@ def pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
 def admission_review(
     obj: dict[str, Any], uid: str = "705ab4f5-6393-11e8-b7cc-42010a800002"
 ) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": uid,
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-                "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-                "name": obj["metadata"].get("name", ""),
-                "namespace": "shop",
-                "operation": "CREATE",
-                "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-                "object": obj,
-                "oldObject": None,
-                "dryRun": False,
-                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-            },
-        }
-    ).encode()
+    return json.dumps(pod_create_review(obj, namespace="shop", uid=uid)).encode()
 
 
 def write_pair(directory: Path, pair: KeyPair) -> None:
