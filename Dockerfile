@@ -7,6 +7,8 @@
 ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS build
+# lets the e2e harness remove its own leftover build stages: docker image prune --filter label=...
+LABEL io.sakura-secrets.stage=build
 COPY wheels/ /wheels/
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheels \

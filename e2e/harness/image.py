@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+BUILD_STAGE_LABEL = "io.sakura-secrets.stage=build"
+"""Set on the Dockerfile's build stage."""
 
 
 def docker_has_image(tag: str) -> bool:
@@ -59,3 +61,8 @@ def build_image(tag: str, base: str) -> None:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"docker build of {tag} failed:\n{proc.stdout}\n{proc.stderr}")
+    # the legacy builder keeps the untagged build stage; drop ours (and only ours)
+    subprocess.run(
+        ["docker", "image", "prune", "-f", "--filter", f"label={BUILD_STAGE_LABEL}"],
+        capture_output=True,
+    )
