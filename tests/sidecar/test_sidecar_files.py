@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -94,15 +96,45 @@ def test_write_into_a_missing_directory_names_the_volume(tmp_path: Path) -> None
         writer.write(str(tmp_path / "nope"), [writer.FileContent("a", 0o400, b"x")], uid=0, gid=0)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_an_unwritable_directory_removes_every_temporary(tmp_path: Path) -> None:
-    os.chmod(tmp_path, 0o500)
+def _write_as(user: int | None, directory: Path) -> tuple[int, str]:
+    """Run the writer in a forked child (as `user` when given); its exit code and message."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(read_end)
+            if user is not None:
+                os.setgroups([])
+                os.setgid(user)
+                os.setuid(user)
+            writer.write(str(directory), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+        except WriteFailed as exc:
+            os.write(write_end, exc.reason.encode())
+            code = 7
+        except BaseException as exc:
+            os.write(write_end, repr(exc).encode())
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        message = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), message
+
+
+def test_an_unwritable_directory_removes_every_temporary() -> None:
+    """Root may write anywhere, so as root the writer runs as nobody (65534) in a child."""
+    directory = Path(tempfile.mkdtemp(prefix="sakura-unwritable-"))
     try:
-        with pytest.raises(WriteFailed, match="cannot write into"):
-            writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+        directory.chmod(0o555)
+        code, message = _write_as(65534 if os.geteuid() == 0 else None, directory)
+        assert code == 7, message
+        assert "cannot write into" in message
+        assert list(directory.iterdir()) == []
     finally:
-        os.chmod(tmp_path, 0o700)
-    assert list(tmp_path.iterdir()) == []
+        directory.chmod(0o700)
+        shutil.rmtree(directory)
 
 
 def test_a_failure_while_staging_removes_the_files_already_staged(
