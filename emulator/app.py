@@ -255,13 +255,20 @@ class Emulator:
 async def _secret_body(request: Request) -> dict[str, Any]:
     """The `Secret` object of a request body, or BadBody."""
     try:
-        data = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadBody("the body is not JSON") from None
+        data = json.loads(await request.body(), parse_constant=_not_json)
+        # A lone surrogate escape ("\ud800") parses but is not text: it could not be stored.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeDecodeError, UnicodeEncodeError, RecursionError):
+        raise BadBody("the body is not JSON of valid UTF-8 text") from None
     if not isinstance(data, dict) or not isinstance(data.get("Secret"), dict):
         raise BadBody('the body must be {"Secret": {...}}')
     secret: dict[str, Any] = data["Secret"]
     return secret
+
+
+def _not_json(constant: str) -> Any:
+    """NaN and Infinity are Python's extension, not JSON."""
+    raise json.JSONDecodeError(f"{constant} is not JSON", constant, 0)
 
 
 def _name(secret: dict[str, Any]) -> str:

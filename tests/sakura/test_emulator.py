@@ -84,6 +84,27 @@ def test_schema_breaking_bodies_are_400(http: httpx.Client, body: bytes) -> None
     assert got.status_code == 400 and isinstance(got.json()["error"], str)
 
 
+@pytest.mark.parametrize(
+    ("path", "method", "body"),
+    [
+        (SECRETS, "POST", b'{"Secret": {"Name": "x", "Value": "\\ud800"}}'),
+        (SECRETS, "POST", b'{"Secret": {"Name": "\\udfff", "Value": "v"}}'),
+        (SECRETS, "DELETE", b'{"Secret": {"Name": "\\ud800"}}'),
+        (UNVEIL, "POST", b'{"Secret": {"Name": "\\ud800"}}'),
+        (SECRETS, "POST", b'{"Secret": {"Name": "x", "Value": "v", "Extra": NaN}}'),
+    ],
+)
+def test_text_that_is_not_utf8_or_json_is_400_and_stores_nothing(
+    http: httpx.Client, path: str, method: str, body: bytes
+) -> None:
+    """A lone surrogate is valid JSON escape syntax but no text; NaN is no JSON at all."""
+    got = http.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    assert got.status_code == 400 and isinstance(got.json()["error"], str)
+    listed = http.get(SECRETS)
+    assert listed.status_code == 200
+    assert {s["Name"] for s in listed.json()["Secrets"]} == {"db-password", "api"}
+
+
 def test_bad_versions_are_400(http: httpx.Client) -> None:
     for version in ("1", -1, True, 1.5):
         got = http.post(UNVEIL, json={"Secret": {"Name": "db-password", "Version": version}})
