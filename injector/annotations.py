@@ -47,6 +47,7 @@ _FIXED_KEYS = (
 _FILE_KEYS = ("secret-", "template-", "file-mode-")
 _VAULT_ID = re.compile(r"^[0-9]{12}$")
 _MODE = re.compile(r"^0?[0-7]{3}$")
+_ID = re.compile(r"^[0-9]{1,10}$")
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
@@ -282,7 +283,8 @@ def _identity(key: str, value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or int(text) > _MAX_ID:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses
+    if not _ID.match(text) or int(text) > _MAX_ID:
         raise Denied(
             f"annotation {PREFIX}{key}: {value!r} is not a numeric id; write a number such as "
             '"1000" (names are not resolved)'

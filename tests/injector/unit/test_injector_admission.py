@@ -575,6 +575,8 @@ DENIALS = [
     ({f"{P}run-as-user": "0"}, None, [f"{P}run-as-user", "must not run as root"]),
     ({f"{P}run-as-user": "4294967296"}, None, [f"{P}run-as-user", "numeric"]),
     ({f"{P}run-as-group": "wheel"}, None, [f"{P}run-as-group", "numeric"]),
+    ({f"{P}run-as-user": "\u00b2"}, None, [f"{P}run-as-user", "numeric"]),
+    ({f"{P}run-as-group": "\u0663"}, None, [f"{P}run-as-group", "numeric"]),
     ({f"{P}init-first": "yes"}, None, [f"{P}init-first", '"true" or "false"']),
     ({f"{P}refresh-interval": "5m"}, None, [f"{P}refresh-interval", "not supported yet", "remove"]),
     ({f"{P}credentials-secret": "Bad_Name"}, None, [f"{P}credentials-secret", "Secret name"]),
