@@ -13,6 +13,7 @@ from typing import Any
 from injector.checks import Denied
 
 _PREFIX = "sakura-secrets.io/"
+_MAX_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def resolve_owner(
     if gid is None:
         gid = _agreed(containers, pod_context, "runAsGroup", "run-as-group")
     if gid is None:
-        fs_group = pod_context.get("fsGroup")
-        gid = fs_group if isinstance(fs_group, int) else uid
+        fs_group = _valid_id(pod_context.get("fsGroup"), "the pod's securityContext.fsGroup")
+        gid = fs_group if fs_group is not None else uid
     return Owner(uid=uid, gid=gid, warnings=tuple(warnings))
 
 
@@ -65,9 +66,11 @@ def _agreed(
 ) -> int | None:
     """The one value of `field` all containers run with; None when none sets it."""
     effective: dict[str, int | None] = {}
+    pod_value = _valid_id(pod_context.get(field), f"the pod's securityContext.{field}")
     for container in containers:
-        own = (container.get("securityContext") or {}).get(field)
-        effective[container["name"]] = own if own is not None else pod_context.get(field)
+        where = f"container {container['name']!r} securityContext.{field}"
+        own = _valid_id((container.get("securityContext") or {}).get(field), where)
+        effective[container["name"]] = own if own is not None else pod_value
     values = set(effective.values())
     if len(values) == 1:
         return values.pop()
@@ -79,3 +82,16 @@ def _agreed(
         f"annotation {_PREFIX}{key}: the target containers disagree on {field} ({shown}); set "
         f"{_PREFIX}{key} to the id that should own the files, or narrow {_PREFIX}containers"
     )
+
+
+def _valid_id(value: int | None, where: str) -> int | None:
+    """An id the pod states, refused when Kubernetes would refuse it (it is not validated yet).
+
+    Mutating webhooks see the pod before the API server validates it; a negative or huge id
+    would otherwise reach the plan and fail there as an internal error.
+    """
+    if value is not None and not 0 <= value <= _MAX_ID:
+        raise Denied(
+            f"{where} is {value}, not a valid id (0 to {_MAX_ID}); fix the pod's securityContext"
+        )
+    return value

@@ -642,6 +642,22 @@ DENIALS = [
         ["container named 'sakura-secrets-init'", "rename"],
     ),
     ({}, [], ["no containers"]),
+    # ids the API server would refuse later: a denial naming the field, not an internal error
+    (
+        {},
+        [{"name": "app", "image": "x", "securityContext": {"runAsUser": -5}}],
+        ["container 'app' securityContext.runAsUser is -5", "not a valid id"],
+    ),
+    (
+        {},
+        [{"name": "app", "image": "x", "securityContext": {"runAsUser": 1, "runAsGroup": 2**31}}],
+        ["container 'app' securityContext.runAsGroup is 2147483648"],
+    ),
+    (
+        {f"{P}run-as-user": "1000"},
+        [{"name": "app", "image": "x", "securityContext": {"runAsGroup": -1}}],
+        ["container 'app' securityContext.runAsGroup is -1"],
+    ),
 ]
 
 
@@ -686,6 +702,13 @@ async def test_volume_name_clash_is_denied() -> None:
     obj = pod(volumes=[{"name": "sakura-secrets", "emptyDir": {}}])
     response = await denied(obj)
     assert "volume named 'sakura-secrets'" in response["status"]["message"]
+
+
+async def test_a_negative_pod_level_id_is_denied_naming_the_field() -> None:
+    for context, field in (({"runAsUser": -1}, "runAsUser"), ({"fsGroup": -2}, "fsGroup")):
+        response = await denied(pod(securityContext=context))
+        assert f"the pod's securityContext.{field} is -" in response["status"]["message"]
+        assert response["status"]["code"] == 400
 
 
 async def test_a_disagreement_outside_the_selected_containers_does_not_matter() -> None:
