@@ -23,6 +23,9 @@ from injector.selection import skip_reason
 from injector.settings import WebhookSettings
 
 API_VERSION = "admission.k8s.io/v1"
+MAX_DEPTH = 64
+"""Nesting a review may have; a real pod review is about 15 deep. Deeper ones are refused
+before copying or diffing (both recurse) can fail on them."""
 
 
 class MalformedReview(ValueError):
@@ -93,8 +96,12 @@ def _decode(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedReview(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedReview(_TOO_DEEP) from None
     if not isinstance(document, dict):
         raise MalformedReview("the body is not a JSON object")
+    if _deeper_than(document, MAX_DEPTH):
+        raise MalformedReview(_TOO_DEEP)
     if document.get("apiVersion") != API_VERSION or document.get("kind") != "AdmissionReview":
         raise MalformedReview(
             f"expected an AdmissionReview of apiVersion {API_VERSION}, got kind "
@@ -111,6 +118,24 @@ def _decode(body: bytes) -> dict[str, Any]:
     if not isinstance(request.get("operation"), str):
         raise MalformedReview("request.operation is missing or not a string")
     return request
+
+
+_TOO_DEEP = f"the body is nested more than {MAX_DEPTH} levels deep; it is not a pod's review"
+
+
+def _deeper_than(document: object, limit: int) -> bool:
+    """Whether JSON nests deeper than `limit`; iterative, so it cannot overflow the stack."""
+    pending: list[tuple[object, int]] = [(document, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if not isinstance(node, list):
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in node)
+    return False
 
 
 def _namespace(request: dict[str, Any], pod: dict[str, Any]) -> str:

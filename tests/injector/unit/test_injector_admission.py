@@ -796,6 +796,26 @@ async def test_a_malformed_review_raises_malformed_review(body: bytes) -> None:
     assert str(caught.value)
 
 
+def _nested(depth: int) -> object:
+    value: object = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_a_deeply_nested_review_is_malformed_not_an_internal_error() -> None:
+    too_deep_to_parse = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    obj = pod()
+    obj["spec"]["containers"][0]["x"] = _nested(700)  # parses, but copy/diff would recurse
+    for body in (too_deep_to_parse, review_body(obj)):
+        with pytest.raises(MalformedReview, match="nested more than"):
+            await review(body, settings=settings(), check=RecordingCheck())
+    shallow = pod()
+    shallow["spec"]["containers"][0]["x"] = _nested(40)  # unknown fields are not our business
+    answer = await review(review_body(shallow), settings=settings(), check=RecordingCheck())
+    assert answer["response"]["allowed"] is True
+
+
 def test_the_schema_check_used_by_every_mutation_test_can_fail() -> None:
     import kubernetes_validate
 
