@@ -265,13 +265,16 @@ class SakuraClient:
             remaining = deadline_at - time.monotonic()
             retry_after: float | None = None
             try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    timeout=max(0.001, min(self.timeout, remaining)),
-                )
-            except httpx.TimeoutException:
+                # httpx's timeout bounds each read, not the whole answer: a peer that trickles
+                # bytes would never trip it. The deadline bounds the whole exchange.
+                async with asyncio.timeout(max(0.001, remaining)):
+                    response = await self._http.request(
+                        method,
+                        path,
+                        json=json,
+                        timeout=max(0.001, min(self.timeout, remaining)),
+                    )
+            except (httpx.TimeoutException, TimeoutError):
                 error: SakuraError = Unavailable(
                     f"{what}: Sakura did not answer within {min(self.timeout, remaining):.3g}s"
                     + _maybe_done(retry)

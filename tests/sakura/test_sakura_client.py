@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -238,3 +239,32 @@ async def test_shared_limiter_paces_and_bounds_by_deadline(
     assert time.monotonic() - started < 0.5  # refused at once, not after the 1 s wait
     assert err.value.retry_after is None and "client-side rate limit" in str(err.value)
     assert emu.knobs.calls["unveil"] == 1
+
+
+async def test_the_deadline_bounds_an_answer_that_trickles_in(make_client: MakeClient) -> None:
+    """httpx's timeout is per read, so a byte every 0.2 s never trips it: the deadline must."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: 100000\r\n\r\n")
+        try:
+            while True:
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except (ConnectionError, asyncio.CancelledError):
+            writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_client(base_url=f"http://127.0.0.1:{port}", timeout=1.0, deadline=1.0) as c:
+            started = time.monotonic()
+            with pytest.raises(Unavailable) as err:
+                await asyncio.wait_for(c.unveil(VAULT, "db-password"), timeout=15)
+            elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert elapsed < 5  # the 1 s deadline plus slack for a busy machine; unbounded otherwise
+    assert "db-password" in str(err.value) and "did not answer" in str(err.value)
