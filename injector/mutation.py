@@ -30,12 +30,23 @@ def fit(spec: dict[str, Any], options: PodOptions) -> tuple[str, ...]:
                 f"the pod already has a volume named {name!r}, which the injector adds; "
                 "rename that volume"
             )
-    containers = spec.get("initContainers") or []
-    if any(c.get("name") == INIT_CONTAINER for c in [*containers, *spec["containers"]]):
+    containers = [*(spec.get("initContainers") or []), *spec["containers"]]
+    if any(c.get("name") == INIT_CONTAINER for c in containers):
         raise Denied(
             f"the pod already has a container named {INIT_CONTAINER!r}, which the injector adds; "
             "rename that container"
         )
+    for container in containers:
+        for mount in container.get("volumeMounts") or ():
+            if mount.get("name") in (SECRETS_VOLUME, TOKEN_VOLUME):
+                # the volume appears only with the patch: the mount would get our token (or a
+                # writable view of the files) into a container the injector did not choose
+                raise Denied(
+                    f"container {container['name']!r} mounts volume {mount['name']!r}, which "
+                    "the injector adds for its own init container; remove that volumeMount "
+                    "(app containers get the files read-only through "
+                    "sakura-secrets.io/containers)"
+                )
     return targets
 
 

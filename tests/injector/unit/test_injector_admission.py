@@ -704,6 +704,24 @@ async def test_volume_name_clash_is_denied() -> None:
     assert "volume named 'sakura-secrets'" in response["status"]["message"]
 
 
+@pytest.mark.parametrize("volume", ["sakura-secrets-token", "sakura-secrets"])
+@pytest.mark.parametrize("field", ["containers", "initContainers"])
+async def test_a_container_cannot_pre_mount_the_injected_volumes(volume: str, field: str) -> None:
+    # the volume only exists after the patch, so such a mount would pick up the broker token
+    # (or a writable view of the files) in a container the injector did not choose
+    sneaky = {
+        "name": "sneaky",
+        "image": "x",
+        "securityContext": {"runAsUser": 1000},
+        "volumeMounts": [{"name": volume, "mountPath": "/stolen"}],
+    }
+    obj = pod(containers=[sneaky]) if field == "containers" else pod(initContainers=[sneaky])
+    response = await denied(obj)
+    message = response["status"]["message"]
+    assert f"container 'sneaky' mounts volume '{volume}'" in message
+    assert "remove that volumeMount" in message
+
+
 async def test_a_negative_pod_level_id_is_denied_naming_the_field() -> None:
     for context, field in (({"runAsUser": -1}, "runAsUser"), ({"fsGroup": -2}, "fsGroup")):
         response = await denied(pod(securityContext=context))
