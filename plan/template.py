@@ -7,16 +7,45 @@ constant arguments, which is what lets the webhook authorize them before the pod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from plan.model import PlanError, SecretRef, SecretVersion
 
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
+MAX_RENDERED_CHARS = 1 << 20
+"""A rendered file above 1 MiB is a runaway loop, not a configuration file."""
+MAX_RENDER_SECONDS = 10.0
+"""Nested loops over literals can run for days; the init container must end with a reason."""
+MAX_POWER_BITS = 4096
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox keeps a template from files, env and attributes; these bounds, from runaways.
+
+    `*` and `**` are checked before they run: one big-int power or string repetition is a single
+    C call (no time limit can interrupt it), and jinja would fold constant ones while compiling.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            _check_power(left, right)
+        else:
+            _check_repetition(left, right)
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _ALLOWED_KWARGS = {"version", "key"}
 
 
@@ -43,15 +72,39 @@ def template_refs(source: str) -> tuple[SecretRef, ...]:
     return tuple(refs)
 
 
-def render(source: str, values: Mapping[SecretVersion, str], extract: ExtractKey) -> str:
-    """Render with the fetched values; `values` must hold every ref of `template_refs`."""
+def render(
+    source: str,
+    values: Mapping[SecretVersion, str],
+    extract: ExtractKey,
+    *,
+    seconds: float = MAX_RENDER_SECONDS,
+) -> str:
+    """Render with the fetched values; `values` must hold every ref of `template_refs`.
+
+    Raises jinja2's SecurityError when the template breaks the sandbox or a bound: more than
+    MAX_RENDERED_CHARS of output, oversized `*`/`**`, or more than `seconds` of work.
+    """
 
     def secret(text: str, version: int | None = None, key: str | None = None) -> str:
         ref = _merge(SecretRef.parse(text), version, key)
         value = values[ref.fetch]
         return value if ref.key is None else extract(value, ref.key, ref)
 
-    return _ENV.from_string(source).render(secret=secret)
+    ends = time.monotonic() + seconds
+    parts: list[str] = []
+    size = 0
+    with _time_limit(seconds):
+        for chunk in _ENV.from_string(source).generate(secret=secret):
+            size += len(chunk)
+            if size > MAX_RENDERED_CHARS:
+                raise SecurityError(
+                    f"the rendered file would be larger than {MAX_RENDERED_CHARS >> 20} MiB; "
+                    "check the template's loops"
+                )
+            if time.monotonic() > ends:
+                _too_slow(seconds)
+            parts.append(chunk)
+    return "".join(parts)
 
 
 ExtractKey = Callable[[str, str, SecretRef], str]
@@ -105,3 +158,53 @@ def _is_local(tree: nodes.Template, name: str) -> bool:
         isinstance(target, nodes.Name) and target.name == name and target.ctx in ("store", "param")
         for target in tree.find_all(nodes.Name)
     )
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        if exponent * abs(base).bit_length() > MAX_POWER_BITS:
+            raise SecurityError(f"{base} ** {exponent} is too large for a template")
+
+
+def _check_repetition(left: Any, right: Any) -> None:
+    for items, times in ((left, right), (right, left)):
+        if isinstance(items, str | list | tuple) and isinstance(times, int):
+            if len(items) * times > MAX_RENDERED_CHARS:
+                raise SecurityError(
+                    f"repeating {len(items)} items {times} times is too large for a template"
+                )
+
+
+def _too_slow(seconds: float) -> None:
+    raise SecurityError(
+        f"the template ran for more than {seconds:g}s; check its loops (nested loops over long "
+        "values multiply)"
+    )
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """SIGALRM interrupts a loop that yields no output; only the main thread can receive it.
+
+    Elsewhere (threads, no SIGALRM) the clock is checked between output chunks only.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        _too_slow(seconds)
+
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, expire)
+    earlier, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if earlier > 0:  # someone else's alarm was pending: give it back what is left
+            left = max(0.001, earlier - (time.monotonic() - started))
+            signal.setitimer(signal.ITIMER_REAL, left, interval)

@@ -226,3 +226,11 @@ def test_modes_survive_the_plan_round_trip(tmp_path: Path) -> None:
     plan = make_plan(tmp_path, secret_file("x", "db", 0o440))
     loaded = config.load_plan({"SAKURA_SECRETS_PLAN": plan.to_json()})
     assert loaded.files[0].mode == 0o440
+
+
+def test_a_runaway_template_is_a_template_error_naming_the_bound(tmp_path: Path) -> None:
+    loop = '{% for c in "abcdefghij" * 200 %}{{ "x" * 1000 }}{% endfor %}{{ secret("db") }}'
+    plan = make_plan(tmp_path, template_file("t", loop))
+    with pytest.raises(TemplateFailed, match="larger than 1 MiB") as caught:
+        writer.contents(plan, _values(("db", None, 1, VALUE)))
+    assert caught.value.reason.startswith("template error: template file 't' failed to render")

@@ -150,3 +150,43 @@ def test_render_is_sandboxed() -> None:
 
     with pytest.raises(SecurityError):
         render('{{ secret("a").__class__.__mro__ }}', {SecretVersion("a"): "v"}, lambda *a: "")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # Jinja folds constants while compiling: 7 ** 99999999999 would take hours there.
+        ("{{ 10 ** 1000000 > 1 }}{{ secret('a') }}", "too large"),
+        ('{{ secret("a") * 100000000 }}', "too large"),
+        ('{{ [secret("a")] * 100000000 }}', "too large"),
+        # Small pieces, but the file grows past the bound.
+        ('{% for c in "abcdefghij" * 200 %}{{ "x" * 1000 }}{% endfor %}{{ secret("a") }}', "MiB"),
+    ],
+)
+def test_render_refuses_output_and_arithmetic_past_its_bounds(source: str, message: str) -> None:
+    from jinja2.exceptions import SecurityError
+
+    with pytest.raises(SecurityError, match=message):
+        render(source, {SecretVersion("a"): "v"}, lambda *a: "")
+
+
+def test_render_stops_a_template_that_runs_too_long() -> None:
+    """Nested loops over a literal run for days: the time bound ends them with a reason."""
+    import time
+
+    from jinja2.exceptions import SecurityError
+
+    literal = "x" * 1000
+    source = "".join(f"{{% for {v} in '{literal}' %}}" for v in "abcd") + "{% endfor %}" * 4
+    started = time.monotonic()
+    with pytest.raises(SecurityError, match=r"ran for more than 0\.5s"):
+        render(source + '{{ secret("a") }}', {SecretVersion("a"): "v"}, lambda *a: "", seconds=0.5)
+    assert time.monotonic() - started < 10  # 0.5 s, plus slack for a busy machine
+
+
+def test_render_bounds_leave_ordinary_templates_alone() -> None:
+    source = '{% for c in "abc" %}{{ c * 3 }}{% endfor %} {{ 2 ** 64 }} {{ secret("a") * 2 }}'
+    assert (
+        render(source, {SecretVersion("a"): "v"}, lambda *a: "")
+        == "aaabbbccc 18446744073709551616 vv"
+    )
