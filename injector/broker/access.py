@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from injector.broker.memo import ExpiringMemo
 from injector.broker.tokens import (
+    KUBE_TIMEOUT,
     KubernetesUnavailable,
     service_account_groups,
     service_account_username,
@@ -77,10 +78,12 @@ class AccessReviewer:
         *,
         allow_ttl: float = 30.0,
         deny_ttl: float = 5.0,
+        request_timeout: float = KUBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.allow_ttl = allow_ttl
         self.deny_ttl = deny_ttl
+        self.request_timeout = request_timeout
         self._authz = k8s.AuthorizationV1Api(api_client)
         self._answers: ExpiringMemo[tuple[Subject, str], bool] = ExpiringMemo(clock=clock)
 
@@ -112,7 +115,11 @@ class AccessReviewer:
             )
         )
         try:
-            answer = await asyncio.to_thread(self._authz.create_subject_access_review, body)
+            answer = await asyncio.to_thread(
+                self._authz.create_subject_access_review,
+                body,
+                _request_timeout=self.request_timeout,
+            )
         except ApiException as exc:
             raise KubernetesUnavailable(
                 f"the Kubernetes API could not review access to secret {secret!r} "

@@ -25,6 +25,10 @@ POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 MAX_TOKEN_LENGTH = 16 * 1024
+KUBE_TIMEOUT = 5.0
+"""Seconds one Kubernetes API call may take (connect, then read). The client is synchronous
+and runs in worker threads: without a bound, a hung API server would hold a thread and the
+init container's request forever."""
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +124,13 @@ class TokenReviewer:
         audience: str = AUDIENCE,
         review_ttl: float = 10.0,
         pod_ttl: float = 5.0,
+        request_timeout: float = KUBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.audience = audience
         self.review_ttl = review_ttl
         self.pod_ttl = pod_ttl
+        self.request_timeout = request_timeout
         self._authn = k8s.AuthenticationV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._reviews: ExpiringMemo[str, Identity] = ExpiringMemo(clock=clock)
@@ -149,7 +155,9 @@ class TokenReviewer:
     async def _review(self, token: str) -> Identity:
         body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token, audiences=[self.audience]))
         try:
-            answer = await asyncio.to_thread(self._authn.create_token_review, body)
+            answer = await asyncio.to_thread(
+                self._authn.create_token_review, body, _request_timeout=self.request_timeout
+            )
         except ApiException as exc:
             raise KubernetesUnavailable(
                 f"the Kubernetes API could not review the token (HTTP {exc.status} {exc.reason})"
@@ -180,7 +188,12 @@ class TokenReviewer:
 
     async def _read_pod(self, namespace: str, name: str) -> _PodFacts:
         try:
-            pod = await asyncio.to_thread(self._core.read_namespaced_pod, name, namespace)
+            pod = await asyncio.to_thread(
+                self._core.read_namespaced_pod,
+                name,
+                namespace,
+                _request_timeout=self.request_timeout,
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return _PodFacts(uid="", service_account="")

@@ -18,7 +18,7 @@ from injector.broker.cache import CacheSettings, SecretCache
 from injector.broker.inventory import VaultInventory
 from injector.broker.routes import broker_routes
 from injector.broker.service import Broker
-from injector.broker.tokens import TokenReviewer
+from injector.broker.tokens import KUBE_TIMEOUT, TokenReviewer
 from sakura import RateLimiter, SakuraClient, SakuraConfig
 
 
@@ -35,6 +35,8 @@ class BrokerSettings:
     """Seconds an RBAC allow is reused (how long a revoked grant may still work)."""
     deny_ttl: float = 5.0
     """Seconds an RBAC deny is reused (how long a new grant may take to work)."""
+    kube_timeout: float = KUBE_TIMEOUT
+    """Seconds one TokenReview, SubjectAccessReview or pod read may take before a 503."""
     listing_ttl: float = 30.0
     """Seconds a vault's listing (names, latest versions) is reused at admission."""
     rate_per_minute: float = 90.0
@@ -84,8 +86,18 @@ def build_broker(
         max_retries=s.sakura_retries,
         verify=sakura_verify,
     )
-    access = AccessReviewer(kube_api_client, allow_ttl=s.allow_ttl, deny_ttl=s.deny_ttl)
-    tokens = TokenReviewer(kube_api_client, review_ttl=s.review_ttl, pod_ttl=s.pod_ttl)
+    access = AccessReviewer(
+        kube_api_client,
+        allow_ttl=s.allow_ttl,
+        deny_ttl=s.deny_ttl,
+        request_timeout=s.kube_timeout,
+    )
+    tokens = TokenReviewer(
+        kube_api_client,
+        review_ttl=s.review_ttl,
+        pod_ttl=s.pod_ttl,
+        request_timeout=s.kube_timeout,
+    )
     cache = SecretCache(sakura, settings=s.cache, registry=registry)
     broker = Broker(tokens, access, cache)
     inventory = VaultInventory(sakura, ttl=s.listing_ttl)

@@ -1,0 +1,73 @@
+"""A Kubernetes API server that accepts but never answers must not hang the broker.
+
+The kubernetes client is synchronous and runs in worker threads; each call is bounded, so the
+init container gets a 503 it can retry and the thread comes back, instead of both waiting
+forever. The silent API server is a real socket on loopback that reads and never replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Iterator
+
+import pytest
+from kubernetes import client as k8s
+
+from injector.broker.access import AccessReviewer, Subject
+from injector.broker.tokens import KubernetesUnavailable, TokenReviewer
+
+TIMEOUT = 0.5
+
+
+@contextlib.contextmanager
+def silent_api_server() -> Iterator[k8s.ApiClient]:
+    """An ApiClient pointed at a listener that takes requests and never answers them."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    configuration = k8s.Configuration()
+    configuration.host = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        yield k8s.ApiClient(configuration)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:  # releases any thread still blocked on a read
+            conn.close()
+        listener.close()
+
+
+async def _bounded(what: str, call: Awaitable[object]) -> float:
+    started = time.monotonic()
+    with pytest.raises(KubernetesUnavailable) as caught:
+        await asyncio.wait_for(call, 10 * TIMEOUT)  # a hang fails here, not forever
+    assert what in str(caught.value)
+    return time.monotonic() - started
+
+
+async def test_a_hung_token_review_is_a_kubernetes_unavailable_error() -> None:
+    with silent_api_server() as api:
+        tokens = TokenReviewer(api, request_timeout=TIMEOUT)
+        elapsed = await _bounded("review the token", tokens.verify("a-token"))
+    assert elapsed < 5 * TIMEOUT
+
+
+async def test_a_hung_subject_access_review_is_a_kubernetes_unavailable_error() -> None:
+    with silent_api_server() as api:
+        access = AccessReviewer(api, request_timeout=TIMEOUT)
+        subject = Subject.of("shop", "api")
+        elapsed = await _bounded("access to secret 'db'", access.allowed(subject, "db"))
+    assert elapsed < 5 * TIMEOUT
