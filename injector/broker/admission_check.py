@@ -30,6 +30,7 @@ class BrokerAdmissionCheck:
     def __init__(
         self, access: AccessReviewer, inventory: VaultInventory, *, timeout: float = 4.0
     ) -> None:
+        """`timeout`: seconds for the RBAC and existence lookups together."""
         self.access = access
         self.inventory = inventory
         self.timeout = timeout
@@ -41,6 +42,9 @@ class BrokerAdmissionCheck:
         wanted = plan.secrets()
         subject = Subject.of(namespace, service_account)
         warnings: list[str] = []
+        # one budget for both lookups: the API server stops waiting for the webhook after
+        # its timeoutSeconds, however the time was spent
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             denied = await asyncio.wait_for(
                 self.access.denied(subject, (s.name for s in wanted)), self.timeout
@@ -58,7 +62,8 @@ class BrokerAdmissionCheck:
             warnings.append("the plan names no vault; existence of the secrets was not checked")
             return CheckOutcome(warnings=tuple(warnings))
         try:
-            problem = await asyncio.wait_for(self._missing(plan, wanted), self.timeout)
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            problem = await asyncio.wait_for(self._missing(plan, wanted), remaining)
         except NotFound as exc:
             if exc.kind == "vault":
                 return CheckOutcome(

@@ -47,7 +47,8 @@ class BrokerSettings:
     sakura_timeout: float = 5.0
     sakura_retries: int = 3
     admission_timeout: float = 4.0
-    """Seconds the admission checks wait for Kubernetes/Sakura before admitting with a warning."""
+    """Seconds the admission checks (RBAC, then existence) wait in all before admitting with a
+    warning; keep it well under the webhook's timeoutSeconds (10)."""
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 The kubernetes client is synchronous and runs in worker threads; each call is bounded, so the
 init container gets a 503 it can retry and the thread comes back, instead of both waiting
-forever. The silent API server is a real socket on loopback that reads and never replies.
+forever; and admission answers within its one budget, well before the webhook's timeout.
+The silent API server is a real socket on loopback that reads and never replies.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ import time
 from collections.abc import Awaitable, Iterator
 
 import pytest
+from conftest import VAULT, sakura_config
 from kubernetes import client as k8s
 
+from emulator.app import Emulator
 from injector.broker.access import AccessReviewer, Subject
+from injector.broker.admission_check import BrokerAdmissionCheck
+from injector.broker.inventory import VaultInventory
 from injector.broker.tokens import KubernetesUnavailable, TokenReviewer
+from plan import FileSpec, Plan, SecretRef
+from sakura import SakuraClient
 
 TIMEOUT = 0.5
 
@@ -71,3 +78,32 @@ async def test_a_hung_subject_access_review_is_a_kubernetes_unavailable_error() 
         subject = Subject.of("shop", "api")
         elapsed = await _bounded("access to secret 'db'", access.allowed(subject, "db"))
     assert elapsed < 5 * TIMEOUT
+
+
+async def test_admission_spends_one_budget_on_rbac_and_existence_together(
+    emulator: tuple[Emulator, str],
+) -> None:
+    # RBAC hangs for the whole budget, then Sakura is slow too: the check must not wait for
+    # Sakura on top (two budgets may exceed the webhook's timeoutSeconds and fail the pod)
+    emulator[0].knobs.latency = 4 * TIMEOUT
+    plan = Plan(
+        files=(FileSpec(name="db", mode=0o400, secret=SecretRef("db")),),
+        directory="/sakura/secrets",
+        vault_id=VAULT,
+    )
+    with silent_api_server() as api:
+        async with SakuraClient(sakura_config(emulator[1]), max_retries=0) as sakura:
+            check = BrokerAdmissionCheck(
+                AccessReviewer(api, request_timeout=30),
+                VaultInventory(sakura),
+                timeout=2 * TIMEOUT,
+            )
+            started = time.monotonic()
+            outcome = await check("shop", "api", plan)
+            elapsed = time.monotonic() - started
+    assert outcome.denial is None
+    assert [w.split(" (")[0] for w in outcome.warnings] == [
+        "could not check access to the secrets now",
+        "Sakura could not be reached to check that the secrets exist",
+    ]
+    assert elapsed < 3 * TIMEOUT, f"{elapsed:.2f}s: more than the one {2 * TIMEOUT}s budget"
