@@ -86,12 +86,20 @@ def fetch(
         while True:
             remaining = deadline - (clock() - started)
             try:
-                response = client.post(
+                response = _post(
+                    client,
                     url,
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}"},
+                    body,
+                    token,
                     timeout=max(0.1, min(REQUEST_TIMEOUT, remaining)),
+                    past_deadline=lambda: clock() - started > deadline,
                 )
+            except _TooSlow:
+                raise Unreachable(
+                    f"the broker {settings.url} began answering but did not finish within "
+                    f"{deadline:g}s (SAKURA_SECRETS_DEADLINE); secrets {names} were not fetched; "
+                    "check the injector's load and the network path to it"
+                ) from None
             except httpx.TransportError as exc:
                 if _certificate_rejected(exc):
                     raise Unreachable(
@@ -125,6 +133,39 @@ def fetch(
             log.info("broker not ready (attempt %d), retrying in %.1fs", attempt + 1, wait)
             sleep(wait)
             attempt += 1
+
+
+class _TooSlow(Exception):
+    """The answer was still arriving when the deadline passed."""
+
+
+def _post(
+    client: httpx.Client,
+    url: str,
+    body: dict[str, Any],
+    token: str,
+    *,
+    timeout: float,
+    past_deadline: Callable[[], bool],
+) -> httpx.Response:
+    """POST and read the answer, checking the deadline between chunks.
+
+    httpx's timeout bounds each read, not the whole answer: a peer that trickles bytes would
+    otherwise hold the pod in Init for as long as it likes.
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    with client.stream("POST", url, json=body, headers=headers, timeout=timeout) as streamed:
+        chunks = []
+        for chunk in streamed.iter_raw():
+            if past_deadline():
+                raise _TooSlow
+            chunks.append(chunk)
+    return httpx.Response(
+        streamed.status_code,
+        headers=streamed.headers,
+        content=b"".join(chunks),
+        request=streamed.request,
+    )
 
 
 def _final_error(status: int, message: str, names: str) -> FetchError:

@@ -6,9 +6,11 @@ broker with TokenReview and SubjectAccessReview is tested with the cluster by it
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,12 @@ from sidecar_harness import (
     template_file,
 )
 from sidecar_harness import assert_no_value as assert_no_secret_value
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
+from emulator import run_in_thread
 from injector.certs import generate_ca
 from plan import Plan
 from sidecar.errors import (
@@ -353,3 +360,38 @@ def test_a_plain_http_broker_url_is_refused(
     outcome = run_main(env, capsys, termination_log)
     assert outcome.code == EXIT_CONFIG
     assert "must start with https://" in outcome.termination
+
+
+def test_a_broker_answer_that_trickles_in_is_bounded_by_the_deadline(
+    tls: Tls,
+    broker_env: dict[str, str],
+    secrets_dir: Path,
+    termination_log: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """httpx's timeout bounds each read; a byte every 0.2 s would hold the pod in Init."""
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"secrets": ['
+        for _ in range(100):  # 20 s in all: far past the deadline
+            await asyncio.sleep(0.2)
+            yield b" "
+
+    async def secrets(request: Request) -> Response:
+        return StreamingResponse(trickle(), media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/secrets", secrets, methods=["POST"])])
+    with run_in_thread(app, ssl_certfile=tls.certfile, ssl_keyfile=tls.keyfile) as url:
+        env = _env(
+            broker_env,
+            _three(secrets_dir, "api"),
+            SAKURA_SECRETS_BROKER_URL=url,
+            SAKURA_SECRETS_DEADLINE="1",
+        )
+        started = time.monotonic()
+        outcome = run_main(env, capsys, termination_log)
+        elapsed = time.monotonic() - started
+    assert outcome.code == EXIT_UNAVAILABLE
+    assert elapsed < 8, "the 1 s deadline plus one read timeout and slack for a busy machine"
+    assert "did not finish within 1s (SAKURA_SECRETS_DEADLINE)" in outcome.termination
+    assert list(secrets_dir.iterdir()) == []
