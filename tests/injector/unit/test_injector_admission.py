@@ -545,6 +545,11 @@ DENIALS = [
     ({f"{P}template-t": "{{ secret(name) }}"}, None, [f"{P}template-t", "constant"]),
     ({f"{P}template-t": "{{ env }}{{ secret('a') }}"}, None, [f"{P}template-t", "'env'"]),
     (
+        {f"{P}template-t": "{{ secret('a') }}{{ " + "(" * 400 + "1" + ")" * 400 + " }}"},
+        None,
+        [f"{P}template-t", "nests too deeply"],
+    ),
+    (
         {f"{P}template-db-password": '{{ secret("a") }}'},
         None,
         [f"{P}secret-db-password", f"{P}template-db-password", "keep one"],
