@@ -123,7 +123,7 @@ async def test_429_beyond_the_deadline_is_throttled_at_once(
         started = time.monotonic()
         with pytest.raises(Throttled) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # not the 30 s wait; slack for a busy machine
     assert err.value.retry_after is not None and 25 <= err.value.retry_after <= 30
     assert "retry after" in str(err.value)
 
@@ -167,7 +167,7 @@ async def test_permanent_faults_end_within_the_deadline(
         started = time.monotonic()
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started <= 1.5  # the 1 s deadline, plus scheduling slack
+    assert time.monotonic() - started <= 3.0  # the 1 s deadline, plus slack for a busy machine
     assert "HTTP 503" in str(err.value) and "injected fault" in str(err.value)
     assert "db-password" in str(err.value) and "deadline" in str(err.value)
     assert emu.knobs.calls["unveil"] >= 3
@@ -187,7 +187,7 @@ async def test_slow_answers_time_out(make_client: MakeClient, emu: Emulator) -> 
         started = time.monotonic()
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0  # the 0.6 s deadline, plus slack
     assert "did not answer" in str(err.value)
     assert emu.knobs.calls["unveil"] >= 2  # timeouts of a safe read are retried
 
@@ -223,7 +223,7 @@ async def test_unreachable_endpoint(make_client: MakeClient) -> None:
         started = time.monotonic()
         with pytest.raises(Unavailable) as err:
             await c.list_vaults()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0  # the 0.5 s deadline, plus slack
     assert "cannot reach http://127.0.0.1:9" in str(err.value)
 
 
@@ -236,7 +236,7 @@ async def test_shared_limiter_paces_and_bounds_by_deadline(
         started = time.monotonic()
         with pytest.raises(Throttled) as err:
             await b.unveil(VAULT, "api")  # the next slot is 1 s away: past b's deadline
-    assert time.monotonic() - started < 0.5  # refused at once, not after the 1 s wait
+    assert time.monotonic() - started < 0.9  # refused at once, not after the 1 s wait
     assert err.value.retry_after is None and "client-side rate limit" in str(err.value)
     assert emu.knobs.calls["unveil"] == 1
 
