@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
 
 from plan import FileSpec, Plan, SecretRef, SecretVersion, render
 from sakura import extract_key
@@ -82,11 +83,28 @@ def _render(spec: FileSpec, values: Values) -> str:
 
 
 def _template_reason(spec: FileSpec, exc: Exception) -> str:
-    """Jinja2's messages name types and attributes, not the values; the reporter redacts anyway."""
+    """The error's type and template line, not its text: a message such as "'dict object' has
+    no attribute 'VALUE'" can carry a value, even one the template transformed (`|upper`), which
+    no redaction of the fetched values would catch. The sandbox's own refusals (SecurityError:
+    unsafe attribute, output or time limit) are written by us and name no value, so they stay.
+    """
+    where = _template_line(exc)
+    detail = f": {exc}" if isinstance(exc, SecurityError) else ""
     return (
-        f"template file {spec.name!r} failed to render: {type(exc).__name__}: {exc}; "
+        f"template file {spec.name!r} failed to render{where}: {type(exc).__name__}{detail}; "
         "fix the sakura-secrets.io/template-" + spec.name + " annotation"
     )
+
+
+def _template_line(exc: BaseException) -> str:
+    """' at line N' from the traceback frame jinja2 maps to the template source, if any."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return "" if line is None else f" at line {line}"
 
 
 def write(

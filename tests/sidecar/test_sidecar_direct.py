@@ -170,7 +170,7 @@ def test_a_pre_existing_file_is_replaced_atomically(
                 secret_file("c", "db#user"),
             ],
             EXIT_BAD_VALUE,
-            "template error: template file 'b' failed to render: TypeError",
+            "template error: template file 'b' failed to render at line 1: TypeError",
         ),
         (
             [

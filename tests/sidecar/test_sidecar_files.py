@@ -234,3 +234,14 @@ def test_a_runaway_template_is_a_template_error_naming_the_bound(tmp_path: Path)
     with pytest.raises(TemplateFailed, match="larger than 1 MiB") as caught:
         writer.contents(plan, _values(("db", None, 1, VALUE)))
     assert caught.value.reason.startswith("template error: template file 't' failed to render")
+
+
+def test_a_runtime_template_error_never_quotes_a_transformed_value(tmp_path: Path) -> None:
+    """`|upper` turns the value into text no redaction knows; the reason must not carry it."""
+    source = '{% set m = {} %}\n{{ m[secret("db")|upper].x }}'
+    plan = make_plan(tmp_path, template_file("t", source))
+    with pytest.raises(TemplateFailed) as caught:
+        writer.contents(plan, _values(("db", None, 1, VALUE)))
+    reason = caught.value.reason
+    assert reason.startswith("template error: template file 't' failed to render at line 2: ")
+    assert VALUE.upper() not in reason and VALUE not in reason
