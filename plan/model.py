@@ -19,6 +19,7 @@ MAX_NAME_LENGTH = 255
 VAULT_ID = re.compile(r"^[0-9]{12}$")
 # A plain file name: no directory part, not hidden, no traversal, portable characters only.
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also admits "²" and "٣"
 _REF = re.compile(r"^(?P<name>[^@#]+)(?:@(?P<version>[^#]*))?(?:#(?P<key>.*))?$")
 
 Mode = Literal["broker", "direct"]
@@ -61,7 +62,7 @@ class SecretRef:
         version_text = match.group("version")
         version: int | None = None
         if version_text is not None:
-            if not version_text.isdigit() or int(version_text) < 1:
+            if not _DIGITS.fullmatch(version_text) or int(version_text) < 1:
                 raise PlanError(
                     f"version {version_text!r} in {text!r} is not a whole number >= 1; "
                     "write NAME@3, or NAME for the latest version"

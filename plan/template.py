@@ -53,12 +53,32 @@ def template_refs(source: str) -> tuple[SecretRef, ...]:
     """The secrets a template reads, in order of first use; raises PlanError if it cannot tell."""
     try:
         tree = _ENV.parse(source)
+        return _scan(tree)
     except TemplateSyntaxError as exc:
         raise PlanError(f"the template does not parse: {exc.message} (line {exc.lineno})") from None
-    refs: list[SecretRef] = []
-    for call in tree.find_all(nodes.Call):
-        if not (isinstance(call.node, nodes.Name) and call.node.name == "secret"):
+    except RecursionError:  # jinja2's parser and node walk recurse once per nesting level
+        raise PlanError("the template nests too deeply to parse; simplify it") from None
+
+
+def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
+    calls = [
+        call
+        for call in tree.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Name) and call.node.name == "secret"
+    ]
+    callees = {id(call.node) for call in calls}
+    for name in tree.find_all(nodes.Name):
+        if name.name != "secret":
             continue
+        if name.ctx != "load":
+            raise PlanError("the template assigns to 'secret', which is reserved; rename it")
+        if id(name) not in callees:
+            raise PlanError(
+                'secret must be called directly, e.g. secret("NAME"); passed around it would '
+                "read secrets the injector cannot see at admission"
+            )
+    refs: list[SecretRef] = []
+    for call in calls:
         ref = _ref_of_call(call)
         if ref not in refs:
             refs.append(ref)

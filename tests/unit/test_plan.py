@@ -27,6 +27,8 @@ def test_secret_ref_parses_every_form(text: str, expected: SecretRef) -> None:
         ("db@0", "not a whole number"),
         ("db@x", "not a whole number"),
         ("db@-1", "not a whole number"),
+        ("db@\u00b2", "not a whole number"),  # str.isdigit() is true for superscript two
+        ("db@\u0663", "not a whole number"),  # and for Arabic-Indic three
         ("db#", "key of secret 'db' is empty"),
         ("", "not a secret reference"),
         ("x" * 256, "1 to 255 characters"),
@@ -125,6 +127,10 @@ def test_template_refs_are_found_without_rendering() -> None:
         ('{{ secret("a@1", version=2) }}', "version twice"),
         ('{{ env }}{{ secret("a") }}', "'env', which is not defined"),
         ("plain text", "reads no secret"),
+        ('{% set s = secret %}{{ s("other") }}{{ secret("a") }}', "must be called directly"),
+        ('{{ secret.__call__("other") }}{{ secret("a") }}', "must be called directly"),
+        ('{% set secret = "x" %}{{ secret("a") }}', "'secret', which is reserved"),
+        ('{{ secret("a") }}{{ ' + "(" * 400 + "1" + ")" * 400 + " }}", "nests too deeply"),
         ('{{ secret("a") }', "does not parse"),
     ],
 )
