@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from injector.admission import MalformedReview, review
+from injector.bodies import BodyTooLarge, read_capped
 from injector.checks import AdmissionCheck
 from injector.metrics import AdmissionMetrics, metrics_route, outcome_of
 from injector.settings import WebhookSettings
@@ -38,10 +39,6 @@ Readiness = Callable[[], str | Awaitable[str | None] | None]
 
 Shutdown = Callable[[], Awaitable[None]]
 """Closes a resource (e.g. the broker's Sakura connections) when the server stops."""
-
-
-class BodyTooLarge(Exception):
-    """The request body exceeded the cap before it was fully read."""
 
 
 class BrokerCaFile:
@@ -109,7 +106,7 @@ def create_app(
     async def mutate(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            body = await _read_capped(request, max_body_bytes)
+            body = await read_capped(request, max_body_bytes)
         except BodyTooLarge:
             metrics.observe("malformed", time.perf_counter() - started)
             return _error(413, f"AdmissionReview larger than {max_body_bytes} bytes")
@@ -166,20 +163,6 @@ def create_app(
             *routes,
         ],
     )
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from injector.bodies import BodyTooLarge, read_capped
 from injector.broker.service import Broker, BrokerError
 from injector.broker.wire import MAX_BODY_BYTES, BadRequest, answer_body, parse_request
 
@@ -30,8 +31,9 @@ def broker_routes(broker: Broker) -> list[Route]:
                 "no bearer token; send 'Authorization: Bearer <projected ServiceAccount token>' "
                 "(audience sakura-secrets-injector)",
             )
-        body = await _read_limited(request)
-        if body is None:
+        try:
+            body = await read_capped(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
             return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
         try:
             wanted = parse_request(body)
@@ -54,18 +56,6 @@ def bearer_token(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-async def _read_limited(request: Request) -> bytes | None:
-    """The body, or None as soon as it grows past the limit (no unbounded buffering)."""
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error(status: int, message: str, *, retry_after: float | None = None) -> JSONResponse:
