@@ -21,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from injector.app import BrokerCaFile, Readiness, Shutdown, create_app
+from injector.broker.cache import CacheSettings
+from injector.broker.wiring import BrokerSettings
 from injector.checks import AdmissionCheck
 from injector.settings import SettingsError, WebhookSettings
 from injector.tls import ReloadingTLS
@@ -68,6 +70,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     _option(serve, source, "--log-level", "SAKURA_SECRETS_LOG_LEVEL", "log level", "info")
     _settings_options(serve, source, image_default=None)
+    _broker_options(serve, source)
 
     certs = commands.add_parser(
         "certs", help="create or reuse the TLS Secret and patch the webhook's caBundle"
@@ -212,7 +215,9 @@ def _broker_parts(
         kube = api_client()
     except KubeConfigError as error:
         raise UsageError(str(error)) from None
-    parts = build_broker(sakura_config, kube_api_client=kube)
+    parts = build_broker(
+        sakura_config, kube_api_client=kube, settings=broker_settings_from_args(args)
+    )
     return parts.check, parts.routes, (), (parts.aclose,)
 
 
@@ -274,6 +279,61 @@ def _render(args: argparse.Namespace) -> int:
         print(f"sakura-secrets-injector render: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _broker_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The broker's cache and quota knobs that operators tune; docs/broker.md explains each."""
+    defaults = BrokerSettings()
+    for flag, variable, help_text, default in (
+        (
+            "--latest-ttl",
+            "SAKURA_SECRETS_LATEST_TTL",
+            "seconds a latest value is reused (how fast a rotation reaches new pods)",
+            defaults.cache.latest_ttl,
+        ),
+        (
+            "--stale-for",
+            "SAKURA_SECRETS_STALE_FOR",
+            "seconds a latest value may be served while Sakura throttles or fails",
+            defaults.cache.stale_for,
+        ),
+        (
+            "--sakura-rate-per-minute",
+            "SAKURA_SECRETS_SAKURA_RATE_PER_MINUTE",
+            "Sakura calls per minute for the whole injector (Sakura allows about 100)",
+            defaults.rate_per_minute,
+        ),
+        (
+            "--admission-timeout",
+            "SAKURA_SECRETS_ADMISSION_TIMEOUT",
+            "seconds the admission-time RBAC and existence checks may take in all",
+            defaults.admission_timeout,
+        ),
+    ):
+        _option(parser, env, flag, variable, help_text, default, float)
+
+
+def broker_settings_from_args(args: argparse.Namespace) -> BrokerSettings:
+    """The broker's settings from the parsed flags; UsageError names the flag to fix."""
+    try:
+        cache = CacheSettings(latest_ttl=args.latest_ttl, stale_for=args.stale_for)
+    except ValueError as error:
+        raise UsageError(f"--latest-ttl/--stale-for: {error}") from None
+    if not 0 < args.sakura_rate_per_minute <= 100:
+        raise UsageError(
+            f"--sakura-rate-per-minute {args.sakura_rate_per_minute:g} must be above 0 and at "
+            "most 100, Sakura's quota"
+        )
+    if not 0 < args.admission_timeout < 10:
+        raise UsageError(
+            f"--admission-timeout {args.admission_timeout:g} must be above 0 and under the "
+            "webhook's timeoutSeconds (10)"
+        )
+    return BrokerSettings(
+        cache=cache,
+        rate_per_minute=args.sakura_rate_per_minute,
+        admission_timeout=args.admission_timeout,
+    )
 
 
 def _location_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:

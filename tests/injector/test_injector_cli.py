@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from injector.cli import UsageError, build_parser, settings_from_args
+from injector.cli import UsageError, broker_settings_from_args, build_parser, settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 POD = """\
@@ -101,3 +101,31 @@ def test_render_refuses_input_that_is_not_a_pod(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     garbage = run("render", "-f", "-", stdin="a: [unclosed")
     assert garbage.returncode == 1 and "YAML" in garbage.stderr
+
+
+SERVE = ["serve", "--tls-cert-file", "/c", "--tls-key-file", "/k", "--init-image", "i"]
+
+
+def test_broker_knobs_come_from_flags_or_environment() -> None:
+    env = {"SAKURA_SECRETS_STALE_FOR": "600", "SAKURA_SECRETS_SAKURA_RATE_PER_MINUTE": "50"}
+    args = build_parser(env).parse_args([*SERVE, "--latest-ttl", "5"])
+    settings = broker_settings_from_args(args)
+    assert settings.cache.latest_ttl == 5
+    assert settings.cache.stale_for == 600
+    assert settings.rate_per_minute == 50
+    assert settings.admission_timeout == 4.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--latest-ttl", "60", "--stale-for", "30"], "stale_for"),
+        (["--sakura-rate-per-minute", "150"], "at most 100"),
+        (["--sakura-rate-per-minute", "0"], "above 0"),
+        (["--admission-timeout", "12"], "timeoutSeconds"),
+    ],
+)
+def test_broker_knobs_out_of_range_name_the_flag(flags: list[str], message: str) -> None:
+    args = build_parser({}).parse_args([*SERVE, *flags])
+    with pytest.raises(UsageError, match=message):
+        broker_settings_from_args(args)
