@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -118,6 +118,8 @@ class Emulator:
                     response = _error(404, f'secret "{exc.name}" not found')
                 except BadBody as exc:
                     response = _error(400, str(exc))
+                except ClientDisconnect:  # the client gave up (its timeout): nobody to answer
+                    response = Response(status_code=499)
             self.knobs.record_status(response.status_code)
             return response
 

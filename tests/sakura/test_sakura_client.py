@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -182,13 +183,15 @@ async def test_max_retries_bounds_attempts(make_client: MakeClient, emu: Emulato
 
 
 async def test_slow_answers_time_out(make_client: MakeClient, emu: Emulator) -> None:
-    emu.knobs.latency = 0.5
-    async with make_client(timeout=0.1, deadline=0.6) as c:
+    emu.knobs.latency = 1.0
+    async with make_client(timeout=0.1, deadline=1.2) as c:
         started = time.monotonic()
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started < 3.0  # the 0.6 s deadline, plus slack
-    assert "did not answer" in str(err.value)
+    assert time.monotonic() - started < 4.0  # the 1.2 s deadline, plus slack for a busy machine
+    # Which bound ends the last attempt (its own timeout or the overall deadline) is a race;
+    # either way the message says the answer did not come in time.
+    assert re.search(r"did not answer within|no answer within the 1.2s deadline", str(err.value))
     assert emu.knobs.calls["unveil"] >= 2  # timeouts of a safe read are retried
 
 
