@@ -222,16 +222,16 @@ def test_503_past_the_deadline_fails_clearly_and_fast(
 ) -> None:
     for _ in range(10):
         broker.script.append(
-            (503, {"error": 'Sakura unavailable reading secret "plain"'}, {"Retry-After": "1"})
+            (503, {"error": 'Sakura unavailable reading secret "plain"'}, {"Retry-After": "2"})
         )
-    env = _env(broker_env, _three(secrets_dir, "api"), SAKURA_SECRETS_DEADLINE="1.5")
+    env = _env(broker_env, _three(secrets_dir, "api"), SAKURA_SECRETS_DEADLINE="3")
     started = time.monotonic()
     outcome = run_main(env, capsys, termination_log)
     elapsed = time.monotonic() - started
     assert outcome.code == EXIT_UNAVAILABLE
-    assert len(broker.requests) == 2, "one retry fits in 1.5 s, the second would not"
-    # One wait of 1 s and two requests; waiting again would take it past 2 s.
-    assert elapsed < 1.9, "gives up as soon as the next wait would pass the deadline"
+    assert len(broker.requests) == 2, "one retry fits in 3 s, the second would not"
+    # One wait of 2 s and two requests (~2.0 s); sleeping into the deadline would take 3 s.
+    assert elapsed < 2.9, "gives up as soon as the next wait would pass the deadline"
     assert len(outcome.lines) == 1
     assert outcome.termination.startswith(
         'sakura-secrets-init: throttled: Sakura unavailable reading secret "plain" (HTTP 503); '
