@@ -235,7 +235,7 @@ def test_503_past_the_deadline_fails_clearly_and_fast(
     assert len(outcome.lines) == 1
     assert outcome.termination.startswith(
         'sakura-secrets-init: throttled: Sakura unavailable reading secret "plain" (HTTP 503); '
-        "still failing after 1.5s (SAKURA_SECRETS_DEADLINE)"
+        "still failing after 3s (SAKURA_SECRETS_DEADLINE)"
     )
     assert list(secrets_dir.iterdir()) == []
 
