@@ -251,6 +251,7 @@ class SakuraClient:
         secrets = (*self._secrets, sensitive)
         deadline_at = time.monotonic() + self.deadline
         attempt = 0
+        previous: SakuraError | None = None
         while True:
             remaining = deadline_at - time.monotonic()
             if remaining <= 0:
@@ -275,6 +276,14 @@ class SakuraClient:
                         timeout=max(0.001, min(self.timeout, remaining)),
                     )
             except (httpx.TimeoutException, TimeoutError):
+                if previous is not None and remaining < self.timeout:
+                    # The deadline, not Sakura, cut this attempt short: the earlier failure
+                    # is what the user needs to see.
+                    raise _with_note(
+                        previous,
+                        f" (gave up after {attempt + 1} attempts: the {self.deadline:g}s "
+                        "deadline ran out)",
+                    ) from None
                 error: SakuraError = Unavailable(
                     f"{what}: Sakura did not answer within {min(self.timeout, remaining):.3g}s"
                     + _maybe_done(retry)
@@ -303,6 +312,7 @@ class SakuraClient:
                     f"would pass the {self.deadline:g}s deadline)",
                 )
             attempt += 1
+            previous = error
             log.debug(
                 "%s: attempt %d failed (%s), retrying in %.3gs",
                 what,

@@ -271,3 +271,41 @@ async def test_the_deadline_bounds_an_answer_that_trickles_in(make_client: MakeC
         server.close()
     assert elapsed < 5  # the 1 s deadline plus slack for a busy machine; unbounded otherwise
     assert "db-password" in str(err.value) and "did not answer" in str(err.value)
+
+
+def test_an_attempt_cut_short_by_the_deadline_reports_the_failure_before_it() -> None:
+    """A 503, then a Sakura too slow for the time left: the user needs the 503, not 'no answer'."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from emulator.server import run_in_thread
+    from sakura import Backoff, SakuraClient, SakuraConfig
+
+    seen: list[int] = []
+
+    async def unveil(request: Request) -> JSONResponse:
+        seen.append(1)
+        if len(seen) == 1:
+            return JSONResponse({"error": "maintenance in progress"}, status_code=503)
+        await asyncio.sleep(5)
+        return JSONResponse({})
+
+    path = f"/secretmanager/vaults/{VAULT}/secrets/unveil"
+    app = Starlette(routes=[Route(path, unveil, methods=["POST"])])
+
+    async def read(url: str) -> None:
+        config = SakuraConfig(TOKEN, "a-long-test-secret-9f2", base_url=url)
+        async with SakuraClient(
+            config, deadline=0.8, timeout=5.0, backoff=Backoff(base=0.02, cap=0.02)
+        ) as c:
+            await c.unveil(VAULT, "db-password")
+
+    with run_in_thread(app) as url:
+        with pytest.raises(Unavailable) as err:
+            asyncio.run(read(url))
+    message = str(err.value)
+    assert "HTTP 503" in message and "maintenance in progress" in message
+    assert "gave up after 2 attempts: the 0.8s deadline ran out" in message
+    assert len(seen) == 2
