@@ -44,6 +44,7 @@ def build_wheels(wheels: Path) -> None:
         ],
         check=True,
         cwd=REPO,
+        timeout=900,  # a hung download must fail the run, not eat CI's 90 minutes
     )
 
 
@@ -58,6 +59,7 @@ def build_image(tag: str, base: str) -> None:
         capture_output=True,
         text=True,
         env=env,
+        timeout=900,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"docker build of {tag} failed:\n{proc.stdout}\n{proc.stderr}")
