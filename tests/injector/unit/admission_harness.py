@@ -18,6 +18,7 @@ import kubernetes_validate
 
 from injector.admission import review
 from injector.checks import CheckOutcome
+from injector.reviews import pod_create_review
 from injector.settings import WebhookSettings
 from plan import Plan
 
@@ -70,25 +71,9 @@ def review_body(
     dry_run: bool = False,
     operation: str = "CREATE",
 ) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": uid,
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-                "operation": operation,
-                "namespace": namespace,
-                "userInfo": {"username": "alice"},
-                "object": obj,
-                "oldObject": None,
-                "dryRun": dry_run,
-                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-            },
-        }
-    ).encode()
+    review = pod_create_review(obj, namespace=namespace, uid=uid, dry_run=dry_run, username="alice")
+    review["request"]["operation"] = operation  # tests also send UPDATE, DELETE, ...
+    return json.dumps(review).encode()
 
 
 @dataclass
