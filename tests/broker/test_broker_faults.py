@@ -18,6 +18,7 @@ SETTINGS = BrokerSettings(
     cache=CacheSettings(latest_ttl=0.5, stale_for=3.0, retry_after=9),
     sakura_deadline=1.0,
     sakura_retries=0,
+    rate_burst=100,  # this test is about Sakura failing, not about the broker's own limiter
 )
 WANTED = [{"name": "db", "version": None}, {"name": "api", "version": None}]
 
