@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -15,14 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sakura_testkit import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
 
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from emulator.store import MAX_VALUE_BYTES
+from injector.certs import generate_ca, issue_serving_cert
 from sakura import RateLimiter, SakuraClient, SakuraConfig
 
 PREFIX = "/cloud/zone/is1a/api/cloud/1.1"
@@ -156,43 +151,27 @@ def test_rate_limit_and_latency_knobs(http: httpx.Client) -> None:
     assert 59 <= int(codes[2].headers["Retry-After"]) <= 60
 
 
-def self_signed(directory: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+def tls_pair(directory: Path) -> tuple[str, str, str]:
+    """A CA and a certificate for 127.0.0.1 signed by it, made by the injector's own code."""
+    ca = generate_ca()
+    leaf = issue_serving_cert(ca, [], ["127.0.0.1"])
+    cert_path, key_path, ca_path = (
+        directory / "tls.crt",
+        directory / "tls.key",
+        directory / "ca.crt",
     )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
+    cert_path.write_bytes(leaf.cert_pem)
+    key_path.write_bytes(leaf.key_pem)
+    ca_path.write_bytes(ca.cert_pem)
+    return str(cert_path), str(key_path), str(ca_path)
 
 
 async def test_tls(tmp_path: Path, emu: Emulator) -> None:
-    cert, key = self_signed(tmp_path)
+    cert, key, ca = tls_pair(tmp_path)
     with run_in_thread(emu, ssl_certfile=cert, ssl_keyfile=key) as url:
         assert url.startswith("https://127.0.0.1:")
         config = SakuraConfig(TOKEN, SECRET, base_url=url)
-        async with SakuraClient(config, verify=cert, limiter=RateLimiter(6000, 10)) as c:
+        async with SakuraClient(config, verify=ca, limiter=RateLimiter(6000, 10)) as c:
             assert (await c.unveil(VAULT, "db-password")).value == DB_PASSWORD_V2
 
 
