@@ -257,14 +257,17 @@ class SakuraClient:
             if remaining <= 0:
                 raise Unavailable(f"{what}: no answer within the {self.deadline:g}s deadline")
             if not await self.limiter.acquire(max_wait=remaining):
+                wait = self.limiter.next_slot_in()
                 raise Throttled(
-                    f"{what}: the client-side rate limit ({self.limiter.per_minute:g}/min) "
-                    f"leaves no slot within the {self.deadline:g}s deadline",
-                    retry_after=None,
+                    f"{what}: the client-side rate limit ({self.limiter.per_minute:g}/min, "
+                    f"or a Retry-After from Sakura) leaves no slot within the "
+                    f"{self.deadline:g}s deadline; the next is in {wait:.3g}s",
+                    retry_after=wait,
                     status=None,
                 )
             remaining = deadline_at - time.monotonic()
             retry_after: float | None = None
+            held_off = False  # a 429's Retry-After: the limiter makes every caller wait it out
             try:
                 # httpx's timeout bounds each read, not the whole answer: a peer that trickles
                 # bytes would never trip it. The deadline bounds the whole exchange.
@@ -299,6 +302,9 @@ class SakuraClient:
                 if response.status_code < 400:
                     return response
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if response.status_code == 429 and retry_after is not None:
+                    self.limiter.hold_off(retry_after)  # the quota is the account's, not ours
+                    held_off = True
                 text = wire.error_text(response, secrets)
                 error = _error_for(response.status_code, what, text, retry_after, missing, vault_id)
                 retryable = is_retryable_status(response.status_code)
@@ -320,7 +326,8 @@ class SakuraClient:
                 error.status or type(error).__name__,
                 delay,
             )
-            await asyncio.sleep(delay)
+            if not held_off:
+                await asyncio.sleep(delay)
 
     async def _explain_missing(
         self, exc: NotFound, vault_id: str, name: str, version: int | None

@@ -44,14 +44,34 @@ class RateLimiter:
     def reserve(self, max_wait: float | None = None) -> float | None:
         """Take a slot; return how long to wait for it, or None (nothing taken) if too long."""
         with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self._rate)
-            self._updated = now
-            wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate
+            wait = self._wait_for_slot()
             if max_wait is not None and wait > max_wait:
                 return None
             self._tokens -= 1
             return wait
+
+    def next_slot_in(self) -> float:
+        """Seconds until a slot would be free, taking nothing (for a caller's Retry-After)."""
+        with self._lock:
+            return self._wait_for_slot()
+
+    def hold_off(self, seconds: float) -> None:
+        """Send nothing for `seconds`, then one request at a time at the steady rate.
+
+        Sakura's quota is per account, so its 429 + Retry-After concerns every caller sharing
+        this limiter, not just the one that got it; resuming without a burst avoids a second 429.
+        """
+        with self._lock:
+            self._wait_for_slot()  # brings the level up to now
+            resume = self._updated + max(0.0, seconds)
+            # The level is a line rising at the rate; make it reach 1 no earlier than `resume`.
+            self._tokens = min(self._tokens, 1 - (resume - self._updated) * self._rate)
+
+    def _wait_for_slot(self) -> float:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate
 
     def refund(self) -> None:
         """Give back a slot that was reserved but not used (e.g. the caller was cancelled)."""

@@ -115,6 +115,29 @@ async def test_429_retry_after_is_honoured(make_client: MakeClient, emu: Emulato
     assert waited >= 0.9  # Retry-After: 1, not the 20 ms backoff
 
 
+async def test_a_429_holds_back_every_caller_sharing_the_limiter(
+    make_client: MakeClient, emu: Emulator
+) -> None:
+    """Sakura's quota is the account's: after one 429 the others wait instead of spending more."""
+    emu.knobs.set_rate_limit(2, window=2.0)
+    shared = RateLimiter(per_minute=60_000, burst=100)
+    async with make_client(limiter=shared) as a, make_client(limiter=shared) as b:
+        await a.unveil(VAULT, "db-password")
+        await a.unveil(VAULT, "api")  # the window is full
+        first = asyncio.create_task(a.unveil(VAULT, "db-password", 1))  # 429, Retry-After: 2
+        for _ in range(100):
+            if emu.knobs.statuses[429]:
+                break
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        second = await b.unveil(VAULT, "api")  # waits out the same Retry-After, sends once
+        waited = time.monotonic() - started
+        assert (await first).value == DB_PASSWORD_V1
+    assert second.name == "api"
+    assert emu.knobs.statuses[429] == 1  # b never spent a request on a certain 429
+    assert waited >= 1.0
+
+
 async def test_429_beyond_the_deadline_is_throttled_at_once(
     make_client: MakeClient, emu: Emulator
 ) -> None:
@@ -240,7 +263,8 @@ async def test_shared_limiter_paces_and_bounds_by_deadline(
         with pytest.raises(Throttled) as err:
             await b.unveil(VAULT, "api")  # the next slot is 1 s away: past b's deadline
     assert time.monotonic() - started < 0.9  # refused at once, not after the 1 s wait
-    assert err.value.retry_after is None and "client-side rate limit" in str(err.value)
+    assert "client-side rate limit" in str(err.value)
+    assert err.value.retry_after is not None and 0.5 < err.value.retry_after <= 1.0
     assert emu.knobs.calls["unveil"] == 1
 
 

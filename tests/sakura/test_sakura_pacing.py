@@ -30,6 +30,28 @@ def test_bucket_gives_burst_then_paces() -> None:
     assert limiter.reserve() == 0  # refilled, capped at the burst
 
 
+def test_hold_off_pauses_every_caller_then_resumes_without_a_burst() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=5, clock=clock)
+    assert limiter.reserve() == 0
+    limiter.hold_off(10.0)  # Sakura said 429, Retry-After: 10
+    assert limiter.next_slot_in() == pytest.approx(10.0)
+    assert limiter.reserve(max_wait=9.0) is None  # refused during the hold-off, nothing taken
+    assert limiter.reserve() == pytest.approx(10.0)
+    assert limiter.reserve() == pytest.approx(11.0)  # then one a second, not a burst of 5
+    clock.now = 100.0
+    assert [limiter.reserve() for _ in range(5)] == [0] * 5  # later the bucket refills as usual
+
+
+def test_a_shorter_hold_off_never_shortens_a_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
+    limiter.hold_off(10.0)
+    clock.now = 1.0
+    limiter.hold_off(2.0)
+    assert limiter.next_slot_in() == pytest.approx(9.0)
+
+
 def test_default_stays_under_the_quota() -> None:
     limiter = RateLimiter()
     assert limiter.per_minute + limiter.burst <= 100
