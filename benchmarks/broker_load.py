@@ -27,7 +27,6 @@ from pathlib import Path
 
 import httpx
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
@@ -90,6 +89,7 @@ def prepare_cluster(api: k8s.ApiClient, namespace: str) -> str:
             time.sleep(0.2)
     else:
         raise SystemExit("the benchmark's pod could not be created")
+    assert pod.metadata is not None
     token = core.create_namespaced_service_account_token(
         "app",
         namespace,
@@ -103,6 +103,7 @@ def prepare_cluster(api: k8s.ApiClient, namespace: str) -> str:
             )
         ),
     )
+    assert token.status is not None
     return str(token.status.token)
 
 
@@ -142,7 +143,7 @@ def main() -> int:
     if not kubeconfig:
         print('set KUBECONFIG (e.g. eval "$(e2e/cluster.sh up)")', file=sys.stderr)
         return 2
-    admin = k8s_config.new_client_from_config(config_file=kubeconfig)
+    admin = kube_api_client(kubeconfig)
     namespace = f"broker-load-{uuid.uuid4().hex[:6]}"
     emulator = Emulator(
         EmulatorConfig(
@@ -177,11 +178,10 @@ def main() -> int:
                 elapsed, failed, first_error = asyncio.run(
                     rollout(url, ca.cert_pem, token, args.fetches)
                 )
-            calls = emulator.knobs.stats()["calls"]
+            sakura_calls = emulator.knobs.calls["total"]
     finally:
         with contextlib.suppress(k8s.ApiException):
             k8s.CoreV1Api(admin).delete_namespace(namespace)
-    sakura_calls = int(calls.get("total", 0))  # type: ignore[union-attr]
     print(f"fetches:       {args.fetches} concurrent x {len(SECRETS)} secrets (one token)")
     print(f"sakura calls:  {sakura_calls} (goal <= 10; quota 100 per 60 s)")
     print(f"all finished:  {elapsed:.2f} s")
