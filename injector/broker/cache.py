@@ -6,6 +6,9 @@
 - Sakura calls go through one rate limiter shared by the whole process.
 - When Sakura throttles or fails, a latest value fetched at most `stale_for` seconds ago is
   served instead; otherwise the read fails with `SecretsUnavailable` (HTTP 503, Retry-After).
+  Once a stale copy has been served, Sakura is left alone for that secret for `retry_after`
+  seconds (or Sakura's own Retry-After): during an outage, pods get the copy at once instead of
+  each waiting out retries that spend the quota.
 
 Values live in memory only. They are never logged and never part of an error or a metric.
 """
@@ -16,7 +19,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
@@ -48,7 +51,8 @@ class CacheSettings:
     latest_entries: int = 4096
     """Latest values kept."""
     retry_after: float = 10.0
-    """Retry-After (seconds) when Sakura failed without saying when to come back."""
+    """Retry-After (seconds) when Sakura failed without saying when to come back; also how
+    long a stale copy, once served, is served without asking Sakura again."""
 
     def __post_init__(self) -> None:
         if self.latest_ttl < 0 or self.stale_for < 0 or self.retry_after <= 0:
@@ -76,6 +80,8 @@ class _Held:
     version: int
     value: str = field(repr=False)
     fetched_at: float
+    quiet_until: float = 0.0
+    """After a failure: serve this copy (within the staleness bound) without asking Sakura."""
 
 
 class CacheMetrics:
@@ -128,6 +134,10 @@ class SecretCache:
         if held is not None:
             self.metrics.reads.labels("hit").inc()
             return Unveiled(name, held.version, held.value)
+        held = self._resting(key)
+        if held is not None:
+            self.metrics.reads.labels("stale").inc()
+            return Unveiled(name, held.version, held.value)
         try:
             result, shared = await self._flight.run(key, lambda: self._fetch(key))
         except (SecretsUnavailable, NotFound):
@@ -149,6 +159,16 @@ class SecretCache:
         if self._clock() - held.fetched_at >= self.settings.latest_ttl:
             return None
         self._latest.move_to_end(key)
+        return held
+
+    def _resting(self, key: CacheKey) -> _Held | None:
+        """The stale copy while Sakura is being left alone after a failure, if still usable."""
+        held = self._latest.get(key) if key[2] is None else None
+        if held is None:
+            return None
+        now = self._clock()
+        if now >= held.quiet_until or now - held.fetched_at > self.settings.stale_for:
+            return None
         return held
 
     async def _fetch(self, key: CacheKey) -> Unveiled:
@@ -186,22 +206,26 @@ class SecretCache:
 
     def _stale_or_fail(self, key: CacheKey, label: str, error: SakuraError) -> Unveiled:
         vault_id, name, version = key
+        retry_after = self.settings.retry_after
+        if isinstance(error, Throttled) and error.retry_after is not None:
+            retry_after = max(1.0, error.retry_after)
         held = self._latest.get(key) if version is None else None
         if held is not None:
-            age = self._clock() - held.fetched_at
+            now = self._clock()
+            age = now - held.fetched_at
             if age <= self.settings.stale_for:
+                self._latest[key] = replace(held, quiet_until=now + retry_after)
                 self.metrics.reads.labels("stale").inc()
                 log.warning(
-                    "serving secret %r of vault %s fetched %.0fs ago: %s",
+                    "serving secret %r of vault %s fetched %.0fs ago: %s; not asking Sakura "
+                    "again for %gs",
                     label,
                     vault_id,
                     age,
                     type(error).__name__,
+                    retry_after,
                 )
                 return Unveiled(name, held.version, held.value)
-        retry_after = self.settings.retry_after
-        if isinstance(error, Throttled) and error.retry_after is not None:
-            retry_after = max(1.0, error.retry_after)
         raise SecretsUnavailable(
             f"secret {label!r} of vault {vault_id} cannot be read now and no copy fetched "
             f"within the last {self.settings.stale_for:g}s is held ({error.message}); "

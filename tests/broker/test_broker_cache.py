@@ -124,6 +124,38 @@ async def test_stale_value_served_within_bound_then_503(
         await cache.read(VAULT, "api")  # never fetched: nothing to fall back on
 
 
+async def test_after_a_failure_the_stale_copy_is_served_without_asking_again(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    clock = Clock()
+    registry = CollectorRegistry()
+    cache = SecretCache(
+        client,
+        settings=CacheSettings(latest_ttl=10, stale_for=300, retry_after=20),
+        registry=registry,
+        clock=clock,
+    )
+    await cache.read(VAULT, "db")
+    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    clock.now += 11
+    assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
+    assert unveils(emulator) == 2  # the failed call behind the first stale answer
+    clock.now += 19
+    for _ in range(5):  # a rollout during the outage: answered at once, Sakura left alone
+        assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
+    assert unveils(emulator) == 2
+    assert counter(cache, registry, "cache_reads", "stale") == 6
+    clock.now += 2  # the 20 s are over: Sakura is asked again (and still fails)
+    assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
+    assert unveils(emulator) == 3
+    emulator[0].knobs.set_faults([])
+    emulator[0].store.put(VAULT, "db", "db-v3-after-the-outage")
+    clock.now += 21
+    assert (await cache.read(VAULT, "db")).value == "db-v3-after-the-outage"
+    assert (await cache.read(VAULT, "db")).version == 3  # fresh again: a hit
+    assert unveils(emulator) == 4
+
+
 async def test_throttling_passes_sakuras_retry_after(
     client: SakuraClient, emulator: tuple[Emulator, str]
 ) -> None:
