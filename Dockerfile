@@ -14,7 +14,7 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheels \
       'sakura-secrets-injector[injector]' \
  && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools wheel \
- && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
  && /opt/venv/bin/python -c "import sidecar, injector, plan, sakura"
 
 FROM ${BASE}
