@@ -90,7 +90,8 @@ def _available(kube: Kube) -> bool:
     for pod in kube.pods(install.NAMESPACE, "app.kubernetes.io/name=sakura-secrets-injector"):
         for state in pod["status"].get("initContainerStatuses", []):
             terminated = state.get("lastState", {}).get("terminated") or {}
-            if terminated.get("reason") == "OOMKilled" or terminated.get("exitCode", 0) != 0:
+            # a failure or two is the design (the kubelet retries); OOM or a loop is a defect
+            if terminated.get("reason") == "OOMKilled" or state.get("restartCount", 0) >= 3:
                 raise AssertionError(
                     "the certs init container failed:\n"
                     + kube.describe("pod", pod["metadata"]["name"], install.NAMESPACE)
