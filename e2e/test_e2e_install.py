@@ -1,8 +1,9 @@
-"""The install path: `kubectl apply -k manifests/` runs the injector in the cluster, its `certs`
-init container bootstraps TLS, and the API server calls it through its Service.
+"""The install path: what `kubectl apply -k manifests/` applies runs the injector in the
+cluster, its `certs` init container bootstraps TLS, and the API server calls it through its
+Service.
 
-Only on e2e/cluster.sh's cluster: the overlay (harness/install.py) adapts the manifests to a
-cluster without pod network; on another cluster, install with plain `kubectl apply -k`.
+Only on e2e/cluster.sh's cluster: harness/install.py adapts the Deployment to a cluster without
+pod network; on another cluster, install with plain `kubectl apply -k`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +33,6 @@ def installed(
     image: str,
     sakura: Sakura,
     node: str,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Kube]:
     if not target.local:
         unavailable("the install test adapts manifests/ to e2e/cluster.sh's loopback cluster only")
@@ -45,9 +44,7 @@ def installed(
         )
     for ns in (install.NAMESPACE, APP_NS):
         install.wait_until_gone(kube, ns)
-    directory = install.overlay(
-        Path(tmp_path_factory.mktemp("install")), image, install.api_server(kube)
-    )
+    objects = install.rendered(kube, image)
     # what docs/webhook.md asks for before the apply: the Sakura API key Secret
     kube.apply(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": install.NAMESPACE}},
@@ -64,7 +61,7 @@ def installed(
         },
     )
     try:
-        kube.run("apply", "-k", str(directory))
+        kube.apply(*objects)
         kube.wait_for("the injector Deployment to be available", lambda: _available(kube), 240, 2)
         kube.apply(
             {
@@ -79,7 +76,10 @@ def installed(
     finally:
         # the webhook first: it must not touch the pods of the scenarios that run after this one
         kube.delete("mutatingwebhookconfiguration", install.NAME, wait=True)
-        kube.run("delete", "-k", str(directory), "--ignore-not-found", "--wait=false", check=False)
+        listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+        kube.run(
+            "delete", "-f", "-", "--ignore-not-found", "--wait=false", stdin=listed, check=False
+        )
         kube.delete("namespace", APP_NS)
 
 

@@ -1,8 +1,8 @@
-"""Installing manifests/ on the local cluster the way a user does: `kubectl apply -k`.
+"""Installing manifests/ on the local cluster: what `kubectl apply -k manifests/` applies.
 
-The loopback cluster has no pod network, no kube-proxy and no cluster DNS, so an overlay changes
-only what that takes, and nothing of what the install is meant to prove (the certs bootstrap,
-RBAC, Service, probes, webhook configuration):
+The loopback cluster has no pod network, no kube-proxy and no cluster DNS, so the rendered
+Deployment gets JSON patches for only what that takes, and nothing of what the install is
+meant to prove (the certs bootstrap, RBAC, Service, probes, webhook configuration):
 
 - the injector runs with hostNetwork and one replica (two would want the same host port);
 - it reaches the API server at the kubeconfig's address instead of the `kubernetes` Service's
@@ -10,15 +10,20 @@ RBAC, Service, probes, webhook configuration):
 - the broker URL carries the container port (8443): kube-proxy would map the Service's 443;
 - the image is the one the run built, never pulled.
 
+The patches are applied here with jsonpatch rather than in a kustomize overlay, so any kubectl
+that can render manifests/ will do (kubectl 1.20's kustomize has no inline patches).
 The API server reaches the webhook through the Service because e2e/cluster.sh runs it with
 `--enable-aggregator-routing` (Service -> endpoint IP, TLS checked against the Service's name).
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+import jsonpatch
+import yaml
 
 from harness.kube import Kube
 from harness.target import local_kubeconfig
@@ -31,46 +36,40 @@ BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 """Test pods map this name to 127.0.0.1 with hostAliases (no cluster DNS here)."""
 
 
-def overlay(directory: Path, image: str, api_server: str) -> Path:
-    """Write a kustomization over a copy of manifests/ (kustomize loads only below its root)."""
-    shutil.copytree(REPO / "manifests", directory / "manifests")
-    name, _, tag = image.rpartition(":")
-    api = urlsplit(api_server)
+def rendered(kube: Kube, image: str) -> list[dict[str, Any]]:
+    """manifests/ as `kubectl kustomize` renders it, adapted to the local cluster."""
+    out = kube.run("kustomize", str(REPO / "manifests")).stdout
+    objects = [obj for obj in yaml.safe_load_all(out) if obj]
+    api = urlsplit(api_server(kube))
     if not (api.hostname and api.port):
-        raise ValueError(f"the kubeconfig's server {api_server!r} has no host and port")
+        raise ValueError(f"the kubeconfig's server {api.geturl()!r} has no host and port")
     container = "/spec/template/spec/containers/0"
     init = "/spec/template/spec/initContainers/0"
-    lines = [
-        "apiVersion: kustomize.config.k8s.io/v1beta1",
-        "kind: Kustomization",
-        "resources: [manifests]",
-        "images:",
-        f"  - {{name: {NAME}, newName: {name}, newTag: {tag}}}",
-        "patches:",
-        f"  - target: {{kind: Deployment, name: {NAME}}}",
-        "    patch: |-",
-        "      - {op: replace, path: /spec/replicas, value: 1}",
-        "      - {op: add, path: /spec/template/spec/hostNetwork, value: true}",
+    ops: list[dict[str, Any]] = [
+        {"op": "replace", "path": "/spec/replicas", "value": 1},
+        {"op": "add", "path": "/spec/template/spec/hostNetwork", "value": True},
     ]
     for path in (init, container):
-        lines += [
-            f"      - {{op: replace, path: {path}/imagePullPolicy, value: Never}}",
-            f"      - {{op: add, path: {path}/env/-, value: "
-            f'{{name: KUBERNETES_SERVICE_HOST, value: "{api.hostname}"}}}}',
-            f"      - {{op: add, path: {path}/env/-, value: "
-            f'{{name: KUBERNETES_SERVICE_PORT, value: "{api.port}"}}}}',
+        ops += [
+            {"op": "replace", "path": f"{path}/image", "value": image},
+            {"op": "replace", "path": f"{path}/imagePullPolicy", "value": "Never"},
+            _env(path, "KUBERNETES_SERVICE_HOST", api.hostname),
+            _env(path, "KUBERNETES_SERVICE_PORT", str(api.port)),
         ]
-    lines += [
-        # the init container's image is an env var that kustomize's `images:` does not reach
-        f"      - {{op: test, path: {container}/env/6/name, value: SAKURA_SECRETS_INIT_IMAGE}}",
-        f'      - {{op: replace, path: {container}/env/6/value, value: "{image}"}}',
-        f"      - {{op: add, path: {container}/env/-, value: "
-        f'{{name: SAKURA_SECRETS_BROKER_URL, value: "https://{BROKER_HOST}:{PORT}"}}}}',
-        f"      - {{op: add, path: {container}/env/-, value: "
-        "{name: SAKURA_SECRETS_IMAGE_PULL_POLICY, value: Never}}",
+    ops += [
+        # the init container's image is an env var, which kustomize's `images:` does not reach
+        {"op": "test", "path": f"{container}/env/6/name", "value": "SAKURA_SECRETS_INIT_IMAGE"},
+        {"op": "replace", "path": f"{container}/env/6/value", "value": image},
+        _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{PORT}"),
+        _env(container, "SAKURA_SECRETS_IMAGE_PULL_POLICY", "Never"),
     ]
-    (directory / "kustomization.yaml").write_text("\n".join(lines) + "\n")
-    return directory
+    return [
+        jsonpatch.apply_patch(obj, ops) if obj["kind"] == "Deployment" else obj for obj in objects
+    ]
+
+
+def _env(container: str, name: str, value: str) -> dict[str, Any]:
+    return {"op": "add", "path": f"{container}/env/-", "value": {"name": name, "value": value}}
 
 
 def api_server(kube: Kube) -> str:
