@@ -140,6 +140,10 @@ def test_a_pod_gets_its_secret_through_the_installed_injector(
         "DONE",
     ]
     assert sakura.values["db-password"] not in json.dumps(pod)
+    for injector in installed.pods(install.NAMESPACE, "app.kubernetes.io/name=" + install.NAME):
+        log = installed.logs(install.NAMESPACE, injector["metadata"]["name"], "injector")
+        assert "served" in log  # the broker logged the fetch (names only) ...
+        assert sakura.values["db-password"] not in log  # ... and never the value
 
 
 def test_the_installed_webhook_denies_a_secret_without_a_grant(installed: Kube) -> None:
