@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from conftest import VALUES, VAULT, sakura_config
@@ -34,6 +35,13 @@ async def client(emulator: tuple[Emulator, str]) -> AsyncIterator[SakuraClient]:
         yield c
 
 
+def clocked(client: SakuraClient, **settings: Any) -> tuple[SecretCache, Clock, CollectorRegistry]:
+    """A cache on a hand-driven clock, with its own metrics registry."""
+    clock, registry = Clock(), CollectorRegistry()
+    cache = SecretCache(client, settings=CacheSettings(**settings), registry=registry, clock=clock)
+    return cache, clock, registry
+
+
 def unveils(emulator: tuple[Emulator, str]) -> int:
     return int(emulator[0].knobs.stats()["calls"].get("unveil", 0))
 
@@ -61,10 +69,7 @@ async def test_concurrent_identical_reads_share_one_call(
 async def test_latest_is_reused_for_its_ttl_then_read_again(
     client: SakuraClient, emulator: tuple[Emulator, str]
 ) -> None:
-    clock = Clock()
-    cache = SecretCache(
-        client, settings=CacheSettings(latest_ttl=30), registry=CollectorRegistry(), clock=clock
-    )
+    cache, clock, _ = clocked(client, latest_ttl=30)
     assert (await cache.read(VAULT, "api")).version == 1
     emulator[0].store.put(VAULT, "api", "api-v2-rotated-VALUE")
     clock.now += 29
@@ -78,13 +83,7 @@ async def test_latest_is_reused_for_its_ttl_then_read_again(
 async def test_pinned_versions_are_kept_and_lru_bounded(
     client: SakuraClient, emulator: tuple[Emulator, str]
 ) -> None:
-    clock = Clock()
-    cache = SecretCache(
-        client,
-        settings=CacheSettings(pinned_entries=2),
-        registry=CollectorRegistry(),
-        clock=clock,
-    )
+    cache, clock, _ = clocked(client, pinned_entries=2)
     await cache.read(VAULT, "db", 1)
     clock.now += 10_000  # pinned values do not expire
     assert (await cache.read(VAULT, "db", 1)).value == VALUES["db"][0]
@@ -102,14 +101,7 @@ async def test_pinned_versions_are_kept_and_lru_bounded(
 async def test_stale_value_served_within_bound_then_503(
     client: SakuraClient, emulator: tuple[Emulator, str]
 ) -> None:
-    clock = Clock()
-    registry = CollectorRegistry()
-    cache = SecretCache(
-        client,
-        settings=CacheSettings(latest_ttl=10, stale_for=60, retry_after=7),
-        registry=registry,
-        clock=clock,
-    )
+    cache, clock, registry = clocked(client, latest_ttl=10, stale_for=60, retry_after=7)
     await cache.read(VAULT, "db")
     emulator[0].knobs.set_faults([Fault(503, 1.0)])
     clock.now += 59
@@ -127,14 +119,7 @@ async def test_stale_value_served_within_bound_then_503(
 async def test_after_a_failure_the_stale_copy_is_served_without_asking_again(
     client: SakuraClient, emulator: tuple[Emulator, str]
 ) -> None:
-    clock = Clock()
-    registry = CollectorRegistry()
-    cache = SecretCache(
-        client,
-        settings=CacheSettings(latest_ttl=10, stale_for=300, retry_after=20),
-        registry=registry,
-        clock=clock,
-    )
+    cache, clock, registry = clocked(client, latest_ttl=10, stale_for=300, retry_after=20)
     await cache.read(VAULT, "db")
     emulator[0].knobs.set_faults([Fault(503, 1.0)])
     clock.now += 11
@@ -170,8 +155,7 @@ async def test_throttling_passes_sakuras_retry_after(
 async def test_not_found_is_not_hidden_by_a_stale_copy(
     client: SakuraClient, emulator: tuple[Emulator, str]
 ) -> None:
-    clock = Clock()
-    cache = SecretCache(client, registry=CollectorRegistry(), clock=clock)
+    cache, clock, _ = clocked(client)
     await cache.read(VAULT, "extra")
     emulator[0].store.delete(VAULT, "extra")
     clock.now += 31
