@@ -42,45 +42,48 @@ def installed(
             "a webhook through its Service; restart it: e2e/cluster.sh down; e2e/cluster.sh up "
             "--node"
         )
-    for ns in (install.NAMESPACE, APP_NS):
-        install.wait_until_gone(kube, ns)
-    objects = install.rendered(kube, image)
-    # what docs/webhook.md asks for before the apply: the Sakura API key Secret
-    kube.apply(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": install.NAMESPACE}},
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "sakura-api-key", "namespace": install.NAMESPACE},
-            "stringData": {
-                "SAKURA_ACCESS_TOKEN": sakura.token,
-                "SAKURA_ACCESS_TOKEN_SECRET": sakura.token_secret,
-                "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
-                "SAKURA_SECRETS_DEFAULT_VAULT_ID": sakura.vault_id,
-            },
-        },
-    )
-    try:
-        kube.apply(*objects)
-        kube.wait_for("the injector Deployment to be available", lambda: _available(kube), 240, 2)
+    with install.exclusive():
+        for ns in (install.NAMESPACE, APP_NS):
+            install.wait_until_gone(kube, ns)
+        objects = install.rendered(kube, image)
+        # what docs/webhook.md asks for before the apply: the Sakura API key Secret
         kube.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": install.NAMESPACE}},
             {
                 "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": APP_NS, "labels": {INJECTION_LABEL: "enabled"}},
+                "kind": "Secret",
+                "metadata": {"name": "sakura-api-key", "namespace": install.NAMESPACE},
+                "stringData": {
+                    "SAKURA_ACCESS_TOKEN": sakura.token,
+                    "SAKURA_ACCESS_TOKEN_SECRET": sakura.token_secret,
+                    "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
+                    "SAKURA_SECRETS_DEFAULT_VAULT_ID": sakura.vault_id,
+                },
             },
-            manifests.service_account(SERVICE_ACCOUNT, APP_NS),
-            *manifests.grant("read-db", APP_NS, SERVICE_ACCOUNT, ["db-password"]),
         )
-        yield kube
-    finally:
-        # the webhook first: it must not touch the pods of the scenarios that run after this one
-        kube.delete("mutatingwebhookconfiguration", install.NAME, wait=True)
-        listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-        kube.run(
-            "delete", "-f", "-", "--ignore-not-found", "--wait=false", stdin=listed, check=False
-        )
-        kube.delete("namespace", APP_NS)
+        try:
+            kube.apply(*objects)
+            kube.wait_for(
+                "the injector Deployment to be available", lambda: _available(kube), 240, 2
+            )
+            kube.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": APP_NS, "labels": {INJECTION_LABEL: "enabled"}},
+                },
+                manifests.service_account(SERVICE_ACCOUNT, APP_NS),
+                *manifests.grant("read-db", APP_NS, SERVICE_ACCOUNT, ["db-password"]),
+            )
+            yield kube
+        finally:
+            # the webhook first: it must not touch the pods of the scenarios that run after this one
+            kube.delete("mutatingwebhookconfiguration", install.NAME, wait=True)
+            listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+            kube.run(
+                "delete", "-f", "-", "--ignore-not-found", "--wait=false", stdin=listed, check=False
+            )
+            kube.delete("namespace", APP_NS)
 
 
 def _available(kube: Kube) -> bool:

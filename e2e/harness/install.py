@@ -18,6 +18,9 @@ The API server reaches the webhook through the Service because e2e/cluster.sh ru
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,3 +102,12 @@ def local_api_server_routes_to_endpoints() -> bool:
     except (OSError, ValueError):
         return False
     return b"--enable-aggregator-routing=true" in cmdline.split(b"\0")
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One install at a time on this machine's local cluster: its names are fixed, and a second
+    run would delete the first one's namespace under it."""
+    with open(local_kubeconfig().parent / "install.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
