@@ -18,12 +18,13 @@ from harness import install, manifests
 from harness.kube import Kube
 from harness.stack import Sakura
 from harness.target import Target, unavailable
+from harness.webhooks import INJECTION_LABEL
 
 pytestmark = pytest.mark.cluster
 
 APP_NS = f"{install.NAMESPACE}-e2e-app"
 SERVICE_ACCOUNT = "shop"
-INJECTION_LABEL = "sakura-secrets-injection"
+SELECTOR = f"app.kubernetes.io/name={install.NAME}"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def _available(kube: Kube) -> bool:
     status = kube.get("deployment", install.NAME, install.NAMESPACE).get("status", {})
     if status.get("availableReplicas"):
         return True
-    for pod in kube.pods(install.NAMESPACE, "app.kubernetes.io/name=sakura-secrets-injector"):
+    for pod in kube.pods(install.NAMESPACE, SELECTOR):
         for state in pod["status"].get("initContainerStatuses", []):
             terminated = state.get("lastState", {}).get("terminated") or {}
             # a failure or two is the design (the kubelet retries); OOM or a loop is a defect
@@ -143,7 +144,7 @@ def test_a_pod_gets_its_secret_through_the_installed_injector(
         "DONE",
     ]
     assert sakura.values["db-password"] not in json.dumps(pod)
-    for injector in installed.pods(install.NAMESPACE, "app.kubernetes.io/name=" + install.NAME):
+    for injector in installed.pods(install.NAMESPACE, SELECTOR):
         log = installed.logs(install.NAMESPACE, injector["metadata"]["name"], "injector")
         assert "served" in log  # the broker logged the fetch (names only) ...
         assert sakura.values["db-password"] not in log  # ... and never the value

@@ -68,6 +68,7 @@ class RateLimiter:
             self._tokens = min(self._tokens, 1 - (resume - self._updated) * self._rate)
 
     def _wait_for_slot(self) -> float:
+        """Refill the bucket up to now (caller holds the lock); the wait for the next slot."""
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self._rate)
         self._updated = now
