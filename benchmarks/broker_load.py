@@ -56,10 +56,11 @@ def prepare_cluster(api: k8s.ApiClient, namespace: str) -> str:
             rules=[
                 k8s.V1PolicyRule(
                     api_groups=["sakura-secrets.io"],
-                    resources=["secrets"],
-                    resource_names=SECRETS,
+                    resources=[resource],
+                    resource_names=names,
                     verbs=["get"],
                 )
+                for resource, names in (("vaults", [VAULT]), ("secrets", SECRETS))
             ],
         ),
     )

@@ -22,6 +22,7 @@ from harness import manifests
 from harness.bump import BumpWebhook
 from harness.image import build_image, docker_has_image
 from harness.kube import Kube, KubectlError
+from harness.manifests import OTHER_VAULT_ID, VAULT_ID
 from harness.processes import free_port, serving
 from harness.stack import Injector, Pki, Sakura, Webhook
 from harness.target import CLUSTER_SH, Target, find_target, unavailable
@@ -32,7 +33,6 @@ from emulator.server import run_in_thread
 from injector.certs import generate_ca, issue_serving_cert
 
 RUN_ID = secrets.token_hex(3)
-VAULT_ID = "120000000042"
 IMAGE = os.environ.get("SAKURA_E2E_IMAGE", f"sakura-secrets-injector:e2e-{RUN_ID}")
 BASE_IMAGE = os.environ.get("SAKURA_E2E_BASE", "local/python-base:bookworm")
 
@@ -124,15 +124,22 @@ def sakura() -> Iterator[Sakura]:
         "forbidden": f"forbidden-{tag}",
         "job-token": f"job-token-{tag}",
     }
+    # the same name in a second vault the injector's key sees: no grant in any test opens it
+    other_vault = {"db-password": f"other-vault-pw-{tag}"}
     token, token_secret = secrets.token_hex(8), secrets.token_hex(16)
     config = EmulatorConfig(
         access_token=token,
         access_token_secret=token_secret,
-        seed={"vaults": [{"id": VAULT_ID, "name": "e2e", "secrets": values}]},
+        seed={
+            "vaults": [
+                {"id": VAULT_ID, "name": "e2e", "secrets": values},
+                {"id": OTHER_VAULT_ID, "name": "e2e-other", "secrets": other_vault},
+            ]
+        },
     )
     app = Emulator(config)
     with run_in_thread(app) as url:
-        yield Sakura(url, app, VAULT_ID, values, token, token_secret)
+        yield Sakura(url, app, VAULT_ID, values, token, token_secret, other_vault)
 
 
 def injector_command(port: int, image: str, pki: Pki, target: Target) -> list[str]:

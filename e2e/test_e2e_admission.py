@@ -3,13 +3,17 @@ reinvoked through a second webhook is injected once."""
 
 from __future__ import annotations
 
+import json
+import ssl
 from typing import Any
 
+import httpx
 import pytest
 from harness import manifests
 from harness.bump import BUMPED_LABEL, BumpWebhook
 from harness.kube import Kube
-from harness.stack import Webhook
+from harness.manifests import OTHER_VAULT_ID
+from harness.stack import Sakura, Webhook
 from harness.webhooks import BUMP_LABEL
 
 pytestmark = pytest.mark.cluster
@@ -22,6 +26,8 @@ def labelled(kube: Kube, webhook: Webhook) -> str:
         manifests.service_account("reader", ns),
         manifests.service_account("intruder", ns),
         *manifests.grant("read-db", ns, "reader", ["db-password"]),
+        # the intruder may open the vault, but no secret in it
+        *manifests.grant("open-vault", ns, "intruder", []),
     )
     return ns
 
@@ -62,6 +68,71 @@ def test_a_grant_covers_only_the_secrets_it_names(kube: Kube, labelled: str) -> 
         message
     ), message
     assert '"db-password"' not in message
+
+
+def test_a_name_grant_does_not_open_another_vault(
+    kube: Kube, labelled: str, sakura: Sakura
+) -> None:
+    """reader may get db-password in the default vault; OTHER_VAULT_ID has one too."""
+    pod = _pod("cross-vault", labelled, {"secret-db": "db-password", "vault-id": OTHER_VAULT_ID})
+    message = _denial(kube, pod)
+    print(f"[e2e] cross-vault pod: {message.strip()}")
+    grant = (
+        f"serviceaccount {labelled}/reader may not get sakura-secrets.io vaults "
+        f'"{OTHER_VAULT_ID}"; grant it with a Role/RoleBinding (verb get, apiGroup '
+        f"sakura-secrets.io, resource vaults, resourceName {OTHER_VAULT_ID}), e.g. the rule "
+        "{apiGroups: [sakura-secrets.io], resources: [vaults], resourceNames: "
+        f'["{OTHER_VAULT_ID}"], verbs: [get]}}'
+    )
+    assert grant in message, message
+    assert sakura.other_vault["db-password"] not in message
+
+
+def test_the_broker_refuses_a_valid_token_asking_another_vault(
+    kube: Kube, labelled: str, webhook: Webhook, sakura: Sakura
+) -> None:
+    """A pod of reader's asks the broker directly, with its real bound token."""
+    kube.apply(_pod("direct", labelled, None))
+    token = bound_token(kube, labelled, "reader", "direct")
+    context = ssl.create_default_context(cafile=str(webhook.pki.ca_file))
+    url = f"{webhook.injector.url}/v1/secrets"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def ask(vault_id: str) -> httpx.Response:
+        body = {"vault_id": vault_id, "secrets": [{"name": "db-password", "version": None}]}
+        return httpx.post(url, json=body, headers=headers, verify=context, timeout=30)
+
+    def unveils() -> int:
+        return sakura.emulator.knobs.calls.get("unveil", 0)
+
+    calls_before = unveils()
+    other = ask(OTHER_VAULT_ID)
+    print(f"[e2e] direct request for vault {OTHER_VAULT_ID}: {other.status_code} {other.text}")
+    assert other.status_code == 403, other.text
+    assert f'may not get sakura-secrets.io vaults "{OTHER_VAULT_ID}"' in other.json()["error"]
+    assert sakura.other_vault["db-password"] not in other.text
+    assert unveils() == calls_before, "a refused request must cost no Sakura call"
+    # the same token in its own vault: it was a valid token all along
+    own = ask(sakura.vault_id)
+    assert own.status_code == 200, own.text
+    assert own.json()["secrets"][0]["value"] == sakura.values["db-password"]
+
+
+def bound_token(kube: Kube, ns: str, service_account: str, pod: str) -> str:
+    """A projected-style token of `service_account`, bound to `pod`, for the broker."""
+    uid = kube.get("pod", pod, ns)["metadata"]["uid"]
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "audiences": ["sakura-secrets-injector"],
+            "expirationSeconds": 600,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod, "uid": uid},
+        },
+    }
+    path = f"/api/v1/namespaces/{ns}/serviceaccounts/{service_account}/token"
+    out = kube.run("create", "--raw", path, "-f", "-", stdin=json.dumps(request)).stdout
+    return str(json.loads(out)["status"]["token"])
 
 
 # ------------------------------------------------------------------ 3. left unchanged

@@ -13,6 +13,10 @@ from harness.webhooks import INJECTION_LABEL, RUN_LABEL
 
 APP_IMAGE = "local/busybox:1"
 PREFIX = "sakura-secrets.io/"
+VAULT_ID = "120000000042"
+"""The e2e emulator's vault, the injector's default; every grant opens it unless told."""
+OTHER_VAULT_ID = "120000000043"
+"""A second vault the injector's key can see, which no grant opens."""
 
 
 def namespace(name: str, run_id: str, *, injection: bool) -> dict[str, Any]:
@@ -28,21 +32,30 @@ def service_account(name: str, ns: str) -> dict[str, Any]:
     }
 
 
-def grant(name: str, ns: str, service_account: str, secrets: Sequence[str]) -> list[dict[str, Any]]:
-    """The Role and RoleBinding of the contract: get on sakura-secrets.io secrets by name."""
+def grant(
+    name: str,
+    ns: str,
+    service_account: str,
+    secrets: Sequence[str],
+    *,
+    vaults: Sequence[str] = (VAULT_ID,),
+) -> list[dict[str, Any]]:
+    """The Role and RoleBinding of the contract: get on sakura-secrets.io vaults and secrets.
+
+    An empty `secrets` or `vaults` leaves that rule out (an empty resourceNames grants all).
+    """
+    rules = [
+        {"apiGroups": ["sakura-secrets.io"], "resources": [resource], "resourceNames": list(names),
+         "verbs": ["get"]}
+        for resource, names in (("vaults", vaults), ("secrets", secrets))
+        if names
+    ]  # fmt: skip
     return [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": name, "namespace": ns},
-            "rules": [
-                {
-                    "apiGroups": ["sakura-secrets.io"],
-                    "resources": ["secrets"],
-                    "resourceNames": list(secrets),
-                    "verbs": ["get"],
-                }
-            ],
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -1,8 +1,10 @@
-"""May this ServiceAccount read this secret? A SubjectAccessReview per secret, remembered briefly.
+"""May this ServiceAccount read this vault's secret? SubjectAccessReviews, remembered briefly.
 
-Access is plain Kubernetes RBAC on a virtual resource: verb `get`, API group
-`sakura-secrets.io`, resource `secrets`, resource name = the Sakura secret's name, in the
-pod's namespace. The same reviewer answers the broker, the admission check and `can-i`.
+Access is plain Kubernetes RBAC on two virtual resources of API group `sakura-secrets.io`,
+verb `get`, in the pod's namespace: `vaults` named by the vault ID and `secrets` named by the
+Sakura secret's name. A pod may read a secret only when both are granted, so a grant for a
+name never opens that name in another vault. The same reviewer answers the broker, the
+admission check and `can-i`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from injector.broker.tokens import (
 )
 
 API_GROUP = "sakura-secrets.io"
-RESOURCE = "secrets"
+VAULTS = "vaults"
+SECRETS = "secrets"
 VERB = "get"
 
 
@@ -46,23 +49,44 @@ class Subject:
         return service_account_username(self.namespace, self.service_account)
 
 
-def missing_grant(subject: Subject, secret: str) -> str:
-    """The one-line refusal that says exactly which grant to add."""
+def missing_grant(subject: Subject, resource: str, name: str) -> str:
+    """The one-line refusal that says exactly which grant to add, with the Role rule."""
     return (
         f"serviceaccount {subject.namespace}/{subject.service_account} may not get "
-        f'{API_GROUP} secrets "{secret}"; grant it with a Role/RoleBinding (verb {VERB}, '
-        f"apiGroup {API_GROUP}, resource {RESOURCE}, resourceName {secret})"
+        f'{API_GROUP} {resource} "{name}"; grant it with a Role/RoleBinding (verb {VERB}, '
+        f"apiGroup {API_GROUP}, resource {resource}, resourceName {name}), e.g. the rule "
+        f'{{apiGroups: [{API_GROUP}], resources: [{resource}], resourceNames: ["{name}"], '
+        f"verbs: [{VERB}]}}"
     )
 
 
-def denial_message(subject: Subject, denied: Iterable[str]) -> str:
-    """The refusal for the first denied secret, naming any others on the same line."""
-    names = list(denied)
-    message = missing_grant(subject, names[0])
-    if len(names) > 1:
-        others = ", ".join(f'"{n}"' for n in names[1:])
-        message += f"; the same grant is also missing for {others}"
-    return message
+@dataclass(frozen=True)
+class Missing:
+    """The grants a subject lacks to read some secrets of one vault; empty when it may."""
+
+    subject: Subject
+    vault_id: str
+    vault: bool = False
+    """True when the vault itself is not granted."""
+    secrets: tuple[str, ...] = ()
+    """The secret names not granted, in request order."""
+
+    def __bool__(self) -> bool:
+        return self.vault or bool(self.secrets)
+
+    def message(self) -> str:
+        """The refusal for the first missing grant, naming any others on the same line."""
+        if self.vault:
+            text = missing_grant(self.subject, VAULTS, self.vault_id)
+            if self.secrets:
+                names = ", ".join(f'"{n}"' for n in self.secrets)
+                text += f"; it also lacks the {SECRETS} grant for {names}"
+            return text
+        text = missing_grant(self.subject, SECRETS, self.secrets[0])
+        if len(self.secrets) > 1:
+            others = ", ".join(f'"{n}"' for n in self.secrets[1:])
+            text += f"; the same grant is also missing for {others}"
+        return text
 
 
 class AccessReviewer:
@@ -85,22 +109,27 @@ class AccessReviewer:
         self.deny_ttl = deny_ttl
         self.request_timeout = request_timeout
         self._authz = k8s.AuthorizationV1Api(api_client)
-        self._answers: ExpiringMemo[tuple[Subject, str], bool] = ExpiringMemo(clock=clock)
+        self._answers: ExpiringMemo[tuple[Subject, str, str], bool] = ExpiringMemo(clock=clock)
 
-    async def allowed(self, subject: Subject, secret: str) -> bool:
+    async def allowed(self, subject: Subject, resource: str, name: str) -> bool:
+        """May `subject` get `resource` (VAULTS or SECRETS) `name`? Remembered briefly."""
         return await self._answers.get(
-            (subject, secret),
-            lambda: self._review(subject, secret),
+            (subject, resource, name),
+            lambda: self._review(subject, resource, name),
             lambda ok: self.allow_ttl if ok else self.deny_ttl,
         )
 
-    async def denied(self, subject: Subject, secrets: Iterable[str]) -> list[str]:
-        """The secrets (in the given order, without repeats) `subject` may not get."""
+    async def missing(self, subject: Subject, vault_id: str, secrets: Iterable[str]) -> Missing:
+        """The grants `subject` lacks to get `secrets` (without repeats) of vault `vault_id`."""
         names = list(dict.fromkeys(secrets))
-        answers = await asyncio.gather(*(self.allowed(subject, n) for n in names))
-        return [n for n, ok in zip(names, answers, strict=True) if not ok]
+        vault_ok, *answers = await asyncio.gather(
+            self.allowed(subject, VAULTS, vault_id),
+            *(self.allowed(subject, SECRETS, n) for n in names),
+        )
+        denied = tuple(n for n, ok in zip(names, answers, strict=True) if not ok)
+        return Missing(subject, vault_id, vault=not vault_ok, secrets=denied)
 
-    async def _review(self, subject: Subject, secret: str) -> bool:
+    async def _review(self, subject: Subject, resource: str, name: str) -> bool:
         body = k8s.V1SubjectAccessReview(
             spec=k8s.V1SubjectAccessReviewSpec(
                 user=subject.username,
@@ -109,8 +138,8 @@ class AccessReviewer:
                     namespace=subject.namespace,
                     verb=VERB,
                     group=API_GROUP,
-                    resource=RESOURCE,
-                    name=secret,
+                    resource=resource,
+                    name=name,
                 ),
             )
         )
@@ -122,14 +151,14 @@ class AccessReviewer:
             )
         except ApiException as exc:
             raise KubernetesUnavailable(
-                f"the Kubernetes API could not review access to secret {secret!r} "
+                f"the Kubernetes API could not review access to {resource} {name!r} "
                 f"(HTTP {exc.status} {exc.reason}); the injector needs create on "
                 "subjectaccessreviews"
             ) from None
         except Exception as exc:
             raise KubernetesUnavailable(
-                f"the Kubernetes API could not be reached to review access to secret "
-                f"{secret!r} ({type(exc).__name__})"
+                f"the Kubernetes API could not be reached to review access to {resource} "
+                f"{name!r} ({type(exc).__name__})"
             ) from None
         status = answer.status
         return bool(status is not None and status.allowed and not status.denied)

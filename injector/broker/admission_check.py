@@ -1,4 +1,4 @@
-"""The broker's checks at admission: RBAC per secret, and that each secret exists.
+"""The broker's checks at admission: RBAC on the vault and each secret, and that each exists.
 
 A pod that would fail at start-up is refused at `kubectl apply` time instead, with the
 missing grant or the missing secret named. Sakura being unreachable never blocks a
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from injector.broker.access import AccessReviewer, Subject, denial_message
+from injector.broker.access import AccessReviewer, Subject
 from injector.broker.inventory import VaultInventory
 from injector.broker.tokens import KubernetesUnavailable
 from injector.checks import CheckOutcome
@@ -45,9 +45,14 @@ class BrokerAdmissionCheck:
         # one budget for both lookups: the API server stops waiting for the webhook after
         # its timeoutSeconds, however the time was spent
         deadline = asyncio.get_running_loop().time() + self.timeout
+        if plan.vault_id is None:
+            # annotations always name a vault (or the default one); a plan without one
+            # cannot be fetched, so there is nothing to authorize it for
+            return CheckOutcome(denial="the plan names no vault; set the vault-id annotation")
         try:
-            denied = await asyncio.wait_for(
-                self.access.denied(subject, (s.name for s in wanted)), self.timeout
+            missing = await asyncio.wait_for(
+                self.access.missing(subject, plan.vault_id, (s.name for s in wanted)),
+                self.timeout,
             )
         except (KubernetesUnavailable, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self.timeout:g}s"
@@ -56,11 +61,9 @@ class BrokerAdmissionCheck:
                 "again when the pod starts"
             )
         else:
-            if denied:
-                return CheckOutcome(denial=denial_message(subject, denied))
-        if plan.vault_id is None:
-            warnings.append("the plan names no vault; existence of the secrets was not checked")
-            return CheckOutcome(warnings=tuple(warnings))
+            if missing:
+                # before any Sakura call: a pod without the vault grant learns nothing of it
+                return CheckOutcome(denial=missing.message())
         try:
             remaining = max(0.0, deadline - asyncio.get_running_loop().time())
             problem = await asyncio.wait_for(self._missing(plan, wanted), remaining)

@@ -1,20 +1,33 @@
 """`sakura-secrets-injector can-i`: may a ServiceAccount read these secrets? Same reviewer.
 
-One line per secret, `yes NAME` or `no NAME: <the missing grant>`; exit status 0 when every
-secret is allowed, 1 otherwise, 2 for a usage error or when Kubernetes cannot answer.
+A first line for the vault, `yes vault ID` or `no  vault ID: <the missing grant>`, then one
+line per secret, `yes NAME` or `no  NAME: <the missing grant>`; exit status 0 when the vault
+and every secret are allowed, 1 otherwise, 2 for a usage error or when Kubernetes cannot
+answer. The vault is `--vault`, else the injector's default vault: $SAKURA_SECRETS_DEFAULT_VAULT_ID,
+else the key of that name in the installed injector's `sakura-api-key` Secret.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from injector.broker.access import AccessReviewer, Subject, missing_grant
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from injector.broker.access import SECRETS, VAULTS, AccessReviewer, Subject, missing_grant
 from injector.broker.tokens import KubernetesUnavailable
 from plan import PlanError, SecretRef
+from plan.model import VAULT_ID
+
+DEFAULT_VAULT_ENV = "SAKURA_SECRETS_DEFAULT_VAULT_ID"
+API_KEY_SECRET = "sakura-api-key"  # noqa: S105 (a Secret's name, as in manifests/)
 
 
 class CanIUsageError(ValueError):
@@ -23,12 +36,14 @@ class CanIUsageError(ValueError):
 
 @dataclass(frozen=True)
 class Answer:
-    secret: str
+    """`what` is a secret's name, or `vault ID` for the vault's own grant."""
+
+    what: str
     allowed: bool
     reason: str = ""
 
     def line(self) -> str:
-        return f"yes {self.secret}" if self.allowed else f"no  {self.secret}: {self.reason}"
+        return f"yes {self.what}" if self.allowed else f"no  {self.what}: {self.reason}"
 
 
 def secret_names(args: Sequence[str]) -> list[str]:
@@ -42,24 +57,42 @@ def secret_names(args: Sequence[str]) -> list[str]:
 
 
 async def can_i(
-    access: AccessReviewer, namespace: str, service_account: str, secrets: Sequence[str]
+    access: AccessReviewer,
+    namespace: str,
+    service_account: str,
+    vault_id: str,
+    secrets: Sequence[str],
 ) -> list[Answer]:
+    """The vault's answer, then each secret's (a secret needs both grants to be read)."""
     if not namespace or not service_account:
         raise CanIUsageError("--namespace and --serviceaccount are both required")
+    if not VAULT_ID.match(vault_id):
+        raise CanIUsageError(f"--vault {vault_id!r} is not a 12-digit Sakura vault ID")
     subject = Subject.of(namespace, service_account)
     names = secret_names(secrets)
-    denied = set(await access.denied(subject, names))
-    return [
-        Answer(n, n not in denied, missing_grant(subject, n) if n in denied else "") for n in names
+    missing = await access.missing(subject, vault_id, names)
+    vault = Answer(
+        f"vault {vault_id}",
+        not missing.vault,
+        missing_grant(subject, VAULTS, vault_id) if missing.vault else "",
+    )
+    denied = set(missing.secrets)
+    return [vault] + [
+        Answer(n, n not in denied, missing_grant(subject, SECRETS, n) if n in denied else "")
+        for n in names
     ]
 
 
 async def run_can_i(
-    access: AccessReviewer, namespace: str, service_account: str, secrets: Sequence[str]
+    access: AccessReviewer,
+    namespace: str,
+    service_account: str,
+    vault_id: str,
+    secrets: Sequence[str],
 ) -> tuple[int, list[str]]:
     """The exit status and the lines to print (errors as one line too)."""
     try:
-        answers = await can_i(access, namespace, service_account, secrets)
+        answers = await can_i(access, namespace, service_account, vault_id, secrets)
     except CanIUsageError as exc:
         return 2, [f"error: {exc}"]
     except KubernetesUnavailable as exc:
@@ -79,6 +112,16 @@ def add_can_i_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument(
         "--serviceaccount", "--service-account", required=True, help="the pod's ServiceAccount"
     )
+    parser.add_argument(
+        "--vault",
+        help=f"the 12-digit vault ID (default: ${DEFAULT_VAULT_ENV}, else the installed "
+        f"injector's default vault from its {API_KEY_SECRET} Secret)",
+    )
+    parser.add_argument(
+        "--injector-namespace",
+        default="sakura-secrets",
+        help="where the injector is installed (to find its default vault; default sakura-secrets)",
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
     parser.add_argument("secrets", nargs="+", metavar="SECRET", help="NAME (or NAME@V#KEY)")
 
@@ -88,12 +131,50 @@ def can_i_command(args: argparse.Namespace) -> int:
     from injector.kube import KubeConfigError, api_client
 
     try:
-        access = AccessReviewer(api_client(args.kubeconfig))
-    except KubeConfigError as error:
+        api = api_client(args.kubeconfig)
+        vault_id = (
+            args.vault
+            or os.environ.get(DEFAULT_VAULT_ENV)
+            or (installed_default_vault(api, args.injector_namespace))
+        )
+    except (KubeConfigError, CanIUsageError) as error:
         print(f"sakura-secrets-injector can-i: {error}", file=sys.stderr)
         return 2
-    code, lines = asyncio.run(run_can_i(access, args.namespace, args.serviceaccount, args.secrets))
+    access = AccessReviewer(api)
+    code, lines = asyncio.run(
+        run_can_i(access, args.namespace, args.serviceaccount, vault_id, args.secrets)
+    )
     out = sys.stderr if code == 2 else sys.stdout
     for line in lines:
         print(line, file=out)
     return code
+
+
+def installed_default_vault(api: k8s.ApiClient, namespace: str) -> str:
+    """The default vault of the injector installed in `namespace`, read from its Secret."""
+    hint = f"name the vault with --vault (or set ${DEFAULT_VAULT_ENV})"
+    try:
+        secret = k8s.CoreV1Api(api).read_namespaced_secret(
+            API_KEY_SECRET, namespace, _request_timeout=10
+        )
+    except ApiException as exc:
+        raise CanIUsageError(
+            f"cannot read the injector's default vault from Secret {namespace}/{API_KEY_SECRET} "
+            f"(HTTP {exc.status} {exc.reason}); {hint}"
+        ) from None
+    except Exception as exc:
+        raise CanIUsageError(
+            f"cannot reach the Kubernetes API to find the injector's default vault "
+            f"({type(exc).__name__}); {hint}"
+        ) from None
+    encoded = (secret.data or {}).get(DEFAULT_VAULT_ENV)
+    try:
+        value = base64.b64decode(encoded or "", validate=True).decode("ascii").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        value = ""
+    if not value:
+        raise CanIUsageError(
+            f"Secret {namespace}/{API_KEY_SECRET} has no {DEFAULT_VAULT_ENV}, so the injector "
+            f"has no default vault; {hint}"
+        )
+    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from injector.broker.access import AccessReviewer, Subject, denial_message
+from injector.broker.access import AccessReviewer, Subject
 from injector.broker.cache import SecretCache, SecretsUnavailable
 from injector.broker.tokens import KubernetesUnavailable, TokenRejected, TokenReviewer
 from injector.broker.wire import FetchedSecret, SecretRequest
@@ -49,15 +49,17 @@ class Broker:
         except KubernetesUnavailable as exc:
             raise BrokerError(str(exc), status=503, retry_after=KUBERNETES_RETRY_AFTER) from None
 
-        # 2. may it read each secret: RBAC in the pod's namespace
+        # 2. may it read this vault, and each secret in it: RBAC in the pod's namespace
         subject = Subject(identity.namespace, identity.service_account, identity.groups)
         try:
-            denied = await self.access.denied(subject, (s.name for s in request.secrets))
+            missing = await self.access.missing(
+                subject, request.vault_id, (s.name for s in request.secrets)
+            )
         except KubernetesUnavailable as exc:
             raise BrokerError(str(exc), status=503, retry_after=KUBERNETES_RETRY_AFTER) from None
-        if denied:
-            log.info("refused %s: no grant for %s", identity, ", ".join(denied))
-            raise BrokerError(denial_message(subject, denied), status=403)
+        if missing:
+            log.info("refused %s: %s", identity, missing.message())
+            raise BrokerError(missing.message(), status=403)
 
         # 3. fetch through the shared cache
         reads = await asyncio.gather(

@@ -32,6 +32,8 @@ from sakura import SakuraConfig
 
 VAULT = "110000000001"
 OTHER_VAULT = "110000000002"
+MISSING_VAULT = "999999999999"
+"""Granted to app in namespace A, but Sakura has no such vault."""
 AUDIENCE = "sakura-secrets-injector"
 EMULATOR_TOKEN = "emulator-access-token"
 EMULATOR_SECRET = "emulator-access-secret"
@@ -48,6 +50,9 @@ VALUES = {
 ALL_VALUES = [v for versions in VALUES.values() for v in versions]
 GRANTED_IN_A = ["db", "api", "cfg", "tls", "extra", "never-fetched"]
 GRANTED_IN_B = ["other"]
+VAULTS_IN_A = [VAULT, OTHER_VAULT, MISSING_VAULT]
+VAULTS_IN_B = [VAULT]
+"""So `other`, granted in B, opens `other` in VAULT only, never in OTHER_VAULT."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -86,7 +91,9 @@ class World:
                 namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
             )
 
-    def grant(self, namespace: str, service_account: str, secrets: list[str]) -> None:
+    def grant(
+        self, namespace: str, service_account: str, secrets: list[str], vaults: list[str]
+    ) -> None:
         """Exactly the Role/RoleBinding docs/broker.md tells admins to write."""
         rbac = k8s.RbacAuthorizationV1Api(self.api)
         name = f"read-{service_account}"
@@ -97,10 +104,11 @@ class World:
                 rules=[
                     k8s.V1PolicyRule(
                         api_groups=["sakura-secrets.io"],
-                        resources=["secrets"],
-                        resource_names=secrets,
+                        resources=[resource],
+                        resource_names=names,
                         verbs=["get"],
                     )
+                    for resource, names in (("vaults", vaults), ("secrets", secrets))
                 ],
             ),
         )
@@ -188,8 +196,8 @@ def world(kube: k8s.ApiClient) -> Iterator[World]:
         w.service_account(w.ns_a, "app")
         w.service_account(w.ns_a, "nogrant")
         w.service_account(w.ns_b, "app")
-        w.grant(w.ns_a, "app", GRANTED_IN_A)
-        w.grant(w.ns_b, "app", GRANTED_IN_B)
+        w.grant(w.ns_a, "app", GRANTED_IN_A, VAULTS_IN_A)
+        w.grant(w.ns_b, "app", GRANTED_IN_B, VAULTS_IN_B)
         w.pod(w.ns_a, "app", "app")
         w.pod(w.ns_a, "nogrant", "nogrant")
         w.pod(w.ns_b, "app", "app")

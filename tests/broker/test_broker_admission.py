@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import OTHER_VAULT, VAULT, World, sakura_config
+from conftest import MISSING_VAULT, OTHER_VAULT, VAULT, World, sakura_config
 from prometheus_client import CollectorRegistry
 
 from emulator.app import Emulator
@@ -25,11 +25,12 @@ def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> P
     return Plan(files=files, directory="/sakura/secrets", mode=mode, vault_id=vault_id)  # type: ignore[arg-type]
 
 
-def grant_text(ns: str, sa: str, name: str) -> str:
+def grant_text(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
     return (
-        f'serviceaccount {ns}/{sa} may not get sakura-secrets.io secrets "{name}"; grant it '
-        "with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource secrets, "
-        f"resourceName {name})"
+        f'serviceaccount {ns}/{sa} may not get sakura-secrets.io {resource} "{name}"; grant it '
+        f"with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource {resource}, "
+        f"resourceName {name}), e.g. the rule {{apiGroups: [sakura-secrets.io], resources: "
+        f'[{resource}], resourceNames: ["{name}"], verbs: [get]}}'
     )
 
 
@@ -104,10 +105,24 @@ async def test_a_newly_created_secret_is_seen_despite_the_cached_listing(
 
 
 async def test_unknown_vault_is_denied(world: World, parts: BrokerParts) -> None:
-    outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id="999999999999"))
+    outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id=MISSING_VAULT))
     assert outcome.denial is not None
-    assert "vault 999999999999 does not exist" in outcome.denial
+    assert f"vault {MISSING_VAULT} does not exist" in outcome.denial
     assert "sakura-secrets.io/vault-id" in outcome.denial
+
+
+async def test_a_name_grant_does_not_open_another_vault_at_admission(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    """app in B may get `other` in VAULT only: in OTHER_VAULT (which has `other` too) and in
+    a vault that does not exist it is denied alike, naming the vault grant, costing no call."""
+    emulator[0].store.put(OTHER_VAULT, "other", "other-in-the-second-vault-VALUE")
+    emulator[0].knobs.reset_stats()
+    for vault_id in (OTHER_VAULT, MISSING_VAULT):
+        outcome = await parts.check(world.ns_b, "app", plan_of("other", vault_id=vault_id))
+        assert outcome.denial == grant_text(world.ns_b, "app", vault_id, "vaults")
+    assert emulator[0].knobs.stats()["calls"] == {}
+    assert (await parts.check(world.ns_b, "app", plan_of("other"))).denial is None
 
 
 async def test_listing_is_shared_between_pods(
@@ -135,7 +150,9 @@ async def test_rbac_still_denies_when_sakura_is_unreachable(
 ) -> None:
     emulator[0].knobs.set_faults([Fault(503, 1.0)])
     outcome = await parts.check(world.ns_a, "nogrant", plan_of("db"))
-    assert outcome.denial == grant_text(world.ns_a, "nogrant", "db")
+    assert outcome.denial == grant_text(world.ns_a, "nogrant", VAULT, "vaults") + (
+        '; it also lacks the secrets grant for "db"'
+    )
 
 
 async def test_direct_mode_skips_rbac_and_existence(
@@ -148,21 +165,35 @@ async def test_direct_mode_skips_rbac_and_existence(
 
 
 async def test_can_i_answers_per_secret(world: World, parts: BrokerParts) -> None:
-    code, lines = await run_can_i(parts.access, world.ns_a, "app", ["db", "api@2#key", "other"])
+    code, lines = await run_can_i(
+        parts.access, world.ns_a, "app", VAULT, ["db", "api@2#key", "other"]
+    )
     assert code == 1
     assert lines == [
+        f"yes vault {VAULT}",
         "yes db",
         "yes api",
         "no  other: " + grant_text(world.ns_a, "app", "other"),
     ]
-    code, lines = await run_can_i(parts.access, world.ns_b, "app", ["other"])
-    assert (code, lines) == (0, ["yes other"])
+    code, lines = await run_can_i(parts.access, world.ns_b, "app", VAULT, ["other"])
+    assert (code, lines) == (0, [f"yes vault {VAULT}", "yes other"])
+
+
+async def test_can_i_checks_the_vault_too(world: World, parts: BrokerParts) -> None:
+    code, lines = await run_can_i(parts.access, world.ns_b, "app", OTHER_VAULT, ["other"])
+    assert code == 1
+    assert lines == [
+        f"no  vault {OTHER_VAULT}: " + grant_text(world.ns_b, "app", OTHER_VAULT, "vaults"),
+        "yes other",
+    ]
 
 
 async def test_can_i_usage_errors_exit_2(world: World, parts: BrokerParts) -> None:
-    assert (await run_can_i(parts.access, world.ns_a, "app", []))[0] == 2
-    code, lines = await run_can_i(parts.access, world.ns_a, "app", ["db@x"])
+    assert (await run_can_i(parts.access, world.ns_a, "app", VAULT, []))[0] == 2
+    code, lines = await run_can_i(parts.access, world.ns_a, "app", VAULT, ["db@x"])
     assert code == 2 and lines[0].startswith("error: ")
+    code, lines = await run_can_i(parts.access, world.ns_a, "app", "12", ["db"])
+    assert code == 2 and "--vault '12' is not a 12-digit" in lines[0]
 
 
 def test_can_i_command_line(world: World) -> None:
@@ -172,21 +203,76 @@ def test_can_i_command_line(world: World) -> None:
 
     command = [sys.executable, "-c", "import sys; from injector.cli import main; sys.exit(main())"]
     allowed = subprocess.run(
-        [*command, "can-i", "-n", world.ns_a, "--serviceaccount", "app", "db", "api"],
+        [
+            *command,
+            "can-i",
+            "-n",
+            world.ns_a,
+            "--serviceaccount",
+            "app",
+            "--vault",
+            VAULT,
+            "db",
+            "api",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert allowed.returncode == 0, allowed.stderr
-    assert allowed.stdout.splitlines() == ["yes db", "yes api"]
+    assert allowed.stdout.splitlines() == [f"yes vault {VAULT}", "yes db", "yes api"]
+    # no --vault: the injector's default vault, here from the environment
+    env = {**os.environ, "SAKURA_SECRETS_DEFAULT_VAULT_ID": OTHER_VAULT}
     denied = subprocess.run(
         [*command, "can-i", "-n", world.ns_b, "--serviceaccount", "app", "other", "db"],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert denied.returncode == 1
     assert denied.stdout.splitlines() == [
+        f"no  vault {OTHER_VAULT}: " + grant_text(world.ns_b, "app", OTHER_VAULT, "vaults"),
         "yes other",
         "no  db: " + grant_text(world.ns_b, "app", "db"),
     ]
+
+
+def test_can_i_finds_the_installed_injectors_default_vault(world: World) -> None:
+    """No --vault and no variable: the key in the injector's sakura-api-key Secret."""
+    import subprocess
+    import sys
+
+    from kubernetes import client as k8s
+
+    core = k8s.CoreV1Api(world.api)
+    core.create_namespaced_secret(
+        world.ns_b,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name="sakura-api-key"),
+            string_data={"SAKURA_SECRETS_DEFAULT_VAULT_ID": MISSING_VAULT},
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SAKURA_SECRETS_DEFAULT_VAULT_ID"}
+    command = [sys.executable, "-c", "import sys; from injector.cli import main; sys.exit(main())"]
+    args = ["can-i", "-n", world.ns_a, "--serviceaccount", "app", "db"]
+    found = subprocess.run(
+        [*command, *args, "--injector-namespace", world.ns_b],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (found.returncode, found.stdout.splitlines()) == (
+        0,
+        [f"yes vault {MISSING_VAULT}", "yes db"],
+    ), found.stderr
+    missing = subprocess.run(
+        [*command, *args, "--injector-namespace", world.ns_a],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert missing.returncode == 2
+    assert "name the vault with --vault" in missing.stderr, missing.stderr

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import OTHER_VAULT, VALUES, VAULT, BrokerServer, World
+from conftest import MISSING_VAULT, OTHER_VAULT, VALUES, VAULT, BrokerServer, World
 
 from emulator.app import Emulator
 
@@ -29,11 +29,13 @@ async def fetch(
         return await http.post(f"{server.url}/v1/secrets", content=content, headers=headers)
 
 
-def missing_grant(ns: str, sa: str, name: str) -> str:
+def missing_grant(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
+    """The contract's refusal, written out here so a change to it is a visible test change."""
     return (
-        f'serviceaccount {ns}/{sa} may not get sakura-secrets.io secrets "{name}"; grant it '
-        "with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource secrets, "
-        f"resourceName {name})"
+        f'serviceaccount {ns}/{sa} may not get sakura-secrets.io {resource} "{name}"; grant it '
+        f"with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource {resource}, "
+        f"resourceName {name}), e.g. the rule {{apiGroups: [sakura-secrets.io], resources: "
+        f'[{resource}], resourceNames: ["{name}"], verbs: [get]}}'
     )
 
 
@@ -77,9 +79,30 @@ async def test_serviceaccount_without_any_grant_is_403(world: World, broker: Bro
         broker, token, [{"name": "db", "version": None}, {"name": "api", "version": None}]
     )
     assert response.status_code == 403
-    assert response.json()["error"] == missing_grant(world.ns_a, "nogrant", "db") + (
-        '; the same grant is also missing for "api"'
+    assert response.json()["error"] == missing_grant(world.ns_a, "nogrant", VAULT, "vaults") + (
+        '; it also lacks the secrets grant for "db", "api"'
     )
+
+
+async def test_a_name_grant_does_not_open_the_name_in_another_vault(
+    world: World, broker: BrokerServer, emulator: tuple[Emulator, str]
+) -> None:
+    """app in B may get `other` in VAULT; OTHER_VAULT is not granted to it, MISSING_VAULT
+    neither: both are refused alike, before any Sakura call, so nothing is learnt of them."""
+    emulator[0].store.put(OTHER_VAULT, "other", "other-in-the-second-vault-VALUE")
+    token = world.token(world.ns_b, "app")
+    emulator[0].knobs.reset_stats()
+    for vault_id in (OTHER_VAULT, MISSING_VAULT):
+        response = await fetch(
+            broker, token, [{"name": "other", "version": None}], vault_id=vault_id
+        )
+        assert response.status_code == 403, response.text
+        assert response.json() == {"error": missing_grant(world.ns_b, "app", vault_id, "vaults")}
+        assert "VALUE" not in response.text
+    assert emulator[0].knobs.stats()["calls"] == {}
+    ok = await fetch(broker, token, [{"name": "other", "version": None}], vault_id=VAULT)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["secrets"][0]["value"] == VALUES["other"][0]
 
 
 async def test_other_namespaces_serviceaccount_cannot_use_a_grant_of_the_first(
@@ -233,9 +256,9 @@ async def test_missing_secret_version_and_vault_are_404(world: World, broker: Br
     )
     assert missing.status_code == 404
     assert "'tls@9'" in missing.json()["error"] and "latest is 1" in missing.json()["error"]
-    vault = await fetch(broker, token, [{"name": "db", "version": None}], vault_id="999999999999")
+    vault = await fetch(broker, token, [{"name": "db", "version": None}], vault_id=MISSING_VAULT)
     assert vault.status_code == 404
-    assert "vault 999999999999" in vault.json()["error"]
+    assert f"vault {MISSING_VAULT}" in vault.json()["error"]
     secret = await fetch(broker, token, [{"name": "db", "version": None}], vault_id=OTHER_VAULT)
     assert secret.status_code == 404
     assert "secret 'db' does not exist" in secret.json()["error"]

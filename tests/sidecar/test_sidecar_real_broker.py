@@ -29,6 +29,7 @@ from sidecar_harness import (
     API_V1,
     API_V2,
     DB,
+    VAULT,
     Tls,
     make_plan,
     secret_file,
@@ -72,14 +73,17 @@ def pod() -> Iterator[Pod]:
         core.create_namespaced_service_account(
             namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="app"))
         )
-        rule = k8s.V1PolicyRule(
-            api_groups=["sakura-secrets.io"],
-            resources=["secrets"],
-            resource_names=["db", "api"],
-            verbs=["get"],
-        )
+        rules = [
+            k8s.V1PolicyRule(
+                api_groups=["sakura-secrets.io"],
+                resources=[resource],
+                resource_names=names,
+                verbs=["get"],
+            )
+            for resource, names in (("vaults", [VAULT]), ("secrets", ["db", "api"]))
+        ]
         rbac.create_namespaced_role(
-            namespace, k8s.V1Role(metadata=k8s.V1ObjectMeta(name="read"), rules=[rule])
+            namespace, k8s.V1Role(metadata=k8s.V1ObjectMeta(name="read"), rules=rules)
         )
         rbac.create_namespaced_role_binding(
             namespace,
