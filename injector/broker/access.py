@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -89,6 +90,14 @@ class Missing:
         return text
 
 
+class SubjectAccessReviews(Protocol):
+    """The one call of the Kubernetes API the reviewer makes (k8s.AuthorizationV1Api has it)."""
+
+    def create_subject_access_review(
+        self, body: k8s.V1SubjectAccessReview, **kwargs: Any
+    ) -> k8s.V1SubjectAccessReview: ...
+
+
 class AccessReviewer:
     """Asks the API server with SubjectAccessReviews; remembers allows and denies briefly.
 
@@ -104,11 +113,13 @@ class AccessReviewer:
         deny_ttl: float = 5.0,
         request_timeout: float = KUBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        reviews: SubjectAccessReviews | None = None,
     ) -> None:
+        """`reviews` replaces the API client's AuthorizationV1Api (a test's recording fake)."""
         self.allow_ttl = allow_ttl
         self.deny_ttl = deny_ttl
         self.request_timeout = request_timeout
-        self._authz = k8s.AuthorizationV1Api(api_client)
+        self._authz = reviews if reviews is not None else k8s.AuthorizationV1Api(api_client)
         self._answers: ExpiringMemo[tuple[Subject, str, str], bool] = ExpiringMemo(clock=clock)
 
     async def allowed(self, subject: Subject, resource: str, name: str) -> bool:

@@ -1,0 +1,185 @@
+"""The access reviewer against a recording fake of the API: what it asks, what it remembers.
+
+The real-server tests (test_broker_http.py, test_broker_admission.py) prove the same grants
+against a real API server's RBAC; these pin down the exact SubjectAccessReviews sent (user,
+groups, verb, group, resource, name, namespace) and the cache lifetimes on a hand-driven clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from injector.broker.access import AccessReviewer, Missing, Subject
+from injector.broker.tokens import KubernetesUnavailable
+
+VAULT = "110000000001"
+OTHER = "110000000002"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingReviews:
+    """Answers allowed for the (resource, name) pairs in `grants`; records every review."""
+
+    def __init__(self, grants: set[tuple[str, str]]) -> None:
+        self.grants = grants
+        self.sent: list[dict[str, Any]] = []
+        self.fail: ApiException | None = None
+
+    def create_subject_access_review(
+        self, body: k8s.V1SubjectAccessReview, **kwargs: Any
+    ) -> k8s.V1SubjectAccessReview:
+        spec = body.spec
+        attrs = spec.resource_attributes
+        self.sent.append(
+            {
+                "user": spec.user,
+                "groups": spec.groups,
+                "verb": attrs.verb,
+                "group": attrs.group,
+                "resource": attrs.resource,
+                "name": attrs.name,
+                "namespace": attrs.namespace,
+                "timeout": kwargs.get("_request_timeout"),
+            }
+        )
+        if self.fail is not None:
+            raise self.fail
+        allowed = (attrs.resource, attrs.name) in self.grants
+        return k8s.V1SubjectAccessReview(
+            spec=spec, status=k8s.V1SubjectAccessReviewStatus(allowed=allowed)
+        )
+
+
+def reviewer(reviews: RecordingReviews, clock: Clock) -> AccessReviewer:
+    return AccessReviewer(
+        None, allow_ttl=30, deny_ttl=5, request_timeout=2.5, clock=clock, reviews=reviews
+    )
+
+
+SUBJECT = Subject.of("shop", "api")
+
+
+async def test_it_reviews_the_vault_and_each_secret_as_the_service_account() -> None:
+    reviews = RecordingReviews({("vaults", VAULT), ("secrets", "db")})
+    missing = await reviewer(reviews, Clock()).missing(SUBJECT, VAULT, ["db", "api", "db"])
+    assert missing == Missing(SUBJECT, VAULT, vault=False, secrets=("api",))
+    common = {
+        "user": "system:serviceaccount:shop:api",
+        "groups": ["system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated"],
+        "verb": "get",
+        "group": "sakura-secrets.io",
+        "namespace": "shop",
+        "timeout": 2.5,
+    }
+    assert sorted(reviews.sent, key=lambda r: (r["resource"], r["name"])) == [
+        {**common, "resource": "secrets", "name": "api"},
+        {**common, "resource": "secrets", "name": "db"},
+        {**common, "resource": "vaults", "name": VAULT},
+    ]
+
+
+async def test_a_name_grant_without_the_vault_grant_is_missing_the_vault() -> None:
+    reviews = RecordingReviews({("vaults", VAULT), ("secrets", "db")})
+    access = reviewer(reviews, Clock())
+    missing = await access.missing(SUBJECT, OTHER, ["db"])
+    assert missing and missing.vault and missing.secrets == ()
+    assert missing.message().startswith(
+        'serviceaccount shop/api may not get sakura-secrets.io vaults "110000000002"; '
+    )
+    assert 'resources: [vaults], resourceNames: ["110000000002"]' in missing.message()
+    assert not await access.missing(SUBJECT, VAULT, ["db"])
+
+
+async def test_the_secret_grant_is_not_a_vault_grant_of_the_same_name() -> None:
+    """A secret named like the vault ID opens nothing: resource and name are checked together."""
+    reviews = RecordingReviews({("secrets", VAULT), ("secrets", "db")})
+    missing = await reviewer(reviews, Clock()).missing(SUBJECT, VAULT, ["db"])
+    assert missing.vault
+
+
+def test_messages_name_every_missing_grant() -> None:
+    both = Missing(SUBJECT, VAULT, vault=True, secrets=("a", "b"))
+    assert both.message().endswith('; it also lacks the secrets grant for "a", "b"')
+    names = Missing(SUBJECT, VAULT, secrets=("a", "b", "c"))
+    assert names.message().startswith(
+        'serviceaccount shop/api may not get sakura-secrets.io secrets "a"; grant it with a '
+        "Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource secrets, resourceName a)"
+    )
+    assert names.message().endswith('; the same grant is also missing for "b", "c"')
+    assert not Missing(SUBJECT, VAULT)
+
+
+async def test_allows_are_remembered_longer_than_denials() -> None:
+    clock = Clock()
+    reviews = RecordingReviews({("vaults", VAULT)})
+    access = reviewer(reviews, clock)
+
+    async def ask() -> tuple[bool, bool]:
+        return (
+            await access.allowed(SUBJECT, "vaults", VAULT),
+            await access.allowed(SUBJECT, "secrets", "db"),
+        )
+
+    assert await ask() == (True, False)
+    assert len(reviews.sent) == 2
+    clock.now += 4.9
+    assert await ask() == (True, False)
+    assert len(reviews.sent) == 2  # both still remembered
+    reviews.grants.add(("secrets", "db"))  # a new grant ...
+    clock.now += 0.2  # ... is seen once the denial (5 s) expires
+    assert await ask() == (True, True)
+    assert [r["name"] for r in reviews.sent[2:]] == ["db"]
+    reviews.grants.clear()  # a revoked grant ...
+    clock.now += 24.8  # 29.9 s after the vault's allow
+    assert await ask() == (True, True)
+    assert len(reviews.sent) == 3
+    clock.now += 0.2  # ... stops working once the allow (30 s) expires
+    assert (await access.allowed(SUBJECT, "vaults", VAULT)) is False
+    assert len(reviews.sent) == 4
+
+
+async def test_answers_are_kept_per_subject_resource_and_name() -> None:
+    reviews = RecordingReviews({("secrets", "db")})
+    access = reviewer(reviews, Clock())
+    assert await access.allowed(SUBJECT, "secrets", "db")
+    assert not await access.allowed(SUBJECT, "vaults", "db")
+    assert await access.allowed(Subject.of("other", "api"), "secrets", "db")
+    assert [(r["namespace"], r["resource"]) for r in reviews.sent] == [
+        ("shop", "secrets"),
+        ("shop", "vaults"),
+        ("other", "secrets"),
+    ]
+
+
+async def test_an_api_failure_is_kubernetes_unavailable_and_not_remembered() -> None:
+    reviews = RecordingReviews({("vaults", VAULT)})
+    reviews.fail = ApiException(status=500, reason="Internal Server Error")
+    access = reviewer(reviews, Clock())
+    with pytest.raises(KubernetesUnavailable, match="HTTP 500"):
+        await access.missing(SUBJECT, VAULT, ["db"])
+    reviews.fail = None
+    assert (await access.missing(SUBJECT, VAULT, [])) == Missing(SUBJECT, VAULT)
+
+
+async def test_a_status_that_also_says_denied_is_a_denial() -> None:
+    class Contradictory(RecordingReviews):
+        def create_subject_access_review(
+            self, body: k8s.V1SubjectAccessReview, **kwargs: Any
+        ) -> k8s.V1SubjectAccessReview:
+            return k8s.V1SubjectAccessReview(
+                spec=body.spec, status=k8s.V1SubjectAccessReviewStatus(allowed=True, denied=True)
+            )
+
+    access = reviewer(Contradictory(set()), Clock())
+    assert not await access.allowed(SUBJECT, "vaults", VAULT)
