@@ -76,7 +76,7 @@ async def test_a_hung_subject_access_review_is_a_kubernetes_unavailable_error() 
     with silent_api_server() as api:
         access = AccessReviewer(api, request_timeout=TIMEOUT)
         subject = Subject.of("shop", "api")
-        elapsed = await _bounded("access to secret 'db'", access.allowed(subject, "db"))
+        elapsed = await _bounded("access to secrets 'db'", access.allowed(subject, "secrets", "db"))
     assert elapsed < 5 * TIMEOUT
 
 

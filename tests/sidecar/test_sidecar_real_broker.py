@@ -213,7 +213,9 @@ def test_a_secret_without_a_grant_is_forbidden_and_nothing_is_written(
     assert lines == [
         f"sakura-secrets-init: forbidden: serviceaccount {pod.namespace}/app may not get "
         'sakura-secrets.io secrets "plain"; grant it with a Role/RoleBinding (verb get, '
-        "apiGroup sakura-secrets.io, resource secrets, resourceName plain)"
+        "apiGroup sakura-secrets.io, resource secrets, resourceName plain), e.g. the rule "
+        '{apiGroups: [sakura-secrets.io], resources: [secrets], resourceNames: ["plain"], '
+        "verbs: [get]}"
     ]
     assert snapshot(secrets_dir) == before
     assert emulator.knobs.calls["unveil"] == 0, "nothing is read from Sakura for a denied pod"
