@@ -48,7 +48,10 @@ class BrokerAdmissionCheck:
         if plan.vault_id is None:
             # annotations always name a vault (or the default one); a plan without one
             # cannot be fetched, so there is nothing to authorize it for
-            return CheckOutcome(denial="the plan names no vault; set the vault-id annotation")
+            return CheckOutcome(
+                denial=f"the plan names no vault; set the {ANNOTATION_PREFIX}vault-id annotation "
+                "or give the injector a default vault (--default-vault-id)"
+            )
         try:
             missing = await asyncio.wait_for(
                 self.access.missing(subject, plan.vault_id, (s.name for s in wanted)),

@@ -276,3 +276,15 @@ def test_can_i_finds_the_installed_injectors_default_vault(world: World) -> None
     )
     assert missing.returncode == 2
     assert "name the vault with --vault" in missing.stderr, missing.stderr
+
+
+async def test_a_plan_without_a_vault_is_denied_before_any_lookup(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.reset_stats()
+    outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id=None))
+    assert outcome.denial == (
+        "the plan names no vault; set the sakura-secrets.io/vault-id annotation or give the "
+        "injector a default vault (--default-vault-id)"
+    )
+    assert emulator[0].knobs.stats()["calls"] == {}
