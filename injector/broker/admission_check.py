@@ -41,7 +41,6 @@ class BrokerAdmissionCheck:
             return CheckOutcome()
         wanted = plan.secrets()
         subject = Subject.of(namespace, service_account)
-        warnings: list[str] = []
         # one budget for both lookups: the API server stops waiting for the webhook after
         # its timeoutSeconds, however the time was spent
         deadline = asyncio.get_running_loop().time() + self.timeout
@@ -58,15 +57,17 @@ class BrokerAdmissionCheck:
                 self.timeout,
             )
         except (KubernetesUnavailable, TimeoutError) as exc:
+            # unauthorized, existence is nobody's business: it is not looked up either
             reason = str(exc) or f"no answer within {self.timeout:g}s"
-            warnings.append(
-                f"could not check access to the secrets now ({reason}); the injector checks "
-                "again when the pod starts"
+            return CheckOutcome(
+                warnings=(
+                    f"could not check access to the secrets now ({reason}); the injector "
+                    "checks access and existence again when the pod starts",
+                )
             )
-        else:
-            if missing:
-                # before any Sakura call: a pod without the vault grant learns nothing of it
-                return CheckOutcome(denial=missing.message())
+        if missing:
+            # before any Sakura call: a pod without the vault grant learns nothing of it
+            return CheckOutcome(denial=missing.message())
         try:
             remaining = max(0.0, deadline - asyncio.get_running_loop().time())
             problem = await asyncio.wait_for(self._missing(plan, wanted), remaining)
@@ -76,19 +77,17 @@ class BrokerAdmissionCheck:
                     denial=f"vault {plan.vault_id} does not exist (or the injector's API key "
                     f"cannot see it); fix the {ANNOTATION_PREFIX}vault-id annotation"
                 )
-            warnings.append(f"the secrets could not be listed ({exc})")
-            return CheckOutcome(warnings=tuple(warnings))
+            return CheckOutcome(warnings=(f"the secrets could not be listed ({exc})",))
         except (SakuraError, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self.timeout:g}s"
             log.warning("admitting without the existence check: %s", reason)
-            warnings.append(
-                f"Sakura could not be reached to check that the secrets exist ({reason}); "
-                "the pod is admitted and its init container reports any missing secret"
+            return CheckOutcome(
+                warnings=(
+                    f"Sakura could not be reached to check that the secrets exist ({reason}); "
+                    "the pod is admitted and its init container reports any missing secret",
+                )
             )
-            return CheckOutcome(warnings=tuple(warnings))
-        if problem is not None:
-            return CheckOutcome(denial=problem)
-        return CheckOutcome(warnings=tuple(warnings))
+        return CheckOutcome(denial=problem)
 
     async def _missing(self, plan: Plan, wanted: tuple[SecretVersion, ...]) -> str | None:
         """A denial naming the first secret or version that does not exist, or None."""
