@@ -19,19 +19,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from webhook_harness import Ports, RecordingCheck, admission_review, pod, write_pair
 
 from injector.app import create_apps
 from injector.certs import KeyPair, generate_ca, issue_serving_cert
 from injector.server import Listener, serving_in_thread
 from injector.settings import WebhookSettings
 from injector.tls import ReloadingTLS
-from tests.injector.integration.test_webhook_tls import (
-    Ports,
-    RecordingCheck,
-    admission_review,
-    pod,
-    write_pair,
-)
 
 
 def issue_client_cert(ca: KeyPair, common_name: str) -> KeyPair:
