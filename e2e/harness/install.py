@@ -7,7 +7,8 @@ meant to prove (the certs bootstrap, RBAC, Service, probes, webhook configuratio
 - the injector runs with hostNetwork and one replica (two would want the same host port);
 - it reaches the API server at the kubeconfig's address instead of the `kubernetes` Service's
   ClusterIP, which nothing routes here;
-- the broker URL carries the container port (8443): kube-proxy would map the Service's 443;
+- the broker URL carries the broker's container port (9443): kube-proxy would map the Service's
+  443 (the webhook's Service port needs nothing: the API server dials the endpoint itself);
 - the image is the one the run built, never pulled.
 
 The patches are applied here with jsonpatch rather than in a kustomize overlay, so any kubectl
@@ -29,12 +30,13 @@ import jsonpatch
 import yaml
 
 from harness.kube import Kube
-from harness.target import local_kubeconfig
+from harness.target import local_api_server_has, local_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "sakura-secrets"
 NAME = "sakura-secrets-injector"
-PORT = 8443
+BROKER_PORT = 9443
+"""The Deployment's `broker` container port, which hostNetwork puts on the host."""
 BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 """Test pods map this name to 127.0.0.1 with hostAliases (no cluster DNS here)."""
 
@@ -59,11 +61,13 @@ def rendered(kube: Kube, image: str) -> list[dict[str, Any]]:
             _env(path, "KUBERNETES_SERVICE_HOST", api.hostname),
             _env(path, "KUBERNETES_SERVICE_PORT", str(api.port)),
         ]
+    [deployment] = [obj for obj in objects if obj["kind"] == "Deployment"]
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    image_at = [e["name"] for e in env].index("SAKURA_SECRETS_INIT_IMAGE")
     ops += [
         # the init container's image is an env var, which kustomize's `images:` does not reach
-        {"op": "test", "path": f"{container}/env/6/name", "value": "SAKURA_SECRETS_INIT_IMAGE"},
-        {"op": "replace", "path": f"{container}/env/6/value", "value": image},
-        _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{PORT}"),
+        {"op": "replace", "path": f"{container}/env/{image_at}/value", "value": image},
+        _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{BROKER_PORT}"),
         _env(container, "SAKURA_SECRETS_IMAGE_PULL_POLICY", "Never"),
     ]
     return [
@@ -96,12 +100,7 @@ def wait_until_gone(kube: Kube, namespace: str, timeout: float = 120) -> None:
 def local_api_server_routes_to_endpoints() -> bool:
     """Whether the running local API server has --enable-aggregator-routing (older copies of
     cluster.sh started it without, and a running cluster is reused, never restarted)."""
-    pid_file = local_kubeconfig().parent / "run" / "apiserver.pid"
-    try:
-        cmdline = Path("/proc", pid_file.read_text().strip(), "cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
-    return b"--enable-aggregator-routing=true" in cmdline.split(b"\0")
+    return local_api_server_has("--enable-aggregator-routing")
 
 
 @contextlib.contextmanager
