@@ -50,6 +50,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
+def run_id() -> str:
+    """This run's id: every object the harness makes carries it (RUN_LABEL)."""
+    return RUN_ID
+
+
+@pytest.fixture(scope="session")
 def target() -> Target:
     return find_target()
 

@@ -9,7 +9,9 @@ meant to prove (the certs bootstrap, RBAC, Service, probes, webhook configuratio
   ClusterIP, which nothing routes here;
 - the broker URL carries the broker's container port (9443): kube-proxy would map the Service's
   443 (the webhook's Service port needs nothing: the API server dials the endpoint itself);
-- the image is the one the run built, never pulled.
+- the image is the one the run built, never pulled;
+- the webhook's namespaceSelector also asks for this run's label, so pods of other runs sharing
+  the cluster (whose namespaces carry the injection label too) never go through it.
 
 The patches are applied here with jsonpatch rather than in a kustomize overlay, so any kubectl
 that can render manifests/ will do (kubectl 1.20's kustomize has no inline patches).
@@ -31,6 +33,7 @@ import yaml
 
 from harness.kube import Kube
 from harness.target import local_api_server_has, local_kubeconfig
+from harness.webhooks import RUN_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "sakura-secrets"
@@ -41,8 +44,9 @@ BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 """Test pods map this name to 127.0.0.1 with hostAliases (no cluster DNS here)."""
 
 
-def rendered(kube: Kube, image: str) -> list[dict[str, Any]]:
-    """manifests/ as `kubectl kustomize` renders it, adapted to the local cluster."""
+def rendered(kube: Kube, image: str, run_id: str) -> list[dict[str, Any]]:
+    """manifests/ as `kubectl kustomize` renders it, adapted to the local cluster and scoped to
+    the namespaces of run `run_id`."""
     out = kube.run("kustomize", str(REPO / "manifests")).stdout
     objects = [obj for obj in yaml.safe_load_all(out) if obj]
     api = urlsplit(api_server(kube))
@@ -70,8 +74,17 @@ def rendered(kube: Kube, image: str) -> list[dict[str, Any]]:
         _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{BROKER_PORT}"),
         _env(container, "SAKURA_SECRETS_IMAGE_PULL_POLICY", "Never"),
     ]
+    run_only = [
+        {
+            "op": "add",
+            "path": f"/webhooks/0/namespaceSelector/matchLabels/{RUN_LABEL.replace('/', '~1')}",
+            "value": run_id,
+        }
+    ]
+    patches = {"Deployment": ops, "MutatingWebhookConfiguration": run_only}
     return [
-        jsonpatch.apply_patch(obj, ops) if obj["kind"] == "Deployment" else obj for obj in objects
+        jsonpatch.apply_patch(obj, patches[obj["kind"]]) if obj["kind"] in patches else obj
+        for obj in objects
     ]
 
 
