@@ -86,9 +86,9 @@ def _serve(kind: str, cert_dir: str, ca_pem: str, conn: Connection) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from injector.app import create_app
+    from injector.app import create_apps
     from injector.checks import CheckOutcome
-    from injector.server import serving_in_thread
+    from injector.server import Listener, serving_in_thread
     from injector.settings import WebhookSettings
     from injector.tls import ReloadingTLS
     from plan import Plan
@@ -115,10 +115,10 @@ def _serve(kind: str, cert_dir: str, ca_pem: str, conn: Connection) -> None:
             broker_url="https://sakura-secrets-injector.sakura-secrets.svc",
             broker_ca_pem=ca_pem,
         )
-        app: Any = create_app(settings, check=Admit())
+        app: Any = create_apps(settings, check=Admit()).webhook
     else:
         app = Starlette(routes=[Route("/mutate", echo, methods=["POST"])])
-    with serving_in_thread(app, tls) as url:
+    with serving_in_thread([Listener("webhook", app, tls, 0)]) as [url]:
         conn.send(url)
         conn.recv()  # stop
 

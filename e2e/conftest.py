@@ -1,12 +1,14 @@
 """Fixtures of the end-to-end tests: one cluster, one image, one emulator, one injector per run.
 
-The injector runs on the host as `python -m injector serve` over TLS on 127.0.0.1 and is
-registered with the cluster by URL; its init containers (the built image) run in hostNetwork
-pods and reach the broker at the same URL. See docs/e2e.md.
+The injector runs on the host as `python -m injector serve` over TLS on 127.0.0.1, on two ports:
+the webhook's is registered with the cluster by URL (and requires the API server's client
+certificate when the cluster's admission configuration gives it one), the broker's is what its
+init containers (the built image, in hostNetwork pods) call. See docs/e2e.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,7 +27,7 @@ from harness.kube import Kube, KubectlError
 from harness.manifests import OTHER_VAULT_ID, VAULT_ID
 from harness.processes import free_port, serving
 from harness.stack import Injector, Pki, Sakura, Webhook
-from harness.target import CLUSTER_SH, Target, find_target, unavailable
+from harness.target import CLUSTER_SH, Target, find_target, unavailable, webhook_client_ca
 from harness.webhooks import bump_webhook, injector_webhook
 
 from emulator.app import Emulator, EmulatorConfig
@@ -45,6 +47,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # ---------------------------------------------------------------- cluster and image
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """This run's id: every object the harness makes carries it (RUN_LABEL)."""
+    return RUN_ID
 
 
 @pytest.fixture(scope="session")
@@ -142,22 +150,46 @@ def sakura() -> Iterator[Sakura]:
         yield Sakura(url, app, VAULT_ID, values, token, token_secret, other_vault)
 
 
-def injector_command(port: int, image: str, pki: Pki, target: Target) -> list[str]:
+def injector_command(
+    ports: tuple[int, int], image: str, pki: Pki, client_ca: Path | None = None
+) -> list[str]:
     """The injector as an operator would start it, on the host's loopback."""
-    broker_url = f"https://127.0.0.1:{port}"
-    return [
+    webhook_port, broker_port = ports
+    command = [
         sys.executable, "-m", "injector", "serve",
         "--host", "127.0.0.1",
-        "--port", str(port),
+        "--port", str(webhook_port),
+        "--broker-port", str(broker_port),
         "--tls-cert-file", str(pki.cert_file),
         "--tls-key-file", str(pki.key_file),
         "--init-image", image,
         "--image-pull-policy", "Never",
-        "--broker-url", broker_url,
+        "--broker-url", f"https://127.0.0.1:{broker_port}",
         "--broker-ca-file", str(pki.ca_file),
         "--default-vault-id", VAULT_ID,
         "--log-level", "info",
     ]  # fmt: skip
+    if client_ca is not None:
+        command += ["--webhook-client-ca-file", str(client_ca)]
+    return command
+
+
+@contextlib.contextmanager
+def running_injector(
+    target: Target, image: str, pki: Pki, sakura: Sakura, log: Path, client_ca: Path | None
+) -> Iterator[Injector]:
+    """An injector process on two free loopback ports, stopped when the block ends."""
+    ports = (free_port(), free_port())
+    env = {
+        "SAKURA_ACCESS_TOKEN": sakura.token,
+        "SAKURA_ACCESS_TOKEN_SECRET": sakura.token_secret,
+        "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
+        "KUBECONFIG": str(target.kubeconfig),
+    }
+    with serving(injector_command(ports, image, pki, client_ca), ports, log, env):
+        yield Injector(
+            f"https://127.0.0.1:{ports[0]}", f"https://127.0.0.1:{ports[1]}", log, client_ca
+        )
 
 
 @pytest.fixture(scope="session")
@@ -165,16 +197,12 @@ def injector(
     target: Target, kube: Kube, image: str, pki: Pki, sakura: Sakura,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Injector]:  # fmt: skip
-    port = free_port()
+    """The run's injector; its webhook port requires the API server's client certificate
+    whenever the cluster is known to present one (always on the local cluster)."""
     log = tmp_path_factory.mktemp("injector") / "injector.log"
-    env = {
-        "SAKURA_ACCESS_TOKEN": sakura.token,
-        "SAKURA_ACCESS_TOKEN_SECRET": sakura.token_secret,
-        "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
-        "KUBECONFIG": str(target.kubeconfig),
-    }
-    with serving(injector_command(port, image, pki, target), port, log, env):
-        yield Injector(f"https://127.0.0.1:{port}", log)
+    client_ca, _ = webhook_client_ca(target)
+    with running_injector(target, image, pki, sakura, log, client_ca) as running:
+        yield running
     sys.stderr.write(f"\n[e2e] injector log: {log}\n")
 
 
@@ -184,7 +212,8 @@ def injector(
 @pytest.fixture(scope="session")
 def webhook(kube: Kube, injector: Injector, pki: Pki, target: Target) -> Iterator[Webhook]:
     config_name = f"sakura-e2e-{RUN_ID}"
-    kube.apply(injector_webhook(config_name, f"{injector.url}/mutate", pki.ca.cert_pem, RUN_ID))
+    url = f"{injector.webhook_url}/mutate"
+    kube.apply(injector_webhook(config_name, url, pki.ca.cert_pem, RUN_ID))
     hook = Webhook(kube, RUN_ID, config_name, pki, injector)
     try:
         _probe_reachability(hook, target)
@@ -213,9 +242,9 @@ def _probe_reachability(hook: Webhook, target: Target) -> None:
         time.sleep(1)
     reason = (
         f"the API server of {target.kubeconfig} cannot call the injector at "
-        f"{hook.injector.url}: {deadline_error}. The harness runs the injector on this host's "
-        "127.0.0.1, so the API server must share that loopback (true for e2e/cluster.sh; not "
-        "for kind or a remote cluster) - see docs/e2e.md"
+        f"{hook.injector.webhook_url}: {deadline_error}. The harness runs the injector on this "
+        "host's 127.0.0.1, so the API server must share that loopback (true for e2e/cluster.sh; "
+        "not for kind or a remote cluster) - see docs/e2e.md"
     )
     if target.local:
         pytest.fail(reason, pytrace=False)

@@ -18,7 +18,7 @@ from harness import install, manifests
 from harness.kube import Kube
 from harness.stack import Sakura
 from harness.target import Target, unavailable
-from harness.webhooks import INJECTION_LABEL
+from harness.webhooks import INJECTION_LABEL, RUN_LABEL
 
 pytestmark = pytest.mark.cluster
 
@@ -34,6 +34,7 @@ def installed(
     image: str,
     sakura: Sakura,
     node: str,
+    run_id: str,
 ) -> Iterator[Kube]:
     if not target.local:
         unavailable("the install test adapts manifests/ to e2e/cluster.sh's loopback cluster only")
@@ -46,7 +47,7 @@ def installed(
     with install.exclusive():
         for ns in (install.NAMESPACE, APP_NS):
             install.wait_until_gone(kube, ns)
-        objects = install.rendered(kube, image)
+        objects = install.rendered(kube, image, run_id)
         # what docs/webhook.md asks for before the apply: the Sakura API key Secret
         kube.apply(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": install.NAMESPACE}},
@@ -71,7 +72,10 @@ def installed(
                 {
                     "apiVersion": "v1",
                     "kind": "Namespace",
-                    "metadata": {"name": APP_NS, "labels": {INJECTION_LABEL: "enabled"}},
+                    "metadata": {
+                        "name": APP_NS,
+                        "labels": {INJECTION_LABEL: "enabled", RUN_LABEL: run_id},
+                    },
                 },
                 manifests.service_account(SERVICE_ACCOUNT, APP_NS),
                 *manifests.grant("read-db", APP_NS, SERVICE_ACCOUNT, ["db-password"]),

@@ -1,20 +1,24 @@
-"""The injector's HTTP application: the admission endpoint, health, readiness, extra routes.
+"""The injector's HTTP applications: the webhook's port and the broker's port.
 
-A plain Starlette object built from explicit parts, so tests construct it directly. The
-handler is a thin shell around `injector.admission.review`: it reads a bounded body, maps
-a malformed review to 400, and never answers 500 (an unexpected failure becomes a denial
-that carries the request's uid and points at the injector's log).
+Two plain Starlette objects built from explicit parts, so tests construct them directly. The
+webhook port serves only `POST /mutate`, so it can require the API server's client
+certificate; the broker port serves the broker's routes and what the kubelet and Prometheus
+call (`/healthz`, `/readyz`, `/metrics`), which must never need a client certificate.
+
+The admission handler is a thin shell around `injector.admission.review`: it reads a bounded
+body, maps a malformed review to 400, and never answers 500 (an unexpected failure becomes a
+denial that carries the request's uid and points at the injector's log).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -37,8 +41,15 @@ MAX_REVIEW_BYTES = 3 * 1024 * 1024
 Readiness = Callable[[], str | Awaitable[str | None] | None]
 """A readiness check: returns None when ready, else a one-line reason."""
 
-Shutdown = Callable[[], Awaitable[None]]
-"""Closes a resource (e.g. the broker's Sakura connections) when the server stops."""
+
+@dataclass(frozen=True)
+class InjectorApps:
+    """What each port serves (`injector.server.Listener` puts them on their ports)."""
+
+    webhook: Starlette
+    """`POST /mutate` and nothing else."""
+    broker: Starlette
+    """The broker's routes, `GET /healthz`, `GET /readyz`, `GET /metrics`."""
 
 
 class BrokerCaFile:
@@ -71,18 +82,17 @@ class BrokerCaFile:
         return None if self._pem.strip() else f"broker CA file {self.path} is empty"
 
 
-def create_app(
+def create_apps(
     settings: WebhookSettings,
     *,
     check: AdmissionCheck,
     routes: Sequence[BaseRoute] = (),
     readiness: Sequence[Readiness] = (),
     broker_ca: BrokerCaFile | None = None,
-    shutdown: Sequence[Shutdown] = (),
     max_body_bytes: int = MAX_REVIEW_BYTES,
     registry: CollectorRegistry | None = None,
-) -> Starlette:
-    """The application: `POST /mutate`, `GET /healthz`, `GET /readyz`, `GET /metrics`, `routes`.
+) -> InjectorApps:
+    """The webhook's app (`POST /mutate`) and the broker's (`routes`, health, readiness, metrics).
 
     `registry` holds the admission metrics and is what `/metrics` serves; `serve` passes the
     process-wide registry, where the broker's cache metrics live too. Without one the app gets
@@ -145,24 +155,16 @@ def create_app(
             return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            for close in shutdown:
-                await close()
-
-    return Starlette(
-        lifespan=lifespan,
+    webhook = Starlette(routes=[Route("/mutate", mutate, methods=["POST"])])
+    broker = Starlette(
         routes=[
-            Route("/mutate", mutate, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             metrics_route(registry),
             *routes,
-        ],
+        ]
     )
+    return InjectorApps(webhook=webhook, broker=broker)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""Certificates for the injector's TLS port: a private CA and a serving certificate it signs.
+"""Certificates for the injector's TLS ports: a private CA and a serving certificate it signs.
 
 Pure: bytes in, bytes out, no files and no cluster. The API server and the init containers
 trust the CA (the webhook's caBundle, the broker CA), the injector serves the leaf.

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
-from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from injector.app import BrokerCaFile, Readiness, Shutdown, create_app
+from injector.app import BrokerCaFile, Readiness, create_apps
 from injector.broker.cache import CacheSettings
 from injector.broker.wiring import BrokerSettings
 from injector.checks import AdmissionCheck
+from injector.connections import ConnectionLimits
+from injector.server import Listener, Shutdown
 from injector.settings import SettingsError, WebhookSettings
 from injector.tls import ReloadingTLS
 from sakura.config import ENV_ENDPOINT, ENV_ZONE
@@ -33,6 +34,10 @@ DEFAULT_SERVICE = "sakura-secrets-injector"
 DEFAULT_TLS_SECRET = "sakura-secrets-injector-tls"  # noqa: S105 (a Secret name)
 DEFAULT_WEBHOOK_CONFIGURATION = "sakura-secrets-injector"
 DEFAULT_PORT = 8443
+"""The webhook's port (POST /mutate only)."""
+DEFAULT_BROKER_PORT = 9443
+"""The broker's port (POST /v1/secrets), also the probes' and Prometheus's (/healthz, ...)."""
+DEFAULT_BROKER_SERVICE_PORT = 443
 PREVIEW_IMAGE = "sakura-secrets-injector:preview"
 
 
@@ -51,7 +56,33 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
 
     serve = commands.add_parser("serve", help="serve the admission webhook and broker over TLS")
     _option(serve, source, "--host", "SAKURA_SECRETS_HOST", "address to listen on", "0.0.0.0")  # noqa: S104
-    _option(serve, source, "--port", "SAKURA_SECRETS_PORT", "TLS port", DEFAULT_PORT, int)
+    _option(
+        serve,
+        source,
+        "--port",
+        "SAKURA_SECRETS_PORT",
+        "webhook TLS port: POST /mutate only",
+        DEFAULT_PORT,
+        int,
+    )
+    _option(
+        serve,
+        source,
+        "--broker-port",
+        "SAKURA_SECRETS_BROKER_PORT",
+        "broker TLS port: POST /v1/secrets, and /healthz, /readyz, /metrics",
+        DEFAULT_BROKER_PORT,
+        int,
+    )
+    _option(
+        serve,
+        source,
+        "--webhook-client-ca-file",
+        "SAKURA_SECRETS_WEBHOOK_CLIENT_CA_FILE",
+        "PEM CA bundle: the webhook port then requires a client certificate it signed (the "
+        "API server's, from its admission configuration); never the broker port",
+    )
+    _connection_options(serve, source)
     _option(
         serve,
         source,
@@ -152,7 +183,12 @@ def settings_from_args(
         except (OSError, UnicodeDecodeError) as error:
             if args.command != "serve":  # serve re-reads it; it may appear after start-up
                 raise UsageError(f"--broker-ca-file {args.broker_ca_file}: {error}") from None
-    broker_url = args.broker_url or f"https://{args.service}.{args.namespace}.svc"
+    if not 0 < args.broker_service_port < 65536:
+        raise UsageError(
+            f"--broker-service-port {args.broker_service_port} must be a TCP port (1-65535)"
+        )
+    port = "" if args.broker_service_port == 443 else f":{args.broker_service_port}"
+    broker_url = args.broker_url or f"https://{args.service}.{args.namespace}.svc{port}"
     try:
         return WebhookSettings(
             image=args.init_image,
@@ -169,25 +205,70 @@ def settings_from_args(
         raise UsageError(str(error)) from None
 
 
-def build_app_from_args(args: argparse.Namespace) -> tuple[Starlette, ReloadingTLS]:
-    """The production application for `serve`: real admission check, broker routes, TLS."""
-    tls = ReloadingTLS(Path(args.tls_cert_file), Path(args.tls_key_file))
+def build_listeners_from_args(
+    args: argparse.Namespace,
+) -> tuple[list[Listener], Sequence[Shutdown]]:
+    """The production listeners for `serve`: the webhook's port and the broker's, both TLS.
+
+    Only the webhook port gets the client CA; the broker port (init containers, probes,
+    Prometheus) never asks for a client certificate.
+    """
+    _check_ports(args)
+    cert, key = Path(args.tls_cert_file), Path(args.tls_key_file)
+    client_ca = Path(args.webhook_client_ca_file) if args.webhook_client_ca_file else None
+    webhook_tls = ReloadingTLS(cert, key, client_ca_file=client_ca)
+    broker_tls = ReloadingTLS(cert, key)
     settings = settings_from_args(args)
     broker_ca = BrokerCaFile(Path(args.broker_ca_file)) if args.broker_ca_file else None
-    readiness: list[Readiness] = [tls.readiness]
+    readiness: list[Readiness] = [broker_tls.readiness]
+    if client_ca is not None:
+        readiness.append(webhook_tls.readiness)  # names the client CA file if it is unreadable
     if broker_ca is not None:
         readiness.append(broker_ca.readiness)
     check, routes, broker_readiness, shutdown = _broker_parts(args, settings)
-    app = create_app(
+    apps = create_apps(
         settings,
         check=check,
         routes=routes,
         readiness=[*readiness, *broker_readiness],
         broker_ca=broker_ca,
-        shutdown=shutdown,
         registry=REGISTRY,
     )
-    return app, tls
+    listeners = [
+        Listener("webhook", apps.webhook, webhook_tls, args.port),
+        Listener("broker", apps.broker, broker_tls, args.broker_port),
+    ]
+    return listeners, shutdown
+
+
+def _check_ports(args: argparse.Namespace) -> None:
+    for flag, port in (("--port", args.port), ("--broker-port", args.broker_port)):
+        if not 0 < port < 65536:
+            raise UsageError(f"{flag} {port} must be a TCP port (1-65535)")
+    if args.port == args.broker_port:
+        raise UsageError(
+            f"--port and --broker-port are both {args.port}: the webhook and the broker need "
+            "two ports (the webhook's may require client certificates, the broker's never)"
+        )
+
+
+def connection_limits_from_args(args: argparse.Namespace) -> ConnectionLimits:
+    """The slow-client bounds from the parsed flags; UsageError names the flag to fix."""
+    for flag, seconds in (
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+    ):
+        if not 0 < seconds <= 300:
+            raise UsageError(f"{flag} {seconds:g} must be above 0 and at most 300 seconds")
+    if not 1 <= args.max_connections <= 100_000:
+        raise UsageError(
+            f"--max-connections {args.max_connections} must be between 1 and 100000 (per port)"
+        )
+    return ConnectionLimits(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
+    )
 
 
 def _broker_parts(
@@ -225,10 +306,14 @@ def _serve(args: argparse.Namespace) -> int:
     from injector.server import serve
 
     _configure_logging(args.log_level)
-    app, tls = build_app_from_args(args)
-    if tls.loaded is None:
-        logging.getLogger(__name__).warning("%s; waiting for the files", tls.readiness())
-    serve(app, tls, host=args.host, port=args.port, log_level=args.log_level)
+    limits = connection_limits_from_args(args)
+    listeners, shutdown = build_listeners_from_args(args)
+    for listener in listeners:
+        if listener.tls.loaded is None:
+            logging.getLogger(__name__).warning(
+                "%s port: %s; waiting for the files", listener.name, listener.tls.readiness()
+            )
+    serve(listeners, host=args.host, limits=limits, log_level=args.log_level, shutdown=shutdown)
     return 0
 
 
@@ -336,6 +421,38 @@ def broker_settings_from_args(args: argparse.Namespace) -> BrokerSettings:
     )
 
 
+def _connection_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Bounds on slow or numerous clients, per port; docs/webhook.md explains each."""
+    defaults = ConnectionLimits()
+    _option(
+        parser,
+        env,
+        "--header-timeout",
+        "SAKURA_SECRETS_HEADER_TIMEOUT",
+        "seconds a connection may take to send a request's headers (idle time included)",
+        defaults.header_timeout,
+        float,
+    )
+    _option(
+        parser,
+        env,
+        "--body-timeout",
+        "SAKURA_SECRETS_BODY_TIMEOUT",
+        "seconds a request may take to send its body once its headers are in",
+        defaults.body_timeout,
+        float,
+    )
+    _option(
+        parser,
+        env,
+        "--max-connections",
+        "SAKURA_SECRETS_MAX_CONNECTIONS",
+        "connections each port holds at once; more are closed when accepted",
+        defaults.max_connections,
+        int,
+    )
+
+
 def _location_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
     _option(
         parser,
@@ -380,7 +497,17 @@ def _settings_options(
         env,
         "--broker-url",
         "SAKURA_SECRETS_BROKER_URL",
-        "https URL init containers use to reach the broker (default https://SERVICE.NAMESPACE.svc)",
+        "https URL init containers use to reach the broker "
+        "(default https://SERVICE.NAMESPACE.svc[:BROKER_SERVICE_PORT])",
+    )
+    _option(
+        parser,
+        env,
+        "--broker-service-port",
+        "SAKURA_SECRETS_BROKER_SERVICE_PORT",
+        "the Service port in front of --broker-port, for the default --broker-url",
+        DEFAULT_BROKER_SERVICE_PORT,
+        int,
     )
     _option(
         parser,

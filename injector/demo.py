@@ -25,11 +25,11 @@ import yaml
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
-from injector.app import create_app
+from injector.app import create_apps
 from injector.certs import KeyPair, generate_ca, issue_serving_cert
 from injector.render import OfflineCheck
 from injector.reviews import patched, pod_create_review
-from injector.server import serving_in_thread
+from injector.server import Listener, serving_in_thread
 from injector.settings import WebhookSettings
 from injector.tls import ReloadingTLS
 
@@ -103,9 +103,9 @@ def run(out: TextIO = sys.stdout) -> int:
                 default_vault_id=VAULT_ID,
                 sakura_endpoint=sakura_url,
             )
-            app = create_app(settings, check=OfflineCheck())
+            app = create_apps(settings, check=OfflineCheck()).webhook
             tls = ReloadingTLS(tls_files.cert, tls_files.key)
-            with serving_in_thread(app, tls) as webhook_url:
+            with serving_in_thread([Listener("webhook", app, tls, 0)]) as [webhook_url]:
                 pod = sample_pod(str(mount))
                 out.write(f"== Sakura emulator at {sakura_url}, webhook at {webhook_url}\n")
                 mutated, warnings = _admit(webhook_url, tls_files.ca, pod)

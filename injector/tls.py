@@ -6,6 +6,10 @@ the files as they are now: the files are stat-ed at most once per `check_interva
 context is rebuilt only when their identity (inode, size, mtime) changed. A half-written
 pair (new certificate, old key) fails to load; the last good context keeps serving and the
 next handshake tries again, so clients never see a broken pair.
+
+With a `client_ca_file` (the webhook port's `--webhook-client-ca-file`), every handshake must
+present a client certificate signed by that CA (`ssl.CERT_REQUIRED`): a caller without one is
+refused by TLS itself, before any HTTP is read. The CA file is followed like the pair.
 """
 
 from __future__ import annotations
@@ -37,9 +41,17 @@ class LoadedCertificate:
 class ReloadingTLS:
     """A server-side TLS context backed by a certificate file and a key file."""
 
-    def __init__(self, cert_file: Path, key_file: Path, *, check_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        cert_file: Path,
+        key_file: Path,
+        *,
+        client_ca_file: Path | None = None,
+        check_interval: float = 1.0,
+    ) -> None:
         self.cert_file = cert_file
         self.key_file = key_file
+        self.client_ca_file = client_ca_file
         self.check_interval = check_interval
         self._lock = threading.Lock()
         self._current: ssl.SSLContext | None = None
@@ -85,6 +97,8 @@ class ReloadingTLS:
                     f"cannot load {self.cert_file} with {self.key_file}: {error}; "
                     "they must be a PEM certificate and its unencrypted private key"
                 )
+                if self.client_ca_file is not None:
+                    self._problem += f", and {self.client_ca_file} a PEM CA bundle"
                 log.warning("TLS reload failed, still serving the previous certificate: %s", error)
                 return
             self._identity = identity
@@ -106,23 +120,33 @@ class ReloadingTLS:
         connection.context = current
         return None
 
+    def _files(self) -> tuple[Path, ...]:
+        extra = () if self.client_ca_file is None else (self.client_ca_file,)
+        return (self.cert_file, self.key_file, *extra)
+
     def _file_identity(self) -> _Identity:
-        stats = (os.stat(self.cert_file), os.stat(self.key_file))
+        stats = [os.stat(path) for path in self._files()]
         return tuple((s.st_ino, s.st_dev, s.st_size, s.st_mtime_ns) for s in stats)
 
     def _load(self) -> tuple[ssl.SSLContext, LoadedCertificate]:
         cert_pem = self.cert_file.read_bytes()
         context = self._new_context()
         context.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file is not None:
+            # the handshake checks the client's chain against this (the connection's) context
+            context.load_verify_locations(cafile=self.client_ca_file)
         if self.cert_file.read_bytes() != cert_pem:
             # replaced while loading: report nothing we cannot vouch for, retry next handshake
             raise ValueError("the certificate file changed while it was being loaded")
         cert = x509.load_pem_x509_certificate(cert_pem)
         return context, LoadedCertificate(cert.serial_number, cert.not_valid_after_utc.timestamp())
 
-    @staticmethod
-    def _new_context() -> ssl.SSLContext:
+    def _new_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_alpn_protocols(["http/1.1"])
+        if self.client_ca_file is not None:
+            # set on the listening context too: OpenSSL keeps the verify mode of the context a
+            # connection started with when the SNI callback swaps in the loaded one
+            context.verify_mode = ssl.CERT_REQUIRED
         return context

@@ -7,8 +7,11 @@ meant to prove (the certs bootstrap, RBAC, Service, probes, webhook configuratio
 - the injector runs with hostNetwork and one replica (two would want the same host port);
 - it reaches the API server at the kubeconfig's address instead of the `kubernetes` Service's
   ClusterIP, which nothing routes here;
-- the broker URL carries the container port (8443): kube-proxy would map the Service's 443;
-- the image is the one the run built, never pulled.
+- the broker URL carries the broker's container port (9443): kube-proxy would map the Service's
+  443 (the webhook's Service port needs nothing: the API server dials the endpoint itself);
+- the image is the one the run built, never pulled;
+- the webhook's namespaceSelector also asks for this run's label, so pods of other runs sharing
+  the cluster (whose namespaces carry the injection label too) never go through it.
 
 The patches are applied here with jsonpatch rather than in a kustomize overlay, so any kubectl
 that can render manifests/ will do (kubectl 1.20's kustomize has no inline patches).
@@ -29,18 +32,21 @@ import jsonpatch
 import yaml
 
 from harness.kube import Kube
-from harness.target import local_kubeconfig
+from harness.target import local_api_server_has, local_kubeconfig
+from harness.webhooks import RUN_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "sakura-secrets"
 NAME = "sakura-secrets-injector"
-PORT = 8443
+BROKER_PORT = 9443
+"""The Deployment's `broker` container port, which hostNetwork puts on the host."""
 BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 """Test pods map this name to 127.0.0.1 with hostAliases (no cluster DNS here)."""
 
 
-def rendered(kube: Kube, image: str) -> list[dict[str, Any]]:
-    """manifests/ as `kubectl kustomize` renders it, adapted to the local cluster."""
+def rendered(kube: Kube, image: str, run_id: str) -> list[dict[str, Any]]:
+    """manifests/ as `kubectl kustomize` renders it, adapted to the local cluster and scoped to
+    the namespaces of run `run_id`."""
     out = kube.run("kustomize", str(REPO / "manifests")).stdout
     objects = [obj for obj in yaml.safe_load_all(out) if obj]
     api = urlsplit(api_server(kube))
@@ -59,15 +65,26 @@ def rendered(kube: Kube, image: str) -> list[dict[str, Any]]:
             _env(path, "KUBERNETES_SERVICE_HOST", api.hostname),
             _env(path, "KUBERNETES_SERVICE_PORT", str(api.port)),
         ]
+    [deployment] = [obj for obj in objects if obj["kind"] == "Deployment"]
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    image_at = [e["name"] for e in env].index("SAKURA_SECRETS_INIT_IMAGE")
     ops += [
         # the init container's image is an env var, which kustomize's `images:` does not reach
-        {"op": "test", "path": f"{container}/env/6/name", "value": "SAKURA_SECRETS_INIT_IMAGE"},
-        {"op": "replace", "path": f"{container}/env/6/value", "value": image},
-        _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{PORT}"),
+        {"op": "replace", "path": f"{container}/env/{image_at}/value", "value": image},
+        _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{BROKER_PORT}"),
         _env(container, "SAKURA_SECRETS_IMAGE_PULL_POLICY", "Never"),
     ]
+    run_only = [
+        {
+            "op": "add",
+            "path": f"/webhooks/0/namespaceSelector/matchLabels/{RUN_LABEL.replace('/', '~1')}",
+            "value": run_id,
+        }
+    ]
+    patches = {"Deployment": ops, "MutatingWebhookConfiguration": run_only}
     return [
-        jsonpatch.apply_patch(obj, ops) if obj["kind"] == "Deployment" else obj for obj in objects
+        jsonpatch.apply_patch(obj, patches[obj["kind"]]) if obj["kind"] in patches else obj
+        for obj in objects
     ]
 
 
@@ -96,12 +113,7 @@ def wait_until_gone(kube: Kube, namespace: str, timeout: float = 120) -> None:
 def local_api_server_routes_to_endpoints() -> bool:
     """Whether the running local API server has --enable-aggregator-routing (older copies of
     cluster.sh started it without, and a running cluster is reused, never restarted)."""
-    pid_file = local_kubeconfig().parent / "run" / "apiserver.pid"
-    try:
-        cmdline = Path("/proc", pid_file.read_text().strip(), "cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
-    return b"--enable-aggregator-routing=true" in cmdline.split(b"\0")
+    return local_api_server_has("--enable-aggregator-routing")
 
 
 @contextlib.contextmanager

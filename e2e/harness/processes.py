@@ -37,9 +37,10 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
 
 @contextmanager
 def serving(
-    command: Sequence[str], port: int, log: Path, env: Mapping[str, str] | None = None
+    command: Sequence[str], ports: Sequence[int], log: Path, env: Mapping[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `command` until the block ends; its output goes to `log` for post-mortems."""
+    """Run `command` until the block ends, once it listens on every port of `ports`; its output
+    goes to `log` for post-mortems."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             list(command),
@@ -49,7 +50,8 @@ def serving(
             cwd=Path(__file__).resolve().parents[2],
         )
         try:
-            wait_for_port(port, proc, log)
+            for port in ports:
+                wait_for_port(port, proc, log)
             yield proc
         finally:
             if proc.poll() is None:

@@ -51,8 +51,15 @@ class Sakura:
 
 @dataclass(frozen=True)
 class Injector:
-    url: str
+    """The injector the harness runs on the host: its two ports, its log, and the CA whose
+    client certificates its webhook port requires (None: it requires none)."""
+
+    webhook_url: str
+    """POST /mutate; the API server's only way in."""
+    broker_url: str
+    """POST /v1/secrets, /healthz, /readyz, /metrics; never asks for a client certificate."""
     log: Path
+    client_ca: Path | None = None
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""HTTP shell of the broker: `POST /v1/secrets` on the injector's TLS port.
+"""HTTP shell of the broker: `POST /v1/secrets` on the injector's broker port (TLS).
 
 Parses the bearer token and the body, hands both to the Broker, and turns its answer or
 refusal into JSON. Error bodies are `{"error": "<one line>"}` and never carry a value.
@@ -21,7 +21,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def broker_routes(broker: Broker) -> list[Route]:
-    """The routes to mount next to the webhook's, on the same server and certificate."""
+    """The routes of the broker port (`injector.app.create_apps`), never of the webhook's."""
 
     async def secrets(request: Request) -> JSONResponse:
         token = bearer_token(request.headers.get("authorization"))

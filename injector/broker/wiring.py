@@ -1,6 +1,6 @@
 """Building the broker's parts once per process: the one Sakura client, limiter and cache.
 
-`serve` calls `build_broker` and mounts `parts.routes` next to the webhook and passes
+`serve` calls `build_broker` and mounts `parts.routes` on the broker port and passes
 `parts.check` as the admission check; `can-i` needs only an AccessReviewer.
 """
 

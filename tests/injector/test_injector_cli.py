@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from injector.cli import UsageError, broker_settings_from_args, build_parser, settings_from_args
+from injector.cli import (
+    UsageError,
+    broker_settings_from_args,
+    build_listeners_from_args,
+    build_parser,
+    connection_limits_from_args,
+    settings_from_args,
+)
+from injector.connections import ConnectionLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 POD = """\
@@ -71,6 +79,62 @@ def test_serve_requires_its_certificate_files() -> None:
     result = run("serve")
     assert result.returncode == 2
     assert "--tls-cert-file" in result.stderr
+
+
+SERVE = ["serve", "--tls-cert-file", "/c", "--tls-key-file", "/k", "--init-image", "img:1"]
+
+
+def test_the_webhook_and_the_broker_get_two_ports_from_flags_or_environment() -> None:
+    env = {"SAKURA_SECRETS_BROKER_PORT": "10443", "SAKURA_SECRETS_WEBHOOK_CLIENT_CA_FILE": "/ca"}
+    args = build_parser(env).parse_args([*SERVE, "--port", "9000"])
+    assert (args.port, args.broker_port, args.webhook_client_ca_file) == (9000, 10443, "/ca")
+    defaults = build_parser({}).parse_args(SERVE)
+    assert (defaults.port, defaults.broker_port, defaults.webhook_client_ca_file) == (
+        8443,
+        9443,
+        None,
+    )
+
+
+def test_the_default_broker_url_carries_a_service_port_other_than_443() -> None:
+    env = {"POD_NAMESPACE": "ns", "SAKURA_SECRETS_BROKER_SERVICE_PORT": "9443"}
+    args = build_parser(env).parse_args(SERVE)
+    assert settings_from_args(args, env).broker_url == "https://sakura-secrets-injector.ns.svc:9443"
+    args = build_parser({}).parse_args([*SERVE, "--broker-service-port", "443"])
+    assert settings_from_args(args, {}).broker_url.endswith(".svc")
+    args = build_parser({}).parse_args([*SERVE, "--broker-service-port", "0"])
+    with pytest.raises(UsageError, match="--broker-service-port 0"):
+        settings_from_args(args, {})
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--port", "9443", "--broker-port", "9443"], "--port and --broker-port are both 9443"),
+        (["--broker-port", "70000"], "--broker-port 70000 must be a TCP port"),
+        (["--port", "0"], "--port 0 must be a TCP port"),
+    ],
+)
+def test_bad_ports_are_refused_naming_the_flag(flags: list[str], message: str) -> None:
+    args = build_parser({}).parse_args([*SERVE, *flags])
+    with pytest.raises(UsageError, match=message):
+        build_listeners_from_args(args)
+
+
+def test_slow_client_bounds_have_defaults_and_are_checked_naming_the_flag() -> None:
+    assert connection_limits_from_args(build_parser({}).parse_args(SERVE)) == ConnectionLimits()
+    env = {"SAKURA_SECRETS_HEADER_TIMEOUT": "2.5", "SAKURA_SECRETS_MAX_CONNECTIONS": "32"}
+    limits = connection_limits_from_args(
+        build_parser(env).parse_args([*SERVE, "--body-timeout", "4"])
+    )
+    assert (limits.header_timeout, limits.body_timeout, limits.max_connections) == (2.5, 4.0, 32)
+    for flags, message in (
+        (["--header-timeout", "0"], "--header-timeout 0 must be above 0"),
+        (["--body-timeout", "301"], "--body-timeout 301 must be above 0 and at most 300"),
+        (["--max-connections", "0"], "--max-connections 0 must be between 1 and 100000"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            connection_limits_from_args(build_parser({}).parse_args([*SERVE, *flags]))
 
 
 def test_a_bad_port_in_the_environment_is_named() -> None:

@@ -93,6 +93,11 @@ def modern() -> dict[str, dict[str, Any]]:
     return by_kind(render(MANIFESTS / "policy-v1"))
 
 
+@pytest.fixture(scope="module")
+def fenced() -> dict[str, dict[str, Any]]:
+    return by_kind(render(MANIFESTS / "network-policy"))
+
+
 def test_the_top_kustomization_lists_every_file_of_the_base() -> None:
     """Listed one by one for kubectl 1.20's kustomize; a file added to base/ must be added here."""
     top = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"]
@@ -128,11 +133,14 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
             assert obj["metadata"]["namespace"] == NAMESPACE, kind
 
 
-@pytest.mark.parametrize("overlay", ["base", "modern"])
+@pytest.mark.parametrize("overlay", ["base", "modern", "fenced"])
 def test_every_object_passes_strict_schema_validation(
-    overlay: str, base: dict[str, dict[str, Any]], modern: dict[str, dict[str, Any]]
+    overlay: str,
+    base: dict[str, dict[str, Any]],
+    modern: dict[str, dict[str, Any]],
+    fenced: dict[str, dict[str, Any]],
 ) -> None:
-    objects = base if overlay == "base" else modern
+    objects = {"base": base, "modern": modern, "fenced": fenced}[overlay]
     for obj in objects.values():
         if obj["apiVersion"] == "policy/v1beta1":
             continue  # no 1.25 schema; checked as policy/v1 below
@@ -188,18 +196,43 @@ def test_webhook_reaches_the_service_and_the_service_reaches_the_container(
         NAMESPACE,
         "/mutate",
     )
-    [port] = service["spec"]["ports"]
-    assert port["port"] == target["port"] == 443
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert sorted(ports) == ["broker", "webhook"]
+    assert target["port"] == ports["webhook"]["port"] != ports["broker"]["port"]
+    assert ports["broker"]["port"] == 443  # the default broker URL names no port
     pod = base["Deployment"]["spec"]["template"]
     container = _container(base, "injector")
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert port["targetPort"] in named
-    assert _env(container)["SAKURA_SECRETS_PORT"] == str(named[port["targetPort"]])
+    assert {p["targetPort"] for p in ports.values()} == set(named) == {"webhook", "broker"}
+    env = _env(container)
+    assert env["SAKURA_SECRETS_PORT"] == str(named[ports["webhook"]["targetPort"]])
+    assert env["SAKURA_SECRETS_BROKER_PORT"] == str(named[ports["broker"]["targetPort"]])
     labels = pod["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert base["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
     pdb = base["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
     assert pdb.items() <= labels.items()
+
+
+def test_the_network_policy_overlay_fences_only_the_webhook_port(
+    base: dict[str, dict[str, Any]], fenced: dict[str, dict[str, Any]]
+) -> None:
+    policy = fenced.pop("NetworkPolicy")
+    assert fenced == base  # the overlay adds the policy and changes nothing else
+    assert policy["metadata"]["namespace"] == NAMESPACE
+    labels = base["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    assert sorted(rules) == ["broker", "webhook"]  # the container's port names
+    for rule in rules.values():
+        assert [p["protocol"] for p in rule["ports"]] == ["TCP"]
+    # the broker (and the probes, metrics) from pods of every namespace
+    assert rules["broker"]["from"] == [{"namespaceSelector": {}}]
+    # the webhook only from an address range the operator sets (the API servers)
+    sources = rules["webhook"]["from"]
+    assert sources and all(set(source) == {"ipBlock"} for source in sources)
+    assert all("/" in source["ipBlock"]["cidr"] for source in sources)
 
 
 def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, Any]]) -> None:
@@ -224,7 +257,8 @@ def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, A
         ("readinessProbe", "/readyz"),
     ):
         get = injector[probe]["httpGet"]
-        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTPS", "https")
+        # the broker port: the webhook's may require client certificates the kubelet lacks
+        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTPS", "broker")
 
 
 def test_sakura_credentials_come_only_from_the_api_key_secret(
@@ -313,7 +347,8 @@ def test_the_cli_accepts_the_deployments_environment(base: dict[str, dict[str, A
     env["POD_NAMESPACE"] = NAMESPACE  # fieldRef
     args = build_parser(env).parse_args(["serve"])
     settings = settings_from_args(args, env)
-    assert args.port == 8443
+    assert (args.port, args.broker_port) == (8443, 9443)
+    assert args.webhook_client_ca_file is None  # the API server's side is the cluster's
     assert settings.image == injector["image"]  # the init container runs the same image
     assert settings.injector_namespace == NAMESPACE
     assert settings.broker_url == f"https://{base['Service']['metadata']['name']}.{NAMESPACE}.svc"
@@ -338,7 +373,11 @@ def _env(container: dict[str, Any]) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
-@pytest.mark.parametrize("directory", [MANIFESTS, MANIFESTS / "policy-v1"], ids=["base", "modern"])
+@pytest.mark.parametrize(
+    "directory",
+    [MANIFESTS, MANIFESTS / "policy-v1", MANIFESTS / "network-policy"],
+    ids=["base", "modern", "fenced"],
+)
 def test_the_fallback_renders_what_kubectl_does(directory: Path) -> None:
     if not _modern_kubectl():
         pytest.skip("needs kubectl 1.21+ to compare with")

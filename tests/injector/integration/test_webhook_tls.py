@@ -1,5 +1,6 @@
 """The webhook over real TLS on loopback: real AdmissionReview bodies, patches applied with
-jsonpatch, health and readiness, and a certificate replaced on disk while the server runs."""
+jsonpatch, health and readiness on the broker's port, /mutate only on the webhook's, and a
+certificate replaced on disk while the server runs."""
 
 from __future__ import annotations
 
@@ -21,74 +22,15 @@ from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from webhook_harness import Ports, RecordingCheck, admission_review, pod, serving, write_pair
 
-from injector.app import BrokerCaFile, create_app
+from injector.app import BrokerCaFile, create_apps
 from injector.certs import KeyPair, generate_ca, issue_serving_cert
-from injector.checks import CheckOutcome
-from injector.reviews import pod_create_review
-from injector.server import serving_in_thread
 from injector.settings import WebhookSettings
 from injector.tls import ReloadingTLS
 from plan import Plan
 
 VAULT = "123456789012"
-
-
-class RecordingCheck:
-    """The admission-check seam: denies the secrets named in `denied`, records every call."""
-
-    def __init__(self, denied: frozenset[str] = frozenset(), explode: bool = False) -> None:
-        self.denied = denied
-        self.explode = explode
-        self.calls: list[tuple[str, str, Plan]] = []
-
-    async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome:
-        self.calls.append((namespace, service_account, plan))
-        if self.explode:
-            raise RuntimeError("kaboom-internal-detail")
-        names = sorted({ref.name for ref in plan.secrets()} & self.denied)
-        if names:
-            return CheckOutcome(denial=f"serviceaccount may not get {', '.join(names)}")
-        return CheckOutcome()
-
-
-def pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "web",
-            "namespace": "shop",
-            "annotations": {
-                "sakura-secrets.io/inject": "true",
-                "sakura-secrets.io/secret-db": "db-password@3",
-                "sakura-secrets.io/secret-api.json": "api-keys#token",
-                **(annotations or {}),
-            },
-        },
-        "spec": {
-            "serviceAccountName": "shop-api",
-            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
-            "containers": [
-                {"name": "app", "image": "shop/api:1.0", "ports": [{"containerPort": 8080}]},
-                {"name": "proxy", "image": "envoy:1.30"},
-            ],
-        },
-    }
-
-
-def admission_review(
-    obj: dict[str, Any], uid: str = "705ab4f5-6393-11e8-b7cc-42010a800002"
-) -> bytes:
-    return json.dumps(pod_create_review(obj, namespace="shop", uid=uid)).encode()
-
-
-def write_pair(directory: Path, pair: KeyPair) -> None:
-    """Replace both files the way kubelet updates a Secret volume: each atomically."""
-    for name, data in (("tls.crt", pair.cert_pem), ("tls.key", pair.key_pem)):
-        staging = directory / f".{name}.new"
-        staging.write_bytes(data)
-        os.replace(staging, directory / name)
 
 
 def serial(pem: bytes) -> int:
@@ -144,19 +86,19 @@ def tls(tls_dir: Path) -> ReloadingTLS:
 
 
 @pytest.fixture
-def server(settings: WebhookSettings, check: RecordingCheck, tls: ReloadingTLS) -> Iterator[str]:
+def server(settings: WebhookSettings, check: RecordingCheck, tls: ReloadingTLS) -> Iterator[Ports]:
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"route": "extra"})
 
-    app = create_app(
+    apps = create_apps(
         settings,
         check=check,
         routes=[Route("/v1/secrets", echo, methods=["POST"])],
         readiness=[tls.readiness],
         max_body_bytes=256 * 1024,
     )
-    with serving_in_thread(app, tls) as url:
-        yield url
+    with serving(apps, tls) as ports:
+        yield ports
 
 
 def mutate(client: httpx.Client, url: str, body: bytes) -> dict[str, Any]:
@@ -171,11 +113,11 @@ def mutate(client: httpx.Client, url: str, body: bytes) -> dict[str, Any]:
 
 
 def test_mutate_returns_a_patch_that_injects_the_pod(
-    server: str, ca: KeyPair, check: RecordingCheck
+    server: Ports, ca: KeyPair, check: RecordingCheck
 ) -> None:
     original = pod()
     with client_for(ca) as client:
-        response = mutate(client, server, admission_review(original, uid="uid-1"))
+        response = mutate(client, server.webhook, admission_review(original, uid="uid-1"))
 
     assert response["uid"] == "uid-1"
     assert response["allowed"] is True
@@ -203,12 +145,12 @@ def test_mutate_returns_a_patch_that_injects_the_pod(
     assert [(ns, sa) for ns, sa, _ in check.calls] == [("shop", "shop-api")]
 
 
-def test_second_pass_over_an_injected_pod_changes_nothing(server: str, ca: KeyPair) -> None:
+def test_second_pass_over_an_injected_pod_changes_nothing(server: Ports, ca: KeyPair) -> None:
     original = pod()
     with client_for(ca) as client:
-        first = mutate(client, server, admission_review(original))
+        first = mutate(client, server.webhook, admission_review(original))
         mutated = jsonpatch.apply_patch(original, json.loads(base64.b64decode(first["patch"])))
-        second = mutate(client, server, admission_review(mutated, uid="again"))
+        second = mutate(client, server.webhook, admission_review(mutated, uid="again"))
 
     assert second["uid"] == "again"
     assert second["allowed"] is True
@@ -216,10 +158,10 @@ def test_second_pass_over_an_injected_pod_changes_nothing(server: str, ca: KeyPa
         assert json.loads(base64.b64decode(second["patch"])) == []
 
 
-def test_denial_from_the_check_reaches_the_api_server(server: str, ca: KeyPair) -> None:
+def test_denial_from_the_check_reaches_the_api_server(server: Ports, ca: KeyPair) -> None:
     denied_pod = pod({"sakura-secrets.io/secret-x": "forbidden-secret"})
     with client_for(ca) as client:
-        response = mutate(client, server, admission_review(denied_pod, uid="uid-deny"))
+        response = mutate(client, server.webhook, admission_review(denied_pod, uid="uid-deny"))
 
     assert response["uid"] == "uid-deny"
     assert response["allowed"] is False
@@ -228,10 +170,10 @@ def test_denial_from_the_check_reaches_the_api_server(server: str, ca: KeyPair) 
     assert "forbidden-secret" in response["status"]["message"]
 
 
-def test_invalid_annotation_is_denied_with_its_name(server: str, ca: KeyPair) -> None:
+def test_invalid_annotation_is_denied_with_its_name(server: Ports, ca: KeyPair) -> None:
     bad = pod({"sakura-secrets.io/secret-../etc": "db"})
     with client_for(ca) as client:
-        response = mutate(client, server, admission_review(bad))
+        response = mutate(client, server.webhook, admission_review(bad))
 
     assert response["allowed"] is False
     assert "sakura-secrets.io/secret-../etc" in response["status"]["message"]
@@ -248,18 +190,20 @@ def test_invalid_annotation_is_denied_with_its_name(server: str, ca: KeyPair) ->
     ],
     ids=["empty", "not-json", "array", "no-request", "uid-not-string"],
 )
-def test_malformed_review_is_a_400_with_a_json_error(server: str, ca: KeyPair, body: bytes) -> None:
+def test_malformed_review_is_a_400_with_a_json_error(
+    server: Ports, ca: KeyPair, body: bytes
+) -> None:
     with client_for(ca) as client:
-        response = client.post(f"{server}/mutate", content=body)
+        response = client.post(f"{server.webhook}/mutate", content=body)
 
     assert response.status_code == 400
     assert response.json()["error"]
 
 
-def test_oversized_body_is_refused_before_it_is_parsed(server: str, ca: KeyPair) -> None:
+def test_oversized_body_is_refused_before_it_is_parsed(server: Ports, ca: KeyPair) -> None:
     huge = pod({"sakura-secrets.io/padding": "x" * (300 * 1024)})
     with client_for(ca) as client:
-        response = client.post(f"{server}/mutate", content=admission_review(huge))
+        response = client.post(f"{server.webhook}/mutate", content=admission_review(huge))
 
     assert response.status_code == 413
     assert "larger than" in response.json()["error"]
@@ -268,9 +212,11 @@ def test_oversized_body_is_refused_before_it_is_parsed(server: str, ca: KeyPair)
 def test_unexpected_failure_is_a_denial_not_a_500(
     settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair
 ) -> None:
-    app = create_app(settings, check=RecordingCheck(explode=True))
-    with serving_in_thread(app, tls) as url, client_for(ca) as client:
-        response = client.post(f"{url}/mutate", content=admission_review(pod(), uid="uid-boom"))
+    apps = create_apps(settings, check=RecordingCheck(explode=True))
+    with serving(apps, tls) as url, client_for(ca) as client:
+        response = client.post(
+            f"{url.webhook}/mutate", content=admission_review(pod(), uid="uid-boom")
+        )
 
     assert response.status_code == 200
     answer = response.json()["response"]
@@ -279,17 +225,34 @@ def test_unexpected_failure_is_a_denial_not_a_500(
     assert "kaboom" not in json.dumps(answer)
 
 
-def test_health_readiness_and_extra_routes(server: str, ca: KeyPair) -> None:
+def test_health_readiness_and_extra_routes(server: Ports, ca: KeyPair) -> None:
     with client_for(ca) as client:
-        assert client.get(f"{server}/healthz").json() == {"status": "ok"}
-        ready = client.get(f"{server}/readyz")
-        extra = client.post(f"{server}/v1/secrets", json={})
-        wrong_method = client.get(f"{server}/mutate")
+        assert client.get(f"{server.broker}/healthz").json() == {"status": "ok"}
+        ready = client.get(f"{server.broker}/readyz")
+        extra = client.post(f"{server.broker}/v1/secrets", json={})
+        wrong_method = client.get(f"{server.webhook}/mutate")
 
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready"}
     assert extra.json() == {"route": "extra"}
     assert wrong_method.status_code == 405
+
+
+def test_each_port_serves_only_its_own_paths(server: Ports, ca: KeyPair) -> None:
+    """/mutate only on the webhook's port (it may require client certificates); the broker,
+    probes and metrics only on the broker's (the kubelet and Prometheus have no client cert)."""
+    with client_for(ca) as client:
+        on_broker = client.post(f"{server.broker}/mutate", content=admission_review(pod()))
+        on_webhook = [
+            client.get(f"{server.webhook}/healthz"),
+            client.get(f"{server.webhook}/readyz"),
+            client.get(f"{server.webhook}/metrics"),
+            client.post(f"{server.webhook}/v1/secrets", json={}),
+        ]
+        assert mutate(client, server.webhook, admission_review(pod()))["allowed"] is True
+
+    assert on_broker.status_code == 404
+    assert [response.status_code for response in on_webhook] == [404, 404, 404, 404]
 
 
 def test_readyz_reports_every_failing_check(
@@ -298,14 +261,14 @@ def test_readyz_reports_every_failing_check(
     async def sakura_down() -> str | None:
         return "sakura: unreachable"
 
-    app = create_app(
+    apps = create_apps(
         settings,
         check=RecordingCheck(),
         readiness=[tls.readiness, sakura_down, lambda: "kubernetes: no token"],
     )
-    with serving_in_thread(app, tls) as url, client_for(ca) as client:
-        ready = client.get(f"{url}/readyz")
-        healthy = client.get(f"{url}/healthz")
+    with serving(apps, tls) as url, client_for(ca) as client:
+        ready = client.get(f"{url.broker}/readyz")
+        healthy = client.get(f"{url.broker}/healthz")
 
     assert ready.status_code == 503
     assert ready.json()["reasons"] == ["sakura: unreachable", "kubernetes: no token"]
@@ -313,9 +276,9 @@ def test_readyz_reports_every_failing_check(
 
 
 def test_renewed_certificate_is_served_without_restart(
-    server: str, ca: KeyPair, tls_dir: Path, tls: ReloadingTLS
+    server: Ports, ca: KeyPair, tls_dir: Path, tls: ReloadingTLS
 ) -> None:
-    first = served_serial(server)
+    first = served_serial(server.webhook)
     assert first == serial((tls_dir / "tls.crt").read_bytes())
 
     # a renewal from a new CA (rotation): both files replaced while the server keeps running
@@ -324,38 +287,38 @@ def test_renewed_certificate_is_served_without_restart(
     write_pair(tls_dir, renewed)
 
     deadline = time.monotonic() + 5
-    while served_serial(server) == first:
+    while served_serial(server.webhook) == first:
         assert time.monotonic() < deadline, "the renewed certificate was not picked up"
         time.sleep(0.05)
-    assert served_serial(server) == serial(renewed.cert_pem)
+    assert served_serial(server.webhook) == serial(renewed.cert_pem)
     assert tls.loaded is not None and tls.loaded.serial_number == serial(renewed.cert_pem)
 
     # clients that trust only the new CA now get a verified connection to the same server
     with client_for(new_ca) as client:
-        assert client.get(f"{server}/readyz").status_code == 200
-        answer = mutate(client, server, admission_review(pod()))
+        assert client.get(f"{server.broker}/readyz").status_code == 200
+        answer = mutate(client, server.webhook, admission_review(pod()))
     assert answer["allowed"] is True
     with client_for(ca) as old_client, pytest.raises(httpx.ConnectError):
-        old_client.get(f"{server}/healthz")
+        old_client.get(f"{server.broker}/healthz")
 
 
 def test_half_written_renewal_keeps_the_previous_certificate(
-    server: str, ca: KeyPair, tls_dir: Path
+    server: Ports, ca: KeyPair, tls_dir: Path
 ) -> None:
-    first = served_serial(server)
+    first = served_serial(server.webhook)
     renewed = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
     staging = tls_dir / ".tls.crt.new"
     staging.write_bytes(renewed.cert_pem)
     os.replace(staging, tls_dir / "tls.crt")  # the key is not there yet
 
     time.sleep(0.2)
-    assert served_serial(server) == first
+    assert served_serial(server.webhook) == first
     with client_for(ca) as client:
-        assert client.get(f"{server}/readyz").status_code == 200
+        assert client.get(f"{server.broker}/readyz").status_code == 200
 
     write_pair(tls_dir, renewed)
     deadline = time.monotonic() + 5
-    while served_serial(server) != serial(renewed.cert_pem):
+    while served_serial(server.webhook) != serial(renewed.cert_pem):
         assert time.monotonic() < deadline, "the completed renewal was not picked up"
         time.sleep(0.05)
 
@@ -367,13 +330,13 @@ def test_server_starts_before_its_certificate_exists(
     tls = ReloadingTLS(tmp_path / "tls.crt", tmp_path / "tls.key", check_interval=0.05)
     reason = tls.readiness()
     assert reason is not None and "tls.crt" in reason
-    app = create_app(settings, check=RecordingCheck(), readiness=[tls.readiness])
-    with serving_in_thread(app, tls) as url, client_for(ca) as client:
+    apps = create_apps(settings, check=RecordingCheck(), readiness=[tls.readiness])
+    with serving(apps, tls) as url, client_for(ca) as client:
         with pytest.raises(httpx.ConnectError):
-            client.get(f"{url}/healthz")
+            client.get(f"{url.broker}/healthz")
         write_pair(tmp_path, issue_serving_cert(ca, ["localhost"], ["127.0.0.1"]))
         time.sleep(0.1)
-        assert client.get(f"{url}/readyz").json() == {"status": "ready"}
+        assert client.get(f"{url.broker}/readyz").json() == {"status": "ready"}
 
 
 def test_pods_admitted_after_a_ca_rotation_trust_the_new_ca(
@@ -381,14 +344,14 @@ def test_pods_admitted_after_a_ca_rotation_trust_the_new_ca(
 ) -> None:
     bundle = tmp_path / "ca.crt"
     bundle.write_bytes(ca.cert_pem)
-    app = create_app(settings, check=RecordingCheck(), broker_ca=BrokerCaFile(bundle))
+    apps = create_apps(settings, check=RecordingCheck(), broker_ca=BrokerCaFile(bundle))
     new_ca = generate_ca("rotated-ca")
-    with serving_in_thread(app, tls) as url, client_for(ca) as client:
-        before = mutate(client, url, admission_review(pod()))
+    with serving(apps, tls) as url, client_for(ca) as client:
+        before = mutate(client, url.webhook, admission_review(pod()))
         staging = tmp_path / ".ca.crt.new"
         staging.write_bytes(new_ca.cert_pem + ca.cert_pem)
         os.replace(staging, bundle)
-        after = mutate(client, url, admission_review(pod()))
+        after = mutate(client, url.webhook, admission_review(pod()))
 
     def broker_ca(response: dict[str, Any]) -> str:
         mutated = jsonpatch.apply_patch(pod(), json.loads(base64.b64decode(response["patch"])))
@@ -399,13 +362,13 @@ def test_pods_admitted_after_a_ca_rotation_trust_the_new_ca(
     assert broker_ca(after) == (new_ca.cert_pem + ca.cert_pem).decode()
 
 
-def test_metrics_count_reviews_by_outcome_and_name_no_secret(server: str, ca: KeyPair) -> None:
+def test_metrics_count_reviews_by_outcome_and_name_no_secret(server: Ports, ca: KeyPair) -> None:
     denied_pod = pod({"sakura-secrets.io/secret-x": "forbidden-secret"})
     with client_for(ca) as client:
-        mutate(client, server, admission_review(pod()))
-        mutate(client, server, admission_review(denied_pod))
-        assert client.post(f"{server}/mutate", content=b"{").status_code == 400
-        scrape = client.get(f"{server}/metrics")
+        mutate(client, server.webhook, admission_review(pod()))
+        mutate(client, server.webhook, admission_review(denied_pod))
+        assert client.post(f"{server.webhook}/mutate", content=b"{").status_code == 400
+        scrape = client.get(f"{server.broker}/metrics")
 
     assert scrape.status_code == 200
     counts = {
