@@ -274,7 +274,9 @@ class SakuraClient:
             try:
                 granted = await self.limiter.acquire(max_wait=remaining, tenant=tenant)
             except Crowded as exc:
-                raise Crowded(f"{what}: {exc.message}", retry_after=exc.retry_after) from None
+                raise Crowded(
+                    f"{what}: {exc.message}", retry_after=exc.retry_after, waiting=exc.waiting
+                ) from None
             if not granted:
                 wait = self.limiter.next_slot_in()
                 raise Throttled(

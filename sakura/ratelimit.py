@@ -133,9 +133,10 @@ class RateLimiter:
             ahead = 0 if line is None else len(line)
             if self.max_waiting is not None and ahead >= self.max_waiting:
                 raise Crowded(
-                    f"{ahead} calls of this tenant already wait for the client-side rate limit "
-                    f"({self.per_minute:g}/min)",
+                    f"this tenant already has {ahead} call(s) waiting for the client-side rate "
+                    f"limit ({self.per_minute:g}/min), as many as it may",
                     retry_after=self._turn_comes_in(),
+                    waiting=ahead,
                 )
             if max_wait is not None and self._served_in(tenant, ahead) > max_wait:
                 return False

@@ -21,6 +21,7 @@ Values live in memory only. They are never logged and never part of an error or 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -272,11 +273,12 @@ class SecretCache:
                     retry_after,
                 )
                 return Unveiled(name, held.version, held.value)
-        if crowded:
+        if isinstance(error, Crowded):
             raise SecretsUnavailable(
                 f"secret {label!r} of vault {vault_id} is not read now: Sakura's quota is "
-                f"shared between namespaces and too many reads of this one wait for it "
-                f"({error.message}); retry in {retry_after:g}s",
+                f"shared fairly between namespaces and this namespace already has "
+                f"{error.waiting} read(s) waiting for it, as many as it may; retry in "
+                f"{math.ceil(retry_after)}s",
                 retry_after=retry_after,
                 status=429,
             )

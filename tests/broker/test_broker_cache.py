@@ -268,7 +268,7 @@ async def test_a_namespace_with_too_many_reads_waiting_gets_429_others_wait_thei
         with pytest.raises(SecretsUnavailable) as caught:
             await cache.read(VAULT, "tls", tenant="a")
         assert caught.value.status == 429 and caught.value.retry_after >= 1
-        assert "too many reads of this one wait" in caught.value.message
+        assert "this namespace already has 1 read(s) waiting for it" in caught.value.message
         # cache hits and reads sharing a waiting call are never held back or refused
         assert (await cache.read(VAULT, "api", tenant="a")).value == VALUES["api"][0]
         shared = asyncio.create_task(cache.read(VAULT, "db", tenant="a"))

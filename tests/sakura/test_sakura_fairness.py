@@ -64,7 +64,8 @@ async def test_a_tenant_with_too_many_waiting_is_refused_at_once_others_still_wa
     with pytest.raises(Crowded) as refused:
         await limiter.acquire(tenant="a")
     assert refused.value.retry_after is not None and refused.value.retry_after >= 1.0
-    assert "2 calls of this tenant already wait" in refused.value.message
+    assert "this tenant already has 2 call(s) waiting" in refused.value.message
+    assert refused.value.waiting == 2
     other = asyncio.create_task(limiter.acquire(tenant="b"))
     await settle()
     assert (limiter.waiting("a"), limiter.waiting("b")) == (2, 1)
