@@ -149,6 +149,9 @@ def injector_command(port: int, image: str, pki: Pki, target: Target) -> list[st
         "--broker-url", broker_url,
         "--broker-ca-file", str(pki.ca_file),
         "--default-vault-id", VAULT_ID,
+        # no such Service: this one process has the whole budget (not a share with a
+        # real installation's replicas on the same cluster)
+        "--service", f"sakura-e2e-{RUN_ID}",
         "--log-level", "info",
     ]  # fmt: skip
 
