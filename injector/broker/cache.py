@@ -158,9 +158,8 @@ class SecretCache:
         if held is not None:
             self.metrics.reads.labels("stale").inc()
             return Unveiled(name, held.version, held.value)
-        missing = self.inventory.known_missing(vault_id, name, version)
+        missing = self.known_missing(vault_id, name, version)
         if missing is not None:
-            self.metrics.reads.labels("absent").inc()
             raise missing
         try:
             result, shared = await self._flight.run(key, lambda: self._fetch(key, tenant))
@@ -170,6 +169,17 @@ class SecretCache:
         if shared:
             self.metrics.reads.labels("coalesced").inc()
         return result
+
+    def known_missing(self, vault_id: str, name: str, version: int | None) -> NotFound | None:
+        """Why the read would be answered 404 from memory (Sakura not called), or None.
+
+        Cheap and synchronous: a request naming many missing secrets is refused without a
+        task per secret.
+        """
+        missing = self.inventory.known_missing(vault_id, name, version)
+        if missing is not None:
+            self.metrics.reads.labels("absent").inc()
+        return missing
 
     def _fresh(self, key: CacheKey) -> _Held | None:
         if key[2] is not None:

@@ -60,7 +60,11 @@ class Broker:
             log.info("refused %s: no grant for %s", identity, ", ".join(denied))
             raise BrokerError(denial_message(subject, denied), status=403)
 
-        # 3. fetch through the shared cache
+        # 3. fetch through the shared cache (what is known missing is refused first, at once)
+        for wanted in request.secrets:
+            missing = self.cache.known_missing(request.vault_id, wanted.name, wanted.version)
+            if missing is not None:
+                raise BrokerError(_not_found(request.vault_id, str(wanted), missing), status=404)
         reads = await asyncio.gather(
             *(
                 self.cache.read(request.vault_id, s.name, s.version, tenant=identity.namespace)
