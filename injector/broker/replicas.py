@@ -40,6 +40,9 @@ class EndpointsReplicas:
         self.timeout = timeout
         self._core = k8s.CoreV1Api(api)
 
+    def __str__(self) -> str:
+        return f"the Endpoints of Service {self.namespace}/{self.service}"
+
     def count(self) -> int:
         endpoints = self._core.read_namespaced_endpoints(
             self.service, self.namespace, _request_timeout=self.timeout
@@ -87,8 +90,9 @@ class BudgetShare:
         except Exception as exc:  # any failure: keep pacing by the last count
             if not self._failing:
                 log.warning(
-                    "cannot read the number of ready injector replicas (%s); pacing Sakura "
+                    "cannot count the ready injector replicas from %s (%s); pacing Sakura "
                     "calls at 1/%d of --sakura-rate-per-minute until it can",
+                    self.source,
                     type(exc).__name__,
                     self.replicas,
                 )
