@@ -167,6 +167,9 @@ def injector_command(
         "--broker-url", f"https://127.0.0.1:{broker_port}",
         "--broker-ca-file", str(pki.ca_file),
         "--default-vault-id", VAULT_ID,
+        # no such Service: this one process has the whole budget (not a share with a
+        # real installation's replicas on the same cluster)
+        "--service", f"sakura-e2e-{RUN_ID}",
         "--log-level", "info",
     ]  # fmt: skip
     if client_ca is not None:

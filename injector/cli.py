@@ -385,8 +385,17 @@ def _broker_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> 
         (
             "--sakura-rate-per-minute",
             "SAKURA_SECRETS_SAKURA_RATE_PER_MINUTE",
-            "Sakura calls per minute for the whole injector (Sakura allows about 100)",
+            "Sakura calls per minute for the whole installation, shared by its ready replicas "
+            "(Sakura allows about 100 per account: set it lower when other clusters or tools "
+            "use the same API key)",
             defaults.rate_per_minute,
+        ),
+        (
+            "--negative-ttl",
+            "SAKURA_SECRETS_NEGATIVE_TTL",
+            "seconds a missing vault, secret or version is believed missing without asking "
+            "Sakura again (at most the listing's 30s)",
+            defaults.negative_ttl,
         ),
         (
             "--admission-timeout",
@@ -396,6 +405,15 @@ def _broker_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> 
         ),
     ):
         _option(parser, env, flag, variable, help_text, default, float)
+    _option(
+        parser,
+        env,
+        "--sakura-waiting-per-namespace",
+        "SAKURA_SECRETS_SAKURA_WAITING_PER_NAMESPACE",
+        "reads of one namespace that may wait for Sakura's rate limit; more get HTTP 429",
+        defaults.waiting_per_namespace,
+        int,
+    )
 
 
 def broker_settings_from_args(args: argparse.Namespace) -> BrokerSettings:
@@ -414,10 +432,22 @@ def broker_settings_from_args(args: argparse.Namespace) -> BrokerSettings:
             f"--admission-timeout {args.admission_timeout:g} must be above 0 and under the "
             "webhook's timeoutSeconds (10)"
         )
+    if not 0 < args.negative_ttl <= BrokerSettings().listing_ttl:
+        raise UsageError(
+            f"--negative-ttl {args.negative_ttl:g} must be above 0 and at most "
+            f"{BrokerSettings().listing_ttl:g}s (how long a vault's listing is reused)"
+        )
+    if args.sakura_waiting_per_namespace < 1:
+        raise UsageError(
+            f"--sakura-waiting-per-namespace {args.sakura_waiting_per_namespace} must be at least 1"
+        )
     return BrokerSettings(
         cache=cache,
         rate_per_minute=args.sakura_rate_per_minute,
         admission_timeout=args.admission_timeout,
+        negative_ttl=args.negative_ttl,
+        waiting_per_namespace=args.sakura_waiting_per_namespace,
+        replicas_of=(args.namespace, args.service),
     )
 
 

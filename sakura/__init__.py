@@ -8,6 +8,7 @@ from sakura.client import SakuraClient, SecretInfo, Unveiled, VaultInfo
 from sakura.config import SakuraConfig
 from sakura.errors import (
     BadResponse,
+    Crowded,
     NotFound,
     Rejected,
     SakuraConfigError,
@@ -23,6 +24,7 @@ from sakura.retry import Backoff
 __all__ = [
     "Backoff",
     "BadResponse",
+    "Crowded",
     "KeyExtractionError",
     "NotFound",
     "RateLimiter",

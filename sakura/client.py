@@ -23,6 +23,7 @@ from sakura import wire
 from sakura.config import SakuraConfig
 from sakura.errors import (
     BadResponse,
+    Crowded,
     NotFound,
     NotFoundKind,
     Rejected,
@@ -31,7 +32,7 @@ from sakura.errors import (
     Unauthorized,
     Unavailable,
 )
-from sakura.ratelimit import RateLimiter
+from sakura.ratelimit import RateLimiter, Tenant
 from sakura.retry import Backoff, is_retryable_status, parse_retry_after
 
 USER_AGENT = "sakura-secrets-injector/0.1 (+https://github.com/sakura-secrets-injector)"
@@ -121,8 +122,14 @@ class SakuraClient:
 
     # -- operations ---------------------------------------------------------------------
 
-    async def unveil(self, vault_id: str, name: str, version: int | None = None) -> Unveiled:
-        """Read a value: the latest version, or `version` when pinned. Safe to retry."""
+    async def unveil(
+        self, vault_id: str, name: str, version: int | None = None, *, tenant: Tenant = None
+    ) -> Unveiled:
+        """Read a value: the latest version, or `version` when pinned. Safe to retry.
+
+        `tenant` (reads take one): whose call this is, for the rate limiter's round-robin
+        between tenants and its bound on each tenant's waiting calls.
+        """
         label = name if version is None else f"{name}@{version}"
         what = f"reading secret {label!r} from vault {vault_id}"
         body: dict[str, Any] = {"Name": name}
@@ -138,9 +145,10 @@ class SakuraClient:
                 retry=True,
                 missing=("secret", name),
                 vault_id=vault_id,
+                tenant=tenant,
             )
         except NotFound as exc:
-            raise await self._explain_missing(exc, vault_id, name, version) from None
+            raise await self._explain_missing(exc, vault_id, name, version, tenant) from None
         data = wire.json_object(response, what)
         secret = data.get("Secret")
         if not isinstance(secret, dict):
@@ -153,12 +161,18 @@ class SakuraClient:
             raise BadResponse(f"{what}: Sakura's answer has no integer 'Version'", status=200)
         return Unveiled(name=name, version=got, value=value)
 
-    async def list_secrets(self, vault_id: str) -> list[SecretInfo]:
+    async def list_secrets(self, vault_id: str, *, tenant: Tenant = None) -> list[SecretInfo]:
         """Names and latest versions of a vault's secrets (never values)."""
         what = f"listing secrets of vault {vault_id}"
         path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets"
         response = await self._call(
-            "GET", path, what, retry=True, missing=("vault", vault_id), vault_id=vault_id
+            "GET",
+            path,
+            what,
+            retry=True,
+            missing=("vault", vault_id),
+            vault_id=vault_id,
+            tenant=tenant,
         )
         items = wire.field_of(wire.json_object(response, what), "Secrets", list, what, 200)
         result = []
@@ -246,6 +260,7 @@ class SakuraClient:
         missing: tuple[NotFoundKind, str],
         vault_id: str | None = None,
         sensitive: str = "",
+        tenant: Tenant = None,
     ) -> httpx.Response:
         """Send one request with rate limiting, retries (when `retry`) and the deadline."""
         secrets = (*self._secrets, sensitive)
@@ -256,7 +271,13 @@ class SakuraClient:
             remaining = deadline_at - time.monotonic()
             if remaining <= 0:
                 raise Unavailable(f"{what}: no answer within the {self.deadline:g}s deadline")
-            if not await self.limiter.acquire(max_wait=remaining):
+            try:
+                granted = await self.limiter.acquire(max_wait=remaining, tenant=tenant)
+            except Crowded as exc:
+                raise Crowded(
+                    f"{what}: {exc.message}", retry_after=exc.retry_after, waiting=exc.waiting
+                ) from None
+            if not granted:
                 wait = self.limiter.next_slot_in()
                 raise Throttled(
                     f"{what}: the client-side rate limit ({self.limiter.per_minute:g}/min, "
@@ -330,13 +351,13 @@ class SakuraClient:
                 await asyncio.sleep(delay)
 
     async def _explain_missing(
-        self, exc: NotFound, vault_id: str, name: str, version: int | None
+        self, exc: NotFound, vault_id: str, name: str, version: int | None, tenant: Tenant
     ) -> NotFound:
         """Tell a missing version from a missing secret; Sakura says 'not found' for both."""
         if exc.kind != "secret" or version is None:
             return exc
         try:
-            secrets = await self.list_secrets(vault_id)
+            secrets = await self.list_secrets(vault_id, tenant=tenant)
         except SakuraError:
             return NotFound(
                 f"secret {name!r} version {version} not found in vault {vault_id} "

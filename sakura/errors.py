@@ -65,3 +65,12 @@ class Rejected(SakuraError):
 
 class BadResponse(SakuraError):
     """Sakura answered with something that is not the documented shape."""
+
+
+class Crowded(Throttled):
+    """Our rate limiter refused the call at once: its tenant already has too many waiting."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, waiting: int) -> None:
+        super().__init__(message, retry_after=retry_after, status=None)
+        self.waiting = waiting
+        """How many calls of the tenant were waiting already."""

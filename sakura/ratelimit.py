@@ -1,8 +1,11 @@
 """A client-side token bucket so we stay under Sakura's quota (about 100 requests a minute).
 
-Callers reserve a slot and sleep until it is theirs, so waiters are served in order. The
-bookkeeping uses a thread lock rather than an asyncio lock, so one limiter can be shared by
-clients on different event loops (the broker and its tests).
+Callers that find no slot wait in line, one line per tenant (any key the caller chooses, e.g.
+whose request this is): slots go round-robin between the tenants waiting, so one busy tenant
+cannot make the others wait behind all of its calls, and `max_waiting` bounds how many calls
+one tenant may have waiting (more are refused at once with `Crowded`). The bookkeeping uses a
+thread lock rather than an asyncio lock, so one limiter can be shared by clients on different
+event loops (the broker and its tests).
 """
 
 from __future__ import annotations
@@ -10,10 +13,25 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sakura.errors import Crowded
 
 DEFAULT_PER_MINUTE = 90.0
 DEFAULT_BURST = 5
+
+Tenant = str | None
+"""Whose call this is; None is one tenant like any other (e.g. a process with no tenants)."""
+
+
+@dataclass(eq=False)
+class _Waiter:
+    tenant: Tenant
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None] = field(repr=False)
+    granted: bool = False
 
 
 class RateLimiter:
@@ -24,25 +42,47 @@ class RateLimiter:
         per_minute: float = DEFAULT_PER_MINUTE,
         burst: int = DEFAULT_BURST,
         *,
+        max_waiting: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if per_minute <= 0:
-            raise ValueError(f"per_minute must be positive, not {per_minute!r}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, not {burst!r}")
+        _check(per_minute, burst)
+        if max_waiting is not None and max_waiting < 1:
+            raise ValueError(f"max_waiting must be at least 1, not {max_waiting!r}")
         self.per_minute = float(per_minute)
         self.burst = burst
+        self.max_waiting = max_waiting
         self._rate = per_minute / 60.0
         self._clock = clock
         self._tokens = float(burst)
         self._updated = clock()
         self._lock = threading.Lock()
+        self._lines: OrderedDict[Tenant, deque[_Waiter]] = OrderedDict()
+        """Waiting calls by tenant; the first tenant is served next, then moves to the end."""
 
     def __repr__(self) -> str:
         return f"RateLimiter(per_minute={self.per_minute:g}, burst={self.burst})"
 
+    def set_rate(self, per_minute: float, burst: int) -> None:
+        """Change the pace from now on (e.g. this replica's share of the account's budget)."""
+        _check(per_minute, burst)
+        with self._lock:
+            self._wait_for_slot()  # the level up to now, at the old rate
+            self.per_minute = float(per_minute)
+            self.burst = burst
+            self._rate = per_minute / 60.0
+            self._tokens = min(float(burst), self._tokens)
+
+    def waiting(self, tenant: Tenant = None) -> int:
+        """How many calls of `tenant` wait for a slot now."""
+        with self._lock:
+            line = self._lines.get(tenant)
+            return 0 if line is None else len(line)
+
     def reserve(self, max_wait: float | None = None) -> float | None:
-        """Take a slot; return how long to wait for it, or None (nothing taken) if too long."""
+        """Take a slot; return how long to wait for it, or None (nothing taken) if too long.
+
+        The bare bucket: it takes no turn in the tenants' lines; callers use `acquire`.
+        """
         with self._lock:
             wait = self._wait_for_slot()
             if max_wait is not None and wait > max_wait:
@@ -79,15 +119,100 @@ class RateLimiter:
         with self._lock:
             self._tokens = min(float(self.burst), self._tokens + 1)
 
-    async def acquire(self, max_wait: float | None = None) -> bool:
-        """Wait for a slot. False, without waiting, if it would take longer than `max_wait`."""
-        wait = self.reserve(max_wait)
-        if wait is None:
+    async def acquire(self, max_wait: float | None = None, *, tenant: Tenant = None) -> bool:
+        """Wait for a slot, in `tenant`'s line. False if none is free within `max_wait`.
+
+        Raises Crowded, without waiting, when `tenant` already has `max_waiting` calls waiting.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if not self._lines and self._wait_for_slot() == 0:
+                self._tokens -= 1  # nobody waits and a slot is free: no line to join
+                return True
+            line = self._lines.get(tenant)
+            ahead = 0 if line is None else len(line)
+            if self.max_waiting is not None and ahead >= self.max_waiting:
+                raise Crowded(
+                    f"this tenant already has {ahead} call(s) waiting for the client-side rate "
+                    f"limit ({self.per_minute:g}/min), as many as it may",
+                    retry_after=self._turn_comes_in(),
+                    waiting=ahead,
+                )
+            if max_wait is not None and self._served_in(tenant, ahead) > max_wait:
+                return False
+            waiter = _Waiter(tenant, loop, loop.create_future())
+            self._lines.setdefault(tenant, deque()).append(waiter)
+        give_up_at = None if max_wait is None else loop.time() + max_wait
+        try:
+            while True:
+                nap = self.dispatch()
+                if waiter.granted:
+                    return True
+                if give_up_at is not None:
+                    left = give_up_at - loop.time()
+                    if left <= 0:
+                        return self._leave(waiter)
+                    nap = min(nap, left)
+                await asyncio.wait([waiter.future], timeout=max(nap, 0.001))
+        except asyncio.CancelledError:
+            if self._leave(waiter):
+                self.refund()  # granted just as the caller went away
+            raise
+
+    def dispatch(self) -> float:
+        """Hand the free slots to waiting calls, round-robin by tenant; seconds to the next.
+
+        Waiting calls run this themselves whenever the next slot is due.
+        """
+        with self._lock:
+            while self._lines:
+                wait = self._wait_for_slot()
+                if wait > 0:
+                    return wait
+                tenant, line = next(iter(self._lines.items()))
+                waiter = line.popleft()
+                if line:
+                    self._lines.move_to_end(tenant)
+                else:
+                    del self._lines[tenant]
+                self._tokens -= 1
+                waiter.granted = True
+                if waiter.loop.is_closed():
+                    continue
+                waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+            return self._wait_for_slot()
+
+    def _leave(self, waiter: _Waiter) -> bool:
+        """Take `waiter` out of its line; True if it had been granted a slot meanwhile."""
+        with self._lock:
+            if waiter.granted:
+                return True
+            line = self._lines.get(waiter.tenant)
+            if line is not None and waiter in line:
+                line.remove(waiter)
+                if not line:
+                    del self._lines[waiter.tenant]
             return False
-        if wait > 0:
-            try:
-                await asyncio.sleep(wait)
-            except asyncio.CancelledError:
-                self.refund()
-                raise
-        return True
+
+    def _served_in(self, tenant: Tenant, ahead: int) -> float:
+        """Seconds until a call joining behind `ahead` calls of `tenant` gets its slot."""
+        others = (min(len(ln), ahead + 1) for t, ln in self._lines.items() if t != tenant)
+        missing = ahead + sum(others) + 1 - self._tokens
+        return max(0.0, missing / self._rate)
+
+    def _turn_comes_in(self) -> float:
+        """Seconds until every waiting tenant, this one included, has had one more slot."""
+        missing = max(1, len(self._lines)) - self._tokens
+        return max(1.0 / self._rate, missing / self._rate)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _check(per_minute: float, burst: int) -> None:
+    if per_minute <= 0:
+        raise ValueError(f"per_minute must be positive, not {per_minute!r}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1, not {burst!r}")

@@ -18,8 +18,6 @@ from plan import Plan, SecretVersion
 from sakura import NotFound, SakuraError
 
 ANNOTATION_PREFIX = "sakura-secrets.io/"
-RECHECK_AGE = 5.0
-"""A secret missing from a listing older than this is looked up again (it may be new)."""
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,7 @@ class BrokerAdmissionCheck:
             return CheckOutcome(denial=missing.message())
         try:
             remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            problem = await asyncio.wait_for(self._missing(plan, wanted), remaining)
+            problem = await asyncio.wait_for(self._missing(plan, wanted, namespace), remaining)
         except NotFound as exc:
             if exc.kind == "vault":
                 return CheckOutcome(
@@ -89,12 +87,21 @@ class BrokerAdmissionCheck:
             )
         return CheckOutcome(denial=problem)
 
-    async def _missing(self, plan: Plan, wanted: tuple[SecretVersion, ...]) -> str | None:
-        """A denial naming the first secret or version that does not exist, or None."""
+    async def _missing(
+        self, plan: Plan, wanted: tuple[SecretVersion, ...], namespace: str
+    ) -> str | None:
+        """A denial naming the first secret or version that does not exist, or None.
+
+        Sakura's quota is spent in the pod's namespace's turn (the rate limiter's tenant); a
+        secret missing from a listing older than the inventory's `negative_ttl` is looked up
+        again (it may be new).
+        """
         assert plan.vault_id is not None
-        latest = await self.inventory.latest(plan.vault_id)
+        vault, tenant = plan.vault_id, namespace
+        latest = await self.inventory.latest(vault, tenant=tenant)
         if any(_absent(latest, s) for s in wanted):
-            latest = await self.inventory.latest(plan.vault_id, max_age=RECHECK_AGE)
+            recheck = self.inventory.negative_ttl
+            latest = await self.inventory.latest(vault, max_age=recheck, tenant=tenant)
         for secret in wanted:
             if not _absent(latest, secret):
                 continue

@@ -3,7 +3,12 @@
 - A pinned version (`NAME@3`) never changes: it is kept until the LRU bound pushes it out.
 - The latest version is reused for `latest_ttl` seconds, then read again.
 - Identical concurrent reads (same vault, name and version) share one Sakura call.
-- Sakura calls go through one rate limiter shared by the whole process.
+- Sakura calls go through one rate limiter shared by the whole process; `tenant` (the
+  namespace) is the line a read waits in there: when a tenant has too many reads waiting,
+  the read fails with `SecretsUnavailable` with status 429 (or a stale copy is served).
+- What does not exist is remembered for a short while (`VaultInventory.known_missing`); a
+  pinned version is checked against the vault's listing first, so asking for many missing
+  versions costs one listing, not an unveil each.
 - When Sakura throttles or fails, a latest value fetched at most `stale_for` seconds ago is
   served instead; otherwise the read fails with `SecretsUnavailable` (HTTP 503, Retry-After).
   Once a stale copy has been served, Sakura is left alone for that secret for `retry_after`
@@ -16,6 +21,7 @@ Values live in memory only. They are never logged and never part of an error or 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,8 +30,9 @@ from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from injector.broker.inventory import VaultInventory
 from injector.broker.memo import SingleFlight
-from sakura import NotFound, SakuraError, Throttled, Unveiled
+from sakura import Crowded, NotFound, SakuraError, SecretInfo, Throttled, Unveiled
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +40,15 @@ CacheKey = tuple[str, str, int | None]
 
 
 class Unveiler(Protocol):
-    """The one call of the Sakura client the cache needs."""
+    """The calls of the Sakura client the cache needs (listing: for its own inventory)."""
 
-    async def unveil(self, vault_id: str, name: str, version: int | None = None) -> Unveiled: ...
+    async def unveil(
+        self, vault_id: str, name: str, version: int | None = None, *, tenant: str | None = None
+    ) -> Unveiled: ...
+
+    async def list_secrets(
+        self, vault_id: str, *, tenant: str | None = None
+    ) -> list[SecretInfo]: ...
 
 
 @dataclass(frozen=True)
@@ -67,12 +80,14 @@ class CacheSettings:
 
 
 class SecretsUnavailable(Exception):
-    """Sakura could not give a value and no recent one is held (HTTP 503)."""
+    """Sakura could not give a value and no recent one is held (HTTP 503), or the tenant
+    already has as many reads waiting for Sakura's quota as it may (HTTP 429)."""
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
+    def __init__(self, message: str, *, retry_after: float, status: int = 503) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,7 @@ class CacheMetrics:
             "sakura_secrets_broker_cache_reads",
             "Secret reads by how they were answered: hit, miss (Sakura called), coalesced "
             "(shared a concurrent call), stale (served past its TTL because Sakura failed), "
-            "failed",
+            "absent (known missing, Sakura not called), failed",
             ["outcome"],
             registry=where,
         )
@@ -114,20 +129,25 @@ class SecretCache:
         *,
         settings: CacheSettings | None = None,
         registry: CollectorRegistry | None = None,
+        inventory: VaultInventory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`inventory`: the one shared with the admission check (default: its own)."""
         self.client = client
         self.settings = settings if settings is not None else CacheSettings()
         self.metrics = CacheMetrics(registry)
+        self.inventory = inventory if inventory is not None else VaultInventory(client, clock=clock)
         self._clock = clock
         self._pinned: OrderedDict[CacheKey, _Held] = OrderedDict()
         self._latest: OrderedDict[CacheKey, _Held] = OrderedDict()
         self._flight: SingleFlight[CacheKey, Unveiled] = SingleFlight()
 
-    async def read(self, vault_id: str, name: str, version: int | None = None) -> Unveiled:
+    async def read(
+        self, vault_id: str, name: str, version: int | None = None, *, tenant: str | None = None
+    ) -> Unveiled:
         """The value of `name` (latest, or the pinned `version`) in `vault_id`.
 
-        Raises sakura.NotFound (HTTP 404) or SecretsUnavailable (HTTP 503).
+        Raises sakura.NotFound (HTTP 404) or SecretsUnavailable (HTTP 503 or 429).
         """
         key: CacheKey = (vault_id, name, version)
         held = self._fresh(key)
@@ -138,14 +158,28 @@ class SecretCache:
         if held is not None:
             self.metrics.reads.labels("stale").inc()
             return Unveiled(name, held.version, held.value)
+        missing = self.known_missing(vault_id, name, version)
+        if missing is not None:
+            raise missing
         try:
-            result, shared = await self._flight.run(key, lambda: self._fetch(key))
+            result, shared = await self._flight.run(key, lambda: self._fetch(key, tenant))
         except (SecretsUnavailable, NotFound):
             self.metrics.reads.labels("failed").inc()
             raise
         if shared:
             self.metrics.reads.labels("coalesced").inc()
         return result
+
+    def known_missing(self, vault_id: str, name: str, version: int | None) -> NotFound | None:
+        """Why the read would be answered 404 from memory (Sakura not called), or None.
+
+        Cheap and synchronous: a request naming many missing secrets is refused without a
+        task per secret.
+        """
+        missing = self.inventory.known_missing(vault_id, name, version)
+        if missing is not None:
+            self.metrics.reads.labels("absent").inc()
+        return missing
 
     def _fresh(self, key: CacheKey) -> _Held | None:
         if key[2] is not None:
@@ -171,16 +205,26 @@ class SecretCache:
             return None
         return held
 
-    async def _fetch(self, key: CacheKey) -> Unveiled:
+    async def _fetch(self, key: CacheKey, tenant: str | None) -> Unveiled:
         """Ask Sakura (the single flight's leader only); fall back to a recent value."""
         vault_id, name, version = key
         label = name if version is None else f"{name}@{version}"
+        if version is not None:
+            try:
+                await self._listed(vault_id, name, version, tenant)
+            except NotFound:
+                raise
+            except SakuraError as exc:
+                return self._stale_or_fail(key, label, exc)
         try:
-            got = await self.client.unveil(vault_id, name, version)
-        except NotFound:
+            got = await self.client.unveil(vault_id, name, version, tenant=tenant)
+        except NotFound as exc:
             self.metrics.sakura_calls.labels("not_found").inc()
             self._latest.pop(key, None)
+            self.inventory.note_missing(vault_id, exc)
             raise
+        except Crowded as exc:  # refused by our own limiter: Sakura was not called
+            return self._stale_or_fail(key, label, exc)
         except SakuraError as exc:
             throttled = isinstance(exc, Throttled)
             self.metrics.sakura_calls.labels("throttled" if throttled else "failed").inc()
@@ -196,6 +240,17 @@ class SecretCache:
         self._keep(key, got)
         return got
 
+    async def _listed(self, vault_id: str, name: str, version: int, tenant: str | None) -> None:
+        """Raise NotFound unless the vault's listing shows `name@version` (one listing per
+        vault serves every pinned read; a listing that lacks it is trusted `negative_ttl`)."""
+        held = self.inventory.listing(vault_id)
+        if held is None or _lacks(held[1], name, version):
+            max_age = None if held is None else self.inventory.negative_ttl
+            await self.inventory.latest(vault_id, max_age=max_age, tenant=tenant)
+        missing = self.inventory.known_missing(vault_id, name, version)
+        if missing is not None:
+            raise missing
+
     def _keep(self, key: CacheKey, got: Unveiled) -> None:
         held = _Held(got.version, got.value, self._clock())
         vault_id, name, version = key
@@ -209,12 +264,14 @@ class SecretCache:
         retry_after = self.settings.retry_after
         if isinstance(error, Throttled) and error.retry_after is not None:
             retry_after = max(1.0, error.retry_after)
+        crowded = isinstance(error, Crowded)
         held = self._latest.get(key) if version is None else None
         if held is not None:
             now = self._clock()
             age = now - held.fetched_at
             if age <= self.settings.stale_for:
-                self._latest[key] = replace(held, quiet_until=now + retry_after)
+                if not crowded:  # Sakura itself failed: leave it alone for a while
+                    self._latest[key] = replace(held, quiet_until=now + retry_after)
                 self.metrics.reads.labels("stale").inc()
                 log.warning(
                     "serving secret %r of vault %s fetched %.0fs ago: %s; not asking Sakura "
@@ -226,12 +283,26 @@ class SecretCache:
                     retry_after,
                 )
                 return Unveiled(name, held.version, held.value)
+        if isinstance(error, Crowded):
+            raise SecretsUnavailable(
+                f"secret {label!r} of vault {vault_id} is not read now: Sakura's quota is "
+                f"shared fairly between namespaces and this namespace already has "
+                f"{error.waiting} read(s) waiting for it, as many as it may; retry in "
+                f"{math.ceil(retry_after)}s",
+                retry_after=retry_after,
+                status=429,
+            )
         raise SecretsUnavailable(
             f"secret {label!r} of vault {vault_id} cannot be read now and no copy fetched "
             f"within the last {self.settings.stale_for:g}s is held ({error.message}); "
             f"retry in {retry_after:g}s",
             retry_after=retry_after,
         )
+
+
+def _lacks(listing: dict[str, int], name: str, version: int) -> bool:
+    latest = listing.get(name)
+    return latest is None or version > latest
 
 
 def _put(store: OrderedDict[CacheKey, _Held], key: CacheKey, held: _Held, bound: int) -> None:

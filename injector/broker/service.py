@@ -21,7 +21,8 @@ KUBERNETES_RETRY_AFTER = 5.0
 
 
 class BrokerError(Exception):
-    """A refusal with its HTTP status (401, 403, 404, 503) and, for 503, when to retry."""
+    """A refusal with its HTTP status (401, 403, 404, 429, 503) and, for 429 and 503, when
+    to retry."""
 
     def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -61,9 +62,16 @@ class Broker:
             log.info("refused %s: %s", identity, missing.message())
             raise BrokerError(missing.message(), status=403)
 
-        # 3. fetch through the shared cache
+        # 3. fetch through the shared cache (what is known missing is refused first, at once)
+        for wanted in request.secrets:
+            absent = self.cache.known_missing(request.vault_id, wanted.name, wanted.version)
+            if absent is not None:
+                raise BrokerError(_not_found(request.vault_id, str(wanted), absent), status=404)
         reads = await asyncio.gather(
-            *(self.cache.read(request.vault_id, s.name, s.version) for s in request.secrets),
+            *(
+                self.cache.read(request.vault_id, s.name, s.version, tenant=identity.namespace)
+                for s in request.secrets
+            ),
             return_exceptions=True,
         )
         items = []
@@ -71,7 +79,7 @@ class Broker:
             if isinstance(got, NotFound):
                 raise BrokerError(_not_found(request.vault_id, str(wanted), got), status=404)
             if isinstance(got, SecretsUnavailable):
-                raise BrokerError(got.message, status=503, retry_after=got.retry_after)
+                raise BrokerError(got.message, status=got.status, retry_after=got.retry_after)
             if isinstance(got, BaseException):
                 raise got
             items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))

@@ -15,7 +15,8 @@ from starlette.routing import Route
 from injector.broker.access import AccessReviewer
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.cache import CacheSettings, SecretCache
-from injector.broker.inventory import VaultInventory
+from injector.broker.inventory import NEGATIVE_TTL, VaultInventory
+from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.routes import broker_routes
 from injector.broker.service import Broker
 from injector.broker.tokens import KUBE_TIMEOUT, TokenReviewer
@@ -39,9 +40,16 @@ class BrokerSettings:
     """Seconds one TokenReview, SubjectAccessReview or pod read may take before a 503."""
     listing_ttl: float = 30.0
     """Seconds a vault's listing (names, latest versions) is reused at admission."""
+    negative_ttl: float = NEGATIVE_TTL
+    """Seconds a missing vault, secret or version is believed missing without asking again."""
     rate_per_minute: float = 90.0
-    """Sakura calls per minute for the whole process (Sakura allows about 100)."""
+    """Sakura calls per minute for the whole installation (Sakura allows about 100 per
+    account): each replica takes its share when `replicas_of` is set, else all of it."""
     rate_burst: int = 5
+    waiting_per_namespace: int = 10
+    """Reads of one namespace that may wait for the rate limiter; more get HTTP 429."""
+    replicas_of: tuple[str, str] | None = None
+    """(namespace, Service) whose ready Endpoints count the replicas sharing the budget."""
     sakura_deadline: float = 10.0
     """Seconds one Sakura read may take, retries included, before the stale copy is used."""
     sakura_timeout: float = 5.0
@@ -60,8 +68,11 @@ class BrokerParts:
     access: AccessReviewer
     sakura: SakuraClient
     routes: list[Route]
+    share: BudgetShare | None = None
 
     async def aclose(self) -> None:
+        if self.share is not None:
+            self.share.stop()
         await self.sakura.aclose()
 
 
@@ -78,7 +89,12 @@ def build_broker(
     `registry` None registers the metrics in prometheus_client's default registry.
     """
     s = settings if settings is not None else BrokerSettings()
-    limiter = RateLimiter(s.rate_per_minute, s.rate_burst)
+    limiter = RateLimiter(s.rate_per_minute, s.rate_burst, max_waiting=s.waiting_per_namespace)
+    share = None
+    if s.replicas_of is not None:
+        source = EndpointsReplicas(kube_api_client, *s.replicas_of, timeout=s.kube_timeout)
+        share = BudgetShare(limiter, source, per_minute=s.rate_per_minute, burst=s.rate_burst)
+        share.start()
     sakura = SakuraClient(
         sakura_config,
         limiter=limiter,
@@ -99,8 +115,8 @@ def build_broker(
         pod_ttl=s.pod_ttl,
         request_timeout=s.kube_timeout,
     )
-    cache = SecretCache(sakura, settings=s.cache, registry=registry)
+    inventory = VaultInventory(sakura, ttl=s.listing_ttl, negative_ttl=s.negative_ttl)
+    cache = SecretCache(sakura, settings=s.cache, registry=registry, inventory=inventory)
     broker = Broker(tokens, access, cache)
-    inventory = VaultInventory(sakura, ttl=s.listing_ttl)
     check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
-    return BrokerParts(broker, check, access, sakura, broker_routes(broker))
+    return BrokerParts(broker, check, access, sakura, broker_routes(broker), share)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -97,8 +98,9 @@ async def test_a_newly_created_secret_is_seen_despite_the_cached_listing(
     assert (await parts.check(world.ns_a, "app", plan_of("extra"))).denial is None
     emulator[0].store.put(VAULT, "extra", "extra-v2-new-VALUE")
     # the listing (30 s TTL) says latest is 1; a pod pinning @2 makes the check look again
+    # once the listing is older than the negative TTL (10 s)
     parts.check.inventory._held[VAULT] = (
-        parts.check.inventory._held[VAULT][0] - 6,
+        parts.check.inventory._held[VAULT][0] - parts.check.inventory.negative_ttl - 1,
         parts.check.inventory._held[VAULT][1],
     )
     assert (await parts.check(world.ns_a, "app", plan_of("extra@2"))).denial is None
@@ -123,6 +125,40 @@ async def test_a_name_grant_does_not_open_another_vault_at_admission(
         assert outcome.denial == grant_text(world.ns_b, "app", vault_id, "vaults")
     assert emulator[0].knobs.stats()["calls"] == {}
     assert (await parts.check(world.ns_b, "app", plan_of("other"))).denial is None
+
+
+async def test_reviews_naming_an_unknown_vault_cost_one_call_per_negative_ttl(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    emulator[0].knobs.reset_stats()
+    for _ in range(20):  # forged reviews, dry runs: the same unknown vault again and again
+        outcome = await parts.check(world.ns_a, "app", plan_of("db@7", vault_id="999999999999"))
+        assert outcome.denial is not None and "vault 999999999999 does not exist" in outcome.denial
+    assert emulator[0].knobs.stats()["calls"] == {"list_secrets": 1, "total": 1}
+
+
+async def test_admission_spends_sakuras_budget_in_the_pods_namespaces_turn(
+    world: World, emulator: tuple[Emulator, str]
+) -> None:
+    parts = build_broker(
+        sakura_config(emulator[1]),
+        kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
+        settings=BrokerSettings(sakura_deadline=30, admission_timeout=9),
+        registry=CollectorRegistry(),
+    )
+    limiter = parts.sakura.limiter
+    limiter.hold_off(30)  # every call waits in its tenant's line
+    check = asyncio.create_task(parts.check(world.ns_b, "app", plan_of("other")))
+    for _ in range(3000):
+        if limiter.waiting(world.ns_b) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert limiter.waiting(world.ns_b) == 1 and limiter.waiting(None) == 0
+    for _ in range(100):
+        limiter.refund()
+    limiter.dispatch()
+    assert (await check) == CheckOutcome()
+    await parts.aclose()
 
 
 async def test_listing_is_shared_between_pods(

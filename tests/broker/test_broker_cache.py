@@ -166,3 +166,115 @@ async def test_not_found_is_not_hidden_by_a_stale_copy(
 def test_settings_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="stale_for"):
         CacheSettings(latest_ttl=60, stale_for=10)
+
+
+def calls(emulator: tuple[Emulator, str]) -> dict[str, int]:
+    got = emulator[0].knobs.stats()["calls"]
+    assert isinstance(got, dict)
+    return {k: int(v) for k, v in got.items() if k != "total"}
+
+
+async def test_many_missing_pinned_versions_cost_one_listing(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    cache, clock, registry = clocked(client)
+    missing = await asyncio.gather(
+        *(cache.read(VAULT, "db", v) for v in range(3, 103)), return_exceptions=True
+    )
+    assert all(isinstance(e, NotFound) and e.kind == "version" for e in missing)
+    assert "has no version 3 in vault 110000000001 (latest is 2" in str(missing[0])
+    assert calls(emulator) == {"list_secrets": 1}  # before: 100 unveils and 100 listings
+    clock.now += 9  # remembered: asking again costs nothing
+    for v in (3, 50, 1000):
+        with pytest.raises(NotFound):
+            await cache.read(VAULT, "db", v)
+    assert calls(emulator) == {"list_secrets": 1}
+    assert counter(cache, registry, "cache_reads", "absent") == 3
+    clock.now += 2  # past the negative TTL (10 s): one listing again, for all of them
+    await asyncio.gather(
+        *(cache.read(VAULT, "db", v) for v in range(3, 50)), return_exceptions=True
+    )
+    assert calls(emulator) == {"list_secrets": 2}
+    assert (await cache.read(VAULT, "db", 2)).value == VALUES["db"][1]  # existing: one unveil
+    assert calls(emulator) == {"list_secrets": 2, "unveil": 1}
+
+
+async def test_a_later_listing_corrects_a_remembered_missing_version(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    cache, clock, _ = clocked(client)
+    with pytest.raises(NotFound):
+        await cache.read(VAULT, "db", 3)
+    emulator[0].store.put(VAULT, "db", "db-v3-new-VALUE")
+    clock.now += 1
+    with pytest.raises(NotFound):  # still believed missing (negative TTL)
+        await cache.read(VAULT, "db", 3)
+    # admission re-lists a vault when a pod names what is missing: that listing is shared
+    assert (await cache.inventory.latest(VAULT, max_age=0))["db"] == 3
+    assert (await cache.read(VAULT, "db", 3)).value == "db-v3-new-VALUE"
+
+
+async def test_a_missing_secret_is_remembered_until_a_listing_shows_it(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    cache, clock, _ = clocked(client)
+    for _ in range(5):
+        with pytest.raises(NotFound) as caught:
+            await cache.read(VAULT, "nope")
+        assert caught.value.kind == "secret"
+    assert calls(emulator) == {"unveil": 1}
+    emulator[0].store.put(VAULT, "nope", "nope-v1-VALUE")
+    clock.now += 1
+    with pytest.raises(NotFound):
+        await cache.read(VAULT, "nope")
+    assert calls(emulator) == {"unveil": 1}
+    await cache.inventory.latest(VAULT, max_age=0)
+    assert (await cache.read(VAULT, "nope")).value == "nope-v1-VALUE"
+    assert calls(emulator) == {"unveil": 2, "list_secrets": 1}
+
+
+async def test_an_unknown_vault_costs_one_call_per_negative_ttl(
+    client: SakuraClient, emulator: tuple[Emulator, str]
+) -> None:
+    cache, clock, _ = clocked(client)
+    for name, version in [("a", None), ("b", 3), ("c", None)]:
+        with pytest.raises(NotFound) as caught:
+            await cache.read("119999999999", name, version)
+        assert caught.value.kind == "vault"
+    with pytest.raises(NotFound):  # the admission check asks the same inventory
+        await cache.inventory.latest("119999999999")
+    assert sum(calls(emulator).values()) == 1
+    clock.now += 10
+    with pytest.raises(NotFound):
+        await cache.inventory.latest("119999999999")
+    assert sum(calls(emulator).values()) == 2
+
+
+async def test_a_namespace_with_too_many_reads_waiting_gets_429_others_wait_their_turn(
+    emulator: tuple[Emulator, str],
+) -> None:
+    clock = Clock()
+    limiter = RateLimiter(60, 1, max_waiting=1, clock=clock)
+    async with SakuraClient(
+        sakura_config(emulator[1]), limiter=limiter, deadline=30.0, max_retries=0
+    ) as sakura:
+        cache = SecretCache(sakura, registry=CollectorRegistry(), clock=clock)
+        await cache.read(VAULT, "api")  # takes the only slot; cached
+        waiting = asyncio.create_task(cache.read(VAULT, "db", tenant="a"))
+        other = asyncio.create_task(cache.read(VAULT, "cfg", tenant="b"))
+        for _ in range(20):
+            await asyncio.sleep(0.01)  # let both reach the limiter's lines
+        assert (limiter.waiting("a"), limiter.waiting("b")) == (1, 1)
+        with pytest.raises(SecretsUnavailable) as caught:
+            await cache.read(VAULT, "tls", tenant="a")
+        assert caught.value.status == 429 and caught.value.retry_after >= 1
+        assert "this namespace already has 1 read(s) waiting for it" in caught.value.message
+        # cache hits and reads sharing a waiting call are never held back or refused
+        assert (await cache.read(VAULT, "api", tenant="a")).value == VALUES["api"][0]
+        shared = asyncio.create_task(cache.read(VAULT, "db", tenant="a"))
+        for _ in range(2):  # one slot a second, round-robin: a's call, then b's
+            clock.now += 1.0
+            limiter.dispatch()
+            await asyncio.sleep(0.01)
+        results = await asyncio.gather(waiting, other, shared)
+        assert [r.value for r in results] == [VALUES["db"][1], VALUES["cfg"][0], VALUES["db"][1]]

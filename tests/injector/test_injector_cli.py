@@ -178,6 +178,17 @@ def test_broker_knobs_come_from_flags_or_environment() -> None:
     assert settings.cache.stale_for == 600
     assert settings.rate_per_minute == 50
     assert settings.admission_timeout == 4.0
+    assert (settings.negative_ttl, settings.waiting_per_namespace) == (10.0, 10)
+    # the budget is the installation's: shared by the ready replicas of the injector's Service
+    assert settings.replicas_of == ("sakura-secrets", "sakura-secrets-injector")
+
+
+def test_fair_use_knobs_come_from_flags_or_environment() -> None:
+    env = {"SAKURA_SECRETS_SAKURA_WAITING_PER_NAMESPACE": "4", "POD_NAMESPACE": "infra"}
+    args = build_parser(env).parse_args([*SERVE, "--negative-ttl", "20", "--service", "inj"])
+    settings = broker_settings_from_args(args)
+    assert (settings.negative_ttl, settings.waiting_per_namespace) == (20.0, 4)
+    assert settings.replicas_of == ("infra", "inj")
 
 
 @pytest.mark.parametrize(
@@ -187,6 +198,9 @@ def test_broker_knobs_come_from_flags_or_environment() -> None:
         (["--sakura-rate-per-minute", "150"], "at most 100"),
         (["--sakura-rate-per-minute", "0"], "above 0"),
         (["--admission-timeout", "12"], "timeoutSeconds"),
+        (["--negative-ttl", "0"], "--negative-ttl 0 must be above 0"),
+        (["--negative-ttl", "60"], "at most 30s"),
+        (["--sakura-waiting-per-namespace", "0"], "--sakura-waiting-per-namespace 0 must be"),
     ],
 )
 def test_broker_knobs_out_of_range_name_the_flag(flags: list[str], message: str) -> None:

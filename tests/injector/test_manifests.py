@@ -328,6 +328,13 @@ def test_rbac_is_least_privilege(base: dict[str, dict[str, Any]]) -> None:
         for verb in rule["verbs"]
         if rule["resources"] == ["secrets"]
     } == {("get", (secret,)), ("update", (secret,)), ("create", ())}
+    assert [
+        (verb, tuple(rule.get("resourceNames", ())))
+        for rule in role_rules
+        for verb in rule["verbs"]
+        if rule["resources"] == ["endpoints"]
+    ] == [("get", (base["Service"]["metadata"]["name"],))]  # to count the ready replicas
+    assert {r for rule in role_rules for r in rule["resources"]} == {"secrets", "endpoints"}
     for role in (base["ClusterRole"], base["Role"]):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"]

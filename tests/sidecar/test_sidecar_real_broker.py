@@ -9,14 +9,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -39,9 +42,12 @@ from sidecar_harness import (
 from starlette.applications import Starlette
 
 from emulator import Emulator, run_in_thread
-from injector.broker.wiring import build_broker
+from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker
 from injector.kube import api_client as kube_api_client
+from plan import SecretVersion
 from sakura import SakuraConfig
+from sidecar import broker_client
+from sidecar.config import BrokerSettings as InitBrokerSettings
 from sidecar.errors import EXIT_DENIED
 
 pytestmark = pytest.mark.cluster
@@ -132,9 +138,18 @@ def pod() -> Iterator[Pod]:
 
 @pytest.fixture
 def real_broker_url(sakura_url: str, tls: Tls) -> Iterator[str]:
+    with _serve(sakura_url, tls, None) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def _serve(
+    sakura_url: str, tls: Tls, settings: BrokerSettings | None
+) -> Iterator[tuple[str, BrokerParts]]:
     parts = build_broker(
         SakuraConfig(ACCESS_TOKEN, ACCESS_SECRET, base_url=sakura_url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
+        settings=settings,
         registry=CollectorRegistry(),
     )
 
@@ -145,7 +160,7 @@ def real_broker_url(sakura_url: str, tls: Tls) -> Iterator[str]:
 
     app = Starlette(routes=parts.routes, lifespan=lifespan)
     with run_in_thread(app, ssl_certfile=tls.certfile, ssl_keyfile=tls.keyfile) as url:
-        yield url
+        yield url, parts
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -234,3 +249,54 @@ def test_a_token_for_another_audience_is_unauthenticated(
     assert line.startswith("sakura-secrets-init: unauthenticated: ")
     assert "secrets api were not fetched" in line
     assert list(secrets_dir.iterdir()) == []
+
+
+def test_the_init_container_waits_out_a_429_and_its_retry_after_then_fetches(
+    pod: Pod, sakura_url: str, tls: Tls, secrets_dir: Path, tmp_path: Path
+) -> None:
+    """Its namespace already has as many reads waiting for Sakura as the broker allows."""
+    settings = BrokerSettings(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
+    with _serve(sakura_url, tls, settings) as (url, parts):
+        limiter = parts.sakura.limiter
+        limiter.hold_off(20)  # as after Sakura's own 429: reads wait in their namespace's line
+        context = ssl.create_default_context(cadata=tls.ca.cert_pem.decode())
+        first: list[httpx.Response] = []
+
+        def waiting_read() -> None:
+            with httpx.Client(verify=context, timeout=120) as http:
+                first.append(
+                    http.post(
+                        f"{url}/v1/secrets",
+                        json={"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]},
+                        headers={"Authorization": f"Bearer {pod.token}"},
+                    )
+                )
+
+        thread = threading.Thread(target=waiting_read)
+        thread.start()
+        give_up = time.monotonic() + 30
+        while limiter.waiting(pod.namespace) < 1:
+            assert time.monotonic() < give_up, "the first read never reached the limiter"
+            time.sleep(0.01)
+
+        slept: list[float] = []
+
+        def sleep(seconds: float) -> None:  # the Retry-After passes: the line moves on
+            slept.append(seconds)
+            for _ in range(500):
+                limiter.refund()
+            limiter.dispatch()
+
+        token_file = tmp_path / "token"
+        token_file.write_text(pod.token)
+        plan = make_plan(secrets_dir, secret_file("api", "api"), mode="broker")
+        values = broker_client.fetch(
+            plan,
+            InitBrokerSettings(url=url, ssl_context=context, token_file=token_file),
+            deadline=60,
+            sleep=sleep,
+        )
+        thread.join(timeout=60)
+    assert values[SecretVersion("api", None)].value == API_V2
+    assert len(slept) == 1 and 1 <= slept[0] <= 20  # the broker's Retry-After, not a guess
+    assert first[0].status_code == 200

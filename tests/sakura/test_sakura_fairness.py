@@ -1,0 +1,116 @@
+"""The rate limiter's lines: round-robin between tenants, a bound per tenant, on a hand clock.
+
+Waiting calls are real asyncio tasks; the test moves the clock and hands out the slots that
+fell due (`dispatch`), so nothing depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sakura import Crowded, RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def drained(clock: Clock, **kwargs: int) -> RateLimiter:
+    """One slot a second, the bucket empty: every caller must wait in line."""
+    limiter = RateLimiter(per_minute=60, burst=1, clock=clock, **kwargs)
+    assert limiter.reserve() == 0
+    return limiter
+
+
+async def test_slots_go_round_robin_between_waiting_tenants() -> None:
+    clock = Clock()
+    limiter = drained(clock)
+    served: list[str] = []
+
+    async def call(tenant: str) -> None:
+        assert await limiter.acquire(tenant=tenant)
+        served.append(tenant)
+
+    tasks = [asyncio.create_task(call(t)) for t in ["a"] * 5]
+    await settle()
+    tasks += [asyncio.create_task(call(t)) for t in ["b", "b", "c"]]
+    await settle()
+    assert (limiter.waiting("a"), limiter.waiting("b"), limiter.waiting("c")) == (5, 2, 1)
+    for _ in range(8):
+        clock.now += 1.0
+        limiter.dispatch()
+        await settle()
+    await asyncio.gather(*tasks)
+    # FIFO would serve a a a a a b b c: b and c waiting behind all of a's calls
+    assert served == ["a", "b", "c", "a", "b", "a", "a", "a"]
+
+
+async def test_a_tenant_with_too_many_waiting_is_refused_at_once_others_still_wait() -> None:
+    clock = Clock()
+    limiter = drained(clock, max_waiting=2)
+    first = [asyncio.create_task(limiter.acquire(tenant="a")) for _ in range(2)]
+    await settle()
+    with pytest.raises(Crowded) as refused:
+        await limiter.acquire(tenant="a")
+    assert refused.value.retry_after is not None and refused.value.retry_after >= 1.0
+    assert "this tenant already has 2 call(s) waiting" in refused.value.message
+    assert refused.value.waiting == 2
+    other = asyncio.create_task(limiter.acquire(tenant="b"))
+    await settle()
+    assert (limiter.waiting("a"), limiter.waiting("b")) == (2, 1)
+    clock.now += 1.0
+    limiter.dispatch()  # a's first call is served: a has room for one more
+    await settle()
+    assert first[0].done() and first[0].result() is True
+    again = asyncio.create_task(limiter.acquire(tenant="a"))
+    await settle()
+    assert limiter.waiting("a") == 2
+    for _ in range(3):
+        clock.now += 1.0
+        limiter.dispatch()
+        await settle()
+    assert other.result() is True and first[1].result() is True and again.result() is True
+
+
+async def test_nobody_waits_when_a_slot_is_free_and_the_line_is_empty() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=2, clock=clock, max_waiting=1)
+    assert await limiter.acquire(tenant="a")
+    assert await limiter.acquire(tenant="a")
+    assert limiter.waiting("a") == 0
+
+
+async def test_a_cancelled_waiter_leaves_its_line_and_takes_no_slot() -> None:
+    clock = Clock()
+    limiter = drained(clock, max_waiting=1)
+    gone = asyncio.create_task(limiter.acquire(tenant="a"))
+    await settle()
+    gone.cancel()
+    await settle()
+    assert limiter.waiting("a") == 0
+    stays = asyncio.create_task(limiter.acquire(tenant="b"))
+    await settle()
+    clock.now += 1.0
+    limiter.dispatch()
+    await settle()
+    assert stays.result() is True
+
+
+def test_set_rate_paces_from_now_on() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=4, clock=clock)
+    limiter.set_rate(30, 2)  # e.g. half of the budget: two replicas
+    assert [limiter.reserve() for _ in range(2)] == [0, 0]
+    assert limiter.reserve() == pytest.approx(2.0)  # one slot every 2 s now
+    assert (limiter.per_minute, limiter.burst) == (30, 2)
