@@ -8,19 +8,23 @@ side effects here, so a dryRun request gets exactly the answer a real one would.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
 
-from injector.annotations import parse_annotations
-from injector.checks import AdmissionCheck, Denied
+from injector.annotations import Injection, parse_annotations
+from injector.checks import AdmissionCheck, CheckOutcome, Denied
 from injector.mutation import fit, inject
 from injector.pod.ownership import resolve_owner
 from injector.selection import skip_reason
 from injector.settings import WebhookSettings
+from plan import Plan
 
 API_VERSION = "admission.k8s.io/v1"
 MAX_DEPTH = 64
@@ -32,10 +36,43 @@ class MalformedReview(ValueError):
     """The body is not an AdmissionReview we can answer; the server maps this to HTTP 400."""
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A pod that passed every pure step and now waits for the admission check."""
+
+    uid: str
+    pod: dict[str, Any]
+    namespace: str
+    service_account: str
+    injection: Injection
+    targets: tuple[str, ...]
+    plan: Plan
+    warnings: tuple[str, ...]
+
+
+_CPU = ThreadPoolExecutor(max_workers=2, thread_name_prefix="admission")
+"""Where the pipeline's CPU work runs: not on the event loop, which must keep answering health
+probes and the broker, and not in the default pool the broker's Kubernetes calls wait in."""
+
+
 async def review(
     body: bytes, *, settings: WebhookSettings, check: AdmissionCheck
 ) -> dict[str, Any]:
-    """Answer one AdmissionReview; raises MalformedReview, never anything for a bad pod."""
+    """Answer one AdmissionReview; raises MalformedReview, never anything for a bad pod.
+
+    Only the admission check, which waits on Kubernetes and Sakura, runs on the event loop;
+    the steps before and after it are pure CPU work and run in `_CPU`.
+    """
+    loop = asyncio.get_running_loop()
+    checked = await loop.run_in_executor(_CPU, _prepare, body, settings)
+    if not isinstance(checked, _Checked):
+        return checked
+    outcome = await check(checked.namespace, checked.service_account, checked.plan)
+    return await loop.run_in_executor(_CPU, _finish, checked, outcome, settings)
+
+
+def _prepare(body: bytes, settings: WebhookSettings) -> _Checked | dict[str, Any]:
+    """Decode the review and turn the pod into a plan: the answer itself when that decides it."""
     request = _decode(body)
     uid: str = request["uid"]
     kind = request["kind"]
@@ -49,7 +86,6 @@ async def review(
     pod = _pod(request)
     namespace = _namespace(request, pod)
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    warnings: list[str] = []
     try:
         if skip_reason(annotations, namespace, settings) is not None:
             return _answer(uid, {"allowed": True})
@@ -63,23 +99,41 @@ async def review(
             run_as_group=injection.options.run_as_group,
             fallback_uid=settings.fallback_uid,
         )
-        warnings += owner.warnings
-        plan = dataclasses.replace(injection.plan, uid=owner.uid, gid=owner.gid)
-        service_account = spec.get("serviceAccountName") or "default"
-        outcome = await check(namespace, service_account, plan)
-        warnings += outcome.warnings
-        if outcome.denial is not None:
-            raise Denied(outcome.denial, code=403)
-        new_pod = inject(pod, plan, injection.options, targets, settings)
     except Denied as denied:
-        return _answer(
-            uid,
-            {"allowed": False, "status": {"code": denied.code, "message": denied.message}},
-            warnings,
+        return _denial(uid, denied)
+    return _Checked(
+        uid=uid,
+        pod=pod,
+        namespace=namespace,
+        service_account=spec.get("serviceAccountName") or "default",
+        injection=injection,
+        targets=targets,
+        plan=dataclasses.replace(injection.plan, uid=owner.uid, gid=owner.gid),
+        warnings=owner.warnings,
+    )
+
+
+def _finish(checked: _Checked, outcome: CheckOutcome, settings: WebhookSettings) -> dict[str, Any]:
+    """The check's denial, or the new pod diffed into a JSON patch."""
+    warnings = [*checked.warnings, *outcome.warnings]
+    if outcome.denial is not None:
+        return _denial(checked.uid, Denied(outcome.denial, code=403), warnings)
+    try:
+        new_pod = inject(
+            checked.pod, checked.plan, checked.injection.options, checked.targets, settings
         )
-    patch = jsonpatch.make_patch(pod, new_pod).patch
+    except Denied as denied:
+        return _denial(checked.uid, denied, warnings)
+    patch = jsonpatch.make_patch(checked.pod, new_pod).patch
     encoded = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
-    return _answer(uid, {"allowed": True, "patchType": "JSONPatch", "patch": encoded}, warnings)
+    return _answer(
+        checked.uid, {"allowed": True, "patchType": "JSONPatch", "patch": encoded}, warnings
+    )
+
+
+def _denial(uid: str, denied: Denied, warnings: list[str] | None = None) -> dict[str, Any]:
+    status = {"code": denied.code, "message": denied.message}
+    return _answer(uid, {"allowed": False, "status": status}, warnings)
 
 
 def _answer(

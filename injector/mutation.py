@@ -73,8 +73,9 @@ def inject(
     existing = list(spec.get("initContainers") or [])
     spec["initContainers"] = [ours, *existing] if options.init_first else [*existing, ours]
 
+    chosen = set(targets)
     for container in spec["containers"]:
-        if container["name"] in targets:
+        if container["name"] in chosen:
             container["volumeMounts"] = [
                 *(container.get("volumeMounts") or []),
                 read_only_mount(options.mount_path),
