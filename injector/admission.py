@@ -4,6 +4,11 @@ One straight line with early returns: decode the review, decide whether to injec
 annotations into a plan, resolve the files' owner, run the admission check, build the new pod,
 diff it into a JSON patch. Any step may deny with a message naming what to fix. There are no
 side effects here, so a dryRun request gets exactly the answer a real one would.
+
+Everything but the admission check is CPU work on the request alone (`prepare`, `finish`); it
+runs on a small thread pool, so the event loop keeps answering probes and the broker while a
+large pod is reviewed. Its cost is linear in the review's size and bounded by the limits in
+`injector.annotations` (see docs/webhook.md, "Bounds").
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ class MalformedReview(ValueError):
 
 
 @dataclass(frozen=True)
-class _Checked:
-    """A pod that passed every pure step and now waits for the admission check."""
+class Checked:
+    """A pod that passed every step before the admission check, which it now waits for."""
 
     uid: str
     pod: dict[str, Any]
@@ -61,17 +66,17 @@ async def review(
     """Answer one AdmissionReview; raises MalformedReview, never anything for a bad pod.
 
     Only the admission check, which waits on Kubernetes and Sakura, runs on the event loop;
-    the steps before and after it are pure CPU work and run in `_CPU`.
+    `prepare` and `finish`, the pure CPU work before and after it, run in `_CPU`.
     """
     loop = asyncio.get_running_loop()
-    checked = await loop.run_in_executor(_CPU, _prepare, body, settings)
-    if not isinstance(checked, _Checked):
+    checked = await loop.run_in_executor(_CPU, prepare, body, settings)
+    if not isinstance(checked, Checked):
         return checked
     outcome = await check(checked.namespace, checked.service_account, checked.plan)
-    return await loop.run_in_executor(_CPU, _finish, checked, outcome, settings)
+    return await loop.run_in_executor(_CPU, finish, checked, outcome, settings)
 
 
-def _prepare(body: bytes, settings: WebhookSettings) -> _Checked | dict[str, Any]:
+def prepare(body: bytes, settings: WebhookSettings) -> Checked | dict[str, Any]:
     """Decode the review and turn the pod into a plan: the answer itself when that decides it."""
     request = _decode(body)
     uid: str = request["uid"]
@@ -101,7 +106,7 @@ def _prepare(body: bytes, settings: WebhookSettings) -> _Checked | dict[str, Any
         )
     except Denied as denied:
         return _denial(uid, denied)
-    return _Checked(
+    return Checked(
         uid=uid,
         pod=pod,
         namespace=namespace,
@@ -113,7 +118,7 @@ def _prepare(body: bytes, settings: WebhookSettings) -> _Checked | dict[str, Any
     )
 
 
-def _finish(checked: _Checked, outcome: CheckOutcome, settings: WebhookSettings) -> dict[str, Any]:
+def finish(checked: Checked, outcome: CheckOutcome, settings: WebhookSettings) -> dict[str, Any]:
     """The check's denial, or the new pod diffed into a JSON patch."""
     warnings = [*checked.warnings, *outcome.warnings]
     if outcome.denial is not None:
