@@ -49,11 +49,13 @@ def nested(depth: int) -> str:
 
 
 TEMPLATES: dict[str, Callable[[int], str]] = {
-    # each one was quadratic: a scan of the whole tree per name, a list search per secret
-    "names read back": lambda n: '{% set x = secret("db") %}' + "{{x}}" * n,
+    # a name set after it is read was looked for in the whole tree at each read: quadratic
+    "names set at the end": lambda n: "{{x}}" * n + '{% set x = secret("db") %}',
+    # and each secret was looked for in the list of those found before it
     "distinct secrets": lambda n: "".join(f'{{{{ secret("s{i}") }}}}' for i in range(n)),
     "loop variables": lambda n: (
-        '{% set x = secret("db") %}' + "{% for i in x %}{{ i }}{% endfor %}" * n
+        '{% set x = secret("db") %}'
+        + "".join(f"{{% for v{i} in x %}}{{{{ v{i} }}}}{{% endfor %}}" for i in range(n))
     ),
     "nested blocks": lambda n: '{% set x = secret("db") %}' + nested(25) * (n // 25),
 }
@@ -105,7 +107,7 @@ def reviewed(annotations: dict[str, str]) -> dict[str, Any]:
 
 
 PODS: dict[str, Callable[[int], dict[str, str]]] = {
-    "one template": lambda n: {f"{P}template-t": TEMPLATES["names read back"](n)},
+    "one template": lambda n: {f"{P}template-t": TEMPLATES["names set at the end"](n)},
     "many templates": lambda n: {
         f"{P}template-t{i}": f'{{{{ secret("s{i}") }}}}' for i in range(n)
     },
