@@ -29,7 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.webhook import TYPICAL_POD  # noqa: E402
+from webhook import TYPICAL_POD  # noqa: E402  (this directory: the pod it measures)
+
 from injector.admission import review  # noqa: E402
 from injector.checks import CheckOutcome  # noqa: E402
 from injector.reviews import pod_create_review  # noqa: E402
