@@ -1,7 +1,7 @@
 """Benchmark: one whole review (`injector.admission.review`) of a pod whose annotations are
 1, 64 and 256 KiB, for the shapes that cost the most, in this process.
 
-    python benchmarks/admission_size.py [--sizes 1,64,256] [--runs 5] [--shapes one-template,...]
+    python benchmarks/admission_size.py [--sizes 1,64,256] [--runs 5] [--shapes ...] [--analysis]
 
 The API server allows 256 KiB of annotations in total. Shapes: one template of names read
 before the `set` that defines them (`{{x}}...{% set x = ... %}`, the shape that was
@@ -107,7 +107,7 @@ def nested_templates(size: int) -> Annotations:
 
 def at_limits(size: int) -> Annotations:
     """The costliest admitted pod, whatever `size`: every bound reached but none passed."""
-    from injector.annotations import MAX_TEMPLATE_TOKENS, parse_annotations
+    from injector.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS, parse_annotations
     from injector.checks import Denied
     from plan.template import template_tokens
 
@@ -118,7 +118,7 @@ def at_limits(size: int) -> Annotations:
         secrets = {f"{P}secret-f{i:05}": f"s{i}@{i + 1}#k" for i in range(files)}
         return {**BASE, f"{P}template-config": value, **secrets}
 
-    low, high = 0, 4000  # the most secret-FILE annotations whose plan still fits
+    low, high = 0, MAX_FILES - 1  # the most secret-FILE annotations whose plan still fits
     while low < high:
         middle = (low + high + 1) // 2
         try:
@@ -195,6 +195,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,64,256", help="annotation sizes in KiB")
     parser.add_argument("--runs", type=int, default=5, help="reviews per figure (fastest wins)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
+    parser.add_argument(
+        "--analysis", action="store_true", help="also time template analysis alone, unlimited"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     shapes = args.shapes.split(",")
@@ -216,6 +219,29 @@ def main() -> None:
             print(f"{shape:<16}{'':>6}{'':>7}{'':>9}  growth {figures[-1] / figures[-2]:.1f}x")
     if "nested-blocks" in shapes:
         print(f"nested-blocks: blocks nested {allowed_depth()} deep, the most a review admits")
+    if args.analysis:
+        analysis(sizes, args.runs)
+
+
+def analysis(sizes: list[int], runs: int) -> None:
+    """`template_refs` alone on the one-template shape, at sizes a review would deny."""
+    from plan import template_refs
+
+    print("template analysis alone (plan.template_refs), one-template shape, no limits")
+    figures = []
+    for size in sizes:
+        source = one_template(size * KIB)[f"{P}template-config"]
+        best = float("inf")
+        for _ in range(runs):
+            started = time.perf_counter()
+            template_refs(source)
+            best = min(best, time.perf_counter() - started)
+        figures.append(best)
+        print(f"{'template_refs':<16}{len(source) / KIB:>6.0f}{1:>7}{best * 1000:>9.2f}")
+    if len(figures) > 1:
+        print(
+            f"{'template_refs':<16}{'':>6}{'':>7}{'':>9}  growth {figures[-1] / figures[-2]:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ DEFAULT_FILE_MODE = 0o400
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 """What the API server allows a pod's annotations in total, keys and values. A mutating webhook
 sees the pod before the API server validates it, so nothing larger gets parsed here."""
+MAX_FILES = 1000
+"""Files (secret-FILE and template-FILE annotations) a pod may have: each costs parsing and
+plan space, and this many is refused before any is parsed."""
 MAX_TEMPLATE_TOKENS = 4096
 """jinja2 tokens all of a pod's templates may have together. Parsing costs a few microseconds
 a token, whatever the length in bytes (a run of plain text is one token): this bound keeps a
@@ -184,8 +187,15 @@ def _check_known(key: str) -> None:
 
 def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
     sources: dict[str, tuple[str, SecretRef | None, str | None, tuple[SecretRef, ...]]] = {}
+    keys = sorted(k for k in ours if k.startswith(("secret-", "template-")))
+    if len(keys) > MAX_FILES:
+        raise Denied(
+            f"annotation {PREFIX}{keys[MAX_FILES]}: the pod's secret-FILE and template-FILE "
+            f"annotations ask for {len(keys)} files, more than the {MAX_FILES} a pod may have; "
+            "write fewer files (one template can put several secrets into one file)"
+        )
     tokens_left = MAX_TEMPLATE_TOKENS
-    for key in sorted(ours):
+    for key in keys:
         value = ours[key]
         for prefix in ("secret-", "template-"):
             if not key.startswith(prefix):
@@ -245,8 +255,8 @@ def _template_tokens(key: str, value: str, left: int) -> int:
         raise Denied(
             f"annotation {PREFIX}{key}: the pod's templates have more than "
             f"{MAX_TEMPLATE_TOKENS} jinja2 tokens together (each name, literal, operator and tag "
-            "delimiter counts; a run of plain text counts once); keep the logic in templates "
-            "small or spread the files over several pods"
+            "delimiter counts; text outside tags counts once a run, however long); make the "
+            "templates simpler or write fewer of them"
         )
     return used
 

@@ -24,7 +24,7 @@ from conftest import VALUES, VAULT, World, sakura_config
 from prometheus_client import CollectorRegistry
 
 from emulator.app import Emulator
-from injector.annotations import MAX_TEMPLATE_TOKENS
+from injector.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
 from injector.app import create_app
 from injector.broker.wiring import build_broker
 from injector.kube import api_client as kube_api_client
@@ -63,12 +63,12 @@ def serve_injector(emulator_url: str, tls: tuple[Path, Path, bytes]) -> Iterator
 
 
 def largest_review(namespace: str, uid: str) -> bytes:
-    """A pod at every annotation bound (the whole template budget, a thousand files) whose
+    """A pod at every annotation bound (the whole template budget, the most files) whose
     spec is about 1.5 MiB, the size etcd allows: all of it granted and existing."""
     tail = '{% set x = secret("db") %}'
     template = "{{x}}" * ((MAX_TEMPLATE_TOKENS - template_tokens(tail, 100)) // 3) + tail
     annotations = {f"{P}inject": "true", f"{P}template-config": template}
-    annotations.update({f"{P}secret-f{i:04}": f"api#k{i}" for i in range(1000)})
+    annotations.update({f"{P}secret-f{i:03}": f"api#k{i}" for i in range(MAX_FILES - 1)})
     env = [{"name": f"SETTING_{i}", "value": "v" * 40} for i in range(20_000)]
     pod: dict[str, Any] = {
         "apiVersion": "v1",

@@ -15,7 +15,7 @@ import pytest
 from admission_harness import P, admitted, denied, pod, review_body, settings
 
 from injector.admission import Checked, finish, prepare
-from injector.annotations import MAX_ANNOTATIONS_BYTES, MAX_TEMPLATE_TOKENS
+from injector.annotations import MAX_ANNOTATIONS_BYTES, MAX_FILES, MAX_TEMPLATE_TOKENS
 from injector.checks import CheckOutcome
 from plan import MAX_PLAN_BYTES, FileSpec, Plan, SecretRef, template_refs, template_tokens
 
@@ -158,12 +158,24 @@ def test_counting_tokens_stops_past_the_limit() -> None:
     assert template_tokens('{{ "unclosed', 10) == 2  # parsing reports the error with its line
 
 
+async def test_more_files_than_a_pod_may_have_are_denied_before_any_is_parsed() -> None:
+    files = {f"{P}secret-f{i:04}": "not a @ reference" for i in range(MAX_FILES)}
+    response = await denied(pod(files))  # the harness's pod has secret-db-password too
+    message = response["status"]["message"]
+    assert message.startswith(f"annotation {P}secret-f0999: the pod's secret-FILE and template")
+    assert f"ask for {MAX_FILES + 1} files, more than the {MAX_FILES} a pod may have" in message
+
+
 async def test_a_plan_too_large_for_the_init_containers_environment_is_denied() -> None:
-    files = {f"{P}secret-f{i:04}": f"s{i}" for i in range(2000)}
+    files = {f"{P}secret-{'f' * 200}{i:03}": f"{'s' * 200}{i}@{i + 1}#k" for i in range(300)}
     response = await denied(pod({**files, f"{P}template-big": '{{ secret("a") }}' + "x" * 9000}))
     message = response["status"]["message"]
-    assert message.startswith(f"annotation {P}template-big: the pod's 2002 files make a plan of")
+    assert message.startswith(f"annotation {P}template-big: the pod's 302 files make a plan of")
     assert f"more than the {MAX_PLAN_BYTES} (127 KiB)" in message
+    response = await denied(pod({f"{P}template-big": '{{ secret("a") }}' + "x" * 131_000}))
+    assert response["status"]["message"].startswith(
+        f"annotation {P}template-big: the pod's 2 files"
+    )
 
 
 async def test_a_plan_just_within_the_limit_is_admitted_and_fits_one_variable() -> None:
