@@ -1,9 +1,9 @@
 """AdmissionReview (admission.k8s.io/v1) in, AdmissionReview out: the webhook's pipeline.
 
 One straight line with early returns: decode the review, decide whether to inject, parse the
-annotations into a plan, resolve the files' owner, run the admission check, build the new pod,
-diff it into a JSON patch. Any step may deny with a message naming what to fix. There are no
-side effects here, so a dryRun request gets exactly the answer a real one would.
+annotations into a plan, resolve the files' owner, run the admission check, build the JSON
+patch that adds our parts to the pod. Any step may deny with a message naming what to fix.
+There are no side effects here, so a dryRun request gets exactly the answer a real one would.
 
 Everything but the admission check is CPU work on the request alone (`prepare`, `finish`); it
 runs on a small thread pool, so the event loop keeps answering probes and the broker while a
@@ -21,11 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import jsonpatch
-
 from injector.annotations import Injection, parse_annotations
 from injector.checks import AdmissionCheck, CheckOutcome, Denied
-from injector.mutation import fit, inject
+from injector.mutation import fit, patch_operations
 from injector.pod.ownership import resolve_owner
 from injector.selection import skip_reason
 from injector.settings import WebhookSettings
@@ -34,7 +32,7 @@ from plan import Plan
 API_VERSION = "admission.k8s.io/v1"
 MAX_DEPTH = 64
 """Nesting a review may have; a real pod review is about 15 deep. Deeper ones are refused
-before copying or diffing (both recurse) can fail on them."""
+before anything that recurses over the pod (a copy in `render`, a YAML dump) can fail."""
 
 
 class MalformedReview(ValueError):
@@ -119,17 +117,13 @@ def prepare(body: bytes, settings: WebhookSettings) -> Checked | dict[str, Any]:
 
 
 def finish(checked: Checked, outcome: CheckOutcome, settings: WebhookSettings) -> dict[str, Any]:
-    """The check's denial, or the new pod diffed into a JSON patch."""
+    """The check's denial, or the JSON patch that injects."""
     warnings = [*checked.warnings, *outcome.warnings]
     if outcome.denial is not None:
         return _denial(checked.uid, Denied(outcome.denial, code=403), warnings)
-    try:
-        new_pod = inject(
-            checked.pod, checked.plan, checked.injection.options, checked.targets, settings
-        )
-    except Denied as denied:
-        return _denial(checked.uid, denied, warnings)
-    patch = jsonpatch.make_patch(checked.pod, new_pod).patch
+    patch = patch_operations(
+        checked.pod, checked.plan, checked.injection.options, checked.targets, settings
+    )
     encoded = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
     return _answer(
         checked.uid, {"allowed": True, "patchType": "JSONPatch", "patch": encoded}, warnings
