@@ -1,41 +1,81 @@
 """AdmissionReview (admission.k8s.io/v1) in, AdmissionReview out: the webhook's pipeline.
 
 One straight line with early returns: decode the review, decide whether to inject, parse the
-annotations into a plan, resolve the files' owner, run the admission check, build the new pod,
-diff it into a JSON patch. Any step may deny with a message naming what to fix. There are no
-side effects here, so a dryRun request gets exactly the answer a real one would.
+annotations into a plan, resolve the files' owner, run the admission check, build the JSON
+patch that adds our parts to the pod. Any step may deny with a message naming what to fix.
+There are no side effects here, so a dryRun request gets exactly the answer a real one would.
+
+Everything but the admission check is CPU work on the request alone (`prepare`, `finish`); it
+runs on a small thread pool, so the event loop keeps answering probes and the broker while a
+large pod is reviewed. Its cost is linear in the review's size and bounded by the limits in
+`injector.annotations` (see docs/webhook.md, "Bounds").
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-import jsonpatch
-
-from injector.annotations import parse_annotations
-from injector.checks import AdmissionCheck, Denied
-from injector.mutation import fit, inject
+from injector.annotations import Injection, parse_annotations
+from injector.checks import AdmissionCheck, CheckOutcome, Denied
+from injector.mutation import fit, patch_operations
 from injector.pod.ownership import resolve_owner
 from injector.selection import skip_reason
 from injector.settings import WebhookSettings
+from plan import Plan
 
 API_VERSION = "admission.k8s.io/v1"
 MAX_DEPTH = 64
 """Nesting a review may have; a real pod review is about 15 deep. Deeper ones are refused
-before copying or diffing (both recurse) can fail on them."""
+before anything that recurses over the pod (a copy in `render`, a YAML dump) can fail."""
 
 
 class MalformedReview(ValueError):
     """The body is not an AdmissionReview we can answer; the server maps this to HTTP 400."""
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A pod that passed every step before the admission check, which it now waits for."""
+
+    uid: str
+    pod: dict[str, Any]
+    namespace: str
+    service_account: str
+    injection: Injection
+    targets: tuple[str, ...]
+    plan: Plan
+    warnings: tuple[str, ...]
+
+
+_CPU = ThreadPoolExecutor(max_workers=2, thread_name_prefix="admission")
+"""Where the pipeline's CPU work runs: not on the event loop, which must keep answering health
+probes and the broker, and not in the default pool the broker's Kubernetes calls wait in."""
+
+
 async def review(
     body: bytes, *, settings: WebhookSettings, check: AdmissionCheck
 ) -> dict[str, Any]:
-    """Answer one AdmissionReview; raises MalformedReview, never anything for a bad pod."""
+    """Answer one AdmissionReview; raises MalformedReview, never anything for a bad pod.
+
+    Only the admission check, which waits on Kubernetes and Sakura, runs on the event loop;
+    `prepare` and `finish`, the pure CPU work before and after it, run in `_CPU`.
+    """
+    loop = asyncio.get_running_loop()
+    checked = await loop.run_in_executor(_CPU, prepare, body, settings)
+    if not isinstance(checked, Checked):
+        return checked
+    outcome = await check(checked.namespace, checked.service_account, checked.plan)
+    return await loop.run_in_executor(_CPU, finish, checked, outcome, settings)
+
+
+def prepare(body: bytes, settings: WebhookSettings) -> Checked | dict[str, Any]:
+    """Decode the review and turn the pod into a plan: the answer itself when that decides it."""
     request = _decode(body)
     uid: str = request["uid"]
     kind = request["kind"]
@@ -49,7 +89,6 @@ async def review(
     pod = _pod(request)
     namespace = _namespace(request, pod)
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    warnings: list[str] = []
     try:
         if skip_reason(annotations, namespace, settings) is not None:
             return _answer(uid, {"allowed": True})
@@ -63,23 +102,37 @@ async def review(
             run_as_group=injection.options.run_as_group,
             fallback_uid=settings.fallback_uid,
         )
-        warnings += owner.warnings
-        plan = dataclasses.replace(injection.plan, uid=owner.uid, gid=owner.gid)
-        service_account = spec.get("serviceAccountName") or "default"
-        outcome = await check(namespace, service_account, plan)
-        warnings += outcome.warnings
-        if outcome.denial is not None:
-            raise Denied(outcome.denial, code=403)
-        new_pod = inject(pod, plan, injection.options, targets, settings)
     except Denied as denied:
-        return _answer(
-            uid,
-            {"allowed": False, "status": {"code": denied.code, "message": denied.message}},
-            warnings,
-        )
-    patch = jsonpatch.make_patch(pod, new_pod).patch
+        return _denial(uid, denied)
+    return Checked(
+        uid=uid,
+        pod=pod,
+        namespace=namespace,
+        service_account=spec.get("serviceAccountName") or "default",
+        injection=injection,
+        targets=targets,
+        plan=dataclasses.replace(injection.plan, uid=owner.uid, gid=owner.gid),
+        warnings=owner.warnings,
+    )
+
+
+def finish(checked: Checked, outcome: CheckOutcome, settings: WebhookSettings) -> dict[str, Any]:
+    """The check's denial, or the JSON patch that injects."""
+    warnings = [*checked.warnings, *outcome.warnings]
+    if outcome.denial is not None:
+        return _denial(checked.uid, Denied(outcome.denial, code=403), warnings)
+    patch = patch_operations(
+        checked.pod, checked.plan, checked.injection.options, checked.targets, settings
+    )
     encoded = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
-    return _answer(uid, {"allowed": True, "patchType": "JSONPatch", "patch": encoded}, warnings)
+    return _answer(
+        checked.uid, {"allowed": True, "patchType": "JSONPatch", "patch": encoded}, warnings
+    )
+
+
+def _denial(uid: str, denied: Denied, warnings: list[str] | None = None) -> dict[str, Any]:
+    status = {"code": denied.code, "message": denied.message}
+    return _answer(uid, {"allowed": False, "status": status}, warnings)
 
 
 def _answer(

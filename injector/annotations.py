@@ -17,7 +17,16 @@ from injector.checks import Denied
 from injector.pod.resources import Resources, parse_quantity
 from injector.pod.volumes import TOKEN_DIRECTORY
 from injector.settings import WebhookSettings
-from plan import FileSpec, Plan, PlanError, SecretRef, check_file_name, template_refs
+from plan import (
+    MAX_PLAN_BYTES,
+    FileSpec,
+    Plan,
+    PlanError,
+    SecretRef,
+    check_file_name,
+    template_refs,
+    template_tokens,
+)
 
 PREFIX = "sakura-secrets.io/"
 STATUS = PREFIX + "status"
@@ -26,6 +35,17 @@ INJECT = PREFIX + "inject"
 
 DEFAULT_MOUNT_PATH = "/sakura/secrets"
 DEFAULT_FILE_MODE = 0o400
+
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+"""What the API server allows a pod's annotations in total, keys and values. A mutating webhook
+sees the pod before the API server validates it, so nothing larger gets parsed here."""
+MAX_FILES = 1000
+"""Files (secret-FILE and template-FILE annotations) a pod may have: each costs parsing and
+plan space, and this many is refused before any is parsed."""
+MAX_TEMPLATE_TOKENS = 4096
+"""jinja2 tokens all of a pod's templates may have together. Parsing costs a few microseconds
+a token, whatever the length in bytes (a run of plain text is one token): this bound keeps a
+review of the largest pod well under 100 ms."""
 
 _FIXED_KEYS = (
     "inject",
@@ -78,6 +98,7 @@ class Injection:
 
 def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings) -> Injection:
     """Read every `sakura-secrets.io/` annotation; raise Denied on the first invalid one."""
+    _check_total_size(annotations)
     ours = {k[len(PREFIX) :]: v for k, v in annotations.items() if k.startswith(PREFIX)}
     for key in sorted(ours):
         _check_known(key)
@@ -115,7 +136,34 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
         )
     except PlanError as exc:
         raise Denied(f"annotations {PREFIX}*: {exc}") from None
+    _check_plan_size(plan, ours)
     return Injection(plan=plan, options=options)
+
+
+def _check_total_size(annotations: Mapping[str, str]) -> None:
+    sizes = {k: len(k.encode()) + len(v.encode()) for k, v in annotations.items()}
+    total = sum(sizes.values())
+    if total > MAX_ANNOTATIONS_BYTES:
+        largest = max(sizes, key=sizes.__getitem__)
+        raise Denied(
+            f"annotation {largest}: the pod's annotations have {total} bytes in total, more than "
+            f"the {MAX_ANNOTATIONS_BYTES} (256 KiB) Kubernetes allows; this is the largest "
+            f"({sizes[largest]} bytes), shorten it"
+        )
+
+
+def _check_plan_size(plan: Plan, ours: Mapping[str, str]) -> None:
+    size = len(plan.to_json())
+    if size <= MAX_PLAN_BYTES:
+        return
+    sources = {k: len(v) for k, v in ours.items() if k.startswith(("secret-", "template-"))}
+    largest = max(sources, key=sources.__getitem__)
+    raise Denied(
+        f"annotation {PREFIX}{largest}: the pod's {len(plan.files)} files make a plan of {size} "
+        f"bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's environment can "
+        "carry (Linux caps one variable at 128 KiB); this is the largest file's source: write "
+        "fewer or smaller files per pod"
+    )
 
 
 def _check_known(key: str) -> None:
@@ -139,7 +187,15 @@ def _check_known(key: str) -> None:
 
 def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
     sources: dict[str, tuple[str, SecretRef | None, str | None, tuple[SecretRef, ...]]] = {}
-    for key in sorted(ours):
+    keys = sorted(k for k in ours if k.startswith(("secret-", "template-")))
+    if len(keys) > MAX_FILES:
+        raise Denied(
+            f"annotation {PREFIX}{keys[MAX_FILES]}: the pod's secret-FILE and template-FILE "
+            f"annotations ask for {len(keys)} files, more than the {MAX_FILES} a pod may have; "
+            "write fewer files (one template can put several secrets into one file)"
+        )
+    tokens_left = MAX_TEMPLATE_TOKENS
+    for key in keys:
         value = ours[key]
         for prefix in ("secret-", "template-"):
             if not key.startswith(prefix):
@@ -154,6 +210,7 @@ def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
             if prefix == "secret-":
                 sources[name] = (key, _secret_ref(key, value), None, ())
             else:
+                tokens_left -= _template_tokens(key, value, tokens_left)
                 sources[name] = (key, None, value, _template_refs(key, value))
     if not sources:
         raise Denied(
@@ -189,6 +246,19 @@ def _secret_ref(key: str, value: str) -> SecretRef:
         return SecretRef.parse(value)
     except PlanError as exc:
         raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+
+
+def _template_tokens(key: str, value: str, left: int) -> int:
+    """The template's share of the pod's token budget, checked before it is parsed."""
+    used = template_tokens(value, left)
+    if used > left:
+        raise Denied(
+            f"annotation {PREFIX}{key}: the pod's templates have more than "
+            f"{MAX_TEMPLATE_TOKENS} jinja2 tokens together (each name, literal, operator and tag "
+            "delimiter counts; text outside tags counts once a run, however long); make the "
+            "templates simpler or write fewer of them"
+        )
+    return used
 
 
 def _template_refs(key: str, value: str) -> tuple[SecretRef, ...]:

@@ -1,6 +1,7 @@
 """The fetch plan both halves agree on: the webhook writes it, the init container reads it."""
 
 from plan.model import (
+    MAX_PLAN_BYTES,
     PLAN_FORMAT,
     FileSpec,
     Plan,
@@ -9,9 +10,10 @@ from plan.model import (
     SecretVersion,
     check_file_name,
 )
-from plan.template import render, template_refs
+from plan.template import render, template_refs, template_tokens
 
 __all__ = [
+    "MAX_PLAN_BYTES",
     "PLAN_FORMAT",
     "FileSpec",
     "Plan",
@@ -21,4 +23,5 @@ __all__ = [
     "check_file_name",
     "render",
     "template_refs",
+    "template_tokens",
 ]

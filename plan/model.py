@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PLAN_FORMAT = 1
 """Bumped when the JSON shape changes incompatibly, so an old init image refuses a new plan."""
 
+MAX_PLAN_BYTES = 127 * 1024
+"""The plan travels in one environment variable of the init container, and Linux refuses to
+start a process with a variable over 128 KiB (MAX_ARG_STRLEN): the pod would never start."""
 MAX_NAME_LENGTH = 255
 VAULT_ID = re.compile(r"^[0-9]{12}$")
 # A plain file name: no directory part, not hidden, no traversal, portable characters only.
@@ -132,8 +136,8 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.files:
             raise PlanError("the plan names no file; add a secret-FILE or template-FILE annotation")
-        names = [f.name for f in self.files]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(f.name for f in self.files)
+        duplicates = sorted(n for n, times in counts.items() if times > 1)
         if duplicates:
             raise PlanError(f"file {duplicates[0]!r} is written twice; give each file one source")
         if self.vault_id is not None and not VAULT_ID.match(self.vault_id):

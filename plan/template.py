@@ -60,16 +60,43 @@ def template_refs(source: str) -> tuple[SecretRef, ...]:
         raise PlanError("the template nests too deeply to parse; simplify it") from None
 
 
+def template_tokens(source: str, limit: int) -> int:
+    """How many jinja2 tokens `source` lexes into, counting no further than `limit + 1`.
+
+    Parsing costs a few microseconds a token, whatever the template's length in bytes (plain
+    text between tags is one token), so this is what the webhook budgets before it parses.
+    A lexing error stops the count: parsing then reports it with its line.
+    """
+    count = 0
+    try:
+        for _ in _ENV.lex(source):
+            count += 1
+            if count > limit:
+                break
+    except TemplateSyntaxError:
+        pass
+    return count
+
+
 def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
-    calls = [
-        call
-        for call in tree.find_all(nodes.Call)
-        if isinstance(call.node, nodes.Name) and call.node.name == "secret"
-    ]
+    """One pass over the tree; the checks then run in the order their messages have priority."""
+    calls: list[nodes.Call] = []
+    secret_names: list[nodes.Name] = []
+    loads: list[str] = []
+    local: set[str] = set()
+    for node in _walk(tree):
+        if isinstance(node, nodes.Call):
+            if isinstance(node.node, nodes.Name) and node.node.name == "secret":
+                calls.append(node)
+        elif isinstance(node, nodes.Name):
+            if node.name == "secret":
+                secret_names.append(node)
+            elif node.ctx == "load":
+                loads.append(node.name)
+            elif node.ctx in ("store", "param"):
+                local.add(node.name)  # assigned in the template itself: not an outside input
     callees = {id(call.node) for call in calls}
-    for name in tree.find_all(nodes.Name):
-        if name.name != "secret":
-            continue
+    for name in secret_names:
         if name.ctx != "load":
             raise PlanError("the template assigns to 'secret', which is reserved; rename it")
         if id(name) not in callees:
@@ -77,19 +104,30 @@ def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
                 'secret must be called directly, e.g. secret("NAME"); passed around it would '
                 "read secrets the injector cannot see at admission"
             )
-    refs: list[SecretRef] = []
-    for call in calls:
-        ref = _ref_of_call(call)
-        if ref not in refs:
-            refs.append(ref)
+    refs = dict.fromkeys(_ref_of_call(call) for call in calls)
     if not refs:
         raise PlanError('the template reads no secret; call secret("NAME") at least once')
-    for name in tree.find_all(nodes.Name):
-        if name.ctx == "load" and name.name != "secret" and not _is_local(tree, name.name):
+    for loaded in loads:
+        if loaded not in local:
             raise PlanError(
-                f"the template uses {name.name!r}, which is not defined; only secret(...) is"
+                f"the template uses {loaded!r}, which is not defined; only secret(...) is"
             )
     return tuple(refs)
+
+
+def _walk(tree: nodes.Template) -> Iterator[nodes.Node]:
+    """Every node below `tree` in the order of `find_all`, without its generator per level.
+
+    `find_all` nests one generator per level, so each node costs as much as its depth.
+    """
+    pending = list(tree.iter_child_nodes())
+    pending.reverse()
+    while pending:
+        node = pending.pop()
+        yield node
+        children = list(node.iter_child_nodes())
+        children.reverse()
+        pending += children
 
 
 def render(
@@ -169,14 +207,6 @@ def _merge(ref: SecretRef, version: int | None, key: str | None) -> SecretRef:
         ref.name,
         version if version is not None else ref.version,
         key if key is not None else ref.key,
-    )
-
-
-def _is_local(tree: nodes.Template, name: str) -> bool:
-    """A name assigned in the template itself ({% set %}, {% for %}) is not an outside input."""
-    return any(
-        isinstance(target, nodes.Name) and target.name == name and target.ctx in ("store", "param")
-        for target in tree.find_all(nodes.Name)
     )
 
 

@@ -19,7 +19,8 @@ def target_containers(spec: dict[str, Any], wanted: Sequence[str] | None) -> tup
         raise Denied("the pod has no containers (spec.containers is empty); add the app container")
     if wanted is None:
         return names
-    unknown = [n for n in wanted if n not in names]
+    known = set(names)  # sets: both lists may be long before the API server validates the pod
+    unknown = [n for n in wanted if n not in known]
     if unknown:
         init_names = {c["name"] for c in spec.get("initContainers") or ()}
         extra = (
@@ -36,8 +37,9 @@ def target_containers(spec: dict[str, Any], wanted: Sequence[str] | None) -> tup
 
 def check_mount_path(spec: dict[str, Any], targets: Sequence[str], mount_path: str) -> None:
     """Refuse a mount path a target container already uses (the API server would reject it)."""
+    chosen = set(targets)
     for container in spec.get("containers") or ():
-        if container["name"] not in targets:
+        if container["name"] not in chosen:
             continue
         for mount in container.get("volumeMounts") or ():
             if posixpath.normpath(mount["mountPath"]) == mount_path:

@@ -33,7 +33,8 @@ def resolve_owner(
 ) -> Owner:
     """Resolve uid and gid; raise Denied when the target containers disagree or run as root."""
     pod_context = spec.get("securityContext") or {}
-    containers = [c for c in spec.get("containers") or () if c["name"] in targets]
+    chosen = set(targets)  # a set: a pod may list thousands of containers before validation
+    containers = [c for c in spec.get("containers") or () if c["name"] in chosen]
     warnings: list[str] = []
 
     uid = run_as_user

@@ -32,6 +32,18 @@ def test_webhook_benchmark_measures_both_targets() -> None:
         assert int(row.group(1)) > 0
 
 
+def test_admission_size_benchmark_reviews_every_shape() -> None:
+    out = run("benchmarks/admission_size.py", "--sizes", "1,4", "--runs", "1", "--analysis")
+    for shape in ("one-template", "many-templates", "many-secrets", "nested-blocks"):
+        rows = re.findall(rf"^{shape}\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\w+)", out, re.M)
+        assert len(rows) == 2, out
+        assert all(outcome == "admitted" for *_, outcome in rows), out
+        assert re.search(rf"^{shape}\s+growth [\d.]+x$", out, re.M), out
+    assert re.search(r"^at-limits\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+\s+admitted$", out, re.M), out
+    assert re.search(r"blocks nested \d+ deep", out), out
+    assert len(re.findall(r"^template_refs\s+\d+\s+1\s+[\d.]+$", out, re.M)) == 2, out
+
+
 def test_init_fetch_benchmark_fetches_each_secret_once() -> None:
     out = run("benchmarks/init_fetch.py", "--runs", "1")
     assert "python -m sidecar" in out and "ratio" in out

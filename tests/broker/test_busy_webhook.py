@@ -1,0 +1,140 @@
+"""The injector as `serve` runs it (webhook, broker, real checks, uvicorn over TLS) keeps
+answering `/healthz` and the broker while the largest reviews it admits are being worked on.
+
+A review's CPU work runs off the event loop. Were it on the loop, nothing else could be
+answered while it runs: at most about one probe would get through between two reviews (with
+the work on the loop, 3 of each for 12 reviews; off it, about 50). The test counts what gets
+through instead of timing it, so a slow machine does not fail it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from conftest import VALUES, VAULT, World, sakura_config
+from prometheus_client import CollectorRegistry
+
+from emulator.app import Emulator
+from injector.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
+from injector.app import create_app
+from injector.broker.wiring import build_broker
+from injector.kube import api_client as kube_api_client
+from injector.reviews import pod_create_review
+from injector.server import serving_in_thread
+from injector.settings import WebhookSettings
+from injector.tls import ReloadingTLS
+from plan import template_tokens
+
+P = "sakura-secrets.io/"
+REVIEWS = 12
+STREAMS = 4
+
+
+@contextlib.contextmanager
+def serve_injector(emulator_url: str, tls: tuple[Path, Path, bytes]) -> Iterator[Any]:
+    """`create_app` with the broker's routes and admission check, as `serve` wires them."""
+    registry = CollectorRegistry()
+    parts = build_broker(
+        sakura_config(emulator_url),
+        kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
+        registry=registry,
+    )
+    cert, key, ca_pem = tls
+    settings = WebhookSettings(
+        image="sakura-secrets-injector:test",
+        broker_url="https://sakura-secrets-injector.sakura-secrets.svc",
+        broker_ca_pem=ca_pem.decode(),
+        default_vault_id=VAULT,
+    )
+    app = create_app(
+        settings, check=parts.check, routes=parts.routes, shutdown=[parts.aclose], registry=registry
+    )
+    with serving_in_thread(app, ReloadingTLS(cert, key)) as url:
+        yield url, ssl.create_default_context(cadata=ca_pem.decode())
+
+
+def largest_review(namespace: str, uid: str) -> bytes:
+    """A pod at every annotation bound (the whole template budget, the most files) whose
+    spec is about 1.5 MiB, the size etcd allows: all of it granted and existing."""
+    tail = '{% set x = secret("db") %}'
+    template = "{{x}}" * ((MAX_TEMPLATE_TOKENS - template_tokens(tail, 100)) // 3) + tail
+    annotations = {f"{P}inject": "true", f"{P}template-config": template}
+    annotations.update({f"{P}secret-f{i:03}": f"api#k{i}" for i in range(MAX_FILES - 1)})
+    env = [{"name": f"SETTING_{i}", "value": "v" * 40} for i in range(20_000)]
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "big-", "annotations": annotations},
+        "spec": {
+            "serviceAccountName": "app",
+            "securityContext": {"runAsUser": 1000},
+            "containers": [{"name": "app", "image": "shop/api:1", "env": copy.deepcopy(env)}],
+        },
+    }
+    return json.dumps(pod_create_review(pod, namespace=namespace, uid=uid)).encode()
+
+
+async def test_health_and_broker_answer_while_the_largest_reviews_are_worked_on(
+    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+) -> None:
+    token = world.token(world.ns_a, "app")
+    bodies = [largest_review(world.ns_a, f"big-{i}") for i in range(REVIEWS)]
+    fetch = json.dumps({"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]})
+    with serve_injector(emulator[1], tls_files) as (url, context):
+        async with httpx.AsyncClient(verify=context, timeout=120) as http:
+
+            async def broker_fetch() -> None:
+                answer = await http.post(
+                    f"{url}/v1/secrets",
+                    content=fetch,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["secrets"][0]["value"] == VALUES["db"][1]
+
+            async def healthz() -> None:
+                answer = await http.get(f"{url}/healthz")
+                assert answer.status_code == 200
+
+            first = await http.post(f"{url}/mutate", content=bodies[0])  # warm: checks cached
+            assert first.json()["response"]["allowed"], first.text
+            await broker_fetch()
+
+            pending = list(bodies)
+            in_flight = 0
+            answered = {"healthz": 0, "broker": 0}
+
+            async def stream() -> None:
+                nonlocal in_flight
+                while pending:
+                    body = pending.pop()
+                    in_flight += 1
+                    try:
+                        answer = await http.post(f"{url}/mutate", content=body)
+                    finally:
+                        in_flight -= 1
+                    response = answer.json()["response"]
+                    assert response["allowed"] and "patch" in response, answer.text
+
+            async def probe() -> None:
+                await asyncio.sleep(0.05)  # the reviews are on their way
+                while in_flight:
+                    await healthz()
+                    answered["healthz"] += bool(in_flight)
+                    await broker_fetch()
+                    answered["broker"] += bool(in_flight)
+
+            await asyncio.gather(*(stream() for _ in range(STREAMS)), probe())
+    print(f"answered while {REVIEWS} reviews were in flight: {answered}")
+    # on the event loop, about one probe gets through between two reviews, if that
+    assert answered["healthz"] >= REVIEWS, answered
+    assert answered["broker"] >= REVIEWS, answered
