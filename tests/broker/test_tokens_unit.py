@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from stub_kube_api import StubApi, stub_api_server
 
 from injector.broker.tokens import (
     AUDIENCE,
@@ -494,3 +495,21 @@ async def test_an_api_error_on_the_pod_read_is_unavailable_not_a_rejection() -> 
     )
     api.read_fails = None
     assert await tokens.verify(TOKEN) == IDENTITY
+
+
+# --- through the real kubernetes client, over HTTP to a stub API ---
+
+
+async def test_the_reviewer_uses_the_api_client_it_is_given() -> None:
+    stub = StubApi(token_status=status())
+    stub.pods[("shop", "api-7d9")] = {
+        "metadata": {"name": "api-7d9", "namespace": "shop", "uid": UID},
+        "spec": {"containers": [], "serviceAccountName": "api"},
+    }
+    with stub_api_server(stub) as api:
+        identity = await TokenReviewer(api).verify(TOKEN)
+    assert identity == IDENTITY
+    (method, path, body), read = stub.requests
+    assert (method, path) == ("POST", "/apis/authentication.k8s.io/v1/tokenreviews")
+    assert body["spec"] == {"token": TOKEN, "audiences": [AUDIENCE]}
+    assert read == ("GET", "/api/v1/namespaces/shop/pods/api-7d9", None)
