@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubernetes import client as k8s
@@ -72,10 +74,12 @@ def build_broker(
     settings: BrokerSettings | None = None,
     registry: CollectorRegistry | None = None,
     sakura_verify: bool | str = True,
+    cache_clock: Callable[[], float] = time.monotonic,
 ) -> BrokerParts:
     """One Sakura client, limiter, cache and reviewers shared by the broker and admission.
 
     `registry` None registers the metrics in prometheus_client's default registry.
+    `cache_clock` is what the secret cache measures its lifetimes with (a test's hand clock).
     """
     s = settings if settings is not None else BrokerSettings()
     limiter = RateLimiter(s.rate_per_minute, s.rate_burst)
@@ -99,7 +103,7 @@ def build_broker(
         pod_ttl=s.pod_ttl,
         request_timeout=s.kube_timeout,
     )
-    cache = SecretCache(sakura, settings=s.cache, registry=registry)
+    cache = SecretCache(sakura, settings=s.cache, registry=registry, clock=cache_clock)
     broker = Broker(tokens, access, cache)
     inventory = VaultInventory(sakura, ttl=s.listing_ttl)
     check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
