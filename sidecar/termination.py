@@ -20,14 +20,20 @@ PREFIX = "sakura-secrets-init: "
 
 def one_line(reason: str, secrets: Iterable[str] = ()) -> str:
     """Collapse whitespace, hide any secret value, cap the length."""
-    text = " ".join(reason.split())
-    for value in sorted(set(secrets), key=len, reverse=True):
+    text = _collapsed(reason)
+    # The line's whitespace is collapsed, so a multi-line value (a PEM) is looked for collapsed
+    # too; the longest first, so a value inside a longer one cannot leave the rest showing.
+    for value in sorted({_collapsed(s) for s in secrets}, key=len, reverse=True):
         if len(value) >= MIN_REDACTED_LENGTH:
             text = text.replace(value, "<redacted>")
     text = PREFIX + text
     if len(text) > MAX_LENGTH:
         text = text[: MAX_LENGTH - 3] + "..."
     return text
+
+
+def _collapsed(text: str) -> str:
+    return " ".join(text.split())
 
 
 def report(

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -110,6 +110,18 @@ def identity_from_review(status: Mapping[str, Any], audience: str) -> Identity:
     return Identity(namespace, service_account, pod_name, pod_uid, groups)
 
 
+class TokenReviews(Protocol):
+    """The TokenReview call the reviewer makes (k8s.AuthenticationV1Api has it)."""
+
+    def create_token_review(self, body: k8s.V1TokenReview, **kwargs: Any) -> k8s.V1TokenReview: ...
+
+
+class PodReader(Protocol):
+    """The pod read the reviewer makes (k8s.CoreV1Api has it)."""
+
+    def read_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> k8s.V1Pod: ...
+
+
 class TokenReviewer:
     """Verifies tokens against the API server; answers are remembered for `review_ttl`.
 
@@ -126,13 +138,16 @@ class TokenReviewer:
         pod_ttl: float = 5.0,
         request_timeout: float = KUBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        reviews: TokenReviews | None = None,
+        pods: PodReader | None = None,
     ) -> None:
+        """`reviews` and `pods` replace the API client's calls (a test's fakes of the API)."""
         self.audience = audience
         self.review_ttl = review_ttl
         self.pod_ttl = pod_ttl
         self.request_timeout = request_timeout
-        self._authn = k8s.AuthenticationV1Api(api_client)
-        self._core = k8s.CoreV1Api(api_client)
+        self._authn = reviews if reviews is not None else k8s.AuthenticationV1Api(api_client)
+        self._core = pods if pods is not None else k8s.CoreV1Api(api_client)
         self._reviews: ExpiringMemo[str, Identity] = ExpiringMemo(clock=clock)
         self._pods: ExpiringMemo[tuple[str, str], _PodFacts] = ExpiringMemo(clock=clock)
 

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubernetes import client as k8s
@@ -83,10 +85,12 @@ def build_broker(
     settings: BrokerSettings | None = None,
     registry: CollectorRegistry | None = None,
     sakura_verify: bool | str = True,
+    cache_clock: Callable[[], float] = time.monotonic,
 ) -> BrokerParts:
     """One Sakura client, limiter, cache and reviewers shared by the broker and admission.
 
     `registry` None registers the metrics in prometheus_client's default registry.
+    `cache_clock` is what the secret cache measures its lifetimes with (a test's hand clock).
     """
     s = settings if settings is not None else BrokerSettings()
     limiter = RateLimiter(s.rate_per_minute, s.rate_burst, max_waiting=s.waiting_per_namespace)
@@ -115,8 +119,12 @@ def build_broker(
         pod_ttl=s.pod_ttl,
         request_timeout=s.kube_timeout,
     )
-    inventory = VaultInventory(sakura, ttl=s.listing_ttl, negative_ttl=s.negative_ttl)
-    cache = SecretCache(sakura, settings=s.cache, registry=registry, inventory=inventory)
+    inventory = VaultInventory(
+        sakura, ttl=s.listing_ttl, negative_ttl=s.negative_ttl, clock=cache_clock
+    )
+    cache = SecretCache(
+        sakura, settings=s.cache, registry=registry, inventory=inventory, clock=cache_clock
+    )
     broker = Broker(tokens, access, cache)
     check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
     return BrokerParts(broker, check, access, sakura, broker_routes(broker), share)

@@ -12,7 +12,7 @@ import os
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,16 @@ GRANTED_IN_B = ["other"]
 VAULTS_IN_A = [VAULT, OTHER_VAULT, MISSING_VAULT]
 VAULTS_IN_B = [VAULT]
 """So `other`, granted in B, opens `other` in VAULT only, never in OTHER_VAULT."""
+
+
+class HandClock:
+    """A clock that moves only when a test says so (thread-safe enough: one float)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -259,14 +269,19 @@ def serve_broker(
     emulator_url: str,
     tls: tuple[Path, Path, bytes],
     settings: BrokerSettings | None = None,
+    cache_clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[BrokerServer]:
-    """The broker's routes on uvicorn over TLS, with its own kube client and registry."""
+    """The broker's routes on uvicorn over TLS, with its own kube client and registry.
+
+    `cache_clock` drives the secret cache's lifetimes (a HandClock: no sleeps, no races).
+    """
     registry = CollectorRegistry()
     parts = build_broker(
         sakura_config(emulator_url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
         settings=settings,
         registry=registry,
+        cache_clock=cache_clock,
     )
 
     @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from stub_kube_api import StubApi, stub_api_server
 
 from injector.broker.access import AccessReviewer, Missing, Subject
 from injector.broker.tokens import KubernetesUnavailable
@@ -34,7 +35,7 @@ class RecordingReviews:
     def __init__(self, grants: set[tuple[str, str]]) -> None:
         self.grants = grants
         self.sent: list[dict[str, Any]] = []
-        self.fail: ApiException | None = None
+        self.fail: Exception | None = None
 
     def create_subject_access_review(
         self, body: k8s.V1SubjectAccessReview, **kwargs: Any
@@ -67,7 +68,15 @@ def reviewer(reviews: RecordingReviews, clock: Clock) -> AccessReviewer:
     )
 
 
-SUBJECT = Subject.of("shop", "api")
+SUBJECT = Subject(
+    "shop", "api", ("system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated")
+)
+"""Spelled out: `Subject.of` at import time would run before any mutant is switched on."""
+
+
+def test_a_service_accounts_subject_has_the_groups_kubernetes_gives_it() -> None:
+    assert Subject.of("shop", "api") == SUBJECT
+    assert Subject.of("shop", "api").username == "system:serviceaccount:shop:api"
 
 
 async def test_it_reviews_the_vault_and_each_secret_as_the_service_account() -> None:
@@ -110,7 +119,18 @@ async def test_the_secret_grant_is_not_a_vault_grant_of_the_same_name() -> None:
 
 def test_messages_name_every_missing_grant() -> None:
     both = Missing(SUBJECT, VAULT, vault=True, secrets=("a", "b"))
-    assert both.message().endswith('; it also lacks the secrets grant for "a", "b"')
+    assert both.message() == (
+        'serviceaccount shop/api may not get sakura-secrets.io vaults "110000000001"; grant it '
+        "with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource vaults, "
+        "resourceName 110000000001), e.g. the rule {apiGroups: [sakura-secrets.io], resources: "
+        '[vaults], resourceNames: ["110000000001"], verbs: [get]}; it also lacks the secrets '
+        'grant for "a", "b"'
+    )
+    assert Missing(SUBJECT, VAULT, vault=True).message().endswith("verbs: [get]}")
+    one = Missing(SUBJECT, VAULT, secrets=("a",))
+    assert one and one.message().endswith("verbs: [get]}")
+    two = Missing(SUBJECT, VAULT, secrets=("a", "b"))
+    assert two.message().endswith('verbs: [get]}; the same grant is also missing for "b"')
     names = Missing(SUBJECT, VAULT, secrets=("a", "b", "c"))
     assert names.message().startswith(
         'serviceaccount shop/api may not get sakura-secrets.io secrets "a"; grant it with a '
@@ -166,8 +186,20 @@ async def test_an_api_failure_is_kubernetes_unavailable_and_not_remembered() -> 
     reviews = RecordingReviews({("vaults", VAULT)})
     reviews.fail = ApiException(status=500, reason="Internal Server Error")
     access = reviewer(reviews, Clock())
-    with pytest.raises(KubernetesUnavailable, match="HTTP 500"):
+    with pytest.raises(KubernetesUnavailable) as caught:
         await access.missing(SUBJECT, VAULT, ["db"])
+    assert str(caught.value) in {
+        f"the Kubernetes API could not review access to {resource} {name!r} (HTTP 500 Internal "
+        "Server Error); the injector needs create on subjectaccessreviews"
+        for resource, name in (("vaults", VAULT), ("secrets", "db"))
+    }
+    reviews.fail = ConnectionRefusedError()
+    with pytest.raises(KubernetesUnavailable) as caught:
+        await access.allowed(SUBJECT, "secrets", "db")
+    assert str(caught.value) == (
+        "the Kubernetes API could not be reached to review access to secrets 'db' "
+        "(ConnectionRefusedError)"
+    )
     reviews.fail = None
     assert (await access.missing(SUBJECT, VAULT, [])) == Missing(SUBJECT, VAULT)
 
@@ -183,3 +215,38 @@ async def test_a_status_that_also_says_denied_is_a_denial() -> None:
 
     access = reviewer(Contradictory(set()), Clock())
     assert not await access.allowed(SUBJECT, "vaults", VAULT)
+
+
+async def test_the_default_lifetimes_are_30_s_for_an_allow_and_5_s_for_a_denial() -> None:
+    clock = Clock()
+    reviews = RecordingReviews({("vaults", VAULT)})
+    access = AccessReviewer(None, clock=clock, reviews=reviews)
+    assert await access.allowed(SUBJECT, "vaults", VAULT)
+    assert not await access.allowed(SUBJECT, "secrets", "db")
+    clock.now += 4.9
+    await access.allowed(SUBJECT, "secrets", "db")
+    assert len(reviews.sent) == 2
+    clock.now += 0.1
+    await access.allowed(SUBJECT, "secrets", "db")
+    assert [r["name"] for r in reviews.sent] == [VAULT, "db", "db"]
+    clock.now += 24.9  # 29.9 s after the allow
+    await access.allowed(SUBJECT, "vaults", VAULT)
+    assert len(reviews.sent) == 3
+    clock.now += 0.1
+    await access.allowed(SUBJECT, "vaults", VAULT)
+    assert [r["name"] for r in reviews.sent] == [VAULT, "db", "db", VAULT]
+    assert reviews.sent[0]["timeout"] == 5.0
+
+
+async def test_the_reviewer_uses_the_api_client_it_is_given() -> None:
+    """Through the real kubernetes client over HTTP to a stub API server."""
+    stub = StubApi(grants={("vaults", VAULT)})
+    with stub_api_server(stub) as api:
+        missing = await AccessReviewer(api).missing(SUBJECT, VAULT, ["db"])
+    assert missing == Missing(SUBJECT, VAULT, secrets=("db",))
+    sent = sorted(body["spec"]["resourceAttributes"]["resource"] for _, _, body in stub.requests)
+    assert sent == ["secrets", "vaults"]
+    assert {path for _, path, _ in stub.requests} == {
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    }
+    assert stub.requests[0][2]["spec"]["user"] == "system:serviceaccount:shop:api"

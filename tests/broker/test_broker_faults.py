@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
-from conftest import VALUES, World, serve_broker
+from conftest import VALUES, HandClock, World, serve_broker
 from test_broker_http import fetch
 
 from emulator.app import Emulator
@@ -27,12 +26,12 @@ async def test_all_5xx_mid_rollout(
     world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
 ) -> None:
     token = world.token(world.ns_a, "app")
-    with serve_broker(emulator[1], tls_files, SETTINGS) as broker:
+    clock = HandClock()
+    with serve_broker(emulator[1], tls_files, SETTINGS, cache_clock=clock) as broker:
         first = await fetch(broker, token, WANTED)  # the rollout's first pods warm the cache
-        warmed = time.monotonic()
         assert first.status_code == 200
         emulator[0].knobs.set_faults([Fault(503, 1.0)])
-        await asyncio.sleep(0.6)  # past the TTL: every read now goes to the failing Sakura
+        clock.now += 0.6  # past the TTL: every read now goes to the failing Sakura
 
         later_pods = await asyncio.gather(*(fetch(broker, token, WANTED) for _ in range(10)))
         for response in later_pods:
@@ -48,7 +47,7 @@ async def test_all_5xx_mid_rollout(
         assert "no copy fetched within the last 3s" in error
         assert "HTTP 503" in error
 
-        await asyncio.sleep(max(0.0, warmed + 3.2 - time.monotonic()))  # past the bound
+        clock.now += 2.6  # 3.2 s after the warm-up: past the bound
         too_old = await fetch(broker, token, WANTED)
         assert too_old.status_code == 503
         assert "secret 'db'" in too_old.json()["error"] or "secret 'api'" in too_old.json()["error"]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ALL_VALUES, VALUES, World, serve_broker
+from conftest import ALL_VALUES, VALUES, HandClock, World, serve_broker
 from prometheus_client import generate_latest
 from test_broker_http import fetch
 
@@ -34,7 +32,8 @@ async def test_values_only_in_the_authorized_answer(
     token_nogrant = world.token(world.ns_a, "nogrant")
     everything = [{"name": n, "version": None} for n in VALUES]
     refusals = []
-    with serve_broker(emulator[1], tls_files, SETTINGS) as broker:
+    clock = HandClock()
+    with serve_broker(emulator[1], tls_files, SETTINGS, cache_clock=clock) as broker:
         ok = await fetch(
             broker, token_a, [{"name": "db", "version": 1}, {"name": "api", "version": None}]
         )
@@ -49,13 +48,12 @@ async def test_values_only_in_the_authorized_answer(
         refusals.append(await fetch(broker, token_a, [], body=b'{"vault_id": 1}'))  # 400
         rewarm = await fetch(broker, token_a, [{"name": "api", "version": None}])
         assert rewarm.status_code == 200
-        warmed = time.monotonic()
         emulator[0].knobs.set_faults([Fault(503, 1.0)])
-        await asyncio.sleep(0.3)
+        clock.now += 0.3  # past the TTL
         stale = await fetch(broker, token_a, [{"name": "api", "version": None}])  # stale 200
         assert stale.status_code == 200
         refusals.append(await fetch(broker, token_a, [{"name": "cfg", "version": None}]))  # 503
-        await asyncio.sleep(max(0.0, warmed + 1.7 - time.monotonic()))
+        clock.now += 1.4  # 1.7 s after the re-warm: past the staleness bound
         refusals.append(await fetch(broker, token_a, [{"name": "api", "version": None}]))  # 503
         metrics = generate_latest(broker.registry).decode()
 

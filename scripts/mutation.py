@@ -1,0 +1,309 @@
+"""Mutation testing of the critical modules with mutmut, one module at a time.
+
+Each module is mutated in its own scratch copy of the repository (.mutation/<module>/) with only
+the unit tests that exercise it, so a run needs no cluster and one module's result never waits
+for another's tests. Prints killed / total per module and every survivor as file:line and the
+mutation; exits 1 when a module is below the threshold or mutmut itself failed.
+
+Run through scripts/mutation, which sets up .venv first (see docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+PACKAGES = ("plan", "sakura", "emulator", "injector", "sidecar")
+THRESHOLD = 90.0
+TEST_TIMEOUT = 120
+"""Seconds one test may take under a mutant; the unit tests selected here take well under one."""
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate, the unit tests that exercise it, and whether CI runs it."""
+
+    path: str
+    tests: tuple[str, ...]
+    ci: bool = False
+
+
+TARGETS = (
+    Target("injector/broker/tokens.py", ("tests/broker/test_tokens_unit.py",), ci=True),
+    Target("injector/broker/access.py", ("tests/broker/test_access_unit.py",), ci=True),
+    Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
+    Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
+    Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",)),
+    Target("sidecar/writer.py", ("tests/sidecar/test_writer_unit.py",), ci=True),
+    Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
+    Target("injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",)),
+    Target("injector/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",)),
+    Target("injector/pod/ownership.py", ("tests/injector/unit/test_injector_ownership.py",)),
+    Target("injector/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",)),
+    Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",)),
+    Target("plan/model.py", ("tests/unit/test_plan.py",), ci=True),
+    Target(
+        "injector/annotations.py",
+        (
+            "tests/injector/unit/test_injector_parts.py",
+            "tests/injector/unit/test_annotations_unit.py",
+        ),
+    ),
+    Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
+    Target("sakura/ratelimit.py", ("tests/sakura/test_ratelimit_unit.py",)),
+)
+
+
+@dataclass(frozen=True)
+class Survivor:
+    name: str
+    status: str
+    where: str
+    change: str
+
+
+@dataclass(frozen=True)
+class Score:
+    target: Target
+    killed: int
+    total: int
+    survivors: tuple[Survivor, ...]
+    seconds: float
+    error: str = ""
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.killed / self.total if self.total else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="module paths (default: all of them)")
+    parser.add_argument("--ci", action="store_true", help="only the modules CI runs")
+    parser.add_argument("--list", action="store_true", help="print the modules and their tests")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="percent (default 90)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument(
+        "--tests", help="pytest arguments instead of the module's own tests, e.g. 'tests/unit -x'"
+    )
+    args = parser.parse_args()
+
+    targets = select(args.modules, ci=args.ci)
+    if args.tests:
+        targets = [Target(t.path, tuple(shlex.split(args.tests)), t.ci) for t in targets]
+    if args.list:
+        for t in targets:
+            print(f"{t.path}{'  [ci]' if t.ci else ''}: {' '.join(t.tests)}")
+        return 0
+    started = time.monotonic()
+    scores = []
+    for target in targets:
+        score = run(target, jobs=args.jobs)
+        print_score(score, args.threshold)
+        scores.append(score)
+    print(f"\n== mutation scores (threshold {args.threshold:g}%)")
+    for s in scores:
+        verdict = "ok" if ok(s, args.threshold) else "BELOW"
+        shown = f"error: {s.error}" if s.error else f"{s.killed}/{s.total} killed"
+        print(f"{verdict:5} {s.percent:5.1f}%  {s.target.path}  {shown}  ({s.seconds:.0f} s)")
+    print(f"total {time.monotonic() - started:.0f} s for {len(scores)} modules")
+    return 0 if all(ok(s, args.threshold) for s in scores) else 1
+
+
+def select(names: list[str], *, ci: bool) -> list[Target]:
+    by_path = {t.path: t for t in TARGETS}
+    if not names:
+        return [t for t in TARGETS if t.ci or not ci]
+    unknown = [n for n in names if n not in by_path]
+    if unknown:
+        known = ", ".join(by_path)
+        raise SystemExit(f"scripts/mutation: unknown module {unknown[0]!r}; choose from {known}")
+    return [by_path[n] for n in names]
+
+
+def ok(score: Score, threshold: float) -> bool:
+    return not score.error and score.percent >= threshold
+
+
+def run(target: Target, *, jobs: int) -> Score:
+    """mutmut in a fresh scratch copy: no results of an earlier run of other code are reused."""
+    print(f"== {target.path}: mutating, tests {' '.join(target.tests)}", flush=True)
+    started = time.monotonic()
+    work = WORK / target.path.replace("/", "_").removesuffix(".py")
+    prepare(work, target)
+    log = work / "mutmut.log"
+    with log.open("w") as sink:
+        done = subprocess.run(
+            ["mutmut", "run", "--max-children", str(jobs)],
+            cwd=work,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").replace("\r", "\n").strip().splitlines()[-15:]
+        print("\n".join(tail))
+        return Score(target, 0, 0, (), seconds, f"mutmut exited {done.returncode}, see {log}")
+    statuses = load_statuses(work, target.path)
+    if not statuses:
+        return Score(target, 0, 0, (), seconds, f"mutmut made no mutants, see {log}")
+    killed = sum(1 for s in statuses.values() if s in KILLED)
+    survivors = tuple(
+        describe(work, target.path, name, status)
+        for name, status in sorted(statuses.items(), key=lambda kv: _number_key(kv[0]))
+        if status not in KILLED
+    )
+    return Score(target, killed, len(statuses), survivors, seconds)
+
+
+def prepare(work: Path, target: Target) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    names = [n for n in files.split("\0") if n]
+    for name in names:  # the work tree as it is, edits included
+        source = ROOT / name
+        if source.is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / name)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    config = {
+        "source_paths": list(PACKAGES),
+        # tests read files beside the code (manifests/, docs/): mutmut runs them in mutants/
+        "also_copy": sorted({n.split("/")[0] for n in names} - set(PACKAGES)),
+        "only_mutate": [target.path],
+        "pytest_add_cli_args_test_selection": list(target.tests),
+        # a mutant that sleeps (a retry delay made huge) burns no CPU time, so mutmut's CPU
+        # limit would not stop it: bound each test's wall time instead
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", f"--timeout={TEST_TIMEOUT}"],
+        "use_git_change_detection": False,
+    }
+    lines = ["", "[tool.mutmut]", *(f"{k} = {json.dumps(v)}" for k, v in config.items())]
+    (work / "pyproject.toml").write_text(pyproject + "\n".join(lines) + "\n")
+
+
+def load_statuses(work: Path, path: str) -> dict[str, str]:
+    meta = work / "mutants" / (path + ".meta")
+    if not meta.exists():
+        return {}
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    return {name: status_of(code) for name, code in codes.items()}
+
+
+def status_of(code: int | None) -> str:
+    """mutmut's exit codes of a mutant's test run (mutmut/stats.py)."""
+    named: dict[int | None, str] = {
+        1: "killed",
+        3: "killed",
+        0: "survived",
+        5: "no tests",
+        33: "no tests",
+    }
+    named |= {34: "skipped", 36: "timeout", 37: "caught by type check", None: "not checked"}
+    named |= {-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"}
+    named |= {-11: "segfault", -9: "segfault"}
+    return named.get(code, "suspicious")
+
+
+def describe(work: Path, path: str, name: str, status: str) -> Survivor:
+    """file:line of the first changed line and the change, from `mutmut show`'s diff."""
+    shown = subprocess.run(
+        ["mutmut", "show", name],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    ).stdout
+    removed = [ln[1:].strip() for ln in shown.splitlines() if _is_change(ln, "-")]
+    added = [ln[1:].strip() for ln in shown.splitlines() if _is_change(ln, "+")]
+    offset = _first_changed_line(shown)
+    start = _function_start(ROOT / path, name)
+    line = f"{start + offset}" if start and offset is not None else "?"
+    change = f"{' / '.join(removed) or '(nothing)'}  ->  {' / '.join(added) or '(removed)'}"
+    return Survivor(name, status, f"{path}:{line}", change)
+
+
+def _is_change(line: str, sign: str) -> bool:
+    return line.startswith(sign) and not line.startswith(sign * 3)
+
+
+def _first_changed_line(diff: str) -> int | None:
+    """0-based line of the first removed line within the function's text (hunk header)."""
+    current = None
+    for ln in diff.splitlines():
+        hunk = re.match(r"@@ -(\d+)", ln)
+        if hunk:
+            current = int(hunk.group(1)) - 1
+            continue
+        if current is None or ln.startswith(("---", "+++")):
+            continue
+        if ln.startswith(("-", "+")):
+            return current
+        current += 1
+    return None
+
+
+def _function_start(source: Path, name: str) -> int | None:
+    """First line (decorators included) of the function or method a mutant name points at."""
+    mangled = name.rpartition(".")[2].rsplit("__mutmut_", 1)[0]
+    if mangled.startswith("x\u01c1"):
+        cls, _, func = mangled[2:].partition("\u01c1")
+    else:
+        cls, func = "", mangled.removeprefix("x_")
+    tree = ast.parse(source.read_text())
+    scope: list[ast.stmt] = tree.body
+    if cls:
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
+        if not classes:
+            return None
+        scope = classes[0].body
+    for node in scope:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == func:
+            return min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    return None
+
+
+def _number_key(name: str) -> tuple[str, int]:
+    head, _, number = name.rpartition("__mutmut_")
+    return head, int(number) if number.isdigit() else 0
+
+
+def print_score(score: Score, threshold: float) -> None:
+    if score.error:
+        print(f"   {score.target.path}: {score.error}")
+        return
+    verdict = "ok" if ok(score, threshold) else f"BELOW {threshold:g}%"
+    print(
+        f"   {score.target.path}: {score.killed}/{score.total} killed "
+        f"({score.percent:.1f}%, {verdict}) in {score.seconds:.0f} s"
+    )
+    for s in score.survivors:
+        print(f"   {s.status}: {s.where}  {s.change}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The broker's HTTP shell in process (ASGI): statuses, headers and error bodies.
+
+test_broker_http.py drives the same routes over TLS against the local cluster; here the broker
+behind them is a fake that answers or refuses exactly as a test says, and one test puts the real
+Broker on fakes of the Kubernetes API to show an API failure is a retryable 503, not a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes.client.exceptions import ApiException
+from starlette.applications import Starlette
+from test_access_unit import RecordingReviews
+from test_tokens_unit import TOKEN, FakeApi
+
+from injector.broker.access import AccessReviewer
+from injector.broker.routes import SECRETS_PATH, bearer_token, broker_routes
+from injector.broker.service import Broker, BrokerError
+from injector.broker.tokens import TokenReviewer
+from injector.broker.wire import MAX_BODY_BYTES, FetchedSecret, SecretRequest
+from plan import SecretVersion
+
+VAULT = "110000000001"
+BODY = {"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]}
+
+
+class FakeBroker:
+    """Answers `items`, or raises `error`; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.items: tuple[FetchedSecret, ...] = (FetchedSecret("db", None, 4, "v-db"),)
+        self.error: BrokerError | None = None
+        self.asked: list[tuple[str, SecretRequest]] = []
+
+    async def fetch(self, token: str, request: SecretRequest) -> tuple[FetchedSecret, ...]:
+        self.asked.append((token, request))
+        if self.error is not None:
+            raise self.error
+        return self.items
+
+
+async def post(
+    broker: Any,
+    *,
+    body: Any = BODY,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> httpx.Response:
+    app = Starlette(routes=broker_routes(broker))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://broker") as client:
+        return await client.post(
+            SECRETS_PATH,
+            content=json.dumps(body).encode() if raw is None else raw,
+            headers={"Authorization": f"Bearer {TOKEN}"} if headers is None else headers,
+        )
+
+
+async def test_an_answer_is_the_values_uncached() -> None:
+    broker = FakeBroker()
+    response = await post(broker)
+    assert response.status_code == 200
+    assert response.json() == {
+        "secrets": [{"name": "db", "requested_version": None, "version": 4, "value": "v-db"}]
+    }
+    assert response.headers["cache-control"] == "no-store"
+    assert broker.asked == [(TOKEN, SecretRequest(VAULT, (SecretVersion("db"),)))]
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer   ", "bearer"])
+async def test_no_bearer_token_is_a_401_with_a_challenge(header: str | None) -> None:
+    broker = FakeBroker()
+    response = await post(broker, headers={} if header is None else {"Authorization": header})
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "no bearer token; send 'Authorization: Bearer <projected ServiceAccount token>' "
+        "(audience sakura-secrets-injector)"
+    }
+    assert response.headers["www-authenticate"] == 'Bearer realm="sakura-secrets-injector"'
+    assert response.headers["cache-control"] == "no-store"
+    assert "retry-after" not in response.headers
+    assert broker.asked == []
+
+
+def test_the_bearer_token_is_read_from_the_header() -> None:
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("  bearer   abc  ") == "abc"
+    assert bearer_token("BEARER abc") == "abc"
+    assert bearer_token("Bearer") is None
+    assert bearer_token("Token abc") is None
+    assert bearer_token(None) is None
+
+
+async def test_a_too_large_body_is_a_413_before_parsing() -> None:
+    broker = FakeBroker()
+    response = await post(broker, raw=b" " * (MAX_BODY_BYTES + 1))
+    assert response.status_code == 413
+    assert response.json() == {"error": f"the body is larger than {MAX_BODY_BYTES} bytes"}
+    assert "www-authenticate" not in response.headers
+    assert broker.asked == []
+
+
+async def test_a_bad_body_is_a_400_naming_the_field() -> None:
+    broker = FakeBroker()
+    response = await post(broker, body={"vault_id": "1", "secrets": []})
+    assert response.status_code == 400
+    assert response.json() == {"error": "'vault_id' must be the 12-digit Sakura vault ID, not '1'"}
+    assert response.headers["cache-control"] == "no-store"
+    assert broker.asked == []
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "header"), [(None, None), (0.2, "1"), (1.0, "1"), (4.01, "5"), (9, "9")]
+)
+async def test_a_refusal_keeps_its_status_message_and_retry_after(
+    retry_after: float | None, header: str | None
+) -> None:
+    broker = FakeBroker()
+    broker.error = BrokerError("try later", status=503, retry_after=retry_after)
+    response = await post(broker)
+    assert response.status_code == 503
+    assert response.json() == {"error": "try later"}
+    assert response.headers.get("retry-after") == header
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_a_401_from_the_broker_carries_the_challenge() -> None:
+    broker = FakeBroker()
+    broker.error = BrokerError("expired", status=401)
+    response = await post(broker)
+    assert (response.status_code, response.json()) == (401, {"error": "expired"})
+    assert response.headers["www-authenticate"] == 'Bearer realm="sakura-secrets-injector"'
+    broker.error = BrokerError("no grant", status=403)
+    response = await post(broker)
+    assert response.status_code == 403
+    assert "www-authenticate" not in response.headers
+
+
+async def test_only_post_is_served() -> None:
+    app = Starlette(routes=broker_routes(FakeBroker()))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://broker") as client:
+        assert (await client.get(SECRETS_PATH)).status_code == 405
+
+
+async def test_the_kubernetes_api_failing_during_the_access_review_is_a_retryable_503() -> None:
+    """The real Broker on fakes of the API: the review fails, the init container may retry."""
+    reviews = RecordingReviews(set())
+    reviews.fail = ApiException(status=500, reason="Internal Server Error")
+    api = FakeApi()
+    broker = Broker(
+        TokenReviewer(None, reviews=api, pods=api),
+        AccessReviewer(None, reviews=reviews),
+        cache=None,  # type: ignore[arg-type]  # never reached
+    )
+    api.review_fails = ApiException(status=502, reason="Bad Gateway")
+    response = await post(broker)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {
+        "error": "the Kubernetes API could not review the token (HTTP 502 Bad Gateway)"
+    }
+    api.review_fails = None
+    response = await post(broker)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "could not review access to" in response.json()["error"]

@@ -1,0 +1,515 @@
+"""The broker's own token checks on crafted TokenReview statuses and pod facts.
+
+A real API server refuses most bad tokens itself (test_broker_http.py proves the whole path on
+the local cluster), so there the broker's checks are never what fails. Here a fake of the API
+answers exactly the status under test: audience, pod binding extras, the pod's uid and
+ServiceAccount, failures of the API, and the review and pod cache lifetimes on a hand-driven
+clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from stub_kube_api import StubApi, stub_api_server
+
+from injector.broker.tokens import (
+    AUDIENCE,
+    MAX_TOKEN_LENGTH,
+    POD_NAME_EXTRA,
+    POD_UID_EXTRA,
+    Identity,
+    KubernetesUnavailable,
+    TokenRejected,
+    TokenReviewer,
+    identity_from_review,
+    parse_service_account,
+    service_account_groups,
+    service_account_username,
+)
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
+UID = "0c5f6a0e-1111-4b7e-9a51-2f1d3c4b5a69"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def status(
+    *,
+    authenticated: bool = True,
+    audiences: list[str] | None = None,
+    username: str = "system:serviceaccount:shop:api",
+    extra: dict[str, Any] | None = None,
+    groups: list[str] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """A TokenReview status as `V1TokenReviewStatus.to_dict()` gives it."""
+    return {
+        "authenticated": authenticated,
+        "audiences": [AUDIENCE] if audiences is None else audiences,
+        "error": error,
+        "user": {
+            "username": username,
+            "uid": "sa-uid",
+            "groups": ["system:serviceaccounts", "system:authenticated"]
+            if groups is None
+            else groups,
+            "extra": {POD_NAME_EXTRA: ["api-7d9"], POD_UID_EXTRA: [UID]}
+            if extra is None
+            else extra,
+        },
+    }
+
+
+class FakeApi:
+    """Answers TokenReviews with `answer` and pod reads from `pods`; records every call."""
+
+    def __init__(self) -> None:
+        self.answer: k8s.V1TokenReviewStatus | None = _review_status(status())
+        self.pods: dict[tuple[str, str], k8s.V1Pod] = {("shop", "api-7d9"): pod(UID, "api")}
+        self.reviews: list[dict[str, Any]] = []
+        self.reads: list[dict[str, Any]] = []
+        self.review_fails: Exception | None = None
+        self.read_fails: Exception | None = None
+
+    def create_token_review(self, body: k8s.V1TokenReview, **kwargs: Any) -> k8s.V1TokenReview:
+        self.reviews.append(
+            {
+                "token": body.spec.token,
+                "audiences": body.spec.audiences,
+                "timeout": kwargs.get("_request_timeout"),
+            }
+        )
+        if self.review_fails is not None:
+            raise self.review_fails
+        return k8s.V1TokenReview(spec=body.spec, status=self.answer)
+
+    def read_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> k8s.V1Pod:
+        self.reads.append(
+            {"name": name, "namespace": namespace, "timeout": kwargs.get("_request_timeout")}
+        )
+        if self.read_fails is not None:
+            raise self.read_fails
+        found = self.pods.get((namespace, name))
+        if found is None:
+            raise ApiException(status=404, reason="Not Found")
+        return found
+
+
+def _review_status(fields: dict[str, Any]) -> k8s.V1TokenReviewStatus:
+    user = fields["user"]
+    return k8s.V1TokenReviewStatus(
+        authenticated=fields["authenticated"],
+        audiences=fields["audiences"],
+        error=fields["error"],
+        user=k8s.V1UserInfo(
+            username=user["username"], uid=user["uid"], groups=user["groups"], extra=user["extra"]
+        ),
+    )
+
+
+def pod(uid: str | None, service_account: str | None) -> k8s.V1Pod:
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="api-7d9", namespace="shop", uid=uid),
+        spec=k8s.V1PodSpec(containers=[], service_account_name=service_account),
+    )
+
+
+def reviewer(api: FakeApi, clock: Clock, **kwargs: Any) -> TokenReviewer:
+    return TokenReviewer(None, clock=clock, reviews=api, pods=api, **kwargs)
+
+
+IDENTITY = Identity(
+    "shop", "api", "api-7d9", UID, ("system:serviceaccounts", "system:authenticated")
+)
+
+
+# --- identity_from_review: pure checks on the review's status ---
+
+
+def test_an_accepted_bound_token_gives_the_pod_identity() -> None:
+    identity = identity_from_review(status(), AUDIENCE)
+    assert identity == IDENTITY
+    assert identity.username == "system:serviceaccount:shop:api"
+    assert str(identity) == "serviceaccount shop/api (pod api-7d9)"
+
+
+def test_an_unauthenticated_token_is_rejected_with_the_api_servers_reason() -> None:
+    with pytest.raises(TokenRejected) as caught:
+        identity_from_review(status(authenticated=False, error="token  has\n expired"), "aud-x")
+    assert str(caught.value) == (
+        "the Kubernetes API did not accept the token (token has expired); it may be expired, "
+        "for another audience than 'aud-x', or its pod or ServiceAccount may be gone"
+    )
+    with pytest.raises(TokenRejected, match=r"\(no reason given\)"):
+        identity_from_review({"authenticated": False}, AUDIENCE)
+    with pytest.raises(TokenRejected, match="did not accept"):
+        identity_from_review({}, AUDIENCE)
+
+
+def test_the_api_servers_reason_is_one_line_of_at_most_300_characters() -> None:
+    with pytest.raises(TokenRejected) as caught:
+        identity_from_review(status(authenticated=False, error="x" * 400 + "TAIL"), AUDIENCE)
+    assert f"({'x' * 300})" in str(caught.value)
+
+
+def test_a_token_for_another_audience_is_rejected_even_when_authenticated() -> None:
+    for audiences in ([], ["https://kubernetes.default.svc"], None):
+        fields = status()
+        fields["audiences"] = audiences
+        with pytest.raises(TokenRejected) as caught:
+            identity_from_review(fields, "aud-x")
+        assert str(caught.value) == (
+            "the token is not for audience 'aud-x'; project it with "
+            "serviceAccountToken.audience: aud-x"
+        )
+    assert identity_from_review(status(audiences=["other", "aud-x"]), "aud-x").pod_uid == UID
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["", "admin", "system:node:worker-1", "system:serviceaccounts:shop", "serviceaccount:shop:api"],
+)
+def test_a_token_not_of_a_service_account_is_rejected(username: str) -> None:
+    with pytest.raises(TokenRejected) as caught:
+        identity_from_review(status(username=username), AUDIENCE)
+    assert str(caught.value) == (
+        "the token does not belong to a ServiceAccount; present the projected token of the "
+        "pod's ServiceAccount"
+    )
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "system:serviceaccount:shop",
+        "system:serviceaccount:shop:",
+        "system:serviceaccount::api",
+        "system:serviceaccount:shop:api:extra",
+    ],
+)
+def test_a_malformed_service_account_name_is_rejected(username: str) -> None:
+    with pytest.raises(TokenRejected) as caught:
+        parse_service_account(username)
+    assert str(caught.value) == f"the token's user {username!r} is not a ServiceAccount name"
+
+
+def test_a_missing_user_is_not_a_service_account() -> None:
+    fields = status()
+    del fields["user"]
+    with pytest.raises(TokenRejected, match="does not belong to a ServiceAccount"):
+        identity_from_review(fields, AUDIENCE)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        None,
+        {POD_NAME_EXTRA: ["api-7d9"]},
+        {POD_UID_EXTRA: [UID]},
+        {POD_NAME_EXTRA: ["api-7d9"], POD_UID_EXTRA: []},
+        {POD_NAME_EXTRA: [], POD_UID_EXTRA: [UID]},
+        {POD_NAME_EXTRA: ["api-7d9", "other"], POD_UID_EXTRA: [UID]},
+        {POD_NAME_EXTRA: ["api-7d9"], POD_UID_EXTRA: [UID, UID]},
+        {POD_NAME_EXTRA: "api-7d9", POD_UID_EXTRA: [UID]},
+        {POD_NAME_EXTRA: ["api-7d9"], POD_UID_EXTRA: UID},
+        {POD_NAME_EXTRA: [""], POD_UID_EXTRA: [UID]},
+        {POD_NAME_EXTRA: ["api-7d9"], POD_UID_EXTRA: [""]},
+    ],
+)
+def test_a_token_not_bound_to_exactly_one_pod_is_rejected(extra: dict[str, Any] | None) -> None:
+    fields = status()
+    fields["user"]["extra"] = extra
+    with pytest.raises(TokenRejected) as caught:
+        identity_from_review(fields, AUDIENCE)
+    assert str(caught.value) == (
+        "the token is not bound to a pod; use the projected token the injector mounts "
+        "(serviceAccountToken volume), not a long-lived ServiceAccount Secret token"
+    )
+
+
+def test_groups_come_from_the_review_as_strings_and_may_be_absent() -> None:
+    assert identity_from_review(status(groups=["g1", "g2"]), AUDIENCE).groups == ("g1", "g2")
+    fields = status()
+    fields["user"]["groups"] = None
+    assert identity_from_review(fields, AUDIENCE).groups == ()
+
+
+def test_service_account_names_and_groups() -> None:
+    assert service_account_username("shop", "api") == "system:serviceaccount:shop:api"
+    assert service_account_groups("shop") == (
+        "system:serviceaccounts",
+        "system:serviceaccounts:shop",
+        "system:authenticated",
+    )
+    assert parse_service_account("system:serviceaccount:shop:api") == ("shop", "api")
+
+
+# --- TokenReviewer.verify: the request, the pod check, the caches ---
+
+
+async def test_it_reviews_the_token_for_its_audience_with_a_timeout() -> None:
+    api = FakeApi()
+    identity = await reviewer(api, Clock(), request_timeout=2.5).verify(f"  {TOKEN}\n")
+    assert identity == IDENTITY
+    assert api.reviews == [{"token": TOKEN, "audiences": [AUDIENCE], "timeout": 2.5}]
+    assert api.reads == [{"name": "api-7d9", "namespace": "shop", "timeout": 2.5}]
+
+
+async def test_the_default_audience_and_timeout() -> None:
+    api = FakeApi()
+    tokens = TokenReviewer(None, reviews=api, pods=api)
+    assert await tokens.verify(TOKEN) == IDENTITY
+    assert api.reviews[0]["audiences"] == ["sakura-secrets-injector"]
+    assert api.reviews[0]["timeout"] == 5.0
+    assert api.reads[0]["timeout"] == 5.0
+
+
+async def test_another_audience_is_asked_for_and_checked() -> None:
+    api = FakeApi()
+    api.answer = _review_status(status(audiences=["aud-x"]))
+    assert await reviewer(api, Clock(), audience="aud-x").verify(TOKEN) == IDENTITY
+    assert api.reviews[0]["audiences"] == ["aud-x"]
+    with pytest.raises(TokenRejected, match="not for audience 'sakura-secrets-injector'"):
+        await reviewer(api, Clock()).verify(TOKEN)
+
+
+@pytest.mark.parametrize("token", ["", "   ", "\n\t"])
+async def test_no_token_is_rejected_without_asking_the_api(token: str) -> None:
+    api = FakeApi()
+    with pytest.raises(TokenRejected) as caught:
+        await reviewer(api, Clock()).verify(token)
+    assert str(caught.value) == (
+        "no token; send 'Authorization: Bearer <projected ServiceAccount token>'"
+    )
+    assert api.reviews == []
+
+
+@pytest.mark.parametrize(
+    "token", ["a" * (MAX_TOKEN_LENGTH + 1), "two words", "tab\tinside", "line\nbreak"]
+)
+async def test_a_malformed_token_is_rejected_without_asking_the_api(token: str) -> None:
+    api = FakeApi()
+    with pytest.raises(TokenRejected) as caught:
+        await reviewer(api, Clock()).verify(token)
+    assert str(caught.value) == "the bearer token is malformed"
+    assert api.reviews == []
+
+
+async def test_a_token_of_the_maximum_length_is_reviewed() -> None:
+    api = FakeApi()
+    await reviewer(api, Clock()).verify("a" * MAX_TOKEN_LENGTH)
+    assert len(api.reviews) == 1
+
+
+async def test_a_review_without_status_is_a_rejection() -> None:
+    api = FakeApi()
+    api.answer = None
+    with pytest.raises(TokenRejected, match="did not accept the token"):
+        await reviewer(api, Clock()).verify(TOKEN)
+
+
+async def test_a_token_of_a_deleted_pod_is_rejected() -> None:
+    api = FakeApi()
+    api.pods.clear()
+    with pytest.raises(TokenRejected) as caught:
+        await reviewer(api, Clock()).verify(TOKEN)
+    assert str(caught.value) == (
+        "the token's pod shop/api-7d9 no longer exists; a token of a deleted pod is not accepted"
+    )
+
+
+async def test_a_token_of_a_pod_replaced_under_the_same_name_is_rejected() -> None:
+    api = FakeApi()
+    api.pods[("shop", "api-7d9")] = pod("another-uid", "api")
+    with pytest.raises(TokenRejected) as caught:
+        await reviewer(api, Clock()).verify(TOKEN)
+    assert str(caught.value) == (
+        "the token's pod shop/api-7d9 no longer exists (another pod now has its name); a token "
+        "of a deleted pod is not accepted"
+    )
+
+
+async def test_a_pod_without_uid_counts_as_gone() -> None:
+    api = FakeApi()
+    api.pods[("shop", "api-7d9")] = pod(None, "api")
+    with pytest.raises(TokenRejected, match="no longer exists; a token"):
+        await reviewer(api, Clock()).verify(TOKEN)
+    api.pods[("shop", "api-7d9")] = k8s.V1Pod(metadata=None, spec=None)
+    with pytest.raises(TokenRejected, match="no longer exists; a token"):
+        await reviewer(api, Clock()).verify(TOKEN)
+
+
+async def test_the_pod_must_run_as_the_tokens_service_account() -> None:
+    api = FakeApi()
+    api.pods[("shop", "api-7d9")] = pod(UID, "admin")
+    with pytest.raises(TokenRejected) as caught:
+        await reviewer(api, Clock()).verify(TOKEN)
+    assert str(caught.value) == "pod shop/api-7d9 runs as ServiceAccount 'admin', not 'api'"
+
+
+async def test_a_pod_without_a_service_account_name_runs_as_default() -> None:
+    api = FakeApi()
+    api.answer = _review_status(status(username="system:serviceaccount:shop:default"))
+    api.pods[("shop", "api-7d9")] = pod(UID, None)
+    identity = await reviewer(api, Clock()).verify(TOKEN)
+    assert identity.service_account == "default"
+    api.answer = _review_status(status())
+    with pytest.raises(TokenRejected, match="runs as ServiceAccount 'default', not 'api'"):
+        await reviewer(api, Clock()).verify(TOKEN)
+
+
+async def test_a_pod_without_spec_runs_as_no_service_account() -> None:
+    api = FakeApi()
+    api.pods[("shop", "api-7d9")] = k8s.V1Pod(metadata=k8s.V1ObjectMeta(uid=UID), spec=None)
+    with pytest.raises(TokenRejected, match="runs as ServiceAccount '', not 'api'"):
+        await reviewer(api, Clock()).verify(TOKEN)
+
+
+async def test_accepted_reviews_are_remembered_for_review_ttl() -> None:
+    clock, api = Clock(), FakeApi()
+    tokens = reviewer(api, clock, review_ttl=10.0, pod_ttl=1000.0)
+    await tokens.verify(TOKEN)
+    clock.now += 9.9
+    await tokens.verify(TOKEN)
+    assert len(api.reviews) == 1
+    clock.now += 0.1
+    await tokens.verify(TOKEN)
+    assert len(api.reviews) == 2
+
+
+async def test_reviews_are_kept_per_token_by_digest() -> None:
+    clock, api = Clock(), FakeApi()
+    tokens = reviewer(api, clock)
+    await tokens.verify(TOKEN)
+    await tokens.verify(TOKEN + "x")
+    assert [r["token"] for r in api.reviews] == [TOKEN, TOKEN + "x"]
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    assert tokens._reviews.peek(digest) == IDENTITY
+    assert tokens._reviews.peek(TOKEN) is None
+
+
+async def test_the_default_lifetimes_are_10_s_for_reviews_and_5_s_for_pods() -> None:
+    clock, api = Clock(), FakeApi()
+    tokens = TokenReviewer(None, clock=clock, reviews=api, pods=api)
+    await tokens.verify(TOKEN)
+    clock.now += 4.9
+    await tokens.verify(TOKEN)
+    assert (len(api.reviews), len(api.reads)) == (1, 1)
+    clock.now += 0.1
+    await tokens.verify(TOKEN)
+    assert (len(api.reviews), len(api.reads)) == (1, 2)
+    clock.now += 4.9
+    await tokens.verify(TOKEN)
+    assert (len(api.reviews), len(api.reads)) == (1, 2)
+    clock.now += 0.1
+    await tokens.verify(TOKEN)
+    assert (len(api.reviews), len(api.reads)) == (2, 3)
+
+
+async def test_rejected_tokens_are_not_remembered() -> None:
+    api = FakeApi()
+    api.answer = _review_status(status(authenticated=False, error="expired"))
+    tokens = reviewer(api, Clock())
+    for _ in range(2):
+        with pytest.raises(TokenRejected):
+            await tokens.verify(TOKEN)
+    assert len(api.reviews) == 2
+    assert len(tokens._reviews) == 0
+
+
+async def test_pod_facts_are_remembered_for_pod_ttl_so_a_deletion_is_seen() -> None:
+    clock, api = Clock(), FakeApi()
+    tokens = reviewer(api, clock, review_ttl=1000.0, pod_ttl=5.0)
+    await tokens.verify(TOKEN)
+    api.pods.clear()  # the pod is deleted ...
+    clock.now += 4.9
+    await tokens.verify(TOKEN)  # ... its facts are still remembered
+    assert len(api.reads) == 1
+    clock.now += 0.1
+    with pytest.raises(TokenRejected, match="no longer exists"):
+        await tokens.verify(TOKEN)
+    assert len(api.reads) == 2
+
+
+async def test_pod_facts_are_kept_per_namespace_and_name() -> None:
+    api = FakeApi()
+    api.pods[("shop", "web-1")] = pod("web-uid", "api")
+    tokens = reviewer(api, Clock())
+    await tokens.verify(TOKEN)
+    api.answer = _review_status(
+        status(extra={POD_NAME_EXTRA: ["web-1"], POD_UID_EXTRA: ["web-uid"]})
+    )
+    assert (await tokens.verify(TOKEN + "2")).pod_name == "web-1"
+    assert [(r["namespace"], r["name"]) for r in api.reads] == [
+        ("shop", "api-7d9"),
+        ("shop", "web-1"),
+    ]
+
+
+async def test_an_api_error_on_the_review_is_unavailable_not_a_rejection() -> None:
+    api = FakeApi()
+    api.review_fails = ApiException(status=500, reason="Internal Server Error")
+    tokens = reviewer(api, Clock())
+    with pytest.raises(KubernetesUnavailable) as caught:
+        await tokens.verify(TOKEN)
+    assert str(caught.value) == (
+        "the Kubernetes API could not review the token (HTTP 500 Internal Server Error)"
+    )
+    api.review_fails = ConnectionResetError("peer reset")
+    with pytest.raises(KubernetesUnavailable) as caught:
+        await tokens.verify(TOKEN)
+    assert str(caught.value) == (
+        "the Kubernetes API could not be reached to review the token (ConnectionResetError)"
+    )
+    api.review_fails = None
+    assert await tokens.verify(TOKEN) == IDENTITY  # the failure was not remembered
+
+
+async def test_an_api_error_on_the_pod_read_is_unavailable_not_a_rejection() -> None:
+    api = FakeApi()
+    api.read_fails = ApiException(status=403, reason="Forbidden")
+    tokens = reviewer(api, Clock())
+    with pytest.raises(KubernetesUnavailable) as caught:
+        await tokens.verify(TOKEN)
+    assert str(caught.value) == (
+        "the Kubernetes API could not read pod shop/api-7d9 (HTTP 403 Forbidden); the injector "
+        "needs get on pods"
+    )
+    api.read_fails = TimeoutError()
+    with pytest.raises(KubernetesUnavailable) as caught:
+        await tokens.verify(TOKEN)
+    assert str(caught.value) == (
+        "the Kubernetes API could not be reached to read pod shop/api-7d9 (TimeoutError)"
+    )
+    api.read_fails = None
+    assert await tokens.verify(TOKEN) == IDENTITY
+
+
+# --- through the real kubernetes client, over HTTP to a stub API ---
+
+
+async def test_the_reviewer_uses_the_api_client_it_is_given() -> None:
+    stub = StubApi(token_status=status())
+    stub.pods[("shop", "api-7d9")] = {
+        "metadata": {"name": "api-7d9", "namespace": "shop", "uid": UID},
+        "spec": {"containers": [], "serviceAccountName": "api"},
+    }
+    with stub_api_server(stub) as api:
+        identity = await TokenReviewer(api).verify(TOKEN)
+    assert identity == IDENTITY
+    (method, path, body), read = stub.requests
+    assert (method, path) == ("POST", "/apis/authentication.k8s.io/v1/tokenreviews")
+    assert body["spec"] == {"token": TOKEN, "audiences": [AUDIENCE]}
+    assert read == ("GET", "/api/v1/namespaces/shop/pods/api-7d9", None)
