@@ -25,11 +25,11 @@ from prometheus_client import CollectorRegistry
 
 from emulator.app import Emulator
 from injector.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
-from injector.app import create_app
+from injector.app import create_apps
 from injector.broker.wiring import build_broker
 from injector.kube import api_client as kube_api_client
 from injector.reviews import pod_create_review
-from injector.server import serving_in_thread
+from injector.server import Listener, serving_in_thread
 from injector.settings import WebhookSettings
 from injector.tls import ReloadingTLS
 from plan import template_tokens
@@ -41,7 +41,8 @@ STREAMS = 4
 
 @contextlib.contextmanager
 def serve_injector(emulator_url: str, tls: tuple[Path, Path, bytes]) -> Iterator[Any]:
-    """`create_app` with the broker's routes and admission check, as `serve` wires them."""
+    """`create_apps` with the broker's routes and admission check, on two ports as `serve`
+    wires them; yields the webhook's URL, the broker's and the TLS context."""
     registry = CollectorRegistry()
     parts = build_broker(
         sakura_config(emulator_url),
@@ -55,11 +56,14 @@ def serve_injector(emulator_url: str, tls: tuple[Path, Path, bytes]) -> Iterator
         broker_ca_pem=ca_pem.decode(),
         default_vault_id=VAULT,
     )
-    app = create_app(
-        settings, check=parts.check, routes=parts.routes, shutdown=[parts.aclose], registry=registry
-    )
-    with serving_in_thread(app, ReloadingTLS(cert, key)) as url:
-        yield url, ssl.create_default_context(cadata=ca_pem.decode())
+    apps = create_apps(settings, check=parts.check, routes=parts.routes, registry=registry)
+    tls_files = ReloadingTLS(cert, key)
+    listeners = [
+        Listener("webhook", apps.webhook, tls_files, 0),
+        Listener("broker", apps.broker, tls_files, 0),
+    ]
+    with serving_in_thread(listeners, shutdown=[parts.aclose]) as (webhook, broker):
+        yield webhook, broker, ssl.create_default_context(cadata=ca_pem.decode())
 
 
 def largest_review(namespace: str, uid: str) -> bytes:
@@ -89,12 +93,12 @@ async def test_health_and_broker_answer_while_the_largest_reviews_are_worked_on(
     token = world.token(world.ns_a, "app")
     bodies = [largest_review(world.ns_a, f"big-{i}") for i in range(REVIEWS)]
     fetch = json.dumps({"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]})
-    with serve_injector(emulator[1], tls_files) as (url, context):
+    with serve_injector(emulator[1], tls_files) as (url, broker_url, context):
         async with httpx.AsyncClient(verify=context, timeout=120) as http:
 
             async def broker_fetch() -> None:
                 answer = await http.post(
-                    f"{url}/v1/secrets",
+                    f"{broker_url}/v1/secrets",
                     content=fetch,
                     headers={"Authorization": f"Bearer {token}"},
                 )
@@ -102,7 +106,7 @@ async def test_health_and_broker_answer_while_the_largest_reviews_are_worked_on(
                 assert answer.json()["secrets"][0]["value"] == VALUES["db"][1]
 
             async def healthz() -> None:
-                answer = await http.get(f"{url}/healthz")
+                answer = await http.get(f"{broker_url}/healthz")
                 assert answer.status_code == 200
 
             first = await http.post(f"{url}/mutate", content=bodies[0])  # warm: checks cached
