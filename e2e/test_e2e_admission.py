@@ -95,7 +95,7 @@ def test_the_broker_refuses_a_valid_token_asking_another_vault(
     kube.apply(_pod("direct", labelled, None))
     token = bound_token(kube, labelled, "reader", "direct")
     context = ssl.create_default_context(cafile=str(webhook.pki.ca_file))
-    url = f"{webhook.injector.url}/v1/secrets"
+    url = f"{webhook.injector.broker_url}/v1/secrets"
     headers = {"Authorization": f"Bearer {token}"}
 
     def ask(vault_id: str) -> httpx.Response:

@@ -142,7 +142,7 @@ def test_a_hostile_pod_spends_at_most_10_calls_and_another_rollout_keeps_its_pac
     baseline = rollout(kube, webhook, sakura, "victim-alone", "api-key")
 
     context = ssl.create_default_context(cadata=webhook.pki.ca.cert_pem.decode())
-    hammer = Hammer(webhook.injector.url, context, token, sakura.vault_id)
+    hammer = Hammer(webhook.injector.broker_url, context, token, sakura.vault_id)
     before, started = sakura_calls(sakura), time.monotonic()
     hammer.start()
     try:
