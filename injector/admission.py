@@ -53,9 +53,10 @@ class Checked:
     warnings: tuple[str, ...]
 
 
-_CPU = ThreadPoolExecutor(max_workers=2, thread_name_prefix="admission")
+_CPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admission")
 """Where the pipeline's CPU work runs: not on the event loop, which must keep answering health
-probes and the broker, and not in the default pool the broker's Kubernetes calls wait in."""
+probes and the broker, and not in the default pool the broker's Kubernetes calls wait in. One
+thread: with the GIL a second adds no throughput, and it would take turns from the loop."""
 
 
 async def review(

@@ -41,7 +41,7 @@ def test_admission_size_benchmark_reviews_every_shape() -> None:
         assert re.search(rf"^{shape}\s+growth [\d.]+x$", out, re.M), out
     assert re.search(r"^at-limits\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+\s+admitted$", out, re.M), out
     assert re.search(r"blocks nested \d+ deep", out), out
-    assert len(re.findall(r"^template_refs\s+\d+\s+1\s+[\d.]+$", out, re.M)) == 2, out
+    assert len(re.findall(r"^template_refs\s+\d+\s+1\s+[\d.]+\s+[\d.]+$", out, re.M)) == 2, out
 
 
 def test_init_fetch_benchmark_fetches_each_secret_once() -> None:
