@@ -90,11 +90,11 @@ def many(size: int, entry: Callable[[int], tuple[str, str]]) -> Annotations:
 
 
 def many_templates(size: int) -> Annotations:
-    return many(size, lambda i: (f"{P}template-t{i}", f'{{{{ secret("s{i}") }}}}'))
+    return many(size, lambda i: (f"{P}template-t{i}", f'{{{{ secret("s{i % 99}") }}}}'))
 
 
 def many_secrets(size: int) -> Annotations:
-    return many(size, lambda i: (f"{P}secret-f{i}", f"s{i}@{i + 1}#k"))
+    return many(size, lambda i: (f"{P}secret-f{i}", f"s{i % 49}@{i % 2 + 1}#k{i}"))
 
 
 def nested_block(depth: int) -> str:
@@ -117,7 +117,7 @@ def at_limits(size: int) -> Annotations:
     value = "{{x}}" * ((MAX_TEMPLATE_TOKENS - template_tokens(tail, 100)) // 3) + tail
 
     def pod(files: int) -> Annotations:
-        secrets = {f"{P}secret-f{i:05}": f"s{i}@{i + 1}#k" for i in range(files)}
+        secrets = {f"{P}secret-f{i:05}": f"s{i % 49}@{i % 2 + 1}#k{i}" for i in range(files)}
         return {**BASE, f"{P}template-config": value, **secrets}
 
     low, high = 0, MAX_FILES - 1  # the most secret-FILE annotations whose plan still fits

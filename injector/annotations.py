@@ -19,6 +19,7 @@ from injector.pod.volumes import TOKEN_DIRECTORY
 from injector.settings import WebhookSettings
 from plan import (
     MAX_PLAN_BYTES,
+    MAX_SECRETS,
     FileSpec,
     Plan,
     PlanError,
@@ -137,6 +138,7 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
     except PlanError as exc:
         raise Denied(f"annotations {PREFIX}*: {exc}") from None
     _check_plan_size(plan, ours)
+    _check_secret_count(plan)
     return Injection(plan=plan, options=options)
 
 
@@ -164,6 +166,18 @@ def _check_plan_size(plan: Plan, ours: Mapping[str, str]) -> None:
         "carry (Linux caps one variable at 128 KiB); this is the largest file's source: write "
         "fewer or smaller files per pod"
     )
+
+
+def _check_secret_count(plan: Plan) -> None:
+    wanted = plan.secrets()
+    if len(wanted) > MAX_SECRETS:
+        # each is an RBAC review at admission and at every fetch, and the broker answers
+        # at most this many: such a pod could never start
+        raise Denied(
+            f"annotations {PREFIX}secret-*/template-*: the pod reads {len(wanted)} distinct "
+            f"secrets (name and version), more than the {MAX_SECRETS} one pod may read (a vault "
+            "holds at most 100); split the files over several pods or read fewer versions"
+        )
 
 
 def _check_known(key: str) -> None:

@@ -2,6 +2,7 @@
 
 from plan.model import (
     MAX_PLAN_BYTES,
+    MAX_SECRETS,
     PLAN_FORMAT,
     FileSpec,
     Plan,
@@ -14,6 +15,7 @@ from plan.template import render, template_refs, template_tokens
 
 __all__ = [
     "MAX_PLAN_BYTES",
+    "MAX_SECRETS",
     "PLAN_FORMAT",
     "FileSpec",
     "Plan",

@@ -19,6 +19,9 @@ PLAN_FORMAT = 1
 MAX_PLAN_BYTES = 127 * 1024
 """The plan travels in one environment variable of the init container, and Linux refuses to
 start a process with a variable over 128 KiB (MAX_ARG_STRLEN): the pod would never start."""
+MAX_SECRETS = 100
+"""Distinct values (name, version) one plan may read: Sakura holds at most 100 secrets per
+contract, and the broker answers at most this many per request (one request per pod)."""
 MAX_NAME_LENGTH = 255
 VAULT_ID = re.compile(r"^[0-9]{12}$")
 # A plain file name: no directory part, not hidden, no traversal, portable characters only.

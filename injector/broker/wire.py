@@ -10,10 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from plan import PlanError, SecretRef, SecretVersion
+from plan import MAX_SECRETS, PlanError, SecretRef, SecretVersion
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_SECRETS = 100
 VAULT_ID = re.compile(r"^[0-9]{12}$")
 
 

@@ -17,7 +17,15 @@ from admission_harness import P, admitted, denied, pod, review_body, settings
 from injector.admission import Checked, finish, prepare
 from injector.annotations import MAX_ANNOTATIONS_BYTES, MAX_FILES, MAX_TEMPLATE_TOKENS
 from injector.checks import CheckOutcome
-from plan import MAX_PLAN_BYTES, FileSpec, Plan, SecretRef, template_refs, template_tokens
+from plan import (
+    MAX_PLAN_BYTES,
+    MAX_SECRETS,
+    FileSpec,
+    Plan,
+    SecretRef,
+    template_refs,
+    template_tokens,
+)
 
 LINEAR_AT_MOST = 6.0
 """Work for 4x the input, relative: linear is about 4, quadratic about 16."""
@@ -109,13 +117,14 @@ def reviewed(annotations: dict[str, str]) -> dict[str, Any]:
 PODS: dict[str, Callable[[int], dict[str, str]]] = {
     "one template": lambda n: {f"{P}template-t": TEMPLATES["names set at the end"](n)},
     "many templates": lambda n: {
-        f"{P}template-t{i}": f'{{{{ secret("s{i}") }}}}' for i in range(n)
+        f"{P}template-t{i}": f'{{{{ secret("s{i % 50}") }}}}' for i in range(n)
     },
-    "many secrets": lambda n: {f"{P}secret-f{i}": f"s{i}@{i + 1}#k" for i in range(n)},
+    "many secrets": lambda n: {f"{P}secret-f{i}": f"s{i % 50}@{i % 2 + 1}#k{i}" for i in range(n)},
     "nested blocks": lambda n: {f"{P}template-t": TEMPLATES["nested blocks"](n)},
 }
 SIZES = {"one template": 300, "many templates": 40, "many secrets": 200, "nested blocks": 50}
-"""Four times each size stays within every limit: the pods are admitted."""
+"""Four times each size stays within every limit (at most 100 distinct secrets among them):
+the pods are admitted."""
 
 
 @pytest.mark.parametrize("shape", PODS)
@@ -193,3 +202,17 @@ def prepare_plan(annotations: dict[str, str]) -> str:
     checked = prepare(review_body(pod(annotations)), settings())
     assert isinstance(checked, Checked)
     return checked.plan.to_json()
+
+
+async def test_more_distinct_secrets_than_one_fetch_may_read_are_denied() -> None:
+    """The broker answers at most MAX_SECRETS per request: such a pod could never start, and
+    each distinct secret is a SubjectAccessReview at admission."""
+    many = {f"{P}secret-f{i:03}": f"s{i}" for i in range(MAX_SECRETS)}  # + the harness's one
+    response = await denied(pod(many))
+    assert response["status"]["message"] == (
+        f"annotations {P}secret-*/template-*: the pod reads {MAX_SECRETS + 1} distinct secrets "
+        f"(name and version), more than the {MAX_SECRETS} one pod may read (a vault holds at "
+        "most 100); split the files over several pods or read fewer versions"
+    )
+    same = {f"{P}secret-f{i:03}": f"api#k{i}" for i in range(MAX_FILES - 1)}  # one secret
+    await admitted(pod(same))
