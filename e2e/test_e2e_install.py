@@ -18,7 +18,7 @@ from harness import install, manifests
 from harness.kube import Kube
 from harness.stack import Sakura
 from harness.target import Target, unavailable
-from harness.webhooks import INJECTION_LABEL, RUN_LABEL
+from harness.webhooks import INJECTION_LABEL
 
 pytestmark = pytest.mark.cluster
 
@@ -74,7 +74,7 @@ def installed(
                     "kind": "Namespace",
                     "metadata": {
                         "name": APP_NS,
-                        "labels": {INJECTION_LABEL: "enabled", RUN_LABEL: run_id},
+                        "labels": {INJECTION_LABEL: "enabled", install.INSTALL_LABEL: run_id},
                     },
                 },
                 manifests.service_account(SERVICE_ACCOUNT, APP_NS),

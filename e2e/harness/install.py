@@ -10,8 +10,9 @@ meant to prove (the certs bootstrap, RBAC, Service, probes, webhook configuratio
 - the broker URL carries the broker's container port (9443): kube-proxy would map the Service's
   443 (the webhook's Service port needs nothing: the API server dials the endpoint itself);
 - the image is the one the run built, never pulled;
-- the webhook's namespaceSelector also asks for this run's label, so pods of other runs sharing
-  the cluster (whose namespaces carry the injection label too) never go through it.
+- the webhook's namespaceSelector also asks for INSTALL_LABEL=RUN_ID, so pods of other runs
+  sharing the cluster (whose namespaces carry the injection label too) never go through it. Not
+  the harness's RUN_LABEL: the run's own webhook selects that one, and would inject first.
 
 The patches are applied here with jsonpatch rather than in a kustomize overlay, so any kubectl
 that can render manifests/ will do (kubectl 1.20's kustomize has no inline patches).
@@ -33,13 +34,14 @@ import yaml
 
 from harness.kube import Kube
 from harness.target import local_api_server_has, local_kubeconfig
-from harness.webhooks import RUN_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "sakura-secrets"
 NAME = "sakura-secrets-injector"
 BROKER_PORT = 9443
 """The Deployment's `broker` container port, which hostNetwork puts on the host."""
+INSTALL_LABEL = "sakura-e2e/install"
+"""The installed webhook selects only namespaces with this label set to the run's id."""
 BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 """Test pods map this name to 127.0.0.1 with hostAliases (no cluster DNS here)."""
 
@@ -77,7 +79,7 @@ def rendered(kube: Kube, image: str, run_id: str) -> list[dict[str, Any]]:
     run_only = [
         {
             "op": "add",
-            "path": f"/webhooks/0/namespaceSelector/matchLabels/{RUN_LABEL.replace('/', '~1')}",
+            "path": f"/webhooks/0/namespaceSelector/matchLabels/{INSTALL_LABEL.replace('/', '~1')}",
             "value": run_id,
         }
     ]
