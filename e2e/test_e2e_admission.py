@@ -3,7 +3,6 @@ reinvoked through a second webhook is injected once."""
 
 from __future__ import annotations
 
-import json
 import ssl
 from typing import Any
 
@@ -93,7 +92,7 @@ def test_the_broker_refuses_a_valid_token_asking_another_vault(
 ) -> None:
     """A pod of reader's asks the broker directly, with its real bound token."""
     kube.apply(_pod("direct", labelled, None))
-    token = bound_token(kube, labelled, "reader", "direct")
+    token = kube.bound_token(labelled, "reader", "direct")
     context = ssl.create_default_context(cafile=str(webhook.pki.ca_file))
     url = f"{webhook.injector.broker_url}/v1/secrets"
     headers = {"Authorization": f"Bearer {token}"}
@@ -116,23 +115,6 @@ def test_the_broker_refuses_a_valid_token_asking_another_vault(
     own = ask(sakura.vault_id)
     assert own.status_code == 200, own.text
     assert own.json()["secrets"][0]["value"] == sakura.values["db-password"]
-
-
-def bound_token(kube: Kube, ns: str, service_account: str, pod: str) -> str:
-    """A projected-style token of `service_account`, bound to `pod`, for the broker."""
-    uid = kube.get("pod", pod, ns)["metadata"]["uid"]
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {
-            "audiences": ["sakura-secrets-injector"],
-            "expirationSeconds": 600,
-            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod, "uid": uid},
-        },
-    }
-    path = f"/api/v1/namespaces/{ns}/serviceaccounts/{service_account}/token"
-    out = kube.run("create", "--raw", path, "-f", "-", stdin=json.dumps(request)).stdout
-    return str(json.loads(out)["status"]["token"])
 
 
 # ------------------------------------------------------------------ 3. left unchanged

@@ -8,7 +8,6 @@ meanwhile is as fast as without it.
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 import time
@@ -50,19 +49,7 @@ def hostile_token(kube: Kube, webhook: Webhook) -> str:
             "anchor", ns, manifests.pod_spec("exec sleep 3600", service_account="hostile")
         ),
     )
-    uid = kube.get("pod", "anchor", ns)["metadata"]["uid"]
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {
-            "audiences": ["sakura-secrets-injector"],
-            "expirationSeconds": 600,
-            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "anchor", "uid": uid},
-        },
-    }
-    path = f"/api/v1/namespaces/{ns}/serviceaccounts/hostile/token"
-    answer = kube.run("create", "--raw", path, "-f", "-", stdin=json.dumps(request))
-    return str(json.loads(answer.stdout)["status"]["token"])
+    return kube.bound_token(ns, "hostile", "anchor")
 
 
 def rollout(kube: Kube, webhook: Webhook, sakura: Sakura, purpose: str, secret: str) -> Rollout:

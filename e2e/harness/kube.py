@@ -104,3 +104,20 @@ class Kube:
     def describe(self, kind: str, name: str, namespace: str) -> str:
         """For failure messages: what `kubectl describe` says."""
         return self.run("describe", kind, name, "-n", namespace, check=False).stdout
+
+    def bound_token(self, namespace: str, service_account: str, pod: str) -> str:
+        """A token of `service_account` bound to `pod`, for the broker's audience: what the
+        kubelet projects into the init container, asked of the TokenRequest API directly."""
+        uid = self.get("pod", pod, namespace)["metadata"]["uid"]
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": ["sakura-secrets-injector"],
+                "expirationSeconds": 600,
+                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod, "uid": uid},
+            },
+        }
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
+        answer = self.run("create", "--raw", path, "-f", "-", stdin=json.dumps(request))
+        return str(json.loads(answer.stdout)["status"]["token"])
