@@ -33,6 +33,8 @@ REPLICAS = 5
 class Rollout:
     seconds: float
     sakura_calls: int
+    failed_creates: tuple[str, ...]
+    """Why the ReplicaSet could not create pods (e.g. another run's webhook on the cluster)."""
 
 
 def sakura_calls(sakura: Sakura) -> int:
@@ -77,7 +79,13 @@ def rollout(kube: Kube, webhook: Webhook, sakura: Sakura, purpose: str, secret: 
         return len(ready) == REPLICAS
 
     kube.wait_for(f"{REPLICAS} ready pods in {ns}", all_ready, timeout=240, every=0.5)
-    return Rollout(time.monotonic() - started, sakura_calls(sakura) - before)
+    seconds, calls = time.monotonic() - started, sakura_calls(sakura) - before
+    failed = tuple(
+        str(e.get("message", ""))[:300]
+        for e in kube.get("events", namespace=ns)["items"]
+        if e.get("reason") == "FailedCreate"
+    )
+    return Rollout(seconds, calls, failed)
 
 
 class Hammer:
@@ -143,7 +151,8 @@ def test_a_hostile_pod_spends_at_most_10_calls_and_another_rollout_keeps_its_pac
         f"hostile: {sum(hammer.statuses.values())} requests {dict(hammer.statuses)} in "
         f"{time.monotonic() - started:.0f} s cost {spent} Sakura calls; victim rollout "
         f"{baseline.seconds:.1f} s alone ({baseline.sakura_calls} calls), "
-        f"{attacked.seconds:.1f} s under attack ({attacked.sakura_calls} calls)"
+        f"{attacked.seconds:.1f} s under attack ({attacked.sakura_calls} calls); pods the "
+        f"ReplicaSets could not create: {baseline.failed_creates + attacked.failed_creates}"
     )
     print(f"\n[e2e fair share] {report}")
     assert hammer.statuses[404] > 0, report  # the attack did reach the broker
