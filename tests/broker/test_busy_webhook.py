@@ -144,6 +144,8 @@ async def test_health_and_broker_answer_while_the_largest_reviews_are_worked_on(
                 probe("broker", broker_fetch),
             )
     print(f"answered while {REVIEWS} reviews were in flight: {answered}")
-    # with the work on the event loop, 16 probes and 7 fetches got through; off it, over 80
-    assert answered["healthz"] >= 3 * REVIEWS, answered
-    assert answered["broker"] >= 3 * REVIEWS, answered
+    # on the loop, a probe gets through only between two reviews: about one per review (the
+    # code before the offload: 2 and 1; with the offload removed again: 16 and 7). Off it,
+    # 50 to 150 healthz and 30 to 100 broker answers, fewer the busier the machine
+    assert answered["healthz"] >= 2 * REVIEWS, answered
+    assert answered["broker"] >= 3 * REVIEWS // 2, answered
