@@ -4,7 +4,8 @@ The loopback cluster has no pod network, no kube-proxy and no cluster DNS, so th
 Deployment gets JSON patches for only what that takes, and nothing of what the install is
 meant to prove (the certs bootstrap, RBAC, Service, probes, webhook configuration):
 
-- the injector runs with hostNetwork and one replica (two would want the same host port);
+- the injector runs with hostNetwork and one replica (two would want the same host port), and
+  so does the certs Deployment (no pod network to reach the API server);
 - it reaches the API server at the kubeconfig's address instead of the `kubernetes` Service's
   ClusterIP, which nothing routes here;
 - the broker URL carries the container port (8443): kube-proxy would map the Service's 443;
@@ -34,6 +35,8 @@ from harness.target import local_kubeconfig
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "sakura-secrets"
 NAME = "sakura-secrets-injector"
+CERTS = "sakura-secrets-certs"
+"""The certs Deployment and its ServiceAccount (manifests/base/certs.yaml)."""
 PORT = 8443
 BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 """Test pods map this name to 127.0.0.1 with hostAliases (no cluster DNS here)."""
@@ -47,27 +50,28 @@ def rendered(kube: Kube, image: str) -> list[dict[str, Any]]:
     if not (api.hostname and api.port):
         raise ValueError(f"the kubeconfig's server {api.geturl()!r} has no host and port")
     container = "/spec/template/spec/containers/0"
-    init = "/spec/template/spec/initContainers/0"
-    ops: list[dict[str, Any]] = [
+    local: list[dict[str, Any]] = [
         {"op": "replace", "path": "/spec/replicas", "value": 1},
         {"op": "add", "path": "/spec/template/spec/hostNetwork", "value": True},
+        {"op": "replace", "path": f"{container}/image", "value": image},
+        {"op": "replace", "path": f"{container}/imagePullPolicy", "value": "Never"},
+        _env(container, "KUBERNETES_SERVICE_HOST", api.hostname),
+        _env(container, "KUBERNETES_SERVICE_PORT", str(api.port)),
     ]
-    for path in (init, container):
-        ops += [
-            {"op": "replace", "path": f"{path}/image", "value": image},
-            {"op": "replace", "path": f"{path}/imagePullPolicy", "value": "Never"},
-            _env(path, "KUBERNETES_SERVICE_HOST", api.hostname),
-            _env(path, "KUBERNETES_SERVICE_PORT", str(api.port)),
-        ]
-    ops += [
+    ops = [
+        *local,
         # the init container's image is an env var, which kustomize's `images:` does not reach
         {"op": "test", "path": f"{container}/env/6/name", "value": "SAKURA_SECRETS_INIT_IMAGE"},
         {"op": "replace", "path": f"{container}/env/6/value", "value": image},
         _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{PORT}"),
         _env(container, "SAKURA_SECRETS_IMAGE_PULL_POLICY", "Never"),
     ]
+    patches = {NAME: ops, CERTS: local}
     return [
-        jsonpatch.apply_patch(obj, ops) if obj["kind"] == "Deployment" else obj for obj in objects
+        jsonpatch.apply_patch(obj, patches[obj["metadata"]["name"]])
+        if obj["kind"] == "Deployment"
+        else obj
+        for obj in objects
     ]
 
 
