@@ -25,6 +25,7 @@ from injector.app import BrokerCaFile, Readiness, Shutdown, create_app
 from injector.authority import Policy
 from injector.broker.cache import CacheSettings
 from injector.broker.wiring import BrokerSettings
+from injector.cert_expiry import CertificateExpiry
 from injector.checks import AdmissionCheck
 from injector.settings import SettingsError, WebhookSettings
 from injector.tls import ReloadingTLS
@@ -182,6 +183,7 @@ def build_app_from_args(args: argparse.Namespace) -> tuple[Starlette, ReloadingT
     if broker_ca is not None:
         readiness.append(broker_ca.readiness)
     check, routes, broker_readiness, shutdown = _broker_parts(args, settings)
+    REGISTRY.register(CertificateExpiry(tls, broker_ca))  # once per process: `serve` only
     app = create_app(
         settings,
         check=check,
