@@ -224,7 +224,8 @@ def _broker_parts(
     parts = build_broker(
         sakura_config, kube_api_client=kube, settings=broker_settings_from_args(args)
     )
-    return parts.check, parts.routes, (), (parts.aclose,)
+    ready = (parts.credentials.readiness,) if parts.credentials is not None else ()
+    return parts.check, parts.routes, ready, (parts.aclose,)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from injector.broker.inventory import VaultInventory
 from injector.broker.tokens import KubernetesUnavailable
 from injector.checks import CheckOutcome
 from plan import Plan, SecretVersion
-from sakura import NotFound, SakuraError
+from sakura import NotFound, SakuraError, Unauthorized
 
 ANNOTATION_PREFIX = "sakura-secrets.io/"
 RECHECK_AGE = 5.0
@@ -74,6 +74,14 @@ class BrokerAdmissionCheck:
                     f"cannot see it); fix the {ANNOTATION_PREFIX}vault-id annotation"
                 )
             warnings.append(f"the secrets could not be listed ({exc})")
+            return CheckOutcome(warnings=tuple(warnings))
+        except Unauthorized as exc:
+            log.warning("admitting without the existence check: %s", exc)
+            warnings.append(
+                f"Sakura rejected the injector's credentials ({exc}); the pod is admitted, but "
+                "its init container cannot fetch until the injector's operator fixes the "
+                "injector's API key"
+            )
             return CheckOutcome(warnings=tuple(warnings))
         except (SakuraError, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self.timeout:g}s"

@@ -25,7 +25,7 @@ from typing import Protocol
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from injector.broker.memo import SingleFlight
-from sakura import NotFound, SakuraError, Throttled, Unveiled
+from sakura import NotFound, SakuraError, Throttled, Unauthorized, Unveiled
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,19 @@ class CacheSettings:
 
 
 class SecretsUnavailable(Exception):
-    """Sakura could not give a value and no recent one is held (HTTP 503)."""
+    """Sakura could not give a value and no recent one is held (HTTP 503).
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
+    `credentials_rejected`: Sakura refused the injector's key (401/403), which waiting does
+    not fix; the broker tells the init container so.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float, credentials_rejected: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.credentials_rejected = credentials_rejected
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,8 @@ class CacheMetrics:
         )
         self.sakura_calls = Counter(
             "sakura_secrets_broker_sakura_calls",
-            "Calls of Sakura's unveil by result: ok, not_found, throttled, failed",
+            "Calls of Sakura's unveil by result: ok, not_found, throttled, rejected (Sakura "
+            "refused the injector's credentials), failed",
             ["outcome"],
             registry=where,
         )
@@ -182,8 +190,7 @@ class SecretCache:
             self._latest.pop(key, None)
             raise
         except SakuraError as exc:
-            throttled = isinstance(exc, Throttled)
-            self.metrics.sakura_calls.labels("throttled" if throttled else "failed").inc()
+            self.metrics.sakura_calls.labels(_outcome(exc)).inc()
             return self._stale_or_fail(key, label, exc)
         self.metrics.sakura_calls.labels("ok").inc()
         self.metrics.reads.labels("miss").inc()
@@ -226,12 +233,25 @@ class SecretCache:
                     retry_after,
                 )
                 return Unveiled(name, held.version, held.value)
+        if isinstance(error, Unauthorized):
+            raise SecretsUnavailable(
+                f"Sakura rejected the injector's credentials reading secret {label!r} of vault "
+                f"{vault_id} ({error.message}); the injector's operator must fix its API key",
+                retry_after=retry_after,
+                credentials_rejected=True,
+            )
         raise SecretsUnavailable(
             f"secret {label!r} of vault {vault_id} cannot be read now and no copy fetched "
             f"within the last {self.settings.stale_for:g}s is held ({error.message}); "
             f"retry in {retry_after:g}s",
             retry_after=retry_after,
         )
+
+
+def _outcome(error: SakuraError) -> str:
+    if isinstance(error, Throttled):
+        return "throttled"
+    return "rejected" if isinstance(error, Unauthorized) else "failed"
 
 
 def _put(store: OrderedDict[CacheKey, _Held], key: CacheKey, held: _Held, bound: int) -> None:

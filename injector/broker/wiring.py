@@ -15,6 +15,7 @@ from starlette.routing import Route
 from injector.broker.access import AccessReviewer
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.cache import CacheSettings, SecretCache
+from injector.broker.credentials import CredentialWatch
 from injector.broker.inventory import VaultInventory
 from injector.broker.routes import broker_routes
 from injector.broker.service import Broker
@@ -60,6 +61,8 @@ class BrokerParts:
     access: AccessReviewer
     sakura: SakuraClient
     routes: list[Route]
+    credentials: CredentialWatch | None = None
+    """Remembers whether Sakura rejected the key; its readiness goes into /readyz."""
 
     async def aclose(self) -> None:
         await self.sakura.aclose()
@@ -99,8 +102,9 @@ def build_broker(
         pod_ttl=s.pod_ttl,
         request_timeout=s.kube_timeout,
     )
-    cache = SecretCache(sakura, settings=s.cache, registry=registry)
+    watched = CredentialWatch(sakura)
+    cache = SecretCache(watched, settings=s.cache, registry=registry)
     broker = Broker(tokens, access, cache)
-    inventory = VaultInventory(sakura, ttl=s.listing_ttl)
+    inventory = VaultInventory(watched, ttl=s.listing_ttl)
     check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
-    return BrokerParts(broker, check, access, sakura, broker_routes(broker))
+    return BrokerParts(broker, check, access, sakura, broker_routes(broker), watched)

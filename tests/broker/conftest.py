@@ -259,11 +259,13 @@ def serve_broker(
     emulator_url: str,
     tls: tuple[Path, Path, bytes],
     settings: BrokerSettings | None = None,
+    *,
+    config: SakuraConfig | None = None,
 ) -> Iterator[BrokerServer]:
     """The broker's routes on uvicorn over TLS, with its own kube client and registry."""
     registry = CollectorRegistry()
     parts = build_broker(
-        sakura_config(emulator_url),
+        config or sakura_config(emulator_url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
         settings=settings,
         registry=registry,

@@ -148,7 +148,7 @@ async def test_token_of_a_deleted_serviceaccount_is_401(world: World, broker: Br
     remembers a successful authentication for 10 s; a token first seen afterwards is refused.
     """
     world.service_account(world.ns_a, "doomed")
-    world.grant(world.ns_a, "doomed", ["db"])
+    world.grant(world.ns_a, "doomed", ["db"], [VAULT])
     world.pod(world.ns_a, "doomed", "doomed")
     token = world.token(world.ns_a, "doomed")
     world.core.delete_namespaced_service_account("doomed", world.ns_a)

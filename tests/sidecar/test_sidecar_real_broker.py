@@ -42,7 +42,7 @@ from emulator import Emulator, run_in_thread
 from injector.broker.wiring import build_broker
 from injector.kube import api_client as kube_api_client
 from sakura import SakuraConfig
-from sidecar.errors import EXIT_DENIED
+from sidecar.errors import EXIT_CREDENTIALS, EXIT_DENIED
 
 pytestmark = pytest.mark.cluster
 
@@ -213,7 +213,9 @@ def test_a_secret_without_a_grant_is_forbidden_and_nothing_is_written(
     assert lines == [
         f"sakura-secrets-init: forbidden: serviceaccount {pod.namespace}/app may not get "
         'sakura-secrets.io secrets "plain"; grant it with a Role/RoleBinding (verb get, '
-        "apiGroup sakura-secrets.io, resource secrets, resourceName plain)"
+        "apiGroup sakura-secrets.io, resource secrets, resourceName plain), e.g. the rule "
+        '{apiGroups: [sakura-secrets.io], resources: [secrets], resourceNames: ["plain"], '
+        "verbs: [get]}"
     ]
     assert snapshot(secrets_dir) == before
     assert emulator.knobs.calls["unveil"] == 0, "nothing is read from Sakura for a denied pod"
@@ -231,4 +233,24 @@ def test_a_token_for_another_audience_is_unauthenticated(
     line = (tmp_path / "termination-log").read_text()
     assert line.startswith("sakura-secrets-init: unauthenticated: ")
     assert "secrets api were not fetched" in line
+    assert list(secrets_dir.iterdir()) == []
+
+
+def test_a_key_sakura_rejects_fails_at_once_with_its_own_exit_code(
+    env: dict[str, str], emulator: Emulator, secrets_dir: Path, tmp_path: Path
+) -> None:
+    accepted = emulator.config.access_token_secret
+    emulator.config.access_token_secret = "rotated-away"  # the injector's key is revoked
+    try:
+        plan = make_plan(secrets_dir, secret_file("api", "api"), mode="broker")
+        done = _run({**env, "SAKURA_SECRETS_PLAN": plan.to_json()})
+    finally:
+        emulator.config.access_token_secret = accepted
+    assert done.returncode == EXIT_CREDENTIALS
+    line = (tmp_path / "termination-log").read_text()
+    assert line.startswith(
+        "sakura-secrets-init: credentials rejected: Sakura rejected the injector's credentials"
+    )
+    assert "secrets api were not fetched" in line
+    assert emulator.knobs.calls["unveil"] == 1, "not retried until the deadline"
     assert list(secrets_dir.iterdir()) == []
