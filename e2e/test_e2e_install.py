@@ -1,6 +1,7 @@
 """The install path: what `kubectl apply -k manifests/` applies runs the injector in the
-cluster, its `certs` init container bootstraps TLS, and the API server calls it through its
-Service.
+cluster, the sakura-secrets-certs Deployment bootstraps and renews TLS under a kept CA, the
+serving identity holds no power over Secrets or its webhook, and the API server calls the
+injector through its Service.
 
 Only on e2e/cluster.sh's cluster: harness/install.py adapts the Deployment to a cluster without
 pod network; on another cluster, install with plain `kubectl apply -k`.
@@ -10,6 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +30,10 @@ pytestmark = pytest.mark.cluster
 
 APP_NS = f"{install.NAMESPACE}-e2e-app"
 SERVICE_ACCOUNT = "shop"
-SELECTOR = f"app.kubernetes.io/name={install.NAME}"
+SELECTOR = f"app.kubernetes.io/name={install.NAME},app.kubernetes.io/component=injector"
+CERTS_SELECTOR = f"app.kubernetes.io/name={install.NAME},app.kubernetes.io/component=certs"
+TLS_SECRET = "sakura-secrets-injector-tls"
+CA_SECRET = "sakura-secrets-injector-ca"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +75,13 @@ def installed(
         try:
             kube.apply(*objects)
             kube.wait_for(
-                "the injector Deployment to be available", lambda: _available(kube), 240, 2
+                "the injector and certs Deployments to be available",
+                lambda: (
+                    _available(kube, install.NAME, SELECTOR)
+                    and _available(kube, install.CERTS, CERTS_SELECTOR)
+                ),
+                240,
+                2,
             )
             kube.apply(
                 {
@@ -91,28 +106,31 @@ def installed(
             kube.delete("namespace", APP_NS)
 
 
-def _available(kube: Kube) -> bool:
-    status = kube.get("deployment", install.NAME, install.NAMESPACE).get("status", {})
+def _available(kube: Kube, name: str, selector: str) -> bool:
+    status = kube.get("deployment", name, install.NAMESPACE).get("status", {})
     if status.get("availableReplicas"):
         return True
-    for pod in kube.pods(install.NAMESPACE, SELECTOR):
-        for state in pod["status"].get("initContainerStatuses", []):
+    for pod in kube.pods(install.NAMESPACE, selector):
+        for state in pod["status"].get("containerStatuses", []):
             terminated = state.get("lastState", {}).get("terminated") or {}
             # a failure or two is the design (the kubelet retries); OOM or a loop is a defect
             if terminated.get("reason") == "OOMKilled" or state.get("restartCount", 0) >= 3:
                 raise AssertionError(
-                    "the certs init container failed:\n"
+                    f"a container of {name} failed:\n"
                     + kube.describe("pod", pod["metadata"]["name"], install.NAMESPACE)
                 )
     return False
 
 
-def app_pod(name: str, secret: str) -> dict[str, Any]:
+def app_pod(
+    name: str,
+    secret: str,
+    *,
+    command: str = "cat /sakura/secrets/db; echo; echo DONE",
+    restart: str = "Never",
+) -> dict[str, Any]:
     spec = manifests.pod_spec(
-        "cat /sakura/secrets/db; echo; echo DONE",
-        service_account=SERVICE_ACCOUNT,
-        restart="Never",
-        run_as=(1000, 1000),
+        command, service_account=SERVICE_ACCOUNT, restart=restart, run_as=(1000, 1000)
     )
     spec["hostAliases"] = [{"ip": "127.0.0.1", "hostnames": [install.BROKER_HOST]}]
     annotations = manifests.pod_annotations({"secret-db": secret})
@@ -120,10 +138,13 @@ def app_pod(name: str, secret: str) -> dict[str, Any]:
 
 
 def test_certs_bootstrap_stored_the_pair_and_patched_the_webhook(installed: Kube) -> None:
-    secret = installed.get("secret", "sakura-secrets-injector-tls", install.NAMESPACE)
+    secret = installed.get("secret", TLS_SECRET, install.NAMESPACE)
     assert secret["type"] == "kubernetes.io/tls"
     assert {"tls.crt", "tls.key", "ca.crt"} <= set(secret["data"])
     ca_pem = base64.b64decode(secret["data"]["ca.crt"])
+    authority = installed.get("secret", CA_SECRET, install.NAMESPACE)["data"]
+    assert base64.b64decode(authority["ca.crt"]) == ca_pem  # the kept CA signs the pair
+    assert "ca.key" in authority and "ca.key" not in secret["data"]
     webhook = installed.get("mutatingwebhookconfiguration", install.NAME)["webhooks"][0]
     assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == ca_pem
     assert webhook["clientConfig"]["service"]["name"] == install.NAME
@@ -159,3 +180,149 @@ def test_the_installed_webhook_denies_a_secret_without_a_grant(installed: Kube) 
     assert proc.returncode != 0
     wanted = f'{APP_NS}/{SERVICE_ACCOUNT} may not get sakura-secrets.io secrets "forbidden"'
     assert f"serviceaccount {wanted}" in proc.stderr, proc.stderr
+
+
+CAN_I = [
+    ("patch", "mutatingwebhookconfigurations/sakura-secrets-injector", ""),
+    ("create", "secrets", install.NAMESPACE),
+    ("update", f"secrets/{TLS_SECRET}", install.NAMESPACE),
+    ("get", f"secrets/{CA_SECRET}", install.NAMESPACE),
+]
+
+
+def can_i(kube: Kube, account: str, verb: str, resource: str, namespace: str) -> str:
+    """`kubectl auth can-i --as` the ServiceAccount: the API server's own answer, printed."""
+    who = f"system:serviceaccount:{install.NAMESPACE}:{account}"
+    args = ["auth", "can-i", verb, resource, "--as", who]
+    args += ["-n", namespace] if namespace else []
+    answer = kube.run(*args, check=False).stdout.strip()
+    where = f" -n {namespace}" if namespace else ""
+    sys.stderr.write(f"[e2e] kubectl auth can-i {verb} {resource}{where} --as {who}: {answer}\n")
+    return answer
+
+
+def test_only_the_certs_identity_may_write_secrets_or_patch_the_webhook(installed: Kube) -> None:
+    serving = installed.get("deployment", install.NAME, install.NAMESPACE)
+    serving_account = serving["spec"]["template"]["spec"]["serviceAccountName"]
+    assert serving_account == install.NAME
+    for verb, resource, namespace in CAN_I:
+        assert can_i(installed, serving_account, verb, resource, namespace) == "no"
+        assert can_i(installed, install.CERTS, verb, resource, namespace) == "yes"
+    # what the serving identity keeps (docs/webhook.md lists each and why)
+    assert can_i(installed, serving_account, "create", "tokenreviews", "") == "yes"
+    assert can_i(installed, serving_account, "create", "subjectaccessreviews", "") == "yes"
+    assert can_i(installed, serving_account, "get", "pods", APP_NS) == "yes"
+    [tls] = [
+        m
+        for m in serving["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        if m["name"] == "tls"
+    ]
+    assert tls["readOnly"] is True
+
+
+def test_a_forced_renewal_keeps_pods_admitted_before_it_fetching(
+    installed: Kube, sakura: Sakura
+) -> None:
+    """Renewal under the kept CA: an init container that re-runs after it, with the CA bundle
+    it got at admission, still fetches."""
+    installed.apply(app_pod("steady", "db-password", command=_PRINT_AND_WAIT, restart="Always"))
+    installed.wait_for("the steady pod to print its secret", lambda: _printed(installed), 180, 2)
+    admitted = _init_env(installed, "steady")["SAKURA_SECRETS_BROKER_CA"]
+    before = _tls_secret(installed)
+    assert admitted == before["ca.crt"]
+    assert _served(install.PORT) == ssl.PEM_cert_to_DER_cert(before["tls.crt"])
+
+    [certs] = installed.pods(install.NAMESPACE, CERTS_SELECTOR)
+    started = time.monotonic()
+    out = installed.exec(
+        install.NAMESPACE,
+        certs["metadata"]["name"],
+        "sakura-secrets-injector",
+        "certs",
+        "--once",
+        "--renew-before",
+        "99999",
+    )
+    sys.stderr.write(f"[e2e] forced renewal: {out.strip()}\n")
+    after = _tls_secret(installed)
+    assert after["tls.crt"] != before["tls.crt"] and after["ca.crt"] == before["ca.crt"]
+    # the kubelet updates the mounted Secret; the server reloads it on a handshake
+    installed.wait_for(
+        "the injector to serve the renewed certificate",
+        lambda: _served(install.PORT) == ssl.PEM_cert_to_DER_cert(after["tls.crt"]),
+        240,
+        2,
+    )
+    sys.stderr.write(
+        f"[e2e] the injector served the renewed certificate {time.monotonic() - started:.0f} s "
+        "after the renewal\n"
+    )
+
+    # the pod sandbox goes away (as on a node reboot): the kubelet runs the init container again
+    first = _init_state(installed, "steady")
+    sandbox = _docker(
+        "ps", "-q",
+        "--filter", f"label=io.kubernetes.pod.namespace={APP_NS}",
+        "--filter", "label=io.kubernetes.pod.name=steady",
+        "--filter", "label=io.kubernetes.docker.type=podsandbox",
+    )  # fmt: skip
+    assert sandbox, "no pod sandbox container found in the node's docker"
+    _docker("rm", "-f", *sandbox.split())
+
+    def rerun() -> dict[str, Any] | None:
+        state = _init_state(installed, "steady")
+        terminated = state.get("state", {}).get("terminated") or {}
+        again = state.get("restartCount", 0) > first.get("restartCount", 0)
+        return state if again and terminated.get("exitCode") is not None else None
+
+    state = installed.wait_for("the init container to run again", rerun, 120, 2)
+    terminated = state["state"]["terminated"]
+    sys.stderr.write(
+        f"[e2e] init container re-ran after the renewal: restartCount {state['restartCount']}, "
+        f"exit code {terminated['exitCode']}, {terminated.get('message', '').strip()!r}\n"
+    )
+    assert terminated["exitCode"] == 0, installed.describe("pod", "steady", APP_NS)
+    assert _init_env(installed, "steady")["SAKURA_SECRETS_BROKER_CA"] == admitted
+    installed.wait_for("the app to print its secret again", lambda: _printed(installed), 120, 2)
+    assert sakura.values["db-password"] in installed.logs(APP_NS, "steady", "app")
+
+
+_PRINT_AND_WAIT = "cat /sakura/secrets/db; echo; echo DONE; exec sleep 3600"
+
+
+def _printed(kube: Kube) -> bool:
+    proc = kube.run("logs", "-n", APP_NS, "steady", "-c", "app", check=False)
+    return proc.returncode == 0 and "DONE" in proc.stdout
+
+
+def _init_env(kube: Kube, pod: str) -> dict[str, str]:
+    [init] = kube.get("pod", pod, APP_NS)["spec"]["initContainers"]
+    return {e["name"]: e.get("value", "") for e in init["env"]}
+
+
+def _init_state(kube: Kube, pod: str) -> dict[str, Any]:
+    [state] = kube.get("pod", pod, APP_NS)["status"]["initContainerStatuses"]
+    return dict(state)
+
+
+def _tls_secret(kube: Kube) -> dict[str, str]:
+    data = kube.get("secret", TLS_SECRET, install.NAMESPACE)["data"]
+    return {key: base64.b64decode(value).decode("ascii") for key, value in data.items()}
+
+
+def _served(port: int) -> bytes:
+    """The certificate the injector presents on the host's loopback (it runs hostNetwork)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=install.BROKER_HOST) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(
+        ["docker", *args], check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()

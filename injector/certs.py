@@ -2,6 +2,7 @@
 
 Pure: bytes in, bytes out, no files and no cluster. The API server and the init containers
 trust the CA (the webhook's caBundle, the broker CA), the injector serves the leaf.
+`injector.authority` decides when each is made; the CA outlives many serving certificates.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ CA_VALIDITY = datetime.timedelta(days=3650)
 SERVING_VALIDITY = datetime.timedelta(days=730)
 RENEW_BEFORE = datetime.timedelta(days=30)
 """A stored certificate with less than this left is replaced rather than reused."""
-_BACKDATE = datetime.timedelta(minutes=5)  # tolerate clock skew between nodes
+BACKDATE = datetime.timedelta(minutes=5)  # tolerate clock skew between nodes
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def generate_ca(common_name: str = "sakura-secrets-injector-ca") -> KeyPair:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -73,7 +74,7 @@ def generate_ca(common_name: str = "sakura-secrets-injector-ca") -> KeyPair:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return KeyPair(_cert_pem(cert), _key_pem(key))
+    return KeyPair(cert_pem(cert), _key_pem(key))
 
 
 def issue_serving_cert(
@@ -102,7 +103,7 @@ def issue_serving_cert(
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -127,7 +128,7 @@ def issue_serving_cert(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return KeyPair(_cert_pem(cert), _key_pem(key))
+    return KeyPair(cert_pem(cert), _key_pem(key))
 
 
 def reissue_reason(
@@ -152,7 +153,7 @@ def reissue_reason(
         return f"stored certificate, key or CA does not parse ({error})"
     if key.public_key() != leaf.public_key():
         return "stored key does not belong to the stored certificate"
-    if not any(_signed_by(leaf, ca) for ca in cas):
+    if not any(signed_by(leaf, ca) for ca in cas):
         return "stored certificate is not signed by the stored CA"
     try:
         names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -180,10 +181,11 @@ def unexpired_certs(bundle_pem: bytes, *, now: datetime.datetime | None = None) 
         certs = x509.load_pem_x509_certificates(bundle_pem)
     except ValueError:
         return b""
-    return b"".join(_cert_pem(c) for c in certs if c.not_valid_after_utc > moment)
+    return b"".join(cert_pem(c) for c in certs if c.not_valid_after_utc > moment)
 
 
-def _signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
+def signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether `ca`'s key signed `leaf` (no other check)."""
     try:
         leaf.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
@@ -191,7 +193,8 @@ def _signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
-def _cert_pem(cert: x509.Certificate) -> bytes:
+def cert_pem(cert: x509.Certificate) -> bytes:
+    """The certificate as PEM."""
     return cert.public_bytes(serialization.Encoding.PEM)
 
 

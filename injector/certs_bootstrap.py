@@ -1,18 +1,23 @@
-"""TLS bootstrap in a cluster: a CA and serving certificate in a Secret, trusted by the webhook.
+"""TLS bootstrap and renewal in a cluster: a kept CA, a serving certificate, a trusted caBundle.
 
-The I/O shell around `injector.certs` (the `certs` subcommand). It is idempotent and safe to
-run from several replicas at once: stored material that is still good is reused, writes use
-optimistic concurrency (create, or replace at the read resourceVersion, and re-read on a
-conflict), and the webhook's caBundle is patched with JSON-patch `test` guards.
+The I/O shell around `injector.authority` (the `certs` subcommand, run by the
+sakura-secrets-certs Deployment, never by the serving process). Two Secrets:
 
-On rotation the new CA is put in front of the previous one in `ca.crt` and in every caBundle,
-so injector pods still serving the old certificate stay trusted until they reload the new one.
-The CA private key is never stored: the next rotation simply makes a new CA.
+- the CA Secret (`ca.crt`, `ca.key`, `retired.crt`): the CA key, which only the certs
+  ServiceAccount may read; the serving pods never mount it;
+- the TLS Secret (`tls.crt`, `tls.key`, `ca.crt`): what the serving pods mount read-only;
+  `ca.crt` is the bundle of trusted CAs handed to the API server and to injected pods.
+
+It is idempotent and safe to run from several processes at once: stored material that is
+still good is reused, writes use optimistic concurrency (create, or replace at the read
+resourceVersion, and read again on a conflict), the CA Secret is written before the TLS Secret
+it signs, and the webhook's caBundle is patched with JSON-patch `test` guards.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -22,14 +27,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from injector.certs import (
-    KeyPair,
-    generate_ca,
-    issue_serving_cert,
-    reissue_reason,
-    service_dns_names,
-    unexpired_certs,
-)
+from injector.authority import Authority, Decision, Policy, decide
+from injector.certs import KeyPair, not_after, service_dns_names
 from injector.kube import KubeConfigError, api_client
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,8 @@ log = logging.getLogger(__name__)
 CA_KEY = "ca.crt"
 CERT_KEY = "tls.crt"
 KEY_KEY = "tls.key"
+CA_PRIVATE_KEY = "ca.key"
+RETIRED_KEY = "retired.crt"
 _ATTEMPTS = 5
 _LABELS = {"app.kubernetes.io/name": "sakura-secrets-injector"}
 
@@ -53,6 +54,7 @@ class BootstrapTarget:
     service: str
     secret: str
     webhook_configuration: str
+    ca_secret: str = "sakura-secrets-injector-ca"  # noqa: S105 (a Secret name)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class BootstrapResult:
     reason: str
     ca_bundle_pem: bytes
     patched_webhooks: tuple[str, ...]
+    serving_not_after: datetime.datetime
+    ca_rotated: bool = False
 
 
 def kube_api_client() -> Any:
@@ -77,67 +81,180 @@ def bootstrap(
     api_client: Any,
     target: BootstrapTarget,
     *,
+    policy: Policy | None = None,
+    rotate_ca: bool = False,
     webhook_wait_seconds: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BootstrapResult:
-    """Ensure the TLS Secret holds usable material, then trust its CA in every webhook."""
+    """Ensure both Secrets hold usable material, then trust the bundle in every webhook."""
     core = client.CoreV1Api(api_client)
-    issued, reason, bundle = _ensure_secret(core, target)
+    decision = _ensure_secrets(core, target, policy or Policy(), rotate_ca)
     admission = client.AdmissionregistrationV1Api(api_client)
-    patched = _patch_ca_bundle(admission, target, bundle, webhook_wait_seconds, sleep)
-    return BootstrapResult(issued, reason, bundle, patched)
+    patched = _patch_ca_bundle(admission, target, decision.bundle, webhook_wait_seconds, sleep)
+    return BootstrapResult(
+        issued=decision.serving_changed,
+        reason=decision.reason,
+        ca_bundle_pem=decision.bundle,
+        patched_webhooks=patched,
+        serving_not_after=not_after(decision.serving.cert_pem),
+        ca_rotated=decision.authority_changed,
+    )
 
 
-def _ensure_secret(core: Any, target: BootstrapTarget) -> tuple[bool, str, bytes]:
+def renew_forever(
+    api_client: Any,
+    target: BootstrapTarget,
+    *,
+    interval: float,
+    policy: Policy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rounds: int | None = None,
+) -> None:
+    """Bootstrap now, then check again every `interval` seconds, renewing ahead of expiry.
+
+    A failed round is logged and retried sooner (30 s, doubling up to `interval`); a round
+    that leaves a certificate expiring within the renewal window logs a warning, so a renewal
+    that keeps failing is loud long before the certificate expires. `rounds` bounds the loop
+    (tests); None runs until the process is stopped.
+    """
+    rules = policy or Policy()
+    retry = min(30.0, interval)
+    done = 0
+    while rounds is None or done < rounds:
+        done += 1
+        try:
+            result = bootstrap(api_client, target, policy=rules)
+        except BootstrapError as error:
+            log.error("certificate renewal failed, retrying in %.0fs: %s", retry, error)
+            sleep(retry)
+            retry = min(interval, retry * 2)
+            continue
+        retry = min(30.0, interval)
+        log.info("%s", describe(result))
+        left = result.serving_not_after - datetime.datetime.now(datetime.UTC)
+        if left <= rules.renew_before:
+            log.warning(
+                "the serving certificate expires %s, inside the renewal window of %d days",
+                f"{result.serving_not_after:%Y-%m-%d %H:%M}",
+                rules.renew_before.days,
+            )
+        sleep(interval)
+
+
+def describe(result: BootstrapResult) -> str:
+    """One log line: what was done, and until when the served certificate is valid."""
+    patched = ", ".join(result.patched_webhooks) or "none needed"
+    until = f"{result.serving_not_after:%Y-%m-%d %H:%M} UTC"
+    return (
+        f"{result.reason}; caBundle patched for webhooks: {patched}; serving certificate "
+        f"valid until {until}"
+    )
+
+
+def _ensure_secrets(
+    core: Any, target: BootstrapTarget, policy: Policy, rotate_ca: bool
+) -> Decision:
     names = service_dns_names(target.service, target.namespace)
-    where = f"Secret {target.namespace}/{target.secret}"
+    rotate = rotate_ca  # once per run: a retry after a conflict must not rotate again
     for _ in range(_ATTEMPTS):
-        current = _read_secret(core, target)
-        old_bundle = b""
-        if current is None:
-            reason = f"{where} does not exist"
-        else:
-            data = _decoded(current.data or {})
-            old_bundle = data.get(CA_KEY, b"")
-            stored = KeyPair(data.get(CERT_KEY, b""), data.get(KEY_KEY, b""))
-            why = reissue_reason(old_bundle, stored, names)
-            if why is None:
-                return False, f"reusing {where}", old_bundle
-            reason = f"{where}: {why}"
-        ca = generate_ca()
-        serving = issue_serving_cert(ca, names)
-        bundle = ca.cert_pem + _previous_ca(old_bundle)
-        body = client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=target.secret,
-                namespace=target.namespace,
-                labels=_LABELS,
-                resource_version=None if current is None else current.metadata.resource_version,
-            ),
-            type="kubernetes.io/tls",
-            data=_encoded({CERT_KEY: serving.cert_pem, KEY_KEY: serving.key_pem, CA_KEY: bundle}),
+        ca_secret = _read_secret(core, target.namespace, target.ca_secret)
+        tls_secret = _read_secret(core, target.namespace, target.secret)
+        ca_data = _decoded(ca_secret.data or {}) if ca_secret is not None else {}
+        tls_data = _decoded(tls_secret.data or {}) if tls_secret is not None else {}
+        stored = None
+        if ca_data.get(CA_KEY) or ca_data.get(CA_PRIVATE_KEY):
+            stored = Authority(
+                KeyPair(ca_data.get(CA_KEY, b""), ca_data.get(CA_PRIVATE_KEY, b"")),
+                ca_data.get(RETIRED_KEY, b""),
+            )
+        serving = None
+        if tls_data.get(CERT_KEY) or tls_data.get(KEY_KEY):
+            serving = KeyPair(tls_data.get(CERT_KEY, b""), tls_data.get(KEY_KEY, b""))
+        decision = decide(
+            stored,
+            serving,
+            tls_data.get(CA_KEY, b""),
+            names,
+            now=datetime.datetime.now(datetime.UTC),
+            policy=policy,
+            rotate_ca=rotate,
         )
         try:
-            if current is None:
-                core.create_namespaced_secret(target.namespace, body)
-            else:
-                core.replace_namespaced_secret(target.secret, target.namespace, body)
-        except ApiException as error:
-            if error.status in (409, 422) and _is_conflict(error):
-                log.info("%s changed while writing it; reading it again", where)
-                continue
-            raise _api_error(error, f"write {where}") from None
-        return True, f"issued a new CA and serving certificate ({reason})", bundle
-    raise BootstrapError(f"{where} kept changing under us after {_ATTEMPTS} attempts; run again")
+            if decision.authority_changed:
+                authority = decision.authority
+                _write(
+                    core,
+                    target.namespace,
+                    target.ca_secret,
+                    ca_secret,
+                    "Opaque",
+                    {
+                        CA_KEY: authority.issuer.cert_pem,
+                        CA_PRIVATE_KEY: authority.issuer.key_pem,
+                        RETIRED_KEY: authority.retired,
+                    },
+                )
+                rotate = False
+            wanted = {
+                CERT_KEY: decision.serving.cert_pem,
+                KEY_KEY: decision.serving.key_pem,
+                CA_KEY: decision.bundle,
+            }
+            if tls_secret is None or {k: tls_data.get(k) for k in wanted} != wanted:
+                _write(
+                    core, target.namespace, target.secret, tls_secret, "kubernetes.io/tls", wanted
+                )
+        except _Conflict as conflict:
+            log.info("%s changed while writing it; reading both Secrets again", conflict)
+            continue
+        return decision
+    raise BootstrapError(
+        f"Secrets {target.namespace}/{target.ca_secret} and {target.secret} kept changing "
+        f"under us after {_ATTEMPTS} attempts; run again"
+    )
 
 
-def _read_secret(core: Any, target: BootstrapTarget) -> Any:
+class _Conflict(Exception):
+    """Another writer got there first."""
+
+
+def _write(
+    core: Any,
+    namespace: str,
+    name: str,
+    current: Any,
+    kind: str,
+    data: dict[str, bytes],
+) -> None:
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels=_LABELS,
+            resource_version=None if current is None else current.metadata.resource_version,
+        ),
+        type=kind if current is None else current.type,
+        data=_encoded(data),
+    )
+    where = f"Secret {namespace}/{name}"
     try:
-        return core.read_namespaced_secret(target.secret, target.namespace)
+        if current is None:
+            core.create_namespaced_secret(namespace, body)
+        else:
+            core.replace_namespaced_secret(name, namespace, body)
+    except ApiException as error:
+        if error.status in (409, 422) and _is_conflict(error):
+            raise _Conflict(where) from None
+        raise _api_error(error, f"write {where}") from None
+
+
+def _read_secret(core: Any, namespace: str, name: str) -> Any:
+    try:
+        return core.read_namespaced_secret(name, namespace)
     except ApiException as error:
         if error.status == 404:
             return None
-        raise _api_error(error, f"read Secret {target.namespace}/{target.secret}") from None
+        raise _api_error(error, f"read Secret {namespace}/{name}") from None
 
 
 def _patch_ca_bundle(
@@ -195,13 +312,6 @@ def _patch_ca_bundle(
         return tuple(changed)
 
 
-def _previous_ca(old_bundle: bytes) -> bytes:
-    """The CA that signed the certificate still being served, kept trusted during rotation."""
-    alive = unexpired_certs(old_bundle)
-    end = alive.find(b"-----END CERTIFICATE-----")
-    return b"" if end < 0 else alive[: end + len(b"-----END CERTIFICATE-----")] + b"\n"
-
-
 def _decoded(data: dict[str, str | bytes]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for key, value in data.items():
@@ -231,8 +341,8 @@ def _is_conflict(error: ApiException) -> bool:
 def _api_error(error: ApiException, doing: str) -> BootstrapError:
     if error.status == 403:
         return BootstrapError(
-            f"could not {doing}: forbidden; the injector's ServiceAccount needs the RBAC in "
-            "manifests/rbac.yaml (was the Role/ClusterRole renamed?)"
+            f"could not {doing}: forbidden; the certs ServiceAccount (sakura-secrets-certs) "
+            "needs the RBAC in manifests/base/certs.yaml (was a Role or ClusterRole renamed?)"
         )
     if error.status == 404:
         return BootstrapError(f"could not {doing}: not found; apply manifests/ first")

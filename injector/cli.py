@@ -9,6 +9,7 @@ usacloud profiles) through `sakura.SakuraConfig.from_env`, used by the broker.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import sys
@@ -20,8 +21,10 @@ from prometheus_client import REGISTRY
 from starlette.routing import BaseRoute
 
 from injector.app import BrokerCaFile, Readiness, create_apps
+from injector.authority import Policy
 from injector.broker.cache import CacheSettings
 from injector.broker.wiring import BrokerSettings
+from injector.cert_expiry import CertificateExpiry
 from injector.checks import AdmissionCheck
 from injector.connections import ConnectionLimits
 from injector.server import Listener, Shutdown
@@ -33,6 +36,7 @@ DEFAULT_NAMESPACE = "sakura-secrets"
 DEFAULT_SERVICE = "sakura-secrets-injector"
 DEFAULT_TLS_SECRET = "sakura-secrets-injector-tls"  # noqa: S105 (a Secret name)
 DEFAULT_WEBHOOK_CONFIGURATION = "sakura-secrets-injector"
+DEFAULT_CA_SECRET = "sakura-secrets-injector-ca"  # noqa: S105 (a Secret name)
 DEFAULT_PORT = 8443
 """The webhook's port (POST /mutate only)."""
 DEFAULT_BROKER_PORT = 9443
@@ -123,6 +127,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         "MutatingWebhookConfiguration whose caBundle is patched",
         DEFAULT_WEBHOOK_CONFIGURATION,
     )
+    _certs_options(certs, source)
     _option(certs, source, "--log-level", "SAKURA_SECRETS_LOG_LEVEL", "log level", "info")
 
     render = commands.add_parser(
@@ -226,6 +231,7 @@ def build_listeners_from_args(
     if broker_ca is not None:
         readiness.append(broker_ca.readiness)
     check, routes, broker_readiness, shutdown = _broker_parts(args, settings)
+    REGISTRY.register(CertificateExpiry(broker_tls, broker_ca))  # once per process: `serve` only
     apps = create_apps(
         settings,
         check=check,
@@ -299,7 +305,8 @@ def _broker_parts(
     parts = build_broker(
         sakura_config, kube_api_client=kube, settings=broker_settings_from_args(args)
     )
-    return parts.check, parts.routes, (), (parts.aclose,)
+    ready = (parts.credentials.readiness,) if parts.credentials is not None else ()
+    return parts.check, parts.routes, ready, (parts.aclose,)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -322,7 +329,9 @@ def _certs(args: argparse.Namespace) -> int:
         BootstrapError,
         BootstrapTarget,
         bootstrap,
+        describe,
         kube_api_client,
+        renew_forever,
     )
 
     _configure_logging(args.log_level)
@@ -331,15 +340,82 @@ def _certs(args: argparse.Namespace) -> int:
         service=args.service,
         secret=args.secret,
         webhook_configuration=args.webhook_configuration,
+        ca_secret=args.ca_secret,
     )
+    policy = _renewal_policy(args)
+    if args.interval < 0:
+        raise UsageError(f"--interval {args.interval:g} must be 0 (run once) or more")
     try:
-        result = bootstrap(kube_api_client(), target)
+        api = kube_api_client()
+        if args.interval and not (args.once or args.rotate_ca):
+            renew_forever(api, target, interval=args.interval, policy=policy)
+            return 0
+        result = bootstrap(api, target, policy=policy, rotate_ca=args.rotate_ca)
     except BootstrapError as error:
         print(f"sakura-secrets-injector certs: {error}", file=sys.stderr)
         return 1
-    patched = ", ".join(result.patched_webhooks) or "none needed"
-    print(f"{result.reason}; caBundle patched for webhooks: {patched}")
+    print(describe(result))
     return 0
+
+
+def _renewal_policy(args: argparse.Namespace) -> Policy:
+    if not 0 < args.renew_before:
+        raise UsageError(f"--renew-before {args.renew_before:g} must be above 0 days")
+    if not 0 <= args.ca_overlap:
+        raise UsageError(f"--ca-overlap {args.ca_overlap:g} must be 0 days or more")
+    return Policy(
+        renew_before=datetime.timedelta(days=args.renew_before),
+        overlap=datetime.timedelta(days=args.ca_overlap),
+    )
+
+
+def _certs_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """How `certs` keeps the CA and renews; docs/webhook.md explains each."""
+    _option(
+        parser,
+        env,
+        "--ca-secret",
+        "SAKURA_SECRETS_CA_SECRET",
+        "Secret holding the CA key (ca.crt, ca.key, retired.crt); only certs may read it",
+        DEFAULT_CA_SECRET,
+    )
+    _option(
+        parser,
+        env,
+        "--interval",
+        "SAKURA_SECRETS_CERTS_INTERVAL",
+        "seconds between renewal checks; 0 runs once and exits",
+        0.0,
+        float,
+    )
+    _option(
+        parser,
+        env,
+        "--renew-before",
+        "SAKURA_SECRETS_RENEW_BEFORE",
+        "days before expiry the serving certificate is renewed (a wide window forces a renewal)",
+        30.0,
+        float,
+    )
+    _option(
+        parser,
+        env,
+        "--ca-overlap",
+        "SAKURA_SECRETS_CA_OVERLAP",
+        "days a CA rotation keeps serving the old CA's certificate while both CAs are trusted",
+        30.0,
+        float,
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="run one round and exit, whatever --interval says (kubectl exec into the loop)",
+    )
+    parser.add_argument(
+        "--rotate-ca",
+        action="store_true",
+        help="make a new CA now (trusted at once, signing after --ca-overlap); implies --once",
+    )
 
 
 def _render(args: argparse.Namespace) -> int:

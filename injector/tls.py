@@ -19,6 +19,7 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from cryptography import x509
 log = logging.getLogger(__name__)
 
 _Identity = tuple[tuple[int, int, int, int], ...]
+
+EXPIRY_WARNING = 30 * 86400.0
+"""A served certificate with less than this left is warned about (renewal did not happen)."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,19 @@ class ReloadingTLS:
         *,
         client_ca_file: Path | None = None,
         check_interval: float = 1.0,
+        warn_every: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`warn_every`: seconds between warnings while the served certificate nears expiry."""
         self.cert_file = cert_file
         self.key_file = key_file
         self.client_ca_file = client_ca_file
         self.check_interval = check_interval
+        self.warn_every = warn_every
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._warned_at = float("-inf")
         self._lock = threading.Lock()
         self._current: ssl.SSLContext | None = None
         self._loaded: LoadedCertificate | None = None
@@ -77,38 +89,56 @@ class ReloadingTLS:
 
     def refresh(self, *, force: bool = False) -> None:
         """Rebuild the serving context if the files changed since the last look."""
-        now = time.monotonic()
+        now = self._clock()
         if not force and now - self._checked_at < self.check_interval:
             return
         with self._lock:
             self._checked_at = now
-            try:
-                identity = self._file_identity()
-            except OSError as error:
-                self._problem = f"cannot read {error.filename}: {error.strerror}"
-                return
-            if identity == self._identity and not force:
-                return
-            try:
-                context, loaded = self._load()
-            except (OSError, ssl.SSLError, ValueError) as error:
-                # keep serving the last good pair; a renewal may be half written
-                self._problem = (
-                    f"cannot load {self.cert_file} with {self.key_file}: {error}; "
-                    "they must be a PEM certificate and its unencrypted private key"
-                )
-                if self.client_ca_file is not None:
-                    self._problem += f", and {self.client_ca_file} a PEM CA bundle"
-                log.warning("TLS reload failed, still serving the previous certificate: %s", error)
-                return
-            self._identity = identity
-            self._current = context
-            changed = self._loaded is not None and self._loaded != loaded
-            self._loaded = loaded
-            if changed:
-                log.info("TLS certificate reloaded, serial %x", loaded.serial_number)
-            if loaded.not_after - time.time() < 30 * 86400:
-                log.warning("the served TLS certificate expires within 30 days; renew it")
+            self._load_if_changed(force)
+            self._warn_if_expiring(now)
+
+    def _load_if_changed(self, force: bool) -> None:
+        try:
+            identity = self._file_identity()
+        except OSError as error:
+            self._problem = f"cannot read {error.filename}: {error.strerror}"
+            return
+        if identity == self._identity and not force:
+            return
+        try:
+            context, loaded = self._load()
+        except (OSError, ssl.SSLError, ValueError) as error:
+            # keep serving the last good pair; a renewal may be half written
+            self._problem = (
+                f"cannot load {self.cert_file} with {self.key_file}: {error}; "
+                "they must be a PEM certificate and its unencrypted private key"
+            )
+            if self.client_ca_file is not None:
+                self._problem += f", and {self.client_ca_file} a PEM CA bundle"
+            log.warning("TLS reload failed, still serving the previous certificate: %s", error)
+            return
+        self._identity = identity
+        self._current = context
+        changed = self._loaded is not None and self._loaded != loaded
+        self._loaded = loaded
+        if changed:
+            log.info("TLS certificate reloaded, serial %x", loaded.serial_number)
+
+    def _warn_if_expiring(self, now: float) -> None:
+        """Every `warn_every` seconds while the certificate has less than 30 days left."""
+        loaded = self._loaded
+        if loaded is None or loaded.not_after - self._wall_clock() >= EXPIRY_WARNING:
+            return
+        if now - self._warned_at < self.warn_every:
+            return
+        self._warned_at = now
+        left = max(0.0, loaded.not_after - self._wall_clock()) / 86400
+        log.warning(
+            "the served TLS certificate (serial %x) expires in %.1f days and has not been "
+            "renewed; check the sakura-secrets-certs Deployment's log",
+            loaded.serial_number,
+            left,
+        )
 
     def _on_client_hello(
         self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext

@@ -2,7 +2,9 @@
 
 Precedence, field by field: environment variables (new `SAKURA_*` name, then the legacy
 `SAKURACLOUD_*` name; the first non-empty wins), then the usacloud profile, then defaults
-(zone tk1a, the zone's public URL).
+(zone tk1a, the zone's public URL). When the environment holds both credentials and names no
+profile, profile files are not looked at at all: a container whose HOME is unreadable (or
+absent) works with explicit credentials.
 """
 
 from __future__ import annotations
@@ -64,7 +66,13 @@ class SakuraConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> SakuraConfig:
         """Read the official environment variables, then the usacloud profile."""
         source: Mapping[str, str] = os.environ if env is None else env
-        profile = _load_profile(source, use_real_home=env is None)
+        explicit = bool(
+            _first(source, ENV_ACCESS_TOKEN) and _first(source, ENV_ACCESS_TOKEN_SECRET)
+        )
+        if explicit and not _first(source, ENV_PROFILE):
+            profile: Mapping[str, Any] = {}
+        else:
+            profile = _load_profile(source, use_real_home=env is None)
         token = _first(source, ENV_ACCESS_TOKEN) or _text(profile, "AccessToken")
         secret = _first(source, ENV_ACCESS_TOKEN_SECRET) or _text(profile, "AccessTokenSecret")
         zone = _first(source, ENV_ZONE) or _text(profile, "Zone") or DEFAULT_ZONE
@@ -120,7 +128,14 @@ def _load_profile(env: Mapping[str, str], *, use_real_home: bool) -> Mapping[str
         return {}
     name = named or _current_profile(root)
     path = root / name / "config.json"
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. HOME not readable by this user
+        raise SakuraConfigError(
+            f"usacloud profile {path} cannot be looked at ({type(exc).__name__}); set "
+            "SAKURA_ACCESS_TOKEN and SAKURA_ACCESS_TOKEN_SECRET, or SAKURA_PROFILE_DIR"
+        ) from None
+    if not found:
         if named:
             raise SakuraConfigError(f"usacloud profile {name!r} not found: {path} does not exist")
         return {}

@@ -20,6 +20,7 @@ from sakura.retry import parse_retry_after
 from sidecar.config import BrokerSettings
 from sidecar.errors import (
     BadAnswer,
+    CredentialsRejected,
     FetchError,
     Forbidden,
     MissingToken,
@@ -38,6 +39,8 @@ BACKOFF_CAP = 5.0
 MAX_MESSAGE = 400
 # Gateways in front of the injector answer these while it restarts; treat them like 503.
 RETRIED_STATUSES = {429, 502, 503, 504}
+CREDENTIALS_REJECTED = "credentials_rejected"
+"""The broker's `reason` when Sakura refused the injector's key (a 503 not worth retrying)."""
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,11 @@ def fetch(
                 if response.status_code == 200:
                     return _parse(response, wanted)
                 message = _broker_message(response)
+                if _reason(response) == CREDENTIALS_REJECTED:
+                    raise CredentialsRejected(
+                        f"{message}; secrets {names} were not fetched; the pod restarts and "
+                        "tries again, fixing it is for the injector's operator"
+                    )
                 if response.status_code not in RETRIED_STATUSES:
                     raise _final_error(response.status_code, message, names)
                 wait = parse_retry_after(response.headers.get("Retry-After")) or min(
@@ -197,6 +205,16 @@ def _broker_message(response: httpx.Response) -> str:
         return f"HTTP {response.status_code} {response.reason_phrase} from the broker"
     line = " ".join(text.split())
     return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
+
+
+def _reason(response: httpx.Response) -> str | None:
+    """The broker's machine-readable `reason`, if its error body has one."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return reason if isinstance(reason, str) else None
 
 
 def _parse(response: httpx.Response, wanted: Sequence[SecretVersion]) -> Values:

@@ -25,8 +25,8 @@ from sakura import Throttled as SakuraThrottled
 from sidecar.errors import (
     BadAnswer,
     ConfigError,
+    CredentialsRejected,
     FetchError,
-    Forbidden,
     SecretNotFound,
     Throttled,
     Unreachable,
@@ -105,7 +105,7 @@ def _mapped(exc: SakuraError, vault_id: str, wanted: SecretVersion, deadline: fl
         }
         return SecretNotFound(f"{what}; {fixes[exc.kind]}")
     if isinstance(exc, Unauthorized):
-        return Forbidden(
+        return CredentialsRejected(
             f"{what}; the credentials come from the Secret named by the "
             "sakura-secrets.io/credentials-secret annotation"
         )

@@ -14,6 +14,7 @@ EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
 EXIT_BAD_VALUE = 6
 EXIT_WRITE = 7
+EXIT_CREDENTIALS = 8
 
 
 class FetchError(Exception):
@@ -66,6 +67,17 @@ class Forbidden(FetchError):
 
     exit_code = EXIT_DENIED
     label = "forbidden"
+
+
+class CredentialsRejected(FetchError):
+    """Sakura refused the API key (HTTP 401/403): the injector's (broker) or the pod's (direct).
+
+    Not retried: waiting does not fix a key. Its own exit code, so alerts can tell it from an
+    outage (EXIT_UNAVAILABLE) and from a missing grant (EXIT_DENIED).
+    """
+
+    exit_code = EXIT_CREDENTIALS
+    label = "credentials rejected"
 
 
 class SecretNotFound(FetchError):

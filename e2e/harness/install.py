@@ -4,7 +4,8 @@ The loopback cluster has no pod network, no kube-proxy and no cluster DNS, so th
 Deployment gets JSON patches for only what that takes, and nothing of what the install is
 meant to prove (the certs bootstrap, RBAC, Service, probes, webhook configuration):
 
-- the injector runs with hostNetwork and one replica (two would want the same host port);
+- the injector runs with hostNetwork and one replica (two would want the same host port), and
+  so does the certs Deployment (no pod network to reach the API server);
 - it reaches the API server at the kubeconfig's address instead of the `kubernetes` Service's
   ClusterIP, which nothing routes here;
 - the broker URL carries the broker's container port (9443): kube-proxy would map the Service's
@@ -40,8 +41,12 @@ NAMESPACE = "sakura-secrets"
 NAME = "sakura-secrets-injector"
 BROKER_PORT = 9443
 """The Deployment's `broker` container port, which hostNetwork puts on the host."""
+PORT = 8443
+"""The Deployment's `webhook` container port (no client certificate asked in manifests/)."""
 INSTALL_LABEL = "sakura-e2e/install"
 """The installed webhook selects only namespaces with this label set to the run's id."""
+CERTS = "sakura-secrets-certs"
+"""The certs Deployment and its ServiceAccount (manifests/base/certs.yaml)."""
 BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 """Test pods map this name to 127.0.0.1 with hostAliases (no cluster DNS here)."""
 
@@ -55,22 +60,19 @@ def rendered(kube: Kube, image: str, run_id: str) -> list[dict[str, Any]]:
     if not (api.hostname and api.port):
         raise ValueError(f"the kubeconfig's server {api.geturl()!r} has no host and port")
     container = "/spec/template/spec/containers/0"
-    init = "/spec/template/spec/initContainers/0"
-    ops: list[dict[str, Any]] = [
+    local: list[dict[str, Any]] = [
         {"op": "replace", "path": "/spec/replicas", "value": 1},
         {"op": "add", "path": "/spec/template/spec/hostNetwork", "value": True},
+        {"op": "replace", "path": f"{container}/image", "value": image},
+        {"op": "replace", "path": f"{container}/imagePullPolicy", "value": "Never"},
+        _env(container, "KUBERNETES_SERVICE_HOST", api.hostname),
+        _env(container, "KUBERNETES_SERVICE_PORT", str(api.port)),
     ]
-    for path in (init, container):
-        ops += [
-            {"op": "replace", "path": f"{path}/image", "value": image},
-            {"op": "replace", "path": f"{path}/imagePullPolicy", "value": "Never"},
-            _env(path, "KUBERNETES_SERVICE_HOST", api.hostname),
-            _env(path, "KUBERNETES_SERVICE_PORT", str(api.port)),
-        ]
-    [deployment] = [obj for obj in objects if obj["kind"] == "Deployment"]
+    [deployment] = [obj for obj in objects if obj["metadata"]["name"] == NAME]
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     image_at = [e["name"] for e in env].index("SAKURA_SECRETS_INIT_IMAGE")
-    ops += [
+    ops = [
+        *local,
         # the init container's image is an env var, which kustomize's `images:` does not reach
         {"op": "replace", "path": f"{container}/env/{image_at}/value", "value": image},
         _env(container, "SAKURA_SECRETS_BROKER_URL", f"https://{BROKER_HOST}:{BROKER_PORT}"),
@@ -83,11 +85,16 @@ def rendered(kube: Kube, image: str, run_id: str) -> list[dict[str, Any]]:
             "value": run_id,
         }
     ]
-    patches = {"Deployment": ops, "MutatingWebhookConfiguration": run_only}
-    return [
-        jsonpatch.apply_patch(obj, patches[obj["kind"]]) if obj["kind"] in patches else obj
-        for obj in objects
-    ]
+    patches = {NAME: ops, CERTS: local}
+
+    def patched(obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "Deployment":
+            return jsonpatch.apply_patch(obj, patches[obj["metadata"]["name"]])  # type: ignore[no-any-return]
+        if obj["kind"] == "MutatingWebhookConfiguration":
+            return jsonpatch.apply_patch(obj, run_only)  # type: ignore[no-any-return]
+        return obj
+
+    return [patched(obj) for obj in objects]
 
 
 def _env(container: str, name: str, value: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from injector.broker.inventory import VaultInventory
 from injector.broker.tokens import KubernetesUnavailable
 from injector.checks import CheckOutcome
 from plan import Plan, SecretVersion
-from sakura import NotFound, SakuraError
+from sakura import NotFound, SakuraError, Unauthorized
 
 ANNOTATION_PREFIX = "sakura-secrets.io/"
 
@@ -76,6 +76,15 @@ class BrokerAdmissionCheck:
                     f"cannot see it); fix the {ANNOTATION_PREFIX}vault-id annotation"
                 )
             return CheckOutcome(warnings=(f"the secrets could not be listed ({exc})",))
+        except Unauthorized as exc:
+            log.warning("admitting without the existence check: %s", exc)
+            return CheckOutcome(
+                warnings=(
+                    f"Sakura rejected the injector's credentials ({exc}); the pod is admitted, "
+                    "but its init container cannot fetch until the injector's operator fixes "
+                    "the injector's API key",
+                )
+            )
         except (SakuraError, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self.timeout:g}s"
             log.warning("admitting without the existence check: %s", reason)

@@ -32,7 +32,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from injector.broker.inventory import VaultInventory
 from injector.broker.memo import SingleFlight
-from sakura import Crowded, NotFound, SakuraError, SecretInfo, Throttled, Unveiled
+from sakura import Crowded, NotFound, SakuraError, SecretInfo, Throttled, Unauthorized, Unveiled
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,25 @@ class CacheSettings:
 
 class SecretsUnavailable(Exception):
     """Sakura could not give a value and no recent one is held (HTTP 503), or the tenant
-    already has as many reads waiting for Sakura's quota as it may (HTTP 429)."""
+    already has as many reads waiting for Sakura's quota as it may (HTTP 429).
 
-    def __init__(self, message: str, *, retry_after: float, status: int = 503) -> None:
+    `credentials_rejected`: Sakura refused the injector's key (401/403), which waiting does
+    not fix; the broker tells the init container so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        status: int = 503,
+        credentials_rejected: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
         self.status = status
+        self.credentials_rejected = credentials_rejected
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,8 @@ class CacheMetrics:
         )
         self.sakura_calls = Counter(
             "sakura_secrets_broker_sakura_calls",
-            "Calls of Sakura's unveil by result: ok, not_found, throttled, failed",
+            "Calls of Sakura's unveil by result: ok, not_found, throttled, rejected (Sakura "
+            "refused the injector's credentials), failed",
             ["outcome"],
             registry=where,
         )
@@ -226,8 +239,7 @@ class SecretCache:
         except Crowded as exc:  # refused by our own limiter: Sakura was not called
             return self._stale_or_fail(key, label, exc)
         except SakuraError as exc:
-            throttled = isinstance(exc, Throttled)
-            self.metrics.sakura_calls.labels("throttled" if throttled else "failed").inc()
+            self.metrics.sakura_calls.labels(_outcome(exc)).inc()
             return self._stale_or_fail(key, label, exc)
         self.metrics.sakura_calls.labels("ok").inc()
         self.metrics.reads.labels("miss").inc()
@@ -292,6 +304,13 @@ class SecretCache:
                 retry_after=retry_after,
                 status=429,
             )
+        if isinstance(error, Unauthorized):
+            raise SecretsUnavailable(
+                f"Sakura rejected the injector's credentials reading secret {label!r} of vault "
+                f"{vault_id} ({error.message}); the injector's operator must fix its API key",
+                retry_after=retry_after,
+                credentials_rejected=True,
+            )
         raise SecretsUnavailable(
             f"secret {label!r} of vault {vault_id} cannot be read now and no copy fetched "
             f"within the last {self.settings.stale_for:g}s is held ({error.message}); "
@@ -303,6 +322,12 @@ class SecretCache:
 def _lacks(listing: dict[str, int], name: str, version: int) -> bool:
     latest = listing.get(name)
     return latest is None or version > latest
+
+
+def _outcome(error: SakuraError) -> str:
+    if isinstance(error, Throttled):
+        return "throttled"
+    return "rejected" if isinstance(error, Unauthorized) else "failed"
 
 
 def _put(store: OrderedDict[CacheKey, _Held], key: CacheKey, held: _Held, bound: int) -> None:

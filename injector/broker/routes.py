@@ -42,7 +42,7 @@ def broker_routes(broker: Broker) -> list[Route]:
         try:
             items = await broker.fetch(token, wanted)
         except BrokerError as exc:
-            return _error(exc.status, exc.message, retry_after=exc.retry_after)
+            return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=exc.reason)
         return JSONResponse(answer_body(items), headers=_NO_STORE)
 
     return [Route(SECRETS_PATH, secrets, methods=["POST"])]
@@ -58,10 +58,13 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip()
 
 
-def _error(status: int, message: str, *, retry_after: float | None = None) -> JSONResponse:
+def _error(
+    status: int, message: str, *, retry_after: float | None = None, reason: str | None = None
+) -> JSONResponse:
     headers = dict(_NO_STORE)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="sakura-secrets-injector"'
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    body = {"error": message} if reason is None else {"error": message, "reason": reason}
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -18,17 +18,28 @@ from sakura import NotFound
 log = logging.getLogger(__name__)
 
 KUBERNETES_RETRY_AFTER = 5.0
+CREDENTIALS_REJECTED = "credentials_rejected"
+"""`reason` of a 503 when Sakura refused the injector's key: retrying will not help."""
 
 
 class BrokerError(Exception):
     """A refusal with its HTTP status (401, 403, 404, 429, 503) and, for 429 and 503, when
     to retry."""
 
-    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.reason = reason
+        """A machine-readable cause the init container acts on (CREDENTIALS_REJECTED)."""
 
 
 class Broker:
@@ -79,7 +90,10 @@ class Broker:
             if isinstance(got, NotFound):
                 raise BrokerError(_not_found(request.vault_id, str(wanted), got), status=404)
             if isinstance(got, SecretsUnavailable):
-                raise BrokerError(got.message, status=got.status, retry_after=got.retry_after)
+                reason = CREDENTIALS_REJECTED if got.credentials_rejected else None
+                raise BrokerError(
+                    got.message, status=got.status, retry_after=got.retry_after, reason=reason
+                )
             if isinstance(got, BaseException):
                 raise got
             items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from injector.broker.access import AccessReviewer
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.cache import CacheSettings, SecretCache
+from injector.broker.credentials import CredentialWatch
 from injector.broker.inventory import NEGATIVE_TTL, VaultInventory
 from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.routes import broker_routes
@@ -71,6 +72,8 @@ class BrokerParts:
     sakura: SakuraClient
     routes: list[Route]
     share: BudgetShare | None = None
+    credentials: CredentialWatch | None = None
+    """Remembers whether Sakura rejected the key; its readiness goes into /readyz."""
 
     async def aclose(self) -> None:
         if self.share is not None:
@@ -119,12 +122,13 @@ def build_broker(
         pod_ttl=s.pod_ttl,
         request_timeout=s.kube_timeout,
     )
+    watched = CredentialWatch(sakura)
     inventory = VaultInventory(
-        sakura, ttl=s.listing_ttl, negative_ttl=s.negative_ttl, clock=cache_clock
+        watched, ttl=s.listing_ttl, negative_ttl=s.negative_ttl, clock=cache_clock
     )
     cache = SecretCache(
-        sakura, settings=s.cache, registry=registry, inventory=inventory, clock=cache_clock
+        watched, settings=s.cache, registry=registry, inventory=inventory, clock=cache_clock
     )
     broker = Broker(tokens, access, cache)
     check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
-    return BrokerParts(broker, check, access, sakura, broker_routes(broker), share)
+    return BrokerParts(broker, check, access, sakura, broker_routes(broker), share, watched)

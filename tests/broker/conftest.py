@@ -270,6 +270,8 @@ def serve_broker(
     tls: tuple[Path, Path, bytes],
     settings: BrokerSettings | None = None,
     cache_clock: Callable[[], float] = time.monotonic,
+    *,
+    config: SakuraConfig | None = None,
 ) -> Iterator[BrokerServer]:
     """The broker's routes on uvicorn over TLS, with its own kube client and registry.
 
@@ -277,7 +279,7 @@ def serve_broker(
     """
     registry = CollectorRegistry()
     parts = build_broker(
-        sakura_config(emulator_url),
+        config or sakura_config(emulator_url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
         settings=settings,
         registry=registry,

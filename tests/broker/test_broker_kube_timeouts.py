@@ -20,7 +20,7 @@ from conftest import VAULT, sakura_config
 from kubernetes import client as k8s
 
 from emulator.app import Emulator
-from injector.broker.access import AccessReviewer, Subject
+from injector.broker.access import SECRETS, AccessReviewer, Subject
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.inventory import VaultInventory
 from injector.broker.tokens import KubernetesUnavailable, TokenReviewer
@@ -76,7 +76,7 @@ async def test_a_hung_subject_access_review_is_a_kubernetes_unavailable_error() 
     with silent_api_server() as api:
         access = AccessReviewer(api, request_timeout=TIMEOUT)
         subject = Subject.of("shop", "api")
-        elapsed = await _bounded("access to secrets 'db'", access.allowed(subject, "secrets", "db"))
+        elapsed = await _bounded("access to secrets 'db'", access.allowed(subject, SECRETS, "db"))
     assert elapsed < 5 * TIMEOUT
 
 

@@ -76,10 +76,13 @@ def _load_listed(directory: Path) -> list[dict[str, Any]]:
 
 
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The serving objects by kind; the certs identity's (certs.yaml) as `certs:KIND`."""
     kinds: dict[str, dict[str, Any]] = {}
     for obj in objects:
-        assert obj["kind"] not in kinds, f"more than one {obj['kind']}"
-        kinds[obj["kind"]] = obj
+        certs = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "certs"
+        key = f"certs:{obj['kind']}" if certs else obj["kind"]
+        assert key not in kinds, f"more than one {key}"
+        kinds[key] = obj
     return kinds
 
 
@@ -114,12 +117,16 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
-            "Role",
-            "RoleBinding",
             "Service",
             "Deployment",
             "PodDisruptionBudget",
             "MutatingWebhookConfiguration",
+            "certs:ServiceAccount",
+            "certs:ClusterRole",
+            "certs:ClusterRoleBinding",
+            "certs:Role",
+            "certs:RoleBinding",
+            "certs:Deployment",
         ]
     )
     cluster_scoped = {
@@ -128,9 +135,9 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
         "ClusterRoleBinding",
         "MutatingWebhookConfiguration",
     }
-    for kind, obj in base.items():
-        if kind not in cluster_scoped:
-            assert obj["metadata"]["namespace"] == NAMESPACE, kind
+    for key, obj in base.items():
+        if key.removeprefix("certs:") not in cluster_scoped:
+            assert obj["metadata"]["namespace"] == NAMESPACE, key
 
 
 @pytest.mark.parametrize("overlay", ["base", "modern", "fenced"])
@@ -243,7 +250,10 @@ def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, A
     assert pod["securityContext"]["runAsUser"] != 0
     anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
-    for container in [*pod["initContainers"], *pod["containers"]]:
+    assert "initContainers" not in pod  # TLS comes from the certs Deployment
+    certs_pod = base["certs:Deployment"]["spec"]["template"]["spec"]
+    assert certs_pod["securityContext"]["runAsNonRoot"] is True
+    for container in [*pod["containers"], *certs_pod["containers"]]:
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True
         assert security["allowPrivilegeEscalation"] is False
@@ -273,8 +283,9 @@ def test_sakura_credentials_come_only_from_the_api_key_secret(
     for name in ("SAKURA_ACCESS_TOKEN", "SAKURA_ACCESS_TOKEN_SECRET"):
         assert refs[name] == {"name": "sakura-api-key", "key": name}
     assert all(ref["name"] == "sakura-api-key" for ref in refs.values())
-    certs = _container(base, "certs", init=True)
+    certs = _certs_container(base)
     assert not any("SAKURA_ACCESS" in e["name"] for e in certs.get("env", []))
+    assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in certs.get("env", []))
 
 
 def test_tls_secret_names_agree_across_rbac_certs_and_volume(
@@ -284,8 +295,15 @@ def test_tls_secret_names_agree_across_rbac_certs_and_volume(
     [tls_volume] = [v for v in pod["volumes"] if "secret" in v]
     secret_name = tls_volume["secret"]["secretName"]
     assert tls_volume["secret"]["optional"] is True  # first pod starts before the Secret exists
-    certs = _container(base, "certs", init=True)
+    certs = _certs_container(base)
     assert certs["command"][-1] == "certs"
+    assert float(_env(certs)["SAKURA_SECRETS_CERTS_INTERVAL"] or 0) > 0  # renews while running
+    ca_secret = _env(certs)["SAKURA_SECRETS_CA_SECRET"]
+    assert ca_secret and ca_secret != secret_name
+    # no pod mounts the CA key's Secret
+    for deployment in (base["Deployment"], base["certs:Deployment"]):
+        volumes = deployment["spec"]["template"]["spec"].get("volumes", [])
+        assert ca_secret not in {v.get("secret", {}).get("secretName") for v in volumes}
     assert _env(certs)["SAKURA_SECRETS_TLS_SECRET"] == secret_name
     assert (
         _env(certs)["SAKURA_SECRETS_WEBHOOK_CONFIGURATION"]
@@ -303,49 +321,62 @@ def test_tls_secret_names_agree_across_rbac_certs_and_volume(
         assert env[variable] == f"{mount['mountPath']}/{key}"
 
 
-def test_rbac_is_least_privilege(base: dict[str, dict[str, Any]]) -> None:
-    rules = base["ClusterRole"]["rules"]
-    granted = {
+def _grants(role: dict[str, Any]) -> set[tuple[str, str, str, tuple[str, ...]]]:
+    return {
         (group, resource, verb, tuple(rule.get("resourceNames", ())))
-        for rule in rules
+        for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    webhook = base["MutatingWebhookConfiguration"]["metadata"]["name"]
-    assert granted == {
+
+
+def test_rbac_is_least_privilege(base: dict[str, dict[str, Any]]) -> None:
+    # the serving identity: reviews and pod reads, never Secrets or its own webhook
+    assert _grants(base["ClusterRole"]) == {
         ("authentication.k8s.io", "tokenreviews", "create", ()),
         ("authorization.k8s.io", "subjectaccessreviews", "create", ()),
         ("", "pods", "get", ()),
+    }
+    # the certs identity: this one webhook configuration, and the two Secrets
+    webhook = base["MutatingWebhookConfiguration"]["metadata"]["name"]
+    assert _grants(base["certs:ClusterRole"]) == {
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", (webhook,)),
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", (webhook,)),
     }
     secret = base["Deployment"]["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
-    role_rules = base["Role"]["rules"]
-    assert {
-        (verb, tuple(rule.get("resourceNames", ())))
-        for rule in role_rules
-        for verb in rule["verbs"]
-        if rule["resources"] == ["secrets"]
-    } == {("get", (secret,)), ("update", (secret,)), ("create", ())}
-    assert [
-        (verb, tuple(rule.get("resourceNames", ())))
-        for rule in role_rules
-        for verb in rule["verbs"]
-        if rule["resources"] == ["endpoints"]
-    ] == [("get", (base["Service"]["metadata"]["name"],))]  # to count the ready replicas
-    assert {r for rule in role_rules for r in rule["resources"]} == {"secrets", "endpoints"}
-    for role in (base["ClusterRole"], base["Role"]):
-        for rule in role["rules"]:
+    ca_secret = _env(_certs_container(base))["SAKURA_SECRETS_CA_SECRET"]
+    assert _grants(base["certs:Role"]) == {
+        ("", "secrets", "get", (secret, ca_secret)),
+        ("", "secrets", "update", (secret, ca_secret)),
+        ("", "secrets", "create", ()),
+    }
+    # the serving identity's one namespaced grant: its own Service's Endpoints, to count the
+    # ready replicas (its share of the account's Sakura budget)
+    assert _grants(base["Role"]) == {
+        ("", "endpoints", "get", (base["Service"]["metadata"]["name"],))
+    }
+    for key in ("ClusterRole", "Role", "certs:ClusterRole", "certs:Role"):
+        for rule in base[key]["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-    service_account = base["ServiceAccount"]["metadata"]
-    pod = base["Deployment"]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == service_account["name"]
-    for binding, role in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
-        assert base[binding]["roleRef"]["name"] == base[role]["metadata"]["name"]
-        assert base[binding]["subjects"] == [
-            {"kind": "ServiceAccount", "name": service_account["name"], "namespace": NAMESPACE}
-        ]
+    for prefix, deployment in (("", "Deployment"), ("certs:", "certs:Deployment")):
+        service_account = base[f"{prefix}ServiceAccount"]["metadata"]
+        pod = base[deployment]["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == service_account["name"]
+        for binding, role in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+            if f"{prefix}{binding}" not in base:
+                continue
+            assert (
+                base[f"{prefix}{binding}"]["roleRef"]["name"]
+                == (base[f"{prefix}{role}"]["metadata"]["name"])
+            )
+            assert base[f"{prefix}{binding}"]["subjects"] == [
+                {"kind": "ServiceAccount", "name": service_account["name"], "namespace": NAMESPACE}
+            ]
+    assert (
+        base["ServiceAccount"]["metadata"]["name"]
+        != (base["certs:ServiceAccount"]["metadata"]["name"])
+    )
 
 
 def test_the_cli_accepts_the_deployments_environment(base: dict[str, dict[str, Any]]) -> None:
@@ -364,15 +395,20 @@ def test_the_cli_accepts_the_deployments_environment(base: dict[str, dict[str, A
         for action in build_parser(env)._subparsers._group_actions  # type: ignore[union-attr]
         for sub in action.choices.values()  # type: ignore[union-attr]
     )
-    for container in (injector, _container(base, "certs", init=True)):
+    for container in (injector, _certs_container(base)):
         for name in _env(container):
             if name.startswith("SAKURA_SECRETS_"):
                 assert name in known, f"{name} is not a flag's environment variable"
 
 
-def _container(base: dict[str, dict[str, Any]], name: str, *, init: bool = False) -> dict[str, Any]:
+def _container(base: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
     pod = base["Deployment"]["spec"]["template"]["spec"]
-    [found] = [c for c in pod["initContainers" if init else "containers"] if c["name"] == name]
+    [found] = [c for c in pod["containers"] if c["name"] == name]
+    return found  # type: ignore[no-any-return]
+
+
+def _certs_container(base: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    [found] = base["certs:Deployment"]["spec"]["template"]["spec"]["containers"]
     return found  # type: ignore[no-any-return]
 
 

@@ -75,6 +75,28 @@ def test_env_beats_profile_field_by_field(tmp_path: Path) -> None:
     assert (cfg.access_token, cfg.access_token_secret) == ("et", "ps")
 
 
+def unusable_home(tmp_path: Path) -> Path:
+    """A HOME the kernel refuses to look into (ENAMETOOLONG here; EACCES for an unreadable
+    one, which root, who runs these tests, cannot be refused)."""
+    return tmp_path / ("h" * 300)
+
+
+def test_explicit_env_credentials_never_touch_the_profile_files(tmp_path: Path) -> None:
+    env = {"SAKURA_ACCESS_TOKEN": "t", "SAKURA_ACCESS_TOKEN_SECRET": "s"}
+    cfg = SakuraConfig.from_env({**env, "HOME": str(unusable_home(tmp_path))})
+    assert (cfg.access_token, cfg.access_token_secret) == ("t", "s")
+    (tmp_path / "default").mkdir()
+    (tmp_path / "default" / "config.json").write_text("{not json")
+    cfg = SakuraConfig.from_env({**env, "SAKURA_PROFILE_DIR": str(tmp_path)})
+    assert cfg.access_token == "t"
+
+
+def test_an_unusable_home_without_env_credentials_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(SakuraConfigError, match="cannot be looked at") as err:
+        SakuraConfig.from_env({"HOME": str(unusable_home(tmp_path))})
+    assert "SAKURA_ACCESS_TOKEN" in str(err.value)
+
+
 def test_named_profile_must_exist(tmp_path: Path) -> None:
     with pytest.raises(SakuraConfigError, match="profile 'prod' not found"):
         SakuraConfig.from_env({"SAKURA_PROFILE_DIR": str(tmp_path), "SAKURA_PROFILE": "prod"})

@@ -28,7 +28,7 @@ from plan import Plan
 from sidecar.errors import (
     EXIT_BAD_VALUE,
     EXIT_CONFIG,
-    EXIT_DENIED,
+    EXIT_CREDENTIALS,
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
 )
@@ -229,7 +229,7 @@ def test_wrong_vault_is_not_found_and_names_it(
     assert list(secrets_dir.iterdir()) == []
 
 
-def test_rejected_credentials_are_forbidden(
+def test_rejected_credentials_are_their_own_outcome(
     direct_env: dict[str, str],
     secrets_dir: Path,
     termination_log: Path,
@@ -238,9 +238,10 @@ def test_rejected_credentials_are_forbidden(
     plan = make_plan(secrets_dir, secret_file("a", "plain"))
     env = {**_env(direct_env, plan), "SAKURA_ACCESS_TOKEN_SECRET": "wrong-secret"}
     outcome = run_main(env, capsys, termination_log)
-    assert outcome.code == EXIT_DENIED
-    assert outcome.termination.startswith("sakura-secrets-init: forbidden: ")
+    assert outcome.code == EXIT_CREDENTIALS == 8
+    assert outcome.termination.startswith("sakura-secrets-init: credentials rejected: ")
     assert "'plain'" in outcome.termination
+    assert "sakura-secrets.io/credentials-secret" in outcome.termination
     assert "wrong-secret" not in outcome.termination + outcome.stderr
     assert list(secrets_dir.iterdir()) == []
 

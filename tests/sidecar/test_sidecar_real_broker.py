@@ -48,7 +48,7 @@ from plan import SecretVersion
 from sakura import SakuraConfig
 from sidecar import broker_client
 from sidecar.config import BrokerSettings as InitBrokerSettings
-from sidecar.errors import EXIT_DENIED
+from sidecar.errors import EXIT_CREDENTIALS, EXIT_DENIED
 
 pytestmark = pytest.mark.cluster
 
@@ -300,3 +300,23 @@ def test_the_init_container_waits_out_a_429_and_its_retry_after_then_fetches(
     assert values[SecretVersion("api", None)].value == API_V2
     assert len(slept) == 1 and 1 <= slept[0] <= 20  # the broker's Retry-After, not a guess
     assert first[0].status_code == 200
+
+
+def test_a_key_sakura_rejects_fails_at_once_with_its_own_exit_code(
+    env: dict[str, str], emulator: Emulator, secrets_dir: Path, tmp_path: Path
+) -> None:
+    accepted = emulator.config.access_token_secret
+    emulator.config.access_token_secret = "rotated-away"  # the injector's key is revoked
+    try:
+        plan = make_plan(secrets_dir, secret_file("api", "api"), mode="broker")
+        done = _run({**env, "SAKURA_SECRETS_PLAN": plan.to_json()})
+    finally:
+        emulator.config.access_token_secret = accepted
+    assert done.returncode == EXIT_CREDENTIALS
+    line = (tmp_path / "termination-log").read_text()
+    assert line.startswith(
+        "sakura-secrets-init: credentials rejected: Sakura rejected the injector's credentials"
+    )
+    assert "secrets api were not fetched" in line
+    assert emulator.knobs.calls["unveil"] == 1, "not retried until the deadline"
+    assert list(secrets_dir.iterdir()) == []

@@ -1,11 +1,15 @@
-"""`certs` against the local cluster, as a ServiceAccount holding exactly the manifests' RBAC:
-creates the TLS Secret, patches every webhook's caBundle, reuses good material, replaces
-bad material keeping the old CA trusted, and two replicas racing end with one certificate."""
+"""`certs` against the local cluster, as a ServiceAccount holding exactly the certs identity's
+RBAC (manifests/base/certs.yaml): creates the CA and TLS Secrets, patches every webhook's
+caBundle, reuses good material, renews under the same CA (the bundle never changes), rotates
+the CA keeping the old one trusted, upgrades from a release that kept no CA key, and two
+processes racing end with one CA and one certificate."""
 
 from __future__ import annotations
 
 import base64
 import copy
+import datetime
+import logging
 import os
 import threading
 import time
@@ -20,13 +24,15 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from injector.authority import Policy
 from injector.certs import KeyPair, generate_ca, issue_serving_cert, reissue_reason
 from injector.certs import service_dns_names as dns_names
-from injector.certs_bootstrap import BootstrapResult, BootstrapTarget, bootstrap
+from injector.certs_bootstrap import BootstrapResult, BootstrapTarget, bootstrap, renew_forever
 
 pytestmark = pytest.mark.cluster
-RBAC = Path(__file__).resolve().parents[3] / "manifests" / "base" / "rbac.yaml"
+RBAC = Path(__file__).resolve().parents[3] / "manifests" / "base" / "certs.yaml"
 SECRET = "sakura-secrets-injector-tls"
+CA_SECRET = "sakura-secrets-injector-ca"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +59,7 @@ def world(admin: k8s.ApiClient) -> Iterator[tuple[BootstrapTarget, k8s.ApiClient
             if "resourceNames" in rule:
                 rule["resourceNames"] = [webhook_config]
         rbac.create_cluster_role(cluster_role)
-        subject = [{"kind": "ServiceAccount", "name": "injector", "namespace": namespace}]
+        subject = [{"kind": "ServiceAccount", "name": "certs", "namespace": namespace}]
         rbac.create_cluster_role_binding(
             {
                 "metadata": {"name": webhook_config},
@@ -71,7 +77,7 @@ def world(admin: k8s.ApiClient) -> Iterator[tuple[BootstrapTarget, k8s.ApiClient
         rbac.create_namespaced_role_binding(
             namespace,
             {
-                "metadata": {"name": "injector"},
+                "metadata": {"name": "certs"},
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "Role",
@@ -80,9 +86,11 @@ def world(admin: k8s.ApiClient) -> Iterator[tuple[BootstrapTarget, k8s.ApiClient
                 "subjects": subject,
             },
         )
-        core.create_namespaced_service_account(namespace, {"metadata": {"name": "injector"}})
-        target = BootstrapTarget(namespace, "sakura-secrets-injector", SECRET, webhook_config)
-        yield target, _as_service_account(admin, namespace, "injector")
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "certs"}})
+        target = BootstrapTarget(
+            namespace, "sakura-secrets-injector", SECRET, webhook_config, CA_SECRET
+        )
+        yield target, _as_service_account(admin, namespace, "certs")
     finally:
         for delete in (
             lambda: admission.delete_mutating_webhook_configuration(webhook_config),
@@ -96,17 +104,16 @@ def world(admin: k8s.ApiClient) -> Iterator[tuple[BootstrapTarget, k8s.ApiClient
                 pass
 
 
-def test_bootstrap_creates_reuses_and_rotates(
+def test_bootstrap_creates_reuses_renews_and_rotates(
     world: tuple[BootstrapTarget, k8s.ApiClient], admin: k8s.ApiClient
 ) -> None:
-    target, injector = world
+    target, certs = world
     names = dns_names(target.service, target.namespace)
 
-    # two replicas starting together
+    # two processes starting together
     results: list[BootstrapResult] = []
     threads = [
-        threading.Thread(target=lambda: results.append(bootstrap(injector, target)))
-        for _ in range(2)
+        threading.Thread(target=lambda: results.append(bootstrap(certs, target))) for _ in range(2)
     ]
     for thread in threads:
         thread.start()
@@ -116,35 +123,90 @@ def test_bootstrap_creates_reuses_and_rotates(
     stored = _secret(admin, target)
     assert stored["type"] == "kubernetes.io/tls"
     pair = KeyPair(stored["tls.crt"], stored["tls.key"])
+    authority = _secret(admin, target, CA_SECRET)
+    assert authority["type"] == "Opaque"
+    assert stored["ca.crt"] == authority["ca.crt"]  # one CA, kept with its key
+    assert b"PRIVATE KEY" in authority["ca.key"] and b"PRIVATE KEY" not in stored["ca.crt"]
     assert reissue_reason(stored["ca.crt"], pair, names) is None
     assert {r.ca_bundle_pem for r in results} == {stored["ca.crt"]}
     assert _ca_bundles(admin, target) == [stored["ca.crt"], stored["ca.crt"]]
 
     # good material is reused, nothing is patched
-    again = bootstrap(injector, target)
+    again = bootstrap(certs, target)
     assert (again.issued, again.patched_webhooks) == (False, ())
     assert _secret(admin, target) == stored
 
-    # material the stored CA did not sign is replaced; the old CA stays trusted during the rotation
+    # a (forced) renewal: a new serving certificate under the same CA, the bundle unchanged
+    renewed = bootstrap(certs, target, policy=Policy(renew_before=datetime.timedelta(days=9999)))
+    assert renewed.issued and not renewed.ca_rotated and renewed.patched_webhooks == ()
+    new = _secret(admin, target)
+    assert new["tls.crt"] != stored["tls.crt"] and new["ca.crt"] == stored["ca.crt"]
+    assert reissue_reason(stored["ca.crt"], KeyPair(new["tls.crt"], new["tls.key"]), names) is None
+    assert _secret(admin, target, CA_SECRET) == authority
+
+    # material the stored CA did not sign is replaced, under the same CA
     wrong = issue_serving_cert(generate_ca(), ["elsewhere"])
-    k8s.CoreV1Api(admin).patch_namespaced_secret(
-        target.secret,
+    _patch(admin, target, SECRET, {"tls.crt": wrong.cert_pem, "tls.key": wrong.key_pem})
+    fixed = bootstrap(certs, target)
+    assert fixed.issued is True and "not signed by the stored CA" in fixed.reason
+    assert _secret(admin, target)["ca.crt"] == stored["ca.crt"]
+
+    # a CA rotation: both trusted at once, the old CA's certificate still served
+    before = _secret(admin, target)
+    rotated = bootstrap(certs, target, rotate_ca=True)
+    assert rotated.ca_rotated and not rotated.issued and len(rotated.patched_webhooks) == 2
+    after = _secret(admin, target)
+    assert after["tls.crt"] == before["tls.crt"]
+    assert after["ca.crt"].endswith(before["ca.crt"]) and after["ca.crt"] != before["ca.crt"]
+    assert _ca_bundles(admin, target) == [after["ca.crt"], after["ca.crt"]]
+
+
+def test_an_upgrade_from_a_release_without_a_kept_ca_key(
+    world: tuple[BootstrapTarget, k8s.ApiClient], admin: k8s.ApiClient
+) -> None:
+    """Earlier releases stored only the TLS Secret: its CA stays trusted, its pair served."""
+    target, certs = world
+    old_ca = generate_ca()
+    old = issue_serving_cert(old_ca, dns_names(target.service, target.namespace))
+    k8s.CoreV1Api(admin).create_namespaced_secret(
         target.namespace,
         {
-            "data": {
-                "tls.crt": base64.b64encode(wrong.cert_pem).decode(),
-                "tls.key": base64.b64encode(wrong.key_pem).decode(),
-            }
+            "metadata": {"name": SECRET},
+            "type": "kubernetes.io/tls",
+            "data": _b64(
+                {"tls.crt": old.cert_pem, "tls.key": old.key_pem, "ca.crt": old_ca.cert_pem}
+            ),
         },
     )
-    rotated = bootstrap(injector, target)
-    assert rotated.issued is True and "not signed by the stored CA" in rotated.reason
-    assert len(rotated.patched_webhooks) == 2
-    new = _secret(admin, target)
-    assert new["tls.crt"] != stored["tls.crt"]
-    assert new["ca.crt"].endswith(stored["ca.crt"]) and new["ca.crt"] != stored["ca.crt"]
-    assert reissue_reason(new["ca.crt"], KeyPair(new["tls.crt"], new["tls.key"]), names) is None
-    assert _ca_bundles(admin, target) == [new["ca.crt"], new["ca.crt"]]
+    upgraded = bootstrap(certs, target)
+    assert upgraded.ca_rotated and not upgraded.issued and "no CA key stored" in upgraded.reason
+    stored = _secret(admin, target)
+    assert (stored["tls.crt"], stored["tls.key"]) == (old.cert_pem, old.key_pem)
+    authority = _secret(admin, target, CA_SECRET)
+    assert stored["ca.crt"] == authority["ca.crt"] + old_ca.cert_pem
+    assert authority["retired.crt"] == old_ca.cert_pem
+
+
+def test_the_renewal_loop_checks_every_interval_and_retries_failures_sooner(
+    world: tuple[BootstrapTarget, k8s.ApiClient],
+    admin: k8s.ApiClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    target, certs = world
+    slept: list[float] = []
+    caplog.set_level(logging.INFO, "injector.certs_bootstrap")
+    renew_forever(certs, target, interval=3600, rounds=2, sleep=slept.append)
+    assert slept == [3600, 3600]
+    assert "serving certificate valid until" in caplog.text
+    # an identity without the certs RBAC: each round fails loudly and is retried sooner
+    k8s.CoreV1Api(admin).create_namespaced_service_account(
+        target.namespace, {"metadata": {"name": "nobody"}}
+    )
+    nobody = _as_service_account(admin, target.namespace, "nobody")
+    slept.clear()
+    renew_forever(nobody, target, interval=3600, rounds=3, sleep=slept.append)
+    assert slept == [30, 60, 120]
+    assert "certificate renewal failed" in caplog.text and "forbidden" in caplog.text
 
 
 def _webhook_configuration(name: str) -> dict[str, Any]:
@@ -192,8 +254,18 @@ def _as_service_account(admin: k8s.ApiClient, namespace: str, name: str) -> k8s.
     return k8s.ApiClient(configuration)
 
 
-def _secret(admin: k8s.ApiClient, target: BootstrapTarget) -> dict[str, Any]:
-    secret = k8s.CoreV1Api(admin).read_namespaced_secret(target.secret, target.namespace)
+def _b64(data: dict[str, bytes]) -> dict[str, str]:
+    return {key: base64.b64encode(value).decode() for key, value in data.items()}
+
+
+def _patch(
+    admin: k8s.ApiClient, target: BootstrapTarget, name: str, data: dict[str, bytes]
+) -> None:
+    k8s.CoreV1Api(admin).patch_namespaced_secret(name, target.namespace, {"data": _b64(data)})
+
+
+def _secret(admin: k8s.ApiClient, target: BootstrapTarget, name: str = SECRET) -> dict[str, Any]:
+    secret = k8s.CoreV1Api(admin).read_namespaced_secret(name, target.namespace)
     data = {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
     return {"type": secret.type, **data}
 

@@ -1,0 +1,109 @@
+"""A Sakura key that Sakura rejects is its own outcome, not an outage: the metric says
+`rejected`, the broker answers a 503 whose reason says so, admission warns with the words
+"Sakura rejected the injector's credentials", and readiness reports it until Sakura accepts
+the key again."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import EMULATOR_SECRET, EMULATOR_TOKEN, VAULT, World, serve_broker
+from prometheus_client import CollectorRegistry
+from test_broker_admission import plan_of
+from test_broker_http import fetch
+
+from emulator.app import Emulator
+from injector.broker.credentials import REJECTED, CredentialWatch
+from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker
+from injector.kube import api_client as kube_api_client
+from sakura import SakuraClient, SakuraConfig, Unauthorized
+
+SETTINGS = BrokerSettings(sakura_deadline=2.0, sakura_retries=0, admission_timeout=3.0)
+
+
+def wrong_key(url: str) -> SakuraConfig:
+    return SakuraConfig(
+        access_token=EMULATOR_TOKEN, access_token_secret="revoked-secret", base_url=url
+    )
+
+
+async def test_the_broker_says_the_key_was_rejected(
+    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+) -> None:
+    token = world.token(world.ns_a, "app")
+    with serve_broker(emulator[1], tls_files, SETTINGS, config=wrong_key(emulator[1])) as broker:
+        response = await fetch(broker, token, [{"name": "db", "version": None}])
+        assert response.status_code == 503
+        body = response.json()
+        assert body["reason"] == "credentials_rejected"
+        assert body["error"].startswith(REJECTED)
+        assert "secret 'db' of vault 110000000001" in body["error"]
+        assert "revoked-secret" not in response.text
+        assert "retry-after" in response.headers
+        calls = "sakura_secrets_broker_sakura_calls_total"
+        assert broker.registry.get_sample_value(calls, {"outcome": "rejected"}) == 1
+        assert broker.registry.get_sample_value(calls, {"outcome": "failed"}) is None
+
+
+@pytest.fixture
+async def rejected_parts(
+    emulator: tuple[Emulator, str], world: World
+) -> AsyncIterator[BrokerParts]:
+    built = build_broker(
+        wrong_key(emulator[1]),
+        kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
+        settings=SETTINGS,
+        registry=CollectorRegistry(),
+    )
+    yield built
+    await built.aclose()
+
+
+async def test_admission_warns_that_sakura_rejected_the_credentials(
+    world: World, rejected_parts: BrokerParts
+) -> None:
+    outcome = await rejected_parts.check(world.ns_a, "app", plan_of("db"))
+    assert outcome.denial is None
+    [warning] = outcome.warnings
+    assert warning.startswith(f"{REJECTED} (")
+    assert "could not be reached" not in warning
+    assert rejected_parts.credentials is not None
+    assert (rejected_parts.credentials.readiness() or "").startswith(REJECTED)
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_readiness_reports_a_rejection_until_sakura_accepts_the_key_again(
+    emulator: tuple[Emulator, str],
+) -> None:
+    emu, url = emulator
+    clock = Clock()
+    async with SakuraClient(wrong_key(url), max_retries=0) as client:
+        watch = CredentialWatch(client, recheck_every=30, clock=clock)
+        assert watch.readiness() is None
+        with pytest.raises(Unauthorized):
+            await watch.unveil(VAULT, "db")
+        reason = watch.readiness()
+        assert reason is not None and reason.startswith(REJECTED)
+        assert "HTTP 401" in reason and "sakura-api-key" in reason
+        assert "revoked-secret" not in reason
+        first = watch._recheck
+        assert first is not None
+        await first  # still refused: still not ready
+        assert watch.readiness() is not None and watch._recheck is first  # not before 30 s
+
+        emu.config.access_token_secret = "revoked-secret"  # the key is accepted again
+        clock.now = 31.0
+        assert watch.readiness() is not None  # says so until the recheck has answered
+        assert watch._recheck is not None and watch._recheck is not first
+        await watch._recheck
+        assert watch.readiness() is None
+    emu.config.access_token_secret = EMULATOR_SECRET
