@@ -117,6 +117,8 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "Service",
             "Deployment",
             "PodDisruptionBudget",
