@@ -175,6 +175,18 @@ def test_a_pod_gets_its_secret_through_the_installed_injector(
         assert sakura.values["db-password"] not in log  # ... and never the value
 
 
+def test_the_injector_runs_at_its_priority_class(installed: Kube) -> None:
+    """The admission path outranks ordinary pods: the installed class reached the pods."""
+    priority_class = installed.get("priorityclass", install.NAME)
+    assert priority_class["value"] > 0
+    assert not priority_class.get("globalDefault")  # omitted when false
+    pods = installed.pods(install.NAMESPACE, SELECTOR)
+    assert pods
+    for pod in pods:
+        assert pod["spec"]["priorityClassName"] == install.NAME
+        assert pod["spec"]["priority"] == priority_class["value"]
+
+
 def test_the_installed_webhook_denies_a_secret_without_a_grant(installed: Kube) -> None:
     proc = installed.create(app_pod("nosy", "forbidden"))
     assert proc.returncode != 0

@@ -54,7 +54,8 @@ BROKER_HOST = f"{NAME}.{NAMESPACE}.svc"
 def rendered(kube: Kube, image: str, run_id: str) -> list[dict[str, Any]]:
     """manifests/ as `kubectl kustomize` renders it, adapted to the local cluster and scoped to
     the namespaces of run `run_id`."""
-    out = kube.run("kustomize", str(REPO / "manifests")).stdout
+    # the Kubernetes 1.20 variant: the local cluster is 1.20 (README, "Kubernetes versions")
+    out = kube.run("kustomize", str(REPO / "manifests" / "legacy-1.20")).stdout
     objects = [obj for obj in yaml.safe_load_all(out) if obj]
     api = urlsplit(api_server(kube))
     if not (api.hostname and api.port):

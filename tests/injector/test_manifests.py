@@ -1,5 +1,6 @@
-"""manifests/ renders with kustomize, every object passes strict schema validation, and the
-objects agree with each other and with the injector's CLI (names, ports, RBAC, env)."""
+"""manifests/ renders with kustomize, every object passes strict schema validation (the default
+against the newest Kubernetes schema, the legacy overlays against the oldest), and the objects
+agree with each other and with the injector's CLI (names, ports, RBAC, env)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ import jsonpatch
 import kubernetes_validate
 import pytest
 import yaml
+from kubernetes_validate.utils import all_versions
 
 from injector.cli import build_parser, settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-# kubernetes-validate ships schemas from 1.25 on; the local cluster is 1.20. 1.25 is the nearest
-# version it can check, and every kind we ship has the same schema there, except the
-# PodDisruptionBudget: policy/v1beta1 (what 1.20 serves) is gone in 1.25, so the base's PDB is
-# checked through the policy-v1 overlay, whose only difference is the apiVersion.
-SCHEMA_VERSION = "1.25.0"
+# The default (manifests/) targets current Kubernetes: checked against the newest schema
+# kubernetes-validate ships. manifests/legacy targets 1.21-1.27 and manifests/legacy-1.20 the
+# local cluster's 1.20: kubernetes-validate's oldest schema (1.25) is the nearest it can check.
+# Every kind we ship has the same schema there as on 1.20, except the PodDisruptionBudget:
+# policy/v1beta1 is gone in 1.25, so legacy-1.20's PDB is checked through legacy's, whose only
+# difference is the apiVersion.
+NEWEST, OLDEST = all_versions()[-1], all_versions()[0]
+LEGACY = MANIFESTS / "legacy"
+LEGACY_1_20 = MANIFESTS / "legacy-1.20"
 NAMESPACE = "sakura-secrets"
 
 
@@ -53,22 +59,25 @@ def _modern_kubectl() -> str | None:
 
 
 def _load_listed(directory: Path) -> list[dict[str, Any]]:
+    """What our kustomizations use: `resources`/`bases` (files or directories) and
+    `patchesJson6902` from files."""
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
     objects: list[dict[str, Any]] = []
-    for entry in spec["resources"]:
+    for entry in [*spec.get("bases", []), *spec.get("resources", [])]:
         path = directory / entry
         if path.is_dir():
             objects += _load_listed(path)
         else:
             objects += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    for patch in spec.get("patches", []):
-        target, ops = patch["target"], yaml.safe_load(patch["patch"])
+    for patch in spec.get("patchesJson6902", []):
+        target, ops = patch["target"], yaml.safe_load((directory / patch["path"]).read_text())
         api_version = f"{target['group']}/{target['version']}" if target.get("group") else None
         objects = [
             jsonpatch.apply_patch(obj, ops)
             if obj["kind"] == target["kind"]
             and obj["metadata"]["name"] == target["name"]
-            and api_version in (None, obj["apiVersion"])
+            and target.get("namespace") in (None, obj["metadata"].get("namespace"))
+            and (api_version or target["version"]) == obj["apiVersion"]
             else obj
             for obj in objects
         ]
@@ -92,8 +101,13 @@ def base() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def modern() -> dict[str, dict[str, Any]]:
-    return by_kind(render(MANIFESTS / "policy-v1"))
+def legacy() -> dict[str, dict[str, Any]]:
+    return by_kind(render(LEGACY))
+
+
+@pytest.fixture(scope="module")
+def legacy_1_20() -> dict[str, dict[str, Any]]:
+    return by_kind(render(LEGACY_1_20))
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +128,7 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
     assert sorted(base) == sorted(
         [
             "Namespace",
+            "PriorityClass",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -133,6 +148,7 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
     )
     cluster_scoped = {
         "Namespace",
+        "PriorityClass",
         "ClusterRole",
         "ClusterRoleBinding",
         "MutatingWebhookConfiguration",
@@ -142,30 +158,74 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
             assert obj["metadata"]["namespace"] == NAMESPACE, key
 
 
-@pytest.mark.parametrize("overlay", ["base", "modern", "fenced"])
+@pytest.mark.parametrize(
+    ("overlay", "version"),
+    [("base", NEWEST), ("fenced", NEWEST), ("legacy", OLDEST), ("legacy_1_20", OLDEST)],
+)
 def test_every_object_passes_strict_schema_validation(
-    overlay: str,
-    base: dict[str, dict[str, Any]],
-    modern: dict[str, dict[str, Any]],
-    fenced: dict[str, dict[str, Any]],
+    overlay: str, version: str, request: pytest.FixtureRequest
 ) -> None:
-    objects = {"base": base, "modern": modern, "fenced": fenced}[overlay]
+    objects: dict[str, dict[str, Any]] = request.getfixturevalue(overlay)
     for obj in objects.values():
         if obj["apiVersion"] == "policy/v1beta1":
-            continue  # no 1.25 schema; checked as policy/v1 below
-        kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)  # raises, naming kind
+            continue  # no schema for it any more; legacy-1.20 only changes legacy's version
+        kubernetes_validate.validate(obj, version, strict=True)  # raises, naming kind
 
 
-def test_pdb_targets_kubernetes_1_20_and_the_overlay_only_changes_its_version(
-    base: dict[str, dict[str, Any]], modern: dict[str, dict[str, Any]]
+def test_the_oldest_schema_rejects_the_defaults_match_conditions(
+    base: dict[str, dict[str, Any]],
 ) -> None:
-    assert base["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
-    assert modern["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
-    assert {k: v for k, v in modern.items() if k != "PodDisruptionBudget"} == {
-        k: v for k, v in base.items() if k != "PodDisruptionBudget"
-    }
-    assert base["PodDisruptionBudget"]["spec"] == modern["PodDisruptionBudget"]["spec"]
+    """Why manifests/legacy exists: before 1.27 the field is unknown."""
+    with pytest.raises(kubernetes_validate.ValidationError, match="matchConditions"):
+        kubernetes_validate.validate(base["MutatingWebhookConfiguration"], OLDEST, strict=True)
+
+
+def test_the_default_targets_current_kubernetes(base: dict[str, dict[str, Any]]) -> None:
+    assert base["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
     assert base["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    [webhook] = base["MutatingWebhookConfiguration"]["webhooks"]
+    [condition] = webhook["matchConditions"]
+    assert condition["name"] == "opted-in"
+    assert "'sakura-secrets.io/inject'" in condition["expression"]  # evaluated in test_match_...
+    pod = base["Deployment"]["spec"]["template"]["spec"]
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert sorted(spread) == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    labels = base["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    for constraint in spread.values():
+        assert constraint["maxSkew"] == 1
+        assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+        # a one-zone cluster, or nodes without the zone label, still run both replicas
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert "affinity" not in pod  # the spread replaces the hostname anti-affinity
+    priority = base["PriorityClass"]
+    assert pod["priorityClassName"] == priority["metadata"]["name"]
+    # above ordinary workloads, below what only system classes may use (1e9 and more)
+    assert 0 < priority["value"] < 1_000_000_000
+    assert priority["globalDefault"] is False
+    assert priority["preemptionPolicy"] == "PreemptLowerPriority"
+
+
+def test_legacy_is_the_default_without_match_conditions(
+    base: dict[str, dict[str, Any]], legacy: dict[str, dict[str, Any]]
+) -> None:
+    [webhook] = legacy["MutatingWebhookConfiguration"]["webhooks"]
+    assert "matchConditions" not in webhook
+    without = jsonpatch.apply_patch(
+        base["MutatingWebhookConfiguration"],
+        [{"op": "remove", "path": "/webhooks/0/matchConditions"}],
+    )
+    assert {**base, "MutatingWebhookConfiguration": without} == legacy
+
+
+def test_legacy_1_20_only_moves_the_pdb_to_policy_v1beta1(
+    legacy: dict[str, dict[str, Any]], legacy_1_20: dict[str, dict[str, Any]]
+) -> None:
+    old, new = legacy_1_20["PodDisruptionBudget"], legacy["PodDisruptionBudget"]
+    assert (old["apiVersion"], new["apiVersion"]) == ("policy/v1beta1", "policy/v1")
+    assert {**old, "apiVersion": "policy/v1"} == new
+    assert {k: v for k, v in legacy_1_20.items() if k != "PodDisruptionBudget"} == {
+        k: v for k, v in legacy.items() if k != "PodDisruptionBudget"
+    }
 
 
 def test_webhook_configuration_matches_the_contract(base: dict[str, dict[str, Any]]) -> None:
@@ -250,8 +310,8 @@ def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, A
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
-    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
-    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    hosts = [c for c in pod["topologySpreadConstraints"] if c["maxSkew"] == 1]
+    assert "kubernetes.io/hostname" in {c["topologyKey"] for c in hosts}
     assert "initContainers" not in pod  # TLS comes from the certs Deployment
     certs_pod = base["certs:Deployment"]["spec"]["template"]["spec"]
     assert certs_pod["securityContext"]["runAsNonRoot"] is True
@@ -420,8 +480,8 @@ def _env(container: dict[str, Any]) -> dict[str, str | None]:
 
 @pytest.mark.parametrize(
     "directory",
-    [MANIFESTS, MANIFESTS / "policy-v1", MANIFESTS / "network-policy"],
-    ids=["base", "modern", "fenced"],
+    [MANIFESTS, LEGACY, LEGACY_1_20, MANIFESTS / "network-policy"],
+    ids=["base", "legacy", "legacy-1.20", "fenced"],
 )
 def test_the_fallback_renders_what_kubectl_does(directory: Path) -> None:
     if not _modern_kubectl():
