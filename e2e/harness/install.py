@@ -69,7 +69,9 @@ def rendered(kube: Kube, image: str, run_id: str) -> list[dict[str, Any]]:
         _env(container, "KUBERNETES_SERVICE_HOST", api.hostname),
         _env(container, "KUBERNETES_SERVICE_PORT", str(api.port)),
     ]
-    [deployment] = [obj for obj in objects if obj["metadata"]["name"] == NAME]
+    [deployment] = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == NAME
+    ]
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     image_at = [e["name"] for e in env].index("SAKURA_SECRETS_INIT_IMAGE")
     ops = [
