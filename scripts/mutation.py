@@ -47,7 +47,11 @@ TARGETS = (
     Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
     Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
     Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",)),
-    Target("sidecar/writer.py", ("tests/sidecar/test_writer_unit.py",), ci=True),
+    Target(
+        "sidecar/writer.py",
+        ("tests/sidecar/test_sidecar_files.py", "tests/sidecar/test_writer_unit.py"),
+        ci=True,
+    ),
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
     Target("injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",)),
     Target("injector/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",)),
