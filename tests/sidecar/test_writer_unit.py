@@ -226,3 +226,30 @@ def test_a_large_file_is_written_whole(tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024)
     writer.write(str(tmp_path), [writer.FileContent("big", 0o400, data)], uid=None, gid=None)
     assert (tmp_path / "big").read_bytes() == data
+
+
+def test_a_long_names_temporary_uses_all_of_name_max(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved: list[str] = []
+    real_replace = os.replace
+
+    def recording_replace(src: str, dst: str) -> None:
+        moved.append(os.path.basename(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", recording_replace)
+    writer.write(str(tmp_path), [writer.FileContent("n" * 253, 0o400, b"x")], uid=None, gid=None)
+    assert len(moved[0]) == writer.NAME_MAX == 255
+    assert moved[0].startswith("." + "n" * 230 + ".")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks that no chown happens, as root")
+def test_without_root_no_chown_is_attempted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rule as the nobody test above, seen from this process: the owner stays ours."""
+    monkeypatch.setattr(writer.os, "geteuid", lambda: 65534)
+    writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
+    stat = (tmp_path / "a").stat()
+    assert (stat.st_uid, stat.st_gid) == (0, 0)
