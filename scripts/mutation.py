@@ -55,7 +55,13 @@ TARGETS = (
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
     Target("injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",)),
     Target("injector/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",)),
-    Target("injector/pod/ownership.py", ("tests/injector/unit/test_injector_ownership.py",)),
+    Target(
+        "injector/pod/ownership.py",
+        (
+            "tests/injector/unit/test_injector_ownership.py",
+            "tests/injector/unit/test_pod_builders.py",
+        ),
+    ),
     Target("injector/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",)),
     Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",)),
     Target("plan/model.py", ("tests/unit/test_plan.py",), ci=True),

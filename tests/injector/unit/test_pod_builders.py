@@ -15,6 +15,7 @@ from injector.annotations import PodOptions
 from injector.checks import Denied
 from injector.pod.init_container import init_container
 from injector.pod.mounts import check_mount_path, read_only_mount, target_containers
+from injector.pod.ownership import resolve_owner
 from injector.pod.resources import Resources, parse_quantity
 from injector.pod.volumes import secrets_volume, token_volume
 from injector.settings import WebhookSettings
@@ -129,13 +130,15 @@ def test_direct_mode_without_endpoint_or_zone_sets_neither() -> None:
 
 
 def test_direct_mode_needs_the_credentials_secret() -> None:
-    with pytest.raises(ValueError, match="direct mode needs the credentials Secret's name"):
+    with pytest.raises(ValueError, match=r"^direct mode needs the credentials Secret's name$"):
         init_container(plan("direct"), PodOptions(), SETTINGS)
 
 
 @pytest.mark.parametrize(("uid", "gid"), [(None, 2000), (1000, None), (None, None)])
 def test_the_owner_must_be_resolved_first(uid: int | None, gid: int | None) -> None:
-    with pytest.raises(ValueError, match="owner must be resolved before building"):
+    with pytest.raises(
+        ValueError, match=r"^the plan's owner must be resolved before building the init container$"
+    ):
         init_container(plan(uid=uid, gid=gid), PodOptions(), SETTINGS)
 
 
@@ -200,6 +203,9 @@ def test_a_mount_path_in_use_by_a_target_container_is_refused() -> None:
         "at /data; set sakura-secrets.io/mount-path to a free directory"
     )
     check_mount_path(SPEC, ("sidecar",), "/data")  # not a target: its mounts do not matter
+    later = {"containers": [SPEC["containers"][1], SPEC["containers"][0]]}
+    with pytest.raises(Denied, match="container 'app' already mounts"):
+        check_mount_path(later, ("app",), "/data")  # found past a container that is no target
     check_mount_path(SPEC, ("app",), "/data/x")
     check_mount_path({}, ("app",), "/data")
     assert read_only_mount("/run/s") == {
@@ -254,3 +260,43 @@ def test_zero_is_refused(text: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_quantity(text)
     assert str(caught.value) == f"{text!r} is zero; give an amount greater than zero"
+
+
+def _owner_denial(spec: dict[str, Any]) -> str:
+    with pytest.raises(Denied) as caught:
+        resolve_owner(spec, ("app",), run_as_user=None, run_as_group=None, fallback_uid=65532)
+    return str(caught.value)
+
+
+def test_ids_kubernetes_would_refuse_are_named_where_they_are() -> None:
+    big = 2**31
+    assert _owner_denial(
+        {"securityContext": {"runAsUser": -1}, "containers": [{"name": "app"}]}
+    ) == (
+        "the pod's securityContext.runAsUser is -1, not a valid id (0 to 2147483647); fix the "
+        "pod's securityContext"
+    )
+    app = {"name": "app", "securityContext": {"runAsUser": 1000, "runAsGroup": big}}
+    assert _owner_denial({"containers": [app]}) == (
+        f"container 'app' securityContext.runAsGroup is {big}, not a valid id (0 to 2147483647); "
+        "fix the pod's securityContext"
+    )
+    fs = {"securityContext": {"fsGroup": big}, "containers": [{"name": "app"}]}
+    assert _owner_denial({**fs, "securityContext": {"runAsUser": 7, "fsGroup": big}}) == (
+        f"the pod's securityContext.fsGroup is {big}, not a valid id (0 to 2147483647); fix the "
+        "pod's securityContext"
+    )
+    top = {"name": "app", "securityContext": {"runAsUser": 2**31 - 1}}
+    owner = resolve_owner(
+        {"containers": [top]}, ("app",), run_as_user=None, run_as_group=None, fallback_uid=1
+    )
+    assert (owner.uid, owner.gid) == (2**31 - 1, 2**31 - 1)
+
+
+def test_an_app_running_as_root_is_refused_with_the_fix() -> None:
+    root = {"securityContext": {"runAsUser": 0}, "containers": [{"name": "app"}]}
+    assert _owner_denial(root) == (
+        "annotation sakura-secrets.io/run-as-user: the target containers run as root (uid 0) and "
+        "the init container must not run as root; set run-as-user to a non-root uid (an app "
+        "running as root can still read the files)"
+    )
