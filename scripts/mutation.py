@@ -64,12 +64,14 @@ TARGETS = (
     ),
     Target("injector/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",)),
     Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",)),
-    Target("plan/model.py", ("tests/unit/test_plan.py",), ci=True),
+    Target(
+        "plan/model.py", ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"), ci=True
+    ),
     Target(
         "injector/annotations.py",
         (
             "tests/injector/unit/test_injector_parts.py",
-            "tests/injector/unit/test_annotations_unit.py",
+            "tests/injector/unit/test_injector_admission.py",
         ),
     ),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
