@@ -132,7 +132,9 @@ def main() -> int:
         shown = f"error: {s.error}" if s.error else f"{s.killed}/{s.total} killed"
         print(f"{verdict:5} {s.percent:5.1f}%  {s.target.path}  {shown}  ({s.seconds:.0f} s)")
     print(f"total {time.monotonic() - started:.0f} s for {len(scores)} modules")
-    return 0 if all(ok(s, args.threshold) for s in scores) else 1
+    passed = sum(1 for s in scores if ok(s, args.threshold))
+    print(f"mutation: {passed} passed, {len(scores) - passed} failed")  # modules, for CI's log
+    return 0 if passed == len(scores) else 1
 
 
 def select(names: list[str], *, ci: bool) -> list[Target]:
