@@ -72,6 +72,7 @@ TARGETS = (
         (
             "tests/injector/unit/test_injector_parts.py",
             "tests/injector/unit/test_injector_admission.py",
+            "tests/injector/unit/test_annotations_unit.py",
         ),
     ),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
