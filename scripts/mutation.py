@@ -196,7 +196,7 @@ def prepare(work: Path, target: Target) -> None:
         capture_output=True,
         check=True,
     ).stdout.decode()
-    names = [n for n in files.split("\0") if n]
+    names = [n for n in files.split("\0") if n and not n.startswith(WORK.name + "/")]
     for name in names:  # the work tree as it is, edits included
         source = ROOT / name
         if source.is_file():
