@@ -221,11 +221,132 @@ async def test_not_found_is_raised_and_drops_the_latest_copy() -> None:
     [
         ({"latest_ttl": -1}, "latest_ttl and stale_for must be >= 0, retry_after > 0"),
         ({"retry_after": 0}, "latest_ttl and stale_for must be >= 0, retry_after > 0"),
-        ({"latest_ttl": 40, "stale_for": 30}, r"stale_for \(30s\) must be at least latest_ttl"),
+        ({"latest_ttl": 40, "stale_for": 30}, "stale_for (30s) must be at least latest_ttl (40s)"),
         ({"pinned_entries": 0}, "pinned_entries and latest_entries must be at least 1"),
         ({"latest_entries": 0}, "pinned_entries and latest_entries must be at least 1"),
     ],
 )
 def test_settings_are_checked(settings: dict[str, float], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as caught:
         CacheSettings(**settings)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def _samples(registry: CollectorRegistry) -> dict[str, float]:
+    """`name{outcome="x"}` -> value for the cache's two counters."""
+    found = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                found[f"{sample.name}{{{sample.labels['outcome']}}}"] = sample.value
+    return found
+
+
+async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
+    sakura, clock, registry = FakeSakura(), Clock(), CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    await secrets.read(A, "db")  # miss, ok
+    await secrets.read(A, "db")  # hit
+    with pytest.raises(NotFound):
+        await secrets.read(A, "nope")  # not_found, failed
+    sakura.fail = Throttled("slow down")
+    clock.now += 31
+    await secrets.read(A, "db")  # throttled, stale
+    await secrets.read(A, "db")  # stale (quiet)
+    sakura.fail = Unavailable("HTTP 503")
+    with pytest.raises(SecretsUnavailable):
+        await secrets.read(B, "db")  # failed, failed
+    reads, calls = (
+        "sakura_secrets_broker_cache_reads_total",
+        "sakura_secrets_broker_sakura_calls_total",
+    )
+    assert _samples(registry) == {
+        f"{reads}{{miss}}": 1,
+        f"{reads}{{hit}}": 1,
+        f"{reads}{{failed}}": 2,
+        f"{reads}{{stale}}": 2,
+        f"{calls}{{ok}}": 1,
+        f"{calls}{{not_found}}": 1,
+        f"{calls}{{throttled}}": 1,
+        f"{calls}{{failed}}": 1,
+    }
+    text = generate_latest(registry).decode()
+    assert (
+        "# HELP sakura_secrets_broker_cache_reads_total Secret reads by how they were answered: "
+        "hit, miss (Sakura called), coalesced (shared a concurrent call), stale (served past its "
+        "TTL because Sakura failed), failed\n"
+    ) in text
+    assert (
+        "# HELP sakura_secrets_broker_sakura_calls_total Calls of Sakura's unveil by result: ok, "
+        "not_found, throttled, failed\n"
+    ) in text
+
+
+async def test_every_path_answers_the_name_and_the_version_it_holds() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # miss
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # hit
+    assert await secrets.read(A, "db", 2) == Unveiled("db", 2, "a-db-2")  # pinned by the read
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 31
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # stale
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # quiet
+
+
+async def test_a_first_read_of_a_missing_secret_is_not_found() -> None:
+    secrets = cache(FakeSakura(), Clock())
+    with pytest.raises(NotFound):
+        await secrets.read(A, "nope")
+    with pytest.raises(NotFound):
+        await secrets.read(A, "db", 9)
+
+
+async def test_the_stale_serve_is_logged_without_the_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 31
+    with caplog.at_level("WARNING", logger="injector.broker.cache"):
+        await secrets.read(A, "db")
+    assert caplog.messages == [
+        f"serving secret 'db' of vault {A} fetched 31s ago: Unavailable; not asking Sakura again "
+        "for 10s"
+    ]
+    assert "a-db-2" not in caplog.text
+
+
+async def test_at_the_staleness_bound_the_quiet_copy_is_still_served_without_a_call() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, latest_ttl=30, stale_for=300, retry_after=10)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 295
+    await secrets.read(A, "db")  # stale, quiet for 10 s
+    clock.now += 5  # exactly 300 s old
+    await secrets.read(A, "db")
+    assert len(sakura.calls) == 2
+
+
+async def test_the_oldest_entries_are_pushed_out_first() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    sakura.values.update({(A, n): [f"a-{n}-1"] for n in ("x", "y", "z")})
+    secrets = cache(sakura, clock, latest_entries=2, pinned_entries=2)
+    for name in ("x", "y"):
+        await secrets.read(A, name)
+    await secrets.read(A, "x")  # x is now the most recent
+    await secrets.read(A, "z")  # pushes out y
+    sakura.calls.clear()
+    for name in ("x", "z", "y"):
+        await secrets.read(A, name)
+    assert sakura.calls == [(A, "y", None)]
+
+
+def test_settings_bounds_that_are_allowed() -> None:
+    assert CacheSettings(latest_ttl=0, stale_for=0, retry_after=1).retry_after == 1
+    assert CacheSettings(latest_ttl=5, stale_for=5).stale_for == 5
+    assert CacheSettings(pinned_entries=1, latest_entries=1).pinned_entries == 1
+    assert SecretCache(FakeSakura(), registry=CollectorRegistry()).settings == CacheSettings()
