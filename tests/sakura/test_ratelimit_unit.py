@@ -91,10 +91,22 @@ def test_a_negative_hold_off_pauses_nothing() -> None:
 
 def test_a_hold_off_counts_from_now() -> None:
     clock = Clock()
-    limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
+    limiter = RateLimiter(per_minute=120, burst=2, clock=clock)
     clock.now += 30
     limiter.hold_off(4)
     assert limiter.next_slot_in() == pytest.approx(4.0)
+    assert limiter.reserve() == pytest.approx(4.0)
+    assert limiter.reserve() == pytest.approx(4.5)  # then at the steady rate
+
+
+def test_more_than_one_slot_in_the_bucket_means_no_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
+    limiter.reserve()
+    limiter.reserve()
+    clock.now += 1.5
+    assert limiter.next_slot_in() == 0.0
+    assert limiter.reserve() == 0.0
 
 
 @pytest.mark.parametrize("per_minute", [0, -1, -0.5])
@@ -102,6 +114,7 @@ def test_the_rate_must_be_positive(per_minute: float) -> None:
     with pytest.raises(ValueError) as caught:
         RateLimiter(per_minute=per_minute)
     assert str(caught.value) == f"per_minute must be positive, not {per_minute!r}"
+    assert RateLimiter(per_minute=0.5).per_minute == 0.5  # one request every two minutes
 
 
 @pytest.mark.parametrize("burst", [0, -3])
