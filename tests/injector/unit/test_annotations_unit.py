@@ -99,6 +99,9 @@ def test_file_modes() -> None:
         f"annotation {P}file-mode-db: '9' is not an octal file mode; write e.g. \"0400\" (owner "
         'read) or "0440" (owner and group read)'
     )
+    assert denial({P + "file-mode-db": "0001"}).endswith(
+        'mode 0001 lets no one read the file; add a read bit, e.g. "0400"'
+    )
     assert denial({P + "file-mode-db": "0200"}) == (
         f"annotation {P}file-mode-db: mode 0200 lets no one read the file; add a read bit, "
         'e.g. "0400"'
@@ -120,6 +123,9 @@ def test_file_modes() -> None:
         ("/a/./b", "has an empty, '.' or '..' segment"),
         ("/a/b/.", "has an empty, '.' or '..' segment"),
         ("/a//b", "has an empty, '.' or '..' segment"),
+        ("/a//X", "has an empty, '.' or '..' segment"),
+        ("/./a", "has an empty, '.' or '..' segment"),
+        ("/../a", "has an empty, '.' or '..' segment"),
         ("/a/../b", "has an empty, '.' or '..' segment"),
         ("/a:b", "contains whitespace, ':' or '\\'"),
         ("/a\\b", "contains whitespace, ':' or '\\'"),
@@ -134,7 +140,7 @@ def test_mount_path_refusals(path: str, what: str) -> None:
 
 
 def test_mount_paths_accepted() -> None:
-    for path, kept in (("/a", "/a"), ("/a/", "/a"), ("/a.b/c", "/a.b/c")):
+    for path, kept in (("/a", "/a"), ("/a/", "/a"), ("/a.b/c", "/a.b/c"), ("/X", "/X")):
         assert accepted({P + "mount-path": path}).options.mount_path == kept
 
 
