@@ -53,17 +53,20 @@ TARGETS = (
         ci=True,
     ),
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
-    Target("injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",)),
-    Target("injector/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",)),
+    Target(
+        "injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
+    ),
+    Target("injector/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
     Target(
         "injector/pod/ownership.py",
         (
             "tests/injector/unit/test_injector_ownership.py",
             "tests/injector/unit/test_pod_builders.py",
         ),
+        ci=True,
     ),
-    Target("injector/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",)),
-    Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",)),
+    Target("injector/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
+    Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
     Target(
         "plan/model.py", ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"), ci=True
     ),
