@@ -170,7 +170,7 @@ class Plan:
 
 
 def check_file_name(name: str) -> None:
-    if not FILE_NAME.match(name) or name in (".", ".."):
+    if not FILE_NAME.match(name):  # also refuses "." and "..": no leading '.'
         raise PlanError(
             f"file name {name!r} is not a plain file name; use letters, digits, '.', '_' and '-' "
             "(not starting with '.' or '-', no '/')"

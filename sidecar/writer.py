@@ -22,6 +22,8 @@ from sidecar.errors import BadKey, TemplateFailed, WriteFailed
 from sidecar.fetched import Values
 
 TEMP_SUFFIX = ".sakura-tmp"
+NAME_MAX = 255
+"""Longest file name Linux file systems (tmpfs, ext4) take, in bytes."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def _owner(uid: int | None, gid: int | None) -> tuple[int, int] | None:
 
 
 def _stage(directory: str, item: FileContent, owner: tuple[int, int] | None) -> str:
-    temp = os.path.join(directory, f".{item.name}.{random_names.token_hex(6)}{TEMP_SUFFIX}")
+    temp = os.path.join(directory, _temp_name(item.name))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(temp, flags, item.mode)
     try:
@@ -166,6 +168,12 @@ def _stage(directory: str, item: FileContent, owner: tuple[int, int] | None) -> 
         raise
     os.close(fd)
     return temp
+
+
+def _temp_name(name: str) -> str:
+    """`.NAME.<12 hex>.sakura-tmp`, NAME cut so a 253-character file name still fits NAME_MAX."""
+    tag = f".{random_names.token_hex(6)}{TEMP_SUFFIX}"
+    return "." + name[: NAME_MAX - 1 - len(tag)] + tag
 
 
 def _remove_stale_temporaries(directory: str) -> None:

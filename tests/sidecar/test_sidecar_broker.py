@@ -38,12 +38,15 @@ from starlette.routing import Route
 from emulator import run_in_thread
 from injector.certs import generate_ca
 from plan import Plan
+from sidecar import broker_client, config
 from sidecar.errors import (
     EXIT_BAD_VALUE,
     EXIT_CONFIG,
     EXIT_DENIED,
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
+    Throttled,
+    Unreachable,
 )
 
 
@@ -225,13 +228,11 @@ def test_503_past_the_deadline_fails_clearly_and_fast(
             (503, {"error": 'Sakura unavailable reading secret "plain"'}, {"Retry-After": "2"})
         )
     env = _env(broker_env, _three(secrets_dir, "api"), SAKURA_SECRETS_DEADLINE="3")
-    started = time.monotonic()
     outcome = run_main(env, capsys, termination_log)
-    elapsed = time.monotonic() - started
     assert outcome.code == EXIT_UNAVAILABLE
+    # One wait of 2 s and two requests; a third would not fit in 3 s, so it gives up without
+    # sleeping into the deadline (the waits themselves: test_*_on_a_hand_clock below).
     assert len(broker.requests) == 2, "one retry fits in 3 s, the second would not"
-    # One wait of 2 s and two requests (~2.0 s); sleeping into the deadline would take 3 s.
-    assert elapsed < 2.9, "gives up as soon as the next wait would pass the deadline"
     assert len(outcome.lines) == 1
     assert outcome.termination.startswith(
         'sakura-secrets-init: throttled: Sakura unavailable reading secret "plain" (HTTP 503); '
@@ -257,7 +258,7 @@ def test_an_unreachable_broker_is_retried_until_the_deadline(
     outcome = run_main(env, capsys, termination_log)
     elapsed = time.monotonic() - started
     assert outcome.code == EXIT_UNAVAILABLE
-    assert 0.5 <= elapsed < 3, "retried with backoff, then gave up at the deadline"
+    assert elapsed >= 0.5, "retried with backoff, then gave up at the deadline"
     assert outcome.termination.startswith(
         f"sakura-secrets-init: unreachable: broker {url} unreachable for 1.6s"
     )
@@ -275,9 +276,7 @@ def test_a_broker_certificate_from_another_ca_is_refused_at_once(
 ) -> None:
     other_ca = generate_ca("someone-else").cert_pem.decode()
     env = _env(broker_env, _three(secrets_dir, "api"), SAKURA_SECRETS_BROKER_CA=other_ca)
-    started = time.monotonic()
     outcome = run_main(env, capsys, termination_log)
-    assert time.monotonic() - started < 4  # not retried until the 5 s deadline
     assert outcome.code == EXIT_UNAVAILABLE
     assert broker.requests == [], "the token is never sent to an untrusted server"
     assert "certificate not signed by SAKURA_SECRETS_BROKER_CA" in outcome.termination
@@ -396,3 +395,80 @@ def test_a_broker_answer_that_trickles_in_is_bounded_by_the_deadline(
     assert elapsed < 8, "the 1 s deadline plus one read timeout and slack for a busy machine"
     assert "did not finish within 1s (SAKURA_SECRETS_DEADLINE)" in outcome.termination
     assert list(secrets_dir.iterdir()) == []
+
+
+# --- the same waits on a hand-driven clock: a busy machine cannot change what they assert ---
+
+
+class HandClock:
+    """`sleep` moves the clock instead of waiting; every wait is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def _fetch_on(clock: HandClock, env: dict[str, str], deadline: float) -> object:
+    settings = config.load(env)
+    assert settings.broker is not None
+    return broker_client.fetch(
+        settings.plan, settings.broker, deadline=deadline, clock=clock, sleep=clock.sleep
+    )
+
+
+def test_retry_after_is_the_wait_on_a_hand_clock(
+    broker: BrokerDouble, broker_env: dict[str, str], secrets_dir: Path
+) -> None:
+    broker.script.append((503, {"error": "busy"}, {"Retry-After": "1"}))
+    clock = HandClock()
+    _fetch_on(clock, _env(broker_env, _three(secrets_dir, "api")), deadline=5)
+    assert clock.waits == [1.0]
+    assert len(broker.requests) == 2
+
+
+def test_it_gives_up_before_a_wait_that_would_pass_the_deadline_on_a_hand_clock(
+    broker: BrokerDouble, broker_env: dict[str, str], secrets_dir: Path
+) -> None:
+    for _ in range(10):
+        broker.script.append((503, {"error": "unavailable"}, {"Retry-After": "2"}))
+    clock = HandClock()
+    with pytest.raises(Throttled, match=r"still failing after 3s \(SAKURA_SECRETS_DEADLINE\)"):
+        _fetch_on(clock, _env(broker_env, _three(secrets_dir, "api")), deadline=3)
+    assert clock.waits == [2.0], "2 s fits in 3 s; a second 2 s wait would not"
+    assert len(broker.requests) == 2
+    clock = HandClock()
+    broker.requests.clear()
+    with pytest.raises(Throttled):
+        _fetch_on(clock, _env(broker_env, _three(secrets_dir, "api")), deadline=4)
+    assert clock.waits == [2.0, 2.0], "a wait ending exactly at the deadline is still taken"
+    assert len(broker.requests) == 3
+
+
+def test_an_unreachable_broker_backs_off_until_the_deadline_on_a_hand_clock(
+    broker_env: dict[str, str], secrets_dir: Path
+) -> None:
+    url = f"https://127.0.0.1:{closed_port()}"
+    env = _env(broker_env, _three(secrets_dir, "api"), SAKURA_SECRETS_BROKER_URL=url)
+    clock = HandClock()
+    with pytest.raises(Unreachable, match=f"broker {url} unreachable for 1.6s"):
+        _fetch_on(clock, env, deadline=1.6)
+    assert clock.waits == [0.5, 1.0], "doubling from 0.5 s; 2 s more would pass 1.6 s"
+
+
+def test_a_certificate_from_another_ca_is_not_retried_on_a_hand_clock(
+    broker: BrokerDouble, broker_env: dict[str, str], secrets_dir: Path
+) -> None:
+    other_ca = generate_ca("someone-else").cert_pem.decode()
+    env = _env(broker_env, _three(secrets_dir, "api"), SAKURA_SECRETS_BROKER_CA=other_ca)
+    clock = HandClock()
+    with pytest.raises(Unreachable, match="certificate not signed by SAKURA_SECRETS_BROKER_CA"):
+        _fetch_on(clock, env, deadline=5)
+    assert clock.waits == [], "refused at once, not retried until the deadline"
+    assert broker.requests == []

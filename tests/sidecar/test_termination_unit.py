@@ -36,6 +36,11 @@ def test_a_longer_value_is_cut_out_before_a_shorter_one_inside_it() -> None:
         )
 
 
+def test_the_order_is_by_length_not_by_text() -> None:
+    """ "bcdX" sorts after "abcdXYZ" as text; cut first, it would leave "a" and "YZ" showing."""
+    assert one_line("got abcdXYZ", ["bcdX", "abcdXYZ"]) == "sakura-secrets-init: got <redacted>"
+
+
 def test_values_shorter_than_the_threshold_are_left_in_the_text() -> None:
     assert MIN_REDACTED_LENGTH == 4
     assert one_line("key abc of abcd", ["abc"]) == "sakura-secrets-init: key abc of abcd"
@@ -85,14 +90,14 @@ def test_report_goes_to_stderr_when_the_file_cannot_be_written(
 
 
 def test_a_json_values_keys_are_hidden_too() -> None:
-    value = '{"user": "admin-1", "password": "pa55word", "port": 5432, "tls": {"on": true}}'
+    value = '{"user": "admin-1", "password": "pa55word", "port": 5432, "tls": {"on": true, "v": 1}}'
     assert secret_texts([value, "plain-value"]) == {
         value,
         "plain-value",
         "admin-1",
         "pa55word",
         "5432",
-        '{"on":true}',
+        '{"on":true,"v":1}',
     }
     assert secret_texts(['{"name": "日本語"}']) == {'{"name": "日本語"}', "日本語"}
     assert secret_texts(['{"k": ["é"]}']) == {'{"k": ["é"]}', '["é"]'}

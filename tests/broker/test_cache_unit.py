@@ -1,0 +1,352 @@
+"""The secret cache on a fake Sakura and a hand-driven clock: its public behaviour only.
+
+test_broker_cache.py and test_broker_faults.py run it in the broker against the emulator and
+the local cluster; these pin what a read returns or raises and when Sakura is asked: keys
+that include the vault and the version, lifetimes, the staleness bound, the quiet period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from injector.broker.cache import CacheSettings, SecretCache, SecretsUnavailable
+from sakura import NotFound, Throttled, Unavailable, Unveiled
+
+A, B = "110000000001", "110000000002"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeSakura:
+    """Values per (vault, name): versions 1..n; `fail` makes every call raise it."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], list[str]] = {
+            (A, "db"): ["a-db-1", "a-db-2"],
+            (B, "db"): ["b-db-1"],
+        }
+        self.calls: list[tuple[str, str, int | None]] = []
+        self.fail: Exception | None = None
+        self.answer_as: Unveiled | None = None
+        self.gate: asyncio.Event | None = None
+
+    async def unveil(self, vault_id: str, name: str, version: int | None = None) -> Unveiled:
+        self.calls.append((vault_id, name, version))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        if self.answer_as is not None:
+            return self.answer_as
+        versions = self.values.get((vault_id, name))
+        if versions is None or (version is not None and version > len(versions)):
+            raise NotFound("no such secret", kind="secret", name=name)
+        number = len(versions) if version is None else version
+        return Unveiled(name, number, versions[number - 1])
+
+
+def cache(
+    sakura: FakeSakura, clock: Clock, registry: CollectorRegistry | None = None, **settings: float
+) -> SecretCache:
+    defaults = {"latest_ttl": 30.0, "stale_for": 300.0, "retry_after": 10.0}
+    return SecretCache(
+        sakura,
+        settings=CacheSettings(**{**defaults, **settings}),  # type: ignore[arg-type]
+        registry=CollectorRegistry() if registry is None else registry,
+        clock=clock,
+    )
+
+
+async def test_the_latest_value_is_kept_per_vault() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    assert (await secrets.read(A, "db")).value == "a-db-2"
+    assert (await secrets.read(B, "db")).value == "b-db-1"  # never vault A's copy
+    assert (await secrets.read(A, "db")).value == "a-db-2"
+    assert sakura.calls == [(A, "db", None), (B, "db", None)]
+
+
+async def test_a_pinned_version_is_kept_per_vault_and_version_for_good() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    assert (await secrets.read(A, "db", 2)).value == "a-db-2"
+    assert (await secrets.read(B, "db", 1)).value == "b-db-1"
+    clock.now += 10**6
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    assert len(sakura.calls) == 3
+
+
+async def test_a_latest_read_also_pins_its_version() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    latest = await secrets.read(A, "db")
+    assert (latest.name, latest.version, latest.value) == ("db", 2, "a-db-2")
+    assert (await secrets.read(A, "db", 2)).value == "a-db-2"
+    assert sakura.calls == [(A, "db", None)]
+
+
+async def test_the_latest_value_is_read_again_after_latest_ttl() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, latest_ttl=30)
+    await secrets.read(A, "db")
+    sakura.values[(A, "db")].append("a-db-3")
+    clock.now += 29.9
+    assert (await secrets.read(A, "db")).value == "a-db-2"
+    clock.now += 0.1
+    assert (await secrets.read(A, "db")).version == 3
+    assert len(sakura.calls) == 2
+
+
+async def test_an_answer_for_another_version_or_name_is_not_served() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    sakura.answer_as = Unveiled("db", 2, "a-db-2")
+    with pytest.raises(SecretsUnavailable) as caught:
+        await secrets.read(A, "db", 1)
+    assert caught.value.message == (
+        f"Sakura answered for db@2 when asked for secret 'db@1' in vault {A}; not serving it"
+    )
+    assert caught.value.retry_after == 10.0
+    sakura.answer_as = Unveiled("other", 2, "x")
+    with pytest.raises(SecretsUnavailable, match="answered for other@2"):
+        await secrets.read(A, "db")
+    sakura.answer_as = None
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"  # nothing wrong was kept
+
+
+async def test_concurrent_reads_of_one_secret_share_one_call() -> None:
+    sakura, clock, registry = FakeSakura(), Clock(), CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    sakura.gate = asyncio.Event()
+    reads = [asyncio.ensure_future(secrets.read(A, "db")) for _ in range(5)]
+    other = asyncio.ensure_future(secrets.read(B, "db"))
+    await asyncio.sleep(0)
+    sakura.gate.set()
+    assert {r.value for r in await asyncio.gather(*reads)} == {"a-db-2"}
+    assert (await other).value == "b-db-1"
+    assert sorted(sakura.calls) == [(A, "db", None), (B, "db", None)]
+    metrics = generate_latest(registry).decode()
+    assert 'outcome="coalesced"} 4.0' in metrics
+
+
+async def test_when_sakura_fails_a_recent_copy_is_served_then_sakura_is_left_alone() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, latest_ttl=30, stale_for=300, retry_after=10)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 31
+    assert (await secrets.read(A, "db")).value == "a-db-2"  # stale, Sakura asked once
+    assert len(sakura.calls) == 2
+    clock.now += 9.9
+    assert (await secrets.read(A, "db")).value == "a-db-2"  # quiet: Sakura not asked
+    assert len(sakura.calls) == 2
+    clock.now += 0.1
+    assert (await secrets.read(A, "db")).value == "a-db-2"  # quiet over: asked again
+    assert len(sakura.calls) == 3
+
+
+async def test_sakuras_retry_after_sets_the_quiet_period_and_the_503s() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")
+    sakura.fail = Throttled("slow down", retry_after=20)
+    clock.now += 31
+    await secrets.read(A, "db")
+    clock.now += 19.9
+    await secrets.read(A, "db")
+    assert len(sakura.calls) == 2
+    with pytest.raises(SecretsUnavailable) as caught:
+        await secrets.read(B, "db")
+    assert caught.value.retry_after == 20
+    sakura.fail = Throttled("slow down", retry_after=0.2)
+    with pytest.raises(SecretsUnavailable) as caught:
+        await secrets.read(A, "db", 1)
+    assert caught.value.retry_after == 1.0  # never less than a second
+    sakura.fail = Throttled("slow down")
+    with pytest.raises(SecretsUnavailable) as caught:
+        await secrets.read(B, "db", 1)
+    assert caught.value.retry_after == 10.0
+
+
+async def test_no_copy_older_than_stale_for_is_served() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, latest_ttl=30, stale_for=300)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 300
+    assert (await secrets.read(A, "db")).value == "a-db-2"  # exactly at the bound: served
+    clock.now += 10.1  # past the quiet period and the bound
+    with pytest.raises(SecretsUnavailable) as caught:
+        await secrets.read(A, "db")
+    assert caught.value.message == (
+        f"secret 'db' of vault {A} cannot be read now and no copy fetched within the last 300s "
+        "is held (HTTP 503); retry in 10s"
+    )
+
+
+async def test_a_pinned_version_never_falls_back_to_the_latest_copy() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    with pytest.raises(SecretsUnavailable, match=r"secret 'db@1' of vault"):
+        await secrets.read(A, "db", 1)
+
+
+async def test_not_found_is_raised_and_drops_the_latest_copy() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")
+    del sakura.values[(A, "db")]
+    clock.now += 31
+    with pytest.raises(NotFound):
+        await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    with pytest.raises(SecretsUnavailable):  # the deleted secret's copy is gone
+        await secrets.read(A, "db")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"latest_ttl": -1}, "latest_ttl and stale_for must be >= 0, retry_after > 0"),
+        ({"retry_after": 0}, "latest_ttl and stale_for must be >= 0, retry_after > 0"),
+        ({"latest_ttl": 40, "stale_for": 30}, "stale_for (30s) must be at least latest_ttl (40s)"),
+        ({"pinned_entries": 0}, "pinned_entries and latest_entries must be at least 1"),
+        ({"latest_entries": 0}, "pinned_entries and latest_entries must be at least 1"),
+    ],
+)
+def test_settings_are_checked(settings: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        CacheSettings(**settings)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def _samples(registry: CollectorRegistry) -> dict[str, float]:
+    """`name{outcome="x"}` -> value for the cache's two counters."""
+    found = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                found[f"{sample.name}{{{sample.labels['outcome']}}}"] = sample.value
+    return found
+
+
+async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
+    sakura, clock, registry = FakeSakura(), Clock(), CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    await secrets.read(A, "db")  # miss, ok
+    await secrets.read(A, "db")  # hit
+    with pytest.raises(NotFound):
+        await secrets.read(A, "nope")  # not_found, failed
+    sakura.fail = Throttled("slow down")
+    clock.now += 31
+    await secrets.read(A, "db")  # throttled, stale
+    await secrets.read(A, "db")  # stale (quiet)
+    sakura.fail = Unavailable("HTTP 503")
+    with pytest.raises(SecretsUnavailable):
+        await secrets.read(B, "db")  # failed, failed
+    reads, calls = (
+        "sakura_secrets_broker_cache_reads_total",
+        "sakura_secrets_broker_sakura_calls_total",
+    )
+    assert _samples(registry) == {
+        f"{reads}{{miss}}": 1,
+        f"{reads}{{hit}}": 1,
+        f"{reads}{{failed}}": 2,
+        f"{reads}{{stale}}": 2,
+        f"{calls}{{ok}}": 1,
+        f"{calls}{{not_found}}": 1,
+        f"{calls}{{throttled}}": 1,
+        f"{calls}{{failed}}": 1,
+    }
+    text = generate_latest(registry).decode()
+    assert (
+        "# HELP sakura_secrets_broker_cache_reads_total Secret reads by how they were answered: "
+        "hit, miss (Sakura called), coalesced (shared a concurrent call), stale (served past its "
+        "TTL because Sakura failed), failed\n"
+    ) in text
+    assert (
+        "# HELP sakura_secrets_broker_sakura_calls_total Calls of Sakura's unveil by result: ok, "
+        "not_found, throttled, failed\n"
+    ) in text
+
+
+async def test_every_path_answers_the_name_and_the_version_it_holds() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # miss
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # hit
+    assert await secrets.read(A, "db", 2) == Unveiled("db", 2, "a-db-2")  # pinned by the read
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 31
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # stale
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # quiet
+
+
+async def test_a_first_read_of_a_missing_secret_is_not_found() -> None:
+    secrets = cache(FakeSakura(), Clock())
+    with pytest.raises(NotFound):
+        await secrets.read(A, "nope")
+    with pytest.raises(NotFound):
+        await secrets.read(A, "db", 9)
+
+
+async def test_the_stale_serve_is_logged_without_the_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 31
+    with caplog.at_level("WARNING", logger="injector.broker.cache"):
+        await secrets.read(A, "db")
+    assert caplog.messages == [
+        f"serving secret 'db' of vault {A} fetched 31s ago: Unavailable; not asking Sakura again "
+        "for 10s"
+    ]
+    assert "a-db-2" not in caplog.text
+
+
+async def test_at_the_staleness_bound_the_quiet_copy_is_still_served_without_a_call() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, latest_ttl=30, stale_for=300, retry_after=10)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 295
+    await secrets.read(A, "db")  # stale, quiet for 10 s
+    clock.now += 5  # exactly 300 s old
+    await secrets.read(A, "db")
+    assert len(sakura.calls) == 2
+
+
+async def test_the_oldest_entries_are_pushed_out_first() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    sakura.values.update({(A, n): [f"a-{n}-1"] for n in ("x", "y", "z")})
+    secrets = cache(sakura, clock, latest_entries=2, pinned_entries=2)
+    for name in ("x", "y"):
+        await secrets.read(A, name)
+    await secrets.read(A, "x")  # x is now the most recent
+    await secrets.read(A, "z")  # pushes out y
+    sakura.calls.clear()
+    for name in ("x", "z", "y"):
+        await secrets.read(A, name)
+    assert sakura.calls == [(A, "y", None)]
+
+
+def test_settings_bounds_that_are_allowed() -> None:
+    assert CacheSettings(latest_ttl=0, stale_for=0, retry_after=1).retry_after == 1
+    assert CacheSettings(latest_ttl=5, stale_for=5).stale_for == 5
+    assert CacheSettings(pinned_entries=1, latest_entries=1).pinned_entries == 1
+    assert SecretCache(FakeSakura(), registry=CollectorRegistry()).settings == CacheSettings()

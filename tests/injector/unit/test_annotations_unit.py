@@ -1,0 +1,174 @@
+"""Annotation refusals word for word, and the bounds each check draws.
+
+test_injector_parts.py and test_injector_admission.py cover what the annotations produce;
+these pin what a user reads when one is wrong, since that message is the whole interface.
+"""
+
+from __future__ import annotations
+
+import pytest
+from admission_harness import P, settings
+
+from injector.annotations import parse_annotations
+from injector.checks import Denied
+
+BASE = {P + "secret-db": "db", P + "vault-id": "110000000001"}
+KNOWN = (
+    "known keys: inject, vault-id, mount-path, containers, file-mode, run-as-user, "
+    "run-as-group, init-first, refresh-interval, credentials-secret, cpu-request, cpu-limit, "
+    "memory-request, memory-limit, secret-FILE, template-FILE, file-mode-FILE"
+)
+MOUNT_FIX = "write an absolute directory such as /sakura/secrets"
+
+
+def denial(extra: dict[str, str], base: dict[str, str] | None = None, **kw: object) -> str:
+    with pytest.raises(Denied) as caught:
+        parse_annotations({**(BASE if base is None else base), **extra}, settings(**kw))
+    return str(caught.value)
+
+
+def accepted(extra: dict[str, str], **kw: object):  # type: ignore[no-untyped-def]
+    return parse_annotations({**BASE, **extra}, settings(**kw))
+
+
+@pytest.mark.parametrize("key", ["secret", "template", "secret-", "template-"])
+def test_a_file_key_without_a_file_name(key: str) -> None:
+    stem = key.rstrip("-")
+    assert denial({P + key: "db"}, base={}) == (
+        f"annotation {P}{key} names no file; write {P}{stem}-FILE, e.g. {P}{stem}-db-password"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("mount-pth", "did you mean sakura-secrets.io/mount-path? "),
+        ("sekret-db", "did you mean sakura-secrets.io/secret-db? "),
+        ("sekret-db-pass-word", "did you mean sakura-secrets.io/secret-db-pass-word? "),
+        ("zzzz", ""),
+    ],
+)
+def test_an_unknown_key_is_named_with_the_closest_known_one(key: str, hint: str) -> None:
+    assert denial({P + key: "x"}) == (
+        f"annotation {P}{key} is not a known annotation; {hint}{KNOWN}"
+    )
+
+
+def test_refresh_interval_and_status() -> None:
+    assert denial({P + "refresh-interval": "1m"}) == (
+        f"annotation {P}refresh-interval: refresh-interval (rotation sidecar) is not supported "
+        "yet; remove the annotation (the init container fetches the files once at pod start)"
+    )
+    assert denial({P + "status": "x"}) == (
+        f"annotation {P}status: 'x' is not a value you can set; the injector writes this "
+        "annotation itself, remove it"
+    )
+
+
+def test_containers() -> None:
+    assert accepted({P + "containers": " a, ,b,a "}).options.containers == ("a", "b")
+    assert denial({P + "containers": " , "}) == (
+        f"annotation {P}containers is empty; list app container names separated by commas, or "
+        "remove it to mount into every app container"
+    )
+
+
+def test_the_credentials_secret_name_is_at_most_253_characters() -> None:
+    assert accepted({P + "credentials-secret": "a" * 253}).options.credentials_secret
+    assert denial({P + "credentials-secret": "a" * 254}) == (
+        f"annotation {P}credentials-secret: {'a' * 254!r} is not a Secret name; use lowercase "
+        "letters, digits, '-' and '.' (at most 253 characters)"
+    )
+
+
+def test_run_as_ids() -> None:
+    assert accepted({P + "run-as-user": "2147483647"}).options.run_as_user == 2**31 - 1
+    for text in ("2147483648", "root"):
+        assert denial({P + "run-as-user": text}) == (
+            f"annotation {P}run-as-user: {text!r} is not a numeric id; write a number such as "
+            '"1000" (names are not resolved)'
+        )
+    assert denial({P + "run-as-user": "0"}) == (
+        f"annotation {P}run-as-user: the init container must not run as root (uid 0); set a "
+        "non-root uid (an app running as root can still read the files)"
+    )
+
+
+def test_file_modes() -> None:
+    assert denial({P + "file-mode-db": "9"}) == (
+        f"annotation {P}file-mode-db: '9' is not an octal file mode; write e.g. \"0400\" (owner "
+        'read) or "0440" (owner and group read)'
+    )
+    assert denial({P + "file-mode-db": "0001"}).endswith(
+        'mode 0001 lets no one read the file; add a read bit, e.g. "0400"'
+    )
+    assert denial({P + "file-mode-db": "0200"}) == (
+        f"annotation {P}file-mode-db: mode 0200 lets no one read the file; add a read bit, "
+        'e.g. "0400"'
+    )
+    for text, mode in (("0004", 0o004), ("0040", 0o040), ("0400", 0o400)):
+        assert accepted({P + "file-mode-db": text}).plan.files[0].mode == mode
+    assert denial({P + "file-mode-web": "0400", P + "secret-api": "api"}) == (
+        f"annotation {P}file-mode-web sets the mode of file 'web', which no secret-FILE or "
+        "template-FILE annotation writes; files: api, db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        ("x/y", "is not an absolute path"),
+        ("//", "is the root directory"),
+        ("/", "is the root directory"),
+        ("/a/./b", "has an empty, '.' or '..' segment"),
+        ("/a/b/.", "has an empty, '.' or '..' segment"),
+        ("/a//b", "has an empty, '.' or '..' segment"),
+        ("/a//X", "has an empty, '.' or '..' segment"),
+        ("/./a", "has an empty, '.' or '..' segment"),
+        ("/../a", "has an empty, '.' or '..' segment"),
+        ("/a/../b", "has an empty, '.' or '..' segment"),
+        ("/a:b", "contains whitespace, ':' or '\\'"),
+        ("/a\\b", "contains whitespace, ':' or '\\'"),
+        ("/a b", "contains whitespace, ':' or '\\'"),
+        ("/a\x00b", "contains whitespace, ':' or '\\'"),
+    ],
+)
+def test_mount_path_refusals(path: str, what: str) -> None:
+    assert denial({P + "mount-path": path}) == (
+        f"annotation {P}mount-path: {path!r} {what}; {MOUNT_FIX}"
+    )
+
+
+def test_mount_paths_accepted() -> None:
+    for path, kept in (("/a", "/a"), ("/a/", "/a"), ("/a.b/c", "/a.b/c"), ("/X", "/X")):
+        assert accepted({P + "mount-path": path}).options.mount_path == kept
+
+
+def test_the_token_directory_cannot_be_the_mount_path() -> None:
+    token = "/var/run/secrets/sakura-secrets.io"
+    for path in (token, token + "/x", "/var/run/secrets"):
+        shown = path
+        assert denial({P + "mount-path": path}) == (
+            f"annotation {P}mount-path: {shown} overlaps {token}, where the injector mounts its "
+            "token; choose another directory such as /sakura/secrets"
+        )
+
+
+def test_vault_ids() -> None:
+    assert denial({P + "vault-id": "12"}) == (
+        f"annotation {P}vault-id: '12' is not a Sakura vault ID; write its 12 digits, e.g. "
+        '"123456789012"'
+    )
+    assert denial({}, base={P + "secret-db": "db"}, default_vault_id=None) == (
+        f"no vault: set the annotation {P}vault-id to the 12-digit Sakura vault ID, or give the "
+        "injector a default vault (its default_vault_id setting)"
+    )
+
+
+def test_a_request_may_equal_its_limit_but_not_exceed_it() -> None:
+    same = accepted({P + "cpu-request": "100m", P + "cpu-limit": "100m"})
+    assert same.options.resources.cpu_request == "100m"
+    assert denial({P + "cpu-request": "200m", P + "cpu-limit": "100m"}) == (
+        f"annotation {P}cpu-request: the cpu request 200m exceeds the cpu limit 100m; set "
+        f"{P}cpu-limit at least as high as {P}cpu-request"
+    )

@@ -1,0 +1,255 @@
+"""The writer's edges: exact failure messages, ownership, temporary names, a planted symlink.
+
+test_sidecar_files.py covers the main paths (modes, sweeping, a full volume); these pin what a
+user reads when a template or a write fails and what the writer does as root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from sidecar_harness import make_plan, secret_file, template_file
+
+from plan import FileSpec, SecretVersion
+from sidecar import writer
+from sidecar.errors import BadKey, TemplateFailed, WriteFailed
+from sidecar.fetched import Fetched, Values
+
+VALUE = '{"user": "u-Secret-1", "pass": "p-Secret-2"}'
+FIX = "fix the sakura-secrets.io/template-t annotation"
+
+
+def _values(**named: str) -> Values:
+    return {SecretVersion(n): Fetched(SecretVersion(n), 1, v) for n, v in named.items()}
+
+
+def _template_failure(tmp_path: Path, source: str, values: Values | None = None) -> str:
+    plan = make_plan(tmp_path, template_file("t", source))
+    with pytest.raises(TemplateFailed) as caught:
+        writer.contents(plan, _values(db=VALUE) if values is None else values)
+    return str(caught.value)
+
+
+def test_a_runtime_error_names_its_type_and_template_line_only(tmp_path: Path) -> None:
+    message = _template_failure(tmp_path, '{{ secret("db") }}\n\n{{ 1 / 0 }}')
+    assert message == f"template file 't' failed to render at line 3: ZeroDivisionError; {FIX}"
+
+
+def test_a_key_error_inside_the_template_is_a_template_error(tmp_path: Path) -> None:
+    message = _template_failure(tmp_path, '{{ secret("db") }}{{ "{x}".format() }}')
+    assert message == f"template file 't' failed to render at line 1: KeyError; {FIX}"
+
+
+def test_a_sandbox_refusal_keeps_its_own_words(tmp_path: Path) -> None:
+    message = _template_failure(tmp_path, '{{ secret("db") }}{{ {}.pop("z") }}')
+    assert message == (
+        "template file 't' failed to render at line 1: SecurityError: access to attribute 'pop' "
+        f"of 'dict' object is unsafe.; {FIX}"
+    )
+
+
+def test_a_template_error_outside_the_template_code_has_no_line(tmp_path: Path) -> None:
+    spec = FileSpec("t", 0o400, template="{% if %}")  # admission would have refused it
+    with pytest.raises(TemplateFailed) as caught:
+        writer._content(spec, _values(db=VALUE))
+    assert str(caught.value) == f"template file 't' failed to render: TemplateSyntaxError; {FIX}"
+
+
+def test_a_template_reading_a_secret_the_plan_did_not_fetch(tmp_path: Path) -> None:
+    message = _template_failure(tmp_path, '{{ secret("db") }}{{ secret("other@2") }}')
+    assert message == (
+        "template file 't' reads secret 'other@2', which the plan did not fetch; re-create the "
+        "pod so the injector scans the template again"
+    )
+
+
+def test_a_bad_key_in_a_template_names_the_file_and_the_reference(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, template_file("t", '{{ secret("db#nope") }}'))
+    with pytest.raises(BadKey) as caught:
+        writer.contents(plan, _values(db=VALUE))
+    assert str(caught.value) == (
+        "template file 't': secret 'db#nope' has no key 'nope' (it has 2 keys); check the "
+        "spelling, keys are case-sensitive"
+    )
+
+
+def test_contents_are_utf8(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, secret_file("a", "db"))
+    assert writer.contents(plan, _values(db="パスワード"))[0].data == "パスワード".encode()
+
+
+def test_a_missing_directory_and_a_directory_in_the_way_are_named(tmp_path: Path) -> None:
+    files = [writer.FileContent("a", 0o400, b"x")]
+    with pytest.raises(WriteFailed) as caught:
+        writer.write(str(tmp_path / "nope"), files, uid=None, gid=None)
+    assert str(caught.value) == (
+        f"directory {str(tmp_path / 'nope')!r} does not exist; it is the sakura-secrets "
+        "volume's mount path, check the pod's volumeMounts"
+    )
+    (tmp_path / "a").mkdir()
+    with pytest.raises(WriteFailed) as caught:
+        writer.write(str(tmp_path), files, uid=None, gid=None)
+    assert str(caught.value) == (
+        f"{str(tmp_path / 'a')!r} is a directory, so file 'a' cannot replace it; mount the "
+        "secrets volume on its own empty directory"
+    )
+
+
+def test_a_full_volume_is_named_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer.os, "write", full)
+    with pytest.raises(WriteFailed) as caught:
+        writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+    assert str(caught.value) == (
+        f"cannot write into {str(tmp_path)!r}: No space left on device (directory); the secrets "
+        "volume may be full (raise its sizeLimit) or not writable by this user"
+    )
+
+
+def test_an_error_without_strerror_is_shown_whole_and_the_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = [OSError("odd failure"), PermissionError(13, "Permission denied", "/v/.a.1.tmp")]
+
+    def failing(path: str, flags: int, mode: int = 0o777) -> int:
+        raise failures.pop(0)
+
+    monkeypatch.setattr(writer.os, "open", failing)
+    tail = "; the secrets volume may be full (raise its sizeLimit) or not writable by this user"
+    for shown in ("odd failure (directory)", "Permission denied (.a.1.tmp)"):
+        with pytest.raises(WriteFailed) as caught:
+            writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+        assert str(caught.value) == f"cannot write into {str(tmp_path)!r}: {shown}{tail}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.parametrize(
+    ("uid", "gid", "owner"),
+    [(1234, 5678, (1234, 5678)), (1234, None, (1234, 0)), (None, 5678, (0, 5678))],
+)
+def test_as_root_the_files_get_the_plans_owner(
+    tmp_path: Path, uid: int | None, gid: int | None, owner: tuple[int, int]
+) -> None:
+    writer.write(str(tmp_path), [writer.FileContent("a", 0o440, b"x")], uid=uid, gid=gid)
+    stat = (tmp_path / "a").stat()
+    assert (stat.st_uid, stat.st_gid) == owner
+    assert stat.st_mode & 0o777 == 0o440
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs as root and as nobody")
+def test_without_root_the_owner_is_left_alone() -> None:
+    """As nobody, asking for an owner must not fail the write: the files are simply ours."""
+    directory = Path(tempfile.mkdtemp(prefix="sakura-nobody-"))  # tmp_path: nobody can't reach
+    try:
+        directory.chmod(0o777)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                writer.write(str(directory), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert (directory / "a").stat().st_uid == 65534
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_a_253_character_file_name_fits_with_its_temporary(tmp_path: Path) -> None:
+    name = "n" * 253
+    writer.write(str(tmp_path), [writer.FileContent(name, 0o400, b"x")], uid=None, gid=None)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_temporaries_are_hidden_random_names_in_the_target_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def recording_replace(src: str, dst: str) -> None:
+        moved.append((src, dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", recording_replace)
+    files = [writer.FileContent("a", 0o400, b"1"), writer.FileContent("b", 0o400, b"2")]
+    writer.write(str(tmp_path), files, uid=None, gid=None)
+    assert [dst for _, dst in moved] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    for src, dst in moved:
+        assert os.path.dirname(src) == str(tmp_path)
+        name = os.path.basename(dst)
+        assert re.fullmatch(rf"\.{name}\.[0-9a-f]{{12}}\.sakura-tmp", os.path.basename(src))
+    assert moved[0][0] != writer._temp_name("a")
+
+
+def test_a_symlink_raced_onto_the_temporary_name_is_never_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone plants a link at the temporary's name after the sweep: the write must refuse."""
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+
+    def planted(n: int) -> str:
+        os.symlink(target, volume / ".a.000000000000.sakura-tmp")
+        return "000000000000"
+
+    monkeypatch.setattr(writer.random_names, "token_hex", planted)
+    with pytest.raises(WriteFailed, match="File exists"):
+        writer.write(str(volume), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+    assert target.read_text() == "untouched"
+
+
+def test_stale_temporaries_are_swept_and_other_entries_kept(tmp_path: Path) -> None:
+    for name in (".a.0123.sakura-tmp", ".b.sakura-tmp", "c.sakura-tmp", ".keep", "keep"):
+        (tmp_path / name).write_text("x")
+    writer.write(str(tmp_path), [writer.FileContent("f", 0o400, b"x")], uid=None, gid=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep", "c.sakura-tmp", "f", "keep"]
+
+
+def test_a_large_file_is_written_whole(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    writer.write(str(tmp_path), [writer.FileContent("big", 0o400, data)], uid=None, gid=None)
+    assert (tmp_path / "big").read_bytes() == data
+
+
+def test_a_long_names_temporary_uses_all_of_name_max(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved: list[str] = []
+    real_replace = os.replace
+
+    def recording_replace(src: str, dst: str) -> None:
+        moved.append(os.path.basename(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", recording_replace)
+    writer.write(str(tmp_path), [writer.FileContent("n" * 253, 0o400, b"x")], uid=None, gid=None)
+    assert len(moved[0]) == writer.NAME_MAX == 255
+    assert moved[0].startswith("." + "n" * 230 + ".")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks that no chown happens, as root")
+def test_without_root_no_chown_is_attempted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rule as the nobody test above, seen from this process: the owner stays ours."""
+    monkeypatch.setattr(writer.os, "geteuid", lambda: 65534)
+    writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
+    stat = (tmp_path / "a").stat()
+    assert (stat.st_uid, stat.st_gid) == (0, 0)
