@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from injector.broker.cache import CacheSettings, SecretCache, SecretsUnavailable
-from sakura import NotFound, Throttled, Unavailable, Unveiled
+from sakura import NotFound, SecretInfo, Throttled, Unavailable, Unveiled
 
 A, B = "110000000001", "110000000002"
 
@@ -35,11 +35,21 @@ class FakeSakura:
             (B, "db"): ["b-db-1"],
         }
         self.calls: list[tuple[str, str, int | None]] = []
+        """Unveils only; listings (which pinned reads consult first) go to `listings`."""
+        self.listings: list[str] = []
         self.fail: Exception | None = None
         self.answer_as: Unveiled | None = None
         self.gate: asyncio.Event | None = None
 
-    async def unveil(self, vault_id: str, name: str, version: int | None = None) -> Unveiled:
+    async def list_secrets(self, vault_id: str, *, tenant: str | None = None) -> list[SecretInfo]:
+        self.listings.append(vault_id)
+        if self.fail is not None:
+            raise self.fail
+        return [SecretInfo(n, len(v)) for (v_id, n), v in self.values.items() if v_id == vault_id]
+
+    async def unveil(
+        self, vault_id: str, name: str, version: int | None = None, *, tenant: str | None = None
+    ) -> Unveiled:
         self.calls.append((vault_id, name, version))
         if self.gate is not None:
             await self.gate.wait()
@@ -211,6 +221,7 @@ async def test_not_found_is_raised_and_drops_the_latest_copy() -> None:
     clock.now += 31
     with pytest.raises(NotFound):
         await secrets.read(A, "db")
+    clock.now += 11  # past the negative TTL (10 s): Sakura is asked again
     sakura.fail = Unavailable("HTTP 503")
     with pytest.raises(SecretsUnavailable):  # the deleted secret's copy is gone
         await secrets.read(A, "db")
@@ -274,11 +285,11 @@ async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
     assert (
         "# HELP sakura_secrets_broker_cache_reads_total Secret reads by how they were answered: "
         "hit, miss (Sakura called), coalesced (shared a concurrent call), stale (served past its "
-        "TTL because Sakura failed), failed\n"
+        "TTL because Sakura failed), absent (known missing, Sakura not called), failed\n"
     ) in text
     assert (
         "# HELP sakura_secrets_broker_sakura_calls_total Calls of Sakura's unveil by result: ok, "
-        "not_found, throttled, failed\n"
+        "not_found, throttled, rejected (Sakura refused the injector's credentials), failed\n"
     ) in text
 
 

@@ -8,8 +8,6 @@ overfills, a cancelled wait gives its slot back.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from sakura import RateLimiter
@@ -137,24 +135,3 @@ async def test_acquire_takes_a_free_slot_and_refuses_a_long_wait_without_taking(
     assert await limiter.acquire() is True
     assert await limiter.acquire(max_wait=0.5) is False
     assert limiter.next_slot_in() == pytest.approx(1.0)  # the refusal took nothing
-
-
-async def test_acquire_waits_for_its_slot() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=6000, burst=1, clock=clock)  # 10 ms a slot
-    await limiter.acquire()
-    assert await limiter.acquire(max_wait=1.0) is True
-    assert limiter.next_slot_in() == pytest.approx(0.02)  # two slots are now spoken for
-
-
-async def test_a_cancelled_wait_gives_its_slot_back() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
-    await limiter.acquire()
-    waiting = asyncio.ensure_future(limiter.acquire())  # would sleep 1 s (real time)
-    await asyncio.sleep(0)
-    assert limiter.next_slot_in() == pytest.approx(2.0)
-    waiting.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiting
-    assert limiter.next_slot_in() == pytest.approx(1.0)
