@@ -79,7 +79,10 @@ TARGETS = (
         ),
     ),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
-    Target("sakura/ratelimit.py", ("tests/sakura/test_ratelimit_unit.py",)),
+    Target(
+        "sakura/ratelimit.py",
+        ("tests/sakura/test_ratelimit_unit.py", "tests/sakura/test_sakura_fairness.py"),
+    ),
 )
 
 

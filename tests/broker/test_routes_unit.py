@@ -19,7 +19,7 @@ from test_tokens_unit import TOKEN, FakeApi
 
 from injector.broker.access import AccessReviewer
 from injector.broker.routes import SECRETS_PATH, bearer_token, broker_routes
-from injector.broker.service import Broker, BrokerError
+from injector.broker.service import CREDENTIALS_REJECTED, Broker, BrokerError
 from injector.broker.tokens import TokenReviewer
 from injector.broker.wire import MAX_BODY_BYTES, FetchedSecret, SecretRequest
 from plan import SecretVersion
@@ -126,6 +126,21 @@ async def test_a_refusal_keeps_its_status_message_and_retry_after(
     assert response.json() == {"error": "try later"}
     assert response.headers.get("retry-after") == header
     assert response.headers["cache-control"] == "no-store"
+
+
+async def test_a_refusal_with_a_reason_carries_it_next_to_the_message() -> None:
+    """The init container tells a rejected key from an outage by `reason` (its own exit code)."""
+    broker = FakeBroker()
+    broker.error = BrokerError(
+        "Sakura rejected the injector's credentials", status=503, retry_after=30,
+        reason=CREDENTIALS_REJECTED,
+    )  # fmt: skip
+    response = await post(broker)
+    assert (response.status_code, response.json()) == (
+        503,
+        {"error": "Sakura rejected the injector's credentials", "reason": CREDENTIALS_REJECTED},
+    )
+    assert response.headers["retry-after"] == "30"
 
 
 async def test_a_401_from_the_broker_carries_the_challenge() -> None:

@@ -114,3 +114,49 @@ def test_set_rate_paces_from_now_on() -> None:
     assert [limiter.reserve() for _ in range(2)] == [0, 0]
     assert limiter.reserve() == pytest.approx(2.0)  # one slot every 2 s now
     assert (limiter.per_minute, limiter.burst) == (30, 2)
+
+
+async def test_crowded_says_when_every_waiting_tenant_has_had_one_more_slot() -> None:
+    clock = Clock()
+    limiter = drained(clock, max_waiting=1)
+    alone = asyncio.create_task(limiter.acquire(tenant="a"))
+    await settle()
+    with pytest.raises(Crowded) as one_line:
+        await limiter.acquire(tenant="a")
+    assert one_line.value.retry_after == pytest.approx(1.0)  # one line, a slot a second
+    others = [asyncio.create_task(limiter.acquire(tenant=t)) for t in ("b", "c")]
+    await settle()
+    with pytest.raises(Crowded) as three_lines:
+        await limiter.acquire(tenant="a")
+    assert three_lines.value.retry_after == pytest.approx(3.0)  # a, b and c each get a turn
+    for task in (alone, *others):
+        task.cancel()
+    await asyncio.gather(alone, *others, return_exceptions=True)
+
+
+async def test_max_wait_counts_the_turns_of_the_other_tenants() -> None:
+    """b joining behind a's three waiting calls is served after one of a's (round-robin), so
+    in 2 s at one slot a second: not within 1.5 s, within 2.5 s."""
+    clock = Clock()
+    limiter = drained(clock)
+    a_calls = [asyncio.create_task(limiter.acquire(tenant="a")) for _ in range(3)]
+    await settle()
+    assert await limiter.acquire(max_wait=1.5, tenant="b") is False
+    assert limiter.waiting("b") == 0  # refused without joining the line
+    b_call = asyncio.create_task(limiter.acquire(max_wait=2.5, tenant="b"))
+    await settle()
+    assert limiter.waiting("b") == 1
+    for _ in range(2):
+        clock.now += 1.0
+        limiter.dispatch()
+        await settle()
+    assert b_call.done() and b_call.result() is True
+    assert sum(t.done() for t in a_calls) == 1
+    for task in a_calls:
+        task.cancel()
+    await asyncio.gather(*a_calls, return_exceptions=True)
+
+
+def test_max_waiting_below_one_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="max_waiting must be at least 1, not 0"):
+        RateLimiter(per_minute=60, burst=1, max_waiting=0)
