@@ -46,7 +46,7 @@ TARGETS = (
     Target("injector/broker/access.py", ("tests/broker/test_access_unit.py",), ci=True),
     Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
     Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
-    Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",)),
+    Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",), ci=True),
     Target(
         "sidecar/writer.py",
         ("tests/sidecar/test_sidecar_files.py", "tests/sidecar/test_writer_unit.py"),

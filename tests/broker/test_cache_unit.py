@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from injector.broker.cache import CacheSettings, SecretCache, SecretsUnavailable
-from sakura import NotFound, SecretInfo, Throttled, Unavailable, Unveiled
+from sakura import Crowded, NotFound, SecretInfo, Throttled, Unauthorized, Unavailable, Unveiled
 
 A, B = "110000000001", "110000000002"
 
@@ -37,12 +37,15 @@ class FakeSakura:
         self.calls: list[tuple[str, str, int | None]] = []
         """Unveils only; listings (which pinned reads consult first) go to `listings`."""
         self.listings: list[str] = []
+        self.tenants: list[tuple[str, str | None]] = []
+        """("list" or "unveil", tenant) per call: whose turn at the quota each call took."""
         self.fail: Exception | None = None
         self.answer_as: Unveiled | None = None
         self.gate: asyncio.Event | None = None
 
     async def list_secrets(self, vault_id: str, *, tenant: str | None = None) -> list[SecretInfo]:
         self.listings.append(vault_id)
+        self.tenants.append(("list", tenant))
         if self.fail is not None:
             raise self.fail
         return [SecretInfo(n, len(v)) for (v_id, n), v in self.values.items() if v_id == vault_id]
@@ -51,6 +54,7 @@ class FakeSakura:
         self, vault_id: str, name: str, version: int | None = None, *, tenant: str | None = None
     ) -> Unveiled:
         self.calls.append((vault_id, name, version))
+        self.tenants.append(("unveil", tenant))
         if self.gate is not None:
             await self.gate.wait()
         if self.fail is not None:
@@ -361,3 +365,122 @@ def test_settings_bounds_that_are_allowed() -> None:
     assert CacheSettings(latest_ttl=5, stale_for=5).stale_for == 5
     assert CacheSettings(pinned_entries=1, latest_entries=1).pinned_entries == 1
     assert SecretCache(FakeSakura(), registry=CollectorRegistry()).settings == CacheSettings()
+
+
+# ------------------------------------------------ what does not exist, tenants, refusals
+
+
+def _reads(registry: CollectorRegistry, outcome: str) -> float:
+    value = registry.get_sample_value(
+        "sakura_secrets_broker_cache_reads_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_a_pinned_read_is_checked_against_the_listing_in_the_callers_turn() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    assert await secrets.read(A, "db", 1, tenant="shop") == Unveiled("db", 1, "a-db-1")
+    assert sakura.tenants == [("list", "shop"), ("unveil", "shop")]
+    assert sakura.listings == [A]
+    await secrets.read(A, "db", 2, tenant="shop")  # the same listing shows version 2 too
+    assert sakura.listings == [A]
+    await secrets.read(B, "db", 1, tenant="other")  # another vault: its own listing
+    assert sakura.listings == [A, B]
+    assert sakura.tenants[-2:] == [("list", "other"), ("unveil", "other")]
+
+
+async def test_a_version_past_the_latest_costs_one_listing_then_nothing_for_a_while() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    registry = CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    for version in (3, 4, 3):
+        with pytest.raises(NotFound):
+            await secrets.read(A, "db", version)
+    assert sakura.listings == [A] and sakura.calls == []  # no unveil of a missing version
+    assert secrets.known_missing(A, "db", 3) is not None
+    assert secrets.known_missing(A, "db", 2) is None
+    assert secrets.known_missing(B, "db", 3) is None  # what vault A lacks says nothing of B
+    assert _reads(registry, "absent") == 3  # reads 2 and 3, and the known_missing(A, 3) above
+    sakura.values[(A, "db")].append("a-db-3")  # version 3 is created ...
+    clock.now += 11  # ... and a listing older than the negative TTL (10 s) is not trusted
+    assert await secrets.read(A, "db", 3) == Unveiled("db", 3, "a-db-3")
+    assert sakura.listings == [A, A]
+    assert secrets.known_missing(A, "db", 3) is None
+
+
+async def test_a_secret_unveil_found_missing_is_remembered_for_its_vault_only() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    sakura.values[(A, "gone")] = ["x"]
+    del sakura.values[(A, "gone")]
+    with pytest.raises(NotFound):
+        await secrets.read(A, "gone", tenant="t")
+    assert secrets.known_missing(A, "gone", None) is not None
+    assert secrets.known_missing(B, "gone", None) is None
+    assert secrets.known_missing(A, "db", None) is None
+    with pytest.raises(NotFound):
+        await secrets.read(A, "gone")
+    assert sakura.calls == [(A, "gone", None)]  # remembered: Sakura asked once
+    assert await secrets.read(B, "db") == Unveiled("db", 1, "b-db-1")
+
+
+async def test_a_crowded_namespace_gets_a_429_with_the_limiters_retry_after() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    registry = CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    sakura.fail = Crowded("full", retry_after=7.2, waiting=10)
+    with pytest.raises(SecretsUnavailable) as refused:
+        await secrets.read(A, "db", tenant="busy")
+    assert refused.value.status == 429
+    assert refused.value.retry_after == 7.2
+    assert not refused.value.credentials_rejected
+    assert refused.value.message == (
+        f"secret 'db' of vault {A} is not read now: Sakura's quota is shared fairly between "
+        "namespaces and this namespace already has 10 read(s) waiting for it, as many as it "
+        "may; retry in 8s"
+    )
+    # nothing was asked of Sakura: no call is counted as failed
+    assert registry.get_sample_value(
+        "sakura_secrets_broker_sakura_calls_total", {"outcome": "failed"}
+    ) in (None, 0.0)
+
+
+async def test_a_crowded_namespace_is_served_a_recent_copy_and_sakura_is_not_left_alone() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")
+    clock.now += 31
+    sakura.fail = Crowded("full", retry_after=5, waiting=10)
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # stale, not a 429
+    sakura.fail = None
+    sakura.values[(A, "db")].append("a-db-3")
+    # a crowded limiter is not Sakura failing: no quiet period, the next read asks again
+    assert await secrets.read(A, "db") == Unveiled("db", 3, "a-db-3")
+
+
+async def test_a_rejected_key_is_its_own_refusal_and_outcome() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    registry = CollectorRegistry()
+    secrets = cache(sakura, clock, registry, retry_after=12.0)
+    sakura.fail = Unauthorized("HTTP 401 bad key")
+    with pytest.raises(SecretsUnavailable) as refused:
+        await secrets.read(A, "db")
+    assert refused.value.credentials_rejected is True
+    assert refused.value.status == 503
+    assert refused.value.retry_after == 12.0
+    assert refused.value.message == (
+        f"Sakura rejected the injector's credentials reading secret 'db' of vault {A} (HTTP 401 "
+        "bad key); the injector's operator must fix its API key"
+    )
+    assert (
+        registry.get_sample_value(
+            "sakura_secrets_broker_sakura_calls_total", {"outcome": "rejected"}
+        )
+        == 1.0
+    )
+
+
+def test_unavailable_is_a_plain_503_unless_told() -> None:
+    plain = SecretsUnavailable("no", retry_after=3)
+    assert (plain.status, plain.credentials_rejected, plain.retry_after) == (503, False, 3)

@@ -160,3 +160,41 @@ async def test_max_wait_counts_the_turns_of_the_other_tenants() -> None:
 def test_max_waiting_below_one_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match="max_waiting must be at least 1, not 0"):
         RateLimiter(per_minute=60, burst=1, max_waiting=0)
+
+
+async def test_max_wait_and_crowded_count_a_part_filled_slot() -> None:
+    """A slot every 2 s, half a slot already refilled, a has two calls waiting and b one: a
+    call of a third tenant c is served after one of a's and one of b's, in (1 + 1 + 1 - 0.5) * 2
+    = 5 s (round-robin, not behind all three); every line's next turn comes in (2 - 0.5) * 2 =
+    3 s."""
+    clock = Clock()
+    limiter = RateLimiter(per_minute=30, burst=1, clock=clock, max_waiting=2)
+    assert limiter.reserve() == 0
+    waiting = [asyncio.create_task(limiter.acquire(tenant=t)) for t in ("a", "a", "b")]
+    await settle()
+    clock.now += 1.0
+    assert limiter.dispatch() == pytest.approx(1.0)  # half a slot refilled: nobody is served
+    assert await asyncio.wait_for(limiter.acquire(max_wait=4.9, tenant="c"), 5) is False
+    assert limiter.waiting("c") == 0  # refused at once, without joining
+    with pytest.raises(Crowded) as refused:
+        await limiter.acquire(tenant="a")
+    assert refused.value.retry_after == pytest.approx(3.0)
+    joined = asyncio.create_task(limiter.acquire(max_wait=5.1, tenant="c"))
+    await settle()
+    assert limiter.waiting("c") == 1
+    for task in (*waiting, joined):
+        task.cancel()
+    await asyncio.gather(*waiting, joined, return_exceptions=True)
+
+
+async def test_a_call_that_is_not_served_within_max_wait_leaves_the_line() -> None:
+    """The hand clock stands still, so no slot ever frees: the call gives up on the event
+    loop's own time (50 ms here) and leaves its line, so it holds no place."""
+    clock = Clock()
+    limiter = RateLimiter(per_minute=6000, burst=1, clock=clock)  # a slot per 10 ms
+    assert limiter.reserve() == 0
+    # wait_for: a limiter that never gives up fails here instead of hanging the suite
+    assert await asyncio.wait_for(limiter.acquire(max_wait=0.05, tenant="a"), 5) is False
+    assert limiter.waiting("a") == 0
+    clock.now += 0.01
+    assert await asyncio.wait_for(limiter.acquire(max_wait=0.05, tenant="b"), 5) is True
