@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from injector.broker.cache import CacheSettings, SecretCache, SecretsUnavailable
+from injector.broker.cache import CacheMetrics, CacheSettings, SecretCache, SecretsUnavailable
+from injector.broker.inventory import VaultInventory
 from sakura import Crowded, NotFound, SecretInfo, Throttled, Unauthorized, Unavailable, Unveiled
 
 A, B = "110000000001", "110000000002"
@@ -484,3 +485,38 @@ async def test_a_rejected_key_is_its_own_refusal_and_outcome() -> None:
 def test_unavailable_is_a_plain_503_unless_told() -> None:
     plain = SecretsUnavailable("no", retry_after=3)
     assert (plain.status, plain.credentials_rejected, plain.retry_after) == (503, False, 3)
+
+
+async def test_a_listing_that_shows_the_version_is_trusted_for_its_whole_ttl() -> None:
+    """Only a listing that lacks the version is re-read after the negative TTL (10 s)."""
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)
+    clock.now += 11  # past the negative TTL, within the listing's 30 s
+    assert await secrets.read(A, "db", 2) == Unveiled("db", 2, "a-db-2")  # 2 is the latest
+    assert sakura.listings == [A]
+    assert sakura.calls == [(A, "db", 1), (A, "db", 2)]
+
+
+async def test_the_inventory_shared_with_admission_serves_the_cache() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    shared = VaultInventory(sakura, clock=clock)
+    await shared.latest(A)  # e.g. the admission check listed the vault
+    secrets = SecretCache(sakura, registry=CollectorRegistry(), inventory=shared, clock=clock)
+    assert await secrets.read(A, "db", 1) == Unveiled("db", 1, "a-db-1")
+    assert sakura.listings == [A]
+
+
+def test_without_a_registry_the_metrics_go_to_the_process_wide_one() -> None:
+    try:
+        metrics = CacheMetrics(None)
+    except ValueError as exc:  # a broker in this process registered them there already
+        assert "Duplicated timeseries" in str(exc)
+        return
+    try:
+        metrics.reads.labels("hit").inc()
+        sample = {"outcome": "hit"}
+        assert REGISTRY.get_sample_value("sakura_secrets_broker_cache_reads_total", sample) == 1
+    finally:
+        REGISTRY.unregister(metrics.reads)
+        REGISTRY.unregister(metrics.sakura_calls)
