@@ -17,6 +17,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -53,10 +54,24 @@ class Checked:
     warnings: tuple[str, ...]
 
 
-_CPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admission")
+def _cpu_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="admission")
+
+
+_CPU = _cpu_pool()
 """Where the pipeline's CPU work runs: not on the event loop, which must keep answering health
 probes and the broker, and not in the default pool the broker's Kubernetes calls wait in. One
 thread: with the GIL a second adds no throughput, and it would take turns from the loop."""
+
+
+def _renew_cpu_pool() -> None:
+    """A forked child inherits the pool but not its thread, so work sent there never ran
+    (mutation testing forks a process per mutant; so would a pre-forking server)."""
+    global _CPU
+    _CPU = _cpu_pool()
+
+
+os.register_at_fork(after_in_child=_renew_cpu_pool)
 
 
 async def review(

@@ -76,7 +76,9 @@ TARGETS = (
             "tests/injector/unit/test_injector_parts.py",
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_annotations_unit.py",
+            "tests/injector/unit/test_injector_bounds.py",
         ),
+        ci=True,
     ),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
     Target(

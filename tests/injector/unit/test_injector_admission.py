@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import jsonpatch
 import pytest
@@ -22,6 +23,7 @@ from admission_harness import (
     validate_pod,
 )
 
+from injector import admission
 from injector.admission import MalformedReview, review
 from injector.annotations import parse_annotations
 from injector.checks import CheckOutcome
@@ -846,3 +848,17 @@ def test_the_schema_check_used_by_every_mutation_test_can_fail() -> None:
     result["spec"]["initContainers"] = [{"name": INIT, "image": "x", "runAsUser": 1}]
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_pod(result)
+
+
+def test_a_forked_child_still_runs_the_admission_work() -> None:
+    """The pool's thread does not survive a fork; the child must get a pool of its own."""
+    assert admission._CPU.submit(int, "1").result() == 1  # this process's thread is running
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        try:
+            code = 0 if admission._CPU.submit(int, "7").result(timeout=60) == 7 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

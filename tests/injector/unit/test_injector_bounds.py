@@ -216,3 +216,51 @@ async def test_more_distinct_secrets_than_one_fetch_may_read_are_denied() -> Non
     )
     same = {f"{P}secret-f{i:03}": f"api#k{i}" for i in range(MAX_FILES - 1)}  # one secret
     await admitted(pod(same))
+
+
+async def test_exactly_the_template_token_budget_is_admitted() -> None:
+    head = '{% set x = secret("db") %}'
+    units = (MAX_TEMPLATE_TOKENS - template_tokens(head, 100)) // 3
+    exact = head + "{{x.y}}" + "{{x}}" * (units - 1)  # "{{x.y}}" is two tokens more
+    assert template_tokens(exact, MAX_TEMPLATE_TOKENS + 10) == MAX_TEMPLATE_TOKENS
+    await admitted(pod({f"{P}template-a": exact}))
+    response = await denied(pod({f"{P}template-a": exact + "{{x}}"}))
+    assert response["status"]["message"].endswith(
+        "make the templates simpler or write fewer of them"
+    )
+
+
+async def test_a_plan_of_exactly_the_limit_is_admitted() -> None:
+    head = '{{ secret("a") }}'
+    notes = {f"{P}template-big": head}
+    notes[f"{P}template-big"] = head + "x" * (MAX_PLAN_BYTES - len(prepare_plan(notes)))
+    assert len(prepare_plan(notes)) == MAX_PLAN_BYTES
+    await admitted(pod(notes))
+    notes[f"{P}template-big"] += "x"
+    await denied(pod(notes))
+
+
+async def test_a_plan_too_large_names_its_largest_source_and_the_fix() -> None:
+    """The largest by size, a secret-FILE here, not the last by name."""
+    long_key = "s@1#" + "k" * 70_000
+    notes = {f"{P}secret-a": long_key, f"{P}template-z": '{{ secret("b") }}' + "x" * 60_000}
+    response = await denied(pod(notes))
+    message = response["status"]["message"]
+    assert message.startswith(f"annotation {P}secret-a: the pod's 3 files make a plan of")
+    assert message.endswith(
+        "can carry (Linux caps one variable at 128 KiB); this is the largest file's source: "
+        "write fewer or smaller files per pod"
+    )
+
+
+async def test_exactly_as_many_distinct_secrets_as_one_fetch_may_read_are_admitted() -> None:
+    many = {f"{P}secret-f{i:03}": f"s{i}" for i in range(MAX_SECRETS - 1)}  # + the harness's
+    await admitted(pod(many))
+
+
+async def test_too_many_files_are_denied_with_the_fix() -> None:
+    files = {f"{P}secret-f{i:04}": "s" for i in range(MAX_FILES)}
+    response = await denied(pod(files))
+    assert response["status"]["message"].endswith(
+        "write fewer files (one template can put several secrets into one file)"
+    )
