@@ -47,6 +47,23 @@ TARGETS = (
     Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
     Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
     Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",), ci=True),
+    Target("injector/broker/inventory.py", ("tests/broker/test_cache_unit.py",)),
+    Target(
+        "injector/broker/memo.py",
+        (
+            "tests/broker/test_tokens_unit.py",
+            "tests/broker/test_access_unit.py",
+            "tests/broker/test_cache_unit.py",
+        ),
+    ),
+    Target(
+        "injector/broker/service.py",
+        (
+            "tests/broker/test_routes_unit.py",
+            "tests/broker/test_tokens_unit.py",
+            "tests/broker/test_access_unit.py",
+        ),
+    ),
     Target(
         "sidecar/writer.py",
         ("tests/sidecar/test_sidecar_files.py", "tests/sidecar/test_writer_unit.py"),
@@ -69,6 +86,16 @@ TARGETS = (
     Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
     Target(
         "plan/model.py", ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"), ci=True
+    ),
+    Target(
+        "plan/template.py",
+        (
+            "tests/unit/test_plan.py",
+            "tests/unit/test_plan_model_unit.py",
+            "tests/injector/unit/test_injector_render.py",
+            "tests/injector/unit/test_injector_bounds.py",
+            "tests/sidecar/test_writer_unit.py",
+        ),
     ),
     Target(
         "injector/annotations.py",
