@@ -28,6 +28,9 @@ from plan import FileSpec, Plan, SecretRef
 from sakura import SakuraClient
 
 TIMEOUT = 0.5
+BUDGET = 3.0
+"""The admission check's one budget: long enough that a busy machine's delays stay well
+below a second budget."""
 
 
 @contextlib.contextmanager
@@ -97,7 +100,7 @@ async def test_admission_spends_one_budget_and_checks_no_existence_without_acces
             check = BrokerAdmissionCheck(
                 AccessReviewer(api, request_timeout=30),
                 VaultInventory(sakura),
-                timeout=2 * TIMEOUT,
+                timeout=BUDGET,
             )
             started = time.monotonic()
             outcome = await check("shop", "api", plan)
@@ -107,4 +110,5 @@ async def test_admission_spends_one_budget_and_checks_no_existence_without_acces
         "could not check access to the secrets now",
     ]
     assert emulator[0].knobs.stats()["calls"] == {}
-    assert elapsed < 3 * TIMEOUT, f"{elapsed:.2f}s: more than the one {2 * TIMEOUT}s budget"
+    # two budgets would be 6 s: the bound leaves a busy machine 2.5 s of slack past the one
+    assert elapsed < 1.85 * BUDGET, f"{elapsed:.2f}s: more than the one {BUDGET:g}s budget"
