@@ -70,6 +70,7 @@ TARGETS = (
         ci=True,
     ),
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
+    Target("sidecar/broker_client.py", ("tests/sidecar/test_sidecar_broker.py",)),
     Target(
         "injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
     ),
@@ -84,6 +85,13 @@ TARGETS = (
     ),
     Target("injector/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
     Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
+    Target(
+        "injector/mutation.py",
+        (
+            "tests/injector/unit/test_injector_admission.py",
+            "tests/injector/unit/test_pod_builders.py",
+        ),
+    ),
     Target(
         "plan/model.py", ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"), ci=True
     ),
