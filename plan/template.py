@@ -146,7 +146,8 @@ def render(
     """Render with the fetched values; `values` must hold every ref of `template_refs`.
 
     Raises jinja2's SecurityError when the template breaks the sandbox or a bound: more than
-    MAX_RENDERED_CHARS of output, oversized `*`/`**`, or more than `seconds` of work.
+    MAX_RENDERED_CHARS of output, oversized `*`/`**`, more than `seconds` of work, or recursion
+    past Python's limit.
     `clock` is read between output chunks; SIGALRM, in real time, stops a loop that has none.
     """
 
@@ -159,16 +160,21 @@ def render(
     parts: list[str] = []
     size = 0
     with _time_limit(seconds):
-        for chunk in _ENV.from_string(source).generate(secret=secret):
-            size += len(chunk)
-            if size > MAX_RENDERED_CHARS:
-                raise SecurityError(
-                    f"the rendered file would be larger than {MAX_RENDERED_CHARS >> 20} MiB; "
-                    "check the template's loops"
-                )
-            if clock() > ends:
-                _too_slow(seconds)
-            parts.append(chunk)
+        try:
+            for chunk in _ENV.from_string(source).generate(secret=secret):
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    raise SecurityError(
+                        f"the rendered file would be larger than {MAX_RENDERED_CHARS >> 20} MiB; "
+                        "check the template's loops"
+                    )
+                if clock() > ends:
+                    _too_slow(seconds)
+                parts.append(chunk)
+        except RecursionError:  # a macro that calls itself: an error with a reason, not a crash
+            raise SecurityError(
+                "the template recurses too deeply to render; check for a macro that calls itself"
+            ) from None
     return "".join(parts)
 
 

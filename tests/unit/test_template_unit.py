@@ -251,3 +251,11 @@ def test_a_render_past_its_seconds_is_stopped_naming_the_fix() -> None:
         "the template ran for more than 300s; check its loops (nested loops over long values "
         "multiply)"
     )
+
+
+def test_a_macro_that_calls_itself_is_stopped_with_a_reason() -> None:
+    source = '{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}{{ secret("a") }}'
+    assert template_refs(source) == (SecretRef("a"),)
+    assert _render_refusal(source) == (
+        "the template recurses too deeply to render; check for a macro that calls itself"
+    )
