@@ -47,6 +47,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
 _ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _ALLOWED_KWARGS = {"version", "key"}
+_RESERVED = "the template assigns to 'secret', which is reserved; rename it"
 
 
 def template_refs(source: str) -> tuple[SecretRef, ...]:
@@ -85,7 +86,9 @@ def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
     loads: list[str] = []
     local: set[str] = set()
     for node in _walk(tree):
-        if isinstance(node, nodes.Call):
+        if isinstance(node, nodes.Macro):
+            local.add(node.name)  # the template's own code: the calls in its body are scanned
+        elif isinstance(node, nodes.Call):
             if isinstance(node.node, nodes.Name) and node.node.name == "secret":
                 calls.append(node)
         elif isinstance(node, nodes.Name):
@@ -96,9 +99,11 @@ def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
             elif node.ctx in ("store", "param"):
                 local.add(node.name)  # assigned in the template itself: not an outside input
     callees = {id(call.node) for call in calls}
+    if "secret" in local:  # a macro named secret
+        raise PlanError(_RESERVED)
     for name in secret_names:
         if name.ctx != "load":
-            raise PlanError("the template assigns to 'secret', which is reserved; rename it")
+            raise PlanError(_RESERVED)
         if id(name) not in callees:
             raise PlanError(
                 'secret must be called directly, e.g. secret("NAME"); passed around it would '
@@ -136,11 +141,14 @@ def render(
     extract: ExtractKey,
     *,
     seconds: float = MAX_RENDER_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> str:
     """Render with the fetched values; `values` must hold every ref of `template_refs`.
 
     Raises jinja2's SecurityError when the template breaks the sandbox or a bound: more than
-    MAX_RENDERED_CHARS of output, oversized `*`/`**`, or more than `seconds` of work.
+    MAX_RENDERED_CHARS of output, oversized `*`/`**`, more than `seconds` of work, or recursion
+    past Python's limit.
+    `clock` is read between output chunks; SIGALRM, in real time, stops a loop that has none.
     """
 
     def secret(text: str, version: int | None = None, key: str | None = None) -> str:
@@ -148,20 +156,25 @@ def render(
         value = values[ref.fetch]
         return value if ref.key is None else extract(value, ref.key, ref)
 
-    ends = time.monotonic() + seconds
+    ends = clock() + seconds
     parts: list[str] = []
     size = 0
     with _time_limit(seconds):
-        for chunk in _ENV.from_string(source).generate(secret=secret):
-            size += len(chunk)
-            if size > MAX_RENDERED_CHARS:
-                raise SecurityError(
-                    f"the rendered file would be larger than {MAX_RENDERED_CHARS >> 20} MiB; "
-                    "check the template's loops"
-                )
-            if time.monotonic() > ends:
-                _too_slow(seconds)
-            parts.append(chunk)
+        try:
+            for chunk in _ENV.from_string(source).generate(secret=secret):
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    raise SecurityError(
+                        f"the rendered file would be larger than {MAX_RENDERED_CHARS >> 20} MiB; "
+                        "check the template's loops"
+                    )
+                if clock() > ends:
+                    _too_slow(seconds)
+                parts.append(chunk)
+        except RecursionError:  # a macro that calls itself: an error with a reason, not a crash
+            raise SecurityError(
+                "the template recurses too deeply to render; check for a macro that calls itself"
+            ) from None
     return "".join(parts)
 
 
@@ -177,9 +190,14 @@ def _ref_of_call(call: nodes.Call) -> SecretRef:
         )
     name = call.args[0].value
     if not isinstance(name, str):
-        raise PlanError("secret(...) takes a string name")
+        raise PlanError(
+            f'secret(...) takes a string name in quotes, e.g. secret("db"), not secret({name!r})'
+        )
     if call.dyn_args is not None or call.dyn_kwargs is not None:
-        raise PlanError("secret(...) does not take *args or **kwargs")
+        raise PlanError(
+            "secret(...) does not take *args or **kwargs; write the name, version= and key= out, "
+            'e.g. secret("db", version=2, key="user")'
+        )
     version: int | None = None
     key: str | None = None
     for kw in call.kwargs:
@@ -189,20 +207,27 @@ def _ref_of_call(call: nodes.Call) -> SecretRef:
             )
         if kw.key == "version":
             if not isinstance(kw.value.value, int) or isinstance(kw.value.value, bool):
-                raise PlanError(f"version= of secret({name!r}) must be a whole number")
+                raise PlanError(
+                    f"version= of secret({name!r}) must be a whole number, e.g. version=2"
+                )
             version = kw.value.value
         else:
             if not isinstance(kw.value.value, str):
-                raise PlanError(f"key= of secret({name!r}) must be a string")
+                raise PlanError(f'key= of secret({name!r}) must be a string, e.g. key="user"')
             key = kw.value.value
     return _merge(SecretRef.parse(name), version, key)
 
 
 def _merge(ref: SecretRef, version: int | None, key: str | None) -> SecretRef:
     if version is not None and ref.version is not None:
-        raise PlanError(f"secret({str(ref)!r}) gives the version twice")
+        raise PlanError(
+            f"secret({str(ref)!r}) gives the version twice; give it once, in the name or as "
+            "version="
+        )
     if key is not None and ref.key is not None:
-        raise PlanError(f"secret({str(ref)!r}) gives the key twice")
+        raise PlanError(
+            f"secret({str(ref)!r}) gives the key twice; give it once, in the name or as key="
+        )
     return SecretRef(
         ref.name,
         version if version is not None else ref.version,

@@ -100,10 +100,12 @@ TARGETS = (
         (
             "tests/unit/test_plan.py",
             "tests/unit/test_plan_model_unit.py",
+            "tests/unit/test_template_unit.py",
             "tests/injector/unit/test_injector_render.py",
             "tests/injector/unit/test_injector_bounds.py",
             "tests/sidecar/test_writer_unit.py",
         ),
+        ci=True,
     ),
     Target(
         "injector/annotations.py",
