@@ -91,6 +91,7 @@ TARGETS = (
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_pod_builders.py",
         ),
+        ci=True,
     ),
     Target(
         "plan/model.py", ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"), ci=True

@@ -708,7 +708,45 @@ async def test_containers_naming_an_init_container_says_why() -> None:
 async def test_volume_name_clash_is_denied() -> None:
     obj = pod(volumes=[{"name": "sakura-secrets", "emptyDir": {}}])
     response = await denied(obj)
-    assert "volume named 'sakura-secrets'" in response["status"]["message"]
+    assert response["status"]["message"] == (
+        "the pod already has a volume named 'sakura-secrets', which the injector adds; "
+        "rename that volume"
+    )
+
+
+@pytest.mark.parametrize("field", ["containers", "initContainers"])
+async def test_container_name_clash_is_denied(field: str) -> None:
+    ours = {"name": INIT, "image": "x", "securityContext": {"runAsUser": 1000}}
+    obj = pod(containers=[ours]) if field == "containers" else pod(initContainers=[ours])
+    response = await denied(obj)
+    assert response["status"]["message"] == (
+        f"the pod already has a container named {INIT!r}, which the injector adds; "
+        "rename that container"
+    )
+
+
+async def test_the_pods_own_volumes_and_annotations_are_kept() -> None:
+    theirs = {"name": "data", "emptyDir": {}}
+    obj = pod(volumes=[theirs])
+    result = await admitted(obj)
+    volumes = result.pod["spec"]["volumes"]
+    assert volumes[0] == theirs and [v["name"] for v in volumes[1:]] == [
+        "sakura-secrets",
+        "sakura-secrets-token",
+    ]
+    assert obj["metadata"]["annotations"].items() <= result.pod["metadata"]["annotations"].items()
+
+
+def test_a_pod_without_metadata_gets_the_status_annotation() -> None:
+    obj = pod()
+    webhook = settings()
+    injection = parse_annotations(obj["metadata"]["annotations"], webhook)
+    bare = {"apiVersion": "v1", "kind": "Pod", "spec": obj["spec"]}
+    plan = Plan(
+        files=injection.plan.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1
+    )
+    built = inject(bare, plan, injection.options, ("app",), webhook)
+    assert built["metadata"] == {"annotations": {f"{P}status": "injected"}}
 
 
 @pytest.mark.parametrize("volume", ["sakura-secrets-token", "sakura-secrets"])
@@ -725,8 +763,11 @@ async def test_a_container_cannot_pre_mount_the_injected_volumes(volume: str, fi
     obj = pod(containers=[sneaky]) if field == "containers" else pod(initContainers=[sneaky])
     response = await denied(obj)
     message = response["status"]["message"]
-    assert f"container 'sneaky' mounts volume '{volume}'" in message
-    assert "remove that volumeMount" in message
+    assert message == (
+        f"container 'sneaky' mounts volume '{volume}', which the injector adds for its own init "
+        "container; remove that volumeMount (app containers get the files read-only through "
+        "sakura-secrets.io/containers)"
+    )
 
 
 async def test_a_negative_pod_level_id_is_denied_naming_the_field() -> None:
