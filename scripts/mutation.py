@@ -47,6 +47,7 @@ TARGETS = (
     Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
     Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
     Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",), ci=True),
+    Target("injector/broker/admission_check.py", ("tests/broker/test_admission_check_unit.py",)),
     Target("injector/broker/inventory.py", ("tests/broker/test_cache_unit.py",)),
     Target(
         "injector/broker/memo.py",
@@ -95,6 +96,13 @@ TARGETS = (
     ),
     Target(
         "plan/model.py", ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"), ci=True
+    ),
+    Target(
+        "injector/admission.py",
+        (
+            "tests/injector/unit/test_injector_admission.py",
+            "tests/injector/unit/test_injector_bounds.py",
+        ),
     ),
     Target(
         "plan/template.py",
