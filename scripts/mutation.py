@@ -47,7 +47,11 @@ TARGETS = (
     Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
     Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
     Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",), ci=True),
-    Target("injector/broker/inventory.py", ("tests/broker/test_cache_unit.py",)),
+    Target(
+        "injector/broker/inventory.py",
+        ("tests/broker/test_inventory_unit.py", "tests/broker/test_cache_unit.py"),
+        ci=True,
+    ),
     Target(
         "injector/broker/memo.py",
         (
