@@ -55,10 +55,12 @@ TARGETS = (
     Target(
         "injector/broker/memo.py",
         (
+            "tests/broker/test_memo_unit.py",
             "tests/broker/test_tokens_unit.py",
             "tests/broker/test_access_unit.py",
             "tests/broker/test_cache_unit.py",
         ),
+        ci=True,
     ),
     Target(
         "injector/broker/service.py",
