@@ -48,14 +48,20 @@ TARGETS = (
     Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
     Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",), ci=True),
     Target("injector/broker/admission_check.py", ("tests/broker/test_admission_check_unit.py",)),
-    Target("injector/broker/inventory.py", ("tests/broker/test_cache_unit.py",)),
+    Target(
+        "injector/broker/inventory.py",
+        ("tests/broker/test_inventory_unit.py", "tests/broker/test_cache_unit.py"),
+        ci=True,
+    ),
     Target(
         "injector/broker/memo.py",
         (
+            "tests/broker/test_memo_unit.py",
             "tests/broker/test_tokens_unit.py",
             "tests/broker/test_access_unit.py",
             "tests/broker/test_cache_unit.py",
         ),
+        ci=True,
     ),
     Target(
         "injector/broker/service.py",

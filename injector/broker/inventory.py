@@ -24,6 +24,7 @@ from sakura import NotFound, SecretInfo
 NEGATIVE_TTL = 10.0
 
 _K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
 
 
 class Lister(Protocol):
@@ -56,7 +57,7 @@ class VaultInventory:
         self.max_vaults = max_vaults
         self.max_missing = max_missing
         self._clock = clock
-        self._held: dict[str, tuple[float, dict[str, int]]] = {}
+        self._held: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
         self._flight: SingleFlight[str, dict[str, int]] = SingleFlight()
         self._gone_vaults: OrderedDict[str, tuple[float, NotFound]] = OrderedDict()
         self._gone_secrets: OrderedDict[tuple[str, str], tuple[float, NotFound]] = OrderedDict()
@@ -142,9 +143,8 @@ class VaultInventory:
             self.note_missing(vault_id, exc)
             raise
         listing = {s.name: s.latest_version for s in secrets}
-        if vault_id not in self._held and len(self._held) >= self.max_vaults:
-            self._held.pop(next(iter(self._held)))
-        self._held[vault_id] = (self._clock(), listing)
+        # a vault listed again moves to the end: the listing pushed out is the oldest one
+        _put(self._held, vault_id, (self._clock(), listing), self.max_vaults)
         # the newest word on this vault: what was remembered missing in it is superseded
         self._gone_vaults.pop(vault_id, None)
         for key in [k for k in self._gone_secrets if k[0] == vault_id]:
@@ -152,12 +152,8 @@ class VaultInventory:
         return listing
 
 
-def _put(
-    store: OrderedDict[_K, tuple[float, NotFound]],
-    key: _K,
-    entry: tuple[float, NotFound],
-    bound: int,
-) -> None:
+def _put(store: OrderedDict[_K, _V], key: _K, entry: _V, bound: int) -> None:
+    """Keep `entry` as the newest; push the oldest out beyond `bound`."""
     store[key] = entry
     store.move_to_end(key)
     while len(store) > bound:
@@ -166,4 +162,6 @@ def _put(
 
 def _again(error: NotFound) -> NotFound:
     """A fresh exception with the same meaning (re-raising one object grows its traceback)."""
-    return NotFound(error.message, kind=error.kind, name=error.name, status=error.status)
+    again = NotFound(error.message, kind=error.kind, name=error.name, status=error.status)
+    again.sakura_text = error.sakura_text
+    return again

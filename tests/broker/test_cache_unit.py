@@ -11,62 +11,11 @@ import asyncio
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from unit_fakes import A, B, Clock, FakeSakura
 
 from injector.broker.cache import CacheMetrics, CacheSettings, SecretCache, SecretsUnavailable
 from injector.broker.inventory import VaultInventory
-from sakura import Crowded, NotFound, SecretInfo, Throttled, Unauthorized, Unavailable, Unveiled
-
-A, B = "110000000001", "110000000002"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeSakura:
-    """Values per (vault, name): versions 1..n; `fail` makes every call raise it."""
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], list[str]] = {
-            (A, "db"): ["a-db-1", "a-db-2"],
-            (B, "db"): ["b-db-1"],
-        }
-        self.calls: list[tuple[str, str, int | None]] = []
-        """Unveils only; listings (which pinned reads consult first) go to `listings`."""
-        self.listings: list[str] = []
-        self.tenants: list[tuple[str, str | None]] = []
-        """("list" or "unveil", tenant) per call: whose turn at the quota each call took."""
-        self.fail: Exception | None = None
-        self.answer_as: Unveiled | None = None
-        self.gate: asyncio.Event | None = None
-
-    async def list_secrets(self, vault_id: str, *, tenant: str | None = None) -> list[SecretInfo]:
-        self.listings.append(vault_id)
-        self.tenants.append(("list", tenant))
-        if self.fail is not None:
-            raise self.fail
-        return [SecretInfo(n, len(v)) for (v_id, n), v in self.values.items() if v_id == vault_id]
-
-    async def unveil(
-        self, vault_id: str, name: str, version: int | None = None, *, tenant: str | None = None
-    ) -> Unveiled:
-        self.calls.append((vault_id, name, version))
-        self.tenants.append(("unveil", tenant))
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
-        if self.answer_as is not None:
-            return self.answer_as
-        versions = self.values.get((vault_id, name))
-        if versions is None or (version is not None and version > len(versions)):
-            raise NotFound("no such secret", kind="secret", name=name)
-        number = len(versions) if version is None else version
-        return Unveiled(name, number, versions[number - 1])
+from sakura import Crowded, NotFound, Throttled, Unauthorized, Unavailable, Unveiled
 
 
 def cache(
