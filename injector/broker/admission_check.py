@@ -26,9 +26,10 @@ class BrokerAdmissionCheck:
     """The real AdmissionCheck (injector.checks.AdmissionCheck) in broker mode."""
 
     def __init__(
-        self, access: AccessReviewer, inventory: VaultInventory, *, timeout: float = 4.0
+        self, access: AccessReviewer, inventory: VaultInventory, *, timeout: float
     ) -> None:
-        """`timeout`: seconds for the RBAC and existence lookups together."""
+        """`timeout`: seconds for the RBAC and existence lookups together (the broker's
+        --admission-timeout; its default lives with the other settings)."""
         self.access = access
         self.inventory = inventory
         self.timeout = timeout
@@ -134,9 +135,10 @@ def _absent(latest: dict[str, int], secret: SecretVersion) -> bool:
 
 
 def _annotations_using(plan: Plan, secret: SecretVersion) -> str:
+    """The annotations of the files that read `secret` (every secret of a plan has one)."""
     names = [
         f"{ANNOTATION_PREFIX}{'secret' if f.secret is not None else 'template'}-{f.name}"
         for f in plan.files
         if any(r.fetch == secret for r in f.refs)
     ]
-    return "annotation " + ", ".join(names) if names else "the plan"
+    return "annotation " + ", ".join(names)

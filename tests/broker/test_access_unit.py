@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from stub_kube_api import StubApi, stub_api_server
+from unit_fakes import RecordingReviews
 
 from injector.broker.access import AccessReviewer, Missing, Subject
 from injector.broker.tokens import KubernetesUnavailable
@@ -27,39 +28,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class RecordingReviews:
-    """Answers allowed for the (resource, name) pairs in `grants`; records every review."""
-
-    def __init__(self, grants: set[tuple[str, str]]) -> None:
-        self.grants = grants
-        self.sent: list[dict[str, Any]] = []
-        self.fail: Exception | None = None
-
-    def create_subject_access_review(
-        self, body: k8s.V1SubjectAccessReview, **kwargs: Any
-    ) -> k8s.V1SubjectAccessReview:
-        spec = body.spec
-        attrs = spec.resource_attributes
-        self.sent.append(
-            {
-                "user": spec.user,
-                "groups": spec.groups,
-                "verb": attrs.verb,
-                "group": attrs.group,
-                "resource": attrs.resource,
-                "name": attrs.name,
-                "namespace": attrs.namespace,
-                "timeout": kwargs.get("_request_timeout"),
-            }
-        )
-        if self.fail is not None:
-            raise self.fail
-        allowed = (attrs.resource, attrs.name) in self.grants
-        return k8s.V1SubjectAccessReview(
-            spec=spec, status=k8s.V1SubjectAccessReviewStatus(allowed=allowed)
-        )
 
 
 def reviewer(reviews: RecordingReviews, clock: Clock) -> AccessReviewer:

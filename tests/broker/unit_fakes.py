@@ -1,11 +1,16 @@
-"""Fakes shared by the broker's unit tests: a hand-driven clock and a fake Sakura.
+"""Fakes shared by the broker's unit tests: a hand clock, a fake Sakura, RBAC's reviews.
 
-Kept apart so the secret cache's and the vault inventory's tests drive the same fake.
+Kept apart so the cache's, the inventory's, the access reviewer's and the admission check's
+tests drive the same fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
+
+from kubernetes import client as k8s
 
 from sakura import NotFound, SecretInfo, Unveiled
 
@@ -66,3 +71,40 @@ class FakeSakura:
             raise NotFound("no such secret", kind="secret", name=name)
         number = len(versions) if version is None else version
         return Unveiled(name, number, versions[number - 1])
+
+
+class RecordingReviews:
+    """Answers allowed for the (resource, name) pairs in `grants`; records every review."""
+
+    def __init__(self, grants: set[tuple[str, str]]) -> None:
+        self.grants = grants
+        self.sent: list[dict[str, Any]] = []
+        self.fail: Exception | None = None
+        self.delay = 0.0
+        """Seconds each review takes (a real sleep: the reviewer waits in a worker thread)."""
+
+    def create_subject_access_review(
+        self, body: k8s.V1SubjectAccessReview, **kwargs: Any
+    ) -> k8s.V1SubjectAccessReview:
+        spec = body.spec
+        attrs = spec.resource_attributes
+        self.sent.append(
+            {
+                "user": spec.user,
+                "groups": spec.groups,
+                "verb": attrs.verb,
+                "group": attrs.group,
+                "resource": attrs.resource,
+                "name": attrs.name,
+                "namespace": attrs.namespace,
+                "timeout": kwargs.get("_request_timeout"),
+            }
+        )
+        if self.delay:
+            time.sleep(self.delay)  # in the reviewer's worker thread, as a slow API server
+        if self.fail is not None:
+            raise self.fail
+        allowed = (attrs.resource, attrs.name) in self.grants
+        return k8s.V1SubjectAccessReview(
+            spec=spec, status=k8s.V1SubjectAccessReviewStatus(allowed=allowed)
+        )
