@@ -13,10 +13,11 @@ import logging
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from test_access_unit import RecordingReviews
-from test_cache_unit import A, FakeSakura, cache
-from test_tokens_unit import TOKEN, Clock, FakeApi, _review_status, status
+from test_cache_unit import A, Clock, FakeSakura, cache
+from test_tokens_unit import TOKEN, FakeApi
 
 from injector.broker.access import AccessReviewer
 from injector.broker.service import (
@@ -105,7 +106,7 @@ async def test_a_rejected_token_is_a_401_with_its_reason_before_any_review_or_re
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     parts = Parts()
-    parts.api.answer = _review_status(status(authenticated=False, error="token has expired"))
+    parts.api.answer = k8s.V1TokenReviewStatus(authenticated=False, error="token has expired")
     caplog.set_level(logging.INFO, logger="injector.broker.service")
     refused = await parts.refused(DB)
     assert refused.status == 401
