@@ -66,10 +66,12 @@ TARGETS = (
     Target(
         "injector/broker/service.py",
         (
+            "tests/broker/test_service_unit.py",
             "tests/broker/test_routes_unit.py",
             "tests/broker/test_tokens_unit.py",
             "tests/broker/test_access_unit.py",
         ),
+        ci=True,
     ),
     Target(
         "sidecar/writer.py",

@@ -1,0 +1,283 @@
+"""The broker's service path on the real reviewers and cache, each on the fake of its next part.
+
+test_broker_http.py and its neighbours prove the same path over TLS against the local cluster
+and the emulator; here the token reviewer answers from the fake API of test_tokens_unit.py,
+the access reviewer from the recording fake of test_access_unit.py and the cache reads the
+FakeSakura of test_cache_unit.py on a hand clock, so every refusal (its status, message,
+Retry-After and reason), what is served and what is logged are pinned down, with no cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from test_access_unit import RecordingReviews
+from test_cache_unit import A, Clock, FakeSakura, cache
+from test_tokens_unit import TOKEN, FakeApi
+
+from injector.broker.access import AccessReviewer
+from injector.broker.service import (
+    CREDENTIALS_REJECTED,
+    KUBERNETES_RETRY_AFTER,
+    Broker,
+    BrokerError,
+)
+from injector.broker.tokens import TokenReviewer
+from injector.broker.wire import FetchedSecret, SecretRequest
+from plan import SecretVersion
+from sakura import NotFound, Throttled, Unauthorized
+
+OTHER = "110000000003"
+SA_GROUPS = ["system:serviceaccounts", "system:authenticated"]
+"""The groups of FakeApi's default TokenReview: the subject the access review must ask for."""
+
+
+class Parts:
+    """The real Broker and the fakes behind it, one set per test."""
+
+    def __init__(self, grants: set[tuple[str, str]] | None = None) -> None:
+        self.clock = Clock()
+        self.api = FakeApi()
+        self.reviews = RecordingReviews(
+            {("vaults", A), ("secrets", "db"), ("secrets", "api"), ("secrets", "gone")}
+            if grants is None
+            else grants
+        )
+        self.sakura = FakeSakura()
+        self.sakura.values[(A, "api")] = ["a-api-1"]
+        self.broker = Broker(
+            TokenReviewer(None, clock=self.clock, reviews=self.api, pods=self.api),
+            AccessReviewer(None, clock=self.clock, reviews=self.reviews),
+            cache(self.sakura, self.clock),
+        )
+
+    async def fetch(
+        self, *secrets: SecretVersion, vault: str = A, token: str = TOKEN
+    ) -> tuple[FetchedSecret, ...]:
+        return await self.broker.fetch(token, SecretRequest(vault, secrets))
+
+    async def refused(self, *secrets: SecretVersion, vault: str = A, token: str = TOKEN) -> Any:
+        with pytest.raises(BrokerError) as caught:
+            await self.fetch(*secrets, vault=vault, token=token)
+        error = caught.value
+        assert str(error) == error.message
+        return error
+
+    def sakura_calls(self) -> list[Any]:
+        return [*self.sakura.listings, *self.sakura.calls]
+
+
+DB, API = SecretVersion("db"), SecretVersion("api")
+
+
+async def test_each_secret_is_served_in_order_with_the_wanted_and_the_got_version() -> None:
+    parts = Parts()
+    served = await parts.fetch(SecretVersion("db", 1), API, DB)
+    assert [(s.name, s.requested_version, s.version, s.value) for s in served] == [
+        ("db", 1, 1, "a-db-1"),
+        ("api", None, 1, "a-api-1"),
+        ("db", None, 2, "a-db-2"),
+    ]
+    assert isinstance(served, tuple)
+    # read as the pod's namespace: its turn at Sakura's quota
+    assert {tenant for _, tenant in parts.sakura.tenants} == {"shop"}
+    assert sorted(parts.sakura.calls, key=str) == [(A, "api", None), (A, "db", 1), (A, "db", None)]
+
+
+async def test_the_token_is_verified_and_access_reviewed_as_its_service_account() -> None:
+    parts = Parts()
+    await parts.fetch(DB, API)
+    assert [r["token"] for r in parts.api.reviews] == [TOKEN]
+    asked = sorted((r["resource"], r["name"]) for r in parts.reviews.sent)
+    assert asked == [("secrets", "api"), ("secrets", "db"), ("vaults", A)]
+    for review in parts.reviews.sent:
+        assert (review["user"], review["groups"], review["namespace"]) == (
+            "system:serviceaccount:shop:api",
+            SA_GROUPS,
+            "shop",
+        )
+
+
+async def test_a_rejected_token_is_a_401_with_its_reason_before_any_review_or_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parts = Parts()
+    parts.api.answer = k8s.V1TokenReviewStatus(authenticated=False, error="token has expired")
+    caplog.set_level(logging.INFO, logger="injector.broker.service")
+    refused = await parts.refused(DB)
+    assert refused.status == 401
+    assert refused.message.startswith(
+        "the Kubernetes API did not accept the token (token has expired); it may be expired"
+    )
+    assert (refused.retry_after, refused.reason) == (None, None)
+    assert parts.reviews.sent == [] and parts.sakura_calls() == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"refused a secrets request: {refused.message}"
+    ]
+    assert TOKEN not in caplog.text
+
+
+async def test_no_token_is_a_401_naming_the_header_to_send() -> None:
+    refused = await Parts().refused(DB, token="")
+    assert (refused.status, refused.message) == (
+        401,
+        "no token; send 'Authorization: Bearer <projected ServiceAccount token>'",
+    )
+
+
+async def test_kubernetes_failing_on_the_token_review_is_a_503_to_retry_in_5_s() -> None:
+    parts = Parts()
+    parts.api.review_fails = ApiException(status=502, reason="Bad Gateway")
+    refused = await parts.refused(DB)
+    assert (refused.status, refused.retry_after, refused.reason) == (503, 5.0, None)
+    assert KUBERNETES_RETRY_AFTER == 5.0
+    assert refused.message == "the Kubernetes API could not review the token (HTTP 502 Bad Gateway)"
+    assert parts.reviews.sent == [] and parts.sakura_calls() == []
+
+
+async def test_kubernetes_failing_on_the_access_review_is_a_503_to_retry_in_5_s() -> None:
+    parts = Parts()
+    parts.reviews.fail = ConnectionRefusedError()
+    refused = await parts.refused(DB)
+    assert (refused.status, refused.retry_after, refused.reason) == (503, 5.0, None)
+    assert refused.message.startswith("the Kubernetes API could not be reached to review access")
+    assert parts.sakura_calls() == []
+
+
+async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parts = Parts(grants={("secrets", "db")})
+    caplog.set_level(logging.INFO, logger="injector.broker.service")
+    refused = await parts.refused(DB)
+    assert refused.status == 403
+    assert refused.message.startswith(
+        f'serviceaccount shop/api may not get sakura-secrets.io vaults "{A}"; grant it with a '
+        "Role/RoleBinding"
+    )
+    assert (refused.retry_after, refused.reason) == (None, None)
+    assert parts.sakura_calls() == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"refused serviceaccount shop/api (pod api-7d9): {refused.message}"
+    ]
+
+
+async def test_a_missing_secret_grant_is_a_403_naming_each_secret_before_any_sakura_call() -> None:
+    parts = Parts(grants={("vaults", A), ("secrets", "db")})
+    refused = await parts.refused(DB, API, SecretVersion("cfg", 2))
+    assert refused.status == 403
+    assert refused.message.startswith(
+        'serviceaccount shop/api may not get sakura-secrets.io secrets "api"; grant it'
+    )
+    assert refused.message.endswith('; the same grant is also missing for "cfg"')
+    assert parts.sakura_calls() == []
+
+
+async def test_a_missing_vault_is_a_404_with_the_fix_for_the_annotation() -> None:
+    parts = Parts(grants={("vaults", OTHER), ("secrets", "db")})
+    parts.sakura.fail = NotFound("HTTP 404 no such vault", kind="vault", name=OTHER)
+    refused = await parts.refused(DB, vault=OTHER)
+    assert (refused.status, refused.retry_after, refused.reason) == (404, None, None)
+    assert refused.message == (
+        f"vault {OTHER} was not found (or the injector's API key cannot see it); "
+        "fix the vault-id annotation"
+    )
+
+
+async def test_a_missing_secret_is_a_404_with_the_fix_and_is_then_refused_from_memory() -> None:
+    parts = Parts()
+    first = await parts.refused(DB, SecretVersion("gone"))
+    assert (first.status, first.retry_after, first.reason) == (404, None, None)
+    assert first.message == (
+        f"secret 'gone' does not exist in vault {A}; create it in Sakura's Secret Manager or "
+        "fix the annotation"
+    )
+    calls = parts.sakura_calls()
+    again = await parts.refused(API, SecretVersion("gone"))
+    assert (again.status, again.message) == (404, first.message)
+    assert parts.sakura_calls() == calls  # known missing: refused before any read, even of api
+
+
+async def test_a_missing_version_is_a_404_with_the_fix_and_is_then_refused_from_memory() -> None:
+    parts = Parts()
+    first = await parts.refused(SecretVersion("db", 7))
+    assert (first.status, first.retry_after, first.reason) == (404, None, None)
+    assert first.message == (
+        f"secret 'db@7' has no such version in vault {A} (secret 'db' has no version 7 in "
+        f"vault {A} (latest is 2, listed 0s ago)); pin an existing version or drop the @VERSION"
+    )
+    assert parts.sakura.calls == []  # the listing said so: no unveil
+    again = await parts.refused(API, SecretVersion("db", 7))
+    assert (again.status, again.message) == (404, first.message)
+    assert len(parts.sakura.listings) == 1 and parts.sakura.calls == []  # not even api is read
+
+
+async def test_the_first_refused_secret_in_request_order_is_the_answer() -> None:
+    parts = Parts()
+    parts.sakura.fail = Throttled("HTTP 429", retry_after=7)
+    refused = await parts.refused(SecretVersion("gone"), DB)
+    assert (refused.status, refused.retry_after) == (503, 7.0)
+    assert "secret 'gone' of vault" in refused.message
+    parts.sakura.fail = None
+    missing = await parts.refused(DB, SecretVersion("gone"), SecretVersion("db", 9))
+    assert "secret 'gone' does not exist" in missing.message
+
+
+async def test_sakura_unavailable_is_the_caches_503_with_its_retry_after() -> None:
+    parts = Parts()
+    parts.sakura.fail = Throttled("HTTP 429 slow down", retry_after=12)
+    refused = await parts.refused(DB)
+    assert (refused.status, refused.retry_after, refused.reason) == (503, 12.0, None)
+    assert refused.message == (
+        f"secret 'db' of vault {A} cannot be read now and no copy fetched within the last "
+        "300s is held (HTTP 429 slow down); retry in 12s"
+    )
+
+
+async def test_a_rejected_injector_key_is_a_503_with_the_credentials_rejected_reason() -> None:
+    parts = Parts()
+    parts.sakura.fail = Unauthorized("HTTP 401 bad key")
+    refused = await parts.refused(DB)
+    assert (refused.status, refused.retry_after) == (503, 10.0)
+    assert refused.reason == CREDENTIALS_REJECTED == "credentials_rejected"
+    assert refused.message == (
+        f"Sakura rejected the injector's credentials reading secret 'db' of vault {A} (HTTP 401 "
+        "bad key); the injector's operator must fix its API key"
+    )
+
+
+async def test_an_unexpected_failure_of_a_read_is_raised_as_it_is() -> None:
+    parts = Parts()
+    parts.sakura.fail = RuntimeError("a bug in a part")
+    with pytest.raises(RuntimeError, match="a bug in a part"):
+        await parts.fetch(DB)
+
+
+async def test_what_is_served_is_logged_by_name_and_version_never_by_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parts = Parts()
+    caplog.set_level(logging.INFO, logger="injector.broker.service")
+    await parts.fetch(DB, SecretVersion("db", 1), API)
+    assert [r.getMessage() for r in caplog.records] == [
+        "served serviceaccount shop/api (pod api-7d9): db@2, db@1, api@1"
+    ]
+    for value in ("a-db-1", "a-db-2", "a-api-1"):
+        assert value not in caplog.text
+
+
+def test_a_broker_error_carries_its_status_retry_after_and_reason() -> None:
+    plain = BrokerError("no grant", status=403)
+    assert (str(plain), plain.message, plain.status, plain.retry_after, plain.reason) == (
+        "no grant",
+        "no grant",
+        403,
+        None,
+        None,
+    )
+    full = BrokerError("key", status=503, retry_after=2.5, reason=CREDENTIALS_REJECTED)
+    assert (full.status, full.retry_after, full.reason) == (503, 2.5, "credentials_rejected")
