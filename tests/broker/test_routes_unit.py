@@ -14,8 +14,8 @@ import httpx
 import pytest
 from kubernetes.client.exceptions import ApiException
 from starlette.applications import Starlette
-from test_access_unit import RecordingReviews
 from test_tokens_unit import TOKEN, FakeApi
+from unit_fakes import RecordingReviews
 
 from injector.broker.access import AccessReviewer
 from injector.broker.routes import SECRETS_PATH, bearer_token, broker_routes

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from test_access_unit import RecordingReviews
-from test_cache_unit import A, Clock, FakeSakura, cache
+from test_cache_unit import cache
 from test_tokens_unit import TOKEN, FakeApi
+from unit_fakes import A, Clock, FakeSakura, RecordingReviews
 
 from injector.broker.access import AccessReviewer
 from injector.broker.service import (
