@@ -29,7 +29,9 @@ async def client(emulator: tuple[Emulator, str]) -> AsyncIterator[SakuraClient]:
     async with SakuraClient(
         sakura_config(emulator[1]),
         limiter=RateLimiter(6000, 100),
-        deadline=1.0,
+        # no test here waits for the deadline (faults answer at once): it only has to be
+        # long enough that a loaded machine's emulator is never mistaken for a failing one
+        deadline=10.0,
         max_retries=0,
     ) as c:
         yield c
