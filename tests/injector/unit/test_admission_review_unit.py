@@ -7,10 +7,12 @@ injection itself (the patch's content) is tested in test_injector_admission.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -463,11 +465,42 @@ async def test_review_answers_a_denial_and_an_untouched_pod_without_the_check() 
     assert check.calls == []
 
 
-def test_the_pipelines_cpu_work_takes_turns_on_one_thread() -> None:
-    """One thread (issue 9): a second review's work waits for the first instead of competing
-    with the event loop for the GIL."""
+def threads_of_two_turns() -> tuple[threading.Thread, threading.Thread]:
+    """The threads two pieces of the pipeline's work run on when the second comes while the
+    first still runs."""
     release = threading.Event()
     first = admission._CPU.submit(lambda: (release.wait(60), threading.current_thread())[1])
     second = admission._CPU.submit(threading.current_thread)
     release.set()
-    assert first.result() is second.result()
+    return first.result(), second.result()
+
+
+def test_the_pipelines_cpu_work_takes_turns_on_one_thread() -> None:
+    """One thread (issue 9): a second review's work waits for the first instead of competing
+    with the event loop for the GIL."""
+    first, second = threads_of_two_turns()
+    assert first is second
+
+
+async def answered_without_the_default_pool() -> dict[str, Any]:
+    """A review answered while the loop's default pool takes no work."""
+    closed = ThreadPoolExecutor(max_workers=1)
+    closed.shutdown()
+    asyncio.get_running_loop().set_default_executor(closed)
+    answer = await review(review_body(pod(), uid=UID), settings=settings(), check=RecordingCheck())
+    return envelope(answer)
+
+
+async def test_the_pipelines_work_does_not_wait_in_the_default_pool() -> None:
+    """The broker's Kubernetes calls wait in the loop's default pool; a review must not queue
+    behind them."""
+    assert (await answered_without_the_default_pool())["patchType"] == "JSONPatch"
+
+
+async def test_the_pool_a_forked_child_renews_takes_the_work_too() -> None:
+    """In-process mirror of test_a_forked_child_still_runs_the_admission_work (mutation testing
+    counts only what the test's own process runs): the hook the child runs makes a real pool."""
+    admission._renew_cpu_pool()
+    assert (await answered_without_the_default_pool())["patchType"] == "JSONPatch"
+    first, second = threads_of_two_turns()
+    assert first is second
