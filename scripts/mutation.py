@@ -99,10 +99,7 @@ TARGETS = (
     ),
     Target(
         "injector/admission.py",
-        (
-            "tests/injector/unit/test_injector_admission.py",
-            "tests/injector/unit/test_injector_bounds.py",
-        ),
+        ("tests/injector/unit/test_admission_review_unit.py",),
     ),
     Target(
         "plan/template.py",

@@ -399,6 +399,18 @@ def test_prepare_hands_the_check_the_pod_its_namespace_account_and_owner() -> No
     assert checked().service_account == "default"
 
 
+def test_the_run_as_annotations_choose_the_owner() -> None:
+    obj = pod({f"{P}run-as-user": "4242", f"{P}run-as-group": "7"})
+    result = checked(obj)
+    assert (result.plan.uid, result.plan.gid) == (4242, 7)
+    assert result.injection.options.run_as_user == 4242
+
+
+def test_the_injectors_own_namespace_is_not_injected() -> None:
+    body = review_body(pod(), uid=UID, namespace="sakura-secrets")
+    assert envelope(prepare(body, settings())) == {"uid": UID, "allowed": True}
+
+
 def test_an_owner_that_falls_back_comes_with_its_warning() -> None:
     result = checked(pod(containers=[{"name": "app", "image": "x"}]), fallback_uid=4242)
     assert (result.plan.uid, result.plan.gid) == (4242, 4242)
