@@ -100,6 +100,7 @@ TARGETS = (
     Target(
         "injector/admission.py",
         ("tests/injector/unit/test_admission_review_unit.py",),
+        ci=True,
     ),
     Target(
         "plan/template.py",
