@@ -487,13 +487,6 @@ def threads_of_two_turns() -> tuple[threading.Thread, threading.Thread]:
     return first.result(), second.result()
 
 
-def test_the_pipelines_cpu_work_takes_turns_on_one_thread() -> None:
-    """One thread (issue 9): a second review's work waits for the first instead of competing
-    with the event loop for the GIL."""
-    first, second = threads_of_two_turns()
-    assert first is second
-
-
 async def answered_without_the_default_pool() -> dict[str, Any]:
     """A review answered while the loop's default pool takes no work."""
     closed = ThreadPoolExecutor(max_workers=1)
@@ -509,10 +502,13 @@ async def test_the_pipelines_work_does_not_wait_in_the_default_pool() -> None:
     assert (await answered_without_the_default_pool())["patchType"] == "JSONPatch"
 
 
-async def test_the_pool_a_forked_child_renews_takes_the_work_too() -> None:
-    """In-process mirror of test_a_forked_child_still_runs_the_admission_work (mutation testing
-    counts only what the test's own process runs): the hook the child runs makes a real pool."""
+async def test_the_pipelines_cpu_work_takes_turns_on_one_thread() -> None:
+    """One thread (issue 9): a second review's work waits for the first instead of competing
+    with the event loop for the GIL. Checked on the fresh pool a forked child makes (an
+    in-process mirror of test_a_forked_child_still_runs_the_admission_work, as mutation testing
+    counts only what the test's own process runs): a used pool may not have had to start a
+    second thread yet."""
     admission._renew_cpu_pool()
-    assert (await answered_without_the_default_pool())["patchType"] == "JSONPatch"
     first, second = threads_of_two_turns()
     assert first is second
+    assert (await answered_without_the_default_pool())["patchType"] == "JSONPatch"
