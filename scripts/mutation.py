@@ -107,10 +107,8 @@ TARGETS = (
     ),
     Target(
         "injector/admission.py",
-        (
-            "tests/injector/unit/test_injector_admission.py",
-            "tests/injector/unit/test_injector_bounds.py",
-        ),
+        ("tests/injector/unit/test_admission_review_unit.py",),
+        ci=True,
     ),
     Target(
         "plan/template.py",
