@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -135,6 +136,10 @@ def clock() -> HandClock:
     return HandClock(start=START)
 
 
+MAX_WAITS = 100
+"""More waits than any deadline here allows: a retry loop that would never end."""
+
+
 def _fetch(
     broker: ScriptedBroker,
     settings: BrokerSettings,
@@ -143,13 +148,17 @@ def _fetch(
     deadline: float = 60.0,
     plan: Plan | None = None,
 ) -> dict[SecretVersion, Fetched]:
+    def sleep(seconds: float) -> None:
+        assert len(clock.waits) < MAX_WAITS, f"{MAX_WAITS} waits: the deadline does not end it"
+        clock.sleep(seconds)
+
     return broker_client.fetch(
         plan or _plan(Path(settings.token_file).parent),
         settings,
         deadline=deadline,
         transport=httpx.MockTransport(broker.handle),
         clock=clock,
-        sleep=clock.sleep,
+        sleep=sleep,
     )
 
 
@@ -396,6 +405,36 @@ def test_another_tls_failure_is_retried(settings: BrokerSettings, clock: HandClo
     broker = ScriptedBroker(tls_failure, OK)
     assert _fetch(broker, settings, clock) == EXPECTED
     assert clock.waits == [0.5]
+
+
+class RefusingContext(ssl.SSLContext):
+    """Stands for the CA of SAKURA_SECRETS_BROKER_CA: every broker certificate is unknown to it."""
+
+    handshakes = 0
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self.handshakes += 1
+        raise _certificate_error()
+
+
+def test_the_broker_is_checked_with_the_ca_it_was_given(
+    settings: BrokerSettings, clock: HandClock
+) -> None:
+    """Without a transport (as in the pod): the settings' context is the one that checks."""
+    context = RefusingContext(ssl.PROTOCOL_TLS_CLIENT)
+    with socket.socket() as listening:  # the kernel completes the TCP handshake; no server
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(4)
+        port = listening.getsockname()[1]
+        url = f"https://127.0.0.1:{port}"
+        pod = BrokerSettings(url=url, ssl_context=context, token_file=settings.token_file)
+        with pytest.raises(Unreachable) as caught:
+            broker_client.fetch(
+                _plan(settings.token_file.parent), pod, deadline=1, clock=clock, sleep=clock.sleep
+            )
+    assert f"the broker {url} presented a certificate not signed by" in str(caught.value)
+    assert context.handshakes == 1
+    assert clock.waits == []
 
 
 class CircularError(httpx.ConnectError):
