@@ -442,7 +442,7 @@ class CircularError(httpx.ConnectError):
 
     reads = 0
 
-    @property  # type: ignore[override]
+    @property
     def __cause__(self) -> BaseException | None:
         self.reads += 1
         if self.reads > 5:
