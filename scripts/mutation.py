@@ -79,7 +79,7 @@ TARGETS = (
         ci=True,
     ),
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
-    Target("sidecar/broker_client.py", ("tests/sidecar/test_sidecar_broker.py",)),
+    Target("sidecar/broker_client.py", ("tests/sidecar/test_broker_client_unit.py",), ci=True),
     Target(
         "injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
     ),

@@ -21,6 +21,7 @@ from sidecar_harness import (
     DB,
     PLAIN,
     BrokerDouble,
+    HandClock,
     Tls,
     closed_port,
     make_plan,
@@ -398,21 +399,6 @@ def test_a_broker_answer_that_trickles_in_is_bounded_by_the_deadline(
 
 
 # --- the same waits on a hand-driven clock: a busy machine cannot change what they assert ---
-
-
-class HandClock:
-    """`sleep` moves the clock instead of waiting; every wait is recorded."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 def _fetch_on(clock: HandClock, env: dict[str, str], deadline: float) -> object:
