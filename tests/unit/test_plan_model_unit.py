@@ -147,3 +147,10 @@ def test_json_refusals() -> None:
     assert refusal(Plan.from_json, bad_file) == (
         "file 'a' needs exactly one of a secret or a template"
     )
+
+
+def test_the_latest_comes_before_version_1_of_every_name() -> None:
+    """One name's latest and version 1 could tie by luck of set order; fifty names cannot."""
+    refs = [SecretRef(f"s{i:02}", v) for i in range(50) for v in (None, 1)]
+    files = tuple(FileSpec(f"f{i}", 0o400, secret=r) for i, r in enumerate(refs))
+    assert Plan(files, "/s").secrets() == tuple(r.fetch for r in refs)
