@@ -41,6 +41,8 @@ class Target:
     ci: bool = False
 
 
+SAKURA_CLIENT_TESTS = ("tests/sakura/test_sakura_client.py", "tests/sakura/test_sakura_secrecy.py")
+
 TARGETS = (
     Target("injector/broker/tokens.py", ("tests/broker/test_tokens_unit.py",), ci=True),
     Target("injector/broker/access.py", ("tests/broker/test_access_unit.py",), ci=True),
@@ -83,6 +85,9 @@ TARGETS = (
         "sakura/ratelimit.py",
         ("tests/sakura/test_ratelimit_unit.py", "tests/sakura/test_sakura_fairness.py"),
     ),
+    Target("sakura/client.py", SAKURA_CLIENT_TESTS),
+    Target("sakura/errors.py", SAKURA_CLIENT_TESTS),
+    Target("sakura/wire.py", SAKURA_CLIENT_TESTS),
 )
 
 
