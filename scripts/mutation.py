@@ -41,7 +41,12 @@ class Target:
     ci: bool = False
 
 
-SAKURA_CLIENT_TESTS = ("tests/sakura/test_sakura_client.py", "tests/sakura/test_sakura_secrecy.py")
+SAKURA_CLIENT_TESTS = (
+    "tests/sakura/test_client_unit.py",
+    "tests/sakura/test_wire_unit.py",
+    "tests/sakura/test_sakura_client.py",
+    "tests/sakura/test_sakura_secrecy.py",
+)
 
 TARGETS = (
     Target("injector/broker/tokens.py", ("tests/broker/test_tokens_unit.py",), ci=True),
@@ -84,6 +89,7 @@ TARGETS = (
     Target(
         "sakura/ratelimit.py",
         ("tests/sakura/test_ratelimit_unit.py", "tests/sakura/test_sakura_fairness.py"),
+        ci=True,
     ),
     Target("sakura/client.py", SAKURA_CLIENT_TESTS),
     Target("sakura/errors.py", SAKURA_CLIENT_TESTS),
