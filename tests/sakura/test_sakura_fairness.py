@@ -244,3 +244,55 @@ async def test_a_cancelled_call_leaves_no_nap_behind_and_gives_back_a_slot_grant
     assert asyncio.all_tasks() == {asyncio.current_task()}
     assert limiter.waiting("a") == 0
     assert limiter.reserve(max_wait=0.0) == 0.0  # the slot came back
+
+
+async def test_max_wait_counts_the_callers_own_line_once() -> None:
+    """a's third call, behind two of its own, is served in 3 s at one slot a second."""
+    clock = HandClock()
+    limiter = drained(clock)
+    ahead = [asyncio.create_task(limiter.acquire(tenant="a")) for _ in range(2)]
+    await settle()
+    third = asyncio.create_task(limiter.acquire(max_wait=3.5, tenant="a"))
+    await settle()
+    assert limiter.waiting("a") == 3  # joined: 3 s is within 3.5 s
+    for task in (*ahead, third):
+        task.cancel()
+    await asyncio.gather(*ahead, third, return_exceptions=True)
+
+
+async def test_crowded_asks_for_at_least_one_slot_interval() -> None:
+    """A slot every 2 s, half of one refilled: a's next turn is 1 s away, but a refused call
+    is told to come back after a whole interval (2 s), not sooner."""
+    clock = HandClock()
+    limiter = RateLimiter(per_minute=30, burst=1, clock=clock, max_waiting=1)
+    assert limiter.reserve() == 0
+    clock.now += 1.0
+    waiting = asyncio.create_task(limiter.acquire(tenant="a"))
+    await settle()
+    with pytest.raises(Crowded) as refused:
+        await limiter.acquire(tenant="a")
+    assert refused.value.retry_after == pytest.approx(2.0)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+async def test_a_waiter_whose_event_loop_is_gone_does_not_hold_up_the_others() -> None:
+    """A client that shared the limiter from another event loop, now closed, left a call in
+    line: dispatch counts it served and goes on to the next."""
+    from collections import deque
+
+    from sakura.ratelimit import _Waiter
+
+    clock = HandClock()
+    limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
+    assert limiter.reserve() == limiter.reserve() == 0  # the bucket is empty
+    gone_loop = asyncio.new_event_loop()
+    gone = _Waiter("gone", gone_loop, gone_loop.create_future())
+    gone_loop.close()
+    limiter._lines["gone"] = deque([gone])
+    call = asyncio.create_task(limiter.acquire(tenant="b"))
+    await settle()
+    clock.now += 2.0
+    limiter.dispatch()
+    assert gone.granted and limiter.waiting("b") == 0  # both served in one dispatch
+    assert await asyncio.wait_for(call, 5) is True
