@@ -220,7 +220,7 @@ async def test_max_retries_bounds_attempts(make_client: MakeClient, emu: Emulato
 async def test_slow_answers_time_out(make_client: MakeClient, emu: Emulator) -> None:
     clock = HandClock()  # the waits between attempts; each attempt's 0.1 s timeout is real
     emu.knobs.latency = 1.0
-    async with make_client(timeout=0.1, deadline=0.5, clock=clock) as c:
+    async with make_client(timeout=0.1, deadline=0.5, max_retries=100, clock=clock) as c:
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
     attempts = gave_up_after(str(err.value), "0.5s")
@@ -258,7 +258,9 @@ async def test_delete_is_not_retried(make_client: MakeClient, emu: Emulator) -> 
 
 async def test_unreachable_endpoint(make_client: MakeClient) -> None:
     clock = HandClock()
-    async with make_client(base_url="http://127.0.0.1:9", deadline=0.5, clock=clock) as c:
+    async with make_client(
+        base_url="http://127.0.0.1:9", deadline=0.5, max_retries=100, clock=clock
+    ) as c:
         with pytest.raises(Unavailable) as err:
             await c.list_vaults()
     assert "listing vaults: cannot reach http://127.0.0.1:9 (ConnectError: " in str(err.value)
