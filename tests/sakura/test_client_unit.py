@@ -764,3 +764,140 @@ def test_a_ca_bundle_file_or_directory_becomes_an_ssl_context(tmp_path: Any) -> 
     from_dir = _tls(str(tmp_path))
     assert isinstance(from_dir, ssl.SSLContext) and from_dir.get_ca_certs() == []
     assert from_dir.verify_mode == ssl.CERT_REQUIRED
+
+
+# -- edges the mutation run found -------------------------------------------------------------
+
+
+async def test_a_get_carries_the_json_content_type_too() -> None:
+    sakura = Sakura(answer(200, {"Vaults": []}))
+    async with client(sakura) as c:
+        await c.list_vaults()
+    assert sakura.requests[0].method == "GET" and not sakura.requests[0].content
+    assert sakura.requests[0].headers["Content-Type"] == "application/json"
+
+
+def test_the_default_limits() -> None:
+    c = SakuraClient(SakuraConfig(TOKEN, SECRET, base_url=BASE))
+    assert (c.deadline, c.timeout, c.max_retries) == (30.0, 10.0, 6)
+    assert (c.backoff.base, c.backoff.cap) == (1.0, 64.0)
+
+
+async def test_the_default_backoff_is_the_sdks() -> None:
+    clock = HandClock()
+    sakura = Sakura(answer(503), answer(200, {"Vaults": []}))
+    c = SakuraClient(
+        SakuraConfig(TOKEN, SECRET, base_url=BASE),
+        transport=httpx.MockTransport(sakura),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    async with c:
+        assert await c.list_vaults() == []
+    assert len(clock.slept) == 1 and 0.5 <= clock.slept[0] <= 1.0  # the first step of 1 s
+
+
+async def test_only_the_credentials_are_scrubbed_from_a_reads_error() -> None:
+    async with client(Sakura(answer(400, {"error": "name XXXX is invalid"}))) as c:
+        err = await failure(c.list_vaults())
+    assert err.sakura_text == "name XXXX is invalid"
+
+
+async def test_waking_exactly_at_the_deadline_sends_nothing_more() -> None:
+    clock = HandClock()
+    start = clock.now
+
+    async def to_the_deadline(seconds: float) -> None:
+        clock.slept.append(seconds)
+        clock.now = start + 1.5
+
+    sakura = Sakura(answer(503))
+    async with SakuraClient(
+        SakuraConfig(TOKEN, SECRET, base_url=BASE),
+        transport=httpx.MockTransport(sakura),
+        clock=clock,
+        sleep=to_the_deadline,
+        deadline=1.5,
+        backoff=Backoff(base=0.02, cap=0.02),
+    ) as c:
+        err = await failure(c.unveil(VAULT, "db"))
+    assert str(err) == f"{READ}: no answer within the 1.5s deadline"
+    assert len(sakura.requests) == 1
+
+
+async def test_a_timeout_with_exactly_a_whole_attempt_left_is_its_own_failure() -> None:
+    clock = HandClock()
+    sakura = Sakura(answer(503, {}, **{"Retry-After": "0"}), httpx.ReadTimeout("slow"))
+    async with client(sakura, clock, deadline=5.0, timeout=5.0, max_retries=1) as c:
+        err = await failure(c.unveil(VAULT, "db"))
+    assert clock.slept == [0.0]
+    assert str(err) == f"{READ}: Sakura did not answer within 5s"
+
+
+async def test_a_429s_wait_is_spent_in_the_limiters_line() -> None:
+    """While the Retry-After runs out, the call waits in its tenant's line (other tenants are
+    served round-robin with it), not in a sleep of its own before joining."""
+    clock = HandClock()
+    in_line: list[int] = []
+    limiter: RateLimiter
+
+    async def sleep(seconds: float) -> None:
+        in_line.append(limiter.waiting("ns"))
+        await clock.sleep(seconds)
+
+    limiter = RateLimiter(per_minute=60_000, burst=100, clock=clock, sleep=sleep)
+    sakura = Sakura(answer(429, {}, **{"Retry-After": "3"}), answer(200, {"Secrets": []}))
+    async with client(sakura, clock, limiter=limiter) as c:
+        assert await c.list_secrets(VAULT, tenant="ns") == []
+    assert in_line == [1] and clock.slept == [pytest.approx(3.0)]
+
+
+async def test_telling_a_missing_version_is_the_callers_read_too() -> None:
+    seen: list[str | None] = []
+
+    class Recording(RateLimiter):
+        async def acquire(
+            self, max_wait: float | None = None, *, tenant: str | None = None
+        ) -> bool:
+            seen.append(tenant)
+            return await super().acquire(max_wait, tenant=tenant)
+
+    clock = HandClock()
+    sakura = Sakura(answer(404, {"error": "not found"}), answer(200, {"Secrets": []}))
+    limiter = Recording(per_minute=60_000, burst=100, clock=clock, sleep=clock.sleep)
+    async with client(sakura, clock, limiter=limiter) as c:
+        await failure(c.unveil(VAULT, "db", 2, tenant="ns"))
+    assert seen == ["ns", "ns"]  # the listing waits in the same tenant's line
+
+
+async def test_a_404_for_a_create_is_the_vault() -> None:
+    async with client(Sakura(answer(404, {"error": "not found"}))) as c:
+        err = await failure(c.create(VAULT, "n", "val"))
+    assert isinstance(err, NotFound) and (err.kind, err.name) == ("vault", VAULT)
+    assert str(err) == (
+        f"creating a version of secret 'n' in vault {VAULT}: vault {VAULT} not found "
+        "(HTTP 404: not found)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "what"),
+    [
+        ("unveil", READ),
+        ("create", f"creating a version of secret 'db' in vault {VAULT}"),
+    ],
+)
+async def test_a_success_that_is_not_json_names_the_operation(call: str, what: str) -> None:
+    async with client(Sakura(httpx.Response(200, content=b"<html>"))) as c:
+        if call == "unveil":
+            err = await failure(c.unveil(VAULT, "db"))
+        else:
+            err = await failure(c.create(VAULT, "db", "v"))
+    assert str(err) == f"{what}: Sakura answered HTTP 200 with a body that is not JSON"
+
+
+async def test_a_pinned_unveil_reports_the_version_sakura_answered() -> None:
+    """The client does not paper over a wrong version: the cache above it checks the pin."""
+    sakura = Sakura(answer(200, {"Secret": {"Name": "db", "Version": 3, "Value": "v3"}}))
+    async with client(sakura) as c:
+        assert (await c.unveil(VAULT, "db", 2)).version == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import pytest
 from sakura_testkit import (
@@ -16,13 +17,14 @@ from sakura_testkit import (
     DB_PASSWORD_V1,
     DB_PASSWORD_V2,
     OTHER_VAULT,
+    SECRET,
     TOKEN,
     VAULT,
     HandClock,
     MakeClient,
 )
 
-from emulator import Emulator, Fault
+from emulator import Emulator, Fault, run_in_thread
 from sakura import (
     NotFound,
     RateLimiter,
@@ -370,3 +372,28 @@ def gave_up_after(message: str, deadline: str) -> int:
     )
     assert note is not None, message
     return int(note.group(1))
+
+
+async def test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """The emulator over TLS with a private CA: refused by default, read with `verify=<CA>`."""
+    from injector.certs import generate_ca, issue_serving_cert
+    from sakura import SakuraClient, SakuraConfig
+
+    ca = generate_ca("sakura-test-ca")
+    leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "tls.crt").write_bytes(leaf.cert_pem)
+    (tmp_path / "tls.key").write_bytes(leaf.key_pem)
+    with run_in_thread(
+        emu, ssl_certfile=str(tmp_path / "tls.crt"), ssl_keyfile=str(tmp_path / "tls.key")
+    ) as url:
+        config = SakuraConfig(TOKEN, SECRET, base_url=url)
+        async with SakuraClient(config, max_retries=0) as default:
+            with pytest.raises(Unavailable) as refused:
+                await default.list_vaults()
+        async with SakuraClient(config, verify=str(tmp_path / "ca.crt"), max_retries=0) as c:
+            vaults = await c.list_vaults()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+    assert [v.id for v in vaults] == [VAULT, OTHER_VAULT]
