@@ -10,6 +10,7 @@ import collections
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -47,12 +48,15 @@ class Knobs:
         rate_limit_window: float = 60.0,
         faults: list[Fault] | None = None,
         seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self.latency = latency
         self.rate_limit = rate_limit
         self.rate_limit_window = rate_limit_window
+        self.clock = clock
+        """The rate-limit window's time; a test may set a hand-driven clock (e.g. the client's)."""
         self._faults = list(faults or [])
         self._fail_next: list[int] = []
         self._recent: collections.deque[float] = collections.deque()
@@ -128,7 +132,7 @@ class Knobs:
         with self._lock:
             if self.rate_limit is None:
                 return None
-            now = time.monotonic()
+            now = self.clock()
             while self._recent and self._recent[0] <= now - self.rate_limit_window:
                 self._recent.popleft()
             if len(self._recent) >= self.rate_limit:

@@ -13,6 +13,7 @@ import os
 import ssl
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -79,9 +80,15 @@ class SakuraClient:
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
         backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
+        """`clock` and `sleep` are the time the deadline and the waits between retries run on
+        (a test passes a hand-driven pair); the default limiter runs on them too."""
         self.config = config
-        self.limiter = limiter if limiter is not None else RateLimiter()
+        self._clock = clock
+        self._sleep = sleep
+        self.limiter = limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep)
         self.deadline = deadline
         self.timeout = timeout
         self.max_retries = max_retries
@@ -264,11 +271,11 @@ class SakuraClient:
     ) -> httpx.Response:
         """Send one request with rate limiting, retries (when `retry`) and the deadline."""
         secrets = (*self._secrets, sensitive)
-        deadline_at = time.monotonic() + self.deadline
+        deadline_at = self._clock() + self.deadline
         attempt = 0
         previous: SakuraError | None = None
         while True:
-            remaining = deadline_at - time.monotonic()
+            remaining = deadline_at - self._clock()
             if remaining <= 0:
                 raise Unavailable(f"{what}: no answer within the {self.deadline:g}s deadline")
             try:
@@ -286,7 +293,7 @@ class SakuraClient:
                     retry_after=wait,
                     status=None,
                 )
-            remaining = deadline_at - time.monotonic()
+            remaining = deadline_at - self._clock()
             retry_after: float | None = None
             held_off = False  # a 429's Retry-After: the limiter makes every caller wait it out
             try:
@@ -332,7 +339,7 @@ class SakuraClient:
             if not retry or not retryable or attempt >= self.max_retries:
                 raise error
             delay = retry_after if retry_after is not None else self.backoff.delay(attempt)
-            if time.monotonic() + delay >= deadline_at:
+            if self._clock() + delay >= deadline_at:
                 raise _with_note(
                     error,
                     f" (gave up after {attempt + 1} attempts: the next retry in {delay:.3g}s "
@@ -348,7 +355,7 @@ class SakuraClient:
                 delay,
             )
             if not held_off:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
 
     async def _explain_missing(
         self, exc: NotFound, vault_id: str, name: str, version: int | None, tenant: Tenant

@@ -14,7 +14,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sakura.errors import Crowded
@@ -44,7 +44,10 @@ class RateLimiter:
         *,
         max_waiting: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
+        """`clock` and `sleep` are the time the bucket, the waits and `max_wait` run on (a test
+        passes a hand-driven pair); they must agree: `sleep(d)` lets `clock()` advance by d."""
         _check(per_minute, burst)
         if max_waiting is not None and max_waiting < 1:
             raise ValueError(f"max_waiting must be at least 1, not {max_waiting!r}")
@@ -53,6 +56,7 @@ class RateLimiter:
         self.max_waiting = max_waiting
         self._rate = per_minute / 60.0
         self._clock = clock
+        self._sleep = sleep
         self._tokens = float(burst)
         self._updated = clock()
         self._lock = threading.Lock()
@@ -142,22 +146,30 @@ class RateLimiter:
                 return False
             waiter = _Waiter(tenant, loop, loop.create_future())
             self._lines.setdefault(tenant, deque()).append(waiter)
-        give_up_at = None if max_wait is None else loop.time() + max_wait
+        give_up_at = None if max_wait is None else self._clock() + max_wait
         try:
             while True:
                 nap = self.dispatch()
                 if waiter.granted:
                     return True
                 if give_up_at is not None:
-                    left = give_up_at - loop.time()
+                    left = give_up_at - self._clock()
                     if left <= 0:
                         return self._leave(waiter)
                     nap = min(nap, left)
-                await asyncio.wait([waiter.future], timeout=max(nap, 0.001))
+                await self._nap(waiter.future, max(nap, 0.001))
         except asyncio.CancelledError:
             if self._leave(waiter):
                 self.refund()  # granted just as the caller went away
             raise
+
+    async def _nap(self, woken: asyncio.Future[None], seconds: float) -> None:
+        """Sleep `seconds` on the limiter's time, or less if `woken` (a slot was handed over)."""
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        try:
+            await asyncio.wait((woken, nap), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()  # woken first, or the caller was cancelled: no sleep left behind
 
     def dispatch(self) -> float:
         """Hand the free slots to waiting calls, round-robin by tenant; seconds to the next.

@@ -41,6 +41,15 @@ class Target:
     ci: bool = False
 
 
+SAKURA_CLIENT_TESTS = (
+    "tests/sakura/test_client_unit.py",
+    "tests/sakura/test_wire_unit.py",
+    "tests/sakura/test_sakura_client.py",
+    "tests/sakura/test_sakura_secrecy.py",
+)
+"""The client, its errors and its wire shapes are reached through whole calls, on crafted
+answers and against the emulator."""
+
 TARGETS = (
     Target("injector/broker/tokens.py", ("tests/broker/test_tokens_unit.py",), ci=True),
     Target("injector/broker/access.py", ("tests/broker/test_access_unit.py",), ci=True),
@@ -136,7 +145,11 @@ TARGETS = (
     Target(
         "sakura/ratelimit.py",
         ("tests/sakura/test_ratelimit_unit.py", "tests/sakura/test_sakura_fairness.py"),
+        ci=True,
     ),
+    Target("sakura/client.py", SAKURA_CLIENT_TESTS),
+    Target("sakura/errors.py", SAKURA_CLIENT_TESTS, ci=True),
+    Target("sakura/wire.py", SAKURA_CLIENT_TESTS, ci=True),
 )
 
 

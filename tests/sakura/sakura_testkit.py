@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,26 @@ SEED: dict[str, Any] = {
 }
 
 
+class HandClock:
+    """Time that moves only when the code under test sleeps on it (or a test moves `now`).
+
+    `sleep(d)` records d, moves `now` by d and yields to the loop once: a wait of any length
+    takes no real time, and a test asserts how long the code waited, not how long it took.
+    """
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
 @pytest.fixture
 def emu() -> Emulator:
     return Emulator(EmulatorConfig(access_token=TOKEN, access_token_secret=SECRET, seed=SEED))
@@ -46,13 +67,22 @@ MakeClient = Callable[..., SakuraClient]
 
 @pytest.fixture
 def make_client(url: str) -> MakeClient:
-    """Clients with short delays: backoff 20 ms doubling to 200 ms, a roomy rate limit."""
+    """Clients with short delays: backoff 20 ms doubling to 200 ms, a roomy rate limit.
+
+    `clock=HandClock()` runs the client, its default limiter and its waits on that clock.
+    """
 
     def make(**kwargs: Any) -> SakuraClient:
         token = kwargs.pop("token", TOKEN)
         secret = kwargs.pop("secret", SECRET)
         base = kwargs.pop("base_url", url + "/cloud/zone/tk1a/api/cloud/1.1")
-        kwargs.setdefault("limiter", RateLimiter(per_minute=60_000, burst=100))
+        clock = kwargs.pop("clock", None)
+        if clock is not None:
+            kwargs.update(clock=clock, sleep=clock.sleep)
+            timing: dict[str, Any] = {"clock": clock, "sleep": clock.sleep}
+        else:
+            timing = {}
+        kwargs.setdefault("limiter", RateLimiter(per_minute=60_000, burst=100, **timing))
         kwargs.setdefault("backoff", Backoff(base=0.02, cap=0.2))
         kwargs.setdefault("deadline", 5.0)
         kwargs.setdefault("timeout", 2.0)

@@ -9,21 +9,14 @@ overfills, a cancelled wait gives its slot back.
 from __future__ import annotations
 
 import pytest
+from sakura_testkit import HandClock
 
 from sakura import RateLimiter
 from sakura.ratelimit import DEFAULT_BURST, DEFAULT_PER_MINUTE
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_after_a_long_idle_the_bucket_holds_burst_slots_and_no_more() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
     clock.now += 3600  # an hour idle would be 3600 slots without the cap
     assert [limiter.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
@@ -31,7 +24,7 @@ def test_after_a_long_idle_the_bucket_holds_burst_slots_and_no_more() -> None:
 
 
 def test_the_rate_is_per_minute() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=120, burst=1, clock=clock)
     assert limiter.reserve() == 0.0
     assert limiter.reserve() == pytest.approx(0.5)
@@ -42,7 +35,7 @@ def test_the_rate_is_per_minute() -> None:
 
 
 def test_a_partly_refilled_bucket_waits_only_for_the_rest() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.reserve()
     limiter.reserve()
@@ -51,7 +44,7 @@ def test_a_partly_refilled_bucket_waits_only_for_the_rest() -> None:
 
 
 def test_next_slot_in_takes_nothing() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     assert limiter.next_slot_in() == 0.0
     assert limiter.next_slot_in() == 0.0
@@ -61,7 +54,7 @@ def test_next_slot_in_takes_nothing() -> None:
 
 
 def test_a_wait_equal_to_max_wait_is_taken() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     limiter.reserve()
     assert limiter.reserve(max_wait=1.0) == pytest.approx(1.0)
@@ -70,7 +63,7 @@ def test_a_wait_equal_to_max_wait_is_taken() -> None:
 
 
 def test_a_refund_gives_the_slot_back_but_never_overfills() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.refund()  # already full: stays at 2
     assert [limiter.reserve() for _ in range(2)] == [0.0, 0.0]
@@ -81,14 +74,14 @@ def test_a_refund_gives_the_slot_back_but_never_overfills() -> None:
 
 
 def test_a_negative_hold_off_pauses_nothing() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.hold_off(-5)
     assert limiter.reserve() == 0.0
 
 
 def test_a_hold_off_counts_from_now() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=120, burst=2, clock=clock)
     clock.now += 30
     limiter.hold_off(4)
@@ -98,7 +91,7 @@ def test_a_hold_off_counts_from_now() -> None:
 
 
 def test_more_than_one_slot_in_the_bucket_means_no_wait() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.reserve()
     limiter.reserve()
@@ -130,7 +123,7 @@ def test_defaults_and_repr() -> None:
 
 
 async def test_acquire_takes_a_free_slot_and_refuses_a_long_wait_without_taking() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     assert await limiter.acquire() is True
     assert await limiter.acquire(max_wait=0.5) is False

@@ -1,11 +1,15 @@
-"""The client against the emulator over real sockets: reads, errors, retries, deadlines."""
+"""The client against the emulator over real sockets: reads, errors, retries, deadlines.
+
+Waits and deadlines run on a HandClock shared with the emulator's rate-limit window, so the
+tests assert how long the client waited (the clock), never how long a busy machine took.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import time
+from pathlib import Path
 
 import pytest
 from sakura_testkit import (
@@ -13,12 +17,14 @@ from sakura_testkit import (
     DB_PASSWORD_V1,
     DB_PASSWORD_V2,
     OTHER_VAULT,
+    SECRET,
     TOKEN,
     VAULT,
+    HandClock,
     MakeClient,
 )
 
-from emulator import Emulator, Fault
+from emulator import Emulator, Fault, run_in_thread
 from sakura import (
     NotFound,
     RateLimiter,
@@ -103,52 +109,59 @@ async def test_bad_credentials(make_client: MakeClient, emu: Emulator) -> None:
 
 
 async def test_429_retry_after_is_honoured(make_client: MakeClient, emu: Emulator) -> None:
+    clock = HandClock()
+    emu.knobs.clock = clock
     emu.knobs.set_rate_limit(2, window=1.0)
-    async with make_client() as c:
+    async with make_client(clock=clock) as c:
         await c.unveil(VAULT, "db-password")
         await c.unveil(VAULT, "db-password")
-        started = time.monotonic()
         got = await c.unveil(VAULT, "db-password", 1)
-        waited = time.monotonic() - started
     assert got.value == DB_PASSWORD_V1
-    assert emu.knobs.statuses[429] >= 1
-    assert waited >= 0.9  # Retry-After: 1, not the 20 ms backoff
+    assert emu.knobs.statuses[429] == 1 and emu.knobs.calls["unveil"] == 4
+    assert clock.slept == [pytest.approx(1.0)]  # Retry-After: 1, not the 20 ms backoff
 
 
 async def test_a_429_holds_back_every_caller_sharing_the_limiter(
     make_client: MakeClient, emu: Emulator
 ) -> None:
     """Sakura's quota is the account's: after one 429 the others wait instead of spending more."""
+    clock = HandClock()
+    emu.knobs.clock = clock
     emu.knobs.set_rate_limit(2, window=2.0)
-    shared = RateLimiter(per_minute=60_000, burst=100)
-    async with make_client(limiter=shared) as a, make_client(limiter=shared) as b:
+    shared = RateLimiter(per_minute=60_000, burst=100, clock=clock, sleep=clock.sleep)
+    async with (
+        make_client(limiter=shared, clock=clock, max_retries=0) as a,
+        make_client(limiter=shared, clock=clock) as b,
+    ):
         await a.unveil(VAULT, "db-password")
         await a.unveil(VAULT, "api")  # the window is full
-        first = asyncio.create_task(a.unveil(VAULT, "db-password", 1))  # 429, Retry-After: 2
-        for _ in range(100):
-            # the client has seen the 429 (not just the emulator sent it): a busy machine can
-            # take a while between the two, and b would then send before any hold-off
-            if emu.knobs.statuses[429] and shared.next_slot_in() > 0:
-                break
-            await asyncio.sleep(0.05)
-        second = await b.unveil(VAULT, "api")  # waits out the same Retry-After, sends once
-        assert (await first).value == DB_PASSWORD_V1
+        with pytest.raises(Throttled) as refused:
+            await a.unveil(VAULT, "db-password", 1)  # 429, Retry-After: 2; a does not retry
+        assert refused.value.retry_after == 2 and clock.slept == []
+        second = await b.unveil(VAULT, "api")  # waits out a's Retry-After, then sends once
     assert second.name == "api"
+    assert clock.slept == [pytest.approx(2.0)]  # b's wait in the shared limiter
     assert emu.knobs.statuses[429] == 1  # b never spent a request on a certain 429
+    assert emu.knobs.calls["unveil"] == 4
 
 
 async def test_429_beyond_the_deadline_is_throttled_at_once(
     make_client: MakeClient, emu: Emulator
 ) -> None:
+    clock = HandClock()
+    emu.knobs.clock = clock
     emu.knobs.set_rate_limit(1, window=30.0)
-    async with make_client(deadline=2.0) as c:
+    async with make_client(deadline=2.0, clock=clock) as c:
         await c.unveil(VAULT, "db-password")
-        started = time.monotonic()
         with pytest.raises(Throttled) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started < 5.0  # not the 30 s wait; slack for a busy machine
-    assert err.value.retry_after is not None and 25 <= err.value.retry_after <= 30
-    assert "retry after" in str(err.value)
+    assert clock.slept == []  # not the 30 s wait, nor any part of it
+    assert err.value.retry_after == 30 and err.value.status == 429
+    assert "Sakura asks to retry after 30s" in str(err.value)
+    assert "gave up after 1 attempts: the next retry in 30s would pass the 2s deadline" in str(
+        err.value
+    )
+    assert emu.knobs.calls["unveil"] == 2
 
 
 async def test_5xx_faults_are_retried_then_succeed(make_client: MakeClient, emu: Emulator) -> None:
@@ -185,15 +198,17 @@ async def test_400_is_rejected_not_retried(make_client: MakeClient, emu: Emulato
 async def test_permanent_faults_end_within_the_deadline(
     make_client: MakeClient, emu: Emulator
 ) -> None:
+    clock = HandClock()
     emu.knobs.set_faults([Fault(503, 1.0)])
-    async with make_client(deadline=1.0, max_retries=100) as c:
-        started = time.monotonic()
+    async with make_client(deadline=1.0, max_retries=100, clock=clock) as c:
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started <= 3.0  # the 1 s deadline, plus slack for a busy machine
+    attempts = gave_up_after(str(err.value), "1s")
+    assert attempts >= 3 and len(clock.slept) == attempts - 1  # a backoff wait between them
+    assert emu.knobs.calls["unveil"] in (attempts - 1, attempts)
+    assert sum(clock.slept) < 1.0  # every wait within the 1 s deadline
     assert "HTTP 503" in str(err.value) and "injected fault" in str(err.value)
-    assert "db-password" in str(err.value) and "deadline" in str(err.value)
-    assert emu.knobs.calls["unveil"] >= 3
+    assert "db-password" in str(err.value)
 
 
 async def test_max_retries_bounds_attempts(make_client: MakeClient, emu: Emulator) -> None:
@@ -205,16 +220,16 @@ async def test_max_retries_bounds_attempts(make_client: MakeClient, emu: Emulato
 
 
 async def test_slow_answers_time_out(make_client: MakeClient, emu: Emulator) -> None:
+    clock = HandClock()  # the waits between attempts; each attempt's 0.1 s timeout is real
     emu.knobs.latency = 1.0
-    async with make_client(timeout=0.1, deadline=1.2) as c:
-        started = time.monotonic()
+    async with make_client(timeout=0.1, deadline=0.5, max_retries=100, clock=clock) as c:
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
-    assert time.monotonic() - started < 4.0  # the 1.2 s deadline, plus slack for a busy machine
-    # Which bound ends the last attempt (its own timeout or the overall deadline) is a race;
-    # either way the message says the answer did not come in time.
-    assert re.search(r"did not answer within|no answer within the 1.2s deadline", str(err.value))
-    assert emu.knobs.calls["unveil"] >= 2  # timeouts of a safe read are retried
+    attempts = gave_up_after(str(err.value), "0.5s")
+    assert attempts >= 2 and len(clock.slept) == attempts - 1  # a safe read's timeouts retried
+    assert emu.knobs.calls["unveil"] in (attempts - 1, attempts)
+    assert "reading secret 'db-password' from vault 110000000001" in str(err.value)
+    assert "Sakura did not answer within 0.1s" in str(err.value)
 
 
 async def test_create_is_never_retried(make_client: MakeClient, emu: Emulator) -> None:
@@ -244,27 +259,41 @@ async def test_delete_is_not_retried(make_client: MakeClient, emu: Emulator) -> 
 
 
 async def test_unreachable_endpoint(make_client: MakeClient) -> None:
-    async with make_client(base_url="http://127.0.0.1:9", deadline=0.5) as c:
-        started = time.monotonic()
+    clock = HandClock()
+    async with make_client(
+        base_url="http://127.0.0.1:9", deadline=0.5, max_retries=100, clock=clock
+    ) as c:
         with pytest.raises(Unavailable) as err:
             await c.list_vaults()
-    assert time.monotonic() - started < 3.0  # the 0.5 s deadline, plus slack
-    assert "cannot reach http://127.0.0.1:9" in str(err.value)
+    assert "listing vaults: cannot reach http://127.0.0.1:9 (ConnectError: " in str(err.value)
+    attempts = gave_up_after(str(err.value), "0.5s")
+    assert attempts >= 2 and len(clock.slept) == attempts - 1
+    assert sum(clock.slept) < 0.5  # retried within the deadline
 
 
 async def test_shared_limiter_paces_and_bounds_by_deadline(
     make_client: MakeClient, emu: Emulator
 ) -> None:
-    shared = RateLimiter(per_minute=60, burst=1)
-    async with make_client(limiter=shared) as a, make_client(limiter=shared, deadline=0.3) as b:
+    clock = HandClock()
+    shared = RateLimiter(per_minute=60, burst=1, clock=clock, sleep=clock.sleep)
+    async with (
+        make_client(limiter=shared, clock=clock) as a,
+        make_client(limiter=shared, deadline=0.3, clock=clock) as b,
+    ):
         await a.unveil(VAULT, "api")
-        started = time.monotonic()
+        clock.now += 0.25
         with pytest.raises(Throttled) as err:
-            await b.unveil(VAULT, "api")  # the next slot is 1 s away: past b's deadline
-    assert time.monotonic() - started < 0.9  # refused at once, not after the 1 s wait
-    assert "client-side rate limit" in str(err.value)
-    assert err.value.retry_after is not None and 0.5 < err.value.retry_after <= 1.0
-    assert emu.knobs.calls["unveil"] == 1
+            await b.unveil(VAULT, "api")  # the next slot is 0.75 s away: past b's deadline
+        assert clock.slept == []  # refused at once, not after the wait
+        assert await a.unveil(VAULT, "api")  # a, with the default 5 s deadline, waits for it
+    assert clock.slept == [pytest.approx(0.75)]
+    assert err.value.status is None
+    assert err.value.retry_after == pytest.approx(0.75)
+    assert (
+        "reading secret 'api' from vault 110000000001: the client-side rate limit (60/min, or a "
+        "Retry-After from Sakura) leaves no slot within the 0.3s deadline; the next is in 0.75s"
+    ) == str(err.value)
+    assert emu.knobs.calls["unveil"] == 2
 
 
 async def test_the_deadline_bounds_an_answer_that_trickles_in(make_client: MakeClient) -> None:
@@ -286,13 +315,11 @@ async def test_the_deadline_bounds_an_answer_that_trickles_in(make_client: MakeC
     port = server.sockets[0].getsockname()[1]
     try:
         async with make_client(base_url=f"http://127.0.0.1:{port}", timeout=1.0, deadline=1.0) as c:
-            started = time.monotonic()
+            # wait_for: without the deadline this would never end (a TimeoutError, not this)
             with pytest.raises(Unavailable) as err:
-                await asyncio.wait_for(c.unveil(VAULT, "db-password"), timeout=15)
-            elapsed = time.monotonic() - started
+                await asyncio.wait_for(c.unveil(VAULT, "db-password"), timeout=30)
     finally:
         server.close()
-    assert elapsed < 5  # the 1 s deadline plus slack for a busy machine; unbounded otherwise
     assert "db-password" in str(err.value) and "did not answer" in str(err.value)
 
 
@@ -312,7 +339,7 @@ def test_an_attempt_cut_short_by_the_deadline_reports_the_failure_before_it() ->
         seen.append(1)
         if len(seen) == 1:
             return JSONResponse({"error": "maintenance in progress"}, status_code=503)
-        await asyncio.sleep(5)
+        await asyncio.sleep(2)  # past the deadline (0.8 s), within the timeout (5 s)
         return JSONResponse({})
 
     path = f"/secretmanager/vaults/{VAULT}/secrets/unveil"
@@ -332,3 +359,41 @@ def test_an_attempt_cut_short_by_the_deadline_reports_the_failure_before_it() ->
     assert "HTTP 503" in message and "maintenance in progress" in message
     assert "gave up after 2 attempts: the 0.8s deadline ran out" in message
     assert len(seen) == 2
+
+
+def gave_up_after(message: str, deadline: str) -> int:
+    """The attempts a deadline note counts. The deadline ends a call in one of two ways: the
+    next wait would pass it, or the time left (on the hand clock) is too short for a real
+    request, which then times out; the note says which."""
+    note = re.search(
+        rf"\(gave up after (\d+) attempts: (the next retry in \S+s would pass )?"
+        rf"the {re.escape(deadline)} deadline( ran out)?\)$",
+        message,
+    )
+    assert note is not None, message
+    return int(note.group(1))
+
+
+async def test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """The emulator over TLS with a private CA: refused by default, read with `verify=<CA>`."""
+    from injector.certs import generate_ca, issue_serving_cert
+    from sakura import SakuraClient, SakuraConfig
+
+    ca = generate_ca("sakura-test-ca")
+    leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "tls.crt").write_bytes(leaf.cert_pem)
+    (tmp_path / "tls.key").write_bytes(leaf.key_pem)
+    with run_in_thread(
+        emu, ssl_certfile=str(tmp_path / "tls.crt"), ssl_keyfile=str(tmp_path / "tls.key")
+    ) as url:
+        config = SakuraConfig(TOKEN, SECRET, base_url=url)
+        async with SakuraClient(config, max_retries=0) as default:
+            with pytest.raises(Unavailable) as refused:
+                await default.list_vaults()
+        async with SakuraClient(config, verify=str(tmp_path / "ca.crt"), max_retries=0) as c:
+            vaults = await c.list_vaults()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+    assert [v.id for v in vaults] == [VAULT, OTHER_VAULT]
