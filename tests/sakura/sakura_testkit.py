@@ -45,8 +45,14 @@ class HandClock:
     def __call__(self) -> float:
         return self.now
 
+    MAX_SLEEPS = 100_000
+    """More waits than any test needs: a wait loop that never ends fails at once instead of
+    spinning until a timeout (a mutant under mutation testing, a bug in a change)."""
+
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
+        if len(self.slept) > self.MAX_SLEEPS:
+            raise AssertionError(f"more than {self.MAX_SLEEPS} waits: a wait loop never ends")
         self.now += seconds
         await asyncio.sleep(0)
 
