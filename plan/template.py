@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from plan.model import PlanError, SecretRef, SecretVersion
@@ -43,6 +43,15 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         else:
             _check_repetition(left, right)
         return super().call_binop(context, operator, left, right)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        """jinja2's own message quotes the attribute, which `|attr(secret("x"))` makes a value."""
+        return self.undefined(
+            f"access to an unsafe attribute of a {type(obj).__name__!r} object; names starting "
+            "with '_' and methods that change data are blocked",
+            name=None,
+            exc=SecurityError,
+        )
 
 
 _ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -235,10 +244,17 @@ def _merge(ref: SecretRef, version: int | None, key: str | None) -> SecretRef:
     )
 
 
+# The bound errors name the bound and the operation, never an operand: either may come from a
+# secret (`secret("n") | int`), and a number computed from one is as telling as the value.
+
+
 def _check_power(base: Any, exponent: Any) -> None:
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
         if exponent * abs(base).bit_length() > MAX_POWER_BITS:
-            raise SecurityError(f"{base} ** {exponent} is too large for a template")
+            raise SecurityError(
+                f"a power (**) whose result would exceed {MAX_POWER_BITS} bits is too large for "
+                "a template"
+            )
 
 
 def _check_repetition(left: Any, right: Any) -> None:
@@ -246,7 +262,8 @@ def _check_repetition(left: Any, right: Any) -> None:
         if isinstance(items, str | list | tuple) and isinstance(times, int):
             if len(items) * times > MAX_RENDERED_CHARS:
                 raise SecurityError(
-                    f"repeating {len(items)} items {times} times is too large for a template"
+                    f"a repetition (*) longer than {MAX_RENDERED_CHARS} items is too large for "
+                    "a template"
                 )
 
 

@@ -15,6 +15,7 @@ from sidecar_harness import (
     API_V2,
     DB,
     PLAIN,
+    VAULT,
     make_plan,
     run_main,
     secret_file,
@@ -276,3 +277,27 @@ def test_sakura_down_past_the_deadline_is_a_clear_failure(
     assert len(outcome.lines) == 1
     assert "'plain'" in outcome.termination
     assert list(secrets_dir.iterdir()) == []
+
+
+def test_a_template_bound_error_prints_no_number_computed_from_the_value(
+    emulator: Emulator,
+    direct_env: dict[str, str],
+    secrets_dir: Path,
+    termination_log: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 15, case 10: the termination message (readable by anyone who may `get pods`) said
+    `739200 ** 99999` for a PIN of 739201. It names the bound and the operation only."""
+    emulator.store.put(VAULT, "pin", "739201")
+    plan = make_plan(secrets_dir, template_file("t", '{{ (secret("pin") | int - 1) ** 99999 }}'))
+
+    outcome = run_main(_env(direct_env, plan), capsys, termination_log)
+
+    assert outcome.code == EXIT_BAD_VALUE
+    assert outcome.lines == [
+        "sakura-secrets-init: template error: template file 't' failed to render at line 1: "
+        "SecurityError: a power (**) whose result would exceed 4096 bits is too large for a "
+        "template; fix the sakura-secrets.io/template-t annotation"
+    ]
+    for number in ("739200", "739201", "99999"):
+        assert number not in outcome.termination + outcome.stderr

@@ -48,8 +48,9 @@ def test_a_key_error_inside_the_template_is_a_template_error(tmp_path: Path) -> 
 def test_a_sandbox_refusal_keeps_its_own_words(tmp_path: Path) -> None:
     message = _template_failure(tmp_path, '{{ secret("db") }}{{ {}.pop("z") }}')
     assert message == (
-        "template file 't' failed to render at line 1: SecurityError: access to attribute 'pop' "
-        f"of 'dict' object is unsafe.; {FIX}"
+        "template file 't' failed to render at line 1: SecurityError: access to an unsafe "
+        "attribute of a 'dict' object; names starting with '_' and methods that change data are "
+        f"blocked; {FIX}"
     )
 
 

@@ -164,12 +164,44 @@ def test_powers_up_to_the_bit_bound_are_computed() -> None:
     assert _render("{{ (2 ** 2047 * 2 ** 2048) ** 1 }}") == str(2**4095)
 
 
-def test_powers_past_the_bit_bound_are_refused_naming_them() -> None:
-    assert _render_refusal("{{ 2 ** 2049 }}") == "2 ** 2049 is too large for a template"
-    assert _render_refusal("{{ (-2) ** 2049 }}") == "-2 ** 2049 is too large for a template"
+POWER_REFUSAL = "a power (**) whose result would exceed 4096 bits is too large for a template"
+
+
+def test_powers_past_the_bit_bound_are_refused_naming_the_bound_only() -> None:
+    assert _render_refusal("{{ 2 ** 2049 }}") == POWER_REFUSAL
+    assert _render_refusal("{{ (-2) ** 2049 }}") == POWER_REFUSAL
     # 4097 bits: even the first power of it is over the bound.
-    assert _render_refusal("{{ (2 ** 2048 * 2 ** 2048) ** 1 }}") == (
-        f"{2**4096} ** 1 is too large for a template"
+    assert _render_refusal("{{ (2 ** 2048 * 2 ** 2048) ** 1 }}") == POWER_REFUSAL
+
+
+def test_a_bound_error_prints_no_number_computed_from_a_value() -> None:
+    """Issue 15, case 10: `739200 ** 99999` in the message told anyone who may `get pods` the
+    value (739201) of a secret. Neither operand, nor the value, nor the exponent is printed."""
+    values = {SecretVersion("pin"): "739201"}
+    for source in (
+        '{{ (secret("pin") | int - 1) ** 99999 }}',
+        '{{ 99999 ** (secret("pin") | int - 1) }}',
+        '{{ "x" * (secret("pin") | int * 2 - 1) }}',
+        '{{ (secret("pin") | int * 2 - 1) * [0] }}',
+        '{{ secret("pin") * 999999 }}',
+    ):
+        with pytest.raises(SecurityError) as caught:
+            render(source, values, _no_key)
+        message = str(caught.value)
+        assert message.endswith("is too large for a template"), message
+        for number in ("739200", "739201", "99999", "1478401", "999999"):
+            assert number not in message, (source, message)
+
+
+def test_an_unsafe_attribute_named_by_a_value_is_refused_without_the_name() -> None:
+    """jinja2 quotes the attribute; `|attr(...)` takes it from a value (here one that names a
+    method that changes a dict)."""
+    values = {SecretVersion("a"): "update"}
+    with pytest.raises(SecurityError) as caught:
+        render('{{ {} | attr(secret("a")) }}', values, _no_key)
+    assert str(caught.value) == (
+        "access to an unsafe attribute of a 'dict' object; names starting with '_' and methods "
+        "that change data are blocked"
     )
 
 
@@ -197,9 +229,9 @@ def test_a_repetition_of_exactly_the_output_bound_is_rendered() -> None:
 @pytest.mark.parametrize(
     "expression", ['"ab" * 524289', '524289 * "ab"', "[1, 2] * 524289", "(1, 2) * 524289"]
 )
-def test_a_repetition_past_the_output_bound_is_refused_naming_it(expression: str) -> None:
+def test_a_repetition_past_the_output_bound_is_refused_naming_the_bound(expression: str) -> None:
     assert _render_refusal("{{ " + expression + " }}") == (
-        "repeating 2 items 524289 times is too large for a template"
+        "a repetition (*) longer than 1048576 items is too large for a template"
     )
 
 
