@@ -49,7 +49,6 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         return self.undefined(
             f"access to an unsafe attribute of a {type(obj).__name__!r} object; names starting "
             "with '_' and methods that change data are blocked",
-            name=None,
             exc=SecurityError,
         )
 

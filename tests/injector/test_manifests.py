@@ -4,6 +4,7 @@ agree with each other and with the injector's CLI (names, ports, RBAC, env)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -110,16 +111,16 @@ def legacy_1_20() -> dict[str, dict[str, Any]]:
     return by_kind(render(LEGACY_1_20))
 
 
-@pytest.fixture(scope="module")
-def fenced() -> dict[str, dict[str, Any]]:
-    return by_kind(render(MANIFESTS / "network-policy"))
+# Only the default has them: admissionregistration.k8s.io/v1 serves them from Kubernetes 1.30.
+CURRENT_ONLY = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 
 
 def test_the_top_kustomization_lists_every_file_of_the_base() -> None:
-    """Listed one by one for kubectl 1.20's kustomize; a file added to base/ must be added here."""
+    """Listed one by one for kubectl 1.20's kustomize; a file added to base/ must be added here.
+    After them, the one file only current Kubernetes serves."""
     top = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"]
     listed = yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())["resources"]
-    assert top == [f"base/{name}" for name in listed]
+    assert top == [*(f"base/{name}" for name in listed), "priorityclass-policy.yaml"]
     on_disk = {p.name for p in (MANIFESTS / "base").glob("*.yaml")} - {"kustomization.yaml"}
     assert sorted(listed) == sorted(on_disk)
 
@@ -135,9 +136,11 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
             "Role",
             "RoleBinding",
             "Service",
+            "NetworkPolicy",
             "Deployment",
             "PodDisruptionBudget",
             "MutatingWebhookConfiguration",
+            *CURRENT_ONLY,
             "certs:ServiceAccount",
             "certs:ClusterRole",
             "certs:ClusterRoleBinding",
@@ -152,6 +155,7 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
         "ClusterRole",
         "ClusterRoleBinding",
         "MutatingWebhookConfiguration",
+        *CURRENT_ONLY,
     }
     for key, obj in base.items():
         if key.removeprefix("certs:") not in cluster_scoped:
@@ -160,7 +164,7 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
 
 @pytest.mark.parametrize(
     ("overlay", "version"),
-    [("base", NEWEST), ("fenced", NEWEST), ("legacy", OLDEST), ("legacy_1_20", OLDEST)],
+    [("base", NEWEST), ("legacy", OLDEST), ("legacy_1_20", OLDEST)],
 )
 def test_every_object_passes_strict_schema_validation(
     overlay: str, version: str, request: pytest.FixtureRequest
@@ -205,16 +209,20 @@ def test_the_default_targets_current_kubernetes(base: dict[str, dict[str, Any]])
     assert priority["preemptionPolicy"] == "PreemptLowerPriority"
 
 
-def test_legacy_is_the_default_without_match_conditions(
+def test_legacy_is_the_default_without_match_conditions_or_the_policy(
     base: dict[str, dict[str, Any]], legacy: dict[str, dict[str, Any]]
 ) -> None:
+    """And its PriorityClass does not preempt: without the policy, any pod may name it."""
     [webhook] = legacy["MutatingWebhookConfiguration"]["webhooks"]
     assert "matchConditions" not in webhook
     without = jsonpatch.apply_patch(
         base["MutatingWebhookConfiguration"],
         [{"op": "remove", "path": "/webhooks/0/matchConditions"}],
     )
-    assert {**base, "MutatingWebhookConfiguration": without} == legacy
+    assert legacy["PriorityClass"]["preemptionPolicy"] == "Never"
+    never = {**base["PriorityClass"], "preemptionPolicy": "Never"}
+    current = {k: v for k, v in base.items() if k not in CURRENT_ONLY}
+    assert {**current, "MutatingWebhookConfiguration": without, "PriorityClass": never} == legacy
 
 
 def test_legacy_1_20_only_moves_the_pdb_to_policy_v1beta1(
@@ -283,25 +291,77 @@ def test_webhook_reaches_the_service_and_the_service_reaches_the_container(
     assert pdb.items() <= labels.items()
 
 
-def test_the_network_policy_overlay_fences_only_the_webhook_port(
-    base: dict[str, dict[str, Any]], fenced: dict[str, dict[str, Any]]
+# The documentation range the shipped policy names for the API servers: no address in it is
+# routed, so until the operator sets the range, no one reaches the webhook that way (RFC 5737).
+UNSET = ipaddress.ip_network("192.0.2.0/24")
+KUBE_SYSTEM = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+
+
+def _policy_rules(objects: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    policy = objects["NetworkPolicy"]
+    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    assert len(rules) == len(policy["spec"]["ingress"]), "one rule per port"
+    return rules
+
+
+def _api_server_ranges(objects: dict[str, dict[str, Any]]) -> list[str]:
+    return [
+        p["ipBlock"]["cidr"] for p in _policy_rules(objects)["webhook"]["from"] if "ipBlock" in p
+    ]
+
+
+@pytest.mark.parametrize("overlay", ["base", "legacy", "legacy_1_20"])
+def test_every_install_fences_the_webhook_port_to_the_api_server(
+    overlay: str, request: pytest.FixtureRequest
 ) -> None:
-    policy = fenced.pop("NetworkPolicy")
-    assert fenced == base  # the overlay adds the policy and changes nothing else
+    """Issue 15, case 8: without the policy any pod could send /mutate a forged review and learn
+    another namespace's grants. The webhook port is open to kube-system's pods (konnectivity
+    agents) and the API servers' range only, the broker port to every namespace's pods, the
+    probes port to none but the node (always allowed) and namespaces labelled for metrics."""
+    objects: dict[str, dict[str, Any]] = request.getfixturevalue(overlay)
+    policy = objects["NetworkPolicy"]
     assert policy["metadata"]["namespace"] == NAMESPACE
-    labels = base["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
-    assert sorted(rules) == ["broker", "webhook"]  # the container's port names
+    rules = _policy_rules(objects)
+    assert sorted(rules) == ["broker", "probes", "webhook"]
+    named = {p["name"] for p in _container(objects, "injector")["ports"]}
+    assert named <= set(rules), "a port the container serves has no rule: it would be closed"
     for rule in rules.values():
         assert [p["protocol"] for p in rule["ports"]] == ["TCP"]
-    # the broker (and the probes, metrics) from pods of every namespace
     assert rules["broker"]["from"] == [{"namespaceSelector": {}}]
-    # the webhook only from an address range the operator sets (the API servers)
-    sources = rules["webhook"]["from"]
-    assert sources and all(set(source) == {"ipBlock"} for source in sources)
-    assert all("/" in source["ipBlock"]["cidr"] for source in sources)
+    assert rules["webhook"]["from"] == [
+        KUBE_SYSTEM,
+        *({"ipBlock": {"cidr": cidr}} for cidr in _api_server_ranges(objects)),
+    ]
+    assert rules["probes"]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"sakura-secrets-metrics": "allowed"}}}
+    ]
+
+
+def test_the_api_server_range_ships_unset_and_matching_no_address(
+    base: dict[str, dict[str, Any]],
+) -> None:
+    """Unset is safe: a range no API server (and no pod) has, so /mutate stays closed."""
+    [cidr] = _api_server_ranges(base)
+    assert ipaddress.ip_network(cidr) == UNSET
+
+
+def test_the_api_server_range_is_one_setting_for_every_install(tmp_path: Path) -> None:
+    """Set once in base/networkpolicy.yaml, it reaches the default and both legacy overlays, and
+    changes nothing else."""
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    policy = copy / "base" / "networkpolicy.yaml"
+    text = policy.read_text()
+    assert text.count("cidr: 192.0.2.0/24") == 1
+    policy.write_text(text.replace("cidr: 192.0.2.0/24", "cidr: 10.0.0.10/32"))
+    for directory in (MANIFESTS, LEGACY, LEGACY_1_20):
+        before = by_kind(render(directory))
+        after = by_kind(render(copy / directory.relative_to(MANIFESTS)))
+        assert _api_server_ranges(after) == ["10.0.0.10/32"], directory
+        assert {**after, "NetworkPolicy": before["NetworkPolicy"]} == before
 
 
 def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, Any]]) -> None:
@@ -480,8 +540,8 @@ def _env(container: dict[str, Any]) -> dict[str, str | None]:
 
 @pytest.mark.parametrize(
     "directory",
-    [MANIFESTS, LEGACY, LEGACY_1_20, MANIFESTS / "network-policy"],
-    ids=["base", "legacy", "legacy-1.20", "fenced"],
+    [MANIFESTS, LEGACY, LEGACY_1_20],
+    ids=["base", "legacy", "legacy-1.20"],
 )
 def test_the_fallback_renders_what_kubectl_does(directory: Path) -> None:
     if not _modern_kubectl():
