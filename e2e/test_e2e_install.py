@@ -180,11 +180,32 @@ def test_the_injector_runs_at_its_priority_class(installed: Kube) -> None:
     priority_class = installed.get("priorityclass", install.NAME)
     assert priority_class["value"] > 0
     assert not priority_class.get("globalDefault")  # omitted when false
+    # legacy-1.20: no ValidatingAdmissionPolicy keeps other pods off it, so it never preempts
+    assert priority_class["preemptionPolicy"] == "Never"
     pods = installed.pods(install.NAMESPACE, SELECTOR)
     assert pods
     for pod in pods:
         assert pod["spec"]["priorityClassName"] == install.NAME
         assert pod["spec"]["priority"] == priority_class["value"]
+
+
+def test_the_network_policy_is_installed_and_a_malformed_range_is_refused(
+    installed: Kube,
+) -> None:
+    """The one setting fails loudly when malformed: the API server refuses the NetworkPolicy,
+    naming the field (this cluster accepts NetworkPolicies but its network does not enforce
+    them; docs/webhook.md, "Who may call the webhook")."""
+    policy = installed.get("networkpolicy", install.NAME, install.NAMESPACE)
+    [webhook] = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "webhook"]
+    assert webhook["from"][1] == {"ipBlock": {"cidr": "192.0.2.0/24"}}  # shipped unset
+    webhook["from"][1]["ipBlock"]["cidr"] = "10.0.0.10"  # no prefix length
+    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+        policy["metadata"].pop(key, None)
+    proc = installed.run(
+        "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(policy), check=False
+    )
+    assert proc.returncode != 0
+    assert "ipBlock.cidr" in proc.stderr and "10.0.0.10" in proc.stderr, proc.stderr
 
 
 def test_the_installed_webhook_denies_a_secret_without_a_grant(installed: Kube) -> None:

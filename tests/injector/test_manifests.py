@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -362,6 +363,26 @@ def test_the_api_server_range_is_one_setting_for_every_install(tmp_path: Path) -
         after = by_kind(render(copy / directory.relative_to(MANIFESTS)))
         assert _api_server_ranges(after) == ["10.0.0.10/32"], directory
         assert {**after, "NetworkPolicy": before["NetworkPolicy"]} == before
+
+
+def test_the_documented_overlay_patch_sets_the_range(tmp_path: Path) -> None:
+    """docs/webhook.md's overlay for those who do not edit base/networkpolicy.yaml."""
+    if not _modern_kubectl():
+        pytest.skip("needs kubectl 1.21+ for inline patches")
+    doc = (ROOT / "docs" / "webhook.md").read_text()
+    [block] = [
+        b.split("\n", 1)[1]
+        for b in doc.split("```")[1::2]
+        if b.startswith("yaml") and "kind: NetworkPolicy, name: sakura-secrets-injector" in b
+    ]
+    for directory in (MANIFESTS, LEGACY):
+        overlay = tmp_path / directory.name
+        overlay.mkdir()
+        text = block.replace("path/to/manifests/legacy", "path/to/manifests")
+        (overlay / "kustomization.yaml").write_text(
+            text.replace("path/to/manifests", os.path.relpath(directory, overlay))
+        )
+        assert _api_server_ranges(by_kind(render(overlay))) == ["10.0.0.10/32"]
 
 
 def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, Any]]) -> None:
