@@ -15,8 +15,7 @@ from typing import Any
 import celpy
 import pytest
 import yaml
-
-from tests.injector.test_manifests import MANIFESTS, NAMESPACE, by_kind, render
+from test_manifests import MANIFESTS, NAMESPACE, by_kind, render
 
 POLICY = MANIFESTS / "priorityclass-policy.yaml"
 CLASS = "sakura-secrets-injector"
