@@ -74,6 +74,27 @@ def test_idle_connections_holding_every_slot_lock_out_neither_fetches_nor_probes
     assert 1 <= closed <= 5, "each fetch takes the slot of one idle connection, no more"
 
 
+def test_the_probe_port_has_a_bound_of_its_own_that_idle_clients_cannot_fill(
+    tmp_path: Path, ca: KeyPair
+) -> None:
+    """16 connections, 4 per address, whatever --max-connections says for the TLS ports."""
+    limits = ConnectionLimits(header_timeout=HELD, keep_alive=300, max_connections=1000)
+    with injector(tmp_path, ca, limits) as urls:
+        held = [raw_connection(urls.probes, f"127.0.0.{2 + i // 5}") for i in range(20)]
+        time.sleep(0.5)  # every one accepted
+        answered = probe(f"{urls.probes}/healthz").json()
+        broker = fetch(f"{urls.broker}/ping", ca).text
+        closed = [not still_open(sock) for sock in held]
+        for sock in held:
+            sock.close()
+
+    assert answered == {"status": "ok"}
+    assert broker == "pong"
+    # the fifth of each address took its address's oldest slot, the probe the port's oldest
+    assert sum(closed) == 5
+    assert closed[0] and all(closed[i] for i in (5, 10, 15))
+
+
 def test_silent_sockets_are_closed_at_the_handshake_deadline(tmp_path: Path, ca: KeyPair) -> None:
     """Case 2: no TLS at all, or half a ClientHello. asyncio alone would wait 60 s."""
     limits = ConnectionLimits(
