@@ -35,6 +35,14 @@ def test_a_full_port_closes_its_oldest_idle_connection_for_a_new_one() -> None:
     assert slots.admit("f", "6") == Admission(True, evicted="a")
 
 
+def test_an_idle_connection_reported_idle_again_becomes_the_youngest() -> None:
+    slots = table(max_connections=2)
+    slots.admit("a", "1")
+    slots.admit("b", "1")
+    slots.idle("a")
+    assert slots.admit("c", "2") == Admission(True, evicted="b")
+
+
 def test_a_full_port_of_busy_connections_refuses_a_new_one() -> None:
     slots = table(max_connections=2)
     slots.admit("a", "1")
@@ -42,7 +50,7 @@ def test_a_full_port_of_busy_connections_refuses_a_new_one() -> None:
     slots.busy("a")
     slots.busy("b")
     refused = slots.admit("c", "3")
-    assert not refused.admitted and refused.evicted is None
+    assert refused.admitted is False and refused.evicted is None
     assert "all 2 connections of the port are busy (--max-connections)" in refused.refused_because
     assert (len(slots), slots.count("3")) == (2, 0)
     slots.release("a")
@@ -59,7 +67,7 @@ def test_an_address_at_its_share_gives_up_its_own_oldest_idle_connection_or_is_r
     slots.busy("b")
     slots.busy("c")
     refused = slots.admit("d", "1")
-    assert not refused.admitted and refused.evicted is None
+    assert refused.admitted is False and refused.evicted is None
     assert "holds 2 busy connections (its share of --max-connections)" in refused.refused_because
     assert (slots.count("1"), slots.is_idle("other")) == (2, True)
 
@@ -114,14 +122,14 @@ def test_the_default_share_is_a_quarter_at_least_8_at_most_all(
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"header_timeout": 0}, "header_timeout must be above 0"),
-        ({"body_timeout": 0}, "body_timeout must be above 0"),
-        ({"handshake_timeout": 0}, "handshake_timeout must be above 0"),
-        ({"send_timeout": 0}, "send_timeout must be above 0"),
-        ({"max_connections": 0}, "max_connections must be at least 1"),
-        ({"keep_alive": 0}, "keep_alive must be at least 1"),
-        ({"per_address": 0}, "per_address must be between 1 and max_connections"),
-        ({"max_connections": 4, "per_address": 5}, "per_address must be between 1 and"),
+        ({"header_timeout": 0}, "^header_timeout must be above 0 seconds$"),
+        ({"body_timeout": 0}, "^body_timeout must be above 0 seconds$"),
+        ({"handshake_timeout": 0}, "^handshake_timeout must be above 0 seconds$"),
+        ({"send_timeout": 0}, "^send_timeout must be above 0 seconds$"),
+        ({"max_connections": 0}, "^max_connections must be at least 1$"),
+        ({"keep_alive": 0}, "^keep_alive must be at least 1 second$"),
+        ({"per_address": 0}, "^per_address must be between 1 and max_connections$"),
+        ({"max_connections": 4, "per_address": 5}, "^per_address must be between 1 and max"),
     ],
 )
 def test_bounds_that_cannot_work_are_refused(fields: dict[str, float], message: str) -> None:
