@@ -160,6 +160,7 @@ def injector_command(
         "--host", "127.0.0.1",
         "--port", str(webhook_port),
         "--broker-port", str(broker_port),
+        "--probe-port", str(free_port()),  # not the default 8081: runs share this host
         "--tls-cert-file", str(pki.cert_file),
         "--tls-key-file", str(pki.key_file),
         "--init-image", image,

@@ -1,9 +1,11 @@
-"""The injector's HTTP applications: the webhook's port and the broker's port.
+"""The injector's HTTP applications: the webhook's port, the broker's port and the probe port.
 
-Two plain Starlette objects built from explicit parts, so tests construct them directly. The
+Three plain Starlette objects built from explicit parts, so tests construct them directly. The
 webhook port serves only `POST /mutate`, so it can require the API server's client
-certificate; the broker port serves the broker's routes and what the kubelet and Prometheus
-call (`/healthz`, `/readyz`, `/metrics`), which must never need a client certificate.
+certificate; the broker port serves the broker's routes; the probe port (plain HTTP) serves
+what the kubelet and Prometheus call (`/healthz`, `/readyz`, `/metrics`), out of the clients'
+way. The broker port answers those three too, for scrapers and scripts written before the
+probe port existed (docs/webhook.md, "Ports and endpoints").
 
 The admission handler is a thin shell around `injector.admission.review`: it reads a bounded
 body, maps a malformed review to 400, and never answers 500 (an unexpected failure becomes a
@@ -49,7 +51,9 @@ class InjectorApps:
     webhook: Starlette
     """`POST /mutate` and nothing else."""
     broker: Starlette
-    """The broker's routes, `GET /healthz`, `GET /readyz`, `GET /metrics`."""
+    """The broker's routes, and the probes' routes as well (compatibility)."""
+    probes: Starlette
+    """`GET /healthz`, `GET /readyz`, `GET /metrics`: the probe port's, plain HTTP."""
 
 
 class BrokerCaFile:
@@ -92,7 +96,8 @@ def create_apps(
     max_body_bytes: int = MAX_REVIEW_BYTES,
     registry: CollectorRegistry | None = None,
 ) -> InjectorApps:
-    """The webhook's app (`POST /mutate`) and the broker's (`routes`, health, readiness, metrics).
+    """The webhook's app (`POST /mutate`), the broker's (`routes`) and the probes' (health,
+    readiness, metrics; the broker's app answers them too).
 
     `registry` holds the admission metrics and is what `/metrics` serves; `serve` passes the
     process-wide registry, where the broker's cache metrics live too. Without one the app gets
@@ -156,15 +161,13 @@ def create_apps(
         return JSONResponse({"status": "ready"})
 
     webhook = Starlette(routes=[Route("/mutate", mutate, methods=["POST"])])
-    broker = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            metrics_route(registry),
-            *routes,
-        ]
-    )
-    return InjectorApps(webhook=webhook, broker=broker)
+    probe_routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        metrics_route(registry),
+    ]
+    broker = Starlette(routes=[*probe_routes, *routes])
+    return InjectorApps(webhook=webhook, broker=broker, probes=Starlette(routes=probe_routes))
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -40,7 +40,9 @@ DEFAULT_CA_SECRET = "sakura-secrets-injector-ca"  # noqa: S105 (a Secret name)
 DEFAULT_PORT = 8443
 """The webhook's port (POST /mutate only)."""
 DEFAULT_BROKER_PORT = 9443
-"""The broker's port (POST /v1/secrets), also the probes' and Prometheus's (/healthz, ...)."""
+"""The broker's port (POST /v1/secrets); it answers /healthz, /readyz, /metrics too."""
+DEFAULT_PROBE_PORT = 8081
+"""The probe port (plain HTTP): the kubelet's /healthz, /readyz and Prometheus's /metrics."""
 DEFAULT_BROKER_SERVICE_PORT = 443
 PREVIEW_IMAGE = "sakura-secrets-injector:preview"
 
@@ -74,8 +76,18 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         source,
         "--broker-port",
         "SAKURA_SECRETS_BROKER_PORT",
-        "broker TLS port: POST /v1/secrets, and /healthz, /readyz, /metrics",
+        "broker TLS port: POST /v1/secrets (and /healthz, /readyz, /metrics, as on --probe-port)",
         DEFAULT_BROKER_PORT,
+        int,
+    )
+    _option(
+        serve,
+        source,
+        "--probe-port",
+        "SAKURA_SECRETS_PROBE_PORT",
+        "plain-HTTP port for the kubelet's probes and Prometheus: /healthz, /readyz, /metrics; "
+        "its own small connection bound, out of the clients' way",
+        DEFAULT_PROBE_PORT,
         int,
     )
     _option(
@@ -243,12 +255,14 @@ def build_listeners_from_args(
     listeners = [
         Listener("webhook", apps.webhook, webhook_tls, args.port),
         Listener("broker", apps.broker, broker_tls, args.broker_port),
+        Listener("probes", apps.probes, None, args.probe_port),
     ]
     return listeners, shutdown
 
 
 def _check_ports(args: argparse.Namespace) -> None:
-    for flag, port in (("--port", args.port), ("--broker-port", args.broker_port)):
+    flags = (("--port", args.port), ("--broker-port", args.broker_port))
+    for flag, port in (*flags, ("--probe-port", args.probe_port)):
         if not 0 < port < 65536:
             raise UsageError(f"{flag} {port} must be a TCP port (1-65535)")
     if args.port == args.broker_port:
@@ -256,6 +270,12 @@ def _check_ports(args: argparse.Namespace) -> None:
             f"--port and --broker-port are both {args.port}: the webhook and the broker need "
             "two ports (the webhook's may require client certificates, the broker's never)"
         )
+    for flag, port in flags:
+        if port == args.probe_port:
+            raise UsageError(
+                f"{flag} and --probe-port are both {port}: the probes need a port of their "
+                "own (plain HTTP, with its own connection bound)"
+            )
 
 
 def connection_limits_from_args(args: argparse.Namespace) -> ConnectionLimits:
@@ -263,6 +283,8 @@ def connection_limits_from_args(args: argparse.Namespace) -> ConnectionLimits:
     for flag, seconds in (
         ("--header-timeout", args.header_timeout),
         ("--body-timeout", args.body_timeout),
+        ("--handshake-timeout", args.handshake_timeout),
+        ("--send-timeout", args.send_timeout),
     ):
         if not 0 < seconds <= 300:
             raise UsageError(f"{flag} {seconds:g} must be above 0 and at most 300 seconds")
@@ -270,10 +292,19 @@ def connection_limits_from_args(args: argparse.Namespace) -> ConnectionLimits:
         raise UsageError(
             f"--max-connections {args.max_connections} must be between 1 and 100000 (per port)"
         )
+    per_address = args.max_connections_per_address or None
+    if per_address is not None and not 1 <= per_address <= args.max_connections:
+        raise UsageError(
+            f"--max-connections-per-address {per_address} must be between 1 and "
+            f"--max-connections ({args.max_connections}), or 0 for the default share"
+        )
     return ConnectionLimits(
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
+        send_timeout=args.send_timeout,
+        per_address=per_address,
     )
 
 
@@ -310,17 +341,20 @@ def _broker_parts(
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from injector.server import serve
+    from injector.server import DescriptorLimitError, serve
 
     _configure_logging(args.log_level)
     limits = connection_limits_from_args(args)
     listeners, shutdown = build_listeners_from_args(args)
     for listener in listeners:
-        if listener.tls.loaded is None:
+        if listener.tls is not None and listener.tls.loaded is None:
             logging.getLogger(__name__).warning(
                 "%s port: %s; waiting for the files", listener.name, listener.tls.readiness()
             )
-    serve(listeners, host=args.host, limits=limits, log_level=args.log_level, shutdown=shutdown)
+    try:
+        serve(listeners, host=args.host, limits=limits, log_level=args.log_level, shutdown=shutdown)
+    except DescriptorLimitError as error:
+        raise UsageError(str(error)) from None
     return 0
 
 
@@ -553,9 +587,39 @@ def _connection_options(parser: argparse.ArgumentParser, env: Mapping[str, str])
         env,
         "--max-connections",
         "SAKURA_SECRETS_MAX_CONNECTIONS",
-        "connections each port holds at once; more are closed when accepted",
+        "connections each TLS port holds at once, counted from accept; when full, the oldest "
+        "idle one is closed for a new one, and a new one is refused only when all are busy",
         defaults.max_connections,
         int,
+    )
+    _option(
+        parser,
+        env,
+        "--max-connections-per-address",
+        "SAKURA_SECRETS_MAX_CONNECTIONS_PER_ADDRESS",
+        "connections one client address holds on a TLS port; 0: a quarter of "
+        "--max-connections, at least 8",
+        0,
+        int,
+    )
+    _option(
+        parser,
+        env,
+        "--handshake-timeout",
+        "SAKURA_SECRETS_HANDSHAKE_TIMEOUT",
+        "seconds a connection may take to finish its TLS handshake once accepted",
+        defaults.handshake_timeout,
+        float,
+    )
+    _option(
+        parser,
+        env,
+        "--send-timeout",
+        "SAKURA_SECRETS_SEND_TIMEOUT",
+        "seconds a client has to read an answer the server could not send at once; then it "
+        "is dropped and the answer freed",
+        defaults.send_timeout,
+        float,
     )
 
 

@@ -1,31 +1,35 @@
-"""Bounds on what one HTTP connection may hold: time to send headers, time to send the body,
-and how many connections one port keeps open at once.
+"""Bounds on what one port's connections may hold, and who gets a slot when the port is full.
 
-uvicorn closes an idle keep-alive connection, but a client that sends its headers (or its
-body) one byte at a time, or connects and says nothing, is held forever. `BoundedH11Protocol`
-adds the missing deadlines to uvicorn's h11 protocol, per connection, on the event loop's
-clock:
+The bounds (`ConnectionLimits`) are enforced by `injector.protocol` on the event loop; this
+module is the pure part: `ConnectionTable` decides, at accept time, whether a new connection
+gets a slot, and which idle connection gives its slot up for it.
 
-- headers: from the moment the connection is ready (after TLS) or the previous response was
-  sent, the next request's headers must be complete within `header_timeout`;
-- body: from the moment the headers are in, the whole body must arrive within `body_timeout`;
-- a port that already holds `max_connections` connections closes a new one at once.
+- a connection takes a slot when it is accepted, before its TLS handshake, and keeps it until
+  it is closed;
+- one client address holds at most `address_share` slots; at its share, its own oldest idle
+  connection is closed for the new one, or the new one is refused when none of its
+  connections is idle;
+- a full port closes its oldest idle connection (any address) for the new one, and refuses the
+  new one only when every connection is busy.
 
-A deadline that passes closes the connection; the handler waiting for the body sees a
-disconnect (the webhook answers nothing, which the API server reports as a failed call).
+Idle means no request in progress: the TLS handshake is not done yet, or the connection waits
+for the first byte of its next request (keep-alive). A busy connection is bounded by the header
+and body deadlines instead, and a connection whose answer is not read by the send deadline.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+ADDRESS_SHARE_FRACTION = 4
+"""One client address may hold a quarter of a port's connections ..."""
+ADDRESS_SHARE_FLOOR = 8
+"""... but at least this many (never more than the port's limit)."""
 
-log = logging.getLogger(__name__)
+Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -37,90 +41,119 @@ class ConnectionLimits:
     body_timeout: float = 10.0
     """Seconds a request may take to send its body once the headers are in."""
     max_connections: int = 256
-    """Connections one port holds at once; more are closed as soon as they are accepted."""
+    """Connections one port holds at once, counted from accept (handshakes included)."""
     keep_alive: int = 5
     """Seconds an idle keep-alive connection stays open (uvicorn's timeout_keep_alive)."""
+    handshake_timeout: float = 5.0
+    """Seconds a connection may take to finish its TLS handshake once accepted."""
+    send_timeout: float = 10.0
+    """Seconds a client has to take an answer the server could not hand to the kernel at once."""
+    per_address: int | None = None
+    """Connections one client address holds on one port; None: `address_share` decides."""
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout"):
+        for name in ("header_timeout", "body_timeout", "handshake_timeout", "send_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be above 0 seconds")
         if self.max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         if self.keep_alive < 1:
             raise ValueError("keep_alive must be at least 1 second")
+        if self.per_address is not None and not 1 <= self.per_address <= self.max_connections:
+            raise ValueError("per_address must be between 1 and max_connections")
+
+    @property
+    def address_share(self) -> int:
+        """Slots one client address may hold: a quarter of the port's, at least 8, at most all."""
+        if self.per_address is not None:
+            return self.per_address
+        share = max(ADDRESS_SHARE_FLOOR, self.max_connections // ADDRESS_SHARE_FRACTION)
+        return min(self.max_connections, share)
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with header and body deadlines and a connection bound.
+@dataclass(frozen=True)
+class Admission(Generic[Key]):
+    """The table's answer to a new connection."""
 
-    `limits` is set on a subclass per server (see `protocol_for`), since uvicorn builds the
-    protocol from its class and its Config alone.
-    """
+    admitted: bool
+    evicted: Key | None = None
+    """An idle connection to close now: its slot went to the new one."""
+    refused_because: str = ""
+    """Why the new connection was refused (for the log), empty when admitted."""
 
-    limits = ConnectionLimits()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
-        self._waiting_for: str | None = None
+class ConnectionTable(Generic[Key]):
+    """The slots of one port: who holds them, from which address, and which are idle."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            log.warning(
-                "closing a new connection: this port already holds %d (--max-connections)",
-                self.limits.max_connections,
-            )
-            self.transport.close()
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self._address: dict[Key, str] = {}
+        self._per_address: Counter[str] = Counter()
+        self._idle: dict[Key, None] = {}
+        """Idle connections, oldest idle first (dicts keep insertion order)."""
+        self._idle_of: dict[str, dict[Key, None]] = {}
+        """The same, per address."""
+
+    def __len__(self) -> int:
+        return len(self._address)
+
+    def count(self, address: str) -> int:
+        """Slots `address` holds now."""
+        return self._per_address[address]
+
+    def is_idle(self, key: Key) -> bool:
+        return key in self._idle
+
+    def admit(self, key: Key, address: str) -> Admission[Key]:
+        """Give `key` a slot (idle: its handshake is ahead), closing an idle one if need be."""
+        evicted = None
+        if self._per_address[address] >= self.limits.address_share:
+            evicted = next(iter(self._idle_of.get(address, ())), None)
+            if evicted is None:
+                return Admission(
+                    False,
+                    refused_because=f"its address holds {self.limits.address_share} busy "
+                    "connections (its share of --max-connections)",
+                )
+        elif len(self._address) >= self.limits.max_connections:
+            evicted = next(iter(self._idle), None)
+            if evicted is None:
+                return Admission(
+                    False,
+                    refused_because=f"all {self.limits.max_connections} connections of the "
+                    "port are busy (--max-connections)",
+                )
+        if evicted is not None:
+            self.release(evicted)
+        self._address[key] = address
+        self._per_address[address] += 1
+        self.idle(key)
+        return Admission(True, evicted=evicted)
+
+    def idle(self, key: Key) -> None:
+        """`key` waits for its next request: the newest idle one, the last to be closed."""
+        address = self._address.get(key)
+        if address is not None:
+            self.busy(key)
+            self._idle[key] = None
+            self._idle_of.setdefault(address, {})[key] = None
+
+    def busy(self, key: Key) -> None:
+        """`key` has a request in progress: never closed for another connection."""
+        if key not in self._idle:
             return
-        self._arm("headers", self.limits.header_timeout)
+        del self._idle[key]
+        address = self._address[key]
+        del self._idle_of[address][key]
+        if not self._idle_of[address]:
+            del self._idle_of[address]
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._follow_the_request()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._follow_the_request()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _follow_the_request(self) -> None:
-        """Move the deadline along with the request: headers, then body, then the next one."""
-        reading = self.cycle is not None and not self.cycle.response_complete
-        if not reading:
-            # waiting for a request's headers (new connection, keep-alive, or partial headers)
-            if self._waiting_for != "headers":
-                self._arm("headers", self.limits.header_timeout)
-        elif self.conn.their_state is h11.SEND_BODY:
-            if self._waiting_for != "body":
-                self._arm("body", self.limits.body_timeout)
-        else:
-            self._disarm()  # the request is in; the handler's own time is the app's business
-
-    def _arm(self, what: str, seconds: float) -> None:
-        self._disarm()
-        self._waiting_for = what
-        self._deadline = self.loop.call_later(seconds, self._expire, what, seconds)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = None
-        self._waiting_for = None
-
-    def _expire(self, what: str, seconds: float) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
+    def release(self, key: Key) -> None:
+        """`key` is closed (or being closed): its slot is free. Releasing twice is harmless."""
+        if key not in self._address:
             return
-        log.info("closing a connection that did not send its %s within %g s", what, seconds)
-        self.transport.close()
-
-
-def protocol_for(limits: ConnectionLimits) -> type[BoundedH11Protocol]:
-    """The protocol class for one server, carrying its limits."""
-    return type("BoundedH11Protocol", (BoundedH11Protocol,), {"limits": limits})
+        self.busy(key)
+        address = self._address.pop(key)
+        self._per_address[address] -= 1
+        if not self._per_address[address]:
+            del self._per_address[address]

@@ -1,16 +1,23 @@
 """Run the injector's listeners on uvicorn, each with its reloading TLS context, in one event loop.
 
-`serve` runs one uvicorn server per port (the webhook's and the broker's) in one loop, so they
-share the process's caches, clients and Sakura budget; a signal stops them all at once, and
-the shutdown hooks run after the last one has drained. There is no plain-HTTP port at all.
+`serve` runs one uvicorn server per port (the webhook's, the broker's and the probes') in one
+loop, so they share the process's caches, clients and Sakura budget; a signal stops them all
+at once, and the shutdown hooks run after the last one has drained. The probe port is the only
+plain-HTTP one: it serves `/healthz`, `/readyz` and `/metrics` and has its own small
+connection bound (`probe_limits`), so clients of the TLS ports cannot crowd the kubelet out.
+
+Every port counts its connections from accept and runs TLS itself (`injector.protocol`); at
+start `serve` raises the process's descriptor limit to what its ports may hold.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
+import resource
 import signal
-import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -20,8 +27,18 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from injector.connections import ConnectionLimits, protocol_for
+from injector.connections import ConnectionLimits
+from injector.protocol import gate_for
 from injector.tls import ReloadingTLS
+
+log = logging.getLogger(__name__)
+
+PROBE_CONNECTIONS = 16
+"""Connections the probe port holds at once: the kubelet's probes and a scraper or two."""
+PROBE_CONNECTIONS_PER_ADDRESS = 4
+"""... of which one address (a node's kubelet, a Prometheus pod) holds at most this many."""
+SPARE_DESCRIPTORS = 256
+"""Descriptors beyond the ports' connections: Sakura and Kubernetes clients, files, the loop."""
 
 Shutdown = Callable[[], Awaitable[None]]
 """Closes a resource (e.g. the broker's Sakura connections) once every listener has stopped."""
@@ -29,13 +46,58 @@ Shutdown = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Listener:
-    """One TLS port: what it serves and with which certificate (and client CA)."""
+    """One port: what it serves and with which certificate (and client CA)."""
 
     name: str
-    """`webhook` or `broker`, for logs and error messages."""
+    """`webhook`, `broker` or `probes`, for logs and error messages."""
     app: ASGIApp
-    tls: ReloadingTLS
+    tls: ReloadingTLS | None
+    """None: plain HTTP, for the probe port only; it gets `probe_limits`."""
     port: int
+
+
+def probe_limits(limits: ConnectionLimits) -> ConnectionLimits:
+    """The probe port's bounds: the same deadlines, its own small connection bound."""
+    return dataclasses.replace(
+        limits, max_connections=PROBE_CONNECTIONS, per_address=PROBE_CONNECTIONS_PER_ADDRESS
+    )
+
+
+def descriptors_needed(listeners: Sequence[Listener], limits: ConnectionLimits) -> int:
+    """Descriptors the process may need with every port full."""
+    ports = sum(
+        limits.max_connections if item.tls is not None else PROBE_CONNECTIONS for item in listeners
+    )
+    return ports + len(listeners) + SPARE_DESCRIPTORS
+
+
+class DescriptorLimitError(Exception):
+    """The process may not open as many descriptors as its ports may hold connections."""
+
+
+def raise_descriptor_limit(needed: int) -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; the new soft limit.
+
+    Raises DescriptorLimitError when even that is below `needed`: a port that runs out of
+    descriptors fails every accept, its probes included, so `serve` refuses to start instead.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, needed) if hard == resource.RLIM_INFINITY else hard
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, error)
+        else:
+            log.info("raised the open-files limit (nofile) from %d to %d", soft, target)
+            soft = target
+    if soft < needed:
+        raise DescriptorLimitError(
+            f"the open-files limit (nofile) is {soft}, but the ports may hold {needed} "
+            "descriptors with --max-connections connections each: lower --max-connections "
+            "or raise the container's nofile limit"
+        )
+    return soft
 
 
 class _Server(uvicorn.Server):
@@ -54,21 +116,19 @@ def build_server(
     log_level: str = "info",
     configure_logging: bool = True,
 ) -> uvicorn.Server:
-    """A uvicorn server whose listening socket uses `listener.tls.context` for every handshake.
+    """A uvicorn server whose connections use `listener.tls.context` for every handshake.
 
+    uvicorn itself sees a plain port: `injector.protocol` runs the TLS, from accept.
     `configure_logging=False` leaves the process's logging alone (tests, benchmarks).
     """
     extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
-
-    def context_factory(_: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        return listener.tls.context
-
+    if listener.tls is None:
+        limits = probe_limits(limits)
     config = uvicorn.Config(
         listener.app,
         host=host,
         port=listener.port,
-        http=protocol_for(limits),
-        ssl_context_factory=context_factory,
+        http=gate_for(limits, listener.tls.context if listener.tls is not None else None),
         log_level=log_level,
         access_log=False,  # probes every few seconds; admissions are logged by the app
         proxy_headers=False,
@@ -121,7 +181,12 @@ def serve(
     log_level: str,
     shutdown: Sequence[Shutdown] = (),
 ) -> None:
-    """Serve every listener until SIGTERM/SIGINT; uvicorn drains open requests before exiting."""
+    """Serve every listener until SIGTERM/SIGINT; uvicorn drains open requests before exiting.
+
+    Raises DescriptorLimitError (before listening) when the process may not hold every port's
+    connections.
+    """
+    raise_descriptor_limit(descriptors_needed(listeners, limits))
     servers = [
         build_server(item, host=host, limits=limits, log_level=log_level) for item in listeners
     ]
@@ -136,7 +201,7 @@ def serving_in_thread(
     limits: ConnectionLimits = ConnectionLimits(),  # noqa: B008
     shutdown: Sequence[Shutdown] = (),
 ) -> Iterator[list[str]]:
-    """Serve in a background thread (tests, benchmarks); yields `https://HOST:PORT` per listener."""
+    """Serve in a background thread (tests, benchmarks); yields `SCHEME://HOST:PORT` per port."""
     servers = [
         build_server(item, host=host, limits=limits, log_level="warning", configure_logging=False)
         for item in listeners
@@ -155,7 +220,10 @@ def serving_in_thread(
         time.sleep(0.01)
     ports = [server.servers[0].sockets[0].getsockname()[1] for server in servers]
     try:
-        yield [f"https://{host}:{port}" for port in ports]
+        yield [
+            f"{'http' if item.tls is None else 'https'}://{host}:{port}"
+            for item, port in zip(listeners, ports, strict=True)
+        ]
     finally:
         for server in servers:
             server.should_exit = True

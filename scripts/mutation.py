@@ -124,6 +124,7 @@ TARGETS = (
         ("tests/injector/unit/test_admission_review_unit.py",),
         ci=True,
     ),
+    Target("injector/connections.py", ("tests/injector/unit/test_connections_unit.py",), ci=True),
     Target(
         "plan/template.py",
         (

@@ -113,6 +113,9 @@ def test_the_default_broker_url_carries_a_service_port_other_than_443() -> None:
         (["--port", "9443", "--broker-port", "9443"], "--port and --broker-port are both 9443"),
         (["--broker-port", "70000"], "--broker-port 70000 must be a TCP port"),
         (["--port", "0"], "--port 0 must be a TCP port"),
+        (["--probe-port", "65536"], "--probe-port 65536 must be a TCP port"),
+        (["--probe-port", "8443"], "--port and --probe-port are both 8443"),
+        (["--probe-port", "9443"], "--broker-port and --probe-port are both 9443"),
     ],
 )
 def test_bad_ports_are_refused_naming_the_flag(flags: list[str], message: str) -> None:
@@ -132,9 +135,30 @@ def test_slow_client_bounds_have_defaults_and_are_checked_naming_the_flag() -> N
         (["--header-timeout", "0"], "--header-timeout 0 must be above 0"),
         (["--body-timeout", "301"], "--body-timeout 301 must be above 0 and at most 300"),
         (["--max-connections", "0"], "--max-connections 0 must be between 1 and 100000"),
+        (["--handshake-timeout", "0"], "--handshake-timeout 0 must be above 0"),
+        (["--send-timeout", "300.5"], "--send-timeout 300.5 must be above 0 and at most 300"),
+        (
+            ["--max-connections", "16", "--max-connections-per-address", "17"],
+            "--max-connections-per-address 17 must be between 1 and --max-connections .16.",
+        ),
+        (["--max-connections-per-address", "-1"], "--max-connections-per-address -1 must be"),
     ):
         with pytest.raises(UsageError, match=message):
             connection_limits_from_args(build_parser({}).parse_args([*SERVE, *flags]))
+
+
+def test_the_connection_bounds_of_issue_15_come_from_flags_or_environment() -> None:
+    env = {"SAKURA_SECRETS_HANDSHAKE_TIMEOUT": "2", "SAKURA_SECRETS_PROBE_PORT": "9090"}
+    args = build_parser(env).parse_args(
+        [*SERVE, "--send-timeout", "3", "--max-connections-per-address", "5"]
+    )
+    limits = connection_limits_from_args(args)
+    assert (limits.handshake_timeout, limits.send_timeout, limits.per_address) == (2.0, 3.0, 5)
+    assert limits.address_share == 5
+    assert args.probe_port == 9090
+    defaults = build_parser({}).parse_args(SERVE)
+    assert defaults.probe_port == 8081
+    assert connection_limits_from_args(defaults).address_share == 64  # a quarter of 256
 
 
 def test_a_bad_port_in_the_environment_is_named() -> None:

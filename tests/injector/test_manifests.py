@@ -281,10 +281,13 @@ def test_webhook_reaches_the_service_and_the_service_reaches_the_container(
     pod = base["Deployment"]["spec"]["template"]
     container = _container(base, "injector")
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert {p["targetPort"] for p in ports.values()} == set(named) == {"webhook", "broker"}
+    assert {p["targetPort"] for p in ports.values()} == {"webhook", "broker"}
+    # the probe port is the kubelet's and Prometheus's (pod IP), not the Service's
+    assert set(named) == {"webhook", "broker", "probes"}
     env = _env(container)
     assert env["SAKURA_SECRETS_PORT"] == str(named[ports["webhook"]["targetPort"]])
     assert env["SAKURA_SECRETS_BROKER_PORT"] == str(named[ports["broker"]["targetPort"]])
+    assert env["SAKURA_SECRETS_PROBE_PORT"] == str(named["probes"])
     labels = pod["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert base["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -410,8 +413,9 @@ def test_deployment_is_hardened_and_highly_available(base: dict[str, dict[str, A
         ("readinessProbe", "/readyz"),
     ):
         get = injector[probe]["httpGet"]
-        # the broker port: the webhook's may require client certificates the kubelet lacks
-        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTPS", "broker")
+        # the probe port: plain HTTP with its own connection bound, which no client of the
+        # TLS ports can fill (and the webhook's may require client certificates)
+        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTP", "probes")
 
 
 def test_sakura_credentials_come_only_from_the_api_key_secret(

@@ -1,0 +1,287 @@
+"""The injector's connections on the event loop: a slot from accept, TLS with a deadline, and
+uvicorn's h11 protocol with header, body and send deadlines (bounds: `injector.connections`).
+
+asyncio calls a server's protocol factory when it accepts a connection, but with `ssl=` it
+calls the protocol's `connection_made` only once the TLS handshake is done, and gives that
+handshake 60 s (CPython 3.11: `_accept_connection2` in asyncio/selector_events.py,
+`_on_handshake_complete` in asyncio/sslproto.py); uvicorn passes no handshake timeout. So
+uvicorn serves these ports without `ssl=`, and its factory makes an `AcceptGate`: its
+`connection_made` runs at accept with the plain socket and the client's address, takes a slot
+in the port's `ConnectionTable` (closing an idle connection for it, or refusing the new one
+before any TLS work), runs the handshake itself (`loop.start_tls` with `handshake_timeout`),
+then hands the TLS transport to a `BoundedH11Protocol`. The plain probe port skips the TLS.
+
+Deadlines, per connection, on the event loop's clock (a passed one closes the connection):
+
+- headers: from the moment the connection is ready or the previous answer was sent, the next
+  request's headers must be complete within `header_timeout`;
+- body: from the moment the headers are in, the whole body must arrive within `body_timeout`;
+- send: from the moment an answer no longer fits the transport's buffers (asyncio pauses the
+  writer) or is complete with bytes still buffered, the client has `send_timeout` to take it;
+  then the connection is aborted, which frees the buffered answer at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from injector.connections import ConnectionLimits, ConnectionTable
+
+log = logging.getLogger(__name__)
+
+WARN_EVERY = 10.0
+"""Seconds between two warnings about refused connections on one port (a flood logs little)."""
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with header, body and send deadlines, reporting idle and busy.
+
+    `limits` is set on a subclass per server (see `gate_for`), since uvicorn builds the
+    protocol from its class and its Config alone.
+    """
+
+    limits = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate: AcceptGate | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._waiting_for: str | None = None
+        self._send_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm("headers", self.limits.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._follow_the_request()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._follow_the_request()
+        self._watch_the_answer()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_the_answer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
+        if self.gate is not None:
+            self.gate.release()
+        super().connection_lost(exc)
+
+    def unsent(self) -> int:
+        """Bytes of answers the client has not taken yet (TLS buffers and the socket's)."""
+        size = self.transport.get_write_buffer_size()
+        raw = self.gate.raw if self.gate is not None else None
+        if raw is not None and raw is not self.transport:
+            size += raw.get_write_buffer_size()
+        return size
+
+    def _follow_the_request(self) -> None:
+        """Move the deadline along with the request: headers, then body, then the next one."""
+        reading = self.cycle is not None and not self.cycle.response_complete
+        if not reading:
+            # waiting for a request's headers (new connection, keep-alive, or partial headers)
+            if self._waiting_for != "headers":
+                self._arm("headers", self.limits.header_timeout)
+            started = bool(self.conn.trailing_data[0])
+            if self.gate is not None:
+                self.gate.busy() if started else self.gate.idle()
+            return
+        if self.gate is not None:
+            self.gate.busy()
+        if self.conn.their_state is h11.SEND_BODY:
+            if self._waiting_for != "body":
+                self._arm("body", self.limits.body_timeout)
+        else:
+            self._disarm()  # the request is in; the handler's own time is the app's business
+
+    def _watch_the_answer(self) -> None:
+        if self._send_deadline is None and self.unsent():
+            self._send_deadline = self.loop.call_later(self.limits.send_timeout, self._unread)
+
+    def _unread(self) -> None:
+        self._send_deadline = None
+        unsent = self.unsent()
+        if unsent:
+            log.info(
+                "dropping a client that left %d bytes of its answer unread for %g s "
+                "(--send-timeout)",
+                unsent,
+                self.limits.send_timeout,
+            )
+            self.transport.abort()
+
+    def _arm(self, what: str, seconds: float) -> None:
+        self._disarm()
+        self._waiting_for = what
+        self._deadline = self.loop.call_later(seconds, self._expire, what, seconds)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = None
+        self._waiting_for = None
+
+    def _expire(self, what: str, seconds: float) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        log.info("closing a connection that did not send its %s within %g s", what, seconds)
+        self.transport.close()
+
+
+class AcceptGate(asyncio.Protocol):
+    """What uvicorn's factory makes at accept: a slot in the port's table, then TLS, then h11.
+
+    `table`, `tls` and `http` are set on a subclass per server (see `gate_for`).
+    """
+
+    table: ConnectionTable[AcceptGate]
+    tls: ssl.SSLContext | None
+    http: type[BoundedH11Protocol]
+    last_warning = float("-inf")
+    refused_since_warning = 0
+
+    def __init__(self, **uvicorn_arguments: Any) -> None:
+        self._uvicorn_arguments = uvicorn_arguments
+        self.loop = uvicorn_arguments.get("_loop") or asyncio.get_event_loop()
+        self.raw: asyncio.Transport | None = None
+        self.inner: BoundedH11Protocol | None = None
+        self.address = "unknown"
+        self._early: list[bytes] = []
+        self._eof = False
+        self._lost = False
+        self._handshake: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.raw = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple | list) and peer:
+            self.address = str(peer[0])
+        admission = self.table.admit(self, self.address)
+        if admission.evicted is not None:
+            admission.evicted.evict()
+        if not admission.admitted:
+            self._warn_refused(admission.refused_because)
+            transport.abort()
+            return
+        if self.tls is None:
+            self._hand_over(transport)
+        else:
+            self._handshake = self.loop.create_task(self._start_tls(transport, self.tls))
+
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        limits = self.table.limits
+        try:
+            transport = await self.loop.start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=limits.handshake_timeout,
+                ssl_shutdown_timeout=limits.send_timeout,
+            )
+        except BaseException as error:  # deadline, not TLS, reset, evicted, or shutting down
+            log.debug("TLS handshake with %s failed: %s", self.address, error)
+            self.release()
+            raw.abort()
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        if self._lost or transport is None:
+            self.release()
+            return
+        self._hand_over(transport)
+
+    def _hand_over(self, transport: asyncio.Transport) -> None:
+        inner = self.http(**self._uvicorn_arguments)
+        inner.gate = self
+        self.inner = inner
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        for chunk in self._early:  # arrived with the handshake's last flight
+            inner.data_received(chunk)
+        self._early.clear()
+        if self._eof:
+            inner.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> None:
+        if self.inner is not None:
+            self.inner.eof_received()
+        else:
+            self._eof = True
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
+        else:
+            self._lost = True
+            self.release()
+
+    def idle(self) -> None:
+        self.table.idle(self)
+
+    def busy(self) -> None:
+        self.table.busy(self)
+
+    def release(self) -> None:
+        self.table.release(self)
+
+    def evict(self) -> None:
+        """Close this idle connection now: its slot went to a new one."""
+        log.info("closing an idle connection from %s: the port needs its slot", self.address)
+        transport = self.inner.transport if self.inner is not None else self.raw
+        if transport is not None:
+            transport.abort()
+
+    def _warn_refused(self, because: str) -> None:
+        cls = type(self)
+        cls.refused_since_warning += 1
+        now = time.monotonic()
+        if now - cls.last_warning >= WARN_EVERY:
+            log.warning(
+                "refused %d connection(s) in the last %g s, the last from %s: %s",
+                cls.refused_since_warning,
+                WARN_EVERY,
+                self.address,
+                because,
+            )
+            cls.last_warning = now
+            cls.refused_since_warning = 0
+
+
+def gate_for(limits: ConnectionLimits, tls: ssl.SSLContext | None) -> type[AcceptGate]:
+    """The protocol class uvicorn builds for one port: its own table, TLS context and limits."""
+    http = type("BoundedH11Protocol", (BoundedH11Protocol,), {"limits": limits})
+    table: ConnectionTable[AcceptGate] = ConnectionTable(limits)
+    return type("AcceptGate", (AcceptGate,), {"table": table, "tls": tls, "http": http})

@@ -1,0 +1,151 @@
+"""The connection table's decisions: each address's share, the port's bound, the oldest idle
+connection closed for a new one, and the bounds' own checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from injector.connections import Admission, ConnectionLimits, ConnectionTable
+
+
+def table(max_connections: int = 4, per_address: int | None = None) -> ConnectionTable[str]:
+    return ConnectionTable(
+        ConnectionLimits(max_connections=max_connections, per_address=per_address)
+    )
+
+
+def test_a_new_connection_is_idle_and_counted_for_its_address() -> None:
+    slots = table()
+    assert slots.admit("a", "10.0.0.1") == Admission(True)
+    assert slots.admit("b", "10.0.0.1") == Admission(True)
+    assert (len(slots), slots.count("10.0.0.1"), slots.count("10.0.0.2")) == (2, 2, 0)
+    assert slots.is_idle("a") and slots.is_idle("b")
+
+
+def test_a_full_port_closes_its_oldest_idle_connection_for_a_new_one() -> None:
+    slots = table(max_connections=3)
+    for key, address in (("a", "1"), ("b", "2"), ("c", "3")):
+        slots.admit(key, address)
+    slots.busy("a")
+    slots.idle("a")  # idle again after an answer: now the youngest idle one
+    assert slots.admit("d", "4") == Admission(True, evicted="b")
+    assert (len(slots), slots.count("2"), slots.count("4")) == (3, 0, 1)
+    assert not slots.is_idle("b")
+    assert slots.admit("e", "5") == Admission(True, evicted="c")
+    assert slots.admit("f", "6") == Admission(True, evicted="a")
+
+
+def test_an_idle_connection_reported_idle_again_becomes_the_youngest() -> None:
+    slots = table(max_connections=2)
+    slots.admit("a", "1")
+    slots.admit("b", "1")
+    slots.idle("a")
+    assert slots.admit("c", "2") == Admission(True, evicted="b")
+
+
+def test_a_full_port_of_busy_connections_refuses_a_new_one() -> None:
+    slots = table(max_connections=2)
+    slots.admit("a", "1")
+    slots.admit("b", "2")
+    slots.busy("a")
+    slots.busy("b")
+    refused = slots.admit("c", "3")
+    assert refused.admitted is False and refused.evicted is None
+    assert "all 2 connections of the port are busy (--max-connections)" in refused.refused_because
+    assert (len(slots), slots.count("3")) == (2, 0)
+    slots.release("a")
+    assert slots.admit("c", "3") == Admission(True)
+
+
+def test_an_address_at_its_share_gives_up_its_own_oldest_idle_connection_or_is_refused() -> None:
+    slots = table(max_connections=8, per_address=2)
+    slots.admit("other", "9")
+    slots.admit("a", "1")
+    slots.admit("b", "1")
+    # the port has room, the address has not: its own oldest idle one goes, never another's
+    assert slots.admit("c", "1") == Admission(True, evicted="a")
+    slots.busy("b")
+    slots.busy("c")
+    refused = slots.admit("d", "1")
+    assert refused.admitted is False and refused.evicted is None
+    assert "holds 2 busy connections (its share of --max-connections)" in refused.refused_because
+    assert (slots.count("1"), slots.is_idle("other")) == (2, True)
+
+
+def test_busy_connections_are_never_evicted_and_idle_ones_queue_by_when_they_went_idle() -> None:
+    slots = table(max_connections=3)
+    slots.admit("a", "1")
+    slots.admit("b", "2")
+    slots.admit("c", "3")
+    slots.busy("a")
+    slots.busy("b")
+    assert slots.admit("d", "4") == Admission(True, evicted="c")
+    slots.idle("b")
+    slots.idle("a")
+    assert slots.admit("e", "5") == Admission(True, evicted="d")
+    assert slots.admit("f", "6") == Admission(True, evicted="b")
+
+
+def test_release_frees_the_slot_once_and_ignores_unknown_connections() -> None:
+    slots = table(max_connections=2)
+    slots.admit("a", "1")
+    slots.admit("b", "1")
+    slots.release("a")
+    slots.release("a")
+    slots.release("never")
+    slots.idle("never")  # a closed connection reporting late changes nothing
+    slots.busy("never")
+    assert (len(slots), slots.count("1"), slots.is_idle("a"), slots.is_idle("never")) == (
+        1,
+        1,
+        False,
+        False,
+    )
+    slots.busy("b")
+    slots.release("b")
+    assert (len(slots), slots.count("1")) == (0, 0)
+    assert slots.admit("c", "1") == Admission(True)
+    assert slots.admit("d", "1") == Admission(True)
+
+
+@pytest.mark.parametrize(
+    ("max_connections", "share"),
+    [(1, 1), (8, 8), (9, 8), (32, 8), (36, 9), (256, 64), (100_000, 25_000)],
+)
+def test_the_default_share_is_a_quarter_at_least_8_at_most_all(
+    max_connections: int, share: int
+) -> None:
+    assert ConnectionLimits(max_connections=max_connections).address_share == share
+    assert ConnectionLimits(max_connections=max_connections, per_address=1).address_share == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"header_timeout": 0}, "^header_timeout must be above 0 seconds$"),
+        ({"body_timeout": 0}, "^body_timeout must be above 0 seconds$"),
+        ({"handshake_timeout": 0}, "^handshake_timeout must be above 0 seconds$"),
+        ({"send_timeout": 0}, "^send_timeout must be above 0 seconds$"),
+        ({"max_connections": 0}, "^max_connections must be at least 1$"),
+        ({"keep_alive": 0}, "^keep_alive must be at least 1 second$"),
+        ({"per_address": 0}, "^per_address must be between 1 and max_connections$"),
+        ({"max_connections": 4, "per_address": 5}, "^per_address must be between 1 and max"),
+    ],
+)
+def test_bounds_that_cannot_work_are_refused(fields: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ConnectionLimits(**fields)  # type: ignore[arg-type]
+
+
+def test_the_smallest_bounds_that_work_are_accepted() -> None:
+    limits = ConnectionLimits(
+        header_timeout=0.01,
+        body_timeout=0.01,
+        handshake_timeout=0.01,
+        send_timeout=0.01,
+        max_connections=1,
+        keep_alive=1,
+        per_address=1,
+    )
+    assert limits.address_share == 1
+    assert ConnectionLimits(max_connections=4, per_address=4).address_share == 4
