@@ -109,3 +109,15 @@ def test_no_module_uses_the_kubernetes_asyncio_client_the_image_drops() -> None:
         if re.search(r"kubernetes\.aio|from kubernetes import .*\baio\b", path.read_text())
     ]
     assert not users
+
+
+def test_manifests_refer_to_the_image_by_this_version() -> None:
+    # image references (`image:`, the init image's env value) and kustomize `images:` tags
+    tags = []
+    for path in sorted((REPO / "manifests").rglob("*.yaml")):
+        for line in path.read_text().splitlines():
+            code = line.split("#", 1)[0]
+            tags += re.findall(r"sakura-secrets-injector:([\w.-]+)", code)
+            tags += re.findall(r"newTag:\s*[\"']?([\w.-]+)", code)
+    assert tags, "no image reference found under manifests/"
+    assert set(tags) == {VERSION}, tags
