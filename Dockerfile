@@ -37,7 +37,7 @@ COPY injector/ /src/injector/
 COPY sidecar/ /src/sidecar/
 # The project itself, built by the locked setuptools; nothing more from the index. Then the
 # kubernetes package's asyncio client goes (68 of the venv's 191 MB): the injector uses the
-# synchronous one only (tests/test_image.py checks no module imports kubernetes.aio), and the
+# synchronous one only (tests/unit/test_release.py checks no module imports kubernetes.aio), and the
 # imports below fail the build if that ever changes.
 RUN set -eu; \
     /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
@@ -51,7 +51,7 @@ RUN set -eu; \
     /opt/venv/bin/sakura-secrets-injector --version
 
 FROM ${BASE}
-# The version is pyproject.toml's; tests/test_version.py keeps the two equal.
+# The version is pyproject.toml's; tests/unit/test_release.py keeps the two equal.
 LABEL org.opencontainers.image.title="sakura-secrets-injector" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0" \
