@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ DEFAULT_PROBE_PORT = 8081
 """The probe port (plain HTTP): the kubelet's /healthz, /readyz and Prometheus's /metrics."""
 DEFAULT_BROKER_SERVICE_PORT = 443
 PREVIEW_IMAGE = "sakura-secrets-injector:preview"
+DISTRIBUTION = "sakura-secrets-injector"
+"""The installed distribution whose version `--version` prints (pyproject.toml's, the only copy)."""
 
 
 class UsageError(Exception):
@@ -58,6 +61,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         prog="sakura-secrets-injector",
         description="Sakura Cloud Secret Manager secrets into Kubernetes pods as tmpfs files.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version(DISTRIBUTION)}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the admission webhook and broker over TLS")

@@ -1,65 +1,69 @@
-"""The project's image, built the way a user builds it: wheels on the host, then the Dockerfile."""
+"""The project's image, built the way a user builds it: `docker build` of the Dockerfile.
+
+Only the Dockerfile's two build args are given: BASE, and EXTRA_CA_CERTS when this machine trusts
+CAs of its own (a network that intercepts TLS, as pip on the host sees it): the PEM file named by
+$SAKURA_E2E_EXTRA_CA, or else the CAs added to the system trust store in
+/usr/local/share/ca-certificates (Debian's update-ca-certificates, which /etc/ssl/certs'
+bundle that pip uses here includes). No package index address is passed: the Dockerfile's pip
+uses its default index, like the host's.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_STAGE_LABEL = "io.sakura-secrets.stage=build"
 """Set on the Dockerfile's build stage."""
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+MAX_BUILD_ARG = 100_000
+"""One argv string may hold at most 128 KiB on Linux; a few CA certificates are a few KiB."""
 
 
 def docker_has_image(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
-def build_wheels(wheels: Path) -> None:
-    """The project and its [injector] dependencies as wheels (pip's cache makes reruns fast).
-
-    The image's Python is Debian bookworm's 3.11, so the wheels come from a 3.11 interpreter.
-    """
-    if sys.version_info[:2] != (3, 11):
+def extra_ca_certs(env: dict[str, str], local_ca_dir: Path = LOCAL_CA_DIR) -> str:
+    """The PEM text of the CAs this machine adds to the public ones ("" when it adds none)."""
+    named = env.get("SAKURA_E2E_EXTRA_CA")
+    if named:
+        files = [Path(named)]
+    else:
+        files = sorted(local_ca_dir.rglob("*.crt")) if local_ca_dir.is_dir() else []
+    pem = "".join(f.read_text() for f in files)
+    if len(pem) > MAX_BUILD_ARG:
         raise RuntimeError(
-            f"the image runs Python 3.11 but the tests run {sys.version.split()[0]}: "
-            "compiled wheels would not fit; run the e2e tests with Python 3.11"
+            f"{len(pem)} bytes of extra CA certificates ({', '.join(map(str, files))}) do not fit "
+            f"in one build arg (at most {MAX_BUILD_ARG}): name only the CAs the network adds in "
+            "$SAKURA_E2E_EXTRA_CA"
         )
-    wheels.mkdir(exist_ok=True)
-    for stale in wheels.glob("sakura_secrets_injector-*.whl"):
-        stale.unlink()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--find-links",
-            str(wheels),
-            "--wheel-dir",
-            str(wheels),
-            f"{REPO}[injector]",
-        ],
-        check=True,
-        cwd=REPO,
-        timeout=900,  # a hung download must fail the run, not eat CI's 90 minutes
-    )
+    return pem
+
+
+def network_args() -> list[str]:
+    """`--network host` when the daemon has no bridge network (the local cluster's dockerd)."""
+    bridge = subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True)
+    return [] if bridge.returncode == 0 else ["--network", "host"]
 
 
 def build_image(tag: str, base: str) -> None:
     """`docker build` the Dockerfile on `base`; the legacy builder when buildx is absent."""
-    build_wheels(REPO / "wheels")
     env = dict(os.environ)
     if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
         env["DOCKER_BUILDKIT"] = "0"
+    command = ["docker", "build", "-q", *network_args(), "--build-arg", f"BASE={base}"]
+    ca = extra_ca_certs(env)
+    if ca:
+        command += ["--build-arg", f"EXTRA_CA_CERTS={ca}"]
     proc = subprocess.run(
-        ["docker", "build", "-q", "--build-arg", f"BASE={base}", "-t", tag, str(REPO)],
+        [*command, "-t", tag, str(REPO)],
         capture_output=True,
         text=True,
         env=env,
-        timeout=900,
+        timeout=900,  # a hung download must fail the run, not eat CI's 90 minutes
     )
     if proc.returncode != 0:
         raise RuntimeError(f"docker build of {tag} failed:\n{proc.stdout}\n{proc.stderr}")
