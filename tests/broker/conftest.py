@@ -121,6 +121,9 @@ class World:
         `pairs` are `VAULT_ID/NAME`; None writes the `secrets` rule without resourceNames
         (every name, in the granted vaults only). Returns the Role the API server stored.
         """
+        bare = [p for p in pairs or () if "/" not in p]
+        if bare:
+            raise ValueError(f"grant secrets as pairs VAULT_ID/NAME, not the bare names {bare}")
         rbac = k8s.RbacAuthorizationV1Api(self.api)
         name = f"read-{service_account}"
         role = rbac.create_namespaced_role(
