@@ -164,13 +164,15 @@ def test_messages_name_every_missing_grant() -> None:
 
 
 def test_a_rule_quotes_a_name_as_yaml_can_read_it() -> None:
-    """Sakura names may hold quotes and backslashes: the printed rule stays valid YAML."""
+    """Sakura names may hold quotes, backslashes and any letter: the printed rule stays valid
+    YAML, and a name is printed as written (not as `\\u00fc` escapes)."""
     import yaml
 
-    text = Missing(SUBJECT, VAULT, secrets=('say "hi"\\ü', "x")).message()
+    text = Missing(SUBJECT, VAULT, secrets=('say "hi"\\ü', "clé")).message()
     rule = text[text.index("e.g. the rule ") + len("e.g. the rule ") : text.index("; the same")]
     assert yaml.safe_load(rule)["resourceNames"] == [f'{VAULT}/say "hi"\\ü']
-    assert text.endswith(f'; the same grant is also missing for "{VAULT}/x"')
+    assert f'resourceNames: ["{VAULT}/say \\"hi\\"\\\\ü"]' in rule
+    assert text.endswith(f'; the same grant is also missing for "{VAULT}/clé"')
 
 
 async def test_allows_are_remembered_longer_than_denials() -> None:
