@@ -42,7 +42,7 @@ SECRETS = ["db", "api", "cache", "smtp", "tls"]
 
 
 def prepare_cluster(api: k8s.ApiClient, namespace: str) -> str:
-    """A namespace, a ServiceAccount granted the 5 secrets, a Pending pod, its bound token."""
+    """A namespace, a ServiceAccount granted the vault and its 5 pairs, a Pending pod, a token."""
     core = k8s.CoreV1Api(api)
     rbac = k8s.RbacAuthorizationV1Api(api)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
@@ -60,7 +60,10 @@ def prepare_cluster(api: k8s.ApiClient, namespace: str) -> str:
                     resource_names=names,
                     verbs=["get"],
                 )
-                for resource, names in (("vaults", [VAULT]), ("secrets", SECRETS))
+                for resource, names in (
+                    ("vaults", [VAULT]),
+                    ("secrets", [f"{VAULT}/{name}" for name in SECRETS]),  # the pairs
+                )
             ],
         ),
     )

@@ -133,7 +133,8 @@ def sakura() -> Iterator[Sakura]:
         "job-token": f"job-token-{tag}",
     }
     # the same name in a second vault the injector's key sees: no grant in any test opens it
-    other_vault = {"db-password": f"other-vault-pw-{tag}"}
+    # (test_e2e_admission's `pairs` opens this vault, but only its pair for stripe-key)
+    other_vault = {"db-password": f"other-vault-pw-{tag}", "stripe-key": f"stripe-{tag}"}
     token, token_secret = secrets.token_hex(8), secrets.token_hex(16)
     config = EmulatorConfig(
         access_token=token,

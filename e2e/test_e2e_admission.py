@@ -11,7 +11,7 @@ import pytest
 from harness import manifests
 from harness.bump import BUMPED_LABEL, BumpWebhook
 from harness.kube import Kube
-from harness.manifests import OTHER_VAULT_ID
+from harness.manifests import OTHER_VAULT_ID, VAULT_ID
 from harness.stack import Sakura, Webhook
 from harness.webhooks import BUMP_LABEL
 
@@ -24,9 +24,18 @@ def labelled(kube: Kube, webhook: Webhook) -> str:
     kube.apply(
         manifests.service_account("reader", ns),
         manifests.service_account("intruder", ns),
-        *manifests.grant("read-db", ns, "reader", ["db-password"]),
+        *manifests.grant("read-db", ns, "reader", manifests.pairs("db-password")),
         # the intruder may open the vault, but no secret in it
         *manifests.grant("open-vault", ns, "intruder", []),
+        # both vaults, one pair in each: never db-password from the second vault
+        manifests.service_account("pairs", ns),
+        *manifests.grant(
+            "read-pairs",
+            ns,
+            "pairs",
+            [*manifests.pairs("db-password"), *manifests.pairs("stripe-key", vault=OTHER_VAULT_ID)],
+            vaults=(VAULT_ID, OTHER_VAULT_ID),
+        ),
     )
     return ns
 
@@ -52,9 +61,11 @@ def _denial(kube: Kube, pod: dict[str, Any]) -> str:
 def test_a_pod_without_a_grant_is_denied_with_the_missing_grant(kube: Kube, labelled: str) -> None:
     message = _denial(kube, _pod("intruder", labelled, {"secret-loot": "forbidden"}, "intruder"))
     assert (
-        f'serviceaccount {labelled}/intruder may not get sakura-secrets.io secrets "forbidden"; '
-        "grant it with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource "
-        "secrets, resourceName forbidden)" in message
+        f"serviceaccount {labelled}/intruder may not get sakura-secrets.io secrets "
+        f'"{VAULT_ID}/forbidden"; grant it with a Role/RoleBinding (verb get, apiGroup '
+        f"sakura-secrets.io, resource secrets, resourceName {VAULT_ID}/forbidden), e.g. the rule "
+        "{apiGroups: [sakura-secrets.io], resources: [secrets], resourceNames: "
+        f'["{VAULT_ID}/forbidden"], verbs: [get]}}' in message
     ), message
 
 
@@ -63,9 +74,8 @@ def test_a_grant_covers_only_the_secrets_it_names(kube: Kube, labelled: str) -> 
         kube,
         _pod("greedy", labelled, {"secret-db": "db-password", "secret-key": "api-key"}),
     )
-    assert f'serviceaccount {labelled}/reader may not get sakura-secrets.io secrets "api-key"' in (
-        message
-    ), message
+    wanted = f'may not get sakura-secrets.io secrets "{VAULT_ID}/api-key"'
+    assert f"serviceaccount {labelled}/reader {wanted}" in message, message
     assert '"db-password"' not in message
 
 
@@ -115,6 +125,58 @@ def test_the_broker_refuses_a_valid_token_asking_another_vault(
     own = ask(sakura.vault_id)
     assert own.status_code == 200, own.text
     assert own.json()["secrets"][0]["value"] == sakura.values["db-password"]
+
+
+def test_grants_by_pair_never_combine_across_vaults(
+    kube: Kube, labelled: str, webhook: Webhook, sakura: Sakura
+) -> None:
+    """`pairs` may get VAULT_ID/db-password and OTHER_VAULT_ID/stripe-key (and both vaults).
+
+    Each pair is admitted and served; db-password from the second vault, where it exists, is
+    denied at admission and refused by the broker, naming the pair, at no Sakura call.
+    """
+    admitted = _pod("pair-grant", labelled, {"secret-db": "db-password"}, "pairs")
+    assert kube.create(admitted).returncode == 0
+    second = {"secret-key": "stripe-key", "vault-id": OTHER_VAULT_ID}
+    assert kube.create(_pod("pair-grant-2", labelled, second, "pairs")).returncode == 0
+    cross_entries = {"secret-key": "stripe-key", "secret-db": "db-password"}
+    cross_pod = _pod("cross-pair", labelled, {**cross_entries, "vault-id": OTHER_VAULT_ID}, "pairs")
+    message = _denial(kube, cross_pod)
+    print(f"[e2e] cross-pair pod: {message.strip()}")
+    pair = f"{OTHER_VAULT_ID}/db-password"
+    rule = (
+        f'serviceaccount {labelled}/pairs may not get sakura-secrets.io secrets "{pair}"; grant '
+        "it with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource secrets, "
+        f"resourceName {pair}), e.g. the rule {{apiGroups: [sakura-secrets.io], resources: "
+        f'[secrets], resourceNames: ["{pair}"], verbs: [get]}}'
+    )
+    assert rule in message, message
+    assert sakura.other_vault["db-password"] not in message
+
+    token = kube.bound_token(labelled, "pairs", "pair-grant")
+    context = ssl.create_default_context(cafile=str(webhook.pki.ca_file))
+
+    def ask(vault_id: str, name: str) -> httpx.Response:
+        return httpx.post(
+            f"{webhook.injector.broker_url}/v1/secrets",
+            json={"vault_id": vault_id, "secrets": [{"name": name, "version": None}]},
+            headers={"Authorization": f"Bearer {token}"},
+            verify=context,
+            timeout=30,
+        )
+
+    first = ask(VAULT_ID, "db-password")
+    assert first.status_code == 200, first.text
+    assert first.json()["secrets"][0]["value"] == sakura.values["db-password"]
+    other = ask(OTHER_VAULT_ID, "stripe-key")
+    assert other.status_code == 200, other.text
+    assert other.json()["secrets"][0]["value"] == sakura.other_vault["stripe-key"]
+    unveils = sakura.emulator.knobs.calls.get("unveil", 0)
+    cross = ask(OTHER_VAULT_ID, "db-password")
+    print(f"[e2e] cross-pair request: {cross.status_code} {cross.text}")
+    assert cross.status_code == 403, cross.text
+    assert cross.json() == {"error": rule}
+    assert sakura.emulator.knobs.calls.get("unveil", 0) == unveils, "a refusal costs no unveil"
 
 
 # ------------------------------------------------------------------ 3. left unchanged

@@ -51,7 +51,9 @@ def shop(kube: Kube, webhook: Webhook, node: str, sakura: Sakura) -> Shop:
     ns = webhook.namespace("shop")
     kube.apply(
         manifests.service_account(SERVICE_ACCOUNT, ns),
-        *manifests.grant("read-shop-secrets", ns, SERVICE_ACCOUNT, ["db-password", "api-key"]),
+        *manifests.grant(
+            "read-shop-secrets", ns, SERVICE_ACCOUNT, manifests.pairs("db-password", "api-key")
+        ),
     )
     annotations = manifests.pod_annotations(
         {

@@ -46,7 +46,7 @@ def hostile_token(kube: Kube, webhook: Webhook) -> str:
     ns = webhook.namespace("hostile", injection=False)
     kube.apply(
         manifests.service_account("hostile", ns),
-        *manifests.grant("read-one", ns, "hostile", [GRANTED]),
+        *manifests.grant("read-one", ns, "hostile", manifests.pairs(GRANTED)),
         manifests.pod(
             "anchor", ns, manifests.pod_spec("exec sleep 3600", service_account="hostile")
         ),
@@ -59,7 +59,7 @@ def rollout(kube: Kube, webhook: Webhook, sakura: Sakura, purpose: str, secret: 
     ns = webhook.namespace(purpose)
     kube.apply(
         manifests.service_account("app", ns),
-        *manifests.grant("read", ns, "app", [secret]),
+        *manifests.grant("read", ns, "app", manifests.pairs(secret)),
     )
     annotations = manifests.pod_annotations({f"secret-{secret}": secret})
     spec = manifests.pod_spec("exec sleep 3600", service_account="app")

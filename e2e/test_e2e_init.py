@@ -20,7 +20,7 @@ def ns(kube: Kube, webhook: Webhook, node: str) -> str:
     ns = webhook.namespace("init")
     kube.apply(
         manifests.service_account(SERVICE_ACCOUNT, ns),
-        *manifests.grant("read", ns, SERVICE_ACCOUNT, ["db-password", "db-config"]),
+        *manifests.grant("read", ns, SERVICE_ACCOUNT, manifests.pairs("db-password", "db-config")),
     )
     return ns
 

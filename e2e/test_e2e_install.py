@@ -93,7 +93,9 @@ def installed(
                     },
                 },
                 manifests.service_account(SERVICE_ACCOUNT, APP_NS),
-                *manifests.grant("read-db", APP_NS, SERVICE_ACCOUNT, ["db-password"]),
+                *manifests.grant(
+                    "read-db", APP_NS, SERVICE_ACCOUNT, manifests.pairs("db-password")
+                ),
             )
             yield kube
         finally:
@@ -211,7 +213,8 @@ def test_the_network_policy_is_installed_and_a_malformed_range_is_refused(
 def test_the_installed_webhook_denies_a_secret_without_a_grant(installed: Kube) -> None:
     proc = installed.create(app_pod("nosy", "forbidden"))
     assert proc.returncode != 0
-    wanted = f'{APP_NS}/{SERVICE_ACCOUNT} may not get sakura-secrets.io secrets "forbidden"'
+    pair = manifests.pairs("forbidden")[0]
+    wanted = f'{APP_NS}/{SERVICE_ACCOUNT} may not get sakura-secrets.io secrets "{pair}"'
     assert f"serviceaccount {wanted}" in proc.stderr, proc.stderr
 
 

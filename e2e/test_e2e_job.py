@@ -26,7 +26,9 @@ def job_files(kube: Kube, webhook: Webhook, node: str) -> dict[str, str]:
     ns = webhook.namespace("batch")
     kube.apply(
         manifests.service_account(SERVICE_ACCOUNT, ns),
-        *manifests.grant("read-batch", ns, SERVICE_ACCOUNT, ["job-token", "rotated", "db-config"]),
+        *manifests.grant(
+            "read-batch", ns, SERVICE_ACCOUNT, manifests.pairs("job-token", "rotated", "db-config")
+        ),
     )
     annotations = manifests.pod_annotations(
         {

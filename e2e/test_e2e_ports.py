@@ -42,7 +42,7 @@ def test_a_pod_created_through_the_api_server_is_still_injected(
     ns = fenced.namespace("mtls")
     kube.apply(
         manifests.service_account("reader", ns),
-        *manifests.grant("read-db", ns, "reader", ["db-password"]),
+        *manifests.grant("read-db", ns, "reader", manifests.pairs("db-password")),
     )
     annotations = manifests.pod_annotations({"secret-db": "db-password"})
     spec = manifests.pod_spec("sleep 3600", service_account="reader")

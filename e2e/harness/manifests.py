@@ -32,6 +32,11 @@ def service_account(name: str, ns: str) -> dict[str, Any]:
     }
 
 
+def pairs(*names: str, vault: str = VAULT_ID) -> list[str]:
+    """The resourceNames that grant secrets: `VAULT_ID/NAME`, the pair the contract reviews."""
+    return [f"{vault}/{name}" for name in names]
+
+
 def grant(
     name: str,
     ns: str,
@@ -42,8 +47,13 @@ def grant(
 ) -> list[dict[str, Any]]:
     """The Role and RoleBinding of the contract: get on sakura-secrets.io vaults and secrets.
 
-    An empty `secrets` or `vaults` leaves that rule out (an empty resourceNames grants all).
+    `secrets` are pairs `VAULT_ID/NAME` (see `pairs`); a bare name, last round's grant, opens
+    nothing now, so it is refused here rather than left to fail as a puzzling denial. An empty
+    `secrets` or `vaults` leaves that rule out (an empty resourceNames grants all).
     """
+    bare = [s for s in secrets if "/" not in s]
+    if bare:
+        raise ValueError(f"grant secrets as pairs VAULT_ID/NAME (manifests.pairs), not {bare}")
     rules = [
         {"apiGroups": ["sakura-secrets.io"], "resources": [resource], "resourceNames": list(names),
          "verbs": ["get"]}

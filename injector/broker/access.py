@@ -1,15 +1,18 @@
 """May this ServiceAccount read this vault's secret? SubjectAccessReviews, remembered briefly.
 
 Access is plain Kubernetes RBAC on two virtual resources of API group `sakura-secrets.io`,
-verb `get`, in the pod's namespace: `vaults` named by the vault ID and `secrets` named by the
-Sakura secret's name. A pod may read a secret only when both are granted, so a grant for a
-name never opens that name in another vault. The same reviewer answers the broker, the
-admission check and `can-i`.
+verb `get`, in the pod's namespace: `vaults` named by the vault ID, and `secrets` named by the
+pair `VAULT_ID/NAME`. A secret is authorized as that pair, so grants never combine across
+vaults (a grant of `111111111111/db` and `222222222222/stripe` opens no `db` in vault
+`222222222222`). The vault is asked first and a denial stops there: a namespace without the
+vault grant costs one review, however many secrets it names. The same reviewer answers the
+broker, the admission check and `can-i`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -50,27 +53,35 @@ class Subject:
         return service_account_username(self.namespace, self.service_account)
 
 
+def secret_pair(vault_id: str, name: str) -> str:
+    """The resource name RBAC grants a secret by: `VAULT_ID/NAME` (vault IDs have no '/')."""
+    return f"{vault_id}/{name}"
+
+
 def missing_grant(subject: Subject, resource: str, name: str) -> str:
     """The one-line refusal that says exactly which grant to add, with the Role rule."""
     return (
         f"serviceaccount {subject.namespace}/{subject.service_account} may not get "
         f'{API_GROUP} {resource} "{name}"; grant it with a Role/RoleBinding (verb {VERB}, '
         f"apiGroup {API_GROUP}, resource {resource}, resourceName {name}), e.g. the rule "
-        f'{{apiGroups: [{API_GROUP}], resources: [{resource}], resourceNames: ["{name}"], '
-        f"verbs: [{VERB}]}}"
+        f"{{apiGroups: [{API_GROUP}], resources: [{resource}], resourceNames: "
+        f"[{json.dumps(name, ensure_ascii=False)}], verbs: [{VERB}]}}"
     )
 
 
 @dataclass(frozen=True)
 class Missing:
-    """The grants a subject lacks to read some secrets of one vault; empty when it may."""
+    """The grants a subject lacks to read some secrets of one vault; empty when it may.
+
+    When the vault is not granted its secrets are not reviewed at all, so `secrets` is empty.
+    """
 
     subject: Subject
     vault_id: str
     vault: bool = False
     """True when the vault itself is not granted."""
     secrets: tuple[str, ...] = ()
-    """The secret names not granted, in request order."""
+    """The secret names whose pair `VAULT_ID/NAME` is not granted, in request order."""
 
     def __bool__(self) -> bool:
         return self.vault or bool(self.secrets)
@@ -78,14 +89,14 @@ class Missing:
     def message(self) -> str:
         """The refusal for the first missing grant, naming any others on the same line."""
         if self.vault:
-            text = missing_grant(self.subject, VAULTS, self.vault_id)
-            if self.secrets:
-                names = ", ".join(f'"{n}"' for n in self.secrets)
-                text += f"; it also lacks the {SECRETS} grant for {names}"
-            return text
-        text = missing_grant(self.subject, SECRETS, self.secrets[0])
-        if len(self.secrets) > 1:
-            others = ", ".join(f'"{n}"' for n in self.secrets[1:])
+            return missing_grant(self.subject, VAULTS, self.vault_id) + (
+                f"; each secret also needs the grant of its pair ({SECRETS} "
+                f'"{secret_pair(self.vault_id, "NAME")}"), checked once the vault is granted'
+            )
+        pairs = [secret_pair(self.vault_id, n) for n in self.secrets]
+        text = missing_grant(self.subject, SECRETS, pairs[0])
+        if len(pairs) > 1:
+            others = ", ".join(json.dumps(p, ensure_ascii=False) for p in pairs[1:])
             text += f"; the same grant is also missing for {others}"
         return text
 
@@ -123,7 +134,7 @@ class AccessReviewer:
         self._answers: ExpiringMemo[tuple[Subject, str, str], bool] = ExpiringMemo(clock=clock)
 
     async def allowed(self, subject: Subject, resource: str, name: str) -> bool:
-        """May `subject` get `resource` (VAULTS or SECRETS) `name`? Remembered briefly."""
+        """May `subject` get `resource` (VAULTS, or SECRETS by pair) `name`? Remembered briefly."""
         return await self._answers.get(
             (subject, resource, name),
             lambda: self._review(subject, resource, name),
@@ -131,14 +142,18 @@ class AccessReviewer:
         )
 
     async def missing(self, subject: Subject, vault_id: str, secrets: Iterable[str]) -> Missing:
-        """The grants `subject` lacks to get `secrets` (without repeats) of vault `vault_id`."""
+        """The grants `subject` lacks to get `secrets` (without repeats) of vault `vault_id`.
+
+        The vault first: without it no secret is reviewed (one review, not one per name).
+        """
+        if not await self.allowed(subject, VAULTS, vault_id):
+            return Missing(subject, vault_id, vault=True)
         names = list(dict.fromkeys(secrets))
-        vault_ok, *answers = await asyncio.gather(
-            self.allowed(subject, VAULTS, vault_id),
-            *(self.allowed(subject, SECRETS, n) for n in names),
+        answers = await asyncio.gather(
+            *(self.allowed(subject, SECRETS, secret_pair(vault_id, n)) for n in names)
         )
         denied = tuple(n for n, ok in zip(names, answers, strict=True) if not ok)
-        return Missing(subject, vault_id, vault=not vault_ok, secrets=denied)
+        return Missing(subject, vault_id, secrets=denied)
 
     async def _review(self, subject: Subject, resource: str, name: str) -> bool:
         body = k8s.V1SubjectAccessReview(

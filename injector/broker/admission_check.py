@@ -1,4 +1,4 @@
-"""The broker's checks at admission: RBAC on the vault and each secret, and that each exists.
+"""The broker's checks at admission: RBAC on the vault and each secret's pair, and existence.
 
 A pod that would fail at start-up is refused at `kubectl apply` time instead, with the
 missing grant or the missing secret named. Sakura being unreachable never blocks a
@@ -121,10 +121,12 @@ class BrokerAdmissionCheck:
                     f"{where} asks for secret {secret.name!r}, which does not exist in vault "
                     f"{plan.vault_id}; create it in Sakura's Secret Manager or fix the name"
                 )
+            # never the latest version's number: a denial tells no more than that this
+            # version is not there (the webhook answers whoever can reach it)
             return (
-                f"{where} asks for version {secret.version} of secret {secret.name!r}, but "
-                f"its latest version in vault {plan.vault_id} is {latest[secret.name]}; pin "
-                "an existing version or drop the @VERSION"
+                f"{where} asks for version {secret.version} of secret {secret.name!r}, which "
+                f"does not exist in vault {plan.vault_id}; pin an existing version or drop the "
+                "@VERSION"
             )
         return None
 

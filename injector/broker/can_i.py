@@ -1,10 +1,13 @@
 """`sakura-secrets-injector can-i`: may a ServiceAccount read these secrets? Same reviewer.
 
 A first line for the vault, `yes vault ID` or `no  vault ID: <the missing grant>`, then one
-line per secret, `yes NAME` or `no  NAME: <the missing grant>`; exit status 0 when the vault
-and every secret are allowed, 1 otherwise, 2 for a usage error or when Kubernetes cannot
-answer. The vault is `--vault`, else the injector's default vault: $SAKURA_SECRETS_DEFAULT_VAULT_ID,
-else the key of that name in the installed injector's `sakura-api-key` Secret.
+line per secret's pair, `yes ID/NAME` or `no  ID/NAME: <the missing grant>`; a secret is read
+only when both its vault and its pair are granted. Unlike the broker, `can-i` reviews every
+pair even when the vault is denied, so an admin sees every grant to add at once. Exit status 0
+when the vault and every pair are allowed, 1 otherwise, 2 for a usage error or when Kubernetes
+cannot answer. The vault is `--vault`, else the injector's default vault:
+$SAKURA_SECRETS_DEFAULT_VAULT_ID, else the key of that name in the installed injector's
+`sakura-api-key` Secret.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from dataclasses import dataclass
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from injector.broker.access import SECRETS, VAULTS, AccessReviewer, Subject, missing_grant
+from injector.broker.access import (
+    SECRETS,
+    VAULTS,
+    AccessReviewer,
+    Subject,
+    missing_grant,
+    secret_pair,
+)
 from injector.broker.tokens import KubernetesUnavailable
 from plan import PlanError, SecretRef
 from plan.model import VAULT_ID
@@ -36,7 +46,7 @@ class CanIUsageError(ValueError):
 
 @dataclass(frozen=True)
 class Answer:
-    """`what` is a secret's name, or `vault ID` for the vault's own grant."""
+    """`what` is a secret's pair `ID/NAME`, or `vault ID` for the vault's own grant."""
 
     what: str
     allowed: bool
@@ -63,23 +73,23 @@ async def can_i(
     vault_id: str,
     secrets: Sequence[str],
 ) -> list[Answer]:
-    """The vault's answer, then each secret's (a secret needs both grants to be read)."""
+    """The vault's answer, then each secret's pair (a secret needs both grants to be read)."""
     if not namespace or not service_account:
         raise CanIUsageError("--namespace and --serviceaccount are both required")
     if not VAULT_ID.match(vault_id):
         raise CanIUsageError(f"--vault {vault_id!r} is not a 12-digit Sakura vault ID")
     subject = Subject.of(namespace, service_account)
-    names = secret_names(secrets)
-    missing = await access.missing(subject, vault_id, names)
-    vault = Answer(
-        f"vault {vault_id}",
-        not missing.vault,
-        missing_grant(subject, VAULTS, vault_id) if missing.vault else "",
-    )
-    denied = set(missing.secrets)
-    return [vault] + [
-        Answer(n, n not in denied, missing_grant(subject, SECRETS, n) if n in denied else "")
-        for n in names
+    asked = [(VAULTS, vault_id)] + [
+        (SECRETS, secret_pair(vault_id, n)) for n in secret_names(secrets)
+    ]
+    allowed = await asyncio.gather(*(access.allowed(subject, r, name) for r, name in asked))
+    return [
+        Answer(
+            f"vault {name}" if resource == VAULTS else name,
+            ok,
+            "" if ok else missing_grant(subject, resource, name),
+        )
+        for (resource, name), ok in zip(asked, allowed, strict=True)
     ]
 
 
@@ -105,8 +115,10 @@ def add_can_i_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser = commands.add_parser(
         "can-i",
         help="may a ServiceAccount read these Sakura secrets? (the broker's RBAC check)",
-        description="One line per secret: 'yes NAME', or 'no NAME: <the missing grant>'. "
-        "Exit status 0 when all are allowed, 1 when any is not, 2 on error.",
+        description="One line for the vault, then one per secret's pair VAULT_ID/NAME: "
+        "'yes VAULT_ID/NAME', or 'no VAULT_ID/NAME: <the missing grant>'. A secret is read "
+        "only when its vault and its pair are both granted. Exit status 0 when all are "
+        "allowed, 1 when any is not, 2 on error.",
     )
     parser.add_argument("-n", "--namespace", required=True, help="the pod's namespace")
     parser.add_argument(
@@ -123,7 +135,12 @@ def add_can_i_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="where the injector is installed (to find its default vault; default sakura-secrets)",
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
-    parser.add_argument("secrets", nargs="+", metavar="SECRET", help="NAME (or NAME@V#KEY)")
+    parser.add_argument(
+        "secrets",
+        nargs="+",
+        metavar="SECRET",
+        help="NAME (or NAME@V#KEY) in the vault; reviewed as the pair VAULT_ID/NAME",
+    )
 
 
 def can_i_command(args: argparse.Namespace) -> int:

@@ -48,11 +48,19 @@ VALUES = {
     "never-fetched": ["never-fetched-v1-bb01c2d3-VALUE"],
 }
 ALL_VALUES = [v for versions in VALUES.values() for v in versions]
-GRANTED_IN_A = ["db", "api", "cfg", "tls", "extra", "never-fetched"]
-GRANTED_IN_B = ["other"]
+GRANTED_IN_A = [
+    *(f"{VAULT}/{name}" for name in ["db", "api", "cfg", "tls", "extra", "never-fetched"]),
+    f"{OTHER_VAULT}/db",
+    f"{MISSING_VAULT}/db",
+]
+"""Pairs `VAULT_ID/NAME`, as the contract grants secrets."""
+GRANTED_IN_B = [f"{VAULT}/other"]
 VAULTS_IN_A = [VAULT, OTHER_VAULT, MISSING_VAULT]
 VAULTS_IN_B = [VAULT]
 """So `other`, granted in B, opens `other` in VAULT only, never in OTHER_VAULT."""
+PAIRS_OF_CROSS = [f"{VAULT}/db", f"{OTHER_VAULT}/stripe"]
+VAULTS_OF_CROSS = [VAULT, OTHER_VAULT]
+"""ServiceAccount `cross` in namespace A: both vaults, one pair in each, never `db` in OTHER."""
 
 
 class HandClock:
@@ -102,12 +110,23 @@ class World:
             )
 
     def grant(
-        self, namespace: str, service_account: str, secrets: list[str], vaults: list[str]
-    ) -> None:
-        """Exactly the Role/RoleBinding docs/broker.md tells admins to write."""
+        self,
+        namespace: str,
+        service_account: str,
+        pairs: list[str] | None,
+        vaults: list[str],
+    ) -> k8s.V1Role:
+        """Exactly the Role/RoleBinding docs/broker.md tells admins to write.
+
+        `pairs` are `VAULT_ID/NAME`; None writes the `secrets` rule without resourceNames
+        (every name, in the granted vaults only). Returns the Role the API server stored.
+        """
+        bare = [p for p in pairs or () if "/" not in p]
+        if bare:
+            raise ValueError(f"grant secrets as pairs VAULT_ID/NAME, not the bare names {bare}")
         rbac = k8s.RbacAuthorizationV1Api(self.api)
         name = f"read-{service_account}"
-        rbac.create_namespaced_role(
+        role = rbac.create_namespaced_role(
             namespace,
             k8s.V1Role(
                 metadata=k8s.V1ObjectMeta(name=name),
@@ -118,7 +137,7 @@ class World:
                         resource_names=names,
                         verbs=["get"],
                     )
-                    for resource, names in (("vaults", vaults), ("secrets", secrets))
+                    for resource, names in (("vaults", vaults), ("secrets", pairs))
                 ],
             ),
         )
@@ -136,6 +155,7 @@ class World:
                 ],
             ),
         )
+        return role
 
     def pod(self, namespace: str, name: str, service_account: str) -> k8s.V1Pod:
         """A pod that never runs (no node): enough to bind a token to it."""
@@ -205,11 +225,14 @@ def world(kube: k8s.ApiClient) -> Iterator[World]:
     try:
         w.service_account(w.ns_a, "app")
         w.service_account(w.ns_a, "nogrant")
+        w.service_account(w.ns_a, "cross")
         w.service_account(w.ns_b, "app")
         w.grant(w.ns_a, "app", GRANTED_IN_A, VAULTS_IN_A)
+        w.grant(w.ns_a, "cross", PAIRS_OF_CROSS, VAULTS_OF_CROSS)
         w.grant(w.ns_b, "app", GRANTED_IN_B, VAULTS_IN_B)
         w.pod(w.ns_a, "app", "app")
         w.pod(w.ns_a, "nogrant", "nogrant")
+        w.pod(w.ns_a, "cross", "cross")
         w.pod(w.ns_b, "app", "app")
         yield w
     finally:

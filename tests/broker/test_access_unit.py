@@ -47,65 +47,132 @@ def test_a_service_accounts_subject_has_the_groups_kubernetes_gives_it() -> None
     assert Subject.of("shop", "api").username == "system:serviceaccount:shop:api"
 
 
-async def test_it_reviews_the_vault_and_each_secret_as_the_service_account() -> None:
-    reviews = RecordingReviews({("vaults", VAULT), ("secrets", "db")})
+COMMON = {
+    "user": "system:serviceaccount:shop:api",
+    "groups": ["system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated"],
+    "verb": "get",
+    "group": "sakura-secrets.io",
+    "namespace": "shop",
+    "timeout": 2.5,
+}
+
+
+async def test_it_reviews_the_vault_first_then_each_secret_by_its_pair() -> None:
+    reviews = RecordingReviews({("vaults", VAULT), ("secrets", f"{VAULT}/db")})
     missing = await reviewer(reviews, Clock()).missing(SUBJECT, VAULT, ["db", "api", "db"])
     assert missing == Missing(SUBJECT, VAULT, vault=False, secrets=("api",))
-    common = {
-        "user": "system:serviceaccount:shop:api",
-        "groups": ["system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated"],
-        "verb": "get",
-        "group": "sakura-secrets.io",
-        "namespace": "shop",
-        "timeout": 2.5,
-    }
-    assert sorted(reviews.sent, key=lambda r: (r["resource"], r["name"])) == [
-        {**common, "resource": "secrets", "name": "api"},
-        {**common, "resource": "secrets", "name": "db"},
-        {**common, "resource": "vaults", "name": VAULT},
+    assert reviews.sent[0] == {**COMMON, "resource": "vaults", "name": VAULT}
+    assert sorted(reviews.sent[1:], key=lambda r: r["name"]) == [
+        {**COMMON, "resource": "secrets", "name": f"{VAULT}/api"},
+        {**COMMON, "resource": "secrets", "name": f"{VAULT}/db"},
     ]
 
 
-async def test_a_name_grant_without_the_vault_grant_is_missing_the_vault() -> None:
-    reviews = RecordingReviews({("vaults", VAULT), ("secrets", "db")})
+async def test_without_the_vault_grant_one_review_is_made_and_no_secret_is_reviewed() -> None:
+    """A namespace with no grant costs the API server one review, not one per name."""
+    reviews = RecordingReviews({("secrets", f"{OTHER}/db")})
+    names = [f"name-{i}" for i in range(100)]
+    missing = await reviewer(reviews, Clock()).missing(SUBJECT, OTHER, names)
+    assert missing == Missing(SUBJECT, OTHER, vault=True)
+    assert reviews.sent == [{**COMMON, "resource": "vaults", "name": OTHER}]
+
+
+async def test_grants_never_combine_across_vaults() -> None:
+    """Granted VAULT/db and OTHER/stripe (and both vaults): db in OTHER stays closed."""
+    reviews = RecordingReviews(
+        {
+            ("vaults", VAULT),
+            ("vaults", OTHER),
+            ("secrets", f"{VAULT}/db"),
+            ("secrets", f"{OTHER}/stripe"),
+        }
+    )
+    access = reviewer(reviews, Clock())
+    assert not await access.missing(SUBJECT, VAULT, ["db"])
+    assert not await access.missing(SUBJECT, OTHER, ["stripe"])
+    cross = await access.missing(SUBJECT, OTHER, ["db", "stripe"])
+    assert cross == Missing(SUBJECT, OTHER, secrets=("db",))
+    assert cross.message() == (
+        'serviceaccount shop/api may not get sakura-secrets.io secrets "110000000002/db"; '
+        "grant it with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource "
+        "secrets, resourceName 110000000002/db), e.g. the rule {apiGroups: "
+        '[sakura-secrets.io], resources: [secrets], resourceNames: ["110000000002/db"], '
+        "verbs: [get]}"
+    )
+    assert Missing(SUBJECT, VAULT, secrets=("stripe",)) == await access.missing(
+        SUBJECT, VAULT, ["stripe"]
+    )
+
+
+async def test_a_name_grant_without_the_vault_grant_opens_nothing() -> None:
+    reviews = RecordingReviews({("vaults", VAULT), ("secrets", f"{OTHER}/db")})
     access = reviewer(reviews, Clock())
     missing = await access.missing(SUBJECT, OTHER, ["db"])
-    assert missing and missing.vault and missing.secrets == ()
+    assert missing == Missing(SUBJECT, OTHER, vault=True)
     assert missing.message().startswith(
         'serviceaccount shop/api may not get sakura-secrets.io vaults "110000000002"; '
     )
     assert 'resources: [vaults], resourceNames: ["110000000002"]' in missing.message()
-    assert not await access.missing(SUBJECT, VAULT, ["db"])
+    assert await access.missing(SUBJECT, VAULT, ["db"]) == Missing(SUBJECT, VAULT, secrets=("db",))
+
+
+async def test_the_old_cross_product_of_vault_and_name_grants_opens_nothing() -> None:
+    """The issue's case: vaults VAULT and OTHER, names `db` and `stripe` granted apart.
+
+    Authorized separately, they opened `db` in OTHER; bare names are no pairs, so they open
+    no secret anywhere now.
+    """
+    reviews = RecordingReviews(
+        {("vaults", VAULT), ("vaults", OTHER), ("secrets", "db"), ("secrets", "stripe")}
+    )
+    access = reviewer(reviews, Clock())
+    assert await access.missing(SUBJECT, OTHER, ["db"]) == Missing(SUBJECT, OTHER, secrets=("db",))
+    assert await access.missing(SUBJECT, VAULT, ["db"]) == Missing(SUBJECT, VAULT, secrets=("db",))
 
 
 async def test_the_secret_grant_is_not_a_vault_grant_of_the_same_name() -> None:
     """A secret named like the vault ID opens nothing: resource and name are checked together."""
-    reviews = RecordingReviews({("secrets", VAULT), ("secrets", "db")})
+    reviews = RecordingReviews({("secrets", VAULT), ("secrets", f"{VAULT}/db")})
     missing = await reviewer(reviews, Clock()).missing(SUBJECT, VAULT, ["db"])
     assert missing.vault
 
 
 def test_messages_name_every_missing_grant() -> None:
-    both = Missing(SUBJECT, VAULT, vault=True, secrets=("a", "b"))
-    assert both.message() == (
+    assert Missing(SUBJECT, VAULT, vault=True).message() == (
         'serviceaccount shop/api may not get sakura-secrets.io vaults "110000000001"; grant it '
         "with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource vaults, "
         "resourceName 110000000001), e.g. the rule {apiGroups: [sakura-secrets.io], resources: "
-        '[vaults], resourceNames: ["110000000001"], verbs: [get]}; it also lacks the secrets '
-        'grant for "a", "b"'
+        '[vaults], resourceNames: ["110000000001"], verbs: [get]}; each secret also needs the '
+        'grant of its pair (secrets "110000000001/NAME"), checked once the vault is granted'
     )
-    assert Missing(SUBJECT, VAULT, vault=True).message().endswith("verbs: [get]}")
     one = Missing(SUBJECT, VAULT, secrets=("a",))
-    assert one and one.message().endswith("verbs: [get]}")
+    assert one and one.message().endswith('resourceNames: ["110000000001/a"], verbs: [get]}')
     two = Missing(SUBJECT, VAULT, secrets=("a", "b"))
-    assert two.message().endswith('verbs: [get]}; the same grant is also missing for "b"')
+    assert two.message().endswith(
+        'verbs: [get]}; the same grant is also missing for "110000000001/b"'
+    )
     names = Missing(SUBJECT, VAULT, secrets=("a", "b", "c"))
     assert names.message().startswith(
-        'serviceaccount shop/api may not get sakura-secrets.io secrets "a"; grant it with a '
-        "Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource secrets, resourceName a)"
+        'serviceaccount shop/api may not get sakura-secrets.io secrets "110000000001/a"; grant '
+        "it with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource secrets, "
+        "resourceName 110000000001/a)"
     )
-    assert names.message().endswith('; the same grant is also missing for "b", "c"')
+    assert names.message().endswith(
+        '; the same grant is also missing for "110000000001/b", "110000000001/c"'
+    )
     assert not Missing(SUBJECT, VAULT)
+
+
+def test_a_rule_quotes_a_name_as_yaml_can_read_it() -> None:
+    """Sakura names may hold quotes, backslashes and any letter: the printed rule stays valid
+    YAML, and a name is printed as written (not as `\\u00fc` escapes)."""
+    import yaml
+
+    text = Missing(SUBJECT, VAULT, secrets=('say "hi"\\ü', "clé")).message()
+    rule = text[text.index("e.g. the rule ") + len("e.g. the rule ") : text.index("; the same")]
+    assert yaml.safe_load(rule)["resourceNames"] == [f'{VAULT}/say "hi"\\ü']
+    assert f'resourceNames: ["{VAULT}/say \\"hi\\"\\\\ü"]' in rule
+    assert text.endswith(f'; the same grant is also missing for "{VAULT}/clé"')
 
 
 async def test_allows_are_remembered_longer_than_denials() -> None:
@@ -156,19 +223,17 @@ async def test_an_api_failure_is_kubernetes_unavailable_and_not_remembered() -> 
     access = reviewer(reviews, Clock())
     with pytest.raises(KubernetesUnavailable) as caught:
         await access.missing(SUBJECT, VAULT, ["db"])
-    assert str(caught.value) in {
-        f"the Kubernetes API could not review access to {resource} {name!r} (HTTP 500 Internal "
+    assert str(caught.value) == (
+        f"the Kubernetes API could not review access to vaults {VAULT!r} (HTTP 500 Internal "
         "Server Error); the injector needs create on subjectaccessreviews"
-        for resource, name in (("vaults", VAULT), ("secrets", "db"))
-    }
+    )
+    assert [r["resource"] for r in reviews.sent] == ["vaults"]  # the vault first, then stop
     reviews.fail = ConnectionRefusedError()
     with pytest.raises(KubernetesUnavailable) as caught:
-        # another name: the first call's review of `db` may still be in flight (gather gave
-        # up at the vault's failure), and a read of `db` now would share its answer
-        await access.allowed(SUBJECT, "secrets", "api")
+        await access.allowed(SUBJECT, "secrets", f"{VAULT}/db")
     assert str(caught.value) == (
-        "the Kubernetes API could not be reached to review access to secrets 'api' "
-        "(ConnectionRefusedError)"
+        "the Kubernetes API could not be reached to review access to secrets "
+        "'110000000001/db' (ConnectionRefusedError)"
     )
     reviews.fail = None
     assert (await access.missing(SUBJECT, VAULT, [])) == Missing(SUBJECT, VAULT)

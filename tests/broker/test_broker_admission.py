@@ -7,7 +7,14 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import MISSING_VAULT, OTHER_VAULT, VAULT, World, sakura_config
+from conftest import (
+    MISSING_VAULT,
+    OTHER_VAULT,
+    PAIRS_OF_CROSS,
+    VAULT,
+    World,
+    sakura_config,
+)
 from prometheus_client import CollectorRegistry
 
 from emulator.app import Emulator
@@ -27,6 +34,7 @@ def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> P
 
 
 def grant_text(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
+    """The refusal for one grant: `name` is the vault ID, or the pair `VAULT_ID/NAME`."""
     return (
         f'serviceaccount {ns}/{sa} may not get sakura-secrets.io {resource} "{name}"; grant it '
         f"with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource {resource}, "
@@ -56,7 +64,7 @@ async def test_secret_granted_only_in_another_namespace_is_denied(
     world: World, parts: BrokerParts
 ) -> None:
     outcome = await parts.check(world.ns_b, "app", plan_of("other", "db"))
-    assert outcome.denial == grant_text(world.ns_b, "app", "db")
+    assert outcome.denial == grant_text(world.ns_b, "app", f"{VAULT}/db")
 
 
 async def test_template_refs_are_checked_too(world: World, parts: BrokerParts) -> None:
@@ -73,7 +81,7 @@ async def test_template_refs_are_checked_too(world: World, parts: BrokerParts) -
         vault_id=VAULT,
     )
     outcome = await parts.check(world.ns_b, "app", plan)
-    assert outcome.denial == grant_text(world.ns_b, "app", "api")
+    assert outcome.denial == grant_text(world.ns_b, "app", f"{VAULT}/api")
 
 
 async def test_missing_secret_is_denied_naming_the_annotation(
@@ -85,11 +93,14 @@ async def test_missing_secret_is_denied_naming_the_annotation(
     assert f"does not exist in vault {OTHER_VAULT}" in outcome.denial
 
 
-async def test_version_past_the_latest_is_denied(world: World, parts: BrokerParts) -> None:
+async def test_version_past_the_latest_is_denied_without_the_latest(
+    world: World, parts: BrokerParts
+) -> None:
     outcome = await parts.check(world.ns_a, "app", plan_of("api", "db@3"))
-    assert outcome.denial is not None
-    assert "version 3 of secret 'db'" in outcome.denial
-    assert "latest version in vault 110000000001 is 2" in outcome.denial
+    assert outcome.denial == (
+        "annotation sakura-secrets.io/secret-f1 asks for version 3 of secret 'db', which does "
+        f"not exist in vault {VAULT}; pin an existing version or drop the @VERSION"
+    )
 
 
 async def test_a_newly_created_secret_is_seen_despite_the_cached_listing(
@@ -122,9 +133,92 @@ async def test_a_name_grant_does_not_open_another_vault_at_admission(
     emulator[0].knobs.reset_stats()
     for vault_id in (OTHER_VAULT, MISSING_VAULT):
         outcome = await parts.check(world.ns_b, "app", plan_of("other", vault_id=vault_id))
-        assert outcome.denial == grant_text(world.ns_b, "app", vault_id, "vaults")
+        assert outcome.denial == grant_text(world.ns_b, "app", vault_id, "vaults") + (
+            f'; each secret also needs the grant of its pair (secrets "{vault_id}/NAME"), '
+            "checked once the vault is granted"
+        )
     assert emulator[0].knobs.stats()["calls"] == {}
     assert (await parts.check(world.ns_b, "app", plan_of("other"))).denial is None
+
+
+def api_allows(world: World, ns: str, sa: str, resource: str, name: str) -> bool:
+    """The API server's own SubjectAccessReview, without the reviewer's memory."""
+    from kubernetes import client as k8s
+
+    body = k8s.V1SubjectAccessReview(
+        spec=k8s.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{ns}:{sa}",
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{ns}"],
+            resource_attributes=k8s.V1ResourceAttributes(
+                namespace=ns, verb="get", group="sakura-secrets.io", resource=resource, name=name
+            ),
+        )
+    )
+    answer = k8s.AuthorizationV1Api(world.api).create_subject_access_review(body)
+    allowed = bool(answer.status.allowed)
+    print(f"[rbac] SubjectAccessReview {ns}/{sa} get {resource} {name!r}: allowed={allowed}")
+    return allowed
+
+
+def test_the_api_server_stores_and_matches_a_pair_as_a_resource_name(world: World) -> None:
+    """RBAC takes `VAULT_ID/NAME` (a slash inside a resourceName) and matches it whole.
+
+    The Role the `world` fixture created for `cross` reads back unchanged, and the API
+    server's own SubjectAccessReview allows exactly its pairs: not the bare name, not the
+    name in the other granted vault, not a longer or shorter name.
+    """
+    from kubernetes import client as k8s
+
+    role = k8s.RbacAuthorizationV1Api(world.api).read_namespaced_role("read-cross", world.ns_a)
+    assert [(r.resources, r.resource_names) for r in role.rules] == [
+        (["vaults"], [VAULT, OTHER_VAULT]),
+        (["secrets"], PAIRS_OF_CROSS),
+    ]
+    names = [
+        f"{VAULT}/db",
+        f"{OTHER_VAULT}/stripe",
+        f"{OTHER_VAULT}/db",
+        f"{VAULT}/stripe",
+        "db",
+        f"{VAULT}/db/x",
+        f"{VAULT}/",
+        VAULT,
+    ]
+    allowed = [api_allows(world, world.ns_a, "cross", "secrets", n) for n in names]
+    assert allowed == [True, True] + [False] * 6
+
+
+async def test_a_cross_pair_is_denied_at_admission(
+    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+) -> None:
+    """cross is granted VAULT/db and OTHER_VAULT/stripe (and both vaults): each pair is
+    admitted, db from OTHER_VAULT (which has one) is denied naming the pair, before Sakura."""
+    emulator[0].store.put(OTHER_VAULT, "stripe", "stripe-in-the-second-vault-VALUE")
+    emulator[0].store.put(OTHER_VAULT, "db", "db-in-the-second-vault-VALUE")
+    assert await parts.check(world.ns_a, "cross", plan_of("db")) == CheckOutcome()
+    second = plan_of("stripe", vault_id=OTHER_VAULT)
+    assert await parts.check(world.ns_a, "cross", second) == CheckOutcome()
+    emulator[0].knobs.reset_stats()
+    outcome = await parts.check(world.ns_a, "cross", plan_of("stripe", "db", vault_id=OTHER_VAULT))
+    print(f"[rbac] cross pair at admission: {outcome.denial}")
+    assert outcome.denial == grant_text(world.ns_a, "cross", f"{OTHER_VAULT}/db")
+    assert emulator[0].knobs.stats()["calls"] == {}
+
+
+async def test_a_rule_without_resource_names_opens_every_name_in_the_granted_vaults_only(
+    world: World, parts: BrokerParts
+) -> None:
+    world.service_account(world.ns_b, "every")
+    world.grant(world.ns_b, "every", None, [VAULT])
+    for _ in range(100):  # the authorizer sees a new RoleBinding within moments
+        if api_allows(world, world.ns_b, "every", "vaults", VAULT):
+            break
+        await asyncio.sleep(0.1)
+    assert api_allows(world, world.ns_b, "every", "secrets", f"{OTHER_VAULT}/any-name")
+    assert await parts.check(world.ns_b, "every", plan_of("db", "api", "other")) == CheckOutcome()
+    other = await parts.check(world.ns_b, "every", plan_of("db", vault_id=OTHER_VAULT))
+    assert other.denial is not None
+    assert other.denial.startswith(grant_text(world.ns_b, "every", OTHER_VAULT, "vaults"))
 
 
 async def test_reviews_naming_an_unknown_vault_cost_one_call_per_negative_ttl(
@@ -187,7 +281,8 @@ async def test_rbac_still_denies_when_sakura_is_unreachable(
     emulator[0].knobs.set_faults([Fault(503, 1.0)])
     outcome = await parts.check(world.ns_a, "nogrant", plan_of("db"))
     assert outcome.denial == grant_text(world.ns_a, "nogrant", VAULT, "vaults") + (
-        '; it also lacks the secrets grant for "db"'
+        f'; each secret also needs the grant of its pair (secrets "{VAULT}/NAME"), checked '
+        "once the vault is granted"
     )
 
 
@@ -200,27 +295,31 @@ async def test_direct_mode_skips_rbac_and_existence(
     assert emulator[0].knobs.stats()["calls"].get("list_secrets") is None
 
 
-async def test_can_i_answers_per_secret(world: World, parts: BrokerParts) -> None:
+async def test_can_i_answers_per_pair(world: World, parts: BrokerParts) -> None:
     code, lines = await run_can_i(
         parts.access, world.ns_a, "app", VAULT, ["db", "api@2#key", "other"]
     )
     assert code == 1
     assert lines == [
         f"yes vault {VAULT}",
-        "yes db",
-        "yes api",
-        "no  other: " + grant_text(world.ns_a, "app", "other"),
+        f"yes {VAULT}/db",
+        f"yes {VAULT}/api",
+        f"no  {VAULT}/other: " + grant_text(world.ns_a, "app", f"{VAULT}/other"),
     ]
     code, lines = await run_can_i(parts.access, world.ns_b, "app", VAULT, ["other"])
-    assert (code, lines) == (0, [f"yes vault {VAULT}", "yes other"])
+    assert (code, lines) == (0, [f"yes vault {VAULT}", f"yes {VAULT}/other"])
 
 
-async def test_can_i_checks_the_vault_too(world: World, parts: BrokerParts) -> None:
+async def test_can_i_checks_the_vault_and_every_pair_even_without_the_vault(
+    world: World, parts: BrokerParts
+) -> None:
+    """An admin sees every grant to add at once; `other` is granted in VAULT, not here."""
     code, lines = await run_can_i(parts.access, world.ns_b, "app", OTHER_VAULT, ["other"])
     assert code == 1
+    pair = f"{OTHER_VAULT}/other"
     assert lines == [
         f"no  vault {OTHER_VAULT}: " + grant_text(world.ns_b, "app", OTHER_VAULT, "vaults"),
-        "yes other",
+        f"no  {pair}: " + grant_text(world.ns_b, "app", pair),
     ]
 
 
@@ -256,21 +355,26 @@ def test_can_i_command_line(world: World) -> None:
         timeout=60,
     )
     assert allowed.returncode == 0, allowed.stderr
-    assert allowed.stdout.splitlines() == [f"yes vault {VAULT}", "yes db", "yes api"]
+    assert allowed.stdout.splitlines() == [
+        f"yes vault {VAULT}",
+        f"yes {VAULT}/db",
+        f"yes {VAULT}/api",
+    ]
     # no --vault: the injector's default vault, here from the environment
     env = {**os.environ, "SAKURA_SECRETS_DEFAULT_VAULT_ID": OTHER_VAULT}
     denied = subprocess.run(
-        [*command, "can-i", "-n", world.ns_b, "--serviceaccount", "app", "other", "db"],
+        [*command, "can-i", "-n", world.ns_a, "--serviceaccount", "cross", "stripe", "db"],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
     )
     assert denied.returncode == 1
+    cross = f"{OTHER_VAULT}/db"  # cross is granted VAULT/db and OTHER_VAULT/stripe
     assert denied.stdout.splitlines() == [
-        f"no  vault {OTHER_VAULT}: " + grant_text(world.ns_b, "app", OTHER_VAULT, "vaults"),
-        "yes other",
-        "no  db: " + grant_text(world.ns_b, "app", "db"),
+        f"yes vault {OTHER_VAULT}",
+        f"yes {OTHER_VAULT}/stripe",
+        f"no  {cross}: " + grant_text(world.ns_a, "cross", cross),
     ]
 
 
@@ -301,7 +405,7 @@ def test_can_i_finds_the_installed_injectors_default_vault(world: World) -> None
     )
     assert (found.returncode, found.stdout.splitlines()) == (
         0,
-        [f"yes vault {MISSING_VAULT}", "yes db"],
+        [f"yes vault {MISSING_VAULT}", f"yes {MISSING_VAULT}/db"],
     ), found.stderr
     missing = subprocess.run(
         [*command, *args, "--injector-namespace", world.ns_a],

@@ -30,7 +30,10 @@ async def fetch(
 
 
 def missing_grant(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
-    """The contract's refusal, written out here so a change to it is a visible test change."""
+    """The contract's refusal, written out here so a change to it is a visible test change.
+
+    `name` is the vault ID for `vaults`, the pair `VAULT_ID/NAME` for `secrets`.
+    """
     return (
         f'serviceaccount {ns}/{sa} may not get sakura-secrets.io {resource} "{name}"; grant it '
         f"with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource {resource}, "
@@ -69,7 +72,7 @@ async def test_secret_without_grant_is_403_naming_the_grant(
         broker, token, [{"name": "db", "version": None}, {"name": "other", "version": None}]
     )
     assert response.status_code == 403
-    assert response.json() == {"error": missing_grant(world.ns_a, "app", "other")}
+    assert response.json() == {"error": missing_grant(world.ns_a, "app", f"{VAULT}/other")}
     assert VALUES["db"][1] not in response.text  # nothing of the allowed one either
 
 
@@ -80,7 +83,8 @@ async def test_serviceaccount_without_any_grant_is_403(world: World, broker: Bro
     )
     assert response.status_code == 403
     assert response.json()["error"] == missing_grant(world.ns_a, "nogrant", VAULT, "vaults") + (
-        '; it also lacks the secrets grant for "db", "api"'
+        f'; each secret also needs the grant of its pair (secrets "{VAULT}/NAME"), checked once '
+        "the vault is granted"
     )
 
 
@@ -97,12 +101,37 @@ async def test_a_name_grant_does_not_open_the_name_in_another_vault(
             broker, token, [{"name": "other", "version": None}], vault_id=vault_id
         )
         assert response.status_code == 403, response.text
-        assert response.json() == {"error": missing_grant(world.ns_b, "app", vault_id, "vaults")}
+        assert response.json()["error"].startswith(
+            missing_grant(world.ns_b, "app", vault_id, "vaults") + "; each secret also needs"
+        )
         assert "VALUE" not in response.text
     assert emulator[0].knobs.stats()["calls"] == {}
     ok = await fetch(broker, token, [{"name": "other", "version": None}], vault_id=VAULT)
     assert ok.status_code == 200, ok.text
     assert ok.json()["secrets"][0]["value"] == VALUES["other"][0]
+
+
+async def test_grants_by_pair_never_combine_across_vaults(
+    world: World, broker: BrokerServer, emulator: tuple[Emulator, str]
+) -> None:
+    """cross (ns A) is granted both vaults, VAULT/db and OTHER_VAULT/stripe: each pair reads,
+    `db` from OTHER_VAULT (which has one) is 403 naming the pair, before any Sakura call."""
+    emulator[0].store.put(OTHER_VAULT, "stripe", "stripe-in-the-second-vault-VALUE")
+    emulator[0].store.put(OTHER_VAULT, "db", "db-in-the-second-vault-VALUE")
+    token = world.token(world.ns_a, "cross")
+    own = await fetch(broker, token, [{"name": "db", "version": None}])
+    assert own.status_code == 200, own.text
+    assert own.json()["secrets"][0]["value"] == VALUES["db"][1]
+    second = await fetch(broker, token, [{"name": "stripe", "version": None}], vault_id=OTHER_VAULT)
+    assert second.status_code == 200, second.text
+    assert second.json()["secrets"][0]["value"] == "stripe-in-the-second-vault-VALUE"
+    emulator[0].knobs.reset_stats()
+    cross = await fetch(broker, token, [{"name": "db", "version": None}], vault_id=OTHER_VAULT)
+    print(f"[rbac] cross pair at the broker: {cross.status_code} {cross.text}")
+    assert cross.status_code == 403, cross.text
+    assert cross.json() == {"error": missing_grant(world.ns_a, "cross", f"{OTHER_VAULT}/db")}
+    assert "VALUE" not in cross.text
+    assert emulator[0].knobs.stats()["calls"] == {}
 
 
 async def test_other_namespaces_serviceaccount_cannot_use_a_grant_of_the_first(
@@ -112,7 +141,7 @@ async def test_other_namespaces_serviceaccount_cannot_use_a_grant_of_the_first(
     token = world.token(world.ns_b, "app")
     response = await fetch(broker, token, [{"name": "db", "version": None}])
     assert response.status_code == 403
-    assert response.json() == {"error": missing_grant(world.ns_b, "app", "db")}
+    assert response.json() == {"error": missing_grant(world.ns_b, "app", f"{VAULT}/db")}
     # and its own grant works: the identity came from the token, not from anything sent
     ok = await fetch(broker, token, [{"name": "other", "version": None}])
     assert ok.status_code == 200
@@ -148,7 +177,7 @@ async def test_token_of_a_deleted_serviceaccount_is_401(world: World, broker: Br
     remembers a successful authentication for 10 s; a token first seen afterwards is refused.
     """
     world.service_account(world.ns_a, "doomed")
-    world.grant(world.ns_a, "doomed", ["db"], [VAULT])
+    world.grant(world.ns_a, "doomed", [f"{VAULT}/db"], [VAULT])
     world.pod(world.ns_a, "doomed", "doomed")
     token = world.token(world.ns_a, "doomed")
     world.core.delete_namespaced_service_account("doomed", world.ns_a)

@@ -65,7 +65,8 @@ class Pod:
 
 @pytest.fixture(scope="module")
 def pod() -> Iterator[Pod]:
-    """A namespace, a ServiceAccount allowed to get db and api, and a pod its token is bound to."""
+    """A namespace, a ServiceAccount allowed to get VAULT/db and VAULT/api (the pairs), and a
+    pod its token is bound to."""
     if not os.environ.get("KUBECONFIG"):
         pytest.fail(
             "KUBECONFIG is not set: this test needs a real API server for TokenReview and "
@@ -86,7 +87,10 @@ def pod() -> Iterator[Pod]:
                 resource_names=names,
                 verbs=["get"],
             )
-            for resource, names in (("vaults", [VAULT]), ("secrets", ["db", "api"]))
+            for resource, names in (
+                ("vaults", [VAULT]),
+                ("secrets", [f"{VAULT}/db", f"{VAULT}/api"]),
+            )
         ]
         rbac.create_namespaced_role(
             namespace, k8s.V1Role(metadata=k8s.V1ObjectMeta(name="read"), rules=rules)
@@ -227,10 +231,10 @@ def test_a_secret_without_a_grant_is_forbidden_and_nothing_is_written(
     lines = (tmp_path / "termination-log").read_text().splitlines()
     assert lines == [
         f"sakura-secrets-init: forbidden: serviceaccount {pod.namespace}/app may not get "
-        'sakura-secrets.io secrets "plain"; grant it with a Role/RoleBinding (verb get, '
-        "apiGroup sakura-secrets.io, resource secrets, resourceName plain), e.g. the rule "
-        '{apiGroups: [sakura-secrets.io], resources: [secrets], resourceNames: ["plain"], '
-        "verbs: [get]}"
+        f'sakura-secrets.io secrets "{VAULT}/plain"; grant it with a Role/RoleBinding (verb '
+        f"get, apiGroup sakura-secrets.io, resource secrets, resourceName {VAULT}/plain), e.g. "
+        "the rule {apiGroups: [sakura-secrets.io], resources: [secrets], resourceNames: "
+        f'["{VAULT}/plain"], verbs: [get]}}'
     ]
     assert snapshot(secrets_dir) == before
     assert emulator.knobs.calls["unveil"] == 0, "nothing is read from Sakura for a denied pod"
