@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import json
@@ -35,7 +34,6 @@ import multiprocessing
 import os
 import re
 import resource
-import secrets
 import shutil
 import signal
 import socket
@@ -45,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -56,6 +54,19 @@ import httpx
 from kubernetes import client as k8s
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# hostile_attacks sits beside this file; spawned children get the same path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hostile_attacks import (
+    ATTACKER_ADDRESS,
+    AUDIENCE,
+    BLOB,
+    VAULT_A,
+    VAULT_B,
+    Spec,
+    attacker_main,
+    fetch_body,
+)
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
@@ -63,11 +74,7 @@ from injector.certs import generate_ca, issue_serving_cert
 from injector.kube import api_client as kube_api_client
 from injector.reviews import pod_create_review
 
-VAULT_A = "110000000001"
-VAULT_B = "110000000002"
 VICTIM_SECRETS = ("db", "api")
-BLOB = "blob"
-"""64 KiB of control characters: JSON writes each as a six-byte escape."""
 GONE = "gone"
 """Deleted in row 7 after its version 1 was fetched."""
 GHOST = "ghost"
@@ -88,16 +95,15 @@ SEED: dict[str, Any] = {
         {"id": VAULT_B, "secrets": {"db-password": "b-db-password", "stripe-key": "b-stripe"}},
     ]
 }
-MAX_REVIEW_BYTES = 3 * 1024 * 1024
-AUDIENCE = "sakura-secrets-injector"
 RSS_LIMIT_MIB = 256
 PROBE_TIMEOUT = 1.0
 FETCH_TIMEOUT = 15.0
 FETCH_EVERY = 0.1
 REVIEW_EVERY = 0.2
 PROBE_EVERY = 0.25
+MAX_IN_FLIGHT = 20
+"""Victim fetches (and reviews) waiting at once; past it the victim skips a beat."""
 INJECTOR_NOFILE = 1024
-ATTACKER_ADDRESS = "127.0.0.2"
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ ATTACKS = (
     Attack("pinned-deleted", "7 deleted pinned version", remote=False),
     Attack("forged-review", "8 forged review", remote=False),
 )
+AGAIN = Attack("baseline", "0 unattacked, again", remote=False)
+"""The baseline once more at the end: the reference is the slower of the two (shared CPUs)."""
 OFFLINE = (
     ("9 PriorityClass", "n/a (manifest)"),
     ("10 template errors", "n/a (template)"),
@@ -346,10 +354,6 @@ def victim_review(namespace: str, secret: str, uid: str) -> bytes:
     return json.dumps(pod_create_review(pod, namespace=namespace, uid=uid)).encode()
 
 
-def fetch_body(vault: str, names: list[str], version: int | None = None) -> dict[str, Any]:
-    return {"vault_id": vault, "secrets": [{"name": n, "version": version} for n in names]}
-
-
 @dataclass
 class Samples:
     fetches: list[float] = field(default_factory=list)
@@ -396,22 +400,36 @@ class Victim:
         return response
 
     async def run(self, tokens: list[str], stop: asyncio.Event) -> Samples:
+        """Fetches and reviews start on a clock (new pods keep coming, whatever the answers
+        take); probes go one after another, each within its timeout, as the kubelet's."""
         await asyncio.gather(
-            self._paced(stop, FETCH_EVERY, lambda: self._one_fetch(tokens)),
-            self._paced(stop, REVIEW_EVERY, self._one_review),
+            self._paced(stop, FETCH_EVERY, lambda: self._one_fetch(tokens), overlap=True),
+            self._paced(stop, REVIEW_EVERY, self._one_review, overlap=True),
             self._paced(stop, PROBE_EVERY, self._one_probe),
             self._paced(stop, 0.05, self._one_sample),
         )
         return self.samples
 
     async def _paced(
-        self, stop: asyncio.Event, every: float, step: Callable[[], Awaitable[None]]
+        self,
+        stop: asyncio.Event,
+        every: float,
+        step: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        overlap: bool = False,
     ) -> None:
+        running: set[asyncio.Task[None]] = set()
         while not stop.is_set():
             started = time.monotonic()
-            await step()
+            if not overlap:
+                await step()
+            elif len(running) < MAX_IN_FLIGHT:
+                task = asyncio.create_task(step())
+                running.add(task)
+                task.add_done_callback(running.discard)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, every - (time.monotonic() - started)))
+        await asyncio.gather(*running)
 
     async def _one_fetch(self, tokens: list[str]) -> None:
         token = tokens.pop() if len(tokens) > 1 else tokens[0]  # the last one is reused
@@ -453,220 +471,6 @@ class Victim:
     async def _one_sample(self) -> None:
         self.samples.peak_fds = max(self.samples.peak_fds, self.injector.descriptors())
         self.samples.peak_rss_kib = max(self.samples.peak_rss_kib, self.injector.status("VmRSS"))
-
-
-# -- the attacker process (load) -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Spec:
-    """What the attacker process needs (picklable)."""
-
-    attack: str
-    webhook: str
-    broker: str
-    ca_pem: bytes
-    tenant_token: str
-    tenant_namespace: str
-    nogrant_token: str
-    idle: int
-    silent: int
-    unread: int
-    bombs: int
-    flood: int
-
-
-def attacker_main(spec: Spec, pipe: Connection, stop: Any) -> None:
-    """Entry of the attacker process: run until `stop` is set, then send its tally."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    tally = asyncio.run(Attacker(spec, pipe, stop).run())
-    pipe.send(tally)
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-    return host, int(port)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Attacker:
-    def __init__(self, spec: Spec, pipe: Connection, stop: Any) -> None:
-        self.spec = spec
-        self.pipe = pipe
-        self.stop_event = stop
-        self.tls = ssl.create_default_context(cadata=spec.ca_pem.decode())
-        self.tally: dict[str, int] = {}
-        self.stopping = asyncio.Event()
-        self.announced = False
-
-    def count(self, what: str, n: int = 1) -> None:
-        self.tally[what] = self.tally.get(what, 0) + n
-
-    async def run(self) -> dict[str, int]:
-        attack: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
-            "idle-tls": self.idle_tls,
-            "silent": self.silent,
-            "huge-answer": self.huge_answer,
-            "mutate-bombs": self.mutate_bombs,
-            "kube-flood": self.kube_flood,
-        }
-        task = asyncio.create_task(attack[self.spec.attack]())
-        await asyncio.get_running_loop().run_in_executor(None, self.stop_event.wait)
-        self.stopping.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return self.tally
-
-    def ready(self) -> None:
-        """Tell the benchmark the attack is in place (once, however many parts it has)."""
-        if not self.announced:
-            self.announced = True
-            self.pipe.send("ready")
-
-    async def _many(self, n: int, one: Callable[[], Awaitable[None]], ramp: float = 3.0) -> None:
-        """`n` copies of `one`, each started again when it ends; ready once `n` connections
-        are open (or after `ramp` seconds)."""
-
-        async def forever() -> None:
-            while not self.stopping.is_set():
-                try:
-                    await one()
-                except (OSError, ssl.SSLError, asyncio.IncompleteReadError, httpx.HTTPError):
-                    self.count("errors")
-                await asyncio.sleep(0.1)
-
-        tasks = [asyncio.create_task(forever()) for _ in range(n)]
-        ready_by = time.monotonic() + ramp
-        while self.tally.get("connections", 0) < n and time.monotonic() < ready_by:
-            await asyncio.sleep(0.05)
-        self.ready()
-        await asyncio.gather(*tasks)
-
-    async def _connect(
-        self, url: str, *, tls: bool, rcvbuf: int = 0
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        host, port = _host_port(url)
-        sock = socket.socket()
-        if rcvbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.bind((ATTACKER_ADDRESS, 0))
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, (host, port))
-        except BaseException:
-            sock.close()
-            raise
-        opened = await asyncio.open_connection(
-            sock=sock, ssl=self.tls if tls else None, server_hostname=host if tls else None
-        )
-        self.count("connections")
-        return opened
-
-    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Wait until the server closes (or the attack ends) without sending anything."""
-        try:
-            while await reader.read(65536):
-                pass
-            self.count("closed by server")
-        finally:
-            writer.transport.abort()
-
-    async def idle_tls(self) -> None:
-        async def one() -> None:
-            await self._hold(*await self._connect(self.spec.broker, tls=True))
-
-        await self._many(self.spec.idle, one)
-
-    async def silent(self) -> None:
-        async def one() -> None:
-            await self._hold(*await self._connect(self.spec.broker, tls=False))
-            await asyncio.sleep(0.9)
-
-        await self._many(self.spec.silent, one)
-
-    async def huge_answer(self) -> None:
-        body = json.dumps(fetch_body(VAULT_A, [BLOB] * 100)).encode()
-        request = (
-            f"POST /v1/secrets HTTP/1.1\r\nHost: injector\r\n"
-            f"Authorization: Bearer {self.spec.tenant_token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-
-        async def one() -> None:
-            reader, writer = await self._connect(self.spec.broker, tls=True, rcvbuf=4096)
-            try:
-                writer.write(request)
-                status = await reader.readline()  # the status line, never the body
-                self.count(status.decode(errors="replace").strip() or "no answer")
-                await self.stopping.wait()
-            finally:
-                writer.transport.abort()
-
-        await self._many(self.spec.unread, one)
-
-    def _http(self) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(verify=self.tls, local_address=ATTACKER_ADDRESS)
-        return httpx.AsyncClient(transport=transport, timeout=60)
-
-    async def mutate_bombs(self) -> None:
-        leaf = "[" * 60 + "0" + "]" * 60
-        count = (MAX_REVIEW_BYTES - 1024) // (len(leaf) + 1)
-        body = ('{"a":[' + ",".join([leaf] * count) + "]}").encode()
-        async with self._http() as http:
-
-            async def one() -> None:
-                answer = await http.post(
-                    f"{self.spec.webhook}/mutate",
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                )
-                self.count(f"HTTP {answer.status_code}")
-
-            await self._many(self.spec.bombs, one, ramp=0.5)
-
-    async def kube_flood(self) -> None:
-        claims = {
-            "aud": [AUDIENCE],
-            "iss": "https://kubernetes.default.svc.cluster.local",
-            "sub": f"system:serviceaccount:{self.spec.tenant_namespace}:app",
-            "exp": int(time.time()) + 600,
-            "kubernetes.io": {
-                "namespace": self.spec.tenant_namespace,
-                "serviceaccount": {"name": "app", "uid": str(uuid.uuid4())},
-            },
-        }
-        head = _b64(json.dumps({"alg": "RS256", "kid": "x"}).encode())
-        payload = _b64(json.dumps(claims).encode())
-        async with self._http() as http:
-
-            async def send(token: str, body: dict[str, Any]) -> None:
-                answer = await http.post(
-                    f"{self.spec.broker}/v1/secrets",
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                self.count(f"HTTP {answer.status_code}")
-
-            async def garbage() -> None:
-                if secrets.randbelow(2):
-                    token = secrets.token_hex(32)
-                else:  # JWT-shaped, our audience, a made-up signature
-                    token = f"{head}.{payload}.{_b64(secrets.token_bytes(256))}"
-                await send(token, fetch_body(VAULT_A, ["db"]))
-
-            async def many_names() -> None:
-                names = [f"n{secrets.token_hex(6)}" for _ in range(100)]
-                await send(self.spec.nogrant_token, fetch_body(VAULT_A, names))
-
-            await asyncio.gather(
-                self._many(self.spec.flood, garbage, ramp=0.5),
-                self._many(self.spec.flood, many_names, ramp=0.5),
-            )
 
 
 # -- checks run in this process (rows 6-8) ---------------------------------------------------
@@ -761,6 +565,7 @@ CHECKS: dict[str, Callable[[Context], Coroutine[Any, Any, tuple[str, bool]]]] = 
 
 @dataclass
 class Row:
+    key: str
     label: str
     samples: Samples
     peak_rss_mib: float
@@ -788,11 +593,13 @@ async def run_row(
     injector = start_injector(setup)
     victim = Victim(injector, setup.ca_pem, setup.victim_namespace)
     ctx = make_context(victim)
-    tokens = await asyncio.to_thread(make_tokens, ctx, math.ceil(ctx.seconds / FETCH_EVERY) + 2)
     process = None
     tally: dict[str, int] = {}
     try:
-        await wait_ready(injector, victim.tls)
+        tokens, _ = await asyncio.gather(
+            asyncio.to_thread(make_tokens, ctx, math.ceil(ctx.seconds / FETCH_EVERY) + 2),
+            wait_ready(injector, victim.tls),
+        )
         warm = await victim.fetch(tokens.pop(), fetch_body(VAULT_A, list(VICTIM_SECRETS)))
         if warm.status_code != 200:
             raise SystemExit(f"the victim's warm-up fetch failed: {warm.status_code} {warm.text}")
@@ -834,7 +641,7 @@ async def run_row(
             if await asyncio.to_thread(pipe.poll, 30):
                 tally = pipe.recv()
         peak = max(injector.status("VmHWM"), samples.peak_rss_kib) / 1024
-        return Row(attack.label, samples, peak, finding[0], finding[1], tally)
+        return Row(attack.key, attack.label, samples, peak, finding[0], finding[1], tally)
     finally:
         if process is not None:
             process.join(10)
@@ -860,10 +667,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def render(rows: list[Row]) -> str:
-    base = rows[0].samples
-    base_fetch, base_review = percentile(base.fetches, 0.99), percentile(base.reviews, 0.99)
+    bases = [row.samples for row in rows if row.key == "baseline"]
+    base_fetch = max(percentile(b.fetches, 0.99) for b in bases)
+    base_review = max(percentile(b.reviews, 0.99) for b in bases)
     header = (
-        f"{'attack':<26} {'fetch p50':>9} {'p99':>7} {'fail':>5} {'review p99':>10} "
+        f"{'attack':<26} {'fetch p50':>9} {'p99':>7} {'n':>4} {'fail':>4} {'review p99':>10} "
         f"{'probes<=1s':>10} {'RSS MiB':>8} {'fds':>5}  {'verdict':<7} finding"
     )
     lines = [header, "-" * len(header)]
@@ -888,7 +696,7 @@ def render(rows: list[Row]) -> str:
             note = f"victim: {s.first_failure}; {note}"
         lines.append(
             f"{row.label:<26} {1000 * percentile(s.fetches, 0.5):>7.0f}ms {1000 * fetch99:>5.0f}ms "
-            f"{s.fetch_failures:>5} {1000 * review99:>8.0f}ms {probes:>9.0f}% "
+            f"{len(s.fetches):>4} {s.fetch_failures:>4} {1000 * review99:>8.0f}ms {probes:>9.0f}% "
             f"{row.peak_rss_mib:>8.0f} {s.peak_fds:>5}  "
             f"{verdict + ('(' + ','.join(problems) + ')' if problems else ''):<7} {note}"
         )
@@ -898,8 +706,8 @@ def render(rows: list[Row]) -> str:
     lines.append(
         f"goals: probes 100% answered within {PROBE_TIMEOUT:g} s; victim p99 fetch <= "
         f"{2 * 1000 * base_fetch:.0f} ms and review <= {2 * 1000 * base_review:.0f} ms (2x the "
-        f"unattacked row) with no failure; peak RSS <= {RSS_LIMIT_MIB} MiB; rows 6-8: nothing "
-        "read or learned (row 8 runs without a NetworkPolicy)"
+        f"slower unattacked row) with no failure; peak RSS <= {RSS_LIMIT_MIB} MiB; rows 6-8: "
+        "nothing read or learned (row 8 runs without a NetworkPolicy)"
     )
     return "\n".join(lines)
 
@@ -945,6 +753,11 @@ def main() -> int:
     if pin:
         os.sched_setaffinity(0, {1})
     wanted = {"baseline", *filter(None, args.only.split(","))}
+    unknown = wanted - {a.key for a in ATTACKS}
+    if unknown:
+        keys = ", ".join(a.key for a in ATTACKS[1:])
+        print(f"--only: unknown attack {sorted(unknown)[0]!r}; choose from {keys}", file=sys.stderr)
+        return 2
     attacks = [a for a in ATTACKS if not args.only or a.key in wanted]
     from injector.broker.wiring import BrokerSettings
 
@@ -989,7 +802,7 @@ def main() -> int:
             flush=True,
         )
         rows = []
-        for attack in attacks:
+        for attack in [*attacks, AGAIN]:
             rows.append(asyncio.run(run_row(attack, setup, spec, context)))
             print(f"  done: {attack.label}", file=sys.stderr, flush=True)
     print(render(rows))
