@@ -31,6 +31,8 @@ BLOB = "blob"
 """64 KiB of control characters: JSON writes each as a six-byte escape."""
 AUDIENCE = "sakura-secrets-injector"
 ATTACKER_ADDRESS = "127.0.0.2"
+TCP_ESTABLISHED = 1
+"""Linux's tcpi_state of an open connection (the first byte of TCP_INFO)."""
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
 """The webhook's body limit (injector.app): the bombs stay just under it."""
 
@@ -184,11 +186,21 @@ class Attacker:
                 writer.write(request)
                 status = await reader.readline()  # the status line, never the body
                 self.count(status.decode(errors="replace").strip() or "no answer")
-                await self.stopping.wait()
+                await self._while_established(writer)
             finally:
                 writer.transport.abort()
 
         await self._many(self.spec.unread, one)
+
+    async def _while_established(self, writer: asyncio.StreamWriter) -> None:
+        """Until the attack ends or the server drops the connection (a send deadline), seen in
+        the kernel's TCP state: reading to notice would be reading the answer."""
+        sock = writer.transport.get_extra_info("socket")
+        while sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.2)
+                return
+        self.count("dropped by server")
 
     def _http(self) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(verify=self.tls, local_address=ATTACKER_ADDRESS)
