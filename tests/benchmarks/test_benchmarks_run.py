@@ -16,9 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: str) -> str:
+def run(*args: str, timeout: float = 300) -> str:
     done = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -57,3 +57,31 @@ def test_broker_load_benchmark_meets_its_goals() -> None:
     out = run("-m", "benchmarks.broker_load", "--fetches", "50")
     assert re.search(r"sakura calls:\s+5 ", out), out
     assert re.search(r"failed:\s+0 ", out), out
+
+
+@pytest.mark.cluster
+def test_hostile_benchmark_prints_a_row_per_attack() -> None:
+    if not os.environ.get("KUBECONFIG"):
+        pytest.fail("KUBECONFIG is not set: this benchmark needs a real API server")
+    out = run(
+        *("-m", "benchmarks.hostile", "--seconds", "0.5", "--idle", "20", "--silent", "40"),
+        *("--unread", "1", "--bombs", "1", "--flood", "1"),
+        timeout=600,  # ten fresh injectors, and row 7 outwaits the listing's 30 s
+    )
+    figures = r"\s+\d+ms\s+\d+ms\s+[1-9]\d*\s+\d+\s+\d+ms\s+\d+%\s+\d+\s+\d+\s+(ok|FAIL)"
+    for label in (
+        "0 unattacked",
+        "1 idle TLS conns",
+        "2 silent sockets",
+        "3 huge answers, unread",
+        "4 3 MiB lists to /mutate",
+        "5 TokenReview/SAR flood",
+        "6 cross-pair read",
+        "7 deleted pinned version",
+        "8 forged review",
+        "0 unattacked, again",
+    ):
+        assert re.search(rf"^{re.escape(label)}{figures}", out, re.M), out
+    for label in ("9 PriorityClass", "10 template errors"):
+        assert re.search(rf"^{label}\s+n/a", out, re.M), out
+    assert "goals: probes 100% answered within 1 s" in out, out
