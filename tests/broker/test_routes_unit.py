@@ -21,7 +21,14 @@ from injector.broker.access import AccessReviewer
 from injector.broker.routes import SECRETS_PATH, bearer_token, broker_routes
 from injector.broker.service import CREDENTIALS_REJECTED, Broker, BrokerError
 from injector.broker.tokens import TokenReviewer
-from injector.broker.wire import MAX_BODY_BYTES, FetchedSecret, SecretRequest
+from injector.broker.answers import AnswerBudget
+from injector.broker.wire import (
+    MAX_ANSWER_BYTES,
+    MAX_BODY_BYTES,
+    Answer,
+    FetchedSecret,
+    SecretRequest,
+)
 from plan import SecretVersion
 
 VAULT = "110000000001"
@@ -36,11 +43,11 @@ class FakeBroker:
         self.error: BrokerError | None = None
         self.asked: list[tuple[str, SecretRequest]] = []
 
-    async def fetch(self, token: str, request: SecretRequest) -> tuple[FetchedSecret, ...]:
+    async def fetch(self, token: str, request: SecretRequest) -> Answer:
         self.asked.append((token, request))
         if self.error is not None:
             raise self.error
-        return self.items
+        return Answer("shop", self.items)
 
 
 async def post(
@@ -49,8 +56,9 @@ async def post(
     body: Any = BODY,
     headers: dict[str, str] | None = None,
     raw: bytes | None = None,
+    budget: AnswerBudget | None = None,
 ) -> httpx.Response:
-    app = Starlette(routes=broker_routes(broker))
+    app = Starlette(routes=broker_routes(broker, budget))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="https://broker") as client:
         return await client.post(
