@@ -135,7 +135,7 @@ def encode_answer(items: tuple[FetchedSecret, ...], limit: int = MAX_ANSWER_BYTE
         }
         piece = ("," if index else "").encode() + json.dumps(
             item, ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
+        ).encode()
         size += len(piece)
         if size > limit:
             raise AnswerTooLarge(too_large(items, limit))

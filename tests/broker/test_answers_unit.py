@@ -23,7 +23,13 @@ from injector.broker.answers import (
     AnswerRefused,
     budgeted,
 )
-from injector.broker.wire import MAX_ANSWER_BYTES, Answer, FetchedSecret, encode_answer
+from injector.broker.wire import (
+    MAX_ANSWER_BYTES,
+    Answer,
+    FetchedSecret,
+    answer_floor,
+    encode_answer,
+)
 
 HEADERS = {"cache-control": "no-store"}
 
@@ -46,12 +52,16 @@ class Connection:
         self.fail_after = fail_after
         self.held_while_sending: list[int] = []
         self.budget: AnswerBudget | None = None
+        self.answer: Any = None
+        self.pieces_while_sending: list[list[int]] = []
 
     async def send(self, message: Any) -> None:
         if self.fail_after is not None and len(self.messages) >= self.fail_after:
             raise OSError("the client went away")
         if self.budget is not None:
             self.held_while_sending.append(self.budget.held)
+        if self.answer is not None:
+            self.pieces_while_sending.append([len(p) for p in self.answer.pieces])
         self.messages.append(message)
 
     def body(self) -> bytes:
@@ -96,17 +106,22 @@ def test_the_budget_counts_in_all_and_per_namespace() -> None:
 def test_a_namespace_given_back_everything_is_forgotten() -> None:
     budget = AnswerBudget(total=100, share=1)
     budget.take("a", 5)
-    budget.give_back("a", 5)
+    budget.give_back("a", 4)
+    assert budget.of("a") == 1
+    budget.give_back("a", 1)
     assert budget._by_namespace == {}
     budget.take("a", 5)
     budget.give_back("a", 6)  # never below nothing
+    budget.give_back("b", 0)
     assert budget._by_namespace == {}
+    assert AnswerBudget(1, 1).take("a", 1) is None  # the smallest budget there is
 
 
 @pytest.mark.parametrize(("total", "share"), [(0, 1), (1, 0), (-5, 4)])
 def test_a_budget_of_nothing_is_refused(total: int, share: int) -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError) as caught:
         AnswerBudget(total, share)
+    assert str(caught.value) == "the answer budget and the namespace share must be at least 1"
 
 
 async def test_an_answer_is_sent_in_pieces_and_its_bytes_go_back_as_they_leave() -> None:
@@ -114,11 +129,13 @@ async def test_an_answer_is_sent_in_pieces_and_its_bytes_go_back_as_they_leave()
     budget = AnswerBudget()
     sent = await budgeted(big, budget, HEADERS)
     size = size_of(big)
-    assert budget.held == size == sent.size
+    assert budget.held == size == sent.size == budget.of("shop")
     connection = Connection()
     connection.budget = budget
+    connection.answer = sent
     await sent({"type": "http"}, nothing, connection.send)
     start = connection.messages[0]
+    assert start["type"] == "http.response.start"
     assert start["status"] == 200
     assert dict(start["headers"]) == {
         b"cache-control": b"no-store",
@@ -135,12 +152,17 @@ async def test_an_answer_is_sent_in_pieces_and_its_bytes_go_back_as_they_leave()
         0,
     ]
     assert [m["more_body"] for m in bodies] == [True] * 5 + [False]
+    assert {m["type"] for m in bodies} == {"http.response.body"}
+    # a piece handed over is dropped at once, not when the whole answer is sent
+    lengths = connection.pieces_while_sending
+    assert lengths[1][0] == 0 and lengths[2][:2] == [0, 0] and lengths[5] == [0, 0, 0, 0]
+    assert lengths[0][0] == len(b'{"secrets":[')
     assert json.loads(connection.body())["secrets"][1]["value"] == "y" * 100
     # each piece is given back once the connection took it, before the next goes out
     held = connection.held_while_sending
     assert held[0] == held[1] == size and held[2] == held[3] == size - len(b'{"secrets":[')
     assert held == sorted(held, reverse=True) and held[-1] == 0
-    assert budget.held == 0 and sent.pieces == []
+    assert budget.held == 0 and sent.pieces == [] and budget.of("shop") == 0
 
 
 @pytest.mark.parametrize("fail_after", [0, 1, 3])
@@ -166,6 +188,11 @@ async def test_an_answer_over_the_bound_by_its_characters_is_refused_unencoded(
         f"the answer for these 128 secrets would be larger than {MAX_ANSWER_BYTES} bytes (8 MiB)"
     )
     assert budget.held == 0
+    monkeypatch.setattr(answers, "encode_answer", lambda items: [b"x" * MAX_ANSWER_BYTES])
+    fill = MAX_ANSWER_BYTES - answer_floor(answer("").items)
+    at_bound = answer("x" * fill)
+    assert answer_floor(at_bound.items) == MAX_ANSWER_BYTES
+    assert (await budgeted(at_bound, budget, HEADERS)).size == MAX_ANSWER_BYTES  # encoded
 
 
 async def test_an_answer_over_the_bound_once_encoded_is_refused_and_gives_back_its_floor() -> None:
@@ -174,6 +201,7 @@ async def test_an_answer_over_the_bound_once_encoded_is_refused_and_gives_back_i
     with pytest.raises(AnswerRefused) as caught:
         await budgeted(control, budget, HEADERS)
     assert caught.value.status == 422
+    assert budget.of("shop") == 0
     assert str(caught.value) == caught.value.message
     assert "larger than 8388608 bytes (8 MiB)" in caught.value.message
     assert budget.held == 0
@@ -203,7 +231,7 @@ async def test_an_answer_whose_encoding_passes_the_budget_is_a_503_giving_back_a
         await budgeted(escaped, budget, HEADERS)
     assert caught.value.status == 503
     assert f"this one needs at least {size - floor} more" in caught.value.message
-    assert budget.held == 0
+    assert budget.held == 0 and budget.of("shop") == 0
     exact = AnswerBudget(total=size, share=1)
     assert (await budgeted(escaped, exact, HEADERS)).size == size == exact.held
 
@@ -232,7 +260,7 @@ async def test_a_failure_while_encoding_gives_the_floor_back(
     budget = AnswerBudget()
     with pytest.raises(AssertionError, match="not encoded"):
         await budgeted(answer("x"), budget, HEADERS)
-    assert budget.held == 0
+    assert budget.held == 0 and budget.of("shop") == 0
 
 
 def test_a_forked_child_gets_an_encoder_of_its_own() -> None:
@@ -240,6 +268,8 @@ def test_a_forked_child_gets_an_encoder_of_its_own() -> None:
     answers._renew_encoder()
     assert answers._ENCODER is not before
     assert answers._ENCODER._max_workers == 1
+    name = answers._ENCODER.submit(lambda: threading.current_thread().name).result()
+    assert name.startswith("answers_")
     before.shutdown()
 
 
