@@ -240,6 +240,8 @@ class SecretCache:
         if latest is None or latest < held.seen_latest:
             self._forget(vault_id, name)
             return None
+        if self._pinned.get(key) is not held:  # read again or dropped while listing: newer
+            return self._pinned.get(key)
         held = replace(held, known_at=self._clock(), seen_latest=latest)
         _put(self._pinned, key, held, self.settings.pinned_entries)
         return held

@@ -600,3 +600,32 @@ async def test_a_crowded_namespace_is_served_a_confirmed_pinned_copy() -> None:
     assert (await secrets.read(A, "db", 1, tenant="shop")).value == "a-db-1"
     assert (await secrets.read(A, "db", 1, tenant="shop")).value == "a-db-1"
     assert sakura.listings == [A, A, A]  # never left alone: the limiter refused, not Sakura
+
+
+async def test_a_copy_read_again_while_the_listing_is_awaited_is_not_overwritten() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")  # a-db-2, pinned as db@2 too
+    clock.now += 30
+    sakura.list_gate = asyncio.Event()
+    pinned = asyncio.create_task(secrets.read(A, "db", 2))
+    await asyncio.sleep(0)  # the pinned read now waits for the listing
+    sakura.values[(A, "db")] = ["x-1", "x-2"]  # re-created with as many versions: unseen
+    assert (await secrets.read(A, "db")).value == "x-2"  # the latest read keeps db@2 anew
+    sakura.list_gate.set()
+    assert (await pinned).value == "x-2"
+    assert (await secrets.read(A, "db", 2)).value == "x-2"
+
+
+async def test_a_copy_dropped_while_the_listing_is_awaited_is_read_again() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, pinned_entries=1)
+    await secrets.read(A, "db", 1)
+    clock.now += 30
+    sakura.list_gate = asyncio.Event()
+    pinned = asyncio.create_task(secrets.read(A, "db", 1))
+    await asyncio.sleep(0)
+    sakura.values[(A, "db")] = ["x-1", "x-2"]
+    await secrets.read(B, "db")  # pins b-db-1 and pushes A's db@1 out (one pinned entry)
+    sakura.list_gate.set()
+    assert (await pinned).value == "x-1"
