@@ -233,18 +233,26 @@ class SecretCache:
         vault_id, name, _ = key
         try:
             listing = await self.inventory.latest(vault_id, tenant=tenant)
+            if _disproves(listing, name, held) and self._listed_before(vault_id, held):
+                # a listing older than the copy cannot disprove it: ask for one as new
+                newer = self._clock() - held.known_at
+                listing = await self.inventory.latest(vault_id, max_age=newer, tenant=tenant)
         except NotFound:
             self._forget(vault_id, name)
             raise
-        latest = listing.get(name)
-        if latest is None or latest < held.seen_latest:
+        if _disproves(listing, name, held):
             self._forget(vault_id, name)
             return None
         if self._pinned.get(key) is not held:  # read again or dropped while listing: newer
             return self._pinned.get(key)
-        held = replace(held, known_at=self._clock(), seen_latest=latest)
+        held = replace(held, known_at=self._clock(), seen_latest=listing[name])
         _put(self._pinned, key, held, self.settings.pinned_entries)
         return held
+
+    def _listed_before(self, vault_id: str, held: _Held) -> bool:
+        """Whether the vault's held listing was taken before `held` was last known current."""
+        listed = self.inventory.listing(vault_id)
+        return listed is not None and self._clock() - listed[0] < held.known_at
 
     def _forget(self, vault_id: str, name: str) -> None:
         """Drop every copy of a secret that was deleted or re-created."""
@@ -368,6 +376,12 @@ class SecretCache:
             f"retry in {retry_after:g}s",
             retry_after=retry_after,
         )
+
+
+def _disproves(listing: dict[str, int], name: str, held: _Held) -> bool:
+    """The secret is gone from the listing, or its latest version went down (re-created)."""
+    latest = listing.get(name)
+    return latest is None or latest < held.seen_latest
 
 
 def _label(key: CacheKey) -> str:

@@ -629,3 +629,53 @@ async def test_a_copy_dropped_while_the_listing_is_awaited_is_read_again() -> No
     await secrets.read(B, "db")  # pins b-db-1 and pushes A's db@1 out (one pinned entry)
     sakura.list_gate.set()
     assert (await pinned).value == "x-1"
+
+
+async def test_a_secret_newer_than_the_held_listing_is_kept_at_the_version_read() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)  # the listing: db only
+    sakura.values[(A, "new")] = ["new-1"]
+    clock.now += 11  # past the negative TTL: the listing's silence on "new" is not trusted
+    assert await secrets.read(A, "new") == Unveiled("new", 1, "new-1")
+    # the held listing lacks "new" but predates the copy: one newer listing confirms it
+    assert await secrets.read(A, "new", 1) == Unveiled("new", 1, "new-1")
+    assert await secrets.read(A, "new", 1) == Unveiled("new", 1, "new-1")
+    assert sakura.listings == [A, A] and sakura.calls == [(A, "db", 1), (A, "new", None)]
+
+
+async def test_at_the_end_of_the_quiet_period_the_listing_confirms_without_an_unveil() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, retry_after=10)
+    await secrets.read(A, "db", 1)
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 30
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"  # stale: quiet for 10 s
+    sakura.fail = None
+    clock.now += 10  # exactly the end of the quiet period: the listing is asked again
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    assert (len(sakura.listings), len(sakura.calls)) == (3, 1)
+
+
+async def test_a_listing_newer_than_the_copy_is_trusted_without_asking_again() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)  # listed and read at the same instant
+    del sakura.values[(A, "db")]
+    await secrets.inventory.latest(A, max_age=0)  # e.g. admission lists again, same instant
+    with pytest.raises(NotFound):
+        await secrets.read(A, "db", 1)
+    assert sakura.listings == [A, A]
+
+
+async def test_a_copy_newer_than_the_listing_is_dropped_when_a_newer_listing_lacks_it_too() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)  # the listing: db only
+    sakura.values[(A, "new")] = ["new-1"]
+    clock.now += 11
+    await secrets.read(A, "new")  # kept after the listing was taken
+    del sakura.values[(A, "new")]
+    with pytest.raises(NotFound):
+        await secrets.read(A, "new", 1)
+    assert sakura.listings == [A, A]
