@@ -638,8 +638,10 @@ async def test_a_secret_newer_than_the_held_listing_is_kept_at_the_version_read(
     sakura.values[(A, "new")] = ["new-1"]
     clock.now += 11  # past the negative TTL: the listing's silence on "new" is not trusted
     assert await secrets.read(A, "new") == Unveiled("new", 1, "new-1")
-    # the held listing lacks "new" but predates the copy: one newer listing confirms it
-    assert await secrets.read(A, "new", 1) == Unveiled("new", 1, "new-1")
+    # the held listing lacks "new" but predates the copy: one newer listing confirms it, in
+    # the reader's turn
+    assert await secrets.read(A, "new", 1, tenant="shop") == Unveiled("new", 1, "new-1")
+    assert sakura.tenants[-1] == ("list", "shop")
     assert await secrets.read(A, "new", 1) == Unveiled("new", 1, "new-1")
     assert sakura.listings == [A, A] and sakura.calls == [(A, "db", 1), (A, "new", None)]
 
