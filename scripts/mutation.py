@@ -56,6 +56,11 @@ TARGETS = (
     Target("injector/broker/access.py", ("tests/broker/test_access_unit.py",), ci=True),
     Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
     Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
+    Target(
+        "injector/broker/answers.py",
+        ("tests/broker/test_answers_unit.py", "tests/broker/test_routes_unit.py"),
+        ci=True,
+    ),
     Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",), ci=True),
     Target(
         "injector/broker/admission_check.py",

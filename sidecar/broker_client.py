@@ -2,7 +2,7 @@
 
 The request carries the pod's projected ServiceAccount token; the broker decides who may read
 what. 503 (Sakura throttled or down) and connection failures are retried until the deadline,
-honouring Retry-After; 400/401/403/404 are final and reported with the broker's own line.
+honouring Retry-After; 400/401/403/404/422 are final and reported with the broker's own line.
 """
 
 from __future__ import annotations
@@ -186,6 +186,8 @@ def _final_error(status: int, message: str, names: str) -> FetchError:
         return Forbidden(message)
     if status == 404:
         return SecretNotFound(message)
+    if status == 422:  # the answer would pass the broker's bound: asking again cannot help
+        return Rejected(f"{message}; secrets {names} were not fetched")
     if status == 400:
         return Rejected(
             f"{message}; the broker refused the request for {names}; the init image and the "

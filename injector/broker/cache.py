@@ -1,6 +1,11 @@
 """One process-wide cache in front of Sakura, so a rollout costs a handful of API calls.
 
-- A pinned version (`NAME@3`) never changes: it is kept until the LRU bound pushes it out.
+- A pinned version (`NAME@3`) never changes while its secret lives: it is kept until the LRU
+  bound pushes it out, and served while the vault's listing (the inventory's, at most its
+  lifetime old; re-listed in the reader's turn when older) still shows the secret with a
+  latest version at or above the pin and not below the latest seen before. A secret gone from
+  the listing (deleted) or whose latest version went down (deleted and re-created: versions are
+  never deleted one by one) loses every copy held of it.
 - The latest version is reused for `latest_ttl` seconds, then read again.
 - Identical concurrent reads (same vault, name and version) share one Sakura call.
 - Sakura calls go through one rate limiter shared by the whole process; `tenant` (the
@@ -9,11 +14,12 @@
 - What does not exist is remembered for a short while (`VaultInventory.known_missing`); a
   pinned version is checked against the vault's listing first, so asking for many missing
   versions costs one listing, not an unveil each.
-- When Sakura throttles or fails, a latest value fetched at most `stale_for` seconds ago is
-  served instead; otherwise the read fails with `SecretsUnavailable` (HTTP 503, Retry-After).
-  Once a stale copy has been served, Sakura is left alone for that secret for `retry_after`
-  seconds (or Sakura's own Retry-After): during an outage, pods get the copy at once instead of
-  each waiting out retries that spend the quota.
+- When Sakura throttles or fails, a copy known current at most `stale_for` seconds ago (a
+  latest value read, a pinned one shown by a listing) is served instead; otherwise the read
+  fails with `SecretsUnavailable` (HTTP 503, Retry-After). Once a stale copy has been served,
+  Sakura is left alone for that secret for `retry_after` seconds (or Sakura's own
+  Retry-After): during an outage, pods get the copy at once instead of each waiting out
+  retries that spend the quota.
 
 Values live in memory only. They are never logged and never part of an error or a metric.
 """
@@ -106,7 +112,11 @@ class SecretsUnavailable(Exception):
 class _Held:
     version: int
     value: str = field(repr=False)
-    fetched_at: float
+    known_at: float
+    """When the copy was last known current: read from Sakura, or (pinned) shown by a listing."""
+    seen_latest: int
+    """The secret's latest version when it was last known current (pinned copies): a listing
+    showing less means the secret was re-created."""
     quiet_until: float = 0.0
     """After a failure: serve this copy (within the staleness bound) without asking Sakura."""
 
@@ -163,7 +173,13 @@ class SecretCache:
         Raises sakura.NotFound (HTTP 404) or SecretsUnavailable (HTTP 503 or 429).
         """
         key: CacheKey = (vault_id, name, version)
-        held = self._fresh(key)
+        try:
+            held = self._fresh(key) if version is None else await self._confirmed(key, tenant)
+        except NotFound:
+            self.metrics.reads.labels("failed").inc()
+            raise
+        except SakuraError as exc:  # the listing that would confirm a pinned copy failed
+            return self._stale_or_fail(key, exc)
         if held is not None:
             self.metrics.reads.labels("hit").inc()
             return Unveiled(name, held.version, held.value)
@@ -195,40 +211,79 @@ class SecretCache:
         return missing
 
     def _fresh(self, key: CacheKey) -> _Held | None:
-        if key[2] is not None:
-            held = self._pinned.get(key)
-            if held is not None:
-                self._pinned.move_to_end(key)
-            return held
+        """The latest value, if read within `latest_ttl`."""
         held = self._latest.get(key)
         if held is None:
             return None
-        if self._clock() - held.fetched_at >= self.settings.latest_ttl:
+        if self._clock() - held.known_at >= self.settings.latest_ttl:
             return None
         self._latest.move_to_end(key)
         return held
 
+    async def _confirmed(self, key: CacheKey, tenant: str | None) -> _Held | None:
+        """The pinned copy, if the vault's listing still shows it current (module docstring).
+
+        None when nothing is held, when Sakura is being left alone after a failure (then
+        `_resting` decides), or when the secret was deleted or re-created (its copies are
+        dropped). Raises what the listing raises: NotFound, or SakuraError for `_stale_or_fail`.
+        """
+        held = self._pinned.get(key)
+        if held is None or self._clock() < held.quiet_until:
+            return None
+        vault_id, name, _ = key
+        try:
+            listing = await self.inventory.latest(vault_id, tenant=tenant)
+            if _disproves(listing, name, held) and self._listed_before(vault_id, held):
+                # a listing older than the copy cannot disprove it: ask for one as new
+                newer = self._clock() - held.known_at
+                listing = await self.inventory.latest(vault_id, max_age=newer, tenant=tenant)
+        except NotFound:
+            self._forget(vault_id, name)
+            raise
+        if _disproves(listing, name, held):
+            self._forget(vault_id, name)
+            return None
+        if self._pinned.get(key) is not held:  # read again or dropped while listing: newer
+            return self._pinned.get(key)
+        held = replace(held, known_at=self._clock(), seen_latest=listing[name])
+        _put(self._pinned, key, held, self.settings.pinned_entries)
+        return held
+
+    def _listed_before(self, vault_id: str, held: _Held) -> bool:
+        """Whether the vault's held listing was taken before `held` was last known current."""
+        listed = self.inventory.listing(vault_id)
+        return listed is not None and self._clock() - listed[0] < held.known_at
+
+    def _forget(self, vault_id: str, name: str) -> None:
+        """Drop every copy of a secret that was deleted or re-created."""
+        for store in (self._pinned, self._latest):
+            for key in [k for k in store if k[0] == vault_id and k[1] == name]:
+                del store[key]
+
     def _resting(self, key: CacheKey) -> _Held | None:
         """The stale copy while Sakura is being left alone after a failure, if still usable."""
-        held = self._latest.get(key) if key[2] is None else None
+        held = self._store(key).get(key)
         if held is None:
             return None
         now = self._clock()
-        if now >= held.quiet_until or now - held.fetched_at > self.settings.stale_for:
+        if now >= held.quiet_until or now - held.known_at > self.settings.stale_for:
             return None
         return held
+
+    def _store(self, key: CacheKey) -> OrderedDict[CacheKey, _Held]:
+        return self._latest if key[2] is None else self._pinned
 
     async def _fetch(self, key: CacheKey, tenant: str | None) -> Unveiled:
         """Ask Sakura (the single flight's leader only); fall back to a recent value."""
         vault_id, name, version = key
-        label = name if version is None else f"{name}@{version}"
+        label = _label(key)
         if version is not None:
             try:
                 await self._listed(vault_id, name, version, tenant)
             except NotFound:
                 raise
             except SakuraError as exc:
-                return self._stale_or_fail(key, label, exc)
+                return self._stale_or_fail(key, exc)
         try:
             got = await self.client.unveil(vault_id, name, version, tenant=tenant)
         except NotFound as exc:
@@ -237,10 +292,10 @@ class SecretCache:
             self.inventory.note_missing(vault_id, exc)
             raise
         except Crowded as exc:  # refused by our own limiter: Sakura was not called
-            return self._stale_or_fail(key, label, exc)
+            return self._stale_or_fail(key, exc)
         except SakuraError as exc:
             self.metrics.sakura_calls.labels(_outcome(exc)).inc()
-            return self._stale_or_fail(key, label, exc)
+            return self._stale_or_fail(key, exc)
         self.metrics.sakura_calls.labels("ok").inc()
         self.metrics.reads.labels("miss").inc()
         if got.name != name or (version is not None and got.version != version):
@@ -264,30 +319,34 @@ class SecretCache:
             raise missing
 
     def _keep(self, key: CacheKey, got: Unveiled) -> None:
-        held = _Held(got.version, got.value, self._clock())
         vault_id, name, version = key
+        listed = self.inventory.listing(vault_id)  # a pinned read was just checked against it
+        seen = got.version if listed is None else listed[1].get(name, got.version)
+        held = _Held(got.version, got.value, self._clock(), max(seen, got.version))
         if version is None:
             _put(self._latest, key, held, self.settings.latest_entries)
-        # the latest value is also that version, pinned forever
+        # the latest value is also that version, pinned
         _put(self._pinned, (vault_id, name, got.version), held, self.settings.pinned_entries)
 
-    def _stale_or_fail(self, key: CacheKey, label: str, error: SakuraError) -> Unveiled:
-        vault_id, name, version = key
+    def _stale_or_fail(self, key: CacheKey, error: SakuraError) -> Unveiled:
+        vault_id, name, _ = key
+        label = _label(key)
         retry_after = self.settings.retry_after
         if isinstance(error, Throttled) and error.retry_after is not None:
             retry_after = max(1.0, error.retry_after)
         crowded = isinstance(error, Crowded)
-        held = self._latest.get(key) if version is None else None
+        store = self._store(key)
+        held = store.get(key)
         if held is not None:
             now = self._clock()
-            age = now - held.fetched_at
+            age = now - held.known_at
             if age <= self.settings.stale_for:
                 if not crowded:  # Sakura itself failed: leave it alone for a while
-                    self._latest[key] = replace(held, quiet_until=now + retry_after)
+                    store[key] = replace(held, quiet_until=now + retry_after)
                 self.metrics.reads.labels("stale").inc()
                 log.warning(
-                    "serving secret %r of vault %s fetched %.0fs ago: %s; not asking Sakura "
-                    "again for %gs",
+                    "serving secret %r of vault %s last known current %.0fs ago: %s; not "
+                    "asking Sakura again for %gs",
                     label,
                     vault_id,
                     age,
@@ -312,11 +371,21 @@ class SecretCache:
                 credentials_rejected=True,
             )
         raise SecretsUnavailable(
-            f"secret {label!r} of vault {vault_id} cannot be read now and no copy fetched "
+            f"secret {label!r} of vault {vault_id} cannot be read now and no copy known current "
             f"within the last {self.settings.stale_for:g}s is held ({error.message}); "
             f"retry in {retry_after:g}s",
             retry_after=retry_after,
         )
+
+
+def _disproves(listing: dict[str, int], name: str, held: _Held) -> bool:
+    """The secret is gone from the listing, or its latest version went down (re-created)."""
+    latest = listing.get(name)
+    return latest is None or latest < held.seen_latest
+
+
+def _label(key: CacheKey) -> str:
+    return key[1] if key[2] is None else f"{key[1]}@{key[2]}"
 
 
 def _lacks(listing: dict[str, int], name: str, version: int) -> bool:

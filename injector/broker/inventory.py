@@ -108,9 +108,9 @@ class VaultInventory:
                 name=name,
             )
         if version is not None and version > latest:
-            return NotFound(
-                f"secret {name!r} has no version {version} in vault {vault_id} (latest is "
-                f"{latest}, listed {age:.0f}s ago)",
+            return NotFound(  # never the latest version: a denial must not tell it
+                f"secret {name!r} has no version {version} in vault {vault_id} (listed "
+                f"{age:.0f}s ago)",
                 kind="version",
                 name=f"{name}@{version}",
             )

@@ -1,7 +1,8 @@
 """HTTP shell of the broker: `POST /v1/secrets` on the injector's broker port (TLS).
 
 Parses the bearer token and the body, hands both to the Broker, and turns its answer or
-refusal into JSON. Error bodies are `{"error": "<one line>"}` and never carry a value.
+refusal into JSON. Error bodies are `{"error": "<one line>"}` and never carry a value. The
+answer is encoded and sent within the process's budget of answer bytes (`answers.py`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,24 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from injector.bodies import BodyTooLarge, read_capped
+from injector.broker.answers import AnswerBudget, AnswerRefused, BudgetedAnswer, budgeted
 from injector.broker.service import Broker, BrokerError
-from injector.broker.wire import MAX_BODY_BYTES, BadRequest, answer_body, parse_request
+from injector.broker.wire import MAX_BODY_BYTES, BadRequest, parse_request
 
 SECRETS_PATH = "/v1/secrets"
+ANSWER_TOO_LARGE = "answer_too_large"
+"""`reason` of the 422 for an answer over MAX_ANSWER_BYTES: asking again will not help."""
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def broker_routes(broker: Broker) -> list[Route]:
-    """The routes of the broker port (`injector.app.create_apps`), never of the webhook's."""
+def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Route]:
+    """The routes of the broker port (`injector.app.create_apps`), never of the webhook's.
 
-    async def secrets(request: Request) -> JSONResponse:
+    `budget`: the process's answer bytes in flight (default: a budget of its own).
+    """
+    answers = budget if budget is not None else AnswerBudget()
+
+    async def secrets(request: Request) -> JSONResponse | BudgetedAnswer:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(
@@ -40,10 +48,14 @@ def broker_routes(broker: Broker) -> list[Route]:
         except BadRequest as exc:
             return _error(400, str(exc))
         try:
-            items = await broker.fetch(token, wanted)
+            answer = await broker.fetch(token, wanted)
         except BrokerError as exc:
             return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=exc.reason)
-        return JSONResponse(answer_body(items), headers=_NO_STORE)
+        try:
+            return await budgeted(answer, answers, _NO_STORE)
+        except AnswerRefused as exc:
+            reason = ANSWER_TOO_LARGE if exc.status == 422 else None
+            return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=reason)
 
     return [Route(SECRETS_PATH, secrets, methods=["POST"])]
 

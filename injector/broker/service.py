@@ -12,7 +12,7 @@ import logging
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.cache import SecretCache, SecretsUnavailable
 from injector.broker.tokens import KubernetesUnavailable, TokenRejected, TokenReviewer
-from injector.broker.wire import FetchedSecret, SecretRequest
+from injector.broker.wire import Answer, FetchedSecret, SecretRequest
 from sakura import NotFound
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Broker:
         self.access = access
         self.cache = cache
 
-    async def fetch(self, token: str, request: SecretRequest) -> tuple[FetchedSecret, ...]:
+    async def fetch(self, token: str, request: SecretRequest) -> Answer:
         """One answer item per requested secret, in order; BrokerError otherwise."""
         # 1. who is asking: only the API server's answer counts
         try:
@@ -98,7 +98,7 @@ class Broker:
                 raise got
             items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))
         log.info("served %s: %s", identity, ", ".join(f"{i.name}@{i.version}" for i in items))
-        return tuple(items)
+        return Answer(identity.namespace, tuple(items))
 
 
 def _not_found(vault_id: str, label: str, error: NotFound) -> str:
@@ -107,10 +107,10 @@ def _not_found(vault_id: str, label: str, error: NotFound) -> str:
             f"vault {vault_id} was not found (or the injector's API key cannot see it); "
             "fix the vault-id annotation"
         )
-    if error.kind == "version":
+    if error.kind == "version":  # never the latest version: that is the vault's to tell
         return (
-            f"secret {label!r} has no such version in vault {vault_id} ({error.message}); "
-            "pin an existing version or drop the @VERSION"
+            f"secret {label!r} has no such version in vault {vault_id}; pin an existing "
+            "version or drop the @VERSION"
         )
     return (
         f"secret {label!r} does not exist in vault {vault_id}; create it in Sakura's Secret "

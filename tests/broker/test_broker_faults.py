@@ -44,7 +44,7 @@ async def test_all_5xx_mid_rollout(
         assert never_cached.headers["retry-after"] == "9"
         error = never_cached.json()["error"]
         assert "secret 'cfg' of vault 110000000001 cannot be read now" in error
-        assert "no copy fetched within the last 3s" in error
+        assert "no copy known current within the last 3s" in error
         assert "HTTP 503" in error
 
         clock.now += 2.6  # 3.2 s after the warm-up: past the bound

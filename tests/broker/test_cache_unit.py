@@ -153,8 +153,8 @@ async def test_no_copy_older_than_stale_for_is_served() -> None:
     with pytest.raises(SecretsUnavailable) as caught:
         await secrets.read(A, "db")
     assert caught.value.message == (
-        f"secret 'db' of vault {A} cannot be read now and no copy fetched within the last 300s "
-        "is held (HTTP 503); retry in 10s"
+        f"secret 'db' of vault {A} cannot be read now and no copy known current within the "
+        "last 300s is held (HTTP 503); retry in 10s"
     )
 
 
@@ -278,8 +278,8 @@ async def test_the_stale_serve_is_logged_without_the_value(
     with caplog.at_level("WARNING", logger="injector.broker.cache"):
         await secrets.read(A, "db")
     assert caplog.messages == [
-        f"serving secret 'db' of vault {A} fetched 31s ago: Unavailable; not asking Sakura again "
-        "for 10s"
+        f"serving secret 'db' of vault {A} last known current 31s ago: Unavailable; not asking "
+        "Sakura again for 10s"
     ]
     assert "a-db-2" not in caplog.text
 
@@ -469,3 +469,215 @@ def test_without_a_registry_the_metrics_go_to_the_process_wide_one() -> None:
     finally:
         REGISTRY.unregister(metrics.reads)
         REGISTRY.unregister(metrics.sakura_calls)
+
+
+async def test_a_pinned_copy_is_served_while_one_listing_per_lifetime_shows_it() -> None:
+    """Case 7 of issue 15: one listing per vault and lifetime confirms every pinned copy."""
+    sakura, clock = FakeSakura(), Clock()
+    sakura.values[(A, "api")] = ["a-api-1"]
+    registry = CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    await secrets.read(A, "db", 1)
+    await secrets.read(A, "api", 1)
+    assert (sakura.listings, len(sakura.calls)) == ([A], 2)
+    clock.now += 29.9  # within the listing's lifetime (30 s): nothing asked
+    for name in ("db", "api", "db"):
+        assert (await secrets.read(A, name, 1, tenant="shop")).version == 1
+    assert (sakura.listings, len(sakura.calls)) == ([A], 2)
+    clock.now += 0.1  # the listing is 30 s old: listed again, once, in the reader's turn
+    reads = [secrets.read(A, n, 1, tenant="shop") for n in ("db", "api", "db", "api")]
+    assert [r.value for r in await asyncio.gather(*reads)] == ["a-db-1", "a-api-1"] * 2
+    assert (sakura.listings, len(sakura.calls)) == ([A, A], 2)
+    assert sakura.tenants[-1] == ("list", "shop")
+    assert _reads(registry, "hit") == 7
+
+
+async def test_a_deleted_secrets_pinned_copies_are_dropped_once_a_listing_lacks_it() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")  # the latest (2), pinned too
+    await secrets.read(A, "db", 1)
+    await secrets.read(B, "db", 1)  # the same name in another vault stays
+    del sakura.values[(A, "db")]
+    clock.now += 29  # within the lifetime the deletion is not seen yet
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    clock.now += 1
+    for version in (1, 2):
+        with pytest.raises(NotFound) as caught:
+            await secrets.read(A, "db", version)
+        assert (caught.value.kind, caught.value.name) == ("secret", "db")
+    assert sakura.listings == [A, B, A]
+    sakura.values[(A, "db")] = ["a-db-new-1", "a-db-new-2"]  # re-created with as many versions
+    clock.now += 30
+    assert (await secrets.read(A, "db", 1)).value == "a-db-new-1"  # the copy was dropped
+    assert (await secrets.read(A, "db")).value == "a-db-new-2"  # the latest copy too
+    assert (await secrets.read(B, "db", 1)).value == "b-db-1"
+    assert sakura.calls.count((B, "db", 1)) == 1
+
+
+async def test_a_re_created_secret_whose_latest_went_down_loses_its_copies() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    sakura.values[(A, "db")] = ["old-1", "old-2", "old-3"]
+    await secrets.read(A, "db", 1)  # listed: latest 3
+    await secrets.read(A, "db", 2)
+    sakura.values[(A, "db")] = ["new-1", "new-2"]  # deleted and re-created: latest 2 < 3
+    clock.now += 30
+    assert await secrets.read(A, "db", 2) == Unveiled("db", 2, "new-2")
+    assert (await secrets.read(A, "db", 1)).value == "new-1"  # every version's copy went
+    assert sakura.calls.count((A, "db", 1)) == 2
+    sakura.values[(A, "db")] = ["newer-1"]  # and again, now below the pin
+    clock.now += 30
+    with pytest.raises(NotFound) as caught:
+        await secrets.read(A, "db", 2)
+    assert (caught.value.kind, caught.value.name) == ("version", "db@2")
+    assert "latest" not in str(caught.value)
+    assert (await secrets.read(A, "db", 1)).value == "newer-1"
+
+
+async def test_a_listing_that_grew_is_the_mark_a_later_one_must_not_fall_below() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)  # latest 2
+    sakura.values[(A, "db")].extend(["a-db-3", "a-db-4"])
+    clock.now += 30
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"  # confirmed: latest 4 now
+    sakura.values[(A, "db")] = ["new-1", "new-2", "new-3"]  # 3: above the first mark, below 4
+    clock.now += 30
+    assert (await secrets.read(A, "db", 1)).value == "new-1"
+
+
+async def test_a_vault_gone_from_sakura_drops_the_copy_and_is_not_found() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    registry = CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    await secrets.read(A, "db", 1)
+    sakura.fail = NotFound("no such vault", kind="vault", name=A)
+    clock.now += 30
+    with pytest.raises(NotFound) as caught:
+        await secrets.read(A, "db", 1)
+    assert caught.value.kind == "vault"
+    assert _reads(registry, "failed") == 1
+    sakura.fail = None
+    clock.now += 30
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    assert sakura.calls.count((A, "db", 1)) == 2  # the copy was dropped: read again
+
+
+async def test_when_the_listing_fails_a_recently_confirmed_copy_is_served_then_left_alone() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    registry = CollectorRegistry()
+    secrets = cache(sakura, clock, registry, stale_for=100, retry_after=10)
+    await secrets.read(A, "db", 1)
+    clock.now += 60
+    await secrets.read(A, "db", 1)  # confirmed by a second listing at 60 s
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 90  # a failing listing: the copy was known current 90 s ago
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    assert sakura.listings == [A, A, A]
+    clock.now += 9.9  # the quiet period (10 s): served without listing
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    assert sakura.listings == [A, A, A]
+    assert _reads(registry, "stale") == 2
+    clock.now += 0.2  # past the quiet period and 100 s past the last confirmation
+    with pytest.raises(SecretsUnavailable) as caught:
+        await secrets.read(A, "db", 1)
+    assert caught.value.message.startswith(
+        f"secret 'db@1' of vault {A} cannot be read now and no copy known current within the "
+        "last 100s is held"
+    )
+    sakura.fail = None
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"  # kept: it was not disproved
+    assert len(sakura.calls) == 1
+
+
+async def test_a_crowded_namespace_is_served_a_confirmed_pinned_copy() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)
+    sakura.fail = Crowded("too many waiting", waiting=10, retry_after=3)
+    clock.now += 30
+    assert (await secrets.read(A, "db", 1, tenant="shop")).value == "a-db-1"
+    assert (await secrets.read(A, "db", 1, tenant="shop")).value == "a-db-1"
+    assert sakura.listings == [A, A, A]  # never left alone: the limiter refused, not Sakura
+
+
+async def test_a_copy_read_again_while_the_listing_is_awaited_is_not_overwritten() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db")  # a-db-2, pinned as db@2 too
+    clock.now += 30
+    sakura.list_gate = asyncio.Event()
+    pinned = asyncio.create_task(secrets.read(A, "db", 2))
+    await asyncio.sleep(0)  # the pinned read now waits for the listing
+    sakura.values[(A, "db")] = ["x-1", "x-2"]  # re-created with as many versions: unseen
+    assert (await secrets.read(A, "db")).value == "x-2"  # the latest read keeps db@2 anew
+    sakura.list_gate.set()
+    assert (await pinned).value == "x-2"
+    assert (await secrets.read(A, "db", 2)).value == "x-2"
+
+
+async def test_a_copy_dropped_while_the_listing_is_awaited_is_read_again() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, pinned_entries=1)
+    await secrets.read(A, "db", 1)
+    clock.now += 30
+    sakura.list_gate = asyncio.Event()
+    pinned = asyncio.create_task(secrets.read(A, "db", 1))
+    await asyncio.sleep(0)
+    sakura.values[(A, "db")] = ["x-1", "x-2"]
+    await secrets.read(B, "db")  # pins b-db-1 and pushes A's db@1 out (one pinned entry)
+    sakura.list_gate.set()
+    assert (await pinned).value == "x-1"
+
+
+async def test_a_secret_newer_than_the_held_listing_is_kept_at_the_version_read() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)  # the listing: db only
+    sakura.values[(A, "new")] = ["new-1"]
+    clock.now += 11  # past the negative TTL: the listing's silence on "new" is not trusted
+    assert await secrets.read(A, "new") == Unveiled("new", 1, "new-1")
+    # the held listing lacks "new" but predates the copy: one newer listing confirms it, in
+    # the reader's turn
+    assert await secrets.read(A, "new", 1, tenant="shop") == Unveiled("new", 1, "new-1")
+    assert sakura.tenants[-1] == ("list", "shop")
+    assert await secrets.read(A, "new", 1) == Unveiled("new", 1, "new-1")
+    assert sakura.listings == [A, A] and sakura.calls == [(A, "db", 1), (A, "new", None)]
+
+
+async def test_at_the_end_of_the_quiet_period_the_listing_confirms_without_an_unveil() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock, retry_after=10)
+    await secrets.read(A, "db", 1)
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 30
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"  # stale: quiet for 10 s
+    sakura.fail = None
+    clock.now += 10  # exactly the end of the quiet period: the listing is asked again
+    assert (await secrets.read(A, "db", 1)).value == "a-db-1"
+    assert (len(sakura.listings), len(sakura.calls)) == (3, 1)
+
+
+async def test_a_listing_newer_than_the_copy_is_trusted_without_asking_again() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)  # listed and read at the same instant
+    del sakura.values[(A, "db")]
+    await secrets.inventory.latest(A, max_age=0)  # e.g. admission lists again, same instant
+    with pytest.raises(NotFound):
+        await secrets.read(A, "db", 1)
+    assert sakura.listings == [A, A]
+
+
+async def test_a_copy_newer_than_the_listing_is_dropped_when_a_newer_listing_lacks_it_too() -> None:
+    sakura, clock = FakeSakura(), Clock()
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 1)  # the listing: db only
+    sakura.values[(A, "new")] = ["new-1"]
+    clock.now += 11
+    await secrets.read(A, "new")  # kept after the listing was taken
+    del sakura.values[(A, "new")]
+    with pytest.raises(NotFound):
+        await secrets.read(A, "new", 1)
+    assert sakura.listings == [A, A]

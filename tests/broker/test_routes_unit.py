@@ -18,10 +18,17 @@ from test_tokens_unit import TOKEN, FakeApi
 from unit_fakes import RecordingReviews
 
 from injector.broker.access import AccessReviewer
-from injector.broker.routes import SECRETS_PATH, bearer_token, broker_routes
+from injector.broker.answers import AnswerBudget
+from injector.broker.routes import ANSWER_TOO_LARGE, SECRETS_PATH, bearer_token, broker_routes
 from injector.broker.service import CREDENTIALS_REJECTED, Broker, BrokerError
 from injector.broker.tokens import TokenReviewer
-from injector.broker.wire import MAX_BODY_BYTES, FetchedSecret, SecretRequest
+from injector.broker.wire import (
+    MAX_ANSWER_BYTES,
+    MAX_BODY_BYTES,
+    Answer,
+    FetchedSecret,
+    SecretRequest,
+)
 from plan import SecretVersion
 
 VAULT = "110000000001"
@@ -36,11 +43,11 @@ class FakeBroker:
         self.error: BrokerError | None = None
         self.asked: list[tuple[str, SecretRequest]] = []
 
-    async def fetch(self, token: str, request: SecretRequest) -> tuple[FetchedSecret, ...]:
+    async def fetch(self, token: str, request: SecretRequest) -> Answer:
         self.asked.append((token, request))
         if self.error is not None:
             raise self.error
-        return self.items
+        return Answer("shop", self.items)
 
 
 async def post(
@@ -49,8 +56,9 @@ async def post(
     body: Any = BODY,
     headers: dict[str, str] | None = None,
     raw: bytes | None = None,
+    budget: AnswerBudget | None = None,
 ) -> httpx.Response:
-    app = Starlette(routes=broker_routes(broker))
+    app = Starlette(routes=broker_routes(broker, budget))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="https://broker") as client:
         return await client.post(
@@ -184,3 +192,49 @@ async def test_the_kubernetes_api_failing_during_the_access_review_is_a_retryabl
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert "could not review access to" in response.json()["error"]
+
+
+async def test_an_answer_over_the_bound_is_a_final_422_naming_it_and_the_way_out() -> None:
+    broker = FakeBroker()
+    broker.items = tuple(
+        FetchedSecret(f"s{i}", None, 1, "\x01" * 65536) for i in range(22)
+    )  # 22 values of 64 KiB of control characters: 8.6 MiB of JSON
+    response = await post(broker)
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": (
+            f"the answer for these 22 secrets would be larger than {MAX_ANSWER_BYTES} bytes "
+            "(8 MiB), the broker's bound on one answer (values JSON-encoded: a control character "
+            "takes 6 bytes); split the pod's secrets between pods, so each reads fewer or "
+            "smaller values, or store binary values base64-encoded"
+        ),
+        "reason": ANSWER_TOO_LARGE,
+    }
+    assert ANSWER_TOO_LARGE == "answer_too_large"
+    assert response.headers["cache-control"] == "no-store"
+    assert "retry-after" not in response.headers
+
+
+async def test_an_answer_the_budget_cannot_hold_is_a_503_to_retry() -> None:
+    budget = AnswerBudget(total=1000, share=2)
+    budget.take("shop", 480)
+    response = await post(FakeBroker(), budget=budget)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json() == {
+        "error": (
+            "the answer is not sent now: this namespace's answers already being sent hold 480 "
+            "bytes, and this one needs at least 21 more; one namespace may hold 500 bytes of "
+            "answers at once; retry in 2s"
+        )
+    }
+    assert budget.held == 480
+
+
+async def test_an_answer_sent_gives_its_bytes_back_to_the_budget() -> None:
+    budget = AnswerBudget()
+    response = await post(FakeBroker(), budget=budget)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert budget.held == 0

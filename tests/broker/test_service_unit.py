@@ -27,7 +27,7 @@ from injector.broker.service import (
     BrokerError,
 )
 from injector.broker.tokens import TokenReviewer
-from injector.broker.wire import FetchedSecret, SecretRequest
+from injector.broker.wire import Answer, SecretRequest
 from plan import SecretVersion
 from sakura import NotFound, Throttled, Unauthorized
 
@@ -55,9 +55,7 @@ class Parts:
             cache(self.sakura, self.clock),
         )
 
-    async def fetch(
-        self, *secrets: SecretVersion, vault: str = A, token: str = TOKEN
-    ) -> tuple[FetchedSecret, ...]:
+    async def fetch(self, *secrets: SecretVersion, vault: str = A, token: str = TOKEN) -> Answer:
         return await self.broker.fetch(token, SecretRequest(vault, secrets))
 
     async def refused(self, *secrets: SecretVersion, vault: str = A, token: str = TOKEN) -> Any:
@@ -77,12 +75,13 @@ DB, API = SecretVersion("db"), SecretVersion("api")
 async def test_each_secret_is_served_in_order_with_the_wanted_and_the_got_version() -> None:
     parts = Parts()
     served = await parts.fetch(SecretVersion("db", 1), API, DB)
-    assert [(s.name, s.requested_version, s.version, s.value) for s in served] == [
+    assert [(s.name, s.requested_version, s.version, s.value) for s in served.items] == [
         ("db", 1, 1, "a-db-1"),
         ("api", None, 1, "a-api-1"),
         ("db", None, 2, "a-db-2"),
     ]
-    assert isinstance(served, tuple)
+    assert isinstance(served.items, tuple)
+    assert served.namespace == "shop"  # whose share of the answer budget sending it takes
     # read as the pod's namespace: its turn at Sakura's quota
     assert {tenant for _, tenant in parts.sakura.tenants} == {"shop"}
     assert sorted(parts.sakura.calls, key=str) == [(A, "api", None), (A, "db", 1), (A, "db", None)]
@@ -207,13 +206,30 @@ async def test_a_missing_version_is_a_404_with_the_fix_and_is_then_refused_from_
     first = await parts.refused(SecretVersion("db", 7))
     assert (first.status, first.retry_after, first.reason) == (404, None, None)
     assert first.message == (
-        f"secret 'db@7' has no such version in vault {A} (secret 'db' has no version 7 in "
-        f"vault {A} (latest is 2, listed 0s ago)); pin an existing version or drop the @VERSION"
-    )
+        f"secret 'db@7' has no such version in vault {A}; pin an existing version or drop the "
+        "@VERSION"
+    )  # never the latest version (2): a denial does not tell what the vault holds
     assert parts.sakura.calls == []  # the listing said so: no unveil
     again = await parts.refused(API, SecretVersion("db", 7))
     assert (again.status, again.message) == (404, first.message)
     assert len(parts.sakura.listings) == 1 and parts.sakura.calls == []  # not even api is read
+
+
+async def test_a_missing_version_reported_by_sakura_never_echoes_its_latest_version() -> None:
+    """The Sakura client explains a missing version with the latest one; the 404 leaves it out."""
+    parts = Parts()
+    parts.sakura.values[(A, "db")].append("a-db-3")
+    await parts.fetch(SecretVersion("db", 3))  # lists the vault: db@3 exists now
+    parts.sakura.fail = NotFound(
+        f"secret 'db' has no version 2 in vault {A} (latest is 3): not found",
+        kind="version",
+        name="db@2",
+    )
+    refused = await parts.refused(SecretVersion("db", 2))
+    assert refused.message == (
+        f"secret 'db@2' has no such version in vault {A}; pin an existing version or drop the "
+        "@VERSION"
+    )
 
 
 async def test_the_first_refused_secret_in_request_order_is_the_answer() -> None:
@@ -233,7 +249,7 @@ async def test_sakura_unavailable_is_the_caches_503_with_its_retry_after() -> No
     refused = await parts.refused(DB)
     assert (refused.status, refused.retry_after, refused.reason) == (503, 12.0, None)
     assert refused.message == (
-        f"secret 'db' of vault {A} cannot be read now and no copy fetched within the last "
+        f"secret 'db' of vault {A} cannot be read now and no copy known current within the last "
         "300s is held (HTTP 429 slow down); retry in 12s"
     )
 

@@ -10,12 +10,15 @@ import json
 import pytest
 
 from injector.broker.wire import (
+    MAX_ANSWER_BYTES,
     MAX_BODY_BYTES,
     MAX_SECRETS,
+    AnswerTooLarge,
     BadRequest,
     FetchedSecret,
     SecretRequest,
-    answer_body,
+    answer_floor,
+    encode_answer,
     parse_request,
 )
 from plan import SecretVersion
@@ -121,15 +124,76 @@ def test_each_item_is_checked_and_named_by_its_index() -> None:
     assert item_refusal({"name": "a@b"}).startswith("secrets[1]: secret name 'a@b' must not")
 
 
-def test_the_answer_body_carries_each_item_and_repr_hides_values() -> None:
+def test_a_repeated_name_and_version_is_refused_naming_both_items() -> None:
+    """Case 3 of issue 15: one value named 100 times bought a 100-fold answer."""
+    secrets = [{"name": "db", "version": 1}, {"name": "db"}, {"name": "api"}, {"name": "db"}]
+    assert refusal(body(vault_id=VAULT, secrets=secrets)) == (
+        "secrets[3] repeats secrets[1] ('db'); list each name and version once (the same "
+        "name at another version is allowed)"
+    )
+    pinned = [{"name": "db"}, {"name": "db", "version": 2}, {"name": "db", "version": 2}]
+    assert "secrets[2] repeats secrets[1] ('db@2')" in refusal(body(vault_id=VAULT, secrets=pinned))
+    assert parse_request(body(vault_id=VAULT, secrets=secrets[:3])).secrets == (
+        SecretVersion("db", 1),
+        SecretVersion("db"),
+        SecretVersion("api"),
+    )
+
+
+def test_the_answer_carries_each_item_in_order_and_repr_hides_values() -> None:
     items = (
         FetchedSecret("db", None, 3, "v-db"),
         FetchedSecret("api", 1, 1, "v-api"),
     )
-    assert answer_body(items) == {
+    pieces = encode_answer(items)
+    assert len(pieces) == 4  # the opening, one per item, the closing: never joined
+    assert json.loads(b"".join(pieces)) == {
         "secrets": [
             {"name": "db", "requested_version": None, "version": 3, "value": "v-db"},
             {"name": "api", "requested_version": 1, "version": 1, "value": "v-api"},
         ]
     }
+    assert b"".join(pieces) == (
+        b'{"secrets":[{"name":"db","requested_version":null,"version":3,"value":"v-db"},'
+        b'{"name":"api","requested_version":1,"version":1,"value":"v-api"}]}'
+    )
     assert "v-db" not in repr(items[0])
+
+
+def test_the_answer_keeps_text_as_utf8_and_escapes_what_json_must() -> None:
+    value = 'パスワード"\\\n\x01'
+    (opening, item, closing) = encode_answer((FetchedSecret("jp", None, 1, value),))
+    assert "パスワード".encode() in item  # 15 bytes, not 30 of \\uXXXX escapes
+    assert json.loads(opening + item + closing)["secrets"][0]["value"] == value
+    assert len(item) == len(b'{"name":"jp","requested_version":null,"version":1,"value":""}') + len(
+        "パスワード".encode()
+    ) + len(b'\\"\\\\\\n\\u0001')
+
+
+def test_the_floor_is_a_byte_per_character_and_never_above_the_encoding() -> None:
+    items = (FetchedSecret("db", None, 3, "v" * 10), FetchedSecret("a", 1, 1, "\x00" * 7))
+    assert answer_floor(items) == len(b'{"secrets":[') + len(b"]}") + (2 + 10 + 1) + (1 + 7 + 1)
+    assert answer_floor(items) <= len(b"".join(encode_answer(items)))
+    assert answer_floor(()) == len(b'{"secrets":[]}') == len(b"".join(encode_answer(())))
+
+
+def test_an_answer_over_the_limit_is_refused_naming_it_and_the_way_out() -> None:
+    assert MAX_ANSWER_BYTES == 8 * 1024 * 1024
+    items = (FetchedSecret("a", None, 1, "x"), FetchedSecret("b", None, 1, "y"))
+    size = len(b"".join(encode_answer(items)))
+    assert len(b"".join(encode_answer(items, limit=size))) == size
+    with pytest.raises(AnswerTooLarge) as caught:
+        encode_answer(items, limit=size - 1)
+    assert str(caught.value) == (
+        f"the answer for these 2 secrets would be larger than {size - 1} bytes (0 MiB), the "
+        "broker's bound on one answer (values JSON-encoded: a control character takes 6 bytes); "
+        "split the pod's secrets between pods, so each reads fewer or smaller values, or store "
+        "binary values base64-encoded"
+    )
+    # 64 KiB of control characters: six bytes each in JSON, so 21 such values pass 8 MiB
+    control = tuple(FetchedSecret(f"s{i}", None, 1, "\x01" * 65536) for i in range(22))
+    with pytest.raises(AnswerTooLarge, match="larger than 8388608 bytes \\(8 MiB\\)"):
+        encode_answer(control)
+    assert len(b"".join(encode_answer(control[:21]))) < MAX_ANSWER_BYTES
+    text = tuple(FetchedSecret(f"s{i}", None, 1, "t" * 65536) for i in range(MAX_SECRETS))
+    assert len(b"".join(encode_answer(text))) < MAX_ANSWER_BYTES  # 100 values of 64 KiB fit

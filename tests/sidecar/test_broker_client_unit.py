@@ -481,6 +481,7 @@ def test_a_circular_cause_chain_is_walked_once(settings: BrokerSettings, clock: 
             f"sakura-secrets-injector), secrets {NAMES} were not fetched",
         ),
         (403, Forbidden, EXIT_DENIED, "the line"),
+        (422, Rejected, EXIT_CONFIG, f"the line; secrets {NAMES} were not fetched"),
         (404, SecretNotFound, EXIT_NOT_FOUND, "the line"),
         (
             500,
