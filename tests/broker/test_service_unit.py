@@ -43,7 +43,12 @@ class Parts:
         self.clock = Clock()
         self.api = FakeApi()
         self.reviews = RecordingReviews(
-            {("vaults", A), ("secrets", "db"), ("secrets", "api"), ("secrets", "gone")}
+            {
+                ("vaults", A),
+                ("secrets", f"{A}/db"),
+                ("secrets", f"{A}/api"),
+                ("secrets", f"{A}/gone"),
+            }
             if grants is None
             else grants
         )
@@ -92,7 +97,7 @@ async def test_the_token_is_verified_and_access_reviewed_as_its_service_account(
     await parts.fetch(DB, API)
     assert [r["token"] for r in parts.api.reviews] == [TOKEN]
     asked = sorted((r["resource"], r["name"]) for r in parts.reviews.sent)
-    assert asked == [("secrets", "api"), ("secrets", "db"), ("vaults", A)]
+    assert asked == [("secrets", f"{A}/api"), ("secrets", f"{A}/db"), ("vaults", A)]
     for review in parts.reviews.sent:
         assert (review["user"], review["groups"], review["namespace"]) == (
             "system:serviceaccount:shop:api",
@@ -150,7 +155,7 @@ async def test_kubernetes_failing_on_the_access_review_is_a_503_to_retry_in_5_s(
 async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    parts = Parts(grants={("secrets", "db")})
+    parts = Parts(grants={("secrets", f"{A}/db")})
     caplog.set_level(logging.INFO, logger="injector.broker.service")
     refused = await parts.refused(DB)
     assert refused.status == 403
@@ -166,18 +171,18 @@ async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
 
 
 async def test_a_missing_secret_grant_is_a_403_naming_each_secret_before_any_sakura_call() -> None:
-    parts = Parts(grants={("vaults", A), ("secrets", "db")})
+    parts = Parts(grants={("vaults", A), ("secrets", f"{A}/db")})
     refused = await parts.refused(DB, API, SecretVersion("cfg", 2))
     assert refused.status == 403
     assert refused.message.startswith(
-        'serviceaccount shop/api may not get sakura-secrets.io secrets "api"; grant it'
+        f'serviceaccount shop/api may not get sakura-secrets.io secrets "{A}/api"; grant it'
     )
-    assert refused.message.endswith('; the same grant is also missing for "cfg"')
+    assert refused.message.endswith(f'; the same grant is also missing for "{A}/cfg"')
     assert parts.sakura_calls() == []
 
 
 async def test_a_missing_vault_is_a_404_with_the_fix_for_the_annotation() -> None:
-    parts = Parts(grants={("vaults", OTHER), ("secrets", "db")})
+    parts = Parts(grants={("vaults", OTHER), ("secrets", f"{OTHER}/db")})
     parts.sakura.fail = NotFound("HTTP 404 no such vault", kind="vault", name=OTHER)
     refused = await parts.refused(DB, vault=OTHER)
     assert (refused.status, refused.retry_after, refused.reason) == (404, None, None)
