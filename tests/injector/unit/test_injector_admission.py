@@ -274,7 +274,7 @@ async def test_realistic_pod_patch_applied_equals_the_built_pod() -> None:
     result = await admitted(obj, namespace="shop")
     webhook = settings()
     injection = parse_annotations(obj["metadata"]["annotations"], webhook)
-    targets = fit(obj["spec"], injection.options)
+    targets = fit(obj["spec"], injection.options, webhook.proxy_containers)
     plan = Plan(
         files=injection.plan.files,
         directory=injection.plan.directory,
@@ -283,7 +283,7 @@ async def test_realistic_pod_patch_applied_equals_the_built_pod() -> None:
         uid=1000,
         gid=3000,
     )
-    built = inject(obj, plan, injection.options, targets, webhook)
+    built = inject(obj, plan, injection.options, targets, webhook, ())
     assert jsonpatch.apply_patch(obj, result.patch) == built
     validate_pod(built)
 
@@ -342,7 +342,7 @@ def test_a_pod_without_annotations_or_volumes_gets_them_created_by_the_patch() -
     plan = Plan(
         files=injection.plan.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1
     )
-    built = inject(bare, plan, injection.options, ("app",), webhook)
+    built = inject(bare, plan, injection.options, ("app",), webhook, ())
     patch = jsonpatch.make_patch(bare, built)
     assert jsonpatch.apply_patch(bare, patch) == built
     assert built["metadata"]["annotations"] == {f"{P}status": "injected"}
@@ -745,7 +745,7 @@ def test_a_pod_without_metadata_gets_the_status_annotation() -> None:
     plan = Plan(
         files=injection.plan.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1
     )
-    built = inject(bare, plan, injection.options, ("app",), webhook)
+    built = inject(bare, plan, injection.options, ("app",), webhook, ())
     assert built["metadata"] == {"annotations": {f"{P}status": "injected"}}
 
 
