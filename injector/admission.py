@@ -109,7 +109,7 @@ def prepare(body: bytes, settings: WebhookSettings) -> Checked | dict[str, Any]:
             return _answer(uid, {"allowed": True})
         injection = parse_annotations(annotations, settings)
         spec = pod["spec"]
-        targets = fit(spec, injection.options, settings.proxy_containers)
+        targets = fit(spec, injection.options, settings.mesh_proxy_containers)
         owner = resolve_owner(
             spec,
             targets,

@@ -205,7 +205,7 @@ def settings_from_args(
             sakura_zone=_first(source, ENV_ZONE),
             image_pull_policy=args.image_pull_policy,
             volume_size_limit=args.volume_size_limit,
-            proxy_containers=_proxy_containers(args.mesh_proxy_containers),
+            mesh_proxy_containers=_proxy_containers(args.mesh_proxy_containers),
         )
     except SettingsError as error:
         raise UsageError(str(error)) from None

@@ -38,7 +38,7 @@ class WebhookSettings:
     """tmpfs size limit of the secrets volume; counted against the pod's memory."""
     fallback_uid: int = 65532
     """Owner of the files when no annotation or securityContext names one (distroless nonroot)."""
-    proxy_containers: tuple[str, ...] = MESH_PROXIES
+    mesh_proxy_containers: tuple[str, ...] = MESH_PROXIES
     """Container names of mesh proxies, never targets by default (`MESH_PROXIES` and more)."""
 
     def __post_init__(self) -> None:
@@ -63,11 +63,11 @@ class WebhookSettings:
             raise SettingsError(
                 "injector_namespace is empty; set the namespace the injector runs in"
             )
-        for name in self.proxy_containers:
+        for name in self.mesh_proxy_containers:
             if not _CONTAINER_NAME.match(name):
                 raise SettingsError(
-                    f"proxy container {name!r} is not a container name (a DNS-1123 label: "
-                    "lowercase letters, digits and '-', at most 63 characters)"
+                    f"mesh_proxy_containers: {name!r} is not a container name (a DNS-1123 "
+                    "label: lowercase letters, digits and '-', at most 63 characters)"
                 )
         if isinstance(self.fallback_uid, bool) or not 0 < self.fallback_uid < 2**31:
             raise SettingsError(
