@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonpatch
 
-from injector.annotations import STATUS, STATUS_INJECTED, STATUS_WARNINGS, PodOptions
+from injector.annotations import PREFIX, STATUS, STATUS_INJECTED, STATUS_WARNINGS, PodOptions
 from injector.checks import Denied
 from injector.pod.init_container import INIT_CONTAINER, init_container
 from injector.pod.mounts import check_mount_path, read_only_mount, target_containers
@@ -34,7 +34,7 @@ def fit(spec: dict[str, Any], options: PodOptions, proxies: Collection[str]) -> 
         if not apps:
             raise Denied(
                 f"the pod's only containers are mesh proxies ({', '.join(targets)}); add the "
-                "app container, or name the proxy in sakura-secrets.io/containers"
+                f"app container, or name the proxy in {PREFIX}containers"
             )
         targets = apps
     check_mount_path(spec, targets, options.mount_path)
