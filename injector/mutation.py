@@ -95,17 +95,17 @@ def patch_operations(
     `warnings` (the owner's) go into the status-warnings annotation, where users see them.
     """
     spec = pod["spec"]
-    operations: list[dict[str, Any]] = []
     status = {STATUS: STATUS_INJECTED}
     if warnings:
         status[STATUS_WARNINGS] = "\n".join(warnings)
     metadata = pod.get("metadata")
+    operations: list[dict[str, Any]]
     if not isinstance(metadata, dict):
-        operations.append(_add("/metadata", {"annotations": status}))
+        operations = [_add("/metadata", {"annotations": status})]
     elif not metadata.get("annotations"):
-        operations.append(_add("/metadata/annotations", status))
+        operations = [_add("/metadata/annotations", status)]
     else:
-        operations += [_add(f"/metadata/annotations/{_escape(k)}", v) for k, v in status.items()]
+        operations = [_add(f"/metadata/annotations/{_escape(k)}", v) for k, v in status.items()]
 
     volumes = [secrets_volume(settings.volume_size_limit)]
     if plan.mode == "broker":

@@ -402,6 +402,15 @@ async def test_a_known_mesh_proxy_is_not_a_target_by_default(proxy: str) -> None
     assert result.warnings == []
 
 
+async def test_an_app_whose_image_decides_its_user_next_to_istio_gets_readable_files() -> None:
+    obj = _meshed("istio-proxy")
+    del obj["spec"]["containers"][0]["securityContext"]
+    result = await admitted(obj)
+    assert [f.mode for f in result.plan.files] == [0o444]  # the proxy's 1337 is not the owner
+    assert result.plan.uid == 65532
+    assert "volumeMounts" not in result.container("istio-proxy")
+
+
 async def test_more_mesh_proxies_come_from_the_settings() -> None:
     obj = _meshed("envoy")
     response = await denied(obj)
@@ -420,11 +429,11 @@ async def test_a_mesh_proxy_named_in_containers_is_a_target() -> None:
 
 
 async def test_a_pod_of_mesh_proxies_only_is_denied() -> None:
-    obj = pod(containers=[{"name": "istio-proxy", "image": "x"}])
+    obj = pod(containers=[{"name": "istio-proxy", "image": "x"}, {"name": "linkerd-proxy"}])
     response = await denied(obj)
     assert response["status"]["message"] == (
-        "the pod's only containers are mesh proxies (istio-proxy); add the app container, or "
-        f"name the proxy in {P}containers"
+        "the pod's only containers are mesh proxies (istio-proxy, linkerd-proxy); add the app "
+        f"container, or name the proxy in {P}containers"
     )
 
 
