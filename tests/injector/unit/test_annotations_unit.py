@@ -97,6 +97,14 @@ def test_a_file_mode_key_fits_the_api_servers_limit_too() -> None:
     )
 
 
+def test_the_files_whose_mode_an_annotation_sets_are_recorded() -> None:
+    # kept as set when the app's uid is unknown and the other files are made readable
+    two = {P + "secret-api": "api"}
+    assert accepted(two).options.explicit_modes == frozenset()
+    assert accepted({**two, P + "file-mode-api": "0440"}).options.explicit_modes == {"api"}
+    assert accepted({**two, P + "file-mode": "0440"}).options.explicit_modes == {"api", "db"}
+
+
 @pytest.mark.parametrize("last", [".", "_", "-"])
 @pytest.mark.parametrize("prefix", ["secret-", "template-", "file-mode-"])
 def test_a_file_name_ends_with_a_letter_or_digit(prefix: str, last: str) -> None:
