@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +109,7 @@ def prepare(body: bytes, settings: WebhookSettings) -> Checked | dict[str, Any]:
             return _answer(uid, {"allowed": True})
         injection = parse_annotations(annotations, settings)
         spec = pod["spec"]
-        targets = fit(spec, injection.options)
+        targets = fit(spec, injection.options, settings.mesh_proxy_containers)
         owner = resolve_owner(
             spec,
             targets,
@@ -127,7 +126,7 @@ def prepare(body: bytes, settings: WebhookSettings) -> Checked | dict[str, Any]:
         service_account=spec.get("serviceAccountName") or "default",
         injection=injection,
         targets=targets,
-        plan=dataclasses.replace(injection.plan, uid=owner.uid, gid=owner.gid),
+        plan=owner.own(injection.plan, injection.options.explicit_modes),
         warnings=owner.warnings,
     )
 
@@ -138,7 +137,12 @@ def finish(checked: Checked, outcome: CheckOutcome, settings: WebhookSettings) -
     if outcome.denial is not None:
         return _denial(checked.uid, Denied(outcome.denial, code=403), warnings)
     patch = patch_operations(
-        checked.pod, checked.plan, checked.injection.options, checked.targets, settings
+        checked.pod,
+        checked.plan,
+        checked.injection.options,
+        checked.targets,
+        settings,
+        checked.warnings,
     )
     encoded = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
     return _answer(

@@ -11,7 +11,7 @@ import difflib
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from injector.checks import Denied
 from injector.pod.resources import Resources, parse_quantity
@@ -32,6 +32,10 @@ from plan import (
 PREFIX = "sakura-secrets.io/"
 STATUS = PREFIX + "status"
 STATUS_INJECTED = "injected"
+STATUS_WARNINGS = PREFIX + "status-warnings"
+"""Written by the injector: the admission warnings about the pod, one a line, where its
+owner sees them (`kubectl describe pod`); the admission answer's warnings reach only whoever
+created the pod, for a Deployment the ReplicaSet controller."""
 INJECT = PREFIX + "inject"
 
 DEFAULT_MOUNT_PATH = "/sakura/secrets"
@@ -63,9 +67,12 @@ _FIXED_KEYS = (
     "cpu-limit",
     "memory-request",
     "memory-limit",
+    "status-warnings",
     "status",
 )
 _FILE_KEYS = ("secret-", "template-", "file-mode-")
+MAX_KEY_NAME = 63
+"""Characters Kubernetes allows in an annotation key's name, the part after the '/'."""
 _VAULT_ID = re.compile(r"^[0-9]{12}$")
 _MODE = re.compile(r"^0?[0-7]{3}$")
 _ID = re.compile(r"^[0-9]{1,10}$")
@@ -87,6 +94,9 @@ class PodOptions:
     run_as_user: int | None = None
     run_as_group: int | None = None
     resources: Resources = field(default_factory=Resources)
+    explicit_modes: frozenset[str] = frozenset()
+    """Files whose mode an annotation sets (all of them with `file-mode`): kept as set when
+    the owner's uid is unknown and the other files are made readable to the app anyway."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,10 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
             f"annotation {STATUS}: {status!r} is not a value you can set; the injector writes "
             "this annotation itself, remove it"
         )
+    if "status-warnings" in ours:
+        raise Denied(
+            f"annotation {STATUS_WARNINGS}: the injector writes this annotation itself, remove it"
+        )
 
     credentials_secret = _credentials_secret(ours.get("credentials-secret"))
     options = PodOptions(
@@ -127,6 +141,7 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
         resources=_resources(ours),
     )
     files = _files(ours)
+    options = replace(options, explicit_modes=_explicit_modes(ours, files))
     vault_id = _vault_id(ours.get("vault-id"), settings)
     try:
         plan = Plan(
@@ -181,7 +196,11 @@ def _check_secret_count(plan: Plan) -> None:
 
 
 def _check_known(key: str) -> None:
-    if key in _FIXED_KEYS or any(key.startswith(p) and len(key) > len(p) for p in _FILE_KEYS):
+    if key in _FIXED_KEYS:
+        return
+    prefix = next((p for p in _FILE_KEYS if key.startswith(p) and len(key) > len(p)), None)
+    if prefix is not None:
+        _check_key_name(key, prefix)
         return
     if key in ("secret", "template", "secret-", "template-"):
         stem = key.rstrip("-")
@@ -195,8 +214,33 @@ def _check_known(key: str) -> None:
     hint = f"did you mean {PREFIX}{close[0]}? " if close else ""
     raise Denied(
         f"annotation {PREFIX}{key} is not a known annotation; {hint}known keys: "
-        f"{', '.join(_FIXED_KEYS[:-1])}, secret-FILE, template-FILE, file-mode-FILE"
+        f"{', '.join(_FIXED_KEYS[:-2])}, secret-FILE, template-FILE, file-mode-FILE"
     )
+
+
+def _check_key_name(key: str, prefix: str) -> None:
+    """Refuse a FILE the API server would refuse in the key (it validates after the webhooks)."""
+    name = key[len(prefix) :]
+    limit = MAX_KEY_NAME - len(prefix)
+    if len(key) > MAX_KEY_NAME:
+        raise Denied(
+            f"annotation {PREFIX}{key}: FILE {name!r} has {len(name)} characters, more than "
+            f"the {limit} a {prefix}FILE annotation allows (Kubernetes allows at most "
+            f"{MAX_KEY_NAME} characters after the '/' of an annotation key); "
+            "shorten the file name"
+        )
+    if key.endswith((".", "_", "-")):  # other characters: not a plain file name, below
+        raise Denied(
+            f"annotation {PREFIX}{key}: FILE {name!r} ends with {key[-1]!r}, and Kubernetes "
+            "requires an annotation key to end with a letter or digit; "
+            "end the file name with one"
+        )
+
+
+def _explicit_modes(ours: Mapping[str, str], files: tuple[FileSpec, ...]) -> frozenset[str]:
+    if "file-mode" in ours:
+        return frozenset(f.name for f in files)
+    return frozenset(f.name for f in files if f"file-mode-{f.name}" in ours)
 
 
 def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:

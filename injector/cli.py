@@ -29,7 +29,7 @@ from injector.cert_expiry import CertificateExpiry
 from injector.checks import AdmissionCheck
 from injector.connections import ConnectionLimits
 from injector.server import Listener, Shutdown
-from injector.settings import SettingsError, WebhookSettings
+from injector.settings import MESH_PROXIES, SettingsError, WebhookSettings
 from injector.tls import ReloadingTLS
 from sakura.config import ENV_ENDPOINT, ENV_ZONE
 
@@ -221,9 +221,16 @@ def settings_from_args(
             sakura_zone=_first(source, ENV_ZONE),
             image_pull_policy=args.image_pull_policy,
             volume_size_limit=args.volume_size_limit,
+            mesh_proxy_containers=_proxy_containers(args.mesh_proxy_containers),
         )
     except SettingsError as error:
         raise UsageError(str(error)) from None
+
+
+def _proxy_containers(extra: str | None) -> tuple[str, ...]:
+    """The known mesh proxies and the flag's comma-separated names."""
+    names = [n.strip() for n in (extra or "").split(",") if n.strip()]
+    return tuple(dict.fromkeys([*MESH_PROXIES, *names]))
 
 
 def build_listeners_from_args(
@@ -704,6 +711,14 @@ def _settings_options(
         "SAKURA_SECRETS_VOLUME_SIZE_LIMIT",
         "size limit of the injected tmpfs volume",
         "8Mi",
+    )
+    _option(
+        parser,
+        env,
+        "--mesh-proxy-containers",
+        "SAKURA_SECRETS_MESH_PROXY_CONTAINERS",
+        "comma-separated names of service-mesh proxy containers that get no mount unless the "
+        f"containers annotation names them, in addition to {', '.join(MESH_PROXIES)}",
     )
 
 

@@ -7,12 +7,12 @@ validated against the Pod schema. Diffing whole pods would cost time in the spec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import jsonpatch
 
-from injector.annotations import STATUS, STATUS_INJECTED, PodOptions
+from injector.annotations import PREFIX, STATUS, STATUS_INJECTED, STATUS_WARNINGS, PodOptions
 from injector.checks import Denied
 from injector.pod.init_container import INIT_CONTAINER, init_container
 from injector.pod.mounts import check_mount_path, read_only_mount, target_containers
@@ -21,9 +21,22 @@ from injector.settings import WebhookSettings
 from plan import Plan
 
 
-def fit(spec: dict[str, Any], options: PodOptions) -> tuple[str, ...]:
-    """The target containers, once the pod is known to have room for what we add."""
+def fit(spec: dict[str, Any], options: PodOptions, proxies: Collection[str]) -> tuple[str, ...]:
+    """The target containers, once the pod is known to have room for what we add.
+
+    Without a `containers` annotation these are the app containers except the mesh proxies
+    (`proxies`, e.g. istio-proxy, which a mesh's webhook may have added before ours): they
+    never read the files, and their own runAsUser would otherwise decide the files' owner.
+    """
     targets = target_containers(spec, options.containers)
+    if options.containers is None:
+        apps = tuple(name for name in targets if name not in proxies)
+        if not apps:
+            raise Denied(
+                f"the pod's only containers are mesh proxies ({', '.join(targets)}); add the "
+                f"app container, or name the proxy in {PREFIX}containers"
+            )
+        targets = apps
     check_mount_path(spec, targets, options.mount_path)
     volumes = {v.get("name") for v in spec.get("volumes") or ()}
     for name in (SECRETS_VOLUME, TOKEN_VOLUME):
@@ -58,10 +71,11 @@ def inject(
     options: PodOptions,
     targets: Sequence[str],
     settings: WebhookSettings,
+    warnings: Sequence[str],
 ) -> dict[str, Any]:
     """A copy of `pod` with the volumes, the init container, the mounts and the status."""
     result: dict[str, Any] = jsonpatch.apply_patch(
-        pod, patch_operations(pod, plan, options, targets, settings)
+        pod, patch_operations(pod, plan, options, targets, settings, warnings)
     )
     return result
 
@@ -72,21 +86,26 @@ def patch_operations(
     options: PodOptions,
     targets: Sequence[str],
     settings: WebhookSettings,
+    warnings: Sequence[str],
 ) -> list[dict[str, Any]]:
     """The JSON patch that injects: only additions, each where injection adds something.
 
     Built from the parts, not by diffing the old pod with a copy: a pod's spec may be over a
     MiB, and copying and diffing it whole cost more than everything else in a review.
+    `warnings` (the owner's) go into the status-warnings annotation, where users see them.
     """
     spec = pod["spec"]
-    operations: list[dict[str, Any]] = []
+    status = {STATUS: STATUS_INJECTED}
+    if warnings:
+        status[STATUS_WARNINGS] = "\n".join(warnings)
     metadata = pod.get("metadata")
+    operations: list[dict[str, Any]]
     if not isinstance(metadata, dict):
-        operations.append(_add("/metadata", {"annotations": {STATUS: STATUS_INJECTED}}))
+        operations = [_add("/metadata", {"annotations": status})]
     elif not metadata.get("annotations"):
-        operations.append(_add("/metadata/annotations", {STATUS: STATUS_INJECTED}))
+        operations = [_add("/metadata/annotations", status)]
     else:
-        operations.append(_add(f"/metadata/annotations/{_escape(STATUS)}", STATUS_INJECTED))
+        operations = [_add(f"/metadata/annotations/{_escape(k)}", v) for k, v in status.items()]
 
     volumes = [secrets_volume(settings.volume_size_limit)]
     if plan.mode == "broker":

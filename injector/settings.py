@@ -6,6 +6,10 @@ import re
 from dataclasses import dataclass
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+MESH_PROXIES = ("istio-proxy", "linkerd-proxy")
+"""Containers a service mesh's webhook adds to the pod (Istio, Linkerd): not targets unless
+the `containers` annotation names them."""
+_CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _VAULT_ID = re.compile(r"^[0-9]{12}$")
 
 
@@ -34,6 +38,8 @@ class WebhookSettings:
     """tmpfs size limit of the secrets volume; counted against the pod's memory."""
     fallback_uid: int = 65532
     """Owner of the files when no annotation or securityContext names one (distroless nonroot)."""
+    mesh_proxy_containers: tuple[str, ...] = MESH_PROXIES
+    """Container names of mesh proxies, never targets by default (`MESH_PROXIES` and more)."""
 
     def __post_init__(self) -> None:
         if not self.image.strip():
@@ -57,6 +63,12 @@ class WebhookSettings:
             raise SettingsError(
                 "injector_namespace is empty; set the namespace the injector runs in"
             )
+        for name in self.mesh_proxy_containers:
+            if not _CONTAINER_NAME.match(name):
+                raise SettingsError(
+                    f"mesh_proxy_containers: {name!r} is not a container name (a DNS-1123 "
+                    "label: lowercase letters, digits and '-', at most 63 characters)"
+                )
         if isinstance(self.fallback_uid, bool) or not 0 < self.fallback_uid < 2**31:
             raise SettingsError(
                 f"fallback_uid {self.fallback_uid!r} must be a non-root uid (1..2^31-1)"

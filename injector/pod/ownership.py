@@ -1,26 +1,47 @@
 """Who owns the files: the uid/gid the init container runs as, so it creates them that way.
 
 Explicit annotations win; otherwise the target containers' own securityContext (container
-level over pod level) when they agree, since that is the user who must read the files.
+level over pod level) when they agree, since that is the user who must read the files. When
+no uid is known (the image's USER decides), the files are made readable through a group the
+app is known to be in, else by every user of the containers that mount them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from injector.checks import Denied
+from plan import Plan
 
 _PREFIX = "sakura-secrets.io/"
 _MAX_ID = 2**31 - 1
+GROUP_READABLE = 0o440
+"""Files' mode when the app's uid is unknown but its group is: the group reads them."""
+ALL_READABLE = 0o444
+"""Files' mode when neither is known: any user of the containers that mount them reads them.
+The tmpfs is the pod's own and mounted only into the target containers, read-only."""
 
 
 @dataclass(frozen=True)
 class Owner:
     uid: int
     gid: int
+    file_mode: int | None = None
+    """Mode of the files no annotation gives one; None keeps the default (the owner reads)."""
     warnings: tuple[str, ...] = ()
+
+    def own(self, plan: Plan, explicit_modes: frozenset[str]) -> Plan:
+        """`plan` with this owner, and this mode for the files not in `explicit_modes`."""
+        files = plan.files
+        if self.file_mode is not None:
+            mode = self.file_mode
+            files = tuple(
+                f if f.name in explicit_modes else dataclasses.replace(f, mode=mode) for f in files
+            )
+        return dataclasses.replace(plan, uid=self.uid, gid=self.gid, files=files)
 
 
 def resolve_owner(
@@ -35,19 +56,11 @@ def resolve_owner(
     pod_context = spec.get("securityContext") or {}
     chosen = set(targets)  # a set: a pod may list thousands of containers before validation
     containers = [c for c in spec.get("containers") or () if c["name"] in chosen]
-    warnings: list[str] = []
 
     uid = run_as_user
     if uid is None:
         uid = _agreed(containers, pod_context, "runAsUser", "run-as-user")
-        if uid is None:
-            uid = fallback_uid
-            warnings.append(
-                f"sakura-secrets: no run-as-user annotation or runAsUser on the target containers; "
-                f"files are owned by uid {uid}. If the app runs as another user, set "
-                f"{_PREFIX}run-as-user"
-            )
-        elif uid == 0:
+        if uid == 0:
             raise Denied(
                 f"annotation {_PREFIX}run-as-user: the target containers run as root (uid 0) and "
                 "the init container must not run as root; set run-as-user to a non-root uid "
@@ -57,9 +70,27 @@ def resolve_owner(
     if gid is None:
         gid = _agreed(containers, pod_context, "runAsGroup", "run-as-group")
     if gid is None:
-        fs_group = _valid_id(pod_context.get("fsGroup"), "the pod's securityContext.fsGroup")
-        gid = fs_group if fs_group is not None else uid
-    return Owner(uid=uid, gid=gid, warnings=tuple(warnings))
+        gid = _valid_id(pod_context.get("fsGroup"), "the pod's securityContext.fsGroup")
+    if uid is not None:
+        return Owner(uid=uid, gid=uid if gid is None else gid)
+    # The image's USER decides who the app is, which the webhook cannot see: the files must
+    # be readable whoever it is, through the group when one is known (the app's processes
+    # have runAsGroup as their group and fsGroup as a supplementary one).
+    if gid is None:
+        mode, readers = ALL_READABLE, "any user of the containers that mount them"
+    else:
+        mode, readers = GROUP_READABLE, f"group {gid}, which the app runs with"
+    warning = (
+        "sakura-secrets: no run-as-user or runAsUser (the image's USER decides the app's uid): "
+        f"files without file-mode get uid {fallback_uid}, mode {mode:04o}, readable by {readers}; "
+        f"set {_PREFIX}run-as-user to limit them to the app"
+    )
+    return Owner(
+        uid=fallback_uid,
+        gid=fallback_uid if gid is None else gid,
+        file_mode=mode,
+        warnings=(warning,),
+    )
 
 
 def _agreed(

@@ -67,6 +67,22 @@ def test_environment_supplies_defaults_and_flags_win() -> None:
     assert settings.sakura_zone == "is1a"
 
 
+def test_more_mesh_proxies_come_from_a_flag_or_the_environment() -> None:
+    args = build_parser({}).parse_args(["render", "-f", "-"])
+    assert settings_from_args(args, {}).mesh_proxy_containers == ("istio-proxy", "linkerd-proxy")
+    env = {"SAKURA_SECRETS_MESH_PROXY_CONTAINERS": "envoy, ,kuma-sidecar,istio-proxy"}
+    args = build_parser(env).parse_args(["render", "-f", "-"])
+    assert settings_from_args(args, env).mesh_proxy_containers == (
+        "istio-proxy",
+        "linkerd-proxy",
+        "envoy",
+        "kuma-sidecar",
+    )
+    args = build_parser(env).parse_args(["render", "-f", "-", "--mesh-proxy-containers", "Ab"])
+    with pytest.raises(UsageError, match="mesh_proxy_containers: 'Ab' is not a container name"):
+        settings_from_args(args, env)
+
+
 def test_a_bad_setting_names_the_flag() -> None:
     args = build_parser({}).parse_args(
         ["render", "-f", "-", "--default-vault-id", "12", "--broker-url", "https://b"]

@@ -27,8 +27,10 @@ def denial(extra: dict[str, str], base: dict[str, str] | None = None, **kw: obje
     return str(caught.value)
 
 
-def accepted(extra: dict[str, str], **kw: object):  # type: ignore[no-untyped-def]
-    return parse_annotations({**BASE, **extra}, settings(**kw))
+def accepted(  # type: ignore[no-untyped-def]
+    extra: dict[str, str], base: dict[str, str] | None = None, **kw: object
+):
+    return parse_annotations({**(BASE if base is None else base), **extra}, settings(**kw))
 
 
 @pytest.mark.parametrize("key", ["secret", "template", "secret-", "template-"])
@@ -62,6 +64,54 @@ def test_refresh_interval_and_status() -> None:
     assert denial({P + "status": "x"}) == (
         f"annotation {P}status: 'x' is not a value you can set; the injector writes this "
         "annotation itself, remove it"
+    )
+    assert denial({P + "status-warnings": "x"}) == (
+        f"annotation {P}status-warnings: the injector writes this annotation itself, remove it"
+    )
+
+
+LIMIT = "(Kubernetes allows at most 63 characters after the '/' of an annotation key)"
+
+
+@pytest.mark.parametrize(("prefix", "limit"), [("secret-", 56), ("template-", 54)])
+def test_a_file_name_fits_the_api_servers_limit_on_annotation_keys(prefix: str, limit: int) -> None:
+    value = "db" if prefix == "secret-" else '{{ secret("db") }}'
+    longest = "f" * (limit - 1) + "1"
+    files = accepted({P + prefix + longest: value}, base={}).plan.files
+    assert longest in [f.name for f in files]
+    name = "f" * limit + "1"
+    assert denial({P + prefix + name: value}) == (
+        f"annotation {P}{prefix}{name}: FILE {name!r} has {limit + 1} characters, more than the "
+        f"{limit} a {prefix}FILE annotation allows {LIMIT}; shorten the file name"
+    )
+
+
+def test_a_file_mode_key_fits_the_api_servers_limit_too() -> None:
+    name = "f" * 53
+    modes = accepted({P + "secret-" + name: "db", P + "file-mode-" + name: "0440"}).plan.files
+    assert [f.mode for f in modes if f.name == name] == [0o440]
+    longer = name + "g"
+    assert denial({P + "secret-" + longer: "db", P + "file-mode-" + longer: "0440"}) == (
+        f"annotation {P}file-mode-{longer}: FILE {longer!r} has 54 characters, more than the "
+        f"53 a file-mode-FILE annotation allows {LIMIT}; shorten the file name"
+    )
+
+
+def test_the_files_whose_mode_an_annotation_sets_are_recorded() -> None:
+    # kept as set when the app's uid is unknown and the other files are made readable
+    two = {P + "secret-api": "api"}
+    assert accepted(two).options.explicit_modes == frozenset()
+    assert accepted({**two, P + "file-mode-api": "0440"}).options.explicit_modes == {"api"}
+    assert accepted({**two, P + "file-mode": "0440"}).options.explicit_modes == {"api", "db"}
+
+
+@pytest.mark.parametrize("last", [".", "_", "-"])
+@pytest.mark.parametrize("prefix", ["secret-", "template-", "file-mode-"])
+def test_a_file_name_ends_with_a_letter_or_digit(prefix: str, last: str) -> None:
+    key = f"{prefix}db{last}"
+    assert denial({P + key: "db"}) == (
+        f"annotation {P}{key}: FILE 'db{last}' ends with {last!r}, and Kubernetes requires an "
+        "annotation key to end with a letter or digit; end the file name with one"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from typing import Any
 
 import jsonpatch
 import pytest
@@ -28,6 +29,7 @@ from injector.admission import MalformedReview, review
 from injector.annotations import parse_annotations
 from injector.checks import CheckOutcome
 from injector.mutation import fit, inject
+from injector.settings import MESH_PROXIES
 from plan import FileSpec, Plan, SecretRef
 
 # --- the typical pod -------------------------------------------------------------------
@@ -274,7 +276,7 @@ async def test_realistic_pod_patch_applied_equals_the_built_pod() -> None:
     result = await admitted(obj, namespace="shop")
     webhook = settings()
     injection = parse_annotations(obj["metadata"]["annotations"], webhook)
-    targets = fit(obj["spec"], injection.options)
+    targets = fit(obj["spec"], injection.options, webhook.mesh_proxy_containers)
     plan = Plan(
         files=injection.plan.files,
         directory=injection.plan.directory,
@@ -283,7 +285,7 @@ async def test_realistic_pod_patch_applied_equals_the_built_pod() -> None:
         uid=1000,
         gid=3000,
     )
-    built = inject(obj, plan, injection.options, targets, webhook)
+    built = inject(obj, plan, injection.options, targets, webhook, ())
     assert jsonpatch.apply_patch(obj, result.patch) == built
     validate_pod(built)
 
@@ -342,11 +344,16 @@ def test_a_pod_without_annotations_or_volumes_gets_them_created_by_the_patch() -
     plan = Plan(
         files=injection.plan.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1
     )
-    built = inject(bare, plan, injection.options, ("app",), webhook)
+    built = inject(bare, plan, injection.options, ("app",), webhook, ())
     patch = jsonpatch.make_patch(bare, built)
     assert jsonpatch.apply_patch(bare, patch) == built
     assert built["metadata"]["annotations"] == {f"{P}status": "injected"}
     validate_pod(built)
+    warned = inject(bare, plan, injection.options, ("app",), webhook, ("one", "two"))
+    assert warned["metadata"]["annotations"] == {
+        f"{P}status": "injected",
+        f"{P}status-warnings": "one\ntwo",
+    }
 
 
 # --- containers selection -------------------------------------------------------------------
@@ -374,6 +381,60 @@ async def test_containers_annotation_selects_the_mounted_containers(
     result = await admitted(pod(notes, copy.deepcopy(THREE)))
     got = {c["name"] for c in result.pod["spec"]["containers"] if c.get("volumeMounts")}
     assert got == mounted
+
+
+def _meshed(proxy: str) -> dict[str, Any]:
+    """A pod whose mesh's webhook ran before ours: its proxy runs as the mesh's own user."""
+    return pod(
+        containers=[
+            {"name": "app", "image": "x", "securityContext": {"runAsUser": 1000}},
+            {"name": proxy, "image": "mesh/proxy", "securityContext": {"runAsUser": 1337}},
+        ]
+    )
+
+
+@pytest.mark.parametrize("proxy", ["istio-proxy", "linkerd-proxy"])
+async def test_a_known_mesh_proxy_is_not_a_target_by_default(proxy: str) -> None:
+    result = await admitted(_meshed(proxy))
+    assert "volumeMounts" not in result.container(proxy)
+    assert result.container("app")["volumeMounts"][0]["name"] == "sakura-secrets"
+    assert (result.plan.uid, result.plan.gid) == (1000, 1000)  # the app's, not the proxy's
+    assert result.warnings == []
+
+
+async def test_an_app_whose_image_decides_its_user_next_to_istio_gets_readable_files() -> None:
+    obj = _meshed("istio-proxy")
+    del obj["spec"]["containers"][0]["securityContext"]
+    result = await admitted(obj)
+    assert [f.mode for f in result.plan.files] == [0o444]  # the proxy's 1337 is not the owner
+    assert result.plan.uid == 65532
+    assert "volumeMounts" not in result.container("istio-proxy")
+
+
+async def test_more_mesh_proxies_come_from_the_settings() -> None:
+    obj = _meshed("envoy")
+    response = await denied(obj)
+    assert "disagree on runAsUser (app: 1000, envoy: 1337)" in response["status"]["message"]
+    webhook = settings(mesh_proxy_containers=(*MESH_PROXIES, "envoy"))
+    result = await admitted(obj, webhook=webhook)
+    assert "volumeMounts" not in result.container("envoy")
+
+
+async def test_a_mesh_proxy_named_in_containers_is_a_target() -> None:
+    obj = _meshed("istio-proxy")
+    obj["metadata"]["annotations"][f"{P}containers"] = "app,istio-proxy"
+    obj["metadata"]["annotations"][f"{P}run-as-user"] = "1000"
+    result = await admitted(obj)
+    assert result.container("istio-proxy")["volumeMounts"][0]["name"] == "sakura-secrets"
+
+
+async def test_a_pod_of_mesh_proxies_only_is_denied() -> None:
+    obj = pod(containers=[{"name": "istio-proxy", "image": "x"}, {"name": "linkerd-proxy"}])
+    response = await denied(obj)
+    assert response["status"]["message"] == (
+        "the pod's only containers are mesh proxies (istio-proxy, linkerd-proxy); add the app "
+        f"container, or name the proxy in {P}containers"
+    )
 
 
 # --- direct mode ----------------------------------------------------------------------------
@@ -745,8 +806,12 @@ def test_a_pod_without_metadata_gets_the_status_annotation() -> None:
     plan = Plan(
         files=injection.plan.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1
     )
-    built = inject(bare, plan, injection.options, ("app",), webhook)
+    built = inject(bare, plan, injection.options, ("app",), webhook, ())
     assert built["metadata"] == {"annotations": {f"{P}status": "injected"}}
+    warned = inject(bare, plan, injection.options, ("app",), webhook, ("w",))
+    assert warned["metadata"] == {
+        "annotations": {f"{P}status": "injected", f"{P}status-warnings": "w"}
+    }
 
 
 @pytest.mark.parametrize("volume", ["sakura-secrets-token", "sakura-secrets"])

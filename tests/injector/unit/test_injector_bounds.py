@@ -176,7 +176,9 @@ async def test_more_files_than_a_pod_may_have_are_denied_before_any_is_parsed() 
 
 
 async def test_a_plan_too_large_for_the_init_containers_environment_is_denied() -> None:
-    files = {f"{P}secret-{'f' * 200}{i:03}": f"{'s' * 200}{i}@{i + 1}#k" for i in range(300)}
+    files = {
+        f"{P}secret-{'f' * 53}{i:03}": f"{'s' * 250}{i:03}@{i + 1}#{'k' * 100}" for i in range(300)
+    }
     response = await denied(pod({**files, f"{P}template-big": '{{ secret("a") }}' + "x" * 9000}))
     message = response["status"]["message"]
     assert message.startswith(f"annotation {P}template-big: the pod's 302 files make a plan of")

@@ -118,6 +118,9 @@ def test_parsed_options_and_plan() -> None:
         ({"image_pull_policy": "Sometimes"}, "image_pull_policy"),
         ({"injector_namespace": ""}, "injector_namespace"),
         ({"fallback_uid": 0}, "fallback_uid"),
+        ({"mesh_proxy_containers": ("Envoy",)}, "mesh_proxy_containers: 'Envoy' is not a"),
+        ({"mesh_proxy_containers": ("",)}, "mesh_proxy_containers: '' is not a container name"),
+        ({"mesh_proxy_containers": ("a" * 64,)}, "at most 63 characters"),
     ],
 )
 def test_settings_refuse_bad_values(kw: dict[str, object], fragment: str) -> None:

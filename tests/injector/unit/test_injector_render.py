@@ -69,3 +69,38 @@ def test_render_leaves_a_pod_that_is_not_injected_alone_and_says_why() -> None:
 def test_render_refuses_what_is_not_one_pod(text: str, fragment: str) -> None:
     with pytest.raises(PreviewError, match=fragment):
         render_pod(text, settings())
+
+
+def test_render_injects_a_pod_that_istio_injected_first() -> None:
+    meshed = POD + (
+        "  - name: istio-proxy\n"
+        "    image: istio/proxyv2:1.26\n"
+        "    securityContext: {runAsUser: 1337, runAsGroup: 1337}\n"
+    )
+    text = render_pod(meshed, settings())
+    assert text.startswith(f"# warning: {OFFLINE_WARNING}\n")  # the only warning
+    rendered = yaml.safe_load(text)
+    validate_pod(rendered)
+    app, proxy = rendered["spec"]["containers"]
+    assert app["volumeMounts"] == [
+        {"name": "sakura-secrets", "mountPath": "/sakura/secrets", "readOnly": True}
+    ]
+    assert "volumeMounts" not in proxy
+    init = rendered["spec"]["initContainers"][0]["securityContext"]
+    assert (init["runAsUser"], init["runAsGroup"]) == (1000, 1000)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (
+            f"secret-{'f' * 57}",
+            f"FILE {'f' * 57!r} has 57 characters, more than the 56 a secret-FILE annotation",
+        ),
+        ("secret-db.", "FILE 'db.' ends with '.', and Kubernetes requires an annotation key"),
+    ],
+)
+def test_render_refuses_a_key_the_api_server_would(key: str, message: str) -> None:
+    with pytest.raises(PreviewDenied) as caught:
+        render_pod(POD.replace(f"{P}secret-db-password", P + key), settings())
+    assert caught.value.message.startswith(f"annotation {P}{key}: {message}")
