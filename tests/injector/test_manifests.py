@@ -608,3 +608,136 @@ def test_kubectl_1_20_renders_the_legacy_overlays_as_a_current_kubectl_does(
         return sorted(json.dumps(obj, sort_keys=True) for obj in objects)
 
     assert canonical(_load_listed(directory)) == canonical(render(directory))
+
+
+# One image and one namespace setting (issue 16): an overlay of one's own, and the documented
+# edit of manifests/kustomization.yaml itself, each set both once.
+IMAGE = "registry.example.com/platform/sakura-secrets-injector:0.1.0"
+OTHER_NAMESPACE = "vault-system"
+# `sakura-secrets` as a word of its own: the default namespace. Not a part of a longer name
+# (sakura-secrets-injector, sakura-secrets.io/inject, /etc/sakura-secrets/tls).
+STALE_NAMESPACE = re.compile(r"(?<![\w./-])sakura-secrets(?![\w.-]|/)")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _own_overlay(tmp_path: Path, manifests: Path = MANIFESTS) -> Path:
+    """What docs/webhook.md ("Image and namespace") tells overlay users to write."""
+    overlay = tmp_path / "own-overlay"
+    overlay.mkdir()
+    to = os.path.relpath(MANIFESTS, overlay)
+    base = os.path.relpath(manifests, overlay)
+    name, tag = IMAGE.rsplit(":", 1)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [base],
+                "namespace": OTHER_NAMESPACE,
+                "images": [{"name": "sakura-secrets-injector", "newName": name, "newTag": tag}],
+                "transformers": [f"{to}/references"],
+            }
+        )
+    )
+    return overlay
+
+
+def _edited_in_place(tmp_path: Path) -> Path:
+    """manifests/kustomization.yaml's `images:` entry edited, and a `namespace:` added there."""
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    top = copy / "kustomization.yaml"
+    text = top.read_text()
+    name = IMAGE.rsplit(":", 1)[0]
+    assert text.count("newName: sakura-secrets-injector ") == 1
+    text = text.replace("newName: sakura-secrets-injector ", f"newName: {name} ")
+    top.write_text(f"{text}namespace: {OTHER_NAMESPACE}\n")
+    return copy
+
+
+@pytest.mark.parametrize("how", [_own_overlay, _edited_in_place], ids=["overlay", "in-place"])
+def test_one_image_and_one_namespace_reach_every_reference(
+    how: Any, tmp_path: Path, base: dict[str, dict[str, Any]]
+) -> None:
+    """Issue 16: an `images:` override used to miss SAKURA_SECRETS_INIT_IMAGE (every injected pod
+    failed to pull its init container), a `namespace:` override the webhook's and the policies'
+    namespace references."""
+    objects = by_kind(render(how(tmp_path)))
+    assert sorted(objects) == sorted(base)  # the same objects, nothing lost or added
+    # the image: both Deployments' containers and the injected containers' (the env var)
+    injector, certs = _container(objects, "injector"), _certs_container(objects)
+    assert injector["image"] == certs["image"] == _env(injector)["SAKURA_SECRETS_INIT_IMAGE"]
+    assert injector["image"] == IMAGE
+    for text in _strings(list(objects.values())):
+        assert "sakura-secrets-injector:" not in text or text == IMAGE, text
+    # the namespace: every namespaced object, every reference to it
+    for key, obj in objects.items():
+        if key.removeprefix("certs:") in CLUSTER_SCOPED:
+            # kustomize does not know ValidatingAdmissionPolicy is cluster-scoped and adds the
+            # namespace there too; the API server drops it for a cluster-scoped object
+            assert obj["metadata"].get("namespace") in (None, OTHER_NAMESPACE), key
+        else:
+            assert obj["metadata"]["namespace"] == OTHER_NAMESPACE, key
+    assert objects["Namespace"]["metadata"]["name"] == OTHER_NAMESPACE
+    [webhook] = objects["MutatingWebhookConfiguration"]["webhooks"]
+    assert webhook["clientConfig"]["service"]["namespace"] == OTHER_NAMESPACE
+    never = webhook["namespaceSelector"]["matchExpressions"][0]
+    assert (never["operator"], never["values"]) == ("NotIn", [OTHER_NAMESPACE, "kube-system"])
+    label_policy = objects["namespace-label:ValidatingAdmissionPolicy"]["spec"]
+    assert label_policy["matchConstraints"]["namespaceSelector"]["matchExpressions"][1] == never
+    for key in (
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "certs:ClusterRoleBinding",
+        "certs:RoleBinding",
+    ):
+        assert {s["namespace"] for s in objects[key]["subjects"]} == {OTHER_NAMESPACE}, key
+    [validation] = objects["ValidatingAdmissionPolicy"]["spec"]["validations"]
+    assert f"request.namespace == '{OTHER_NAMESPACE}' &&" in validation["expression"]
+    assert f'(namespace "{OTHER_NAMESPACE}", ServiceAccount' in validation["message"]
+    # and nothing else still names the default namespace
+    stale = [s for s in _strings(list(objects.values())) if STALE_NAMESPACE.search(s)]
+    assert not stale
+    for obj in objects.values():
+        for version in (CURRENT[0], NEWEST):
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_catch_all_finds_the_default_namespace(base: dict[str, dict[str, Any]]) -> None:
+    """The test above would pass blindly if its pattern missed the references it looks for."""
+    found = {s for s in _strings(list(base.values())) if STALE_NAMESPACE.search(s)}
+    assert "sakura-secrets" in found
+    assert any("request.namespace == 'sakura-secrets'" in s for s in found)
+    assert any('(namespace "sakura-secrets",' in s for s in found)
+    assert not any(s.startswith(("/etc/", "sakura-secrets.io/")) for s in found)
+
+
+def test_an_overlay_without_the_references_leaves_them_stale(tmp_path: Path) -> None:
+    """Why the documented overlay names manifests/references: kustomize runs a base's
+    transformers before the overlay's `images:` and `namespace:`."""
+    overlay = _own_overlay(tmp_path)
+    spec = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    del spec["transformers"]
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+    objects = by_kind(render(overlay))
+    injector = _container(objects, "injector")
+    assert injector["image"] == IMAGE != _env(injector)["SAKURA_SECRETS_INIT_IMAGE"]
+
+
+def test_the_same_overlay_works_on_legacy_with_a_current_kubectl(
+    tmp_path: Path, legacy: dict[str, dict[str, Any]]
+) -> None:
+    """The policies' replacements find nothing there; the rest is as on the default."""
+    objects = by_kind(render(_own_overlay(tmp_path, LEGACY)))
+    assert sorted(objects) == sorted(legacy)
+    injector = _container(objects, "injector")
+    assert _env(injector)["SAKURA_SECRETS_INIT_IMAGE"] == injector["image"] == IMAGE
+    assert _certs_container(objects)["image"] == IMAGE
+    [webhook] = objects["MutatingWebhookConfiguration"]["webhooks"]
+    assert webhook["namespaceSelector"]["matchExpressions"][0]["values"][0] == OTHER_NAMESPACE
+    assert not [s for s in _strings(list(objects.values())) if STALE_NAMESPACE.search(s)]
