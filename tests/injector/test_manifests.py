@@ -741,3 +741,28 @@ def test_the_same_overlay_works_on_legacy_with_a_current_kubectl(
     [webhook] = objects["MutatingWebhookConfiguration"]["webhooks"]
     assert webhook["namespaceSelector"]["matchExpressions"][0]["values"][0] == OTHER_NAMESPACE
     assert not [s for s in _strings(list(objects.values())) if STALE_NAMESPACE.search(s)]
+
+
+def test_the_readmes_overlay_renders_a_consistent_install(tmp_path: Path) -> None:
+    """README's overlay for another registry and namespace, as written."""
+    readme = (ROOT / "README.md").read_text()
+    [block] = [
+        b.split("\n", 1)[1]
+        for b in readme.split("```")[1::2]
+        if b.startswith("yaml") and "transformers: [path/to/manifests/references]" in b
+    ]
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        block.replace("path/to/manifests", os.path.relpath(MANIFESTS, overlay))
+    )
+    spec = yaml.safe_load(block)
+    [image] = spec["images"]
+    objects = by_kind(render(overlay))
+    injector = _container(objects, "injector")
+    expected = f"{image['newName']}:{image['newTag']}"
+    assert _env(injector)["SAKURA_SECRETS_INIT_IMAGE"] == injector["image"] == expected
+    assert _certs_container(objects)["image"] == expected
+    [webhook] = objects["MutatingWebhookConfiguration"]["webhooks"]
+    assert webhook["namespaceSelector"]["matchExpressions"][0]["values"][0] == spec["namespace"]
+    assert not [s for s in _strings(list(objects.values())) if STALE_NAMESPACE.search(s)]
