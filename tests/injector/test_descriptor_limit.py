@@ -10,7 +10,13 @@ import sys
 import pytest
 
 from injector.connections import ConnectionLimits
-from injector.server import BACKLOG, SPARE_DESCRIPTORS, Listener, descriptors_needed
+from injector.server import (
+    BACKLOG,
+    PROBE_BACKLOG,
+    SPARE_DESCRIPTORS,
+    Listener,
+    descriptors_needed,
+)
 
 CHILD = """
 import logging, resource, sys
@@ -71,7 +77,7 @@ def test_the_descriptors_needed_count_every_port_its_backlog_and_a_spare() -> No
 
     limits = ConnectionLimits(max_connections=100)
     ports = [listener(True), listener(True), listener(False)]
-    accepted_at_once = 3 * BACKLOG  # a flood's queued connections, accepted before refused
+    accepted_at_once = 2 * BACKLOG + PROBE_BACKLOG  # a flood's queue, accepted, then refused
     assert descriptors_needed(ports, limits) == 100 + 100 + 16 + 3 + accepted_at_once + (
         SPARE_DESCRIPTORS
     )
