@@ -125,23 +125,23 @@ def test_an_address_opens_a_burst_then_its_rate_and_refused_ones_cost_it_nothing
 
 
 def test_the_table_forgets_full_buckets_once_it_holds_many() -> None:
-    limits = ConnectionLimits(max_connections=1, per_address_rate=1)
+    limits = ConnectionLimits(max_connections=2, per_address_rate=1)
     slots = ConnectionTable[str](limits)
-    for n in range(4):  # KEPT_BUCKETS per slot: remembered
+    for n in range(8):  # KEPT_BUCKETS per slot: remembered
         slots.admit(f"k{n}", f"10.0.0.{n}", 0)
         slots.release(f"k{n}")
     slots.admit("x", "10.0.0.0", 0.5)
     assert slots.admit("y", "10.0.0.0", 0.5).admitted is False
     slots.release("x")
-    slots.release("y")
-    slots.admit("z", "10.0.1.0", 100.0)  # the fifth: full buckets are forgotten
+    assert len(slots._bucket) == 8
+    slots.admit("z", "10.0.1.0", 100.0)  # the ninth: full buckets are forgotten
     slots.release("z")
     assert slots._bucket == {"10.0.1.0": (1.0, 100.0)}
-    assert slots._forget_at == 4
-    for n in range(4):  # five buckets none of them full: all kept, the next clean-up later
+    assert slots._forget_at == 8
+    for n in range(8):  # nine buckets none of them full: all kept, the next clean-up later
         slots.admit(f"m{n}", f"10.0.2.{n}", 100.0)
         slots.release(f"m{n}")
-    assert (len(slots._bucket), slots._forget_at) == (5, 10)
+    assert (len(slots._bucket), slots._forget_at) == (9, 18)
 
 
 @pytest.mark.parametrize(
@@ -194,6 +194,10 @@ def test_release_frees_the_slot_once_and_ignores_unknown_connections() -> None:
     slots.busy("b")
     slots.release("b")
     assert (len(slots), slots.count("1")) == (0, 0)
+    slots.admit("e", "2", 0)
+    slots.idle("e")
+    slots.release("e")
+    assert (slots._idle, slots._idle_of) == ({}, {}), "nothing left of a closed connection"
     assert slots.admit("c", "1", 0) == Admission(True)
     assert slots.admit("d", "1", 0) == Admission(True)
 
