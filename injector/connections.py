@@ -6,15 +6,21 @@ gets a slot, and which idle connection gives its slot up for it.
 
 - a connection takes a slot when it is accepted, before its TLS handshake, and keeps it until
   it is closed;
+- one client address opens at most `address_rate` connections a second, after a burst of
+  `address_burst`: past that the new one is refused, so an address cannot make the server
+  run handshakes (the dearest thing a connection costs) as fast as it can reconnect;
 - one client address holds at most `address_share` slots; at its share, its own oldest idle
   connection is closed for the new one, or the new one is refused when none of its
-  connections is idle;
+  connections is idle past its handshake;
 - a full port closes its oldest idle connection (any address) for the new one, and refuses the
   new one only when every connection is busy.
 
 Idle means no request in progress: the TLS handshake is not done yet, or the connection waits
 for the first byte of its next request (keep-alive). A busy connection is bounded by the header
 and body deadlines instead, and a connection whose answer is not read by the send deadline.
+A connection still in its handshake is never closed for a newcomer from its own address: that
+newcomer would only start the same handshake again (an address reconnecting in a loop would
+otherwise evict itself and pay, or make the server pay, a handshake per turn).
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ ADDRESS_SHARE_FRACTION = 4
 """One client address may hold a quarter of a port's connections ..."""
 ADDRESS_SHARE_FLOOR = 8
 """... but at least this many (never more than the port's limit)."""
+ADDRESS_RATE_FLOOR = 8.0
+"""New connections a second one address may open: half its share, at least this many."""
+BURST_SECONDS = 2
+"""An address may open `BURST_SECONDS` seconds' worth of connections at once."""
+KEPT_BUCKETS = 4
+"""The table forgets full rate buckets once it tracks this many per slot of the port."""
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -50,6 +62,8 @@ class ConnectionLimits:
     """Seconds a client has to take an answer the server could not hand to the kernel at once."""
     per_address: int | None = None
     """Connections one client address holds on one port; None: `address_share` decides."""
+    per_address_rate: float | None = None
+    """New connections a second one address may open on one port; None: `address_rate`."""
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "body_timeout", "handshake_timeout", "send_timeout"):
@@ -61,6 +75,8 @@ class ConnectionLimits:
             raise ValueError("keep_alive must be at least 1 second")
         if self.per_address is not None and not 1 <= self.per_address <= self.max_connections:
             raise ValueError("per_address must be between 1 and max_connections")
+        if self.per_address_rate is not None and not self.per_address_rate >= 1:
+            raise ValueError("per_address_rate must be at least 1 connection a second")
 
     @property
     def address_share(self) -> int:
@@ -69,6 +85,18 @@ class ConnectionLimits:
             return self.per_address
         share = max(ADDRESS_SHARE_FLOOR, self.max_connections // ADDRESS_SHARE_FRACTION)
         return min(self.max_connections, share)
+
+    @property
+    def address_rate(self) -> float:
+        """New connections a second one address may open: half its share, at least 8."""
+        if self.per_address_rate is not None:
+            return self.per_address_rate
+        return max(ADDRESS_RATE_FLOOR, self.address_share / 2)
+
+    @property
+    def address_burst(self) -> float:
+        """New connections one address may open at once (its rate bucket's size)."""
+        return BURST_SECONDS * self.address_rate
 
 
 @dataclass(frozen=True)
@@ -90,9 +118,16 @@ class ConnectionTable(Generic[Key]):
         self._address: dict[Key, str] = {}
         self._per_address: Counter[str] = Counter()
         self._idle: dict[Key, None] = {}
-        """Idle connections, oldest idle first (dicts keep insertion order)."""
+        """Idle connections, in their handshake or past it, oldest idle first (dicts keep
+        insertion order): what a full port closes for a newcomer."""
         self._idle_of: dict[str, dict[Key, None]] = {}
-        """The same, per address."""
+        """Per address, its idle connections past their handshake, oldest first: what an
+        address at its share closes for its own newcomer."""
+        self._bucket: dict[str, tuple[float, float]] = {}
+        """Per address that opened connections lately: the connections it may still open,
+        and when that was counted (the clock `admit` is given)."""
+        self._forget_at = KEPT_BUCKETS * limits.max_connections
+        """Buckets the table holds before it forgets the full ones."""
 
     def __len__(self) -> int:
         return len(self._address)
@@ -104,34 +139,47 @@ class ConnectionTable(Generic[Key]):
     def is_idle(self, key: Key) -> bool:
         return key in self._idle
 
-    def admit(self, key: Key, address: str) -> Admission[Key]:
-        """Give `key` a slot (idle: its handshake is ahead), closing an idle one if need be."""
+    def admit(self, key: Key, address: str, now: float) -> Admission[Key]:
+        """Give `key` a slot (idle: its handshake is ahead), closing an idle one if need be.
+
+        `now` is a monotonic clock in seconds; it refills the address's rate bucket.
+        """
+        limits = self.limits
+        tokens = self._tokens(address, now)
+        if tokens < 1:
+            return Admission(
+                False,
+                refused_because=f"its address opened more than {limits.address_rate:g} "
+                f"connections a second after a burst of {limits.address_burst:g} (half its "
+                "share of --max-connections a second)",
+            )
         evicted = None
-        if self._per_address[address] >= self.limits.address_share:
+        if self._per_address[address] >= limits.address_share:
             evicted = next(iter(self._idle_of.get(address, ())), None)
             if evicted is None:
                 return Admission(
                     False,
-                    refused_because=f"its address holds {self.limits.address_share} busy "
-                    "connections (its share of --max-connections)",
+                    refused_because=f"its address holds {limits.address_share} connections, "
+                    "none idle past its handshake (its share of --max-connections)",
                 )
-        elif len(self._address) >= self.limits.max_connections:
+        elif len(self._address) >= limits.max_connections:
             evicted = next(iter(self._idle), None)
             if evicted is None:
                 return Admission(
                     False,
-                    refused_because=f"all {self.limits.max_connections} connections of the "
+                    refused_because=f"all {limits.max_connections} connections of the "
                     "port are busy (--max-connections)",
                 )
         if evicted is not None:
             self.release(evicted)
+        self._spend(address, tokens - 1, now)
         self._address[key] = address
         self._per_address[address] += 1
-        self.idle(key)
+        self._idle[key] = None  # in its handshake: the port's to close, not its address's
         return Admission(True, evicted=evicted)
 
     def idle(self, key: Key) -> None:
-        """`key` waits for its next request: the newest idle one, the last to be closed."""
+        """`key` is past its handshake and waits for a request: the newest idle one."""
         address = self._address.get(key)
         if address is not None:
             self.busy(key)
@@ -144,9 +192,10 @@ class ConnectionTable(Generic[Key]):
             return
         del self._idle[key]
         address = self._address[key]
-        del self._idle_of[address][key]
-        if not self._idle_of[address]:
-            del self._idle_of[address]
+        own = self._idle_of.get(address, {})
+        own.pop(key, None)
+        if not own:
+            self._idle_of.pop(address, None)
 
     def release(self, key: Key) -> None:
         """`key` is closed (or being closed): its slot is free. Releasing twice is harmless."""
@@ -157,3 +206,23 @@ class ConnectionTable(Generic[Key]):
         self._per_address[address] -= 1
         if not self._per_address[address]:
             del self._per_address[address]
+
+    def _tokens(self, address: str, now: float) -> float:
+        """Connections `address` may open at `now`: its bucket, refilled at its rate."""
+        burst = self.limits.address_burst
+        spent = self._bucket.get(address)
+        if spent is None:
+            return burst
+        left, since = spent
+        return min(burst, left + (now - since) * self.limits.address_rate)
+
+    def _spend(self, address: str, left: float, now: float) -> None:
+        self._bucket[address] = (left, now)
+        if len(self._bucket) > self._forget_at:  # an address with a full bucket is a stranger
+            burst = self.limits.address_burst
+            self._bucket = {
+                other: spent
+                for other, spent in self._bucket.items()
+                if self._tokens(other, now) < burst
+            }
+            self._forget_at = max(self._forget_at, 2 * len(self._bucket))

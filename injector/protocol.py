@@ -8,11 +8,14 @@ handshake 60 s (CPython 3.11: `_accept_connection2` in asyncio/selector_events.p
 uvicorn serves these ports without `ssl=`, and its factory makes an `AcceptGate`: its
 `connection_made` runs at accept with the plain socket and the client's address, takes a slot
 in the port's `ConnectionTable` (closing an idle connection for it, or refusing the new one
-before any TLS work), runs the handshake itself (`loop.start_tls` with `handshake_timeout`),
-then hands the TLS transport to a `BoundedH11Protocol`. The plain probe port skips the TLS.
+before any TLS work) and starts the handshake deadline. The TLS state (`CompactTLS`) is made
+only when the client's first bytes (its ClientHello) arrive: a socket that says nothing costs
+the socket alone. Once the handshake is done the TLS transport goes to a `BoundedH11Protocol`.
+The plain probe port skips the TLS.
 
 Deadlines, per connection, on the event loop's clock (a passed one closes the connection):
 
+- handshake: from accept, the TLS handshake must be done within `handshake_timeout`;
 - headers: from the moment the connection is ready or the previous answer was sent, the next
   request's headers must be complete within `header_timeout`;
 - body: from the moment the headers are in, the whole body must arrive within `body_timeout`;
@@ -25,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
+from asyncio import sslproto
 from typing import Any
 
 import h11
@@ -38,6 +43,35 @@ log = logging.getLogger(__name__)
 
 WARN_EVERY = 10.0
 """Seconds between two warnings about refused connections on one port (a flood logs little)."""
+TLS_READ_BUFFER = 32 * 1024
+"""Bytes a TLS connection reads from its socket at once: two full TLS records (16 KiB + 256)."""
+
+
+class CompactTLS(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB.
+
+    CPython 3.11's `SSLProtocol` allocates (and zeroes) `max_size` bytes for every connection
+    as it is made, and no public API (`loop.start_tls`, `create_server(ssl=...)`) sets it: with
+    hundreds of connections in their handshake that is hundreds of MiB, and glibc keeps much of
+    it after they close. `max_size` is only the size of the buffer the socket is read into and
+    of one `SSLObject.read` (asyncio/sslproto.py: `__init__`, `get_buffer`,
+    `_do_read__copied`); a TLS record is at most 16 KiB + 256 bytes, so 32 KiB reads whole
+    records and only a large body takes more reads. The class attribute is the one thing
+    changed; the handshake, reads, writes and shutdown are asyncio's.
+    """
+
+    max_size = TLS_READ_BUFFER
+
+
+class _HandshakeDone(asyncio.Protocol):
+    """`CompactTLS`'s application protocol until the handshake is done: then the gate's."""
+
+    def __init__(self, gate: AcceptGate) -> None:
+        self.gate = gate
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.gate.handshake_done(transport)
 
 
 class BoundedH11Protocol(H11Protocol):
@@ -163,10 +197,8 @@ class AcceptGate(asyncio.Protocol):
         self.raw: asyncio.Transport | None = None
         self.inner: BoundedH11Protocol | None = None
         self.address = "unknown"
-        self._early: list[bytes] = []
-        self._eof = False
-        self._lost = False
-        self._handshake: asyncio.Task[None] | None = None
+        self._tls: CompactTLS | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -174,7 +206,7 @@ class AcceptGate(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple | list) and peer:
             self.address = str(peer[0])
-        admission = self.table.admit(self, self.address)
+        admission = self.table.admit(self, self.address, self.loop.time())
         if admission.evicted is not None:
             admission.evicted.evict()
         if not admission.admitted:
@@ -183,55 +215,83 @@ class AcceptGate(asyncio.Protocol):
             return
         if self.tls is None:
             self._hand_over(transport)
-        else:
-            self._handshake = self.loop.create_task(self._start_tls(transport, self.tls))
+            return
+        self._deadline = self.loop.call_later(
+            self.table.limits.handshake_timeout, self._handshake_late
+        )
 
-    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+    def data_received(self, data: bytes) -> None:
+        """The client's first bytes (its ClientHello on a TLS port): now start the TLS."""
+        if self.tls is not None and self._tls is None and self.raw is not None:
+            self._start_tls(self.raw, self.tls, data)
+
+    def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext, hello: bytes) -> None:
+        """What `loop.start_tls` does, with `CompactTLS`, fed the bytes already read."""
         limits = self.table.limits
-        try:
-            transport = await self.loop.start_tls(
-                raw,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=limits.handshake_timeout,
-                ssl_shutdown_timeout=limits.send_timeout,
-            )
-        except BaseException as error:  # deadline, not TLS, reset, evicted, or shutting down
-            log.debug("TLS handshake with %s failed: %s", self.address, error)
-            self.release()
-            raw.abort()
-            if isinstance(error, asyncio.CancelledError):
-                raise
-            return
-        if self._lost or transport is None:
-            self.release()
-            return
+        waiter = self.loop.create_future()
+        waiter.add_done_callback(self._handshake_ended)
+        tls = CompactTLS(
+            self.loop,
+            _HandshakeDone(self),
+            context,
+            waiter,
+            server_side=True,
+            # the gate's own deadline (from accept) comes first; this one (from now) is a spare
+            ssl_handshake_timeout=math.ceil(limits.handshake_timeout),
+            ssl_shutdown_timeout=limits.send_timeout,
+        )
+        self._tls = tls
+        raw.set_protocol(tls)
+        tls.connection_made(raw)
+        view = memoryview(hello)
+        while view and not raw.is_closing():  # a BufferedProtocol: fill its buffer, report
+            buffer = tls.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            view = view[size:]
+            tls.buffer_updated(size)
+
+    def handshake_done(self, transport: asyncio.Transport) -> None:
+        """The TLS handshake is done: h11 takes the connection over."""
+        self._stop_deadline()
         self._hand_over(transport)
+
+    def _handshake_ended(self, waiter: asyncio.Future[None]) -> None:
+        """The handshake's outcome; a failed or cut one frees the slot and the socket now."""
+        if not waiter.cancelled() and waiter.exception() is not None:
+            log.debug("TLS handshake with %s failed: %s", self.address, waiter.exception())
+        if self.inner is None:
+            self._close_unready()
+
+    def _handshake_late(self) -> None:
+        self._deadline = None
+        if self.inner is None:
+            log.info(
+                "closing a connection from %s that did not finish its TLS handshake within "
+                "%g s (--handshake-timeout)",
+                self.address,
+                self.table.limits.handshake_timeout,
+            )
+            self._close_unready()
+
+    def _close_unready(self) -> None:
+        self._stop_deadline()
+        self.release()
+        if self.raw is not None:
+            self.raw.abort()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def _hand_over(self, transport: asyncio.Transport) -> None:
         inner = self.http(**self._uvicorn_arguments)
         inner.gate = self
         self.inner = inner
         transport.set_protocol(inner)
+        self.idle()  # past its handshake: now its own address's to close for a newcomer
         inner.connection_made(transport)
-        for chunk in self._early:  # arrived with the handshake's last flight
-            inner.data_received(chunk)
-        self._early.clear()
-        if self._eof:
-            inner.eof_received()
-
-    def data_received(self, data: bytes) -> None:
-        if self.inner is not None:
-            self.inner.data_received(data)
-        else:
-            self._early.append(data)
-
-    def eof_received(self) -> None:
-        if self.inner is not None:
-            self.inner.eof_received()
-        else:
-            self._eof = True
 
     def pause_writing(self) -> None:
         if self.inner is not None:
@@ -242,10 +302,11 @@ class AcceptGate(asyncio.Protocol):
             self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Lost before the TLS started (after, the TLS or h11 protocol hears of it)."""
         if self.inner is not None:
             self.inner.connection_lost(exc)
         else:
-            self._lost = True
+            self._stop_deadline()
             self.release()
 
     def idle(self) -> None:

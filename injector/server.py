@@ -39,6 +39,14 @@ PROBE_CONNECTIONS_PER_ADDRESS = 4
 """... of which one address (a node's kubelet, a Prometheus pod) holds at most this many."""
 SPARE_DESCRIPTORS = 256
 """Descriptors beyond the ports' connections: Sakura and Kubernetes clients, files, the loop."""
+BACKLOG = 1024
+"""Connections the kernel queues for a TLS port until the loop accepts them. asyncio accepts up
+to this many at once (asyncio/selector_events.py `_accept_connection`), each a descriptor until
+the table has refused it and the loop has closed it, so a flood briefly holds this many beyond
+the port's bound; a smaller queue drops a wave of reconnections' SYNs, new clients' with them
+(a second's retransmit each). uvicorn's default is 2048."""
+PROBE_BACKLOG = 64
+"""The same for the probe port: the kubelet connects a few times per probe period."""
 
 Shutdown = Callable[[], Awaitable[None]]
 """Closes a resource (e.g. the broker's Sakura connections) once every listener has stopped."""
@@ -64,9 +72,12 @@ def probe_limits(limits: ConnectionLimits) -> ConnectionLimits:
 
 
 def descriptors_needed(listeners: Sequence[Listener], limits: ConnectionLimits) -> int:
-    """Descriptors the process may need with every port full."""
+    """Descriptors the process may need with every port full and its backlog just accepted."""
     ports = sum(
-        limits.max_connections if item.tls is not None else PROBE_CONNECTIONS for item in listeners
+        limits.max_connections + BACKLOG
+        if item.tls is not None
+        else PROBE_CONNECTIONS + PROBE_BACKLOG
+        for item in listeners
     )
     return ports + len(listeners) + SPARE_DESCRIPTORS
 
@@ -135,6 +146,7 @@ def build_server(
         server_header=False,
         timeout_keep_alive=limits.keep_alive,
         timeout_graceful_shutdown=20,
+        backlog=BACKLOG if listener.tls is not None else PROBE_BACKLOG,
         **extra,
     )
     return _Server(config)

@@ -10,7 +10,13 @@ import sys
 import pytest
 
 from injector.connections import ConnectionLimits
-from injector.server import SPARE_DESCRIPTORS, Listener, descriptors_needed
+from injector.server import (
+    BACKLOG,
+    PROBE_BACKLOG,
+    SPARE_DESCRIPTORS,
+    Listener,
+    descriptors_needed,
+)
 
 CHILD = """
 import logging, resource, sys
@@ -65,10 +71,13 @@ def test_a_soft_limit_already_at_the_hard_limit_is_left_alone() -> None:
     assert run_child(soft=hard, hard=hard, needed=hard) == [f"soft {hard}", f"now {hard}"]
 
 
-def test_the_descriptors_needed_count_every_port_and_a_spare() -> None:
+def test_the_descriptors_needed_count_every_port_its_backlog_and_a_spare() -> None:
     def listener(tls: bool) -> Listener:
         return Listener("x", app=None, tls=object() if tls else None, port=0)  # type: ignore[arg-type]
 
     limits = ConnectionLimits(max_connections=100)
     ports = [listener(True), listener(True), listener(False)]
-    assert descriptors_needed(ports, limits) == 100 + 100 + 16 + 3 + SPARE_DESCRIPTORS
+    accepted_at_once = 2 * BACKLOG + PROBE_BACKLOG  # a flood's queue, accepted, then refused
+    assert descriptors_needed(ports, limits) == 100 + 100 + 16 + 3 + accepted_at_once + (
+        SPARE_DESCRIPTORS
+    )
