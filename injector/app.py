@@ -124,7 +124,8 @@ def create_apps(
             metrics.observe("malformed", time.perf_counter() - started)
             return _error(400, "client disconnected before sending the whole body")
         try:
-            answer = await review(body, settings=current_settings(), check=check)
+            caller = request.client.host if request.client is not None else ""
+            answer = await review(body, settings=current_settings(), check=check, caller=caller)
         except MalformedReview as error:
             log.info("malformed AdmissionReview: %s", error)
             metrics.observe("malformed", time.perf_counter() - started)

@@ -34,6 +34,9 @@ class WebhookSettings:
     """tmpfs size limit of the secrets volume; counted against the pod's memory."""
     fallback_uid: int = 65532
     """Owner of the files when no annotation or securityContext names one (distroless nonroot)."""
+    review_timeout: float = 10.0
+    """The webhook configuration's timeoutSeconds: a review that cannot be answered within it
+    is shed with a fast 429 denial instead of queued (docs/webhook.md, "Admission queue")."""
 
     def __post_init__(self) -> None:
         if not self.image.strip():
@@ -56,6 +59,11 @@ class WebhookSettings:
         if not self.injector_namespace:
             raise SettingsError(
                 "injector_namespace is empty; set the namespace the injector runs in"
+            )
+        if not 1 <= self.review_timeout <= 30:
+            raise SettingsError(
+                f"review_timeout {self.review_timeout!r} must be the webhook's timeoutSeconds "
+                "(1-30 seconds, as Kubernetes allows)"
             )
         if isinstance(self.fallback_uid, bool) or not 0 < self.fallback_uid < 2**31:
             raise SettingsError(
