@@ -40,7 +40,8 @@ def broker_routes(broker: Broker) -> list[Route]:
         except BadRequest as exc:
             return _error(400, str(exc))
         try:
-            items = await broker.fetch(token, wanted)
+            client = request.client.host if request.client is not None else ""
+            items = await broker.fetch(token, wanted, client=client)
         except BrokerError as exc:
             return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=exc.reason)
         return JSONResponse(answer_body(items), headers=_NO_STORE)

@@ -35,9 +35,13 @@ class FakeBroker:
         self.items: tuple[FetchedSecret, ...] = (FetchedSecret("db", None, 4, "v-db"),)
         self.error: BrokerError | None = None
         self.asked: list[tuple[str, SecretRequest]] = []
+        self.clients: list[str] = []
 
-    async def fetch(self, token: str, request: SecretRequest) -> tuple[FetchedSecret, ...]:
+    async def fetch(
+        self, token: str, request: SecretRequest, *, client: str
+    ) -> tuple[FetchedSecret, ...]:
         self.asked.append((token, request))
+        self.clients.append(client)
         if self.error is not None:
             raise self.error
         return self.items
@@ -69,6 +73,7 @@ async def test_an_answer_is_the_values_uncached() -> None:
     }
     assert response.headers["cache-control"] == "no-store"
     assert broker.asked == [(TOKEN, SecretRequest(VAULT, (SecretVersion("db"),)))]
+    assert broker.clients == ["127.0.0.1"]  # its TokenReview's lane: the caller's address
 
 
 @pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer   ", "bearer"])
