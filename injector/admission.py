@@ -144,24 +144,30 @@ _UID = re.compile(rb'"uid"\s*:\s*"([^"\\]{1,128})"')
 _NAMESPACE = re.compile(rb'"namespace"\s*:\s*"([a-z0-9-]{1,63})"')
 
 
+CLAIM_BYTES = 4096
+"""Where a review's claim must be: the API server writes `kind`, `apiVersion`, then the
+request's `uid`, kinds, resources, name and `namespace` (under 1 KiB) before anything else."""
+
+
 def claim(body: bytes) -> Claim:
     """The uid and namespace a body claims, found without parsing it (cheap on the event loop).
 
-    The API server writes `kind`, `apiVersion`, then the request's `uid` and `namespace`
-    before the pod, so the first of each is the review's own; a body that is not a v1
-    AdmissionReview is refused here. Nothing else trusts the claim: it only picks the lane the
-    body's parse waits in, and `prepare` reads the real values from the parsed review.
+    Only the first CLAIM_BYTES are searched, so the cost does not grow with the body; the
+    first match of each is the review's own. A body that is not a v1 AdmissionReview is
+    refused here. Nothing else trusts the claim: it only picks the lane the body's parse
+    waits in, and `prepare` reads the real values from the parsed review.
     """
-    if _KIND.search(body) is None or _VERSION.search(body) is None:
+    head = body[:CLAIM_BYTES]
+    if _KIND.search(head) is None or _VERSION.search(head) is None:
         raise MalformedReview(
             f"expected an AdmissionReview of apiVersion {API_VERSION} "
             f'("kind": "AdmissionReview", "apiVersion": "{API_VERSION}"); set '
             "admissionReviewVersions: [v1] in the webhook configuration"
         )
-    uid = _UID.search(body)
+    uid = _UID.search(head)
     if uid is None:
         raise MalformedReview("request.uid is missing or not a string")
-    namespace = _NAMESPACE.search(body)
+    namespace = _NAMESPACE.search(head)
     return Claim(uid[1].decode(), namespace[1].decode() if namespace else "")
 
 

@@ -205,6 +205,7 @@ def settings_from_args(
             sakura_zone=_first(source, ENV_ZONE),
             image_pull_policy=args.image_pull_policy,
             volume_size_limit=args.volume_size_limit,
+            review_timeout=args.webhook_timeout,
         )
     except SettingsError as error:
         raise UsageError(str(error)) from None
@@ -636,6 +637,16 @@ def _settings_options(
         "SAKURA_SECRETS_VOLUME_SIZE_LIMIT",
         "size limit of the injected tmpfs volume",
         "8Mi",
+    )
+    _option(
+        parser,
+        env,
+        "--webhook-timeout",
+        "SAKURA_SECRETS_WEBHOOK_TIMEOUT",
+        "the webhook configuration's timeoutSeconds: reviews that cannot be answered within it "
+        "get a fast 429 denial instead of waiting",
+        10.0,
+        float,
     )
 
 

@@ -700,3 +700,15 @@ def test_a_shed_review_is_counted_apart_from_denials() -> None:
     assert outcome_of(admission._denial("u", admission.Denied("no", code=403))) == "denied"
     assert outcome_of({"response": None}) == "denied"
     assert outcome_of({"response": {"allowed": False, "status": "x"}}) == "denied"
+
+
+def test_only_the_head_of_a_body_is_searched_for_the_claim() -> None:
+    assert admission.CLAIM_BYTES == 4096
+    head = b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","uid":"u","pad":"'
+    tail = b'","namespace":"ns"'
+    pad = b"x" * (4096 - len(head) - len(tail))
+    assert admission.claim(head + pad + tail + b"}").namespace == "ns"
+    assert admission.claim(head + pad + b"x" + tail + b"}").namespace == ""
+    late = b'{"pad":"' + b"x" * 4096 + b'",' + head[1:] + b'"}'
+    with pytest.raises(MalformedReview, match="expected an AdmissionReview"):
+        admission.claim(late)
