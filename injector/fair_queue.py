@@ -85,10 +85,7 @@ class FairQueue:
         self.cost = expected_cost
         """Running estimate of one job's seconds (exponentially smoothed)."""
         self.clock = clock
-        self._lock = threading.Lock()
-        self._lanes = _Lanes()
-        self._pid = os.getpid()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self._fresh()
 
     def waiting(self, key: Hashable | None = None) -> int:
         """Jobs waiting for a worker: of `key`, or of all keys."""
@@ -110,7 +107,7 @@ class FairQueue:
         the lane; a job already running finishes in its thread and its result is dropped.
         """
         if self._pid != os.getpid():
-            self._forked()
+            self._fresh()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         job = _Job(key, work, loop, future, deadline)
@@ -209,9 +206,10 @@ class FairQueue:
         _settle(job, outcome)
         self._start(ready)
 
-    def _forked(self) -> None:
-        """A forked child inherits the pool and the parent's jobs but not their threads
-        (mutation testing forks a process per mutant; so would a pre-forking server)."""
+    def _fresh(self) -> None:
+        """An empty queue and pool: at the start, and again in a forked child, which inherits
+        the pool and the parent's jobs but not their threads (mutation testing forks a process
+        per mutant; so would a pre-forking server)."""
         self._lock = threading.Lock()
         self._lanes = _Lanes()
         self._pid = os.getpid()

@@ -209,11 +209,12 @@ async def test_the_cost_is_a_smoothed_mean_of_the_jobs_durations() -> None:
 
         return job
 
-    await turns.run("a", takes(2.0))
-    assert turns.cost == pytest.approx(1.2)
-    await turns.run("a", takes(0.2))
-    assert turns.cost == pytest.approx(1.2 + 0.2 * (0.2 - 1.2))
+    await turns.run("a", takes(3.0))
+    assert turns.cost == pytest.approx(1.4)
+    await turns.run("a", takes(0.4))
+    assert turns.cost == pytest.approx(1.4 + 0.2 * (0.4 - 1.4))
     assert turns.clock is clock
+    assert FairQueue("q", workers=1, waiting_per_key=1, max_waiting=1).cost == 0.05
 
 
 async def test_a_caller_that_stops_waiting_takes_its_job_out_of_the_lane() -> None:
@@ -268,3 +269,29 @@ def test_a_forked_child_gets_workers_of_its_own() -> None:
     _, status = os.waitpid(pid, 0)
     gate.open()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+async def test_the_next_job_runs_on_the_same_thread_when_there_is_one_worker() -> None:
+    """The next job is handed over from inside the worker thread that just finished; a pool
+    wider than `workers` would start it on a new thread."""
+    turns, gate = queue(), Gate()
+
+    def held() -> threading.Thread:
+        gate()
+        return threading.current_thread()
+
+    first = await started(turns, "a", held)
+    second = await started(turns, "b", threading.current_thread)
+    gate.open()
+    assert await first is await second
+
+
+async def test_no_more_jobs_run_at_once_than_workers_after_jobs_finish() -> None:
+    turns = queue(workers=2, per_key=2)
+    assert await turns.run("a", lambda: 1) == 1  # a finished job gives its worker back once
+    gates = [Gate(), Gate(), Gate()]
+    tasks = [await started(turns, key, gate) for key, gate in zip("abc", gates, strict=True)]
+    assert (turns.running("a"), turns.running("b"), turns.waiting("c")) == (1, 1, 1)
+    for gate in gates:
+        gate.open()
+    assert await asyncio.gather(*tasks) == ["gate"] * 3
