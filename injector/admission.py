@@ -247,8 +247,6 @@ def _decode(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedReview(f"the body is not JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedReview(_TOO_DEEP) from None
     if not isinstance(document, dict):
         raise MalformedReview("the body is not a JSON object")
     if document.get("apiVersion") != API_VERSION or document.get("kind") != "AdmissionReview":
