@@ -83,7 +83,7 @@ def test_the_webhook_timeout_comes_from_flag_or_environment_and_is_checked() -> 
     assert settings_from_args(args, env).review_timeout == 5
     assert settings_from_args(build_parser({}).parse_args(render), {}).review_timeout == 10
     args = build_parser({}).parse_args([*render, "--webhook-timeout", "31"])
-    with pytest.raises(UsageError, match="review_timeout 31.0 must be the webhook's timeoutSec"):
+    with pytest.raises(UsageError, match=r"review_timeout 31\.0 must be the webhook's timeoutSec"):
         settings_from_args(args, {})
 
 
