@@ -130,15 +130,12 @@ def refuse_non_jwt(token: str, audience: str, now: float) -> None:
     payload is read WITHOUT verifying the signature: that and every other check stay the API
     server's, through the TokenReview that follows; this only spares it the garbage.
     """
+    if token.count(".") != 2:  # counted here, not left to the PyJWT version installed
+        raise _not_a_jwt()
     try:
-        if token.count(".") != 2:
-            raise jwt.DecodeError("not three parts")
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
-        raise TokenRejected(
-            "the bearer token is not a JWT (three base64url parts with a JSON header and "
-            "payload); send the pod's projected ServiceAccount token"
-        ) from None
+        raise _not_a_jwt() from None
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if audience not in audiences:
@@ -154,6 +151,13 @@ def refuse_non_jwt(token: str, audience: str, now: float) -> None:
             "the token has expired; read the projected token file again before each request "
             "(the kubelet renews it)"
         )
+
+
+def _not_a_jwt() -> TokenRejected:
+    return TokenRejected(
+        "the bearer token is not a JWT (three base64url parts with a JSON header and payload); "
+        "send the pod's projected ServiceAccount token"
+    )
 
 
 def _wrong_audience(audience: str) -> TokenRejected:

@@ -26,6 +26,7 @@ from unit_fakes import YEAR_2100, projected_token
 from injector.broker.tokens import (
     AUDIENCE,
     CLOCK_SKEW,
+    KUBE_PER_KEY,
     MAX_TOKEN_LENGTH,
     POD_NAME_EXTRA,
     POD_UID_EXTRA,
@@ -34,6 +35,7 @@ from injector.broker.tokens import (
     TokenRejected,
     TokenReviewer,
     identity_from_review,
+    kubernetes_calls,
     parse_service_account,
     service_account_groups,
     service_account_username,
@@ -606,12 +608,17 @@ GARBAGE: dict[str, tuple[str, str]] = {
     "another audience": (projected_token(aud=["api"]), "not for audience"),
     "an audience that contains ours": (projected_token(aud="sakura-secrets-injector-x"), "for"),
     "audience a number": (projected_token(aud=7), "not for audience"),
-    "no expiry": (projected_token(exp=None), "the token has no expiry; use the projected"),
+    "no expiry": (
+        projected_token(exp=None),
+        "the token has no expiry; use the projected token the injector mounts "
+        "(serviceAccountToken volume), not a long-lived ServiceAccount Secret token",
+    ),
     "expiry a string": (projected_token(exp="2100"), "has no expiry"),
     "expiry a boolean": (projected_token(exp=True), "has no expiry"),
     "expired": (
         projected_token(exp=NOW - CLOCK_SKEW),
-        "the token has expired; read the projected token file again before each request",
+        "the token has expired; read the projected token file again before each request "
+        "(the kubelet renews it)",
     ),
 }
 
@@ -623,6 +630,8 @@ async def test_garbage_is_refused_before_any_token_review(case: str) -> None:
     with pytest.raises(TokenRejected) as caught:
         await reviewer(api, Clock(), wall_clock=lambda: NOW).verify(token)
     assert message in str(caught.value)
+    if message.startswith("the "):
+        assert str(caught.value) == message
     assert token not in str(caught.value)
     assert api.reviews == [] and api.reads == []
 
@@ -691,3 +700,10 @@ async def test_a_full_lane_is_kubernetes_unavailable() -> None:
         "too many Kubernetes API calls of the same namespace or client are waiting; "
         "try again shortly"
     )
+
+
+def test_the_pool_of_kubernetes_calls() -> None:
+    calls = kubernetes_calls()
+    assert (calls.name, calls.workers, calls.per_key) == ("kubernetes", 8, 2)
+    assert (calls.waiting_per_key, calls.max_waiting) == (64, 1024)
+    assert KUBE_PER_KEY == 2
