@@ -189,3 +189,29 @@ async def test_the_kubernetes_api_failing_during_the_access_review_is_a_retryabl
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert "could not review access to" in response.json()["error"]
+
+
+async def test_a_request_without_a_peer_address_is_fetched_in_the_lane_of_no_address() -> None:
+    """Some ASGI servers (a Unix socket) give no client address: the lane is then ''."""
+    broker = FakeBroker()
+    app = Starlette(routes=broker_routes(broker))  # type: ignore[arg-type]
+    body = json.dumps(BODY).encode()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": SECRETS_PATH,
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode())],
+        "query_string": b"",
+        "client": None,
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert broker.clients == [""]

@@ -288,3 +288,10 @@ async def test_the_token_review_waits_in_the_lane_of_the_clients_address() -> No
     parts.broker.tokens = TokenReviewer(None, reviews=parts.api, pods=parts.api, calls=calls)
     await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)), client="10.0.0.7")
     assert calls.lanes[0] == ("client", "10.0.0.7")
+
+
+async def test_without_an_address_the_token_review_waits_in_the_lane_of_none() -> None:
+    parts, calls = Parts(), RecordingCalls()
+    parts.broker.tokens = TokenReviewer(None, reviews=parts.api, pods=parts.api, calls=calls)
+    await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)))
+    assert calls.lanes[0] == ("client", "")
