@@ -222,6 +222,7 @@ def settings_from_args(
             image_pull_policy=args.image_pull_policy,
             volume_size_limit=args.volume_size_limit,
             mesh_proxy_containers=_proxy_containers(args.mesh_proxy_containers),
+            review_timeout=args.webhook_timeout,
         )
     except SettingsError as error:
         raise UsageError(str(error)) from None
@@ -719,6 +720,16 @@ def _settings_options(
         "SAKURA_SECRETS_MESH_PROXY_CONTAINERS",
         "comma-separated names of service-mesh proxy containers that get no mount unless the "
         f"containers annotation names them, in addition to {', '.join(MESH_PROXIES)}",
+    )
+    _option(
+        parser,
+        env,
+        "--webhook-timeout",
+        "SAKURA_SECRETS_WEBHOOK_TIMEOUT",
+        "the webhook configuration's timeoutSeconds: reviews that cannot be answered within it "
+        "get a fast 429 denial instead of waiting",
+        10.0,
+        float,
     )
 
 

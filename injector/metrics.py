@@ -14,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-OUTCOMES = ("injected", "skipped", "denied", "malformed", "error")
+OUTCOMES = ("injected", "skipped", "denied", "shed", "malformed", "error")
+SHED_CODE = 429
+"""The status code of a review's denial when the injector was too busy to review it."""
 
 
 class AdmissionMetrics:
@@ -44,6 +46,9 @@ class AdmissionMetrics:
 def outcome_of(answer: dict[str, Any]) -> str:
     response = answer.get("response")
     if not isinstance(response, dict) or not response.get("allowed"):
+        status = response.get("status") if isinstance(response, dict) else None
+        if isinstance(status, dict) and status.get("code") == SHED_CODE:
+            return "shed"
         return "denied"
     return "injected" if "patch" in response else "skipped"
 

@@ -40,6 +40,9 @@ class WebhookSettings:
     """Owner of the files when no annotation or securityContext names one (distroless nonroot)."""
     mesh_proxy_containers: tuple[str, ...] = MESH_PROXIES
     """Container names of mesh proxies, never targets by default (`MESH_PROXIES` and more)."""
+    review_timeout: float = 10.0
+    """The webhook configuration's timeoutSeconds: a review that cannot be answered within it
+    is shed with a fast 429 denial instead of queued (docs/webhook.md, "Admission queue")."""
 
     def __post_init__(self) -> None:
         if not self.image.strip():
@@ -69,6 +72,11 @@ class WebhookSettings:
                     f"mesh_proxy_containers: {name!r} is not a container name (a DNS-1123 "
                     "label: lowercase letters, digits and '-', at most 63 characters)"
                 )
+        if not 1 <= self.review_timeout <= 30:
+            raise SettingsError(
+                f"review_timeout {self.review_timeout!r} must be the webhook's timeoutSeconds "
+                "(1-30 seconds, as Kubernetes allows)"
+            )
         if isinstance(self.fallback_uid, bool) or not 0 < self.fallback_uid < 2**31:
             raise SettingsError(
                 f"fallback_uid {self.fallback_uid!r} must be a non-root uid (1..2^31-1)"

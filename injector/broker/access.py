@@ -25,9 +25,12 @@ from injector.broker.memo import ExpiringMemo
 from injector.broker.tokens import (
     KUBE_TIMEOUT,
     KubernetesUnavailable,
+    call_kubernetes,
+    kubernetes_calls,
     service_account_groups,
     service_account_username,
 )
+from injector.fair_queue import FairQueue
 
 API_GROUP = "sakura-secrets.io"
 VAULTS = "vaults"
@@ -124,12 +127,16 @@ class AccessReviewer:
         deny_ttl: float = 5.0,
         request_timeout: float = KUBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        calls: FairQueue | None = None,
         reviews: SubjectAccessReviews | None = None,
     ) -> None:
-        """`reviews` replaces the API client's AuthorizationV1Api (a test's recording fake)."""
+        """`calls` is the pool of Kubernetes calls, where each review waits in the lane of
+        the subject's namespace (a private pool when None); `reviews` replaces the API
+        client's AuthorizationV1Api (a test's recording fake)."""
         self.allow_ttl = allow_ttl
         self.deny_ttl = deny_ttl
         self.request_timeout = request_timeout
+        self._calls = calls if calls is not None else kubernetes_calls()
         self._authz = reviews if reviews is not None else k8s.AuthorizationV1Api(api_client)
         self._answers: ExpiringMemo[tuple[Subject, str, str], bool] = ExpiringMemo(clock=clock)
 
@@ -170,11 +177,15 @@ class AccessReviewer:
             )
         )
         try:
-            answer = await asyncio.to_thread(
-                self._authz.create_subject_access_review,
-                body,
-                _request_timeout=self.request_timeout,
+            answer = await call_kubernetes(
+                self._calls,
+                ("namespace", subject.namespace),
+                lambda: self._authz.create_subject_access_review(
+                    body, _request_timeout=self.request_timeout
+                ),
             )
+        except KubernetesUnavailable:
+            raise
         except ApiException as exc:
             raise KubernetesUnavailable(
                 f"the Kubernetes API could not review access to {resource} {name!r} "

@@ -48,7 +48,8 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
         except BadRequest as exc:
             return _error(400, str(exc))
         try:
-            answer = await broker.fetch(token, wanted)
+            client = request.client.host if request.client is not None else ""
+            answer = await broker.fetch(token, wanted, client=client)
         except BrokerError as exc:
             return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=exc.reason)
         try:

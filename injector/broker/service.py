@@ -50,11 +50,13 @@ class Broker:
         self.access = access
         self.cache = cache
 
-    async def fetch(self, token: str, request: SecretRequest) -> Answer:
-        """One answer item per requested secret, in order; BrokerError otherwise."""
+    async def fetch(self, token: str, request: SecretRequest, *, client: str = "") -> Answer:
+        """One answer item per requested secret, in order; BrokerError otherwise.
+
+        `client` is the caller's address, the lane its TokenReview waits in."""
         # 1. who is asking: only the API server's answer counts
         try:
-            identity = await self.tokens.verify(token)
+            identity = await self.tokens.verify(token, client=client)
         except TokenRejected as exc:
             log.info("refused a secrets request: %s", exc)
             raise BrokerError(str(exc), status=401) from None

@@ -3,22 +3,29 @@
 The identity (namespace, ServiceAccount, pod) comes only from the API server's answer, never
 from the request body. Only bound tokens (projected into a pod, with the pod's name and uid
 in the review's extras) for our audience are accepted, and the pod must still exist.
+
+What cannot be such a token costs no TokenReview: a token that is not a JWT for our audience
+with an expiry still ahead is refused first, and a token the API server rejected is
+remembered (by its SHA-256) for `reject_ttl`. The reviews and pod reads wait in the bounded
+pool of Kubernetes calls (`kubernetes_calls`), TokenReviews in the lane of the client's
+address (which a forger cannot choose), pod reads in the lane of the verified namespace.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import jwt
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from injector.broker.memo import ExpiringMemo
+from injector.fair_queue import FairQueue, Overloaded
 
 AUDIENCE = "sakura-secrets-injector"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
@@ -29,8 +36,42 @@ KUBE_TIMEOUT = 5.0
 """Seconds one Kubernetes API call may take (connect, then read). The client is synchronous
 and runs in worker threads: without a bound, a hung API server would hold a thread and the
 init container's request forever."""
+KUBE_WORKERS = 8
+"""Threads of the pool every TokenReview, SubjectAccessReview and pod read runs in."""
+KUBE_PER_KEY = 2
+"""Of those, how many one namespace (or one client address) may hold at once: one flooding
+source leaves six threads to everyone else."""
+KUBE_WAITING_PER_KEY = 64
+"""Calls of one namespace (or client address) that may wait for a thread; more get 503."""
+KUBE_MAX_WAITING = 1024
+CLOCK_SKEW = 60.0
+"""Seconds a token's `exp` may be behind our clock before we refuse it without asking."""
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+def kubernetes_calls() -> FairQueue:
+    """The bounded pool the Kubernetes API calls take turns in (docs/broker.md, "Kubernetes
+    API calls"); one per process, shared by the broker, the admission check and `can-i`."""
+    return FairQueue(
+        "kubernetes",
+        workers=KUBE_WORKERS,
+        per_key=KUBE_PER_KEY,
+        waiting_per_key=KUBE_WAITING_PER_KEY,
+        max_waiting=KUBE_MAX_WAITING,
+    )
+
+
+async def call_kubernetes(calls: FairQueue, key: Hashable, call: Callable[[], R]) -> R:
+    """`call()` in `calls`' lane `key`; a full lane is KubernetesUnavailable (503, retry)."""
+    try:
+        return await calls.run(key, call)
+    except Overloaded:
+        raise KubernetesUnavailable(
+            "too many Kubernetes API calls of the same namespace or client are waiting; "
+            "try again shortly"
+        ) from None
 
 
 class TokenRejected(Exception):
@@ -81,6 +122,51 @@ def parse_service_account(username: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def refuse_non_jwt(token: str, audience: str, now: float) -> None:
+    """Refuse, before any TokenReview, what cannot be a projected token for `audience`.
+
+    The token must be a JWT (three base64url parts, JSON header and payload) whose `aud`
+    holds `audience` and whose `exp` is not past (`now`, Unix seconds, with CLOCK_SKEW). The
+    payload is read WITHOUT verifying the signature: that and every other check stay the API
+    server's, through the TokenReview that follows; this only spares it the garbage.
+    """
+    if token.count(".") != 2:  # counted here, not left to the PyJWT version installed
+        raise _not_a_jwt()
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        raise _not_a_jwt() from None
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if audience not in audiences:
+        raise _wrong_audience(audience)
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise TokenRejected(
+            "the token has no expiry; use the projected token the injector mounts "
+            "(serviceAccountToken volume), not a long-lived ServiceAccount Secret token"
+        )
+    if exp + CLOCK_SKEW <= now:
+        raise TokenRejected(
+            "the token has expired; read the projected token file again before each request "
+            "(the kubelet renews it)"
+        )
+
+
+def _not_a_jwt() -> TokenRejected:
+    return TokenRejected(
+        "the bearer token is not a JWT (three base64url parts with a JSON header and payload); "
+        "send the pod's projected ServiceAccount token"
+    )
+
+
+def _wrong_audience(audience: str) -> TokenRejected:
+    return TokenRejected(
+        f"the token is not for audience {audience!r}; project it with "
+        f"serviceAccountToken.audience: {audience}"
+    )
+
+
 def identity_from_review(status: Mapping[str, Any], audience: str) -> Identity:
     """Turn a TokenReview status (as a plain mapping) into an Identity, or reject it."""
     if not status.get("authenticated"):
@@ -92,10 +178,7 @@ def identity_from_review(status: Mapping[str, Any], audience: str) -> Identity:
         )
     audiences = status.get("audiences") or []
     if audience not in audiences:
-        raise TokenRejected(
-            f"the token is not for audience {audience!r}; project it with "
-            f"serviceAccountToken.audience: {audience}"
-        )
+        raise _wrong_audience(audience)
     user = status.get("user") or {}
     namespace, service_account = parse_service_account(str(user.get("username") or ""))
     extra = user.get("extra") or {}
@@ -123,10 +206,11 @@ class PodReader(Protocol):
 
 
 class TokenReviewer:
-    """Verifies tokens against the API server; answers are remembered for `review_ttl`.
+    """Verifies tokens against the API server; answers are remembered by the token's SHA-256
+    (never the token): an acceptance for `review_ttl`, a rejection for `reject_ttl`.
 
-    Reviews are keyed by the token's SHA-256, never by the token itself, and only accepted
-    tokens are remembered, so a flood of garbage cannot fill the memory.
+    The memory holds at most 10,000 answers (the oldest go first), so a flood of garbage
+    cannot fill it; garbage that is not even a JWT for our audience is never reviewed.
     """
 
     def __init__(
@@ -135,24 +219,34 @@ class TokenReviewer:
         *,
         audience: str = AUDIENCE,
         review_ttl: float = 10.0,
+        reject_ttl: float = 30.0,
         pod_ttl: float = 5.0,
         request_timeout: float = KUBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        calls: FairQueue | None = None,
         reviews: TokenReviews | None = None,
         pods: PodReader | None = None,
     ) -> None:
-        """`reviews` and `pods` replace the API client's calls (a test's fakes of the API)."""
+        """`calls` is the pool of Kubernetes calls (a private one when None); `reviews` and
+        `pods` replace the API client's calls (a test's fakes of the API)."""
         self.audience = audience
         self.review_ttl = review_ttl
+        self.reject_ttl = reject_ttl
         self.pod_ttl = pod_ttl
         self.request_timeout = request_timeout
+        self._wall_clock = wall_clock
+        self._calls = calls if calls is not None else kubernetes_calls()
         self._authn = reviews if reviews is not None else k8s.AuthenticationV1Api(api_client)
         self._core = pods if pods is not None else k8s.CoreV1Api(api_client)
-        self._reviews: ExpiringMemo[str, Identity] = ExpiringMemo(clock=clock)
+        self._reviews: ExpiringMemo[str, Identity | str] = ExpiringMemo(clock=clock)
         self._pods: ExpiringMemo[tuple[str, str], _PodFacts] = ExpiringMemo(clock=clock)
 
-    async def verify(self, token: str) -> Identity:
-        """The identity of a pod's bound token for our audience; TokenRejected otherwise."""
+    async def verify(self, token: str, *, client: str = "") -> Identity:
+        """The identity of a pod's bound token for our audience; TokenRejected otherwise.
+
+        `client` is the caller's address: its TokenReviews take turns in its own lane.
+        """
         token = token.strip()
         if not token:
             raise TokenRejected(
@@ -160,19 +254,31 @@ class TokenReviewer:
             )
         if len(token) > MAX_TOKEN_LENGTH or any(c.isspace() for c in token):
             raise TokenRejected("the bearer token is malformed")
+        refuse_non_jwt(token, self.audience, self._wall_clock())
         digest = hashlib.sha256(token.encode()).hexdigest()
-        identity = await self._reviews.get(
-            digest, lambda: self._review(token), lambda _: self.review_ttl
+        outcome = await self._reviews.get(
+            digest,
+            lambda: self._review(token, client),
+            lambda known: self.review_ttl if isinstance(known, Identity) else self.reject_ttl,
         )
-        await self._check_pod(identity)
-        return identity
+        if not isinstance(outcome, Identity):
+            raise TokenRejected(outcome)
+        await self._check_pod(outcome)
+        return outcome
 
-    async def _review(self, token: str) -> Identity:
+    async def _review(self, token: str, client: str) -> Identity | str:
+        """The identity, or why the API server rejected the token (remembered alike)."""
         body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token, audiences=[self.audience]))
         try:
-            answer = await asyncio.to_thread(
-                self._authn.create_token_review, body, _request_timeout=self.request_timeout
+            answer = await call_kubernetes(
+                self._calls,
+                ("client", client),
+                lambda: self._authn.create_token_review(
+                    body, _request_timeout=self.request_timeout
+                ),
             )
+        except KubernetesUnavailable:
+            raise
         except ApiException as exc:
             raise KubernetesUnavailable(
                 f"the Kubernetes API could not review the token (HTTP {exc.status} {exc.reason})"
@@ -183,7 +289,10 @@ class TokenReviewer:
                 f"({type(exc).__name__})"
             ) from None
         status = answer.status.to_dict() if answer.status is not None else {}
-        return identity_from_review(status, self.audience)
+        try:
+            return identity_from_review(status, self.audience)
+        except TokenRejected as rejected:
+            return str(rejected)
 
     async def _check_pod(self, identity: Identity) -> None:
         """The bound pod must exist with that uid and run as that ServiceAccount."""
@@ -203,12 +312,15 @@ class TokenReviewer:
 
     async def _read_pod(self, namespace: str, name: str) -> _PodFacts:
         try:
-            pod = await asyncio.to_thread(
-                self._core.read_namespaced_pod,
-                name,
-                namespace,
-                _request_timeout=self.request_timeout,
+            pod = await call_kubernetes(
+                self._calls,
+                ("namespace", namespace),
+                lambda: self._core.read_namespaced_pod(
+                    name, namespace, _request_timeout=self.request_timeout
+                ),
             )
+        except KubernetesUnavailable:
+            raise
         except ApiException as exc:
             if exc.status == 404:
                 return _PodFacts(uid="", service_account="")

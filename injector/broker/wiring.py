@@ -1,4 +1,5 @@
-"""Building the broker's parts once per process: the one Sakura client, limiter and cache.
+"""Building the broker's parts once per process: the one Sakura client, limiter and cache,
+and the one pool of Kubernetes API calls the token and access reviewers share.
 
 `serve` calls `build_broker` and mounts `parts.routes` on the broker port and passes
 `parts.check` as the admission check; `can-i` needs only an AccessReviewer.
@@ -22,7 +23,7 @@ from injector.broker.inventory import NEGATIVE_TTL, VaultInventory
 from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.routes import broker_routes
 from injector.broker.service import Broker
-from injector.broker.tokens import KUBE_TIMEOUT, TokenReviewer
+from injector.broker.tokens import KUBE_TIMEOUT, TokenReviewer, kubernetes_calls
 from sakura import RateLimiter, SakuraClient, SakuraConfig
 
 
@@ -33,6 +34,8 @@ class BrokerSettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     review_ttl: float = 10.0
     """Seconds an accepted token's review is reused (keyed by the token's SHA-256)."""
+    reject_ttl: float = 30.0
+    """Seconds a token the API server rejected is refused without another TokenReview."""
     pod_ttl: float = 5.0
     """Seconds the bound pod's existence is reused."""
     allow_ttl: float = 30.0
@@ -110,17 +113,21 @@ def build_broker(
         max_retries=s.sakura_retries,
         verify=sakura_verify,
     )
+    calls = kubernetes_calls()
     access = AccessReviewer(
         kube_api_client,
         allow_ttl=s.allow_ttl,
         deny_ttl=s.deny_ttl,
         request_timeout=s.kube_timeout,
+        calls=calls,
     )
     tokens = TokenReviewer(
         kube_api_client,
         review_ttl=s.review_ttl,
+        reject_ttl=s.reject_ttl,
         pod_ttl=s.pod_ttl,
         request_timeout=s.kube_timeout,
+        calls=calls,
     )
     watched = CredentialWatch(sakura)
     inventory = VaultInventory(

@@ -7,16 +7,19 @@ groups, verb, group, resource, name, namespace) and the cache lifetimes on a han
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from stub_kube_api import StubApi, stub_api_server
+from test_tokens_unit import RecordingCalls
 from unit_fakes import RecordingReviews
 
 from injector.broker.access import AccessReviewer, Missing, Subject
-from injector.broker.tokens import KubernetesUnavailable
+from injector.broker.tokens import KUBE_PER_KEY, KubernetesUnavailable
 
 VAULT = "110000000001"
 OTHER = "110000000002"
@@ -285,3 +288,52 @@ async def test_the_reviewer_uses_the_api_client_it_is_given() -> None:
         "/apis/authorization.k8s.io/v1/subjectaccessreviews"
     }
     assert stub.requests[0][2]["spec"]["user"] == "system:serviceaccount:shop:api"
+
+
+class GatedReviews(RecordingReviews):
+    """Holds every review of namespace `flood` until `release` is set; counts how many of
+    them were held at once."""
+
+    def __init__(self, grants: set[tuple[str, str]]) -> None:
+        super().__init__(grants)
+        self.release = threading.Event()
+        self.held = 0
+        self.most_held = 0
+        self._count = threading.Lock()
+
+    def create_subject_access_review(
+        self, body: k8s.V1SubjectAccessReview, **kwargs: Any
+    ) -> k8s.V1SubjectAccessReview:
+        if body.spec.resource_attributes.namespace != "flood":
+            return super().create_subject_access_review(body, **kwargs)
+        with self._count:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+        self.release.wait(60)
+        with self._count:
+            self.held -= 1
+        return super().create_subject_access_review(body, **kwargs)
+
+
+async def test_a_flooding_namespaces_reviews_do_not_hold_up_another_namespaces() -> None:
+    """Issue 15, case 5: every review waited in asyncio's one shared pool (6 threads on two
+    cores), so 40 slow reviews of one namespace held up everyone's. Now they hold at most
+    KUBE_PER_KEY threads of the reviewer's own pool."""
+    reviews = GatedReviews({("secrets", "db")})
+    access = AccessReviewer(None, reviews=reviews)
+    flood = Subject.of("flood", "api")
+    floods = [asyncio.ensure_future(access.allowed(flood, "secrets", f"s{i}")) for i in range(40)]
+    await asyncio.sleep(0)
+    try:
+        assert await asyncio.wait_for(access.allowed(SUBJECT, "secrets", "db"), 10)
+        assert reviews.most_held == KUBE_PER_KEY
+    finally:
+        reviews.release.set()
+    assert await asyncio.gather(*floods) == [False] * 40
+
+
+async def test_each_review_waits_in_the_lane_of_the_subjects_namespace() -> None:
+    calls = RecordingCalls()
+    access = AccessReviewer(None, reviews=RecordingReviews({("vaults", VAULT)}), calls=calls)
+    await access.missing(SUBJECT, VAULT, ["db"])
+    assert calls.lanes == [("namespace", "shop")] * 2

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Iterator
 import pytest
 from conftest import VAULT, sakura_config
 from kubernetes import client as k8s
+from unit_fakes import projected_token
 
 from emulator.app import Emulator
 from injector.broker.access import SECRETS, AccessReviewer, Subject
@@ -71,7 +72,7 @@ async def _bounded(what: str, call: Awaitable[object]) -> float:
 async def test_a_hung_token_review_is_a_kubernetes_unavailable_error() -> None:
     with silent_api_server() as api:
         tokens = TokenReviewer(api, request_timeout=TIMEOUT)
-        elapsed = await _bounded("review the token", tokens.verify("a-token"))
+        elapsed = await _bounded("review the token", tokens.verify(projected_token()))
     assert elapsed < 5 * TIMEOUT
 
 

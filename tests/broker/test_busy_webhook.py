@@ -22,6 +22,7 @@ from conftest import VALUES, VAULT, World, sakura_config
 from prometheus_client import CollectorRegistry
 
 from emulator.app import Emulator
+from injector.admission import MAX_VALUES
 from injector.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
 from injector.app import MAX_REVIEW_BYTES, create_apps
 from injector.broker.wiring import build_broker
@@ -34,9 +35,11 @@ from plan import template_tokens
 
 P = "sakura-secrets.io/"
 REVIEWS = 12
-ARGS = 500_000
+ARGS = MAX_VALUES - 5_000
 """Container arguments: a review of almost 3 MiB, the most the injector reads, whose JSON has
-as many values as fit (each costs work to check)."""
+as many values as the screen lets through (each costs work to check)."""
+ARG_BYTES = 26
+"""Each argument's length: the arguments fill the body up to almost 3 MiB."""
 STREAMS = 4
 
 
@@ -74,7 +77,7 @@ def largest_review(namespace: str, uid: str) -> bytes:
     template = "{{x}}" * ((MAX_TEMPLATE_TOKENS - template_tokens(tail, 100)) // 3) + tail
     annotations = {f"{P}inject": "true", f"{P}template-config": template}
     annotations.update({f"{P}secret-f{i:03}": f"api#k{i}" for i in range(MAX_FILES - 1)})
-    args = ["-v"] * ARGS
+    args = ["-" + "v" * (ARG_BYTES - 1)] * ARGS
     pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -42,9 +42,11 @@ class FakeBroker:
         self.items: tuple[FetchedSecret, ...] = (FetchedSecret("db", None, 4, "v-db"),)
         self.error: BrokerError | None = None
         self.asked: list[tuple[str, SecretRequest]] = []
+        self.clients: list[str] = []
 
-    async def fetch(self, token: str, request: SecretRequest) -> Answer:
+    async def fetch(self, token: str, request: SecretRequest, *, client: str) -> Answer:
         self.asked.append((token, request))
+        self.clients.append(client)
         if self.error is not None:
             raise self.error
         return Answer("shop", self.items)
@@ -77,6 +79,7 @@ async def test_an_answer_is_the_values_uncached() -> None:
     }
     assert response.headers["cache-control"] == "no-store"
     assert broker.asked == [(TOKEN, SecretRequest(VAULT, (SecretVersion("db"),)))]
+    assert broker.clients == ["127.0.0.1"]  # its TokenReview's lane: the caller's address
 
 
 @pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer   ", "bearer"])
@@ -238,3 +241,29 @@ async def test_an_answer_sent_gives_its_bytes_back_to_the_budget() -> None:
     assert response.headers["content-type"] == "application/json"
     assert int(response.headers["content-length"]) == len(response.content)
     assert budget.held == 0
+
+
+async def test_a_request_without_a_peer_address_is_fetched_in_the_lane_of_no_address() -> None:
+    """Some ASGI servers (a Unix socket) give no client address: the lane is then ''."""
+    broker = FakeBroker()
+    app = Starlette(routes=broker_routes(broker))  # type: ignore[arg-type]
+    body = json.dumps(BODY).encode()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": SECRETS_PATH,
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode())],
+        "query_string": b"",
+        "client": None,
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert broker.clients == [""]

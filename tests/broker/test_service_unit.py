@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from test_cache_unit import cache
-from test_tokens_unit import TOKEN, FakeApi
+from test_tokens_unit import TOKEN, FakeApi, RecordingCalls
 from unit_fakes import A, Clock, FakeSakura, RecordingReviews
 
 from injector.broker.access import AccessReviewer
@@ -302,3 +302,17 @@ def test_a_broker_error_carries_its_status_retry_after_and_reason() -> None:
     )
     full = BrokerError("key", status=503, retry_after=2.5, reason=CREDENTIALS_REJECTED)
     assert (full.status, full.retry_after, full.reason) == (503, 2.5, "credentials_rejected")
+
+
+async def test_the_token_review_waits_in_the_lane_of_the_clients_address() -> None:
+    parts, calls = Parts(), RecordingCalls()
+    parts.broker.tokens = TokenReviewer(None, reviews=parts.api, pods=parts.api, calls=calls)
+    await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)), client="10.0.0.7")
+    assert calls.lanes[0] == ("client", "10.0.0.7")
+
+
+async def test_without_an_address_the_token_review_waits_in_the_lane_of_none() -> None:
+    parts, calls = Parts(), RecordingCalls()
+    parts.broker.tokens = TokenReviewer(None, reviews=parts.api, pods=parts.api, calls=calls)
+    await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)))
+    assert calls.lanes[0] == ("client", "")

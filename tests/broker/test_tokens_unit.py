@@ -9,16 +9,24 @@ clock.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
+import threading
+import time
 from typing import Any
 
+import jwt
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from stub_kube_api import StubApi, stub_api_server
+from unit_fakes import YEAR_2100, projected_token
 
 from injector.broker.tokens import (
     AUDIENCE,
+    CLOCK_SKEW,
+    KUBE_PER_KEY,
     MAX_TOKEN_LENGTH,
     POD_NAME_EXTRA,
     POD_UID_EXTRA,
@@ -27,12 +35,15 @@ from injector.broker.tokens import (
     TokenRejected,
     TokenReviewer,
     identity_from_review,
+    kubernetes_calls,
     parse_service_account,
     service_account_groups,
     service_account_username,
 )
+from injector.fair_queue import FairQueue
 
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
+TOKEN = projected_token()
+NOW = 1_800_000_000.0
 UID = "0c5f6a0e-1111-4b7e-9a51-2f1d3c4b5a69"
 
 
@@ -279,10 +290,12 @@ async def test_the_default_audience_and_timeout() -> None:
 async def test_another_audience_is_asked_for_and_checked() -> None:
     api = FakeApi()
     api.answer = _review_status(status(audiences=["aud-x"]))
-    assert await reviewer(api, Clock(), audience="aud-x").verify(TOKEN) == IDENTITY
+    token = projected_token(aud=["aud-x"])
+    assert await reviewer(api, Clock(), audience="aud-x").verify(token) == IDENTITY
     assert api.reviews[0]["audiences"] == ["aud-x"]
     with pytest.raises(TokenRejected, match="not for audience 'sakura-secrets-injector'"):
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, Clock()).verify(token)
+    assert len(api.reviews) == 1  # the token's own claim refused it: no second review
 
 
 @pytest.mark.parametrize("token", ["", "   ", "\n\t"])
@@ -307,9 +320,29 @@ async def test_a_malformed_token_is_rejected_without_asking_the_api(token: str) 
     assert api.reviews == []
 
 
+def token_of_length(length: int) -> str:
+    """A well-formed token of exactly `length` characters (padding in a claim and the header:
+    base64 lengths skip some values)."""
+
+    def token(pad: int, kid: int) -> str:
+        return jwt.encode(
+            {"aud": AUDIENCE, "exp": YEAR_2100, "pad": "x" * pad},
+            "a-test-key-of-32-bytes-or-more..",
+            algorithm="HS256",
+            headers={"kid": "k" * kid},
+        )
+
+    near = (length - len(token(0, 0))) * 3 // 4 - 4
+    for pad in range(near, near + 8):
+        for kid in range(4):
+            if len(token(pad, kid)) == length:
+                return token(pad, kid)
+    raise AssertionError(f"no token of length {length}")
+
+
 async def test_a_token_of_the_maximum_length_is_reviewed() -> None:
     api = FakeApi()
-    await reviewer(api, Clock()).verify("a" * MAX_TOKEN_LENGTH)
+    await reviewer(api, Clock()).verify(token_of_length(MAX_TOKEN_LENGTH))
     assert len(api.reviews) == 1
 
 
@@ -418,15 +451,51 @@ async def test_the_default_lifetimes_are_10_s_for_reviews_and_5_s_for_pods() -> 
     assert (len(api.reviews), len(api.reads)) == (2, 3)
 
 
-async def test_rejected_tokens_are_not_remembered() -> None:
+async def test_a_rejected_token_costs_one_review_for_reject_ttl() -> None:
+    """Issue 15, case 5: the same garbage sent again was one TokenReview each time."""
+    clock, api = Clock(), FakeApi()
+    api.answer = _review_status(status(authenticated=False, error="invalid  signature"))
+    tokens = reviewer(api, clock, reject_ttl=30.0)
+    for _ in range(3):
+        with pytest.raises(TokenRejected) as caught:
+            await tokens.verify(TOKEN)
+        assert "(invalid signature)" in str(caught.value)
+    clock.now += 29.9
+    with pytest.raises(TokenRejected):
+        await tokens.verify(TOKEN)
+    assert len(api.reviews) == 1
+    clock.now += 0.1
+    with pytest.raises(TokenRejected):
+        await tokens.verify(TOKEN)
+    assert len(api.reviews) == 2
+    assert api.reads == []
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    assert isinstance(tokens._reviews.peek(digest), str)
+    assert tokens._reviews.peek(TOKEN) is None  # remembered by digest, never the token
+
+
+async def test_a_rejection_is_remembered_per_token_and_an_acceptance_is_not_shadowed() -> None:
     api = FakeApi()
-    api.answer = _review_status(status(authenticated=False, error="expired"))
     tokens = reviewer(api, Clock())
-    for _ in range(2):
+    api.answer = _review_status(status(authenticated=False))
+    with pytest.raises(TokenRejected):
+        await tokens.verify(TOKEN)
+    api.answer = _review_status(status())
+    other = projected_token(sub="another")
+    assert await tokens.verify(other) == IDENTITY
+    assert [r["token"] for r in api.reviews] == [TOKEN, other]
+
+
+async def test_the_default_rejection_lifetime_is_30_s() -> None:
+    clock, api = Clock(), FakeApi()
+    api.answer = _review_status(status(authenticated=False))
+    tokens = TokenReviewer(None, clock=clock, reviews=api, pods=api)
+    assert tokens.reject_ttl == 30.0
+    for seconds in (0.0, 29.9, 0.1):
+        clock.now += seconds
         with pytest.raises(TokenRejected):
             await tokens.verify(TOKEN)
     assert len(api.reviews) == 2
-    assert len(tokens._reviews) == 0
 
 
 async def test_pod_facts_are_remembered_for_pod_ttl_so_a_deletion_is_seen() -> None:
@@ -513,3 +582,128 @@ async def test_the_reviewer_uses_the_api_client_it_is_given() -> None:
     assert (method, path) == ("POST", "/apis/authentication.k8s.io/v1/tokenreviews")
     assert body["spec"] == {"token": TOKEN, "audiences": [AUDIENCE]}
     assert read == ("GET", "/api/v1/namespaces/shop/pods/api-7d9", None)
+
+
+# --- what cannot be a projected token for us never costs a TokenReview (issue 15, case 5) ---
+
+
+def _segment(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+HEADER = _segment(b'{"alg":"RS256"}')
+NOT_A_JWT = (
+    "the bearer token is not a JWT (three base64url parts with a JSON header and payload); "
+    "send the pod's projected ServiceAccount token"
+)
+GARBAGE: dict[str, tuple[str, str]] = {
+    "one part": ("garbage", NOT_A_JWT),
+    "two parts": ("a.b", NOT_A_JWT),
+    "four parts": (TOKEN + ".x", NOT_A_JWT),
+    "not base64": ("%%%.%%%.%%%", NOT_A_JWT),
+    "header not JSON": (f"{_segment(b'alg')}.{_segment(b'{}')}.sig", NOT_A_JWT),
+    "payload not JSON": (f"{HEADER}.{_segment(b'aud')}.sig", NOT_A_JWT),
+    "payload a list": (f"{HEADER}.{_segment(b'[1]')}.sig", NOT_A_JWT),
+    "no audience": (projected_token(aud=None), "not for audience 'sakura-secrets-injector'"),
+    "another audience": (projected_token(aud=["api"]), "not for audience"),
+    "an audience that contains ours": (projected_token(aud="sakura-secrets-injector-x"), "for"),
+    "audience a number": (projected_token(aud=7), "not for audience"),
+    "no expiry": (
+        projected_token(exp=None),
+        "the token has no expiry; use the projected token the injector mounts "
+        "(serviceAccountToken volume), not a long-lived ServiceAccount Secret token",
+    ),
+    "expiry a string": (projected_token(exp="2100"), "has no expiry"),
+    "expiry a boolean": (projected_token(exp=True), "has no expiry"),
+    "expired": (
+        projected_token(exp=NOW - CLOCK_SKEW),
+        "the token has expired; read the projected token file again before each request "
+        "(the kubelet renews it)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", GARBAGE)
+async def test_garbage_is_refused_before_any_token_review(case: str) -> None:
+    token, message = GARBAGE[case]
+    api = FakeApi()
+    with pytest.raises(TokenRejected) as caught:
+        await reviewer(api, Clock(), wall_clock=lambda: NOW).verify(token)
+    assert message in str(caught.value)
+    if message.startswith("the "):
+        assert str(caught.value) == message
+    assert token not in str(caught.value)
+    assert api.reviews == [] and api.reads == []
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"aud": "sakura-secrets-injector"},
+        {"aud": ["https://kubernetes.default.svc", "sakura-secrets-injector"]},
+        {"exp": NOW - CLOCK_SKEW + 1},  # within the clock skew allowed
+        {"exp": NOW + 0.5},
+    ],
+)
+async def test_a_well_formed_token_for_us_is_reviewed(claims: dict[str, Any]) -> None:
+    api = FakeApi()
+    tokens = reviewer(api, Clock(), wall_clock=lambda: NOW)
+    assert await tokens.verify(projected_token(**claims)) == IDENTITY
+    assert len(api.reviews) == 1
+
+
+async def test_the_expiry_is_read_on_the_wall_clock() -> None:
+    api = FakeApi()
+    tokens = TokenReviewer(None, reviews=api, pods=api)
+    with pytest.raises(TokenRejected, match="has expired"):
+        await tokens.verify(projected_token(exp=time.time() - CLOCK_SKEW - 5))
+    await tokens.verify(projected_token(exp=time.time() + 600))
+    assert len(api.reviews) == 1
+
+
+class RecordingCalls(FairQueue):
+    """The real pool, remembering the lane of each call."""
+
+    def __init__(self) -> None:
+        super().__init__("kubernetes", workers=2, per_key=1, waiting_per_key=4, max_waiting=8)
+        self.lanes: list[Any] = []
+
+    async def run(self, key: Any, work: Any, *, deadline: float | None = None) -> Any:
+        self.lanes.append(key)
+        return await super().run(key, work, deadline=deadline)
+
+
+async def test_reviews_wait_in_the_clients_lane_and_pod_reads_in_the_namespaces() -> None:
+    api, calls = FakeApi(), RecordingCalls()
+    tokens = TokenReviewer(None, reviews=api, pods=api, calls=calls)
+    await tokens.verify(TOKEN, client="10.1.2.3")
+    assert calls.lanes == [("client", "10.1.2.3"), ("namespace", "shop")]
+    await TokenReviewer(None, reviews=api, pods=api, calls=calls).verify(TOKEN)
+    assert calls.lanes[2] == ("client", "")
+
+
+async def test_a_full_lane_is_kubernetes_unavailable() -> None:
+    api, calls = FakeApi(), RecordingCalls()
+    release = threading.Event()
+    lane = ("client", "10.1.2.3")
+    blocked = [asyncio.ensure_future(calls.run(lane, release.wait)) for _ in range(5)]
+    await asyncio.sleep(0)
+    tokens = TokenReviewer(None, reviews=api, pods=api, calls=calls)
+    try:
+        with pytest.raises(KubernetesUnavailable) as caught:
+            await tokens.verify(TOKEN, client="10.1.2.3")
+        assert api.reviews == []
+    finally:
+        release.set()
+    await asyncio.gather(*blocked)
+    assert str(caught.value) == (
+        "too many Kubernetes API calls of the same namespace or client are waiting; "
+        "try again shortly"
+    )
+
+
+def test_the_pool_of_kubernetes_calls() -> None:
+    calls = kubernetes_calls()
+    assert (calls.name, calls.workers, calls.per_key) == ("kubernetes", 8, 2)
+    assert (calls.waiting_per_key, calls.max_waiting) == (64, 1024)
+    assert KUBE_PER_KEY == 2

@@ -10,11 +10,22 @@ import asyncio
 import time
 from typing import Any
 
+import jwt
 from kubernetes import client as k8s
 
+from injector.broker.tokens import AUDIENCE
 from sakura import NotFound, SecretInfo, Unveiled
 
 A, B = "110000000001", "110000000002"
+YEAR_2100 = 4102444800
+
+
+def projected_token(**claims: Any) -> str:
+    """A token shaped like a pod's projected one (audience ours, expiring in 2100), signed with
+    a key nobody checks: the broker only reads its claims, the API server verifies it."""
+    payload = {"aud": [AUDIENCE], "exp": YEAR_2100, "sub": "system:serviceaccount:shop:api"}
+    payload.update(claims)
+    return jwt.encode(payload, "a-test-key-of-32-bytes-or-more..", algorithm="HS256")
 
 
 class Clock:

@@ -91,6 +91,18 @@ def test_a_bad_setting_names_the_flag() -> None:
         settings_from_args(args, {})
 
 
+def test_the_webhook_timeout_comes_from_flag_or_environment_and_is_checked() -> None:
+    env = {"SAKURA_SECRETS_WEBHOOK_TIMEOUT": "20"}
+    render = ["render", "-f", "-"]
+    assert settings_from_args(build_parser(env).parse_args(render), env).review_timeout == 20
+    args = build_parser(env).parse_args([*render, "--webhook-timeout", "5"])
+    assert settings_from_args(args, env).review_timeout == 5
+    assert settings_from_args(build_parser({}).parse_args(render), {}).review_timeout == 10
+    args = build_parser({}).parse_args([*render, "--webhook-timeout", "31"])
+    with pytest.raises(UsageError, match=r"review_timeout 31\.0 must be the webhook's timeoutSec"):
+        settings_from_args(args, {})
+
+
 def test_serve_requires_its_certificate_files() -> None:
     result = run("serve")
     assert result.returncode == 2

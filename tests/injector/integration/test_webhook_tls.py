@@ -380,6 +380,7 @@ def test_metrics_count_reviews_by_outcome_and_name_no_secret(server: Ports, ca: 
         'outcome="injected"': 1.0,
         'outcome="skipped"': 0.0,
         'outcome="denied"': 1.0,
+        'outcome="shed"': 0.0,
         'outcome="malformed"': 1.0,
         'outcome="error"': 0.0,
     }

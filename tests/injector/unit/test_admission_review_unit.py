@@ -93,7 +93,7 @@ RAW: dict[str, tuple[bytes, str]] = {
     ),
     "a list": (b"[]", "the body is not a JSON object"),
     "a string": (b'"AdmissionReview"', "the body is not a JSON object"),
-    "too deep to parse": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, TOO_DEEP),
+    "too deep to parse": (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, TOO_DEEP),
     # one object around 64 levels: the limit itself is fine (the envelope is checked next)
     "64 levels": (
         json.dumps({"deep": nested(63), "z": 1}).encode(),
@@ -277,7 +277,7 @@ def test_a_malformed_review_names_the_field(case: str) -> None:
     assert malformed(body_with(edit)) == message
 
 
-@pytest.mark.parametrize("case", ["v1beta1", "uid empty", "no namespace", "mount path a number"])
+@pytest.mark.parametrize("case", ["uid empty", "no namespace", "mount path a number"])
 async def test_review_raises_the_same_malformed_review(case: str) -> None:
     edit, message = ENVELOPE[case]
     with pytest.raises(MalformedReview) as caught:
@@ -478,16 +478,6 @@ async def test_review_answers_a_denial_and_an_untouched_pod_without_the_check() 
     assert check.calls == []
 
 
-def threads_of_two_turns() -> tuple[threading.Thread, threading.Thread]:
-    """The threads two pieces of the pipeline's work run on when the second comes while the
-    first still runs."""
-    release = threading.Event()
-    first = admission._CPU.submit(lambda: (release.wait(60), threading.current_thread())[1])
-    second = admission._CPU.submit(threading.current_thread)
-    release.set()
-    return first.result(), second.result()
-
-
 async def answered_without_the_default_pool() -> dict[str, Any]:
     """A review answered while the loop's default pool takes no work."""
     closed = ThreadPoolExecutor(max_workers=1)
@@ -505,11 +495,220 @@ async def test_the_pipelines_work_does_not_wait_in_the_default_pool() -> None:
 
 async def test_the_pipelines_cpu_work_takes_turns_on_one_thread() -> None:
     """One thread (issue 9): a second review's work waits for the first instead of competing
-    with the event loop for the GIL. Checked on the fresh pool a forked child makes (an
-    in-process mirror of test_a_forked_child_still_runs_the_admission_work, as mutation testing
-    counts only what the test's own process runs): a used pool may not have had to start a
-    second thread yet."""
-    admission._renew_cpu_pool()
-    first, second = threads_of_two_turns()
-    assert first is second
+    with the event loop for the GIL."""
+    release = threading.Event()
+
+    def first_turn() -> threading.Thread:
+        release.wait(60)
+        return threading.current_thread()
+
+    first = asyncio.ensure_future(admission.QUEUE.run("a", first_turn))
+    second = asyncio.ensure_future(admission.QUEUE.run("b", threading.current_thread))
+    await asyncio.sleep(0)
+    assert admission.QUEUE.waiting() == 1  # a second worker would have taken it at once
+    release.set()
+    assert await first is await second
     assert (await answered_without_the_default_pool())["patchType"] == "JSONPatch"
+
+
+# --- the screen before the parse: values and depth counted on the bytes ------------------
+
+TOO_MANY = "the body has more than 100000 JSON values; it is not a pod's review"
+NOT_AN_OBJECT = "the body is not a JSON object"
+
+
+def numbers(count: int) -> bytes:
+    """A list of `count` numbers: count - 1 commas and one opener."""
+    return b"[" + b"0," * (count - 1) + b"0]"
+
+
+def test_values_are_counted_before_the_parse_up_to_the_limit() -> None:
+    assert admission.MAX_VALUES == 100_000
+    assert malformed(numbers(admission.MAX_VALUES - 1)) == NOT_AN_OBJECT  # parsed
+    assert malformed(numbers(admission.MAX_VALUES)) == TOO_MANY
+    assert malformed(b"[" * admission.MAX_VALUES) == TOO_MANY
+    assert malformed(b"[" * 50_000 + b"{" * 49_999).startswith("the body is nested more")
+    assert malformed(b"{" * admission.MAX_VALUES) == TOO_MANY
+
+
+def test_quotes_are_bounded_before_strings_are_cut_out() -> None:
+    limit = 4 * admission.MAX_VALUES
+    at_limit = b'"' + b'\\"' * (limit - 2) + b'"'  # one string of escaped quotes
+    assert at_limit.count(b'"') == limit
+    assert malformed(at_limit) == NOT_AN_OBJECT
+    assert malformed(b'"' + b'\\"' * (limit - 1) + b'"') == TOO_MANY
+
+
+def test_commas_and_brackets_inside_strings_are_not_structure() -> None:
+    deep = "[{" * 40
+    strings = {"a": deep, "b": "x," * admission.MAX_VALUES, "c": 'q"' + deep, "d": "\\"}
+    body = json.dumps([strings, deep + '\\"' + deep]).encode()
+    assert malformed(body) == NOT_AN_OBJECT
+    # an escaped backslash ends a string's escapes: the brackets after it are structure
+    structure = b'["\\\\", ' + b"[" * 65 + b"]" * 65 + b"]"
+    assert malformed(structure) == TOO_DEEP
+
+
+def test_depth_counts_lists_and_objects_alike() -> None:
+    assert malformed(b"[" * 64 + b"]" * 64) == NOT_AN_OBJECT
+    assert malformed(b'{"a":' * 64 + b"1" + b"}" * 64) == WRONG_VERSION.format(
+        kind=None, version=None
+    )
+    assert malformed(b"[" * 33 + b"{" * 32 + b"}" * 32 + b"]" * 33) == TOO_DEEP
+    assert malformed(b"[" * 65) == TOO_DEEP  # unbalanced, still too deep
+
+
+# --- the claim read before queueing, the lanes, the deadlines, shedding -------------------
+
+CLAIM_REFUSED = (
+    'expected an AdmissionReview of apiVersion admission.k8s.io/v1 ("kind": '
+    '"AdmissionReview", "apiVersion": "admission.k8s.io/v1"); set admissionReviewVersions: '
+    "[v1] in the webhook configuration"
+)
+
+
+def test_a_review_claims_its_uid_and_namespace() -> None:
+    assert admission.claim(review_body(pod(), uid=UID, namespace="shop-2")) == admission.Claim(
+        UID, "shop-2"
+    )
+    compact = b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u"}}'
+    assert admission.claim(compact) == admission.Claim("u", "")
+    spaced = b'{"kind" :\n "AdmissionReview", "apiVersion"\t: "admission.k8s.io/v1", "uid" : "u",'
+    assert admission.claim(spaced + b' "namespace" : "a-1"}') == admission.Claim("u", "a-1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[[[[]]]]",
+        b'{"kind": "AdmissionReview"}',
+        b'{"apiVersion": "admission.k8s.io/v1"}',
+        b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1beta1"}',
+        b'{"kind": "AdmissionReviewX", "apiVersion": "admission.k8s.io/v1"}',
+        b'{"kind": "AdmissionReview", "apiVersion": "admission.k8sXio/v1"}',
+    ],
+)
+def test_a_body_that_does_not_claim_to_be_a_v1_review_is_refused_before_the_queue(
+    body: bytes,
+) -> None:
+    with pytest.raises(MalformedReview) as caught:
+        admission.claim(body)
+    assert str(caught.value) == CLAIM_REFUSED
+
+
+@pytest.mark.parametrize("uid", ['""', '"with\\\\"', '"' + "u" * 129 + '"', "7", '"with\\"quote"'])
+def test_a_review_without_a_plain_uid_is_refused_before_the_queue(uid: str) -> None:
+    envelope_ = '{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "uid": '
+    with pytest.raises(MalformedReview) as caught:
+        admission.claim((envelope_ + uid + "}").encode())
+    assert str(caught.value) == "request.uid is missing or not a string"
+    assert admission.claim((envelope_ + '"' + "u" * 128 + '"}').encode()).uid == "u" * 128
+
+
+@pytest.mark.parametrize("namespace", ["Shop", "a_b", "", "x" * 64, "a.b"])
+def test_only_a_namespace_name_is_claimed(namespace: str) -> None:
+    body = b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","uid":"u",'
+    claimed = admission.claim(body + f'"namespace": "{namespace}"}}'.encode())
+    assert claimed.namespace == ""
+    assert admission.claim(body + b'"namespace":"' + b"x" * 63 + b'"}').namespace == "x" * 63
+
+
+class RecordingQueue(admission.FairQueue):
+    """The real queue on a hand clock; remembers each job's lane and deadline, and sheds the
+    jobs numbered in `shed` (0 is the first)."""
+
+    def __init__(self, shed: tuple[int, ...] = ()) -> None:
+        super().__init__(
+            "admission", workers=1, waiting_per_key=4, max_waiting=8, clock=lambda: 50.0
+        )
+        self.jobs: list[tuple[Any, float | None]] = []
+        self.shed = shed
+
+    async def run(self, key: Any, work: Any, *, deadline: float | None = None) -> Any:
+        self.jobs.append((key, deadline))
+        if len(self.jobs) - 1 in self.shed:
+            raise admission.Overloaded("admission: full")
+        return await super().run(key, work, deadline=deadline)
+
+
+async def test_both_halves_of_a_review_wait_in_the_lane_of_caller_and_namespace() -> None:
+    turns = RecordingQueue()
+    webhook = settings(review_timeout=8.0)
+    answer = await review(
+        review_body(pod(), uid=UID, namespace="shop"),
+        settings=webhook,
+        check=RecordingCheck(),
+        caller="10.0.0.9",
+        queue=turns,
+    )
+    assert envelope(answer)["patchType"] == "JSONPatch"
+    assert turns.jobs == [(("10.0.0.9", "shop"), 54.0), (("10.0.0.9", "shop"), 57.0)]
+
+
+async def test_a_review_that_cannot_be_done_in_time_gets_a_fast_429_denial() -> None:
+    for shed in ((0,), (1,)):
+        check = RecordingCheck()
+        answer = await review(
+            review_body(pod(), uid=UID),
+            settings=settings(),
+            check=check,
+            queue=RecordingQueue(shed),
+        )
+        assert answer == {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {
+                "uid": UID,
+                "allowed": False,
+                "status": {
+                    "code": 429,
+                    "message": "sakura-secrets-injector is overloaded (admission: full); the pod "
+                    "was not created, try again in a few seconds (controllers retry by "
+                    "themselves)",
+                },
+            },
+        }
+        assert len(check.calls) == shed[0]  # shed before the check, or after it
+
+
+async def test_the_default_queue_and_caller() -> None:
+    assert admission.QUEUE.workers == 1 and admission.QUEUE.per_key == 1
+    assert (admission.QUEUE.waiting_per_key, admission.QUEUE.max_waiting) == (32, 256)
+    assert admission.FINISH_MARGIN == 1.0
+    turns = RecordingQueue()
+    await review(
+        review_body(pod(), uid=UID), settings=settings(), check=RecordingCheck(), queue=turns
+    )
+    assert turns.jobs[0] == (("", "shop"), 55.0)
+
+
+def test_the_review_timeout_is_the_webhooks_timeout_seconds() -> None:
+    assert settings().review_timeout == 10.0
+    assert settings(review_timeout=1).review_timeout == 1
+    assert settings(review_timeout=30).review_timeout == 30
+    for wrong in (0.5, 31):
+        with pytest.raises(ValueError, match="must be the webhook's timeoutSeconds"):
+            settings(review_timeout=wrong)
+
+
+def test_a_shed_review_is_counted_apart_from_denials() -> None:
+    from injector.metrics import outcome_of
+
+    shed = admission.shed("u", admission.Overloaded("x"))
+    assert outcome_of(shed) == "shed"
+    assert outcome_of(admission._denial("u", admission.Denied("no", code=403))) == "denied"
+    assert outcome_of({"response": None}) == "denied"
+    assert outcome_of({"response": {"allowed": False, "status": "x"}}) == "denied"
+
+
+def test_only_the_head_of_a_body_is_searched_for_the_claim() -> None:
+    assert admission.CLAIM_BYTES == 4096
+    head = b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","uid":"u","pad":"'
+    tail = b'","namespace":"ns"'
+    pad = b"x" * (4096 - len(head) - len(tail))
+    assert admission.claim(head + pad + tail + b"}").namespace == "ns"
+    assert admission.claim(head + pad + b"x" + tail + b"}").namespace == ""
+    late = b'{"pad":"' + b"x" * 4096 + b'",' + head[1:] + b'"}'
+    with pytest.raises(MalformedReview, match="expected an AdmissionReview"):
+        admission.claim(late)

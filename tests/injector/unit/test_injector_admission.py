@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -935,7 +936,8 @@ def _nested(depth: int) -> object:
 
 
 async def test_a_deeply_nested_review_is_malformed_not_an_internal_error() -> None:
-    too_deep_to_parse = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    envelope = b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u",'
+    too_deep_to_parse = envelope + b'"a":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_002
     obj = pod()
     obj["spec"]["containers"][0]["x"] = _nested(700)  # parses, but copy/diff would recurse
     for body in (too_deep_to_parse, review_body(obj)):
@@ -958,11 +960,12 @@ def test_the_schema_check_used_by_every_mutation_test_can_fail() -> None:
 
 def test_a_forked_child_still_runs_the_admission_work() -> None:
     """The pool's thread does not survive a fork; the child must get a pool of its own."""
-    assert admission._CPU.submit(int, "1").result() == 1  # this process's thread is running
+    assert asyncio.run(admission.QUEUE.run("k", lambda: 1)) == 1  # this process's thread runs
     pid = os.fork()
     if pid == 0:  # the child: report through the exit code only
         try:
-            code = 0 if admission._CPU.submit(int, "7").result(timeout=60) == 7 else 1
+            ran = asyncio.run(asyncio.wait_for(admission.QUEUE.run("k", lambda: 7), 60))
+            code = 0 if ran == 7 else 1
         except BaseException:
             code = 2
         os._exit(code)
