@@ -47,7 +47,7 @@ def ns(kube: Kube, webhook: Webhook, node: str) -> str:
     ns = webhook.namespace("imageuser")
     kube.apply(
         manifests.service_account(SERVICE_ACCOUNT, ns),
-        *manifests.grant("read", ns, SERVICE_ACCOUNT, ["db-password"]),
+        *manifests.grant("read", ns, SERVICE_ACCOUNT, manifests.pairs("db-password")),
     )
     return ns
 
