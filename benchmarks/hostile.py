@@ -9,7 +9,8 @@ one attack's leftovers (memory, half-open sockets) never count against the next.
 starts with the usual container soft limit of 1024 descriptors (its hard limit is kept, so a
 process that raises its own soft limit may).
 
-While an attack runs (from another process, source address 127.0.0.2), a well-behaved client
+While an attack runs (from another process, source address 127.0.0.2, niced so that its own
+client work does not slow the victim's client on the CPU they share), a well-behaved client
 (127.0.0.1) keeps fetching two secrets through the broker with a fresh bound token each time
 (one TokenReview each, like a new pod's init container), keeps sending a normal
 AdmissionReview to /mutate and probes /healthz and /readyz the way the kubelet does (a new

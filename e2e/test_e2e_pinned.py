@@ -31,6 +31,7 @@ pytestmark = pytest.mark.cluster
 NAME = "doomed"
 """Made for this test alone: the other scenarios' secrets are never deleted."""
 LISTING_TTL = 30.0  # BrokerSettings.listing_ttl
+NEGATIVE_TTL = 10.0  # BrokerSettings.negative_ttl
 SERVICE_ACCOUNT = "pinner"
 HELD_SCHEDULER = "sakura-e2e-nobody"
 """A scheduler that does not run: the pod stays Pending until the test binds it."""
@@ -63,6 +64,9 @@ def test_a_deleted_secrets_pinned_version_is_refused_after_the_listing_lifetime(
 ) -> None:
     value = f"doomed-v1-{secrets.token_hex(8)}"
     sakura.emulator.store.put(VAULT_ID, NAME, value)
+    # a listing of the vault made by an earlier test, younger than the negative lifetime, would
+    # still be believed to lack the new secret (admission and broker alike); wait it out
+    time.sleep(NEGATIVE_TTL + 1)
     ns = webhook.namespace("pinned")
     kube.apply(
         manifests.service_account(SERVICE_ACCOUNT, ns),
