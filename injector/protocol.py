@@ -320,7 +320,7 @@ class AcceptGate(asyncio.Protocol):
 
     def evict(self) -> None:
         """Close this idle connection now: its slot went to a new one."""
-        log.info("closing an idle connection from %s: the port needs its slot", self.address)
+        log.debug("closing an idle connection from %s: the port needs its slot", self.address)
         transport = self.inner.transport if self.inner is not None else self.raw
         if transport is not None:
             transport.abort()
