@@ -30,7 +30,7 @@ RUN set -eu; \
       --require-hashes --only-binary :all: -r /src/requirements.txt; \
     rm -f /tmp/ca.pem
 COPY pyproject.toml README.md LICENSE /src/
-COPY plan/ /src/plan/
+COPY contract/ /src/contract/
 COPY sakura/ /src/sakura/
 COPY emulator/ /src/emulator/
 COPY injector/ /src/injector/
@@ -46,8 +46,8 @@ RUN set -eu; \
     /opt/venv/bin/python -m pip uninstall -y -q pip setuptools; \
     rm -r /opt/venv/lib/python3.*/site-packages/kubernetes/aio; \
     /opt/venv/bin/python -m compileall -q /opt/venv/lib; \
-    /opt/venv/bin/python -c 'import injector.cli, injector.kube, injector.broker.wiring, \
-      injector.certs_bootstrap, sidecar.__main__, kubernetes.client'; \
+    /opt/venv/bin/python -c 'import injector.operations.cli, injector.kube, injector.operations.wiring, \
+      injector.operations.certs_bootstrap, sidecar.__main__, kubernetes.client'; \
     /opt/venv/bin/sakura-secrets-injector --version
 
 FROM ${BASE}

@@ -1,4 +1,4 @@
-"""Benchmark: one whole review (`injector.admission.review`) of a pod whose annotations are
+"""Benchmark: one whole review (`injector.webhook.admission.review`) of a pod whose annotations are
 1, 64 and 256 KiB, for the shapes that cost the most, in this process.
 
     python benchmarks/admission_size.py [--sizes 1,64,256] [--runs 5] [--shapes ...] [--analysis]
@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from webhook import TYPICAL_POD  # noqa: E402  (this directory: the pod it measures)
 
-from injector.admission import review  # noqa: E402
-from injector.checks import CheckOutcome  # noqa: E402
-from injector.reviews import pod_create_review  # noqa: E402
-from injector.settings import WebhookSettings  # noqa: E402
-from plan import Plan  # noqa: E402
+from contract import Plan  # noqa: E402
+from injector.operations.reviews import pod_create_review  # noqa: E402
+from injector.webhook.admission import review  # noqa: E402
+from injector.webhook.checks import CheckOutcome  # noqa: E402
+from injector.webhook.settings import WebhookSettings  # noqa: E402
 
 P = "sakura-secrets.io/"
 KIB = 1024
@@ -109,9 +109,9 @@ def nested_templates(size: int) -> Annotations:
 
 def at_limits(size: int) -> Annotations:
     """The costliest admitted pod, whatever `size`: every bound reached but none passed."""
-    from injector.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS, parse_annotations
-    from injector.checks import Denied
-    from plan.template import template_tokens
+    from contract.template import template_tokens
+    from injector.webhook.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS, parse_annotations
+    from injector.webhook.checks import Denied
 
     tail = '{% set x = secret("db") %}'
     value = "{{x}}" * ((MAX_TEMPLATE_TOKENS - template_tokens(tail, 100)) // 3) + tail
@@ -233,7 +233,7 @@ def main() -> None:
 
 def analysis(sizes: list[int], runs: int) -> None:
     """`template_refs` alone on the one-template shape, at sizes a review would deny."""
-    from plan import template_refs
+    from contract import template_refs
 
     print("template analysis alone (plan.template_refs), one-template shape, no limits")
     figures = []

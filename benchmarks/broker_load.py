@@ -32,9 +32,9 @@ from starlette.applications import Starlette
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
-from injector.broker.wiring import build_broker
-from injector.certs import generate_ca, issue_serving_cert
 from injector.kube import api_client as kube_api_client
+from injector.operations.certs import generate_ca, issue_serving_cert
+from injector.operations.wiring import build_broker
 from sakura import SakuraConfig
 
 VAULT = "110000000001"

@@ -71,9 +71,9 @@ from hostile_attacks import (
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
-from injector.certs import generate_ca, issue_serving_cert
 from injector.kube import api_client as kube_api_client
-from injector.reviews import pod_create_review
+from injector.operations.certs import generate_ca, issue_serving_cert
+from injector.operations.reviews import pod_create_review
 
 VICTIM_SECRETS = ("db", "api")
 GONE = "gone"
@@ -760,7 +760,7 @@ def main() -> int:
         print(f"--only: unknown attack {sorted(unknown)[0]!r}; choose from {keys}", file=sys.stderr)
         return 2
     attacks = [a for a in ATTACKS if not args.only or a.key in wanted]
-    from injector.broker.wiring import BrokerSettings
+    from injector.operations.wiring import BrokerSettings
 
     listing_ttl = float(getattr(BrokerSettings(), "listing_ttl", 30.0))
     flags = serve_flags()

@@ -35,7 +35,7 @@ ATTACKER_ADDRESS = "127.0.0.2"
 TCP_ESTABLISHED = 1
 """Linux's tcpi_state of an open connection (the first byte of TCP_INFO)."""
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
-"""The webhook's body limit (injector.app): the bombs stay just under it."""
+"""The webhook's body limit (injector.serving.app): the bombs stay just under it."""
 
 
 def fetch_body(vault: str, names: list[str], version: int | None = None) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contract import FileSpec, Plan, SecretRef  # noqa: E402
 from emulator import Emulator, EmulatorConfig, run_in_thread  # noqa: E402
-from plan import FileSpec, Plan, SecretRef  # noqa: E402
 
 VAULT = "110000000001"
 TOKEN, SECRET = "bench-token", "bench-secret"

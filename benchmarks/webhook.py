@@ -28,8 +28,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from injector.certs import KeyPair, generate_ca, issue_serving_cert
-from injector.reviews import pod_create_review
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.operations.reviews import pod_create_review
 
 TYPICAL_POD: dict[str, Any] = {
     "apiVersion": "v1",
@@ -86,12 +86,12 @@ def _serve(kind: str, cert_dir: str, ca_pem: str, conn: Connection) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from injector.app import create_apps
-    from injector.checks import CheckOutcome
-    from injector.server import Listener, serving_in_thread
-    from injector.settings import WebhookSettings
-    from injector.tls import ReloadingTLS
-    from plan import Plan
+    from contract import Plan
+    from injector.serving.app import create_apps
+    from injector.serving.server import Listener, serving_in_thread
+    from injector.serving.tls import ReloadingTLS
+    from injector.webhook.checks import CheckOutcome
+    from injector.webhook.settings import WebhookSettings
 
     class Admit:
         async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome:

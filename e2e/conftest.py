@@ -32,7 +32,7 @@ from harness.webhooks import bump_webhook, injector_webhook
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
-from injector.certs import generate_ca, issue_serving_cert
+from injector.operations.certs import generate_ca, issue_serving_cert
 
 RUN_ID = secrets.token_hex(3)
 IMAGE = os.environ.get("SAKURA_E2E_IMAGE", f"sakura-secrets-injector:e2e-{RUN_ID}")

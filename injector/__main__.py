@@ -1,5 +1,5 @@
 """`python -m injector ...`: the same command as `sakura-secrets-injector`."""
 
-from injector.cli import main
+from injector.operations.cli import main
 
 raise SystemExit(main())

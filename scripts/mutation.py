@@ -54,10 +54,10 @@ test_sakura_secrecy.py) kill nothing more and would make the run 22 minutes."""
 TARGETS = (
     Target("injector/broker/tokens.py", ("tests/broker/test_tokens_unit.py",), ci=True),
     Target("injector/broker/access.py", ("tests/broker/test_access_unit.py",), ci=True),
-    Target("injector/broker/wire.py", ("tests/broker/test_wire_unit.py",), ci=True),
-    Target("injector/broker/routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
+    Target("contract/broker.py", ("tests/broker/test_wire_unit.py",), ci=True),
+    Target("injector/serving/broker_routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
     Target(
-        "injector/broker/answers.py",
+        "injector/serving/answers.py",
         ("tests/broker/test_answers_unit.py", "tests/broker/test_routes_unit.py"),
         ci=True,
     ),
@@ -100,21 +100,29 @@ TARGETS = (
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
     Target("sidecar/broker_client.py", ("tests/sidecar/test_broker_client_unit.py",), ci=True),
     Target(
-        "injector/pod/init_container.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
+        "injector/webhook/pod/init_container.py",
+        ("tests/injector/unit/test_pod_builders.py",),
+        ci=True,
     ),
-    Target("injector/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
     Target(
-        "injector/pod/ownership.py",
+        "injector/webhook/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
+    ),
+    Target(
+        "injector/webhook/pod/ownership.py",
         (
             "tests/injector/unit/test_injector_ownership.py",
             "tests/injector/unit/test_pod_builders.py",
         ),
         ci=True,
     ),
-    Target("injector/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
-    Target("injector/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",), ci=True),
     Target(
-        "injector/mutation.py",
+        "injector/webhook/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
+    ),
+    Target(
+        "injector/webhook/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
+    ),
+    Target(
+        "injector/webhook/mutation.py",
         (
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_pod_builders.py",
@@ -122,16 +130,22 @@ TARGETS = (
         ci=True,
     ),
     Target(
-        "plan/model.py", ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"), ci=True
+        "contract/plan.py",
+        ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"),
+        ci=True,
     ),
     Target(
-        "injector/admission.py",
+        "injector/webhook/admission.py",
         ("tests/injector/unit/test_admission_review_unit.py",),
         ci=True,
     ),
-    Target("injector/connections.py", ("tests/injector/unit/test_connections_unit.py",), ci=True),
     Target(
-        "plan/template.py",
+        "injector/serving/connections.py",
+        ("tests/injector/unit/test_connections_unit.py",),
+        ci=True,
+    ),
+    Target(
+        "contract/template.py",
         (
             "tests/unit/test_plan.py",
             "tests/unit/test_plan_model_unit.py",
@@ -143,7 +157,7 @@ TARGETS = (
         ci=True,
     ),
     Target(
-        "injector/annotations.py",
+        "injector/webhook/annotations.py",
         (
             "tests/injector/unit/test_injector_parts.py",
             "tests/injector/unit/test_injector_admission.py",

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from plan import Plan, SecretVersion
+from contract import Plan, SecretVersion
 from sakura.retry import parse_retry_after
 from sidecar.config import BrokerSettings
 from sidecar.errors import (

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plan import Plan, PlanError
+from contract import Plan, PlanError
 from sakura import SakuraConfig, SakuraConfigError
 from sidecar.errors import BadPlan, ConfigError
 from sidecar.termination import DEFAULT_PATH

@@ -10,7 +10,7 @@ import asyncio
 
 import httpx
 
-from plan import Plan, SecretVersion
+from contract import Plan, SecretVersion
 from sakura import (
     NotFound,
     RateLimiter,

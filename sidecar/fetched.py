@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from plan import SecretVersion
+from contract import SecretVersion
 
 
 @dataclass(frozen=True)

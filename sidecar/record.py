@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from plan import Plan
+from contract import Plan
 from sidecar.fetched import Values
 from sidecar.writer import FileContent
 

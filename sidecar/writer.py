@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 
-from plan import FileSpec, Plan, SecretRef, SecretVersion, render
+from contract import FileSpec, Plan, SecretRef, SecretVersion, render
 from sakura import extract_key
 from sidecar.errors import BadKey, TemplateFailed, WriteFailed
 from sidecar.fetched import Values

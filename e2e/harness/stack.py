@@ -11,7 +11,7 @@ from emulator.app import Emulator
 from harness import manifests
 from harness.kube import Kube
 from harness.webhooks import injector_webhook
-from injector.certs import KeyPair
+from injector.operations.certs import KeyPair
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from contract import Plan, SecretVersion
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.inventory import VaultInventory
 from injector.broker.tokens import KubernetesUnavailable
-from injector.checks import CheckOutcome
-from plan import Plan, SecretVersion
+from injector.webhook.checks import CheckOutcome
 from sakura import NotFound, SakuraError, Unauthorized
 
 ANNOTATION_PREFIX = "sakura-secrets.io/"
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class BrokerAdmissionCheck:
-    """The real AdmissionCheck (injector.checks.AdmissionCheck) in broker mode."""
+    """The real AdmissionCheck (injector.webhook.checks.AdmissionCheck) in broker mode."""
 
     def __init__(
         self, access: AccessReviewer, inventory: VaultInventory, *, timeout: float

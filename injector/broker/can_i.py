@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from contract import PlanError, SecretRef
+from contract.plan import VAULT_ID
 from injector.broker.access import (
     SECRETS,
     VAULTS,
@@ -33,8 +35,6 @@ from injector.broker.access import (
     secret_pair,
 )
 from injector.broker.tokens import KubernetesUnavailable
-from plan import PlanError, SecretRef
-from plan.model import VAULT_ID
 
 DEFAULT_VAULT_ENV = "SAKURA_SECRETS_DEFAULT_VAULT_ID"
 API_KEY_SECRET = "sakura-api-key"  # noqa: S105 (a Secret's name, as in manifests/)
@@ -111,7 +111,7 @@ async def run_can_i(
 
 
 def add_can_i_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The `can-i` subcommand's arguments (mounted by injector.cli)."""
+    """The `can-i` subcommand's arguments (mounted by injector.operations.cli)."""
     parser = commands.add_parser(
         "can-i",
         help="may a ServiceAccount read these Sakura secrets? (the broker's RBAC check)",

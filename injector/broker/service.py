@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from contract.broker import Answer, FetchedSecret, SecretRequest
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.cache import SecretCache, SecretsUnavailable
 from injector.broker.tokens import KubernetesUnavailable, TokenRejected, TokenReviewer
-from injector.broker.wire import Answer, FetchedSecret, SecretRequest
 from sakura import NotFound
 
 log = logging.getLogger(__name__)

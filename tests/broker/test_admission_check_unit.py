@@ -16,11 +16,11 @@ import pytest
 from kubernetes import client as k8s
 from unit_fakes import A, B, Clock, FakeSakura, RecordingReviews
 
+from contract import FileSpec, Plan, SecretRef
 from injector.broker.access import AccessReviewer
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.inventory import VaultInventory
-from injector.checks import CheckOutcome
-from plan import FileSpec, Plan, SecretRef
+from injector.webhook.checks import CheckOutcome
 from sakura import NotFound, Unauthorized, Unavailable
 
 P = "sakura-secrets.io/"
@@ -307,7 +307,7 @@ def test_the_default_budget_leaves_room_within_the_webhooks_timeout() -> None:
     """The API server gives up on the webhook after timeoutSeconds (then failurePolicy)."""
     import yaml
 
-    from injector.broker.wiring import BrokerSettings
+    from injector.operations.wiring import BrokerSettings
 
     root = Path(__file__).resolve().parents[2]
     config = yaml.safe_load((root / "manifests/base/mutatingwebhookconfiguration.yaml").read_text())

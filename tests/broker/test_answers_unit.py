@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 
-from injector.broker import answers
-from injector.broker.answers import (
+from contract.broker import (
+    MAX_ANSWER_BYTES,
+    Answer,
+    FetchedSecret,
+    answer_floor,
+    encode_answer,
+)
+from injector.serving import answers
+from injector.serving.answers import (
     ANSWER_BUDGET_BYTES,
     BUSY_RETRY_AFTER,
     INLINE_BELOW,
@@ -22,13 +29,6 @@ from injector.broker.answers import (
     AnswerBudget,
     AnswerRefused,
     budgeted,
-)
-from injector.broker.wire import (
-    MAX_ANSWER_BYTES,
-    Answer,
-    FetchedSecret,
-    answer_floor,
-    encode_answer,
 )
 
 HEADERS = {"cache-control": "no-store"}

@@ -17,13 +17,13 @@ from conftest import (
 )
 from prometheus_client import CollectorRegistry
 
+from contract import FileSpec, Plan, SecretRef
 from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.can_i import run_can_i
-from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker
-from injector.checks import CheckOutcome
 from injector.kube import api_client as kube_api_client
-from plan import FileSpec, Plan, SecretRef
+from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
+from injector.webhook.checks import CheckOutcome
 
 
 def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> Plan:
@@ -336,7 +336,11 @@ def test_can_i_command_line(world: World) -> None:
     import subprocess
     import sys
 
-    command = [sys.executable, "-c", "import sys; from injector.cli import main; sys.exit(main())"]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from injector.operations.cli import main; sys.exit(main())",
+    ]
     allowed = subprocess.run(
         [
             *command,
@@ -394,7 +398,11 @@ def test_can_i_finds_the_installed_injectors_default_vault(world: World) -> None
         ),
     )
     env = {k: v for k, v in os.environ.items() if k != "SAKURA_SECRETS_DEFAULT_VAULT_ID"}
-    command = [sys.executable, "-c", "import sys; from injector.cli import main; sys.exit(main())"]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from injector.operations.cli import main; sys.exit(main())",
+    ]
     args = ["can-i", "-n", world.ns_a, "--serviceaccount", "app", "db"]
     found = subprocess.run(
         [*command, *args, "--injector-namespace", world.ns_b],

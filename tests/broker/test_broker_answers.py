@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 from conftest import VALUES, VAULT, BrokerServer, World, serve_broker
 from test_broker_http import fetch
 
+from contract.broker import MAX_ANSWER_BYTES
 from emulator.app import Emulator
-from injector.broker.wire import MAX_ANSWER_BYTES
-from injector.broker.wiring import BrokerSettings
+from injector.operations.wiring import BrokerSettings
 
 SETTINGS = BrokerSettings(rate_burst=100)  # 22 first reads at once: no wait for the limiter
 CONTROL = "\x01" * 65536  # Sakura's largest value, 384 KiB in JSON

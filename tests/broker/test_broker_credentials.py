@@ -17,8 +17,8 @@ from test_broker_http import fetch
 
 from emulator.app import Emulator
 from injector.broker.credentials import REJECTED, CredentialWatch
-from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker
 from injector.kube import api_client as kube_api_client
+from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
 from sakura import SakuraClient, SakuraConfig, Unauthorized
 
 SETTINGS = BrokerSettings(sakura_deadline=2.0, sakura_retries=0, admission_timeout=3.0)

@@ -15,7 +15,7 @@ from conftest import VALUES, BrokerServer, World, serve_broker
 from test_broker_http import fetch
 
 from emulator.app import Emulator
-from injector.broker.wiring import BrokerSettings
+from injector.operations.wiring import BrokerSettings
 from sakura import RateLimiter
 
 

@@ -11,7 +11,7 @@ from test_broker_http import fetch
 from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
-from injector.broker.wiring import BrokerSettings
+from injector.operations.wiring import BrokerSettings
 
 SETTINGS = BrokerSettings(
     cache=CacheSettings(latest_ttl=0.5, stale_for=3.0, retry_after=9),

@@ -20,12 +20,12 @@ from conftest import VAULT, sakura_config
 from kubernetes import client as k8s
 from unit_fakes import projected_token
 
+from contract import FileSpec, Plan, SecretRef
 from emulator.app import Emulator
 from injector.broker.access import SECRETS, AccessReviewer, Subject
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.inventory import VaultInventory
 from injector.broker.tokens import KubernetesUnavailable, TokenReviewer
-from plan import FileSpec, Plan, SecretRef
 from sakura import SakuraClient
 
 TIMEOUT = 0.5

@@ -13,7 +13,7 @@ from test_broker_http import fetch
 from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
-from injector.broker.wiring import BrokerSettings
+from injector.operations.wiring import BrokerSettings
 
 SETTINGS = BrokerSettings(
     cache=CacheSettings(latest_ttl=0.2, stale_for=1.5), sakura_deadline=1.0, sakura_retries=0

@@ -21,17 +21,17 @@ import httpx
 from conftest import VALUES, VAULT, World, sakura_config
 from prometheus_client import CollectorRegistry
 
+from contract import template_tokens
 from emulator.app import Emulator
-from injector.admission import MAX_VALUES
-from injector.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
-from injector.app import MAX_REVIEW_BYTES, create_apps
-from injector.broker.wiring import build_broker
 from injector.kube import api_client as kube_api_client
-from injector.reviews import pod_create_review
-from injector.server import Listener, serving_in_thread
-from injector.settings import WebhookSettings
-from injector.tls import ReloadingTLS
-from plan import template_tokens
+from injector.operations.reviews import pod_create_review
+from injector.operations.wiring import build_broker
+from injector.serving.app import MAX_REVIEW_BYTES, create_apps
+from injector.serving.server import Listener, serving_in_thread
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.admission import MAX_VALUES
+from injector.webhook.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
+from injector.webhook.settings import WebhookSettings
 
 P = "sakura-secrets.io/"
 REVIEWS = 12

@@ -17,19 +17,24 @@ from starlette.applications import Starlette
 from test_tokens_unit import TOKEN, FakeApi
 from unit_fakes import RecordingReviews
 
-from injector.broker.access import AccessReviewer
-from injector.broker.answers import AnswerBudget
-from injector.broker.routes import ANSWER_TOO_LARGE, SECRETS_PATH, bearer_token, broker_routes
-from injector.broker.service import CREDENTIALS_REJECTED, Broker, BrokerError
-from injector.broker.tokens import TokenReviewer
-from injector.broker.wire import (
+from contract import SecretVersion
+from contract.broker import (
     MAX_ANSWER_BYTES,
     MAX_BODY_BYTES,
     Answer,
     FetchedSecret,
     SecretRequest,
 )
-from plan import SecretVersion
+from injector.broker.access import AccessReviewer
+from injector.broker.service import CREDENTIALS_REJECTED, Broker, BrokerError
+from injector.broker.tokens import TokenReviewer
+from injector.serving.answers import AnswerBudget
+from injector.serving.broker_routes import (
+    ANSWER_TOO_LARGE,
+    SECRETS_PATH,
+    bearer_token,
+    broker_routes,
+)
 
 VAULT = "110000000001"
 BODY = {"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]}

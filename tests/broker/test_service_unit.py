@@ -19,6 +19,8 @@ from test_cache_unit import cache
 from test_tokens_unit import TOKEN, FakeApi, RecordingCalls
 from unit_fakes import A, Clock, FakeSakura, RecordingReviews
 
+from contract import SecretVersion
+from contract.broker import Answer, SecretRequest
 from injector.broker.access import AccessReviewer
 from injector.broker.service import (
     CREDENTIALS_REJECTED,
@@ -27,8 +29,6 @@ from injector.broker.service import (
     BrokerError,
 )
 from injector.broker.tokens import TokenReviewer
-from injector.broker.wire import Answer, SecretRequest
-from plan import SecretVersion
 from sakura import NotFound, Throttled, Unauthorized
 
 OTHER = "110000000003"

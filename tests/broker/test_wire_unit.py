@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from injector.broker.wire import (
+from contract import SecretVersion
+from contract.broker import (
     MAX_ANSWER_BYTES,
     MAX_BODY_BYTES,
     MAX_SECRETS,
@@ -21,7 +22,6 @@ from injector.broker.wire import (
     encode_answer,
     parse_request,
 )
-from plan import SecretVersion
 
 VAULT = "110000000001"
 

@@ -8,8 +8,8 @@ import ssl
 
 from cryptography import x509
 
-from injector.authority import Authority, Policy, authority_problem, decide
-from injector.certs import KeyPair, generate_ca, issue_serving_cert, service_dns_names
+from injector.operations.authority import Authority, Policy, authority_problem, decide
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert, service_dns_names
 
 NAMES = service_dns_names("sakura-secrets-injector", "sakura-secrets")
 NOW = datetime.datetime.now(datetime.UTC)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from injector.app import BrokerCaFile
-from injector.cert_expiry import METRIC, CertificateExpiry
-from injector.certs import generate_ca, issue_serving_cert, not_after
-from injector.tls import ReloadingTLS
+from injector.operations.cert_expiry import METRIC, CertificateExpiry
+from injector.operations.certs import generate_ca, issue_serving_cert, not_after
+from injector.serving.app import BrokerCaFile
+from injector.serving.tls import ReloadingTLS
 
 
 class Clock:
@@ -66,7 +66,7 @@ def test_a_certificate_near_expiry_is_warned_about_every_hour(
     expires = not_after(cert_pem).timestamp()
     wall = Clock(expires - 40 * 86400)
     monotonic = Clock(0.0)
-    caplog.set_level(logging.WARNING, "injector.tls")
+    caplog.set_level(logging.WARNING, "injector.serving.tls")
     tls = ReloadingTLS(
         tmp_path / "tls.crt",
         tmp_path / "tls.key",

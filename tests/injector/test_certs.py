@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from injector.certs import (
+from injector.operations.certs import (
     generate_ca,
     issue_serving_cert,
     reissue_reason,

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from injector.connections import ConnectionLimits
-from injector.server import (
+from injector.serving.connections import ConnectionLimits
+from injector.serving.server import (
     BACKLOG,
     PROBE_BACKLOG,
     SPARE_DESCRIPTORS,
@@ -20,7 +20,7 @@ from injector.server import (
 
 CHILD = """
 import logging, resource, sys
-from injector.server import DescriptorLimitError, raise_descriptor_limit
+from injector.serving.server import DescriptorLimitError, raise_descriptor_limit
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 soft, hard = {soft}, {hard}
 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from injector.cli import (
+from injector.operations.cli import (
     UsageError,
     broker_settings_from_args,
     build_listeners_from_args,
@@ -16,7 +16,7 @@ from injector.cli import (
     connection_limits_from_args,
     settings_from_args,
 )
-from injector.connections import ConnectionLimits
+from injector.serving.connections import ConnectionLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 POD = """\

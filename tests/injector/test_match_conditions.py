@@ -21,10 +21,10 @@ import celpy
 import pytest
 import yaml
 
-from injector.annotations import INJECT, STATUS, STATUS_INJECTED
-from injector.checks import Denied
-from injector.selection import skip_reason
-from injector.settings import WebhookSettings
+from injector.webhook.annotations import INJECT, STATUS, STATUS_INJECTED
+from injector.webhook.checks import Denied
+from injector.webhook.selection import skip_reason
+from injector.webhook.settings import WebhookSettings
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 WEBHOOK = MANIFESTS / "base/mutatingwebhookconfiguration.yaml"

@@ -17,7 +17,7 @@ from sakura_testkit import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT,
 
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from emulator.store import MAX_VALUE_BYTES
-from injector.certs import generate_ca, issue_serving_cert
+from injector.operations.certs import generate_ca, issue_serving_cert
 from sakura import RateLimiter, SakuraClient, SakuraConfig
 
 PREFIX = "/cloud/zone/is1a/api/cloud/1.1"

@@ -378,7 +378,7 @@ async def test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted(
     emu: Emulator, tmp_path: Path
 ) -> None:
     """The emulator over TLS with a private CA: refused by default, read with `verify=<CA>`."""
-    from injector.certs import generate_ca, issue_serving_cert
+    from injector.operations.certs import generate_ca, issue_serving_cert
     from sakura import SakuraClient, SakuraConfig
 
     ca = generate_ca("sakura-test-ca")

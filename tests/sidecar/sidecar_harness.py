@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from contract import FileSpec, Plan, SecretRef, template_refs
 from emulator import Emulator, EmulatorConfig, run_in_thread
-from injector.certs import KeyPair, generate_ca, issue_serving_cert
-from plan import FileSpec, Plan, SecretRef, template_refs
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
 from sidecar.__main__ import main
 
 ACCESS_TOKEN = "tok-sidecar-4d1f"

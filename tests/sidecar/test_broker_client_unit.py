@@ -22,7 +22,7 @@ import pytest
 from sidecar_harness import API_V1, BROKER_TOKEN, DB, PLAIN, VAULT, HandClock
 from sidecar_harness import assert_no_value as assert_no_secret_value
 
-from plan import FileSpec, Plan, SecretRef, SecretVersion
+from contract import FileSpec, Plan, SecretRef, SecretVersion
 from sidecar import broker_client
 from sidecar.config import BrokerSettings
 from sidecar.errors import (

@@ -36,9 +36,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from contract import Plan
 from emulator import run_in_thread
-from injector.certs import generate_ca
-from plan import Plan
+from injector.operations.certs import generate_ca
 from sidecar import broker_client, config
 from sidecar.errors import (
     EXIT_BAD_VALUE,

@@ -24,8 +24,8 @@ from sidecar_harness import (
 )
 from sidecar_harness import assert_no_value as assert_no_secret_value
 
+from contract import Plan
 from emulator import Emulator
-from plan import Plan
 from sidecar.errors import (
     EXIT_BAD_VALUE,
     EXIT_CONFIG,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sidecar_harness import make_plan, secret_file, snapshot, template_file
 
-from plan import SecretVersion
+from contract import SecretVersion
 from sidecar import config, record, termination, writer
 from sidecar.errors import BadKey, BadPlan, ConfigError, TemplateFailed, WriteFailed
 from sidecar.fetched import Fetched, Values

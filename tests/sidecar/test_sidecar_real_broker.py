@@ -41,10 +41,10 @@ from sidecar_harness import (
 )
 from starlette.applications import Starlette
 
+from contract import SecretVersion
 from emulator import Emulator, run_in_thread
-from injector.broker.wiring import BrokerParts, BrokerSettings, build_broker
 from injector.kube import api_client as kube_api_client
-from plan import SecretVersion
+from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
 from sakura import SakuraConfig
 from sidecar import broker_client
 from sidecar.config import BrokerSettings as InitBrokerSettings

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sidecar_harness import make_plan, secret_file, template_file
 
-from plan import FileSpec, SecretVersion
+from contract import FileSpec, SecretVersion
 from sidecar import writer
 from sidecar.errors import BadKey, TemplateFailed, WriteFailed
 from sidecar.fetched import Fetched, Values

@@ -2,7 +2,7 @@
 
 import pytest
 
-from plan import FileSpec, Plan, PlanError, SecretRef, SecretVersion, render, template_refs
+from contract import FileSpec, Plan, PlanError, SecretRef, SecretVersion, render, template_refs
 
 
 @pytest.mark.parametrize(

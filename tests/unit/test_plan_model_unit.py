@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from plan import FileSpec, Plan, PlanError, SecretRef, SecretVersion, check_file_name
+from contract import FileSpec, Plan, PlanError, SecretRef, SecretVersion, check_file_name
 
 DB = FileSpec("db", 0o400, secret=SecretRef("db"))
 

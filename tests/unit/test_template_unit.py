@@ -12,8 +12,8 @@ import json
 import pytest
 from jinja2.exceptions import SecurityError
 
-from plan import PlanError, SecretRef, SecretVersion, render, template_refs
-from plan.template import MAX_POWER_BITS, MAX_RENDERED_CHARS
+from contract import PlanError, SecretRef, SecretVersion, render, template_refs
+from contract.template import MAX_POWER_BITS, MAX_RENDERED_CHARS
 
 A = {SecretVersion("a"): "v"}
 

@@ -17,12 +17,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from webhook_harness import RecordingCheck, write_pair
 
-from injector.app import create_apps
-from injector.certs import KeyPair, issue_serving_cert
-from injector.connections import ConnectionLimits
-from injector.server import Listener, serving_in_thread
-from injector.settings import WebhookSettings
-from injector.tls import ReloadingTLS
+from injector.operations.certs import KeyPair, issue_serving_cert
+from injector.serving.app import create_apps
+from injector.serving.connections import ConnectionLimits
+from injector.serving.server import Listener, serving_in_thread
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.settings import WebhookSettings
 
 GENEROUS = 60.0
 """Seconds a slow connection may stay open before the test calls it never closed."""

@@ -25,10 +25,10 @@ import httpx
 import pytest
 from webhook_harness import RecordingCheck, admission_review, pod, serving, write_pair
 
-from injector.app import create_apps
-from injector.certs import KeyPair, generate_ca, issue_serving_cert
-from injector.settings import WebhookSettings
-from injector.tls import ReloadingTLS
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.serving.app import create_apps
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.settings import WebhookSettings
 
 FLOOD = 8
 LISTS = 600_000

@@ -24,10 +24,15 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from injector.authority import Policy
-from injector.certs import KeyPair, generate_ca, issue_serving_cert, reissue_reason
-from injector.certs import service_dns_names as dns_names
-from injector.certs_bootstrap import BootstrapResult, BootstrapTarget, bootstrap, renew_forever
+from injector.operations.authority import Policy
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert, reissue_reason
+from injector.operations.certs import service_dns_names as dns_names
+from injector.operations.certs_bootstrap import (
+    BootstrapResult,
+    BootstrapTarget,
+    bootstrap,
+    renew_forever,
+)
 
 pytestmark = pytest.mark.cluster
 RBAC = Path(__file__).resolve().parents[3] / "manifests" / "base" / "certs.yaml"
@@ -194,7 +199,7 @@ def test_the_renewal_loop_checks_every_interval_and_retries_failures_sooner(
 ) -> None:
     target, certs = world
     slept: list[float] = []
-    caplog.set_level(logging.INFO, "injector.certs_bootstrap")
+    caplog.set_level(logging.INFO, "injector.operations.certs_bootstrap")
     renew_forever(certs, target, interval=3600, rounds=2, sleep=slept.append)
     assert slept == [3600, 3600]
     assert "serving certificate valid until" in caplog.text

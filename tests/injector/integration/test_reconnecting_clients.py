@@ -26,8 +26,8 @@ from connection_harness import (
     tls_connection,
 )
 
-from injector.certs import KeyPair, generate_ca
-from injector.connections import ConnectionLimits
+from injector.operations.certs import KeyPair, generate_ca
+from injector.serving.connections import ConnectionLimits
 
 HELD = 300.0
 """A deadline no test waits for: only the bound under test can close a connection."""

@@ -18,8 +18,8 @@ import pytest
 from connection_harness import GENEROUS, closed_by_server, injector, tls_connection
 from webhook_harness import admission_review, pod
 
-from injector.certs import KeyPair, generate_ca
-from injector.connections import ConnectionLimits
+from injector.operations.certs import KeyPair, generate_ca
+from injector.serving.connections import ConnectionLimits
 
 TRICKLE = 0.05
 """Seconds between two bytes of a trickling client: far less than any deadline below."""

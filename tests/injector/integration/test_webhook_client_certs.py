@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from webhook_harness import Ports, RecordingCheck, admission_review, pod, write_pair
 
-from injector.app import create_apps
-from injector.certs import KeyPair, generate_ca, issue_serving_cert
-from injector.server import Listener, serving_in_thread
-from injector.settings import WebhookSettings
-from injector.tls import ReloadingTLS
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.serving.app import create_apps
+from injector.serving.server import Listener, serving_in_thread
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.settings import WebhookSettings
 
 
 def issue_client_cert(ca: KeyPair, common_name: str) -> KeyPair:

@@ -24,11 +24,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from webhook_harness import Ports, RecordingCheck, admission_review, pod, serving, write_pair
 
-from injector.app import BrokerCaFile, create_apps
-from injector.certs import KeyPair, generate_ca, issue_serving_cert
-from injector.settings import WebhookSettings
-from injector.tls import ReloadingTLS
-from plan import Plan
+from contract import Plan
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.serving.app import BrokerCaFile, create_apps
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.settings import WebhookSettings
 
 VAULT = "123456789012"
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from injector.app import InjectorApps
-from injector.certs import KeyPair
-from injector.checks import CheckOutcome
-from injector.reviews import pod_create_review
-from injector.server import Listener, serving_in_thread
-from injector.tls import ReloadingTLS
-from plan import Plan
+from contract import Plan
+from injector.operations.certs import KeyPair
+from injector.operations.reviews import pod_create_review
+from injector.serving.app import InjectorApps
+from injector.serving.server import Listener, serving_in_thread
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.checks import CheckOutcome
 
 
 class RecordingCheck:

@@ -16,11 +16,11 @@ from typing import Any
 import jsonpatch
 import kubernetes_validate
 
-from injector.admission import review
-from injector.checks import CheckOutcome
-from injector.reviews import pod_create_review
-from injector.settings import WebhookSettings
-from plan import Plan
+from contract import Plan
+from injector.operations.reviews import pod_create_review
+from injector.webhook.admission import review
+from injector.webhook.checks import CheckOutcome
+from injector.webhook.settings import WebhookSettings
 
 SCHEMA_VERSION = "1.25"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"

@@ -1,7 +1,7 @@
 """The AdmissionReview's envelope: a malformed body names its field, every answer echoes the uid.
 
 Fast and table-driven: most tests call `prepare` and `finish` directly (no event loop, no
-pool), so mutation testing of injector/admission.py takes well under a second per mutant.
+pool), so mutation testing of injector/webhook/admission.py takes well under a second per mutant.
 The pipeline's injection itself (the patch's content) is tested in test_injector_admission.py.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from admission_harness import P, RecordingCheck, pod, review_body, settings
 
-from injector import admission
-from injector.admission import Checked, MalformedReview, finish, prepare, review
-from injector.checks import CheckOutcome
+from injector.webhook import admission
+from injector.webhook.admission import Checked, MalformedReview, finish, prepare, review
+from injector.webhook.checks import CheckOutcome
 
 UID = "5f0c9f4e-0000-4000-8000-000000000001"
 Edit = Callable[[dict[str, Any]], None]
@@ -693,7 +693,7 @@ def test_the_review_timeout_is_the_webhooks_timeout_seconds() -> None:
 
 
 def test_a_shed_review_is_counted_apart_from_denials() -> None:
-    from injector.metrics import outcome_of
+    from injector.serving.metrics import outcome_of
 
     shed = admission.shed("u", admission.Overloaded("x"))
     assert outcome_of(shed) == "shed"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from admission_harness import P, settings
 
-from injector.annotations import parse_annotations
-from injector.checks import Denied
+from injector.webhook.annotations import parse_annotations
+from injector.webhook.checks import Denied
 
 BASE = {P + "secret-db": "db", P + "vault-id": "110000000001"}
 KNOWN = (

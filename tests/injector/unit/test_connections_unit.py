@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from injector.connections import Admission, ConnectionLimits, ConnectionTable
+from injector.serving.connections import Admission, ConnectionLimits, ConnectionTable
 
 
 def table(max_connections: int = 4, per_address: int | None = None) -> ConnectionTable[str]:

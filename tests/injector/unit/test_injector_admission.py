@@ -25,13 +25,13 @@ from admission_harness import (
     validate_pod,
 )
 
-from injector import admission
-from injector.admission import MalformedReview, review
-from injector.annotations import parse_annotations
-from injector.checks import CheckOutcome
-from injector.mutation import fit, inject
-from injector.settings import MESH_PROXIES
-from plan import FileSpec, Plan, SecretRef
+from contract import FileSpec, Plan, SecretRef
+from injector.webhook import admission
+from injector.webhook.admission import MalformedReview, review
+from injector.webhook.annotations import parse_annotations
+from injector.webhook.checks import CheckOutcome
+from injector.webhook.mutation import fit, inject
+from injector.webhook.settings import MESH_PROXIES
 
 # --- the typical pod -------------------------------------------------------------------
 

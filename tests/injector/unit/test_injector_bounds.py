@@ -14,10 +14,7 @@ from typing import Any
 import pytest
 from admission_harness import P, admitted, denied, pod, review_body, settings
 
-from injector.admission import Checked, finish, prepare
-from injector.annotations import MAX_ANNOTATIONS_BYTES, MAX_FILES, MAX_TEMPLATE_TOKENS
-from injector.checks import CheckOutcome
-from plan import (
+from contract import (
     MAX_PLAN_BYTES,
     MAX_SECRETS,
     FileSpec,
@@ -26,6 +23,9 @@ from plan import (
     template_refs,
     template_tokens,
 )
+from injector.webhook.admission import Checked, finish, prepare
+from injector.webhook.annotations import MAX_ANNOTATIONS_BYTES, MAX_FILES, MAX_TEMPLATE_TOKENS
+from injector.webhook.checks import CheckOutcome
 
 LINEAR_AT_MOST = 6.0
 """Work for 4x the input, relative: linear is about 4, quadratic about 16."""

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from admission_harness import P, admitted, pod
 
-from injector.checks import Denied
-from injector.pod.ownership import Owner, resolve_owner
-from plan import FileSpec, Plan, SecretRef
+from contract import FileSpec, Plan, SecretRef
+from injector.webhook.checks import Denied
+from injector.webhook.pod.ownership import Owner, resolve_owner
 
 
 def _spec(pod_context: dict[str, Any] | None, *contexts: dict[str, Any] | None) -> dict[str, Any]:

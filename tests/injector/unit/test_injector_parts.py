@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from admission_harness import P, settings
 
-from injector.annotations import parse_annotations
-from injector.checks import Denied
-from injector.pod.resources import parse_quantity
-from injector.selection import skip_reason
-from injector.settings import SettingsError
+from injector.webhook.annotations import parse_annotations
+from injector.webhook.checks import Denied
+from injector.webhook.pod.resources import parse_quantity
+from injector.webhook.selection import skip_reason
+from injector.webhook.settings import SettingsError
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from admission_harness import P, settings, validate_pod
 
-from injector.checks import Denied
-from injector.render import OFFLINE_WARNING, PreviewDenied, PreviewError, render_pod
+from injector.operations.render import OFFLINE_WARNING, PreviewDenied, PreviewError, render_pod
+from injector.webhook.checks import Denied
 
 POD = f"""\
 apiVersion: v1

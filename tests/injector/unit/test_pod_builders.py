@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from injector.annotations import PodOptions
-from injector.checks import Denied
-from injector.pod.init_container import init_container
-from injector.pod.mounts import check_mount_path, read_only_mount, target_containers
-from injector.pod.ownership import resolve_owner
-from injector.pod.resources import Resources, parse_quantity
-from injector.pod.volumes import secrets_volume, token_volume
-from injector.settings import WebhookSettings
-from plan import FileSpec, Plan, SecretRef
+from contract import FileSpec, Plan, SecretRef
+from injector.webhook.annotations import PodOptions
+from injector.webhook.checks import Denied
+from injector.webhook.pod.init_container import init_container
+from injector.webhook.pod.mounts import check_mount_path, read_only_mount, target_containers
+from injector.webhook.pod.ownership import resolve_owner
+from injector.webhook.pod.resources import Resources, parse_quantity
+from injector.webhook.pod.volumes import secrets_volume, token_volume
+from injector.webhook.settings import WebhookSettings
 
 SETTINGS = WebhookSettings(
     image="registry.example/sakura-secrets-injector:1.0",

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import Receive, Scope, Send
 
-from injector.broker.wire import (
+from contract.broker import (
     MAX_ANSWER_BYTES,
     Answer,
     AnswerTooLarge,
@@ -96,7 +96,7 @@ _ENCODER = _encoder()
 
 
 def _renew_encoder() -> None:
-    """A forked child inherits the pool but not its thread (see injector.admission)."""
+    """A forked child inherits the pool but not its thread (see injector.webhook.admission)."""
     global _ENCODER
     _ENCODER = _encoder()
 

@@ -2,7 +2,8 @@
 
 Pure: bytes in, bytes out, no files and no cluster. The API server and the init containers
 trust the CA (the webhook's caBundle, the broker CA), the injector serves the leaf.
-`injector.authority` decides when each is made; the CA outlives many serving certificates.
+`injector.operations.authority` decides when each is made; the CA outlives many serving
+certificates.
 """
 
 from __future__ import annotations

@@ -12,13 +12,19 @@ from typing import Any
 
 import jsonpatch
 
-from injector.annotations import PREFIX, STATUS, STATUS_INJECTED, STATUS_WARNINGS, PodOptions
-from injector.checks import Denied
-from injector.pod.init_container import INIT_CONTAINER, init_container
-from injector.pod.mounts import check_mount_path, read_only_mount, target_containers
-from injector.pod.volumes import SECRETS_VOLUME, TOKEN_VOLUME, secrets_volume, token_volume
-from injector.settings import WebhookSettings
-from plan import Plan
+from contract import Plan
+from injector.webhook.annotations import (
+    PREFIX,
+    STATUS,
+    STATUS_INJECTED,
+    STATUS_WARNINGS,
+    PodOptions,
+)
+from injector.webhook.checks import Denied
+from injector.webhook.pod.init_container import INIT_CONTAINER, init_container
+from injector.webhook.pod.mounts import check_mount_path, read_only_mount, target_containers
+from injector.webhook.pod.volumes import SECRETS_VOLUME, TOKEN_VOLUME, secrets_volume, token_volume
+from injector.webhook.settings import WebhookSettings
 
 
 def fit(spec: dict[str, Any], options: PodOptions, proxies: Collection[str]) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from plan import Plan
+from contract import Plan
 
 
 @dataclass(frozen=True)

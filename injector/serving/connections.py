@@ -1,6 +1,6 @@
 """Bounds on what one port's connections may hold, and who gets a slot when the port is full.
 
-The bounds (`ConnectionLimits`) are enforced by `injector.protocol` on the event loop; this
+The bounds (`ConnectionLimits`) are enforced by `injector.serving.protocol` on the event loop; this
 module is the pure part: `ConnectionTable` decides, at accept time, whether a new connection
 gets a slot, and which idle connection gives its slot up for it.
 

@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from injector.bodies import BodyTooLarge, read_capped
-from injector.broker.answers import AnswerBudget, AnswerRefused, BudgetedAnswer, budgeted
+from contract.broker import MAX_BODY_BYTES, BadRequest, parse_request
 from injector.broker.service import Broker, BrokerError
-from injector.broker.wire import MAX_BODY_BYTES, BadRequest, parse_request
+from injector.serving.answers import AnswerBudget, AnswerRefused, BudgetedAnswer, budgeted
+from injector.serving.bodies import BodyTooLarge, read_capped
 
 SECRETS_PATH = "/v1/secrets"
 ANSWER_TOO_LARGE = "answer_too_large"
@@ -25,7 +25,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Route]:
-    """The routes of the broker port (`injector.app.create_apps`), never of the webhook's.
+    """The routes of the broker port (`injector.serving.app.create_apps`), never of the webhook's.
 
     `budget`: the process's answer bytes in flight (default: a budget of its own).
     """

@@ -1,6 +1,6 @@
 """TLS bootstrap and renewal in a cluster: a kept CA, a serving certificate, a trusted caBundle.
 
-The I/O shell around `injector.authority` (the `certs` subcommand, run by the
+The I/O shell around `injector.operations.authority` (the `certs` subcommand, run by the
 sakura-secrets-certs Deployment, never by the serving process). Two Secrets:
 
 - the CA Secret (`ca.crt`, `ca.key`, `retired.crt`): the CA key, which only the certs
@@ -27,9 +27,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from injector.authority import Authority, Decision, Policy, decide
-from injector.certs import KeyPair, not_after, service_dns_names
 from injector.kube import KubeConfigError, api_client
+from injector.operations.authority import Authority, Decision, Policy, decide
+from injector.operations.certs import KeyPair, not_after, service_dns_names
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from cryptography import x509
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from injector.app import BrokerCaFile
-from injector.tls import ReloadingTLS
+from injector.serving.app import BrokerCaFile
+from injector.serving.tls import ReloadingTLS
 
 METRIC = "sakura_secrets_certificate_expiry_timestamp_seconds"
 

@@ -13,11 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from injector.checks import Denied
-from injector.pod.resources import Resources, parse_quantity
-from injector.pod.volumes import TOKEN_DIRECTORY
-from injector.settings import WebhookSettings
-from plan import (
+from contract import (
     MAX_PLAN_BYTES,
     MAX_SECRETS,
     FileSpec,
@@ -28,6 +24,10 @@ from plan import (
     template_refs,
     template_tokens,
 )
+from injector.webhook.checks import Denied
+from injector.webhook.pod.resources import Resources, parse_quantity
+from injector.webhook.pod.volumes import TOKEN_DIRECTORY
+from injector.webhook.settings import WebhookSettings
 
 PREFIX = "sakura-secrets.io/"
 STATUS = PREFIX + "status"

@@ -6,8 +6,8 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
-from injector.checks import Denied
-from injector.pod.volumes import SECRETS_VOLUME
+from injector.webhook.checks import Denied
+from injector.webhook.pod.volumes import SECRETS_VOLUME
 
 _PREFIX = "sakura-secrets.io/"
 

@@ -1,6 +1,6 @@
 """The fetch plan both halves agree on: the webhook writes it, the init container reads it."""
 
-from plan.model import (
+from contract.plan import (
     MAX_PLAN_BYTES,
     MAX_SECRETS,
     PLAN_FORMAT,
@@ -11,7 +11,7 @@ from plan.model import (
     SecretVersion,
     check_file_name,
 )
-from plan.template import render, template_refs, template_tokens
+from contract.template import render, template_refs, template_tokens
 
 __all__ = [
     "MAX_PLAN_BYTES",

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from injector.checks import Denied
-from plan import Plan
+from contract import Plan
+from injector.webhook.checks import Denied
 
 _PREFIX = "sakura-secrets.io/"
 _MAX_ID = 2**31 - 1

@@ -7,7 +7,7 @@ what the kubelet and Prometheus call (`/healthz`, `/readyz`, `/metrics`), out of
 way. The broker port answers those three too, for scrapers and scripts written before the
 probe port existed (docs/webhook.md, "Ports and endpoints").
 
-The admission handler is a thin shell around `injector.admission.review`: it reads a bounded
+The admission handler is a thin shell around `injector.webhook.admission.review`: it reads a bounded
 body, maps a malformed review to 400, and never answers 500 (an unexpected failure becomes a
 denial that carries the request's uid and points at the injector's log).
 """
@@ -28,11 +28,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from injector.admission import MalformedReview, claim, review
-from injector.bodies import BodyTooLarge, read_capped
-from injector.checks import AdmissionCheck
-from injector.metrics import AdmissionMetrics, metrics_route, outcome_of
-from injector.settings import WebhookSettings
+from injector.serving.bodies import BodyTooLarge, read_capped
+from injector.serving.metrics import AdmissionMetrics, metrics_route, outcome_of
+from injector.webhook.admission import MalformedReview, claim, review
+from injector.webhook.checks import AdmissionCheck
+from injector.webhook.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ Readiness = Callable[[], str | Awaitable[str | None] | None]
 
 @dataclass(frozen=True)
 class InjectorApps:
-    """What each port serves (`injector.server.Listener` puts them on their ports)."""
+    """What each port serves (`injector.serving.server.Listener` puts them on their ports)."""
 
     webhook: Starlette
     """`POST /mutate` and nothing else."""

@@ -21,16 +21,16 @@ from typing import Any
 from prometheus_client import REGISTRY
 from starlette.routing import BaseRoute
 
-from injector.app import BrokerCaFile, Readiness, create_apps
-from injector.authority import Policy
 from injector.broker.cache import CacheSettings
-from injector.broker.wiring import BrokerSettings
-from injector.cert_expiry import CertificateExpiry
-from injector.checks import AdmissionCheck
-from injector.connections import ConnectionLimits
-from injector.server import Listener, Shutdown
-from injector.settings import MESH_PROXIES, SettingsError, WebhookSettings
-from injector.tls import ReloadingTLS
+from injector.operations.authority import Policy
+from injector.operations.cert_expiry import CertificateExpiry
+from injector.operations.wiring import BrokerSettings
+from injector.serving.app import BrokerCaFile, Readiness, create_apps
+from injector.serving.connections import ConnectionLimits
+from injector.serving.server import Listener, Shutdown
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.checks import AdmissionCheck
+from injector.webhook.settings import MESH_PROXIES, SettingsError, WebhookSettings
 from sakura.config import ENV_ENDPOINT, ENV_ZONE
 
 DEFAULT_NAMESPACE = "sakura-secrets"
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "render":
             return _render(args)
         if args.command == "demo":
-            from injector.demo import run
+            from injector.operations.demo import run
 
             return run()
         if args.command == "can-i":
@@ -330,8 +330,8 @@ def _broker_parts(
     Never return a check that admits everything: `serve` refuses to start without the
     admission-time RBAC checks rather than skip them.
     """
-    from injector.broker.wiring import build_broker
     from injector.kube import KubeConfigError, api_client
+    from injector.operations.wiring import build_broker
     from sakura import SakuraConfig, SakuraConfigError
 
     try:
@@ -353,7 +353,7 @@ def _broker_parts(
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from injector.server import DescriptorLimitError, serve
+    from injector.serving.server import DescriptorLimitError, serve
 
     _configure_logging(args.log_level)
     limits = connection_limits_from_args(args)
@@ -371,7 +371,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from injector.certs_bootstrap import (
+    from injector.operations.certs_bootstrap import (
         BootstrapError,
         BootstrapTarget,
         bootstrap,
@@ -465,7 +465,7 @@ def _certs_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> N
 
 
 def _render(args: argparse.Namespace) -> int:
-    from injector.render import PreviewDenied, PreviewError, render_pod
+    from injector.operations.render import PreviewDenied, PreviewError, render_pod
 
     settings = settings_from_args(args)
     try:

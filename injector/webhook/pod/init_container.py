@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from injector.annotations import PodOptions
-from injector.pod.volumes import SECRETS_VOLUME, TOKEN_DIRECTORY, TOKEN_FILE, TOKEN_VOLUME
-from injector.settings import WebhookSettings
-from plan import Plan
+from contract import Plan
+from injector.webhook.annotations import PodOptions
+from injector.webhook.pod.volumes import SECRETS_VOLUME, TOKEN_DIRECTORY, TOKEN_FILE, TOKEN_VOLUME
+from injector.webhook.settings import WebhookSettings
 
 INIT_CONTAINER = "sakura-secrets-init"
 COMMAND = ("python", "-m", "sidecar")

@@ -25,13 +25,13 @@ import yaml
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
-from injector.app import create_apps
-from injector.certs import KeyPair, generate_ca, issue_serving_cert
-from injector.render import OfflineCheck
-from injector.reviews import patched, pod_create_review
-from injector.server import Listener, serving_in_thread
-from injector.settings import WebhookSettings
-from injector.tls import ReloadingTLS
+from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.operations.render import OfflineCheck
+from injector.operations.reviews import patched, pod_create_review
+from injector.serving.app import create_apps
+from injector.serving.server import Listener, serving_in_thread
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.settings import WebhookSettings
 
 VAULT_ID = "110000000001"
 DEMO_TOKEN = "demo-access-token"  # noqa: S105 (the emulator's made-up credentials)

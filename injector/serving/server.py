@@ -6,7 +6,7 @@ at once, and the shutdown hooks run after the last one has drained. The probe po
 plain-HTTP one: it serves `/healthz`, `/readyz` and `/metrics` and has its own small
 connection bound (`probe_limits`), so clients of the TLS ports cannot crowd the kubelet out.
 
-Every port counts its connections from accept and runs TLS itself (`injector.protocol`); at
+Every port counts its connections from accept and runs TLS itself (`injector.serving.protocol`); at
 start `serve` raises the process's descriptor limit to what its ports may hold.
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from injector.connections import ConnectionLimits
-from injector.protocol import gate_for
-from injector.tls import ReloadingTLS
+from injector.serving.connections import ConnectionLimits
+from injector.serving.protocol import gate_for
+from injector.serving.tls import ReloadingTLS
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def build_server(
 ) -> uvicorn.Server:
     """A uvicorn server whose connections use `listener.tls.context` for every handshake.
 
-    uvicorn itself sees a plain port: `injector.protocol` runs the TLS, from accept.
+    uvicorn itself sees a plain port: `injector.serving.protocol` runs the TLS, from accept.
     `configure_logging=False` leaves the process's logging alone (tests, benchmarks).
     """
     extra: dict[str, Any] = {} if configure_logging else {"log_config": None}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from injector.annotations import INJECT, STATUS, STATUS_INJECTED
-from injector.checks import Denied
-from injector.settings import WebhookSettings
+from injector.webhook.annotations import INJECT, STATUS, STATUS_INJECTED
+from injector.webhook.checks import Denied
+from injector.webhook.settings import WebhookSettings
 
 PROTECTED_NAMESPACES = ("kube-system",)
 

@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from injector.annotations import Injection, parse_annotations
-from injector.checks import AdmissionCheck, CheckOutcome, Denied
+from contract import Plan
 from injector.fair_queue import FairQueue, Overloaded
-from injector.metrics import SHED_CODE
-from injector.mutation import fit, patch_operations
-from injector.pod.ownership import resolve_owner
-from injector.selection import skip_reason
-from injector.settings import WebhookSettings
-from plan import Plan
+from injector.serving.metrics import SHED_CODE
+from injector.webhook.annotations import Injection, parse_annotations
+from injector.webhook.checks import AdmissionCheck, CheckOutcome, Denied
+from injector.webhook.mutation import fit, patch_operations
+from injector.webhook.pod.ownership import resolve_owner
+from injector.webhook.selection import skip_reason
+from injector.webhook.settings import WebhookSettings
 
 API_VERSION = "admission.k8s.io/v1"
 MAX_DEPTH = 64

@@ -1,5 +1,6 @@
 """The injector's connections on the event loop: a slot from accept, TLS with a deadline, and
-uvicorn's h11 protocol with header, body and send deadlines (bounds: `injector.connections`).
+uvicorn's h11 protocol with header, body and send deadlines (bounds:
+`injector.serving.connections`).
 
 asyncio calls a server's protocol factory when it accepts a connection, but with `ssl=` it
 calls the protocol's `connection_made` only once the TLS handshake is done, and gives that
@@ -37,7 +38,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from injector.connections import ConnectionLimits, ConnectionTable
+from injector.serving.connections import ConnectionLimits, ConnectionTable
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from injector.certs import (
+from injector.operations.certs import (
     BACKDATE,
     RENEW_BEFORE,
     KeyPair,

@@ -12,12 +12,12 @@ from typing import Any
 
 import yaml
 
-from injector.admission import MalformedReview, review
-from injector.checks import CheckOutcome, Denied
-from injector.reviews import patched, pod_create_review
-from injector.selection import skip_reason
-from injector.settings import WebhookSettings
-from plan import Plan
+from contract import Plan
+from injector.operations.reviews import patched, pod_create_review
+from injector.webhook.admission import MalformedReview, review
+from injector.webhook.checks import CheckOutcome, Denied
+from injector.webhook.selection import skip_reason
+from injector.webhook.settings import WebhookSettings
 
 OFFLINE_WARNING = "admission-time RBAC and existence checks were not run (offline preview)"
 PREVIEW_UID = "offline-preview"

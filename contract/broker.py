@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from plan import MAX_SECRETS, PlanError, SecretRef, SecretVersion
+from contract import MAX_SECRETS, PlanError, SecretRef, SecretVersion
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
