@@ -4,7 +4,7 @@ Depends on httpx and the standard library only, so the init container can import
 the injector's dependencies (kubernetes, starlette).
 """
 
-from sakura.client import SakuraClient, SecretInfo, Unveiled, VaultInfo
+from sakura.client import SakuraClient
 from sakura.config import SakuraConfig
 from sakura.errors import (
     BadResponse,
@@ -19,6 +19,7 @@ from sakura.errors import (
 )
 from sakura.jsonkey import KeyExtractionError, extract_key
 from sakura.ratelimit import RateLimiter
+from sakura.reader import SakuraReader, SecretInfo, Unveiled, VaultInfo
 from sakura.retry import Backoff
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SakuraConfig",
     "SakuraConfigError",
     "SakuraError",
+    "SakuraReader",
     "SecretInfo",
     "Throttled",
     "Unauthorized",

@@ -14,7 +14,6 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -27,43 +26,17 @@ from sakura.errors import (
     Crowded,
     NotFound,
     NotFoundKind,
-    Rejected,
     SakuraError,
     Throttled,
-    Unauthorized,
     Unavailable,
 )
 from sakura.ratelimit import RateLimiter, Tenant
+from sakura.reader import SecretInfo, Unveiled, VaultInfo
 from sakura.retry import Backoff, is_retryable_status, parse_retry_after
+from sakura.statuses import error_for
 
 USER_AGENT = "sakura-secrets-injector/0.1 (+https://github.com/sakura-secrets-injector)"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Unveiled:
-    """One secret version's value; repr leaves the value out."""
-
-    name: str
-    version: int
-    value: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class SecretInfo:
-    name: str
-    latest_version: int
-
-
-@dataclass(frozen=True)
-class VaultInfo:
-    id: str
-    name: str
-    description: str = ""
-    kms_key_id: str = ""
-    tags: tuple[str, ...] = ()
-    created_at: str = ""
-    modified_at: str = ""
 
 
 class SakuraClient:
@@ -334,7 +307,7 @@ class SakuraClient:
                     self.limiter.hold_off(retry_after)  # the quota is the account's, not ours
                     held_off = True
                 text = wire.error_text(response, secrets)
-                error = _error_for(response.status_code, what, text, retry_after, missing, vault_id)
+                error = error_for(response.status_code, what, text, retry_after, missing, vault_id)
                 retryable = is_retryable_status(response.status_code)
             if not retry or not retryable or attempt >= self.max_retries:
                 raise error
@@ -381,51 +354,6 @@ class SakuraClient:
             kind="version",
             name=f"{name}@{version}",
         )
-
-
-def _error_for(
-    status: int,
-    what: str,
-    text: str,
-    retry_after: float | None,
-    missing: tuple[NotFoundKind, str],
-    vault_id: str | None,
-) -> SakuraError:
-    """Map an HTTP error status to the error a user can act on."""
-    said = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-    error: SakuraError
-    if status == 401:
-        error = Unauthorized(
-            f"{what}: Sakura refused the credentials ({said}); check SAKURA_ACCESS_TOKEN "
-            "and SAKURA_ACCESS_TOKEN_SECRET",
-            status=status,
-        )
-    elif status == 403:
-        error = Unauthorized(
-            f"{what}: the access token may not do this ({said}); grant it Secret Manager access",
-            status=status,
-        )
-    elif status == 404:
-        kind, name = missing
-        lowered = text.lower()
-        if vault_id is not None and "vault" in lowered and "secret" not in lowered:
-            kind, name = "vault", vault_id
-        subject = f"vault {name}" if kind == "vault" else f"secret {name!r}"
-        where = "" if kind == "vault" or vault_id is None else f" in vault {vault_id}"
-        error = NotFound(f"{what}: {subject} not found{where} ({said})", kind=kind, name=name)
-    elif status == 429:
-        wait = "" if retry_after is None else f"; Sakura asks to retry after {retry_after:g}s"
-        error = Throttled(
-            f"{what}: Sakura is throttling requests ({said}){wait}",
-            retry_after=retry_after,
-            status=status,
-        )
-    elif status >= 500:
-        error = Unavailable(f"{what}: Sakura failed ({said})", status=status)
-    else:
-        error = Rejected(f"{what}: Sakura rejected the request ({said})", status=status)
-    error.sakura_text = text
-    return error
 
 
 def _with_note(error: SakuraError, note: str) -> SakuraError:

@@ -47,7 +47,7 @@ SAKURA_CLIENT_TESTS = (
     "tests/sakura/test_sakura_wire_unit.py",
     "tests/sakura/test_sakura_client.py::test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted",
 )
-"""The client, its errors and its wire shapes are reached through whole calls on crafted
+"""The client, its errors, its wire shapes and its status mapping are reached through whole calls on crafted
 answers; only TLS needs the emulator (over TLS). The other emulator tests (test_sakura_client.py,
 test_sakura_secrecy.py) kill nothing more and would make the run 22 minutes."""
 
@@ -176,6 +176,7 @@ TARGETS = (
     Target("sakura/client.py", SAKURA_CLIENT_TESTS, ci=True),
     Target("sakura/errors.py", SAKURA_CLIENT_TESTS, ci=True),
     Target("sakura/wire.py", SAKURA_CLIENT_TESTS, ci=True),
+    Target("sakura/statuses.py", SAKURA_CLIENT_TESTS, ci=True),
 )
 
 

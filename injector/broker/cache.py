@@ -32,29 +32,24 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from injector.broker.inventory import VaultInventory
 from injector.broker.memo import SingleFlight
-from sakura import Crowded, NotFound, SakuraError, SecretInfo, Throttled, Unauthorized, Unveiled
+from sakura import (
+    Crowded,
+    NotFound,
+    SakuraError,
+    SakuraReader,
+    Throttled,
+    Unauthorized,
+    Unveiled,
+)
 
 log = logging.getLogger(__name__)
 
 CacheKey = tuple[str, str, int | None]
-
-
-class Unveiler(Protocol):
-    """The calls of the Sakura client the cache needs (listing: for its own inventory)."""
-
-    async def unveil(
-        self, vault_id: str, name: str, version: int | None = None, *, tenant: str | None = None
-    ) -> Unveiled: ...
-
-    async def list_secrets(
-        self, vault_id: str, *, tenant: str | None = None
-    ) -> list[SecretInfo]: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +143,7 @@ class SecretCache:
 
     def __init__(
         self,
-        client: Unveiler,
+        client: SakuraReader,
         *,
         settings: CacheSettings | None = None,
         registry: CollectorRegistry | None = None,

@@ -13,9 +13,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from sakura import NotFound, SakuraError, SecretInfo, Unauthorized, Unveiled, VaultInfo
+from sakura import (
+    NotFound,
+    SakuraError,
+    SakuraReader,
+    SecretInfo,
+    Unauthorized,
+    Unveiled,
+    VaultInfo,
+)
 from sakura.ratelimit import Tenant
 
 log = logging.getLogger(__name__)
@@ -28,18 +36,6 @@ HOW_TO_FIX = (
 )
 
 T = TypeVar("T")
-
-
-class SakuraReader(Protocol):
-    """The calls of the Sakura client the broker makes."""
-
-    async def unveil(
-        self, vault_id: str, name: str, version: int | None = None, *, tenant: Tenant = None
-    ) -> Unveiled: ...
-
-    async def list_secrets(self, vault_id: str, *, tenant: Tenant = None) -> list[SecretInfo]: ...
-
-    async def list_vaults(self) -> list[VaultInfo]: ...
 
 
 class CredentialWatch:

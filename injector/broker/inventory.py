@@ -16,10 +16,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from injector.broker.memo import SingleFlight
-from sakura import NotFound, SecretInfo
+from sakura import NotFound, SakuraReader
 
 NEGATIVE_TTL = 10.0
 
@@ -27,18 +27,12 @@ _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 
 
-class Lister(Protocol):
-    async def list_secrets(
-        self, vault_id: str, *, tenant: str | None = None
-    ) -> list[SecretInfo]: ...
-
-
 class VaultInventory:
     """Remembers each vault's listing; `latest(vault, max_age)` re-lists when it is older."""
 
     def __init__(
         self,
-        client: Lister,
+        client: SakuraReader,
         *,
         ttl: float = 30.0,
         negative_ttl: float = NEGATIVE_TTL,

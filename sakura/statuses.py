@@ -1,0 +1,62 @@
+"""What each HTTP error status from Sakura means: the error a user can act on.
+
+Kept apart from the request loop in client.py, which decides whether to retry; this decides
+what to tell the user (which credential to check, which vault or secret is missing).
+"""
+
+from __future__ import annotations
+
+from sakura.errors import (
+    NotFound,
+    NotFoundKind,
+    Rejected,
+    SakuraError,
+    Throttled,
+    Unauthorized,
+    Unavailable,
+)
+
+
+def error_for(
+    status: int,
+    what: str,
+    text: str,
+    retry_after: float | None,
+    missing: tuple[NotFoundKind, str],
+    vault_id: str | None,
+) -> SakuraError:
+    """Map an HTTP error status to the error a user can act on."""
+    said = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+    error: SakuraError
+    if status == 401:
+        error = Unauthorized(
+            f"{what}: Sakura refused the credentials ({said}); check SAKURA_ACCESS_TOKEN "
+            "and SAKURA_ACCESS_TOKEN_SECRET",
+            status=status,
+        )
+    elif status == 403:
+        error = Unauthorized(
+            f"{what}: the access token may not do this ({said}); grant it Secret Manager access",
+            status=status,
+        )
+    elif status == 404:
+        kind, name = missing
+        lowered = text.lower()
+        if vault_id is not None and "vault" in lowered and "secret" not in lowered:
+            kind, name = "vault", vault_id
+        subject = f"vault {name}" if kind == "vault" else f"secret {name!r}"
+        where = "" if kind == "vault" or vault_id is None else f" in vault {vault_id}"
+        error = NotFound(f"{what}: {subject} not found{where} ({said})", kind=kind, name=name)
+    elif status == 429:
+        wait = "" if retry_after is None else f"; Sakura asks to retry after {retry_after:g}s"
+        error = Throttled(
+            f"{what}: Sakura is throttling requests ({said}){wait}",
+            retry_after=retry_after,
+            status=status,
+        )
+    elif status >= 500:
+        error = Unavailable(f"{what}: Sakura failed ({said})", status=status)
+    else:
+        error = Rejected(f"{what}: Sakura rejected the request ({said})", status=status)
+    error.sakura_text = text
+    return error
