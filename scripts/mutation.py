@@ -47,9 +47,10 @@ SAKURA_CLIENT_TESTS = (
     "tests/sakura/test_sakura_wire_unit.py",
     "tests/sakura/test_sakura_client.py::test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted",
 )
-"""The client, its errors, its wire shapes and its status mapping are reached through whole calls on crafted
-answers; only TLS needs the emulator (over TLS). The other emulator tests (test_sakura_client.py,
-test_sakura_secrecy.py) kill nothing more and would make the run 22 minutes."""
+"""The client, its errors, its wire shapes and its status mapping are reached through whole
+calls on crafted answers; only TLS needs the emulator (over TLS). The other emulator tests
+(test_sakura_client.py, test_sakura_secrecy.py) kill nothing more and would make the run 22
+minutes."""
 
 TARGETS = (
     Target("injector/broker/tokens.py", ("tests/broker/test_tokens_unit.py",), ci=True),
