@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from stub_kube_api import StubApi, stub_api_server
-from test_tokens_unit import RecordingCalls
-from unit_fakes import RecordingReviews
+from support.broker_fakes import RecordingCalls, RecordingReviews
+from support.clock import HandClock
+from support.stub_kube_api import StubApi, stub_api_server
 
 from injector.broker.access import AccessReviewer, Missing, Subject
 from injector.broker.tokens import KUBE_PER_KEY, KubernetesUnavailable
@@ -25,15 +25,7 @@ VAULT = "110000000001"
 OTHER = "110000000002"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def reviewer(reviews: RecordingReviews, clock: Clock) -> AccessReviewer:
+def reviewer(reviews: RecordingReviews, clock: HandClock) -> AccessReviewer:
     return AccessReviewer(
         None, allow_ttl=30, deny_ttl=5, request_timeout=2.5, clock=clock, reviews=reviews
     )
@@ -62,7 +54,7 @@ COMMON = {
 
 async def test_it_reviews_the_vault_first_then_each_secret_by_its_pair() -> None:
     reviews = RecordingReviews({("vaults", VAULT), ("secrets", f"{VAULT}/db")})
-    missing = await reviewer(reviews, Clock()).missing(SUBJECT, VAULT, ["db", "api", "db"])
+    missing = await reviewer(reviews, HandClock()).missing(SUBJECT, VAULT, ["db", "api", "db"])
     assert missing == Missing(SUBJECT, VAULT, vault=False, secrets=("api",))
     assert reviews.sent[0] == {**COMMON, "resource": "vaults", "name": VAULT}
     assert sorted(reviews.sent[1:], key=lambda r: r["name"]) == [
@@ -75,7 +67,7 @@ async def test_without_the_vault_grant_one_review_is_made_and_no_secret_is_revie
     """A namespace with no grant costs the API server one review, not one per name."""
     reviews = RecordingReviews({("secrets", f"{OTHER}/db")})
     names = [f"name-{i}" for i in range(100)]
-    missing = await reviewer(reviews, Clock()).missing(SUBJECT, OTHER, names)
+    missing = await reviewer(reviews, HandClock()).missing(SUBJECT, OTHER, names)
     assert missing == Missing(SUBJECT, OTHER, vault=True)
     assert reviews.sent == [{**COMMON, "resource": "vaults", "name": OTHER}]
 
@@ -90,7 +82,7 @@ async def test_grants_never_combine_across_vaults() -> None:
             ("secrets", f"{OTHER}/stripe"),
         }
     )
-    access = reviewer(reviews, Clock())
+    access = reviewer(reviews, HandClock())
     assert not await access.missing(SUBJECT, VAULT, ["db"])
     assert not await access.missing(SUBJECT, OTHER, ["stripe"])
     cross = await access.missing(SUBJECT, OTHER, ["db", "stripe"])
@@ -109,7 +101,7 @@ async def test_grants_never_combine_across_vaults() -> None:
 
 async def test_a_name_grant_without_the_vault_grant_opens_nothing() -> None:
     reviews = RecordingReviews({("vaults", VAULT), ("secrets", f"{OTHER}/db")})
-    access = reviewer(reviews, Clock())
+    access = reviewer(reviews, HandClock())
     missing = await access.missing(SUBJECT, OTHER, ["db"])
     assert missing == Missing(SUBJECT, OTHER, vault=True)
     assert missing.message().startswith(
@@ -128,7 +120,7 @@ async def test_the_old_cross_product_of_vault_and_name_grants_opens_nothing() ->
     reviews = RecordingReviews(
         {("vaults", VAULT), ("vaults", OTHER), ("secrets", "db"), ("secrets", "stripe")}
     )
-    access = reviewer(reviews, Clock())
+    access = reviewer(reviews, HandClock())
     assert await access.missing(SUBJECT, OTHER, ["db"]) == Missing(SUBJECT, OTHER, secrets=("db",))
     assert await access.missing(SUBJECT, VAULT, ["db"]) == Missing(SUBJECT, VAULT, secrets=("db",))
 
@@ -136,7 +128,7 @@ async def test_the_old_cross_product_of_vault_and_name_grants_opens_nothing() ->
 async def test_the_secret_grant_is_not_a_vault_grant_of_the_same_name() -> None:
     """A secret named like the vault ID opens nothing: resource and name are checked together."""
     reviews = RecordingReviews({("secrets", VAULT), ("secrets", f"{VAULT}/db")})
-    missing = await reviewer(reviews, Clock()).missing(SUBJECT, VAULT, ["db"])
+    missing = await reviewer(reviews, HandClock()).missing(SUBJECT, VAULT, ["db"])
     assert missing.vault
 
 
@@ -179,7 +171,7 @@ def test_a_rule_quotes_a_name_as_yaml_can_read_it() -> None:
 
 
 async def test_allows_are_remembered_longer_than_denials() -> None:
-    clock = Clock()
+    clock = HandClock()
     reviews = RecordingReviews({("vaults", VAULT)})
     access = reviewer(reviews, clock)
 
@@ -209,7 +201,7 @@ async def test_allows_are_remembered_longer_than_denials() -> None:
 
 async def test_answers_are_kept_per_subject_resource_and_name() -> None:
     reviews = RecordingReviews({("secrets", "db")})
-    access = reviewer(reviews, Clock())
+    access = reviewer(reviews, HandClock())
     assert await access.allowed(SUBJECT, "secrets", "db")
     assert not await access.allowed(SUBJECT, "vaults", "db")
     assert await access.allowed(Subject.of("other", "api"), "secrets", "db")
@@ -223,7 +215,7 @@ async def test_answers_are_kept_per_subject_resource_and_name() -> None:
 async def test_an_api_failure_is_kubernetes_unavailable_and_not_remembered() -> None:
     reviews = RecordingReviews({("vaults", VAULT)})
     reviews.fail = ApiException(status=500, reason="Internal Server Error")
-    access = reviewer(reviews, Clock())
+    access = reviewer(reviews, HandClock())
     with pytest.raises(KubernetesUnavailable) as caught:
         await access.missing(SUBJECT, VAULT, ["db"])
     assert str(caught.value) == (
@@ -251,12 +243,12 @@ async def test_a_status_that_also_says_denied_is_a_denial() -> None:
                 spec=body.spec, status=k8s.V1SubjectAccessReviewStatus(allowed=True, denied=True)
             )
 
-    access = reviewer(Contradictory(set()), Clock())
+    access = reviewer(Contradictory(set()), HandClock())
     assert not await access.allowed(SUBJECT, "vaults", VAULT)
 
 
 async def test_the_default_lifetimes_are_30_s_for_an_allow_and_5_s_for_a_denial() -> None:
-    clock = Clock()
+    clock = HandClock()
     reviews = RecordingReviews({("vaults", VAULT)})
     access = AccessReviewer(None, clock=clock, reviews=reviews)
     assert await access.allowed(SUBJECT, "vaults", VAULT)

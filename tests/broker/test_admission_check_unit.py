@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
-from unit_fakes import A, B, Clock, FakeSakura, RecordingReviews
+from support.broker_fakes import A, B, FakeSakura, RecordingReviews
+from support.clock import HandClock
 
 from contract import FileSpec, Plan, SecretRef
 from injector.broker.access import AccessReviewer
@@ -32,11 +33,11 @@ GRANTS = {("vaults", A), ("secrets", f"{A}/db"), ("secrets", f"{A}/api")}
 def check(
     reviews: RecordingReviews,
     sakura: FakeSakura,
-    clock: Clock | None = None,
+    clock: HandClock | None = None,
     *,
     timeout: float = 4.0,
 ) -> BrokerAdmissionCheck:
-    clock = clock if clock is not None else Clock()
+    clock = clock if clock is not None else HandClock()
     access = AccessReviewer(None, reviews=reviews, clock=clock)
     return BrokerAdmissionCheck(access, VaultInventory(sakura, clock=clock), timeout=timeout)
 
@@ -192,7 +193,7 @@ async def test_a_version_past_the_latest_is_denied_without_naming_the_latest() -
 
 async def test_a_listing_that_lacks_a_secret_is_trusted_only_for_the_negative_ttl() -> None:
     grants = {*GRANTS, ("secrets", f"{A}/new")}
-    reviews, sakura, clock = RecordingReviews(grants), FakeSakura(), Clock()
+    reviews, sakura, clock = RecordingReviews(grants), FakeSakura(), HandClock()
     admission = check(reviews, sakura, clock)
     wanted = plan(secret_file("new", "new"))
     assert (await admission("shop", "app", wanted)).denial is not None

@@ -7,30 +7,26 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import (
+from prometheus_client import CollectorRegistry
+from support.broker_world import (
     MISSING_VAULT,
     OTHER_VAULT,
     PAIRS_OF_CROSS,
     VAULT,
     World,
+    plan_of,
     sakura_config,
 )
-from prometheus_client import CollectorRegistry
+from support.emulator import EmulatorHandle
 
 from contract import FileSpec, Plan, SecretRef
-from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.can_i import run_can_i
 from injector.kube import api_client as kube_api_client
 from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
 from injector.webhook.checks import CheckOutcome
 
-
-def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> Plan:
-    files = tuple(
-        FileSpec(name=f"f{i}", mode=0o400, secret=SecretRef.parse(r)) for i, r in enumerate(refs)
-    )
-    return Plan(files=files, directory="/sakura/secrets", mode=mode, vault_id=vault_id)  # type: ignore[arg-type]
+pytestmark = pytest.mark.cluster
 
 
 def grant_text(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
@@ -44,9 +40,9 @@ def grant_text(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
 
 
 @pytest.fixture
-async def parts(emulator: tuple[Emulator, str], world: World) -> AsyncIterator[BrokerParts]:
+async def parts(emulator: EmulatorHandle, world: World) -> AsyncIterator[BrokerParts]:
     built = build_broker(
-        sakura_config(emulator[1]),
+        sakura_config(emulator.url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
         settings=BrokerSettings(sakura_deadline=1.0, sakura_retries=0, admission_timeout=3.0),
         registry=CollectorRegistry(),
@@ -85,7 +81,7 @@ async def test_template_refs_are_checked_too(world: World, parts: BrokerParts) -
 
 
 async def test_missing_secret_is_denied_naming_the_annotation(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
     outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id=OTHER_VAULT))
     assert outcome.denial is not None
@@ -104,10 +100,10 @@ async def test_version_past_the_latest_is_denied_without_the_latest(
 
 
 async def test_a_newly_created_secret_is_seen_despite_the_cached_listing(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
     assert (await parts.check(world.ns_a, "app", plan_of("extra"))).denial is None
-    emulator[0].store.put(VAULT, "extra", "extra-v2-new-VALUE")
+    emulator.store.put(VAULT, "extra", "extra-v2-new-VALUE")
     # the listing (30 s TTL) says latest is 1; a pod pinning @2 makes the check look again
     # once the listing is older than the negative TTL (10 s)
     parts.check.inventory._held[VAULT] = (
@@ -125,19 +121,19 @@ async def test_unknown_vault_is_denied(world: World, parts: BrokerParts) -> None
 
 
 async def test_a_name_grant_does_not_open_another_vault_at_admission(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
     """app in B may get `other` in VAULT only: in OTHER_VAULT (which has `other` too) and in
     a vault that does not exist it is denied alike, naming the vault grant, costing no call."""
-    emulator[0].store.put(OTHER_VAULT, "other", "other-in-the-second-vault-VALUE")
-    emulator[0].knobs.reset_stats()
+    emulator.store.put(OTHER_VAULT, "other", "other-in-the-second-vault-VALUE")
+    emulator.knobs.reset_stats()
     for vault_id in (OTHER_VAULT, MISSING_VAULT):
         outcome = await parts.check(world.ns_b, "app", plan_of("other", vault_id=vault_id))
         assert outcome.denial == grant_text(world.ns_b, "app", vault_id, "vaults") + (
             f'; each secret also needs the grant of its pair (secrets "{vault_id}/NAME"), '
             "checked once the vault is granted"
         )
-    assert emulator[0].knobs.stats()["calls"] == {}
+    assert emulator.knobs.stats()["calls"] == {}
     assert (await parts.check(world.ns_b, "app", plan_of("other"))).denial is None
 
 
@@ -189,20 +185,20 @@ def test_the_api_server_stores_and_matches_a_pair_as_a_resource_name(world: Worl
 
 
 async def test_a_cross_pair_is_denied_at_admission(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
     """cross is granted VAULT/db and OTHER_VAULT/stripe (and both vaults): each pair is
     admitted, db from OTHER_VAULT (which has one) is denied naming the pair, before Sakura."""
-    emulator[0].store.put(OTHER_VAULT, "stripe", "stripe-in-the-second-vault-VALUE")
-    emulator[0].store.put(OTHER_VAULT, "db", "db-in-the-second-vault-VALUE")
+    emulator.store.put(OTHER_VAULT, "stripe", "stripe-in-the-second-vault-VALUE")
+    emulator.store.put(OTHER_VAULT, "db", "db-in-the-second-vault-VALUE")
     assert await parts.check(world.ns_a, "cross", plan_of("db")) == CheckOutcome()
     second = plan_of("stripe", vault_id=OTHER_VAULT)
     assert await parts.check(world.ns_a, "cross", second) == CheckOutcome()
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     outcome = await parts.check(world.ns_a, "cross", plan_of("stripe", "db", vault_id=OTHER_VAULT))
     print(f"[rbac] cross pair at admission: {outcome.denial}")
     assert outcome.denial == grant_text(world.ns_a, "cross", f"{OTHER_VAULT}/db")
-    assert emulator[0].knobs.stats()["calls"] == {}
+    assert emulator.knobs.stats()["calls"] == {}
 
 
 async def test_a_rule_without_resource_names_opens_every_name_in_the_granted_vaults_only(
@@ -222,20 +218,20 @@ async def test_a_rule_without_resource_names_opens_every_name_in_the_granted_vau
 
 
 async def test_reviews_naming_an_unknown_vault_cost_one_call_per_negative_ttl(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     for _ in range(20):  # forged reviews, dry runs: the same unknown vault again and again
         outcome = await parts.check(world.ns_a, "app", plan_of("db@7", vault_id="999999999999"))
         assert outcome.denial is not None and "vault 999999999999 does not exist" in outcome.denial
-    assert emulator[0].knobs.stats()["calls"] == {"list_secrets": 1, "total": 1}
+    assert emulator.knobs.stats()["calls"] == {"list_secrets": 1, "total": 1}
 
 
 async def test_admission_spends_sakuras_budget_in_the_pods_namespaces_turn(
-    world: World, emulator: tuple[Emulator, str]
+    world: World, emulator: EmulatorHandle
 ) -> None:
     parts = build_broker(
-        sakura_config(emulator[1]),
+        sakura_config(emulator.url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
         settings=BrokerSettings(sakura_deadline=30, admission_timeout=9),
         registry=CollectorRegistry(),
@@ -256,18 +252,18 @@ async def test_admission_spends_sakuras_budget_in_the_pods_namespaces_turn(
 
 
 async def test_listing_is_shared_between_pods(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     for _ in range(20):
         assert (await parts.check(world.ns_a, "app", plan_of("db", "api"))).denial is None
-    assert emulator[0].knobs.stats()["calls"].get("list_secrets") == 1
+    assert emulator.knobs.stats()["calls"].get("list_secrets") == 1
 
 
 async def test_unreachable_sakura_admits_with_a_warning(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    emulator.knobs.set_faults([Fault(503, 1.0)])
     outcome = await parts.check(world.ns_a, "app", plan_of("db"))
     assert outcome.denial is None
     assert len(outcome.warnings) == 1
@@ -276,9 +272,9 @@ async def test_unreachable_sakura_admits_with_a_warning(
 
 
 async def test_rbac_still_denies_when_sakura_is_unreachable(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    emulator.knobs.set_faults([Fault(503, 1.0)])
     outcome = await parts.check(world.ns_a, "nogrant", plan_of("db"))
     assert outcome.denial == grant_text(world.ns_a, "nogrant", VAULT, "vaults") + (
         f'; each secret also needs the grant of its pair (secrets "{VAULT}/NAME"), checked '
@@ -287,12 +283,12 @@ async def test_rbac_still_denies_when_sakura_is_unreachable(
 
 
 async def test_direct_mode_skips_rbac_and_existence(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     outcome = await parts.check(world.ns_a, "nogrant", plan_of("no-such-secret", mode="direct"))
     assert outcome == CheckOutcome()
-    assert emulator[0].knobs.stats()["calls"].get("list_secrets") is None
+    assert emulator.knobs.stats()["calls"].get("list_secrets") is None
 
 
 async def test_can_i_answers_per_pair(world: World, parts: BrokerParts) -> None:
@@ -427,12 +423,12 @@ def test_can_i_finds_the_installed_injectors_default_vault(world: World) -> None
 
 
 async def test_a_plan_without_a_vault_is_denied_before_any_lookup(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
+    world: World, parts: BrokerParts, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id=None))
     assert outcome.denial == (
         "the plan names no vault; set the sakura-secrets.io/vault-id annotation or give the "
         "injector a default vault (--default-vault-id)"
     )
-    assert emulator[0].knobs.stats()["calls"] == {}
+    assert emulator.knobs.stats()["calls"] == {}

@@ -17,21 +17,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from conftest import VALUES, VAULT, BrokerServer, World, serve_broker
-from test_broker_http import fetch
+import pytest
+from support.broker_world import VALUES, VAULT, BrokerServer, World, fetch, serve_broker
+from support.emulator import EmulatorHandle
 
 from contract.broker import MAX_ANSWER_BYTES
-from emulator.app import Emulator
 from injector.operations.wiring import BrokerSettings
+
+pytestmark = pytest.mark.cluster
 
 SETTINGS = BrokerSettings(rate_burst=100)  # 22 first reads at once: no wait for the limiter
 CONTROL = "\x01" * 65536  # Sakura's largest value, 384 KiB in JSON
 VERSIONS = range(2, 24)  # "extra" keeps its version 1; 2..23 are CONTROL
 
 
-def control_versions(emulator: tuple[Emulator, str]) -> None:
+def control_versions(emulator: EmulatorHandle) -> None:
     for _ in VERSIONS:
-        emulator[0].store.put(VAULT, "extra", CONTROL)
+        emulator.store.put(VAULT, "extra", CONTROL)
 
 
 def wanted(versions: range) -> list[dict[str, object]]:
@@ -39,11 +41,11 @@ def wanted(versions: range) -> list[dict[str, object]]:
 
 
 async def test_an_answer_over_the_bound_is_a_final_422_naming_it(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     control_versions(emulator)
     token = world.token(world.ns_a, "app")
-    with serve_broker(emulator[1], tls_files, SETTINGS) as broker:
+    with serve_broker(emulator.url, tls_files, SETTINGS) as broker:
         refused = await fetch(broker, token, wanted(VERSIONS))
         assert refused.status_code == 422, refused.text[:200]
         assert refused.json()["reason"] == "answer_too_large"
@@ -93,13 +95,13 @@ def rest_of_head(sock: ssl.SSLSocket) -> bytes:
 
 
 async def test_unread_answers_hold_a_share_of_the_budget_then_a_fast_503(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     control_versions(emulator)
     token = world.token(world.ns_a, "app")
     other = world.token(world.ns_b, "app")
     body = json.dumps({"vault_id": VAULT, "secrets": wanted(range(2, 23))}).encode()
-    with serve_broker(emulator[1], tls_files, SETTINGS) as broker, stalled_clients() as held:
+    with serve_broker(emulator.url, tls_files, SETTINGS) as broker, stalled_clients() as held:
         statuses = []
         for _ in range(8):  # each holds what the kernel's buffers did not take (>= 4 MiB)
             sock, status = send_unread(broker, token, body)

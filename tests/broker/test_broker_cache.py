@@ -7,27 +7,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import VALUES, VAULT, sakura_config
 from prometheus_client import CollectorRegistry
+from support.broker_world import VALUES, VAULT, sakura_config
+from support.clock import HandClock
+from support.emulator import EmulatorHandle
 
-from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings, SecretCache, SecretsUnavailable
 from sakura import NotFound, RateLimiter, SakuraClient
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-async def client(emulator: tuple[Emulator, str]) -> AsyncIterator[SakuraClient]:
+async def client(emulator: EmulatorHandle) -> AsyncIterator[SakuraClient]:
     async with SakuraClient(
-        sakura_config(emulator[1]),
+        sakura_config(emulator.url),
         limiter=RateLimiter(6000, 100),
         # no test here waits for the deadline (faults answer at once): it only has to be
         # long enough that a loaded machine's emulator is never mistaken for a failing one
@@ -37,15 +30,17 @@ async def client(emulator: tuple[Emulator, str]) -> AsyncIterator[SakuraClient]:
         yield c
 
 
-def clocked(client: SakuraClient, **settings: Any) -> tuple[SecretCache, Clock, CollectorRegistry]:
+def clocked(
+    client: SakuraClient, **settings: Any
+) -> tuple[SecretCache, HandClock, CollectorRegistry]:
     """A cache on a hand-driven clock, with its own metrics registry."""
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = HandClock(), CollectorRegistry()
     cache = SecretCache(client, settings=CacheSettings(**settings), registry=registry, clock=clock)
     return cache, clock, registry
 
 
-def unveils(emulator: tuple[Emulator, str]) -> int:
-    return int(emulator[0].knobs.stats()["calls"].get("unveil", 0))
+def unveils(emulator: EmulatorHandle) -> int:
+    return int(emulator.knobs.stats()["calls"].get("unveil", 0))
 
 
 def counter(cache: SecretCache, registry: CollectorRegistry, name: str, outcome: str) -> float:
@@ -56,9 +51,9 @@ def counter(cache: SecretCache, registry: CollectorRegistry, name: str, outcome:
 
 
 async def test_concurrent_identical_reads_share_one_call(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.latency = 0.2  # keep the first call in flight while the others arrive
+    emulator.knobs.latency = 0.2  # keep the first call in flight while the others arrive
     registry = CollectorRegistry()
     cache = SecretCache(client, registry=registry)
     results = await asyncio.gather(*(cache.read(VAULT, "db") for _ in range(200)))
@@ -69,11 +64,11 @@ async def test_concurrent_identical_reads_share_one_call(
 
 
 async def test_latest_is_reused_for_its_ttl_then_read_again(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, _ = clocked(client, latest_ttl=30)
     assert (await cache.read(VAULT, "api")).version == 1
-    emulator[0].store.put(VAULT, "api", "api-v2-rotated-VALUE")
+    emulator.store.put(VAULT, "api", "api-v2-rotated-VALUE")
     clock.now += 29
     assert (await cache.read(VAULT, "api")).version == 1
     clock.now += 2
@@ -83,7 +78,7 @@ async def test_latest_is_reused_for_its_ttl_then_read_again(
 
 
 async def test_pinned_versions_are_kept_and_lru_bounded(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, _ = clocked(client, pinned_entries=2)
     await cache.read(VAULT, "db", 1)
@@ -101,11 +96,11 @@ async def test_pinned_versions_are_kept_and_lru_bounded(
 
 
 async def test_stale_value_served_within_bound_then_503(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, registry = clocked(client, latest_ttl=10, stale_for=60, retry_after=7)
     await cache.read(VAULT, "db")
-    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    emulator.knobs.set_faults([Fault(503, 1.0)])
     clock.now += 59
     assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
     assert counter(cache, registry, "cache_reads", "stale") == 1
@@ -119,11 +114,11 @@ async def test_stale_value_served_within_bound_then_503(
 
 
 async def test_after_a_failure_the_stale_copy_is_served_without_asking_again(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, registry = clocked(client, latest_ttl=10, stale_for=300, retry_after=20)
     await cache.read(VAULT, "db")
-    emulator[0].knobs.set_faults([Fault(503, 1.0)])
+    emulator.knobs.set_faults([Fault(503, 1.0)])
     clock.now += 11
     assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
     assert unveils(emulator) == 2  # the failed call behind the first stale answer
@@ -135,8 +130,8 @@ async def test_after_a_failure_the_stale_copy_is_served_without_asking_again(
     clock.now += 2  # the 20 s are over: Sakura is asked again (and still fails)
     assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
     assert unveils(emulator) == 3
-    emulator[0].knobs.set_faults([])
-    emulator[0].store.put(VAULT, "db", "db-v3-after-the-outage")
+    emulator.knobs.set_faults([])
+    emulator.store.put(VAULT, "db", "db-v3-after-the-outage")
     clock.now += 21
     assert (await cache.read(VAULT, "db")).value == "db-v3-after-the-outage"
     assert (await cache.read(VAULT, "db")).version == 3  # fresh again: a hit
@@ -144,9 +139,9 @@ async def test_after_a_failure_the_stale_copy_is_served_without_asking_again(
 
 
 async def test_throttling_passes_sakuras_retry_after(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
-    emulator[0].knobs.set_rate_limit(1, 60)
+    emulator.knobs.set_rate_limit(1, 60)
     cache = SecretCache(client, registry=CollectorRegistry())
     await cache.read(VAULT, "db")
     with pytest.raises(SecretsUnavailable) as caught:
@@ -155,11 +150,11 @@ async def test_throttling_passes_sakuras_retry_after(
 
 
 async def test_not_found_is_not_hidden_by_a_stale_copy(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, _ = clocked(client)
     await cache.read(VAULT, "extra")
-    emulator[0].store.delete(VAULT, "extra")
+    emulator.store.delete(VAULT, "extra")
     clock.now += 31
     with pytest.raises(NotFound):
         await cache.read(VAULT, "extra")
@@ -170,14 +165,14 @@ def test_settings_reject_nonsense() -> None:
         CacheSettings(latest_ttl=60, stale_for=10)
 
 
-def calls(emulator: tuple[Emulator, str]) -> dict[str, int]:
-    got = emulator[0].knobs.stats()["calls"]
+def calls(emulator: EmulatorHandle) -> dict[str, int]:
+    got = emulator.knobs.stats()["calls"]
     assert isinstance(got, dict)
     return {k: int(v) for k, v in got.items() if k != "total"}
 
 
 async def test_many_missing_pinned_versions_cost_one_listing(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, registry = clocked(client)
     missing = await asyncio.gather(
@@ -202,12 +197,12 @@ async def test_many_missing_pinned_versions_cost_one_listing(
 
 
 async def test_a_later_listing_corrects_a_remembered_missing_version(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, _ = clocked(client)
     with pytest.raises(NotFound):
         await cache.read(VAULT, "db", 3)
-    emulator[0].store.put(VAULT, "db", "db-v3-new-VALUE")
+    emulator.store.put(VAULT, "db", "db-v3-new-VALUE")
     clock.now += 1
     with pytest.raises(NotFound):  # still believed missing (negative TTL)
         await cache.read(VAULT, "db", 3)
@@ -217,7 +212,7 @@ async def test_a_later_listing_corrects_a_remembered_missing_version(
 
 
 async def test_a_missing_secret_is_remembered_until_a_listing_shows_it(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, _ = clocked(client)
     for _ in range(5):
@@ -225,7 +220,7 @@ async def test_a_missing_secret_is_remembered_until_a_listing_shows_it(
             await cache.read(VAULT, "nope")
         assert caught.value.kind == "secret"
     assert calls(emulator) == {"unveil": 1}
-    emulator[0].store.put(VAULT, "nope", "nope-v1-VALUE")
+    emulator.store.put(VAULT, "nope", "nope-v1-VALUE")
     clock.now += 1
     with pytest.raises(NotFound):
         await cache.read(VAULT, "nope")
@@ -236,7 +231,7 @@ async def test_a_missing_secret_is_remembered_until_a_listing_shows_it(
 
 
 async def test_an_unknown_vault_costs_one_call_per_negative_ttl(
-    client: SakuraClient, emulator: tuple[Emulator, str]
+    client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, _ = clocked(client)
     for name, version in [("a", None), ("b", 3), ("c", None)]:
@@ -253,12 +248,12 @@ async def test_an_unknown_vault_costs_one_call_per_negative_ttl(
 
 
 async def test_a_namespace_with_too_many_reads_waiting_gets_429_others_wait_their_turn(
-    emulator: tuple[Emulator, str],
+    emulator: EmulatorHandle,
 ) -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = RateLimiter(60, 1, max_waiting=1, clock=clock)
     async with SakuraClient(
-        sakura_config(emulator[1]), limiter=limiter, deadline=30.0, max_retries=0
+        sakura_config(emulator.url), limiter=limiter, deadline=30.0, max_retries=0
     ) as sakura:
         cache = SecretCache(sakura, registry=CollectorRegistry(), clock=clock)
         await cache.read(VAULT, "api")  # takes the only slot; cached

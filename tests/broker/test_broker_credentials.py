@@ -10,12 +10,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import EMULATOR_SECRET, EMULATOR_TOKEN, VAULT, World, serve_broker
 from prometheus_client import CollectorRegistry
-from test_broker_admission import plan_of
-from test_broker_http import fetch
+from support.broker_world import (
+    EMULATOR_SECRET,
+    EMULATOR_TOKEN,
+    VAULT,
+    World,
+    fetch,
+    plan_of,
+    serve_broker,
+)
+from support.clock import HandClock
+from support.emulator import EmulatorHandle
 
-from emulator.app import Emulator
 from injector.broker.credentials import REJECTED, CredentialWatch
 from injector.kube import api_client as kube_api_client
 from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
@@ -30,11 +37,12 @@ def wrong_key(url: str) -> SakuraConfig:
     )
 
 
+@pytest.mark.cluster
 async def test_the_broker_says_the_key_was_rejected(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     token = world.token(world.ns_a, "app")
-    with serve_broker(emulator[1], tls_files, SETTINGS, config=wrong_key(emulator[1])) as broker:
+    with serve_broker(emulator.url, tls_files, SETTINGS, config=wrong_key(emulator.url)) as broker:
         response = await fetch(broker, token, [{"name": "db", "version": None}])
         assert response.status_code == 503
         body = response.json()
@@ -49,11 +57,9 @@ async def test_the_broker_says_the_key_was_rejected(
 
 
 @pytest.fixture
-async def rejected_parts(
-    emulator: tuple[Emulator, str], world: World
-) -> AsyncIterator[BrokerParts]:
+async def rejected_parts(emulator: EmulatorHandle, world: World) -> AsyncIterator[BrokerParts]:
     built = build_broker(
-        wrong_key(emulator[1]),
+        wrong_key(emulator.url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
         settings=SETTINGS,
         registry=CollectorRegistry(),
@@ -62,6 +68,7 @@ async def rejected_parts(
     await built.aclose()
 
 
+@pytest.mark.cluster
 async def test_admission_warns_that_sakura_rejected_the_credentials(
     world: World, rejected_parts: BrokerParts
 ) -> None:
@@ -74,18 +81,11 @@ async def test_admission_warns_that_sakura_rejected_the_credentials(
     assert (rejected_parts.credentials.readiness() or "").startswith(REJECTED)
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_readiness_reports_a_rejection_until_sakura_accepts_the_key_again(
-    emulator: tuple[Emulator, str],
+    emulator: EmulatorHandle,
 ) -> None:
-    emu, url = emulator
-    clock = Clock()
+    emu, url = emulator.app, emulator.url
+    clock = HandClock(0.0)
     async with SakuraClient(wrong_key(url), max_retries=0) as client:
         watch = CredentialWatch(client, recheck_every=30, clock=clock)
         assert watch.readiness() is None

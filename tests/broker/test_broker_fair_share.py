@@ -11,20 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import VALUES, BrokerServer, World, serve_broker
-from test_broker_http import fetch
+from support.broker_world import VALUES, BrokerServer, World, fetch, serve_broker
+from support.emulator import EmulatorHandle
 
-from emulator.app import Emulator
 from injector.operations.wiring import BrokerSettings
 from sakura import RateLimiter
+
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
 def tight_broker(
-    emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes], world: World
+    emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes], world: World
 ) -> Iterator[BrokerServer]:
     settings = BrokerSettings(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
-    with serve_broker(emulator[1], tls_files, settings) as server:
+    with serve_broker(emulator.url, tls_files, settings) as server:
         yield server
 
 
@@ -43,7 +44,7 @@ def release(limiter: RateLimiter) -> None:
 
 
 async def test_a_namespace_over_its_waiting_bound_gets_429_another_still_gets_its_turn(
-    world: World, tight_broker: BrokerServer, emulator: tuple[Emulator, str]
+    world: World, tight_broker: BrokerServer, emulator: EmulatorHandle
 ) -> None:
     limiter = tight_broker.parts.sakura.limiter
     token_a, token_b = world.token(world.ns_a, "app"), world.token(world.ns_b, "app")
@@ -66,4 +67,4 @@ async def test_a_namespace_over_its_waiting_bound_gets_429_another_still_gets_it
     first, second = await asyncio.gather(waiting, other)
     assert first.status_code == 200 and first.json()["secrets"][0]["value"] == VALUES["db"][1]
     assert second.status_code == 200 and second.json()["secrets"][0]["value"] == VALUES["other"][0]
-    assert emulator[0].knobs.calls["unveil"] == 2  # the refused read never reached Sakura
+    assert emulator.knobs.calls["unveil"] == 2  # the refused read never reached Sakura

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import VALUES, HandClock, World, serve_broker
-from test_broker_http import fetch
+import pytest
+from support.broker_world import VALUES, World, fetch, serve_broker
+from support.clock import HandClock
+from support.emulator import EmulatorHandle
 
-from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
 from injector.operations.wiring import BrokerSettings
+
+pytestmark = pytest.mark.cluster
 
 SETTINGS = BrokerSettings(
     cache=CacheSettings(latest_ttl=0.5, stale_for=3.0, retry_after=9),
@@ -23,14 +26,14 @@ WANTED = [{"name": "db", "version": None}, {"name": "api", "version": None}]
 
 
 async def test_all_5xx_mid_rollout(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     token = world.token(world.ns_a, "app")
     clock = HandClock()
-    with serve_broker(emulator[1], tls_files, SETTINGS, cache_clock=clock) as broker:
+    with serve_broker(emulator.url, tls_files, SETTINGS, cache_clock=clock) as broker:
         first = await fetch(broker, token, WANTED)  # the rollout's first pods warm the cache
         assert first.status_code == 200
-        emulator[0].knobs.set_faults([Fault(503, 1.0)])
+        emulator.knobs.set_faults([Fault(503, 1.0)])
         clock.now += 0.6  # past the TTL: every read now goes to the failing Sakura
 
         later_pods = await asyncio.gather(*(fetch(broker, token, WANTED) for _ in range(10)))
@@ -53,5 +56,5 @@ async def test_all_5xx_mid_rollout(
         assert "secret 'db'" in too_old.json()["error"] or "secret 'api'" in too_old.json()["error"]
         assert not any(v in too_old.text for v in VALUES["db"] + VALUES["api"])
 
-        emulator[0].knobs.set_faults([])  # Sakura is back: so is the broker
+        emulator.knobs.set_faults([])  # Sakura is back: so is the broker
         assert (await fetch(broker, token, WANTED)).status_code == 200

@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 import httpx
 import pytest
-from conftest import MISSING_VAULT, OTHER_VAULT, VALUES, VAULT, BrokerServer, World
+from support.broker_world import (
+    MISSING_VAULT,
+    OTHER_VAULT,
+    VALUES,
+    VAULT,
+    BrokerServer,
+    World,
+    fetch,
+)
+from support.emulator import EmulatorHandle
 
-from emulator.app import Emulator
-
-
-async def fetch(
-    server: BrokerServer,
-    token: str | None,
-    secrets: list[dict[str, Any]],
-    *,
-    vault_id: str = VAULT,
-    body: bytes | None = None,
-) -> httpx.Response:
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    content = body if body is not None else json.dumps({"vault_id": vault_id, "secrets": secrets})
-    async with httpx.AsyncClient(verify=server.ssl_context, timeout=30) as http:
-        return await http.post(f"{server.url}/v1/secrets", content=content, headers=headers)
+pytestmark = pytest.mark.cluster
 
 
 def missing_grant(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
@@ -89,13 +81,13 @@ async def test_serviceaccount_without_any_grant_is_403(world: World, broker: Bro
 
 
 async def test_a_name_grant_does_not_open_the_name_in_another_vault(
-    world: World, broker: BrokerServer, emulator: tuple[Emulator, str]
+    world: World, broker: BrokerServer, emulator: EmulatorHandle
 ) -> None:
     """app in B may get `other` in VAULT; OTHER_VAULT is not granted to it, MISSING_VAULT
     neither: both are refused alike, before any Sakura call, so nothing is learnt of them."""
-    emulator[0].store.put(OTHER_VAULT, "other", "other-in-the-second-vault-VALUE")
+    emulator.store.put(OTHER_VAULT, "other", "other-in-the-second-vault-VALUE")
     token = world.token(world.ns_b, "app")
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     for vault_id in (OTHER_VAULT, MISSING_VAULT):
         response = await fetch(
             broker, token, [{"name": "other", "version": None}], vault_id=vault_id
@@ -105,19 +97,19 @@ async def test_a_name_grant_does_not_open_the_name_in_another_vault(
             missing_grant(world.ns_b, "app", vault_id, "vaults") + "; each secret also needs"
         )
         assert "VALUE" not in response.text
-    assert emulator[0].knobs.stats()["calls"] == {}
+    assert emulator.knobs.stats()["calls"] == {}
     ok = await fetch(broker, token, [{"name": "other", "version": None}], vault_id=VAULT)
     assert ok.status_code == 200, ok.text
     assert ok.json()["secrets"][0]["value"] == VALUES["other"][0]
 
 
 async def test_grants_by_pair_never_combine_across_vaults(
-    world: World, broker: BrokerServer, emulator: tuple[Emulator, str]
+    world: World, broker: BrokerServer, emulator: EmulatorHandle
 ) -> None:
     """cross (ns A) is granted both vaults, VAULT/db and OTHER_VAULT/stripe: each pair reads,
     `db` from OTHER_VAULT (which has one) is 403 naming the pair, before any Sakura call."""
-    emulator[0].store.put(OTHER_VAULT, "stripe", "stripe-in-the-second-vault-VALUE")
-    emulator[0].store.put(OTHER_VAULT, "db", "db-in-the-second-vault-VALUE")
+    emulator.store.put(OTHER_VAULT, "stripe", "stripe-in-the-second-vault-VALUE")
+    emulator.store.put(OTHER_VAULT, "db", "db-in-the-second-vault-VALUE")
     token = world.token(world.ns_a, "cross")
     own = await fetch(broker, token, [{"name": "db", "version": None}])
     assert own.status_code == 200, own.text
@@ -125,13 +117,13 @@ async def test_grants_by_pair_never_combine_across_vaults(
     second = await fetch(broker, token, [{"name": "stripe", "version": None}], vault_id=OTHER_VAULT)
     assert second.status_code == 200, second.text
     assert second.json()["secrets"][0]["value"] == "stripe-in-the-second-vault-VALUE"
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     cross = await fetch(broker, token, [{"name": "db", "version": None}], vault_id=OTHER_VAULT)
     print(f"[rbac] cross pair at the broker: {cross.status_code} {cross.text}")
     assert cross.status_code == 403, cross.text
     assert cross.json() == {"error": missing_grant(world.ns_a, "cross", f"{OTHER_VAULT}/db")}
     assert "VALUE" not in cross.text
-    assert emulator[0].knobs.stats()["calls"] == {}
+    assert emulator.knobs.stats()["calls"] == {}
 
 
 async def test_other_namespaces_serviceaccount_cannot_use_a_grant_of_the_first(
@@ -301,13 +293,13 @@ async def test_missing_secret_version_and_vault_are_404(world: World, broker: Br
 
 
 async def test_repeated_reads_are_served_from_the_cache(
-    world: World, broker: BrokerServer, emulator: tuple[Emulator, str]
+    world: World, broker: BrokerServer, emulator: EmulatorHandle
 ) -> None:
     token = world.token(world.ns_a, "app")
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     for _ in range(3):
         response = await fetch(
             broker, token, [{"name": "cfg", "version": None}, {"name": "db", "version": 1}]
         )
         assert response.status_code == 200
-    assert emulator[0].knobs.stats()["calls"].get("unveil") == 2
+    assert emulator.knobs.stats()["calls"].get("unveil") == 2

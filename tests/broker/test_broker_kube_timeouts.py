@@ -16,12 +16,12 @@ import time
 from collections.abc import Awaitable, Iterator
 
 import pytest
-from conftest import VAULT, sakura_config
 from kubernetes import client as k8s
-from unit_fakes import projected_token
+from support.broker_fakes import projected_token
+from support.broker_world import VAULT, sakura_config
+from support.emulator import EmulatorHandle
 
 from contract import FileSpec, Plan, SecretRef
-from emulator.app import Emulator
 from injector.broker.access import SECRETS, AccessReviewer, Subject
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.inventory import VaultInventory
@@ -85,7 +85,7 @@ async def test_a_hung_subject_access_review_is_a_kubernetes_unavailable_error() 
 
 
 async def test_admission_spends_one_budget_and_checks_no_existence_without_access(
-    emulator: tuple[Emulator, str],
+    emulator: EmulatorHandle,
 ) -> None:
     # RBAC hangs for the whole budget: the check admits with a warning within the one budget
     # (two budgets may exceed the webhook's timeoutSeconds and fail the pod), and does not
@@ -95,9 +95,9 @@ async def test_admission_spends_one_budget_and_checks_no_existence_without_acces
         directory="/sakura/secrets",
         vault_id=VAULT,
     )
-    emulator[0].knobs.reset_stats()
+    emulator.knobs.reset_stats()
     with silent_api_server() as api:
-        async with SakuraClient(sakura_config(emulator[1]), max_retries=0) as sakura:
+        async with SakuraClient(sakura_config(emulator.url), max_retries=0) as sakura:
             check = BrokerAdmissionCheck(
                 AccessReviewer(api, request_timeout=30),
                 VaultInventory(sakura),
@@ -110,6 +110,6 @@ async def test_admission_spends_one_budget_and_checks_no_existence_without_acces
     assert [w.split(" (")[0] for w in outcome.warnings] == [
         "could not check access to the secrets now",
     ]
-    assert emulator[0].knobs.stats()["calls"] == {}
+    assert emulator.knobs.stats()["calls"] == {}
     # two budgets would be 6 s: the bound leaves a busy machine 2.5 s of slack past the one
     assert elapsed < 1.85 * BUDGET, f"{elapsed:.2f}s: more than the one {BUDGET:g}s budget"

@@ -9,32 +9,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import VALUES, VAULT, HandClock, World, serve_broker
-from test_broker_http import fetch
+import pytest
+from support.broker_world import VALUES, VAULT, World, fetch, serve_broker
+from support.clock import HandClock
+from support.emulator import EmulatorHandle
 
-from emulator.app import Emulator
+pytestmark = pytest.mark.cluster
 
 PINNED = [{"name": "db", "version": 1}]
 LISTING_TTL = 30.0  # BrokerSettings.listing_ttl
 
 
-def calls(emulator: tuple[Emulator, str]) -> dict[str, int]:
-    got = emulator[0].knobs.stats()["calls"]
+def calls(emulator: EmulatorHandle) -> dict[str, int]:
+    got = emulator.knobs.stats()["calls"]
     assert isinstance(got, dict)
     return {k: int(v) for k, v in got.items() if k != "total"}
 
 
 async def test_a_deleted_secrets_pinned_version_is_refused_after_the_listing_lifetime(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     token = world.token(world.ns_a, "app")
     clock = HandClock()
-    with serve_broker(emulator[1], tls_files, cache_clock=clock) as broker:
+    with serve_broker(emulator.url, tls_files, cache_clock=clock) as broker:
         served = await fetch(broker, token, PINNED)
         assert served.status_code == 200, served.text
         assert served.json()["secrets"][0]["value"] == VALUES["db"][0]
-        emulator[0].store.delete(VAULT, "db")
-        emulator[0].knobs.reset_stats()
+        emulator.store.delete(VAULT, "db")
+        emulator.knobs.reset_stats()
         clock.now += LISTING_TTL - 1  # within the listing's lifetime: Sakura is not asked
         assert (await fetch(broker, token, PINNED)).status_code == 200
         assert calls(emulator) == {}
@@ -52,15 +54,15 @@ async def test_a_deleted_secrets_pinned_version_is_refused_after_the_listing_lif
 
 
 async def test_a_re_created_secrets_pinned_version_is_its_new_value(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     token = world.token(world.ns_a, "app")
     clock = HandClock()
-    with serve_broker(emulator[1], tls_files, cache_clock=clock) as broker:
+    with serve_broker(emulator.url, tls_files, cache_clock=clock) as broker:
         both = [*PINNED, {"name": "db", "version": 2}]
         assert (await fetch(broker, token, both)).status_code == 200  # listed: latest 2
-        emulator[0].store.delete(VAULT, "db")
-        emulator[0].store.put(VAULT, "db", "db-re-created-v1-VALUE")  # a new version 1
+        emulator.store.delete(VAULT, "db")
+        emulator.store.put(VAULT, "db", "db-re-created-v1-VALUE")  # a new version 1
         clock.now += LISTING_TTL
         again = await fetch(broker, token, PINNED)
         assert again.status_code == 200, again.text
@@ -71,14 +73,14 @@ async def test_a_re_created_secrets_pinned_version_is_its_new_value(
 
 
 async def test_one_listing_per_lifetime_confirms_every_pinned_read(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     token = world.token(world.ns_a, "app")
     clock = HandClock()
     wanted = [{"name": n, "version": 1} for n in ("db", "api", "cfg", "tls")]
-    with serve_broker(emulator[1], tls_files, cache_clock=clock) as broker:
+    with serve_broker(emulator.url, tls_files, cache_clock=clock) as broker:
         assert (await fetch(broker, token, wanted)).status_code == 200
-        emulator[0].knobs.reset_stats()
+        emulator.knobs.reset_stats()
         for _ in range(3):
             clock.now += LISTING_TTL
             for _ in range(5):

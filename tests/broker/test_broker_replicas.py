@@ -106,6 +106,7 @@ def _endpoint(ip: str, pod: str | None, ready: bool | None) -> dict[str, Any]:
     return endpoint
 
 
+@pytest.mark.cluster
 def test_ready_replicas_are_read_from_the_services_endpointslices(
     kube: k8s.ApiClient, service: tuple[str, str]
 ) -> None:
@@ -150,6 +151,7 @@ def test_ready_replicas_are_read_from_the_services_endpointslices(
     assert limiter.per_minute == 30
 
 
+@pytest.mark.cluster
 def test_ready_replicas_are_read_from_the_services_endpoints_without_endpointslices(
     kube: k8s.ApiClient, service: tuple[str, str]
 ) -> None:

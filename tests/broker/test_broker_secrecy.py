@@ -6,14 +6,16 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import ALL_VALUES, VALUES, HandClock, World, serve_broker
 from prometheus_client import generate_latest
-from test_broker_http import fetch
+from support.broker_world import ALL_VALUES, VALUES, World, fetch, serve_broker
+from support.clock import HandClock
+from support.emulator import EmulatorHandle
 
-from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
 from injector.operations.wiring import BrokerSettings
+
+pytestmark = pytest.mark.cluster
 
 SETTINGS = BrokerSettings(
     cache=CacheSettings(latest_ttl=0.2, stale_for=1.5), sakura_deadline=1.0, sakura_retries=0
@@ -22,7 +24,7 @@ SETTINGS = BrokerSettings(
 
 async def test_values_only_in_the_authorized_answer(
     world: World,
-    emulator: tuple[Emulator, str],
+    emulator: EmulatorHandle,
     tls_files: tuple[Path, Path, bytes],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -33,7 +35,7 @@ async def test_values_only_in_the_authorized_answer(
     everything = [{"name": n, "version": None} for n in VALUES]
     refusals = []
     clock = HandClock()
-    with serve_broker(emulator[1], tls_files, SETTINGS, cache_clock=clock) as broker:
+    with serve_broker(emulator.url, tls_files, SETTINGS, cache_clock=clock) as broker:
         ok = await fetch(
             broker, token_a, [{"name": "db", "version": 1}, {"name": "api", "version": None}]
         )
@@ -48,7 +50,7 @@ async def test_values_only_in_the_authorized_answer(
         refusals.append(await fetch(broker, token_a, [], body=b'{"vault_id": 1}'))  # 400
         rewarm = await fetch(broker, token_a, [{"name": "api", "version": None}])
         assert rewarm.status_code == 200
-        emulator[0].knobs.set_faults([Fault(503, 1.0)])
+        emulator.knobs.set_faults([Fault(503, 1.0)])
         clock.now += 0.3  # past the TTL
         stale = await fetch(broker, token_a, [{"name": "api", "version": None}])  # stale 200
         assert stale.status_code == 200

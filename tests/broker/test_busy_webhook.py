@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import VALUES, VAULT, World, sakura_config
+import pytest
 from prometheus_client import CollectorRegistry
+from support.broker_world import VALUES, VAULT, World, sakura_config
+from support.emulator import EmulatorHandle
 
 from contract import template_tokens
-from emulator.app import Emulator
 from injector.kube import api_client as kube_api_client
 from injector.operations.reviews import pod_create_review
 from injector.operations.wiring import build_broker
@@ -32,6 +33,8 @@ from injector.serving.tls import ReloadingTLS
 from injector.webhook.admission import MAX_VALUES
 from injector.webhook.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
 from injector.webhook.settings import WebhookSettings
+
+pytestmark = pytest.mark.cluster
 
 P = "sakura-secrets.io/"
 REVIEWS = 12
@@ -94,12 +97,12 @@ def largest_review(namespace: str, uid: str) -> bytes:
 
 
 async def test_health_and_broker_answer_while_the_largest_reviews_are_worked_on(
-    world: World, emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes]
+    world: World, emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes]
 ) -> None:
     token = world.token(world.ns_a, "app")
     bodies = [largest_review(world.ns_a, f"big-{i}") for i in range(REVIEWS)]
     fetch = json.dumps({"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]})
-    with serve_injector(emulator[1], tls_files) as (url, broker_url, context):
+    with serve_injector(emulator.url, tls_files) as (url, broker_url, context):
         async with httpx.AsyncClient(verify=context, timeout=120) as http:
 
             async def broker_fetch() -> None:

@@ -11,27 +11,16 @@ import asyncio
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from unit_fakes import A, B, Clock, FakeSakura
+from support.broker_fakes import A, B, FakeSakura, cache
+from support.clock import HandClock
 
 from injector.broker.cache import CacheMetrics, CacheSettings, SecretCache, SecretsUnavailable
 from injector.broker.inventory import VaultInventory
 from sakura import Crowded, NotFound, Throttled, Unauthorized, Unavailable, Unveiled
 
 
-def cache(
-    sakura: FakeSakura, clock: Clock, registry: CollectorRegistry | None = None, **settings: float
-) -> SecretCache:
-    defaults = {"latest_ttl": 30.0, "stale_for": 300.0, "retry_after": 10.0}
-    return SecretCache(
-        sakura,
-        settings=CacheSettings(**{**defaults, **settings}),  # type: ignore[arg-type]
-        registry=CollectorRegistry() if registry is None else registry,
-        clock=clock,
-    )
-
-
 async def test_the_latest_value_is_kept_per_vault() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     assert (await secrets.read(A, "db")).value == "a-db-2"
     assert (await secrets.read(B, "db")).value == "b-db-1"  # never vault A's copy
@@ -40,7 +29,7 @@ async def test_the_latest_value_is_kept_per_vault() -> None:
 
 
 async def test_a_pinned_version_is_kept_per_vault_and_version_for_good() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     assert (await secrets.read(A, "db", 1)).value == "a-db-1"
     assert (await secrets.read(A, "db", 2)).value == "a-db-2"
@@ -51,7 +40,7 @@ async def test_a_pinned_version_is_kept_per_vault_and_version_for_good() -> None
 
 
 async def test_a_latest_read_also_pins_its_version() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     latest = await secrets.read(A, "db")
     assert (latest.name, latest.version, latest.value) == ("db", 2, "a-db-2")
@@ -60,7 +49,7 @@ async def test_a_latest_read_also_pins_its_version() -> None:
 
 
 async def test_the_latest_value_is_read_again_after_latest_ttl() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock, latest_ttl=30)
     await secrets.read(A, "db")
     sakura.values[(A, "db")].append("a-db-3")
@@ -72,7 +61,7 @@ async def test_the_latest_value_is_read_again_after_latest_ttl() -> None:
 
 
 async def test_an_answer_for_another_version_or_name_is_not_served() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     sakura.answer_as = Unveiled("db", 2, "a-db-2")
     with pytest.raises(SecretsUnavailable) as caught:
@@ -89,7 +78,7 @@ async def test_an_answer_for_another_version_or_name_is_not_served() -> None:
 
 
 async def test_concurrent_reads_of_one_secret_share_one_call() -> None:
-    sakura, clock, registry = FakeSakura(), Clock(), CollectorRegistry()
+    sakura, clock, registry = FakeSakura(), HandClock(), CollectorRegistry()
     secrets = cache(sakura, clock, registry)
     sakura.gate = asyncio.Event()
     reads = [asyncio.ensure_future(secrets.read(A, "db")) for _ in range(5)]
@@ -104,7 +93,7 @@ async def test_concurrent_reads_of_one_secret_share_one_call() -> None:
 
 
 async def test_when_sakura_fails_a_recent_copy_is_served_then_sakura_is_left_alone() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock, latest_ttl=30, stale_for=300, retry_after=10)
     await secrets.read(A, "db")
     sakura.fail = Unavailable("HTTP 503")
@@ -120,7 +109,7 @@ async def test_when_sakura_fails_a_recent_copy_is_served_then_sakura_is_left_alo
 
 
 async def test_sakuras_retry_after_sets_the_quiet_period_and_the_503s() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db")
     sakura.fail = Throttled("slow down", retry_after=20)
@@ -143,7 +132,7 @@ async def test_sakuras_retry_after_sets_the_quiet_period_and_the_503s() -> None:
 
 
 async def test_no_copy_older_than_stale_for_is_served() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock, latest_ttl=30, stale_for=300)
     await secrets.read(A, "db")
     sakura.fail = Unavailable("HTTP 503")
@@ -159,7 +148,7 @@ async def test_no_copy_older_than_stale_for_is_served() -> None:
 
 
 async def test_a_pinned_version_never_falls_back_to_the_latest_copy() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db")
     sakura.fail = Unavailable("HTTP 503")
@@ -168,7 +157,7 @@ async def test_a_pinned_version_never_falls_back_to_the_latest_copy() -> None:
 
 
 async def test_not_found_is_raised_and_drops_the_latest_copy() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db")
     del sakura.values[(A, "db")]
@@ -208,7 +197,7 @@ def _samples(registry: CollectorRegistry) -> dict[str, float]:
 
 
 async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
-    sakura, clock, registry = FakeSakura(), Clock(), CollectorRegistry()
+    sakura, clock, registry = FakeSakura(), HandClock(), CollectorRegistry()
     secrets = cache(sakura, clock, registry)
     await secrets.read(A, "db")  # miss, ok
     await secrets.read(A, "db")  # hit
@@ -248,7 +237,7 @@ async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
 
 
 async def test_every_path_answers_the_name_and_the_version_it_holds() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # miss
     assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")  # hit
@@ -260,7 +249,7 @@ async def test_every_path_answers_the_name_and_the_version_it_holds() -> None:
 
 
 async def test_a_first_read_of_a_missing_secret_is_not_found() -> None:
-    secrets = cache(FakeSakura(), Clock())
+    secrets = cache(FakeSakura(), HandClock())
     with pytest.raises(NotFound):
         await secrets.read(A, "nope")
     with pytest.raises(NotFound):
@@ -270,7 +259,7 @@ async def test_a_first_read_of_a_missing_secret_is_not_found() -> None:
 async def test_the_stale_serve_is_logged_without_the_value(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db")
     sakura.fail = Unavailable("HTTP 503")
@@ -285,7 +274,7 @@ async def test_the_stale_serve_is_logged_without_the_value(
 
 
 async def test_at_the_staleness_bound_the_quiet_copy_is_still_served_without_a_call() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock, latest_ttl=30, stale_for=300, retry_after=10)
     await secrets.read(A, "db")
     sakura.fail = Unavailable("HTTP 503")
@@ -297,7 +286,7 @@ async def test_at_the_staleness_bound_the_quiet_copy_is_still_served_without_a_c
 
 
 async def test_the_oldest_entries_are_pushed_out_first() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     sakura.values.update({(A, n): [f"a-{n}-1"] for n in ("x", "y", "z")})
     secrets = cache(sakura, clock, latest_entries=2, pinned_entries=2)
     for name in ("x", "y"):
@@ -328,7 +317,7 @@ def _reads(registry: CollectorRegistry, outcome: str) -> float:
 
 
 async def test_a_pinned_read_is_checked_against_the_listing_in_the_callers_turn() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     assert await secrets.read(A, "db", 1, tenant="shop") == Unveiled("db", 1, "a-db-1")
     assert sakura.tenants == [("list", "shop"), ("unveil", "shop")]
@@ -341,7 +330,7 @@ async def test_a_pinned_read_is_checked_against_the_listing_in_the_callers_turn(
 
 
 async def test_a_version_past_the_latest_costs_one_listing_then_nothing_for_a_while() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     registry = CollectorRegistry()
     secrets = cache(sakura, clock, registry)
     for version in (3, 4, 3):
@@ -360,7 +349,7 @@ async def test_a_version_past_the_latest_costs_one_listing_then_nothing_for_a_wh
 
 
 async def test_a_secret_unveil_found_missing_is_remembered_for_its_vault_only() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     sakura.values[(A, "gone")] = ["x"]
     del sakura.values[(A, "gone")]
@@ -376,7 +365,7 @@ async def test_a_secret_unveil_found_missing_is_remembered_for_its_vault_only() 
 
 
 async def test_a_crowded_namespace_gets_a_429_with_the_limiters_retry_after() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     registry = CollectorRegistry()
     secrets = cache(sakura, clock, registry)
     sakura.fail = Crowded("full", retry_after=7.2, waiting=10)
@@ -397,7 +386,7 @@ async def test_a_crowded_namespace_gets_a_429_with_the_limiters_retry_after() ->
 
 
 async def test_a_crowded_namespace_is_served_a_recent_copy_and_sakura_is_not_left_alone() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db")
     clock.now += 31
@@ -410,7 +399,7 @@ async def test_a_crowded_namespace_is_served_a_recent_copy_and_sakura_is_not_lef
 
 
 async def test_a_rejected_key_is_its_own_refusal_and_outcome() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     registry = CollectorRegistry()
     secrets = cache(sakura, clock, registry, retry_after=12.0)
     sakura.fail = Unauthorized("HTTP 401 bad key")
@@ -438,7 +427,7 @@ def test_unavailable_is_a_plain_503_unless_told() -> None:
 
 async def test_a_listing_that_shows_the_version_is_trusted_for_its_whole_ttl() -> None:
     """Only a listing that lacks the version is re-read after the negative TTL (10 s)."""
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db", 1)
     clock.now += 11  # past the negative TTL, within the listing's 30 s
@@ -448,7 +437,7 @@ async def test_a_listing_that_shows_the_version_is_trusted_for_its_whole_ttl() -
 
 
 async def test_the_inventory_shared_with_admission_serves_the_cache() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     shared = VaultInventory(sakura, clock=clock)
     await shared.latest(A)  # e.g. the admission check listed the vault
     secrets = SecretCache(sakura, registry=CollectorRegistry(), inventory=shared, clock=clock)
@@ -473,7 +462,7 @@ def test_without_a_registry_the_metrics_go_to_the_process_wide_one() -> None:
 
 async def test_a_pinned_copy_is_served_while_one_listing_per_lifetime_shows_it() -> None:
     """Case 7 of issue 15: one listing per vault and lifetime confirms every pinned copy."""
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     sakura.values[(A, "api")] = ["a-api-1"]
     registry = CollectorRegistry()
     secrets = cache(sakura, clock, registry)
@@ -493,7 +482,7 @@ async def test_a_pinned_copy_is_served_while_one_listing_per_lifetime_shows_it()
 
 
 async def test_a_deleted_secrets_pinned_copies_are_dropped_once_a_listing_lacks_it() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db")  # the latest (2), pinned too
     await secrets.read(A, "db", 1)
@@ -516,7 +505,7 @@ async def test_a_deleted_secrets_pinned_copies_are_dropped_once_a_listing_lacks_
 
 
 async def test_a_re_created_secret_whose_latest_went_down_loses_its_copies() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     sakura.values[(A, "db")] = ["old-1", "old-2", "old-3"]
     await secrets.read(A, "db", 1)  # listed: latest 3
@@ -536,7 +525,7 @@ async def test_a_re_created_secret_whose_latest_went_down_loses_its_copies() -> 
 
 
 async def test_a_listing_that_grew_is_the_mark_a_later_one_must_not_fall_below() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db", 1)  # latest 2
     sakura.values[(A, "db")].extend(["a-db-3", "a-db-4"])
@@ -548,7 +537,7 @@ async def test_a_listing_that_grew_is_the_mark_a_later_one_must_not_fall_below()
 
 
 async def test_a_vault_gone_from_sakura_drops_the_copy_and_is_not_found() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     registry = CollectorRegistry()
     secrets = cache(sakura, clock, registry)
     await secrets.read(A, "db", 1)
@@ -565,7 +554,7 @@ async def test_a_vault_gone_from_sakura_drops_the_copy_and_is_not_found() -> Non
 
 
 async def test_when_the_listing_fails_a_recently_confirmed_copy_is_served_then_left_alone() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     registry = CollectorRegistry()
     secrets = cache(sakura, clock, registry, stale_for=100, retry_after=10)
     await secrets.read(A, "db", 1)
@@ -592,7 +581,7 @@ async def test_when_the_listing_fails_a_recently_confirmed_copy_is_served_then_l
 
 
 async def test_a_crowded_namespace_is_served_a_confirmed_pinned_copy() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db", 1)
     sakura.fail = Crowded("too many waiting", waiting=10, retry_after=3)
@@ -603,7 +592,7 @@ async def test_a_crowded_namespace_is_served_a_confirmed_pinned_copy() -> None:
 
 
 async def test_a_copy_read_again_while_the_listing_is_awaited_is_not_overwritten() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db")  # a-db-2, pinned as db@2 too
     clock.now += 30
@@ -618,7 +607,7 @@ async def test_a_copy_read_again_while_the_listing_is_awaited_is_not_overwritten
 
 
 async def test_a_copy_dropped_while_the_listing_is_awaited_is_read_again() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock, pinned_entries=1)
     await secrets.read(A, "db", 1)
     clock.now += 30
@@ -632,7 +621,7 @@ async def test_a_copy_dropped_while_the_listing_is_awaited_is_read_again() -> No
 
 
 async def test_a_secret_newer_than_the_held_listing_is_kept_at_the_version_read() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db", 1)  # the listing: db only
     sakura.values[(A, "new")] = ["new-1"]
@@ -647,7 +636,7 @@ async def test_a_secret_newer_than_the_held_listing_is_kept_at_the_version_read(
 
 
 async def test_at_the_end_of_the_quiet_period_the_listing_confirms_without_an_unveil() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock, retry_after=10)
     await secrets.read(A, "db", 1)
     sakura.fail = Unavailable("HTTP 503")
@@ -660,7 +649,7 @@ async def test_at_the_end_of_the_quiet_period_the_listing_confirms_without_an_un
 
 
 async def test_a_listing_newer_than_the_copy_is_trusted_without_asking_again() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db", 1)  # listed and read at the same instant
     del sakura.values[(A, "db")]
@@ -671,7 +660,7 @@ async def test_a_listing_newer_than_the_copy_is_trusted_without_asking_again() -
 
 
 async def test_a_copy_newer_than_the_listing_is_dropped_when_a_newer_listing_lacks_it_too() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
     await secrets.read(A, "db", 1)  # the listing: db only
     sakura.values[(A, "new")] = ["new-1"]

@@ -5,7 +5,7 @@ test_broker_admission.py runs it against the local cluster's RBAC (and as a subp
 
 from __future__ import annotations
 
-from unit_fakes import A, B, RecordingReviews
+from support.broker_fakes import A, B, RecordingReviews
 
 from injector.broker.access import AccessReviewer
 from injector.broker.can_i import run_can_i

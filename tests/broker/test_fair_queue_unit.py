@@ -14,15 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from unit_fakes import Clock
+from support.clock import HandClock
 
 from injector.fair_queue import SMOOTHING, FairQueue, Overloaded
 
 
-def queue(clock: Clock | None = None, **kw: Any) -> FairQueue:
+def queue(clock: HandClock | None = None, **kw: Any) -> FairQueue:
     args: dict[str, Any] = {"workers": 1, "waiting_per_key": 8, "max_waiting": 32}
     args.update(kw)
-    return FairQueue("turns", clock=clock or Clock(), **args)
+    return FairQueue("turns", clock=clock or HandClock(), **args)
 
 
 class Gate:
@@ -143,7 +143,7 @@ async def test_a_full_lane_and_a_full_queue_refuse_at_once() -> None:
 async def test_a_job_that_cannot_meet_its_deadline_is_shed_on_arrival() -> None:
     """With one worker busy and lanes a: 3, b: 1 waiting, a job of b has b's 1 and one of a's
     ahead of it (round-robin) and the running one: it is done after 4 + 1 costs."""
-    clock = Clock()
+    clock = HandClock()
     turns, gate = queue(clock, expected_cost=2.0), Gate()
     tasks = [await started(turns, "a", gate)]
     tasks += [await started(turns, "a", lambda: "a") for _ in range(3)]
@@ -159,7 +159,7 @@ async def test_a_job_that_cannot_meet_its_deadline_is_shed_on_arrival() -> None:
 
 
 async def test_the_estimate_counts_workers_and_the_lanes_own_backlog() -> None:
-    clock = Clock()
+    clock = HandClock()
     turns, gates = queue(clock, workers=2, expected_cost=1.0), [Gate(), Gate()]
     tasks = [await started(turns, key, gate) for key, gate in zip("ab", gates, strict=True)]
     tasks += [await started(turns, "a", lambda: "a") for _ in range(2)]
@@ -174,7 +174,7 @@ async def test_the_estimate_counts_workers_and_the_lanes_own_backlog() -> None:
 
 
 async def test_an_idle_queue_expects_one_cost() -> None:
-    clock = Clock()
+    clock = HandClock()
     turns = queue(clock, expected_cost=1.0)
     with pytest.raises(Overloaded):
         await turns.run("a", lambda: 1, deadline=clock.now + 0.99)
@@ -182,7 +182,7 @@ async def test_an_idle_queue_expects_one_cost() -> None:
 
 
 async def test_a_job_whose_turn_comes_too_late_is_shed_without_running() -> None:
-    clock = Clock()
+    clock = HandClock()
     turns, gate, order = queue(clock, expected_cost=1.0), Gate(), []
     first = await started(turns, "a", gate)
     late = asyncio.ensure_future(turns.run("b", recorder(order, "late"), deadline=clock.now + 3))
@@ -199,7 +199,7 @@ async def test_a_job_whose_turn_comes_too_late_is_shed_without_running() -> None
 
 
 async def test_the_cost_is_a_smoothed_mean_of_the_jobs_durations() -> None:
-    clock = Clock()
+    clock = HandClock()
     turns = queue(clock, expected_cost=1.0)
     assert turns.cost == 1.0 and SMOOTHING == 0.2
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from unit_fakes import A, B, Clock, FakeSakura
+from support.broker_fakes import A, B, FakeSakura
+from support.clock import HandClock
 
 from injector.broker.inventory import VaultInventory
 from sakura import NotFound
@@ -18,7 +19,7 @@ from sakura import NotFound
 START = 1000.0
 
 
-def inventory(sakura: FakeSakura, clock: Clock, **settings: float) -> VaultInventory:
+def inventory(sakura: FakeSakura, clock: HandClock, **settings: float) -> VaultInventory:
     return VaultInventory(sakura, clock=clock, **settings)  # type: ignore[arg-type]
 
 
@@ -47,7 +48,7 @@ def same(error: NotFound | None) -> tuple[str, str, str, int | None, str] | None
 
 
 async def test_a_listing_serves_for_ttl_then_sakura_is_asked_again() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30)
     assert await vaults.latest(A) == {"db": 2}
     sakura.values[(A, "db")].append("a-db-3")
@@ -60,7 +61,7 @@ async def test_a_listing_serves_for_ttl_then_sakura_is_asked_again() -> None:
 
 
 async def test_the_default_ttl_is_30_seconds() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = VaultInventory(sakura, clock=clock)
     await vaults.latest(A)
     clock.now = START + 29.9
@@ -72,7 +73,7 @@ async def test_the_default_ttl_is_30_seconds() -> None:
 
 
 async def test_max_age_asks_for_a_younger_listing_but_never_stretches_ttl() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30)
     await vaults.latest(A)
     clock.now = START + 4.9
@@ -87,14 +88,14 @@ async def test_max_age_asks_for_a_younger_listing_but_never_stretches_ttl() -> N
 
 
 async def test_sakura_is_asked_in_the_callers_turn() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock)
     await vaults.latest(A, tenant="team-a")
     assert sakura.tenants == [("list", "team-a")]
 
 
 async def test_listing_gives_the_held_listing_and_its_age_until_ttl_and_never_asks_sakura() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30)
     assert vaults.listing(A) is None
     await vaults.latest(A)
@@ -107,7 +108,7 @@ async def test_listing_gives_the_held_listing_and_its_age_until_ttl_and_never_as
 
 
 async def test_concurrent_askers_of_one_vault_share_one_listing_and_vaults_never_share() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock)
     sakura.list_gate = asyncio.Event()
     a_askers = [asyncio.ensure_future(vaults.latest(A)) for _ in range(3)]
@@ -120,7 +121,7 @@ async def test_concurrent_askers_of_one_vault_share_one_listing_and_vaults_never
 
 
 async def test_a_missing_vault_is_remembered_for_negative_ttl_then_sakura_is_asked_again() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30, negative_ttl=10)
     sakura.fail = vault_missing(A)
     with pytest.raises(NotFound) as first:
@@ -143,7 +144,7 @@ async def test_a_missing_vault_is_remembered_for_negative_ttl_then_sakura_is_ask
 
 
 async def test_a_vault_reported_missing_drops_its_listing() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock)
     await vaults.latest(A)
     await vaults.latest(B)
@@ -159,7 +160,7 @@ async def test_a_vault_reported_missing_drops_its_listing() -> None:
 
 
 async def test_a_missing_secret_is_remembered_per_vault_for_negative_ttl() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30, negative_ttl=10)
     gone = secret_missing("gone", status=None)
     vaults.note_missing(A, gone)
@@ -177,7 +178,7 @@ async def test_a_missing_secret_is_remembered_per_vault_for_negative_ttl() -> No
 
 async def test_a_missing_version_reported_is_not_remembered_on_its_own() -> None:
     """Versions are judged from a listing: the secret's other versions still exist."""
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock)
     vaults.note_missing(A, NotFound("no version 7", kind="version", name="db@7"))
     assert vaults.known_missing(A, "db", 7) is None
@@ -185,7 +186,7 @@ async def test_a_missing_version_reported_is_not_remembered_on_its_own() -> None
 
 
 async def test_a_young_listing_tells_what_is_missing_until_negative_ttl() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30, negative_ttl=10)
     await vaults.latest(A)
     clock.now = START + 9.4
@@ -215,7 +216,7 @@ async def test_a_young_listing_tells_what_is_missing_until_negative_ttl() -> Non
 
 
 async def test_a_later_listing_corrects_what_was_remembered_missing_in_its_vault_only() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock)
     vaults.note_missing(A, secret_missing("new"))
     vaults.note_missing(B, secret_missing("new"))
@@ -230,7 +231,7 @@ async def test_a_later_listing_corrects_what_was_remembered_missing_in_its_vault
 async def test_a_listing_that_lands_after_the_vault_was_reported_missing_is_the_latest_word() -> (
     None
 ):
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock)
     sakura.list_gate = asyncio.Event()
     asking = asyncio.ensure_future(vaults.latest(A))
@@ -248,7 +249,7 @@ def vault(number: int) -> str:
 
 
 async def test_at_most_max_vaults_listings_are_held_the_oldest_listing_pushed_out() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30, max_vaults=2)
     await vaults.latest(A)
     clock.now = START + 10
@@ -264,7 +265,7 @@ async def test_at_most_max_vaults_listings_are_held_the_oldest_listing_pushed_ou
 
 
 async def test_the_default_bound_is_256_listings() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = VaultInventory(sakura, clock=clock)
     for number in range(1, 257):
         await vaults.latest(vault(number))
@@ -275,7 +276,7 @@ async def test_the_default_bound_is_256_listings() -> None:
 
 
 async def test_at_most_max_vaults_missing_vaults_are_remembered_the_oldest_forgotten() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, ttl=30, negative_ttl=10, max_vaults=2)
     vaults.note_missing(vault(1), vault_missing(vault(1)))
     vaults.note_missing(vault(2), vault_missing(vault(2)))
@@ -290,7 +291,7 @@ async def test_at_most_max_vaults_missing_vaults_are_remembered_the_oldest_forgo
 
 
 async def test_at_most_max_missing_secrets_are_remembered_the_oldest_forgotten() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, max_missing=2)
     vaults.note_missing(A, secret_missing("one"))
     vaults.note_missing(B, secret_missing("one"))
@@ -303,7 +304,7 @@ async def test_at_most_max_missing_secrets_are_remembered_the_oldest_forgotten()
 
 
 async def test_the_default_bound_is_4096_missing_secrets() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = VaultInventory(sakura, clock=clock)
     for number in range(4096):
         vaults.note_missing(A, secret_missing(f"s{number}"))
@@ -314,7 +315,7 @@ async def test_the_default_bound_is_4096_missing_secrets() -> None:
 
 
 async def test_a_listing_that_fails_otherwise_is_not_remembered() -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock)
     sakura.fail = RuntimeError("connection reset")
     with pytest.raises(RuntimeError):
@@ -344,13 +345,13 @@ async def test_a_listing_that_fails_otherwise_is_not_remembered() -> None:
 )
 def test_settings_are_checked(settings: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError) as caught:
-        inventory(FakeSakura(), Clock(), **settings)
+        inventory(FakeSakura(), HandClock(), **settings)
     assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("settings", [{"negative_ttl": 0.5}, {"ttl": 10, "negative_ttl": 10}])
 async def test_a_negative_ttl_above_0_up_to_ttl_is_accepted(settings: dict[str, float]) -> None:
-    sakura, clock = FakeSakura(), Clock()
+    sakura, clock = FakeSakura(), HandClock()
     vaults = inventory(sakura, clock, **settings)
     vaults.note_missing(A, secret_missing("gone"))
     assert vaults.known_missing(A, "gone", None) is not None

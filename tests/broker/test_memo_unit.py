@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from unit_fakes import Clock
+from support.clock import HandClock
 
 from injector.broker.memo import ExpiringMemo, SingleFlight
 
@@ -46,7 +46,7 @@ def lasting(seconds: float) -> Callable[[str], float]:
 
 
 async def test_an_answer_is_remembered_until_exactly_its_lifetime_ends() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     assert await memo.get("a", answers("a"), lasting(5)) == "answer-a-1"
     clock.now = START + 4.9
@@ -61,7 +61,7 @@ async def test_an_answer_is_remembered_until_exactly_its_lifetime_ends() -> None
 
 
 async def test_each_answer_chooses_its_lifetime() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     lifetimes = {"answer-short-1": 1.0, "answer-long-2": 60.0}
     await memo.get("short", answers("short"), lifetimes.__getitem__)
@@ -73,7 +73,7 @@ async def test_each_answer_chooses_its_lifetime() -> None:
 
 @pytest.mark.parametrize("seconds", [0.0, -1.0])
 async def test_an_answer_with_no_lifetime_is_not_remembered(seconds: float) -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     assert await memo.get("a", answers("a"), lasting(seconds)) == "answer-a-1"
     assert len(memo) == 0
@@ -82,7 +82,7 @@ async def test_an_answer_with_no_lifetime_is_not_remembered(seconds: float) -> N
 
 
 async def test_a_lifetime_under_a_second_is_remembered() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     await memo.get("a", answers("a"), lasting(0.5))
     clock.now = START + 0.4
@@ -90,7 +90,7 @@ async def test_a_lifetime_under_a_second_is_remembered() -> None:
 
 
 async def test_at_most_max_entries_the_least_recently_used_pushed_out() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(max_entries=2, clock=clock)
     await memo.get("a", answers("a"), lasting(60))
     await memo.get("b", answers("b"), lasting(60))
@@ -104,7 +104,7 @@ async def test_at_most_max_entries_the_least_recently_used_pushed_out() -> None:
 
 
 async def test_one_entry_is_a_valid_bound() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(max_entries=1, clock=clock)
     await memo.get("a", answers("a"), lasting(60))
     assert memo.peek("a") == "answer-a-1"
@@ -113,7 +113,7 @@ async def test_one_entry_is_a_valid_bound() -> None:
 
 
 async def test_the_default_bound_is_10000_entries() -> None:
-    memo: ExpiringMemo[int, int] = ExpiringMemo(clock=Clock())
+    memo: ExpiringMemo[int, int] = ExpiringMemo(clock=HandClock())
 
     def value(number: int) -> Callable[[], Any]:
         async def compute() -> int:
@@ -138,7 +138,7 @@ def test_the_bound_is_checked(bound: int) -> None:
 
 
 async def test_forget_drops_one_answer() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     await memo.get("a", answers("a"), lasting(60))
     await memo.get("b", answers("b"), lasting(60))
@@ -150,7 +150,7 @@ async def test_forget_drops_one_answer() -> None:
 
 
 async def test_a_failure_is_never_remembered_and_is_shared_by_concurrent_askers() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     answers.gate, answers.fail = asyncio.Event(), RuntimeError("API server unavailable")
     askers = [asyncio.ensure_future(memo.get("a", answers("a"), lasting(60))) for _ in range(3)]
@@ -165,7 +165,7 @@ async def test_a_failure_is_never_remembered_and_is_shared_by_concurrent_askers(
 
 
 async def test_concurrent_askers_of_one_key_share_one_computation_keys_never_share() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     answers.gate = asyncio.Event()
     a_askers = [asyncio.ensure_future(memo.get("a", answers("a"), lasting(60))) for _ in range(3)]
@@ -191,7 +191,7 @@ async def test_single_flight_tells_who_shared_and_runs_again_once_done() -> None
 
 
 async def test_a_caller_going_away_cancels_nothing_for_the_others() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     answers.gate = asyncio.Event()
     leaving = asyncio.ensure_future(memo.get("a", answers("a"), lasting(60)))
@@ -208,7 +208,7 @@ async def test_a_caller_going_away_cancels_nothing_for_the_others() -> None:
 
 
 async def test_every_caller_going_away_still_lets_the_answer_be_remembered() -> None:
-    clock, answers = Clock(), Answers()
+    clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)
     answers.gate = asyncio.Event()
     leaving = asyncio.ensure_future(memo.get("a", answers("a"), lasting(60)))

@@ -14,8 +14,7 @@ import httpx
 import pytest
 from kubernetes.client.exceptions import ApiException
 from starlette.applications import Starlette
-from test_tokens_unit import TOKEN, FakeApi
-from unit_fakes import RecordingReviews
+from support.broker_fakes import TOKEN, FakeApi, RecordingReviews
 
 from contract import SecretVersion
 from contract.broker import (

@@ -15,9 +15,16 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from test_cache_unit import cache
-from test_tokens_unit import TOKEN, FakeApi, RecordingCalls
-from unit_fakes import A, Clock, FakeSakura, RecordingReviews
+from support.broker_fakes import (
+    TOKEN,
+    A,
+    FakeApi,
+    FakeSakura,
+    RecordingCalls,
+    RecordingReviews,
+    cache,
+)
+from support.clock import HandClock
 
 from contract import SecretVersion
 from contract.broker import Answer, SecretRequest
@@ -40,7 +47,7 @@ class Parts:
     """The real Broker and the fakes behind it, one set per test."""
 
     def __init__(self, grants: set[tuple[str, str]] | None = None) -> None:
-        self.clock = Clock()
+        self.clock = HandClock()
         self.api = FakeApi()
         self.reviews = RecordingReviews(
             {

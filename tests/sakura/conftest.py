@@ -1,5 +1,5 @@
 """Fixtures live in sakura_testkit (a unique module name, so no clash with other conftests)."""
 
-from sakura_testkit import emu, make_client, url
+from support.sakura_kit import emu, make_client, url
 
 __all__ = ["emu", "make_client", "url"]

@@ -19,7 +19,8 @@ from typing import Any
 import certifi
 import httpx
 import pytest
-from sakura_testkit import SECRET, TOKEN, VAULT, HandClock
+from support.clock import HandClock
+from support.sakura_kit import SECRET, TOKEN, VAULT
 
 from sakura import (
     Backoff,
@@ -152,7 +153,7 @@ async def test_each_attempt_is_bounded_by_the_timeout_or_the_time_left() -> None
         await c.list_secrets(VAULT)
     timeouts = [r.extensions["timeout"]["read"] for r in sakura.requests]
     assert timeouts[0] == 4.0
-    assert timeouts[1] == pytest.approx(10.0 - 7.0 - clock.slept[0])
+    assert timeouts[1] == pytest.approx(10.0 - 7.0 - clock.waits[0])
 
 
 async def test_list_create_delete_send_what_the_api_wants() -> None:
@@ -463,7 +464,7 @@ async def test_429_without_retry_after_backs_off_and_holds_nobody_else() -> None
     async with client(sakura, clock) as c:
         assert await c.list_vaults() == []
         assert c.limiter.next_slot_in() == 0  # no hold-off for the others
-    assert len(clock.slept) == 1 and 0.01 <= clock.slept[0] <= 0.02  # the first backoff step
+    assert len(clock.waits) == 1 and 0.01 <= clock.waits[0] <= 0.02  # the first backoff step
 
 
 async def test_429_message_and_retry_after() -> None:
@@ -487,7 +488,7 @@ async def test_a_429s_retry_after_is_waited_once_in_the_limiter_then_shared() ->
     sakura = Sakura(answer(429, {}, **{"Retry-After": "3"}), answer(200, {"Vaults": []}))
     async with client(sakura, clock) as c:
         assert await c.list_vaults() == []
-    assert clock.slept == [pytest.approx(3.0)]  # the limiter's hold-off, not a second sleep
+    assert clock.waits == [pytest.approx(3.0)]  # the limiter's hold-off, not a second sleep
 
 
 async def test_a_5xx_retry_after_replaces_the_backoff_but_holds_nobody_else() -> None:
@@ -495,7 +496,7 @@ async def test_a_5xx_retry_after_replaces_the_backoff_but_holds_nobody_else() ->
     sakura = Sakura(answer(503, {}, **{"Retry-After": "4"}), answer(200, {"Vaults": []}))
     async with client(sakura, clock) as c:
         assert await c.list_vaults() == []
-        assert clock.slept == [4.0]
+        assert clock.waits == [4.0]
         assert c.limiter.next_slot_in() == 0
 
 
@@ -507,7 +508,7 @@ async def test_a_safe_call_is_retried_up_to_max_retries() -> None:
     sakura = Sakura(answer(502, {"error": "bad gateway"}))
     async with client(sakura, clock, max_retries=3) as c:
         err = await failure(c.unveil(VAULT, "db"))
-    assert len(sakura.requests) == 4 and len(clock.slept) == 3
+    assert len(sakura.requests) == 4 and len(clock.waits) == 3
     assert str(err) == f"{READ}: Sakura failed (HTTP 502: bad gateway)"  # no deadline note
 
 
@@ -525,7 +526,7 @@ async def test_the_backoff_doubles_between_attempts() -> None:
     async with client(sakura, clock, max_retries=4, backoff=backoff, deadline=60.0) as c:
         await failure(c.list_vaults())
     steps = [1.0, 2.0, 4.0, 4.0]
-    assert [s / 2 <= got <= s for s, got in zip(steps, clock.slept, strict=True)] == [True] * 4
+    assert [s / 2 <= got <= s for s, got in zip(steps, clock.waits, strict=True)] == [True] * 4
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 501])
@@ -570,7 +571,7 @@ async def test_timeouts_of_a_safe_call_are_retried() -> None:
     sakura = Sakura(httpx.ReadTimeout("slow"), TimeoutError(), answer(200, {"Vaults": []}))
     async with client(sakura, clock, timeout=3.0) as c:
         assert await c.list_vaults() == []
-    assert len(sakura.requests) == 3 and len(clock.slept) == 2
+    assert len(sakura.requests) == 3 and len(clock.waits) == 2
 
 
 async def test_a_timeout_when_the_deadline_cut_it_short_reports_the_failure_before_it() -> None:
@@ -605,7 +606,7 @@ async def test_a_retry_that_would_pass_the_deadline_is_not_waited_for() -> None:
     sakura = Sakura(answer(503, {}, **{"Retry-After": "9"}))
     async with client(sakura, clock, deadline=9.0) as c:
         err = await failure(c.unveil(VAULT, "db"))
-    assert clock.slept == [] and len(sakura.requests) == 1
+    assert clock.waits == [] and len(sakura.requests) == 1
     assert str(err) == (
         f"{READ}: Sakura failed (HTTP 503) (gave up after 1 attempts: the next retry in 9s "
         "would pass the 9s deadline)"
@@ -617,7 +618,7 @@ async def test_a_retry_just_within_the_deadline_is_waited_for() -> None:
     sakura = Sakura(answer(503, {}, **{"Retry-After": "8.9"}), answer(200, {"Vaults": []}))
     async with client(sakura, clock, deadline=9.0) as c:
         assert await c.list_vaults() == []
-    assert clock.slept == [8.9]
+    assert clock.waits == [8.9]
 
 
 async def test_a_late_wake_up_past_the_deadline_sends_nothing_more() -> None:
@@ -673,7 +674,7 @@ async def test_no_slot_within_the_deadline_is_throttled_at_once_by_the_client() 
         "listing vaults: the client-side rate limit (30/min, or a Retry-After from Sakura) "
         "leaves no slot within the 1.5s deadline; the next is in 2s"
     )
-    assert clock.slept == [] and len(sakura.requests) == 1
+    assert clock.waits == [] and len(sakura.requests) == 1
 
 
 async def test_a_crowded_tenant_is_refused_naming_the_operation() -> None:
@@ -694,7 +695,7 @@ async def test_a_crowded_tenant_is_refused_naming_the_operation() -> None:
 
 
 async def test_the_default_limiter_runs_on_the_clients_clock() -> None:
-    clock = HandClock()
+    clock = HandClock(0.0)
     c = SakuraClient(
         SakuraConfig(TOKEN, SECRET, base_url=BASE),
         transport=httpx.MockTransport(Sakura(answer(200, {"Vaults": []}))),
@@ -705,7 +706,7 @@ async def test_the_default_limiter_runs_on_the_clients_clock() -> None:
         assert (c.limiter.per_minute, c.limiter.burst) == (90, 5)
         for _ in range(6):
             await c.list_vaults()
-    assert clock.slept == [pytest.approx(60 / 90)]  # the sixth call waited for its slot
+    assert clock.waits == [pytest.approx(60 / 90)]  # the sixth call waited for its slot
 
 
 async def test_a_retry_is_logged_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
@@ -794,7 +795,7 @@ async def test_the_default_backoff_is_the_sdks() -> None:
     )
     async with c:
         assert await c.list_vaults() == []
-    assert len(clock.slept) == 1 and 0.5 <= clock.slept[0] <= 1.0  # the first step of 1 s
+    assert len(clock.waits) == 1 and 0.5 <= clock.waits[0] <= 1.0  # the first step of 1 s
 
 
 async def test_only_the_credentials_are_scrubbed_from_a_reads_error() -> None:
@@ -808,7 +809,7 @@ async def test_waking_exactly_at_the_deadline_sends_nothing_more() -> None:
     start = clock.now
 
     async def to_the_deadline(seconds: float) -> None:
-        clock.slept.append(seconds)
+        clock.waits.append(seconds)
         clock.now = start + 1.5
 
     sakura = Sakura(answer(503))
@@ -830,7 +831,7 @@ async def test_a_timeout_with_exactly_a_whole_attempt_left_is_its_own_failure() 
     sakura = Sakura(answer(503, {}, **{"Retry-After": "0"}), httpx.ReadTimeout("slow"))
     async with client(sakura, clock, deadline=5.0, timeout=5.0, max_retries=1) as c:
         err = await failure(c.unveil(VAULT, "db"))
-    assert clock.slept == [0.0]
+    assert clock.waits == [0.0]
     assert str(err) == f"{READ}: Sakura did not answer within 5s"
 
 
@@ -849,7 +850,7 @@ async def test_a_429s_wait_is_spent_in_the_limiters_line() -> None:
     sakura = Sakura(answer(429, {}, **{"Retry-After": "3"}), answer(200, {"Secrets": []}))
     async with client(sakura, clock, limiter=limiter) as c:
         assert await c.list_secrets(VAULT, tenant="ns") == []
-    assert in_line == [1] and clock.slept == [pytest.approx(3.0)]
+    assert in_line == [1] and clock.waits == [pytest.approx(3.0)]
 
 
 async def test_telling_a_missing_version_is_the_callers_read_too() -> None:

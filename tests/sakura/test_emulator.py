@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sakura_testkit import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
+from support.sakura_kit import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
 
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from emulator.store import MAX_VALUE_BYTES

@@ -9,7 +9,7 @@ overfills, a cancelled wait gives its slot back.
 from __future__ import annotations
 
 import pytest
-from sakura_testkit import HandClock
+from support.clock import HandClock
 
 from sakura import RateLimiter
 from sakura.ratelimit import DEFAULT_BURST, DEFAULT_PER_MINUTE

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from sakura_testkit import (
+from support.clock import HandClock
+from support.sakura_kit import (
     API_JSON,
     DB_PASSWORD_V1,
     DB_PASSWORD_V2,
@@ -20,7 +21,6 @@ from sakura_testkit import (
     SECRET,
     TOKEN,
     VAULT,
-    HandClock,
     MakeClient,
 )
 
@@ -118,7 +118,7 @@ async def test_429_retry_after_is_honoured(make_client: MakeClient, emu: Emulato
         got = await c.unveil(VAULT, "db-password", 1)
     assert got.value == DB_PASSWORD_V1
     assert emu.knobs.statuses[429] == 1 and emu.knobs.calls["unveil"] == 4
-    assert clock.slept == [pytest.approx(1.0)]  # Retry-After: 1, not the 20 ms backoff
+    assert clock.waits == [pytest.approx(1.0)]  # Retry-After: 1, not the 20 ms backoff
 
 
 async def test_a_429_holds_back_every_caller_sharing_the_limiter(
@@ -137,10 +137,10 @@ async def test_a_429_holds_back_every_caller_sharing_the_limiter(
         await a.unveil(VAULT, "api")  # the window is full
         with pytest.raises(Throttled) as refused:
             await a.unveil(VAULT, "db-password", 1)  # 429, Retry-After: 2; a does not retry
-        assert refused.value.retry_after == 2 and clock.slept == []
+        assert refused.value.retry_after == 2 and clock.waits == []
         second = await b.unveil(VAULT, "api")  # waits out a's Retry-After, then sends once
     assert second.name == "api"
-    assert clock.slept == [pytest.approx(2.0)]  # b's wait in the shared limiter
+    assert clock.waits == [pytest.approx(2.0)]  # b's wait in the shared limiter
     assert emu.knobs.statuses[429] == 1  # b never spent a request on a certain 429
     assert emu.knobs.calls["unveil"] == 4
 
@@ -155,7 +155,7 @@ async def test_429_beyond_the_deadline_is_throttled_at_once(
         await c.unveil(VAULT, "db-password")
         with pytest.raises(Throttled) as err:
             await c.unveil(VAULT, "db-password")
-    assert clock.slept == []  # not the 30 s wait, nor any part of it
+    assert clock.waits == []  # not the 30 s wait, nor any part of it
     assert err.value.retry_after == 30 and err.value.status == 429
     assert "Sakura asks to retry after 30s" in str(err.value)
     assert "gave up after 1 attempts: the next retry in 30s would pass the 2s deadline" in str(
@@ -204,9 +204,9 @@ async def test_permanent_faults_end_within_the_deadline(
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
     attempts = gave_up_after(str(err.value), "1s")
-    assert attempts >= 3 and len(clock.slept) == attempts - 1  # a backoff wait between them
+    assert attempts >= 3 and len(clock.waits) == attempts - 1  # a backoff wait between them
     assert emu.knobs.calls["unveil"] in (attempts - 1, attempts)
-    assert sum(clock.slept) < 1.0  # every wait within the 1 s deadline
+    assert sum(clock.waits) < 1.0  # every wait within the 1 s deadline
     assert "HTTP 503" in str(err.value) and "injected fault" in str(err.value)
     assert "db-password" in str(err.value)
 
@@ -226,7 +226,7 @@ async def test_slow_answers_time_out(make_client: MakeClient, emu: Emulator) -> 
         with pytest.raises(Unavailable) as err:
             await c.unveil(VAULT, "db-password")
     attempts = gave_up_after(str(err.value), "0.5s")
-    assert attempts >= 2 and len(clock.slept) == attempts - 1  # a safe read's timeouts retried
+    assert attempts >= 2 and len(clock.waits) == attempts - 1  # a safe read's timeouts retried
     assert emu.knobs.calls["unveil"] in (attempts - 1, attempts)
     assert "reading secret 'db-password' from vault 110000000001" in str(err.value)
     assert "Sakura did not answer within 0.1s" in str(err.value)
@@ -267,8 +267,8 @@ async def test_unreachable_endpoint(make_client: MakeClient) -> None:
             await c.list_vaults()
     assert "listing vaults: cannot reach http://127.0.0.1:9 (ConnectError: " in str(err.value)
     attempts = gave_up_after(str(err.value), "0.5s")
-    assert attempts >= 2 and len(clock.slept) == attempts - 1
-    assert sum(clock.slept) < 0.5  # retried within the deadline
+    assert attempts >= 2 and len(clock.waits) == attempts - 1
+    assert sum(clock.waits) < 0.5  # retried within the deadline
 
 
 async def test_shared_limiter_paces_and_bounds_by_deadline(
@@ -284,9 +284,9 @@ async def test_shared_limiter_paces_and_bounds_by_deadline(
         clock.now += 0.25
         with pytest.raises(Throttled) as err:
             await b.unveil(VAULT, "api")  # the next slot is 0.75 s away: past b's deadline
-        assert clock.slept == []  # refused at once, not after the wait
+        assert clock.waits == []  # refused at once, not after the wait
         assert await a.unveil(VAULT, "api")  # a, with the default 5 s deadline, waits for it
-    assert clock.slept == [pytest.approx(0.75)]
+    assert clock.waits == [pytest.approx(0.75)]
     assert err.value.status is None
     assert err.value.retry_after == pytest.approx(0.75)
     assert (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sakura_testkit import HandClock
+from support.clock import HandClock
 
 from sakura import Crowded, RateLimiter
 
@@ -183,11 +183,11 @@ async def test_max_wait_and_crowded_count_a_part_filled_slot() -> None:
 async def test_a_call_that_is_not_served_within_max_wait_leaves_the_line() -> None:
     """A 429's hold-off arrives while the call waits and pushes its slot past `max_wait`: the
     call waits out `max_wait` on the limiter's own clock, no longer, and leaves its line."""
-    clock = HandClock()
+    clock = HandClock(0.0)
     limiter: RateLimiter
 
     async def sleep(seconds: float) -> None:
-        if not clock.slept:
+        if not clock.waits:
             limiter.hold_off(10.0)  # Sakura's 429 + Retry-After: 10, during the first nap
         await clock.sleep(seconds)
 
@@ -195,7 +195,7 @@ async def test_a_call_that_is_not_served_within_max_wait_leaves_the_line() -> No
     assert limiter.reserve() == 0
     # wait_for: a limiter that never gives up fails here instead of hanging the suite
     assert await asyncio.wait_for(limiter.acquire(max_wait=2.5, tenant="a"), 5) is False
-    assert clock.slept == [pytest.approx(1.0), pytest.approx(1.5)]  # the slot, then the rest
+    assert clock.waits == [pytest.approx(1.0), pytest.approx(1.5)]  # the slot, then the rest
     assert clock.now == pytest.approx(2.5)
     assert limiter.waiting("a") == 0  # it holds no place in the line
     clock.now = 11.0
@@ -203,13 +203,13 @@ async def test_a_call_that_is_not_served_within_max_wait_leaves_the_line() -> No
 
 
 async def test_a_waiting_call_sleeps_on_the_limiters_clock_until_its_slot() -> None:
-    clock = HandClock()
+    clock = HandClock(0.0)
     limiter = RateLimiter(per_minute=120, burst=1, clock=clock, sleep=clock.sleep)
     assert await limiter.acquire()
     assert await limiter.acquire(max_wait=0.5)  # the next slot is 0.5 s away: within
-    assert clock.slept == [pytest.approx(0.5)] and clock.now == pytest.approx(0.5)
+    assert clock.waits == [pytest.approx(0.5)] and clock.now == pytest.approx(0.5)
     assert await limiter.acquire(max_wait=0.49) is False  # refused at once: nothing taken
-    assert clock.slept == [pytest.approx(0.5)]
+    assert clock.waits == [pytest.approx(0.5)]
     assert limiter.next_slot_in() == pytest.approx(0.5)
 
 

@@ -6,14 +6,14 @@ import random
 from datetime import UTC, datetime
 
 import pytest
-from sakura_testkit import HandClock
+from support.clock import HandClock
 
 from sakura import Backoff, RateLimiter
 from sakura.retry import is_retryable_status, parse_retry_after
 
 
 def test_bucket_gives_burst_then_paces() -> None:
-    clock = HandClock()
+    clock = HandClock(0.0)
     limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
     assert [limiter.reserve() for _ in range(3)] == [0, 0, 0]
     assert limiter.reserve() == pytest.approx(1.0)
@@ -24,7 +24,7 @@ def test_bucket_gives_burst_then_paces() -> None:
 
 
 def test_hold_off_pauses_every_caller_then_resumes_without_a_burst() -> None:
-    clock = HandClock()
+    clock = HandClock(0.0)
     limiter = RateLimiter(per_minute=60, burst=5, clock=clock)
     assert limiter.reserve() == 0
     limiter.hold_off(10.0)  # Sakura said 429, Retry-After: 10
@@ -37,7 +37,7 @@ def test_hold_off_pauses_every_caller_then_resumes_without_a_burst() -> None:
 
 
 def test_a_shorter_hold_off_never_shortens_a_wait() -> None:
-    clock = HandClock()
+    clock = HandClock(0.0)
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     limiter.hold_off(10.0)
     clock.now = 1.0
@@ -55,7 +55,7 @@ async def test_acquire_waits() -> None:
     limiter = RateLimiter(per_minute=600, burst=1, clock=clock, sleep=clock.sleep)
     assert await limiter.acquire()
     assert await limiter.acquire(max_wait=0.5)
-    assert clock.slept == [pytest.approx(0.1)]  # a slot every 0.1 s
+    assert clock.waits == [pytest.approx(0.1)]  # a slot every 0.1 s
     assert not await limiter.acquire(max_wait=0.01)
 
 

@@ -7,7 +7,7 @@ import logging
 
 import httpx
 import pytest
-from sakura_testkit import (
+from support.sakura_kit import (
     API_JSON,
     DB_PASSWORD_V1,
     DB_PASSWORD_V2,

@@ -1,6 +1,6 @@
 """Fixtures of the init fetcher tests; defined in sidecar_harness so tests can import helpers."""
 
-from sidecar_harness import (
+from support.sidecar_harness import (
     broker,
     broker_env,
     broker_url,

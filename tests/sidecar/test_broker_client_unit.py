@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sidecar_harness import API_V1, BROKER_TOKEN, DB, PLAIN, VAULT, HandClock
-from sidecar_harness import assert_no_value as assert_no_secret_value
+from support.clock import HandClock
+from support.sidecar_harness import API_V1, BROKER_TOKEN, DB, PLAIN, VAULT
+from support.sidecar_harness import assert_no_value as assert_no_secret_value
 
 from contract import FileSpec, Plan, SecretRef, SecretVersion
 from sidecar import broker_client
@@ -133,7 +134,7 @@ def settings(token_file: Path) -> BrokerSettings:
 
 @pytest.fixture
 def clock() -> HandClock:
-    return HandClock(start=START)
+    return HandClock(START)
 
 
 MAX_WAITS = 100
@@ -150,7 +151,7 @@ def _fetch(
 ) -> dict[SecretVersion, Fetched]:
     def sleep(seconds: float) -> None:
         assert len(clock.waits) < MAX_WAITS, f"{MAX_WAITS} waits: the deadline does not end it"
-        clock.sleep(seconds)
+        clock.blocking_sleep(seconds)
 
     return broker_client.fetch(
         plan or _plan(Path(settings.token_file).parent),
@@ -430,7 +431,11 @@ def test_the_broker_is_checked_with_the_ca_it_was_given(
         pod = BrokerSettings(url=url, ssl_context=context, token_file=settings.token_file)
         with pytest.raises(Unreachable) as caught:
             broker_client.fetch(
-                _plan(settings.token_file.parent), pod, deadline=1, clock=clock, sleep=clock.sleep
+                _plan(settings.token_file.parent),
+                pod,
+                deadline=1,
+                clock=clock,
+                sleep=clock.blocking_sleep,
             )
     assert f"the broker {url} presented a certificate not signed by" in str(caught.value)
     assert context.handshakes == 1

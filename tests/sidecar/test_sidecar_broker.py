@@ -14,14 +14,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sidecar_harness import (
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from support.clock import HandClock
+from support.sidecar_harness import (
     API_V1,
     API_V2,
     BROKER_TOKEN,
     DB,
     PLAIN,
     BrokerDouble,
-    HandClock,
     Tls,
     closed_port,
     make_plan,
@@ -30,11 +34,7 @@ from sidecar_harness import (
     snapshot,
     template_file,
 )
-from sidecar_harness import assert_no_value as assert_no_secret_value
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from support.sidecar_harness import assert_no_value as assert_no_secret_value
 
 from contract import Plan
 from emulator import run_in_thread
@@ -405,7 +405,7 @@ def _fetch_on(clock: HandClock, env: dict[str, str], deadline: float) -> object:
     settings = config.load(env)
     assert settings.broker is not None
     return broker_client.fetch(
-        settings.plan, settings.broker, deadline=deadline, clock=clock, sleep=clock.sleep
+        settings.plan, settings.broker, deadline=deadline, clock=clock, sleep=clock.blocking_sleep
     )
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sidecar_harness import (
+from support.sidecar_harness import (
     API_V1,
     API_V2,
     DB,
@@ -22,7 +22,7 @@ from sidecar_harness import (
     snapshot,
     template_file,
 )
-from sidecar_harness import assert_no_value as assert_no_secret_value
+from support.sidecar_harness import assert_no_value as assert_no_secret_value
 
 from contract import Plan
 from emulator import Emulator

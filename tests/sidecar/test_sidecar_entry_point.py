@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sidecar_harness import (
+from support.sidecar_harness import (
     ALL_VALUES,
     DB,
     PLAIN,

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from sidecar_harness import make_plan, secret_file, snapshot, template_file
+from support.sidecar_harness import make_plan, secret_file, snapshot, template_file
 
 from contract import SecretVersion
 from sidecar import config, record, termination, writer

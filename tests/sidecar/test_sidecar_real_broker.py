@@ -25,7 +25,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
-from sidecar_harness import (
+from starlette.applications import Starlette
+from support.sidecar_harness import (
     ACCESS_SECRET,
     ACCESS_TOKEN,
     ALL_VALUES,
@@ -39,7 +40,6 @@ from sidecar_harness import (
     snapshot,
     template_file,
 )
-from starlette.applications import Starlette
 
 from contract import SecretVersion
 from emulator import Emulator, run_in_thread

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from sidecar_harness import make_plan, secret_file, template_file
+from support.sidecar_harness import make_plan, secret_file, template_file
 
 from contract import FileSpec, SecretVersion
 from sidecar import writer

@@ -11,6 +11,7 @@ import json
 
 import pytest
 from jinja2.exceptions import SecurityError
+from support.clock import HandClock
 
 from contract import PlanError, SecretRef, SecretVersion, render, template_refs
 from contract.template import MAX_POWER_BITS, MAX_RENDERED_CHARS
@@ -36,16 +37,6 @@ def _render_refusal(source: str) -> str:
     with pytest.raises(SecurityError) as caught:
         _render(source)
     return str(caught.value)
-
-
-class HandClock:
-    """Moves only when the test says so; here, from inside the render (see `extract`)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- analysis: what is refused, and the whole message (what is wrong and how to fix it)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from webhook_harness import RecordingCheck, admission_review, pod, serving, write_pair
+from support.webhook_harness import RecordingCheck, admission_review, pod, serving, write_pair
 
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
 from injector.serving.app import create_apps

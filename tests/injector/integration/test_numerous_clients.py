@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from connection_harness import (
+from support.connection_harness import (
     BIG_ANSWER,
     GENEROUS,
     closed_within,

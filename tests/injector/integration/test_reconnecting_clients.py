@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from connection_harness import (
+from support.connection_harness import (
     closed_within,
     half_a_client_hello,
     injector,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from connection_harness import GENEROUS, closed_by_server, injector, tls_connection
-from webhook_harness import admission_review, pod
+from support.connection_harness import GENEROUS, closed_by_server, injector, tls_connection
+from support.webhook_harness import admission_review, pod
 
 from injector.operations.certs import KeyPair, generate_ca
 from injector.serving.connections import ConnectionLimits

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from webhook_harness import Ports, RecordingCheck, admission_review, pod, write_pair
+from support.webhook_harness import Ports, RecordingCheck, admission_review, pod, write_pair
 
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
 from injector.serving.app import create_apps

@@ -22,7 +22,14 @@ from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from webhook_harness import Ports, RecordingCheck, admission_review, pod, serving, write_pair
+from support.webhook_harness import (
+    Ports,
+    RecordingCheck,
+    admission_review,
+    pod,
+    serving,
+    write_pair,
+)
 
 from contract import Plan
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from admission_harness import P, RecordingCheck, pod, review_body, settings
+from support.admission_harness import P, RecordingCheck, pod, review_body, settings
 
 from injector.webhook import admission
 from injector.webhook.admission import Checked, MalformedReview, finish, prepare, review

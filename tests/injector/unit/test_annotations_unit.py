@@ -7,7 +7,7 @@ these pin what a user reads when one is wrong, since that message is the whole i
 from __future__ import annotations
 
 import pytest
-from admission_harness import P, settings
+from support.admission_harness import P, settings
 
 from injector.webhook.annotations import parse_annotations
 from injector.webhook.checks import Denied

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from admission_harness import (
+from support.admission_harness import (
     CA_PEM,
     INIT,
     VAULT,

@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from admission_harness import P, admitted, denied, pod, review_body, settings
+from support.admission_harness import P, admitted, denied, pod, review_body, settings
 
 from contract import (
     MAX_PLAN_BYTES,

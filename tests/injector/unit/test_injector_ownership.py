@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from admission_harness import P, admitted, pod
+from support.admission_harness import P, admitted, pod
 
 from contract import FileSpec, Plan, SecretRef
 from injector.webhook.checks import Denied

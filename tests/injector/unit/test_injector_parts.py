@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from admission_harness import P, settings
+from support.admission_harness import P, settings
 
 from injector.webhook.annotations import parse_annotations
 from injector.webhook.checks import Denied

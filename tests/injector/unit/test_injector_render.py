@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from admission_harness import P, settings, validate_pod
+from support.admission_harness import P, settings, validate_pod
 
 from injector.operations.render import OFFLINE_WARNING, PreviewDenied, PreviewError, render_pod
 from injector.webhook.checks import Denied

@@ -143,24 +143,6 @@ def assert_no_value(*texts: str) -> None:
             assert value not in text, f"a secret value leaked into: {text!r}"
 
 
-class HandClock:
-    """`sleep` moves the clock instead of waiting; every wait is recorded.
-
-    `start` away from zero, so code that adds the start time where it should subtract it shows.
-    """
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-
 # -- the broker double ------------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from webhook_harness import RecordingCheck, write_pair
 
 from injector.operations.certs import KeyPair, issue_serving_cert
 from injector.serving.app import create_apps
@@ -23,6 +22,7 @@ from injector.serving.connections import ConnectionLimits
 from injector.serving.server import Listener, serving_in_thread
 from injector.serving.tls import ReloadingTLS
 from injector.webhook.settings import WebhookSettings
+from support.webhook_harness import RecordingCheck, write_pair
 
 GENEROUS = 60.0
 """Seconds a slow connection may stay open before the test calls it never closed."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,32 +28,6 @@ SEED: dict[str, Any] = {
         {"id": OTHER_VAULT, "name": "empty"},
     ]
 }
-
-
-class HandClock:
-    """Time that moves only when the code under test sleeps on it (or a test moves `now`).
-
-    `sleep(d)` records d, moves `now` by d and yields to the loop once: a wait of any length
-    takes no real time, and a test asserts how long the code waited, not how long it took.
-    """
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    MAX_SLEEPS = 100_000
-    """More waits than any test needs: a wait loop that never ends fails at once instead of
-    spinning until a timeout (a mutant under mutation testing, a bug in a change)."""
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        if len(self.slept) > self.MAX_SLEEPS:
-            raise AssertionError(f"more than {self.MAX_SLEEPS} waits: a wait loop never ends")
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture
