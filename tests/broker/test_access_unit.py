@@ -17,12 +17,10 @@ from kubernetes.client.exceptions import ApiException
 from support.broker_fakes import RecordingCalls, RecordingReviews
 from support.clock import HandClock
 from support.stub_kube_api import StubApi, stub_api_server
+from support.values import OTHER_VAULT, VAULT
 
 from injector.broker.access import AccessReviewer, Missing, Subject
 from injector.broker.tokens import KUBE_PER_KEY, KubernetesUnavailable
-
-VAULT = "110000000001"
-OTHER = "110000000002"
 
 
 def reviewer(reviews: RecordingReviews, clock: HandClock) -> AccessReviewer:
@@ -65,28 +63,28 @@ async def test_it_reviews_the_vault_first_then_each_secret_by_its_pair() -> None
 
 async def test_without_the_vault_grant_one_review_is_made_and_no_secret_is_reviewed() -> None:
     """A namespace with no grant costs the API server one review, not one per name."""
-    reviews = RecordingReviews({("secrets", f"{OTHER}/db")})
+    reviews = RecordingReviews({("secrets", f"{OTHER_VAULT}/db")})
     names = [f"name-{i}" for i in range(100)]
-    missing = await reviewer(reviews, HandClock()).missing(SUBJECT, OTHER, names)
-    assert missing == Missing(SUBJECT, OTHER, vault=True)
-    assert reviews.sent == [{**COMMON, "resource": "vaults", "name": OTHER}]
+    missing = await reviewer(reviews, HandClock()).missing(SUBJECT, OTHER_VAULT, names)
+    assert missing == Missing(SUBJECT, OTHER_VAULT, vault=True)
+    assert reviews.sent == [{**COMMON, "resource": "vaults", "name": OTHER_VAULT}]
 
 
 async def test_grants_never_combine_across_vaults() -> None:
-    """Granted VAULT/db and OTHER/stripe (and both vaults): db in OTHER stays closed."""
+    """Granted VAULT/db and OTHER_VAULT/stripe (and both vaults): db in OTHER_VAULT stays closed."""
     reviews = RecordingReviews(
         {
             ("vaults", VAULT),
-            ("vaults", OTHER),
+            ("vaults", OTHER_VAULT),
             ("secrets", f"{VAULT}/db"),
-            ("secrets", f"{OTHER}/stripe"),
+            ("secrets", f"{OTHER_VAULT}/stripe"),
         }
     )
     access = reviewer(reviews, HandClock())
     assert not await access.missing(SUBJECT, VAULT, ["db"])
-    assert not await access.missing(SUBJECT, OTHER, ["stripe"])
-    cross = await access.missing(SUBJECT, OTHER, ["db", "stripe"])
-    assert cross == Missing(SUBJECT, OTHER, secrets=("db",))
+    assert not await access.missing(SUBJECT, OTHER_VAULT, ["stripe"])
+    cross = await access.missing(SUBJECT, OTHER_VAULT, ["db", "stripe"])
+    assert cross == Missing(SUBJECT, OTHER_VAULT, secrets=("db",))
     assert cross.message() == (
         'serviceaccount shop/api may not get sakura-secrets.io secrets "110000000002/db"; '
         "grant it with a Role/RoleBinding (verb get, apiGroup sakura-secrets.io, resource "
@@ -100,10 +98,10 @@ async def test_grants_never_combine_across_vaults() -> None:
 
 
 async def test_a_name_grant_without_the_vault_grant_opens_nothing() -> None:
-    reviews = RecordingReviews({("vaults", VAULT), ("secrets", f"{OTHER}/db")})
+    reviews = RecordingReviews({("vaults", VAULT), ("secrets", f"{OTHER_VAULT}/db")})
     access = reviewer(reviews, HandClock())
-    missing = await access.missing(SUBJECT, OTHER, ["db"])
-    assert missing == Missing(SUBJECT, OTHER, vault=True)
+    missing = await access.missing(SUBJECT, OTHER_VAULT, ["db"])
+    assert missing == Missing(SUBJECT, OTHER_VAULT, vault=True)
     assert missing.message().startswith(
         'serviceaccount shop/api may not get sakura-secrets.io vaults "110000000002"; '
     )
@@ -112,16 +110,18 @@ async def test_a_name_grant_without_the_vault_grant_opens_nothing() -> None:
 
 
 async def test_the_old_cross_product_of_vault_and_name_grants_opens_nothing() -> None:
-    """The issue's case: vaults VAULT and OTHER, names `db` and `stripe` granted apart.
+    """The issue's case: vaults VAULT and OTHER_VAULT, names `db` and `stripe` granted apart.
 
-    Authorized separately, they opened `db` in OTHER; bare names are no pairs, so they open
+    Authorized separately, they opened `db` in OTHER_VAULT; bare names are no pairs, so they open
     no secret anywhere now.
     """
     reviews = RecordingReviews(
-        {("vaults", VAULT), ("vaults", OTHER), ("secrets", "db"), ("secrets", "stripe")}
+        {("vaults", VAULT), ("vaults", OTHER_VAULT), ("secrets", "db"), ("secrets", "stripe")}
     )
     access = reviewer(reviews, HandClock())
-    assert await access.missing(SUBJECT, OTHER, ["db"]) == Missing(SUBJECT, OTHER, secrets=("db",))
+    assert await access.missing(SUBJECT, OTHER_VAULT, ["db"]) == Missing(
+        SUBJECT, OTHER_VAULT, secrets=("db",)
+    )
     assert await access.missing(SUBJECT, VAULT, ["db"]) == Missing(SUBJECT, VAULT, secrets=("db",))
 
 

@@ -15,6 +15,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from starlette.applications import Starlette
 from support.broker_fakes import TOKEN, FakeApi, RecordingReviews
+from support.values import VAULT
 
 from contract import SecretVersion
 from contract.broker import (
@@ -35,7 +36,6 @@ from injector.serving.broker_routes import (
     broker_routes,
 )
 
-VAULT = "110000000001"
 BODY = {"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.values import VAULT
 
 from contract import SecretVersion
 from contract.broker import (
@@ -22,8 +23,6 @@ from contract.broker import (
     encode_answer,
     parse_request,
 )
-
-VAULT = "110000000001"
 
 
 def body(**fields: object) -> bytes:

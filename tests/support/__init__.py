@@ -3,6 +3,7 @@
 No test module imports another test module or a conftest: what two of them need lives here.
 
 - clock: the one hand-driven clock (`HandClock`), for every time-dependent unit test
+- values: the vault IDs the tests of several parts share
 - emulator: `EmulatorHandle`, a seeded emulator serving on a real socket
 - broker_world: the broker's cluster tests (namespaces, grants, bound tokens, the broker
   over TLS, their values); broker_fakes: a fake Sakura, recording reviews, a fake API

@@ -20,8 +20,9 @@ from injector.broker.tokens import AUDIENCE, POD_NAME_EXTRA, POD_UID_EXTRA
 from injector.fair_queue import FairQueue
 from sakura import NotFound, SecretInfo, Unveiled
 from support.clock import HandClock
+from support.values import OTHER_VAULT, VAULT
 
-A, B = "110000000001", "110000000002"
+A, B = VAULT, OTHER_VAULT
 YEAR_2100 = 4102444800
 
 

@@ -28,9 +28,8 @@ from emulator.server import run_in_thread
 from injector.kube import api_client as kube_api_client
 from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
 from sakura import SakuraConfig
+from support.values import OTHER_VAULT, VAULT
 
-VAULT = "110000000001"
-OTHER_VAULT = "110000000002"
 MISSING_VAULT = "999999999999"
 """Granted to app in namespace A, but Sakura has no such vault."""
 AUDIENCE = "sakura-secrets-injector"

@@ -9,11 +9,10 @@ import pytest
 
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from sakura import Backoff, RateLimiter, SakuraClient, SakuraConfig
+from support.values import OTHER_VAULT, VAULT
 
 TOKEN = "tok-7f3a9c51e2d84b06"
 SECRET = "sec-Q9x!vL2#pR8zK4mW"
-VAULT = "110000000001"
-OTHER_VAULT = "110000000002"
 DB_PASSWORD_V1 = "first-pa55-Zq81"
 DB_PASSWORD_V2 = "second-pa55-Mx42"
 API_JSON = {"user": "app", "token": "jt-93kd-Lq0", "port": 5432, "tls": True, "extra": {"a": [1]}}

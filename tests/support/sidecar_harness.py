@@ -25,10 +25,10 @@ from contract import FileSpec, Plan, SecretRef, template_refs
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
 from sidecar.__main__ import main
+from support.values import VAULT
 
 ACCESS_TOKEN = "tok-sidecar-4d1f"
 ACCESS_SECRET = "sec-sidecar-Pq7!x"
-VAULT = "110000000001"
 BROKER_TOKEN = "projected-sa-token-eyJhbGciOi"
 
 # Distinctive values, so a test can search logs, stderr and messages for them.
