@@ -1,4 +1,4 @@
-"""Fixtures live in sakura_testkit (a unique module name, so no clash with other conftests)."""
+"""Fixtures of the Sakura client tests; defined in support.sakura_kit beside its helpers."""
 
 from support.sakura_kit import emu, make_client, url
 

@@ -1,4 +1,4 @@
-"""Fixtures of the init fetcher tests; defined in sidecar_harness so tests can import helpers."""
+"""Fixtures of the init fetcher tests; defined in support.sidecar_harness beside its helpers."""
 
 from support.sidecar_harness import (
     broker,

@@ -249,6 +249,7 @@ def serve_broker(
 
 
 def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> Plan:
+    """A plan with one file per ref (f0, f1, ...), as the admission check gets it."""
     files = tuple(
         FileSpec(name=f"f{i}", mode=0o400, secret=SecretRef.parse(r)) for i, r in enumerate(refs)
     )
@@ -263,6 +264,7 @@ async def fetch(
     vault_id: str = VAULT,
     body: bytes | None = None,
 ) -> httpx.Response:
+    """The init container's request to the broker: `secrets` from `vault_id`, or raw `body`."""
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
