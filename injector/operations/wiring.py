@@ -22,7 +22,8 @@ from injector.broker.credentials import CredentialWatch
 from injector.broker.inventory import NEGATIVE_TTL, VaultInventory
 from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.service import Broker
-from injector.broker.tokens import KUBE_TIMEOUT, TokenReviewer, kubernetes_calls
+from injector.broker.tokens import TokenReviewer
+from injector.kube import KUBE_TIMEOUT, kubernetes_calls
 from injector.serving.broker_routes import broker_routes
 from sakura import RateLimiter, SakuraClient, SakuraConfig
 

@@ -19,7 +19,7 @@ from test_tokens_unit import RecordingCalls
 from unit_fakes import RecordingReviews
 
 from injector.broker.access import AccessReviewer, Missing, Subject
-from injector.broker.tokens import KUBE_PER_KEY, KubernetesUnavailable
+from injector.kube import KUBE_PER_KEY, KubernetesUnavailable
 
 VAULT = "110000000001"
 OTHER = "110000000002"

@@ -23,24 +23,22 @@ from kubernetes.client.exceptions import ApiException
 from stub_kube_api import StubApi, stub_api_server
 from unit_fakes import YEAR_2100, projected_token
 
+from injector.broker.errors import TokenRejected
 from injector.broker.tokens import (
     AUDIENCE,
     CLOCK_SKEW,
-    KUBE_PER_KEY,
     MAX_TOKEN_LENGTH,
     POD_NAME_EXTRA,
     POD_UID_EXTRA,
     Identity,
-    KubernetesUnavailable,
-    TokenRejected,
     TokenReviewer,
     identity_from_review,
-    kubernetes_calls,
     parse_service_account,
     service_account_groups,
     service_account_username,
 )
 from injector.fair_queue import FairQueue
+from injector.kube import KUBE_PER_KEY, KubernetesUnavailable, kubernetes_calls
 
 TOKEN = projected_token()
 NOW = 1_800_000_000.0
