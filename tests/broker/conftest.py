@@ -25,9 +25,10 @@ from starlette.applications import Starlette
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
+from injector.broker.tuning import BrokerTuning
 from injector.kube import api_client as kube_api_client
 from injector.operations.certs import generate_ca, issue_serving_cert
-from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
+from injector.operations.wiring import BrokerParts, build_broker
 from sakura import SakuraConfig
 
 VAULT = "110000000001"
@@ -291,7 +292,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, byt
 def serve_broker(
     emulator_url: str,
     tls: tuple[Path, Path, bytes],
-    settings: BrokerSettings | None = None,
+    settings: BrokerTuning | None = None,
     cache_clock: Callable[[], float] = time.monotonic,
     *,
     config: SakuraConfig | None = None,
@@ -304,7 +305,7 @@ def serve_broker(
     parts = build_broker(
         config or sakura_config(emulator_url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
-        settings=settings,
+        tuning=settings,
         registry=registry,
         cache_clock=cache_clock,
     )

@@ -22,9 +22,9 @@ from test_broker_http import fetch
 
 from contract.broker import MAX_ANSWER_BYTES
 from emulator.app import Emulator
-from injector.operations.wiring import BrokerSettings
+from injector.broker.tuning import BrokerTuning
 
-SETTINGS = BrokerSettings(rate_burst=100)  # 22 first reads at once: no wait for the limiter
+SETTINGS = BrokerTuning(rate_burst=100)  # 22 first reads at once: no wait for the limiter
 CONTROL = "\x01" * 65536  # Sakura's largest value, 384 KiB in JSON
 VERSIONS = range(2, 24)  # "extra" keeps its version 1; 2..23 are CONTROL
 

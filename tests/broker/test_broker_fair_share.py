@@ -15,7 +15,7 @@ from conftest import VALUES, BrokerServer, World, serve_broker
 from test_broker_http import fetch
 
 from emulator.app import Emulator
-from injector.operations.wiring import BrokerSettings
+from injector.broker.tuning import BrokerTuning
 from sakura import RateLimiter
 
 
@@ -23,7 +23,7 @@ from sakura import RateLimiter
 def tight_broker(
     emulator: tuple[Emulator, str], tls_files: tuple[Path, Path, bytes], world: World
 ) -> Iterator[BrokerServer]:
-    settings = BrokerSettings(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
+    settings = BrokerTuning(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
     with serve_broker(emulator[1], tls_files, settings) as server:
         yield server
 

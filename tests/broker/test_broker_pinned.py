@@ -15,7 +15,7 @@ from test_broker_http import fetch
 from emulator.app import Emulator
 
 PINNED = [{"name": "db", "version": 1}]
-LISTING_TTL = 30.0  # BrokerSettings.listing_ttl
+LISTING_TTL = 30.0  # BrokerTuning.listing_ttl
 
 
 def calls(emulator: tuple[Emulator, str]) -> dict[str, int]:

@@ -13,9 +13,9 @@ from test_broker_http import fetch
 from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
-from injector.operations.wiring import BrokerSettings
+from injector.broker.tuning import BrokerTuning
 
-SETTINGS = BrokerSettings(
+SETTINGS = BrokerTuning(
     cache=CacheSettings(latest_ttl=0.2, stale_for=1.5), sakura_deadline=1.0, sakura_retries=0
 )
 

@@ -21,7 +21,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from injector.operations.cli import build_parser, settings_from_args
+from injector.operations.cli import build_parser
+from injector.operations.flags import settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
