@@ -32,9 +32,9 @@ RUN set -eu; \
 COPY pyproject.toml README.md LICENSE /src/
 COPY contract/ /src/contract/
 COPY sakura/ /src/sakura/
-COPY emulator/ /src/emulator/
 COPY injector/ /src/injector/
 COPY sidecar/ /src/sidecar/
+# (not emulator/: the emulator and the demo are for tests and the checkout, never the image)
 # The project itself, built by the locked setuptools; nothing more from the index. Then the
 # kubernetes package's asyncio client goes (68 of the venv's 191 MB): the injector uses the
 # synchronous one only (tests/unit/test_release.py checks no module imports kubernetes.aio), and the

@@ -760,9 +760,9 @@ def main() -> int:
         print(f"--only: unknown attack {sorted(unknown)[0]!r}; choose from {keys}", file=sys.stderr)
         return 2
     attacks = [a for a in ATTACKS if not args.only or a.key in wanted]
-    from injector.operations.wiring import BrokerSettings
+    from injector.broker.tuning import BrokerTuning
 
-    listing_ttl = float(getattr(BrokerSettings(), "listing_ttl", 30.0))
+    listing_ttl = float(getattr(BrokerTuning(), "listing_ttl", 30.0))
     flags = serve_flags()
     api = kube_api_client(kubeconfig)
     run_id = uuid.uuid4().hex[:6]

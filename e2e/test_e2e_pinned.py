@@ -4,7 +4,7 @@ the listing lifetime.
 A pod pinning `NAME@1` is injected and its init container writes the file (the broker now
 holds that version). A second pod, admitted while the secret exists, is held unscheduled
 (a scheduler nobody runs). The secret is deleted in the emulator; once the vault's listing
-lifetime (30 s, `BrokerSettings.listing_ttl`, no flag) has passed, the held pod is bound to
+lifetime (30 s, `BrokerTuning.listing_ttl`, no flag) has passed, the held pod is bound to
 the node: its init container asks the broker for the same pinned version and is refused,
 exiting EXIT_NOT_FOUND with a termination message naming `NAME@1` and saying it does not
 exist, without the value. A third pod pinning it, created then, is denied at admission
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.cluster
 
 NAME = "doomed"
 """Made for this test alone: the other scenarios' secrets are never deleted."""
-LISTING_TTL = 30.0  # BrokerSettings.listing_ttl
-NEGATIVE_TTL = 10.0  # BrokerSettings.negative_ttl
+LISTING_TTL = 30.0  # BrokerTuning.listing_ttl
+NEGATIVE_TTL = 10.0  # BrokerTuning.negative_ttl
 SERVICE_ACCOUNT = "pinner"
 HELD_SCHEDULER = "sakura-e2e-nobody"
 """A scheduler that does not run: the pod stays Pending until the test binds it."""

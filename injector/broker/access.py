@@ -22,15 +22,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from injector.broker.memo import ExpiringMemo
-from injector.broker.tokens import (
-    KUBE_TIMEOUT,
-    KubernetesUnavailable,
-    call_kubernetes,
-    kubernetes_calls,
-    service_account_groups,
-    service_account_username,
-)
+from injector.broker.tokens import service_account_groups, service_account_username
 from injector.fair_queue import FairQueue
+from injector.kube import KUBE_TIMEOUT, KubernetesUnavailable, call_kubernetes, kubernetes_calls
 
 API_GROUP = "sakura-secrets.io"
 VAULTS = "vaults"

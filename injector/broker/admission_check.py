@@ -13,7 +13,7 @@ import logging
 from contract import Plan, SecretVersion
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.inventory import VaultInventory
-from injector.broker.tokens import KubernetesUnavailable
+from injector.kube import KubernetesUnavailable
 from injector.webhook.checks import CheckOutcome
 from sakura import NotFound, SakuraError, Unauthorized
 

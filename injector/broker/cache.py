@@ -10,13 +10,14 @@
 - Identical concurrent reads (same vault, name and version) share one Sakura call.
 - Sakura calls go through one rate limiter shared by the whole process; `tenant` (the
   namespace) is the line a read waits in there: when a tenant has too many reads waiting,
-  the read fails with `SecretsUnavailable` with status 429 (or a stale copy is served).
+  the read fails with `NamespaceCrowded` (or a stale copy is served).
 - What does not exist is remembered for a short while (`VaultInventory.known_missing`); a
   pinned version is checked against the vault's listing first, so asking for many missing
   versions costs one listing, not an unveil each.
 - When Sakura throttles or fails, a copy known current at most `stale_for` seconds ago (a
   latest value read, a pinned one shown by a listing) is served instead; otherwise the read
-  fails with `SecretsUnavailable` (HTTP 503, Retry-After). Once a stale copy has been served,
+  fails with `SecretsUnavailable` (when to retry), or `CredentialsRejected` when Sakura
+  refused the injector's key. Once a stale copy has been served,
   Sakura is left alone for that secret for `retry_after` seconds (or Sakura's own
   Retry-After): during an outage, pods get the copy at once instead of each waiting out
   retries that spend the quota.
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field, replace
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from injector.broker.errors import CredentialsRejected, NamespaceCrowded, SecretsUnavailable
 from injector.broker.inventory import VaultInventory
 from injector.broker.memo import SingleFlight
 from sakura import (
@@ -78,29 +80,6 @@ class CacheSettings:
             )
         if self.pinned_entries < 1 or self.latest_entries < 1:
             raise ValueError("pinned_entries and latest_entries must be at least 1")
-
-
-class SecretsUnavailable(Exception):
-    """Sakura could not give a value and no recent one is held (HTTP 503), or the tenant
-    already has as many reads waiting for Sakura's quota as it may (HTTP 429).
-
-    `credentials_rejected`: Sakura refused the injector's key (401/403), which waiting does
-    not fix; the broker tells the init container so.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float,
-        status: int = 503,
-        credentials_rejected: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
-        self.status = status
-        self.credentials_rejected = credentials_rejected
 
 
 @dataclass(frozen=True)
@@ -165,7 +144,7 @@ class SecretCache:
     ) -> Unveiled:
         """The value of `name` (latest, or the pinned `version`) in `vault_id`.
 
-        Raises sakura.NotFound (HTTP 404) or SecretsUnavailable (HTTP 503 or 429).
+        Raises sakura.NotFound, or SecretsUnavailable (or its kinds: errors.py).
         """
         key: CacheKey = (vault_id, name, version)
         try:
@@ -350,20 +329,18 @@ class SecretCache:
                 )
                 return Unveiled(name, held.version, held.value)
         if isinstance(error, Crowded):
-            raise SecretsUnavailable(
+            raise NamespaceCrowded(
                 f"secret {label!r} of vault {vault_id} is not read now: Sakura's quota is "
                 f"shared fairly between namespaces and this namespace already has "
                 f"{error.waiting} read(s) waiting for it, as many as it may; retry in "
                 f"{math.ceil(retry_after)}s",
                 retry_after=retry_after,
-                status=429,
             )
         if isinstance(error, Unauthorized):
-            raise SecretsUnavailable(
+            raise CredentialsRejected(
                 f"Sakura rejected the injector's credentials reading secret {label!r} of vault "
                 f"{vault_id} ({error.message}); the injector's operator must fix its API key",
                 retry_after=retry_after,
-                credentials_rejected=True,
             )
         raise SecretsUnavailable(
             f"secret {label!r} of vault {vault_id} cannot be read now and no copy known current "

@@ -34,14 +34,11 @@ from injector.broker.access import (
     missing_grant,
     secret_pair,
 )
-from injector.broker.tokens import KubernetesUnavailable
+from injector.broker.errors import CanIUsageError
+from injector.kube import KubernetesUnavailable
 
 DEFAULT_VAULT_ENV = "SAKURA_SECRETS_DEFAULT_VAULT_ID"
 API_KEY_SECRET = "sakura-api-key"  # noqa: S105 (a Secret's name, as in manifests/)
-
-
-class CanIUsageError(ValueError):
-    """The arguments are not a namespace, a ServiceAccount and secret names."""
 
 
 @dataclass(frozen=True)

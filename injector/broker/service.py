@@ -1,7 +1,7 @@
 """The path of a secret through the broker, in order: verify token -> authorize -> fetch.
 
-Every refusal is a `BrokerError` whose status and one-line message go to the init container
-as they are; no message ever carries a secret value.
+Every refusal is a `BrokerError` of the kind that says why (errors.py); its one-line message
+goes to the init container as it is and never carries a secret value.
 """
 
 from __future__ import annotations
@@ -11,35 +11,16 @@ import logging
 
 from contract.broker import Answer, FetchedSecret, SecretRequest
 from injector.broker.access import AccessReviewer, Subject
-from injector.broker.cache import SecretCache, SecretsUnavailable
-from injector.broker.tokens import KubernetesUnavailable, TokenRejected, TokenReviewer
+from injector.broker.cache import SecretCache
+from injector.broker.errors import AccessDenied, ReviewUnavailable, SecretAbsent, TokenRejected
+from injector.broker.tokens import TokenReviewer
+from injector.kube import KubernetesUnavailable
 from sakura import NotFound
 
 log = logging.getLogger(__name__)
 
 KUBERNETES_RETRY_AFTER = 5.0
-CREDENTIALS_REJECTED = "credentials_rejected"
-"""`reason` of a 503 when Sakura refused the injector's key: retrying will not help."""
-
-
-class BrokerError(Exception):
-    """A refusal with its HTTP status (401, 403, 404, 429, 503) and, for 429 and 503, when
-    to retry."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        retry_after: float | None = None,
-        reason: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
-        self.reason = reason
-        """A machine-readable cause the init container acts on (CREDENTIALS_REJECTED)."""
+"""Seconds after which a request refused because Kubernetes could not answer may be retried."""
 
 
 class Broker:
@@ -51,7 +32,7 @@ class Broker:
         self.cache = cache
 
     async def fetch(self, token: str, request: SecretRequest, *, client: str = "") -> Answer:
-        """One answer item per requested secret, in order; BrokerError otherwise.
+        """One answer item per requested secret, in order; a BrokerError (errors.py) otherwise.
 
         `client` is the caller's address, the lane its TokenReview waits in."""
         # 1. who is asking: only the API server's answer counts
@@ -59,9 +40,9 @@ class Broker:
             identity = await self.tokens.verify(token, client=client)
         except TokenRejected as exc:
             log.info("refused a secrets request: %s", exc)
-            raise BrokerError(str(exc), status=401) from None
+            raise
         except KubernetesUnavailable as exc:
-            raise BrokerError(str(exc), status=503, retry_after=KUBERNETES_RETRY_AFTER) from None
+            raise ReviewUnavailable(str(exc), retry_after=KUBERNETES_RETRY_AFTER) from None
 
         # 2. may it read this vault, and each secret in it: RBAC in the pod's namespace
         subject = Subject(identity.namespace, identity.service_account, identity.groups)
@@ -70,16 +51,16 @@ class Broker:
                 subject, request.vault_id, (s.name for s in request.secrets)
             )
         except KubernetesUnavailable as exc:
-            raise BrokerError(str(exc), status=503, retry_after=KUBERNETES_RETRY_AFTER) from None
+            raise ReviewUnavailable(str(exc), retry_after=KUBERNETES_RETRY_AFTER) from None
         if missing:
             log.info("refused %s: %s", identity, missing.message())
-            raise BrokerError(missing.message(), status=403)
+            raise AccessDenied(missing.message())
 
         # 3. fetch through the shared cache (what is known missing is refused first, at once)
         for wanted in request.secrets:
             absent = self.cache.known_missing(request.vault_id, wanted.name, wanted.version)
             if absent is not None:
-                raise BrokerError(_not_found(request.vault_id, str(wanted), absent), status=404)
+                raise SecretAbsent(_not_found(request.vault_id, str(wanted), absent))
         reads = await asyncio.gather(
             *(
                 self.cache.read(request.vault_id, s.name, s.version, tenant=identity.namespace)
@@ -90,13 +71,8 @@ class Broker:
         items = []
         for wanted, got in zip(request.secrets, reads, strict=True):
             if isinstance(got, NotFound):
-                raise BrokerError(_not_found(request.vault_id, str(wanted), got), status=404)
-            if isinstance(got, SecretsUnavailable):
-                reason = CREDENTIALS_REJECTED if got.credentials_rejected else None
-                raise BrokerError(
-                    got.message, status=got.status, retry_after=got.retry_after, reason=reason
-                )
-            if isinstance(got, BaseException):
+                raise SecretAbsent(_not_found(request.vault_id, str(wanted), got))
+            if isinstance(got, BaseException):  # SecretsUnavailable and its kinds too
                 raise got
             items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))
         log.info("served %s: %s", identity, ", ".join(f"{i.name}@{i.version}" for i in items))

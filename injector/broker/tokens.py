@@ -7,8 +7,9 @@ in the review's extras) for our audience are accepted, and the pod must still ex
 What cannot be such a token costs no TokenReview: a token that is not a JWT for our audience
 with an expiry still ahead is refused first, and a token the API server rejected is
 remembered (by its SHA-256) for `reject_ttl`. The reviews and pod reads wait in the bounded
-pool of Kubernetes calls (`kubernetes_calls`), TokenReviews in the lane of the client's
-address (which a forger cannot choose), pod reads in the lane of the verified namespace.
+pool of Kubernetes calls (`injector.kube.kubernetes_calls`), TokenReviews in the lane of the
+client's address (which a forger cannot choose), pod reads in the lane of the verified
+namespace.
 """
 
 from __future__ import annotations
@@ -16,70 +17,28 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import jwt
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from injector.broker.errors import TokenRejected
 from injector.broker.memo import ExpiringMemo
-from injector.fair_queue import FairQueue, Overloaded
+from injector.fair_queue import FairQueue
+from injector.kube import KUBE_TIMEOUT, KubernetesUnavailable, call_kubernetes, kubernetes_calls
 
 AUDIENCE = "sakura-secrets-injector"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 MAX_TOKEN_LENGTH = 16 * 1024
-KUBE_TIMEOUT = 5.0
-"""Seconds one Kubernetes API call may take (connect, then read). The client is synchronous
-and runs in worker threads: without a bound, a hung API server would hold a thread and the
-init container's request forever."""
-KUBE_WORKERS = 8
-"""Threads of the pool every TokenReview, SubjectAccessReview and pod read runs in."""
-KUBE_PER_KEY = 2
-"""Of those, how many one namespace (or one client address) may hold at once: one flooding
-source leaves six threads to everyone else."""
-KUBE_WAITING_PER_KEY = 64
-"""Calls of one namespace (or client address) that may wait for a thread; more get 503."""
-KUBE_MAX_WAITING = 1024
 CLOCK_SKEW = 60.0
 """Seconds a token's `exp` may be behind our clock before we refuse it without asking."""
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
-
-
-def kubernetes_calls() -> FairQueue:
-    """The bounded pool the Kubernetes API calls take turns in (docs/broker.md, "Kubernetes
-    API calls"); one per process, shared by the broker, the admission check and `can-i`."""
-    return FairQueue(
-        "kubernetes",
-        workers=KUBE_WORKERS,
-        per_key=KUBE_PER_KEY,
-        waiting_per_key=KUBE_WAITING_PER_KEY,
-        max_waiting=KUBE_MAX_WAITING,
-    )
-
-
-async def call_kubernetes(calls: FairQueue, key: Hashable, call: Callable[[], R]) -> R:
-    """`call()` in `calls`' lane `key`; a full lane is KubernetesUnavailable (503, retry)."""
-    try:
-        return await calls.run(key, call)
-    except Overloaded:
-        raise KubernetesUnavailable(
-            "too many Kubernetes API calls of the same namespace or client are waiting; "
-            "try again shortly"
-        ) from None
-
-
-class TokenRejected(Exception):
-    """The token does not prove a pod's identity (HTTP 401); the message says why."""
-
-
-class KubernetesUnavailable(Exception):
-    """The API server could not answer a review (HTTP 503): try again shortly."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from injector.operations.certs import (
     reissue_reason,
     signed_by,
 )
+from injector.setting import OutOfRange
 
 CA_RENEW_BEFORE = datetime.timedelta(days=365)
 """A CA with less than this left is rotated (leaving room for the overlap and renewals)."""
@@ -41,11 +42,18 @@ OVERLAP = datetime.timedelta(days=30)
 
 @dataclass(frozen=True)
 class Policy:
-    """When to renew and rotate; the `certs` subcommand's flags set these."""
+    """When to renew and rotate, checked when built; the `certs` subcommand's flags set these."""
 
     renew_before: datetime.timedelta = RENEW_BEFORE
     ca_renew_before: datetime.timedelta = CA_RENEW_BEFORE
     overlap: datetime.timedelta = OVERLAP
+
+    def __post_init__(self) -> None:
+        for name in ("renew_before", "ca_renew_before"):
+            if not getattr(self, name) > datetime.timedelta(0):
+                raise OutOfRange(name, "must be above 0 days")
+        if self.overlap < datetime.timedelta(0):
+            raise OutOfRange("overlap", "must be 0 days or more")
 
 
 @dataclass(frozen=True)

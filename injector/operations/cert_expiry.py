@@ -2,27 +2,45 @@
 
 Read at scrape time from what is loaded now (the serving pair) and what pods are given now
 (the broker CA bundle), so a renewal shows up on the next scrape with no timer of its own.
+Both are handed in by the wiring (`ReloadingTLS` and `BrokerCaFile` of the HTTP shell fit);
+this module needs only the two facts it reads, not the shell's modules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from cryptography import x509
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from injector.serving.app import BrokerCaFile
-from injector.serving.tls import ReloadingTLS
-
 METRIC = "sakura_secrets_certificate_expiry_timestamp_seconds"
+
+
+class Expiring(Protocol):
+    @property
+    def not_after(self) -> float: ...
+
+
+class ServedPair(Protocol):
+    """The serving pair as loaded now (None before it could be read)."""
+
+    @property
+    def loaded(self) -> Expiring | None: ...
+
+
+class CaBundle(Protocol):
+    """The CA bundle given to pods now; ValueError when it cannot be read."""
+
+    def pem(self) -> str: ...
 
 
 class CertificateExpiry(Collector):
     """`certificate="serving"`: the served certificate; `certificate="ca"`: the first CA of
     the bundle given to pods (the one that signs). Absent until loaded."""
 
-    def __init__(self, tls: ReloadingTLS, broker_ca: BrokerCaFile | None = None) -> None:
+    def __init__(self, tls: ServedPair, broker_ca: CaBundle | None = None) -> None:
         self.tls = tls
         self.broker_ca = broker_ca
 

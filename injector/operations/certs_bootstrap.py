@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from injector.kube import KubeConfigError, api_client
 from injector.operations.authority import Authority, Decision, Policy, decide
 from injector.operations.certs import KeyPair, not_after, service_dns_names
+from injector.operations.errors import BootstrapError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ CA_PRIVATE_KEY = "ca.key"
 RETIRED_KEY = "retired.crt"
 _ATTEMPTS = 5
 _LABELS = {"app.kubernetes.io/name": "sakura-secrets-injector"}
-
-
-class BootstrapError(RuntimeError):
-    """The bootstrap could not finish; the message names the object and the likely fix."""
 
 
 @dataclass(frozen=True)

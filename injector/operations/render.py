@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from contract import Plan
+from injector.operations.errors import PreviewDenied, PreviewError
 from injector.operations.reviews import patched, pod_create_review
 from injector.webhook.admission import MalformedReview, review
 from injector.webhook.checks import CheckOutcome, Denied
@@ -21,18 +22,6 @@ from injector.webhook.settings import WebhookSettings
 
 OFFLINE_WARNING = "admission-time RBAC and existence checks were not run (offline preview)"
 PREVIEW_UID = "offline-preview"
-
-
-class PreviewError(ValueError):
-    """The input is not a single Pod manifest; the message says what to pass instead."""
-
-
-class PreviewDenied(Denied):
-    """The webhook would deny this pod; `message` is the denial as kubectl would show it."""
-
-    def __init__(self, message: str, code: int = 400, warnings: tuple[str, ...] = ()) -> None:
-        super().__init__(message, code)
-        self.warnings = warnings
 
 
 class OfflineCheck:

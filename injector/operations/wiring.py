@@ -1,68 +1,39 @@
-"""Building the broker's parts once per process: the one Sakura client, limiter and cache,
-and the one pool of Kubernetes API calls the token and access reviewers share.
+"""Building the injector's parts from settings, once per process: the broker (one Sakura
+client, limiter and cache, one pool of Kubernetes API calls the token and access reviewers
+share), and the three listeners `serve` runs (webhook, broker, probes).
 
-`serve` calls `build_broker` and mounts `parts.routes` on the broker port and passes
-`parts.check` as the admission check; `can-i` needs only an AccessReviewer.
+Flags are the commands' business (`injector.operations.commands`): everything here takes
+settings already checked, so tests and benchmarks build the same parts without a command line.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from kubernetes import client as k8s
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.routing import Route
 
 from injector.broker.access import AccessReviewer
 from injector.broker.admission_check import BrokerAdmissionCheck
-from injector.broker.cache import CacheSettings, SecretCache
+from injector.broker.cache import SecretCache
 from injector.broker.credentials import CredentialWatch
-from injector.broker.inventory import NEGATIVE_TTL, VaultInventory
+from injector.broker.inventory import VaultInventory
 from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.service import Broker
-from injector.broker.tokens import KUBE_TIMEOUT, TokenReviewer, kubernetes_calls
+from injector.broker.tokens import TokenReviewer
+from injector.broker.tuning import BrokerTuning
+from injector.kube import kubernetes_calls
+from injector.operations.cert_expiry import CertificateExpiry
+from injector.serving.app import BrokerCaFile, Readiness, create_apps
 from injector.serving.broker_routes import broker_routes
+from injector.serving.server import Listener, Shutdown
+from injector.serving.tls import ReloadingTLS
+from injector.webhook.settings import WebhookSettings
 from sakura import RateLimiter, SakuraClient, SakuraConfig
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Every knob of the broker with its default; docs/broker.md explains each."""
-
-    cache: CacheSettings = field(default_factory=CacheSettings)
-    review_ttl: float = 10.0
-    """Seconds an accepted token's review is reused (keyed by the token's SHA-256)."""
-    reject_ttl: float = 30.0
-    """Seconds a token the API server rejected is refused without another TokenReview."""
-    pod_ttl: float = 5.0
-    """Seconds the bound pod's existence is reused."""
-    allow_ttl: float = 30.0
-    """Seconds an RBAC allow is reused (how long a revoked grant may still work)."""
-    deny_ttl: float = 5.0
-    """Seconds an RBAC deny is reused (how long a new grant may take to work)."""
-    kube_timeout: float = KUBE_TIMEOUT
-    """Seconds one TokenReview, SubjectAccessReview or pod read may take before a 503."""
-    listing_ttl: float = 30.0
-    """Seconds a vault's listing (names, latest versions) is reused at admission."""
-    negative_ttl: float = NEGATIVE_TTL
-    """Seconds a missing vault, secret or version is believed missing without asking again."""
-    rate_per_minute: float = 90.0
-    """Sakura calls per minute for the whole installation (Sakura allows about 100 per
-    account): each replica takes its share when `replicas_of` is set, else all of it."""
-    rate_burst: int = 5
-    waiting_per_namespace: int = 10
-    """Reads of one namespace that may wait for the rate limiter; more get HTTP 429."""
-    replicas_of: tuple[str, str] | None = None
-    """(namespace, Service) whose ready Endpoints count the replicas sharing the budget."""
-    sakura_deadline: float = 10.0
-    """Seconds one Sakura read may take, retries included, before the stale copy is used."""
-    sakura_timeout: float = 5.0
-    sakura_retries: int = 3
-    admission_timeout: float = 4.0
-    """Seconds the admission checks (RBAC, then existence) wait in all before admitting with a
-    warning; keep it well under the webhook's timeoutSeconds (10)."""
 
 
 @dataclass
@@ -88,7 +59,7 @@ def build_broker(
     sakura_config: SakuraConfig,
     *,
     kube_api_client: k8s.ApiClient,
-    settings: BrokerSettings | None = None,
+    tuning: BrokerTuning | None = None,
     registry: CollectorRegistry | None = None,
     sakura_verify: bool | str = True,
     cache_clock: Callable[[], float] = time.monotonic,
@@ -98,44 +69,105 @@ def build_broker(
     `registry` None registers the metrics in prometheus_client's default registry.
     `cache_clock` is what the secret cache measures its lifetimes with (a test's hand clock).
     """
-    s = settings if settings is not None else BrokerSettings()
-    limiter = RateLimiter(s.rate_per_minute, s.rate_burst, max_waiting=s.waiting_per_namespace)
+    t = tuning if tuning is not None else BrokerTuning()
+    limiter = RateLimiter(t.rate_per_minute, t.rate_burst, max_waiting=t.waiting_per_namespace)
     share = None
-    if s.replicas_of is not None:
-        source = EndpointsReplicas(kube_api_client, *s.replicas_of, timeout=s.kube_timeout)
-        share = BudgetShare(limiter, source, per_minute=s.rate_per_minute, burst=s.rate_burst)
+    if t.replicas_of is not None:
+        source = EndpointsReplicas(kube_api_client, *t.replicas_of, timeout=t.kube_timeout)
+        share = BudgetShare(limiter, source, per_minute=t.rate_per_minute, burst=t.rate_burst)
         share.start()
     sakura = SakuraClient(
         sakura_config,
         limiter=limiter,
-        deadline=s.sakura_deadline,
-        timeout=s.sakura_timeout,
-        max_retries=s.sakura_retries,
+        deadline=t.sakura_deadline,
+        timeout=t.sakura_timeout,
+        max_retries=t.sakura_retries,
         verify=sakura_verify,
     )
     calls = kubernetes_calls()
     access = AccessReviewer(
         kube_api_client,
-        allow_ttl=s.allow_ttl,
-        deny_ttl=s.deny_ttl,
-        request_timeout=s.kube_timeout,
+        allow_ttl=t.allow_ttl,
+        deny_ttl=t.deny_ttl,
+        request_timeout=t.kube_timeout,
         calls=calls,
     )
     tokens = TokenReviewer(
         kube_api_client,
-        review_ttl=s.review_ttl,
-        reject_ttl=s.reject_ttl,
-        pod_ttl=s.pod_ttl,
-        request_timeout=s.kube_timeout,
+        review_ttl=t.review_ttl,
+        reject_ttl=t.reject_ttl,
+        pod_ttl=t.pod_ttl,
+        request_timeout=t.kube_timeout,
         calls=calls,
     )
     watched = CredentialWatch(sakura)
     inventory = VaultInventory(
-        watched, ttl=s.listing_ttl, negative_ttl=s.negative_ttl, clock=cache_clock
+        watched, ttl=t.listing_ttl, negative_ttl=t.negative_ttl, clock=cache_clock
     )
     cache = SecretCache(
-        watched, settings=s.cache, registry=registry, inventory=inventory, clock=cache_clock
+        watched, settings=t.cache, registry=registry, inventory=inventory, clock=cache_clock
     )
     broker = Broker(tokens, access, cache)
-    check = BrokerAdmissionCheck(access, inventory, timeout=s.admission_timeout)
+    check = BrokerAdmissionCheck(access, inventory, timeout=t.admission_timeout)
     return BrokerParts(broker, check, access, sakura, broker_routes(broker), share, watched)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where `serve` listens: the webhook's TLS port, the broker's, the plain probe port."""
+
+    webhook: int
+    broker: int
+    probes: int
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The serving pair (both TLS ports), the CA the webhook port requires client
+    certificates of (never the broker's), and the CA bundle pods are given."""
+
+    cert: Path
+    key: Path
+    webhook_client_ca: Path | None = None
+    broker_ca: Path | None = None
+
+
+def build_listeners(
+    settings: WebhookSettings,
+    broker: BrokerParts,
+    files: TlsFiles,
+    ports: Ports,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+) -> tuple[list[Listener], Sequence[Shutdown]]:
+    """The production listeners and what to close at shutdown.
+
+    The broker's real admission check goes to the webhook: there is no `serve` without the
+    admission-time RBAC checks. The certificate-expiry gauge joins `registry`: once per
+    process.
+    """
+    webhook_tls = ReloadingTLS(files.cert, files.key, client_ca_file=files.webhook_client_ca)
+    broker_tls = ReloadingTLS(files.cert, files.key)
+    broker_ca = BrokerCaFile(files.broker_ca) if files.broker_ca is not None else None
+    readiness: list[Readiness] = [broker_tls.readiness]
+    if files.webhook_client_ca is not None:
+        readiness.append(webhook_tls.readiness)  # names the client CA file if it is unreadable
+    if broker_ca is not None:
+        readiness.append(broker_ca.readiness)
+    if broker.credentials is not None:
+        readiness.append(broker.credentials.readiness)
+    registry.register(CertificateExpiry(broker_tls, broker_ca))
+    apps = create_apps(
+        settings,
+        check=broker.check,
+        routes=broker.routes,
+        readiness=readiness,
+        broker_ca=broker_ca,
+        registry=registry,
+    )
+    listeners = [
+        Listener("webhook", apps.webhook, webhook_tls, ports.webhook),
+        Listener("broker", apps.broker, broker_tls, ports.broker),
+        Listener("probes", apps.probes, None, ports.probes),
+    ]
+    return listeners, (broker.aclose,)

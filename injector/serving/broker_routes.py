@@ -1,8 +1,10 @@
 """HTTP shell of the broker: `POST /v1/secrets` on the injector's broker port (TLS).
 
 Parses the bearer token and the body, hands both to the Broker, and turns its answer or
-refusal into JSON. Error bodies are `{"error": "<one line>"}` and never carry a value. The
-answer is encoded and sent within the process's budget of answer bytes (`answers.py`).
+refusal into JSON. Each kind of refusal (injector.broker.errors) has its status here, and only
+here; error bodies are `{"error": "<one line>"}`, with a `reason` the init container acts on
+where retrying cannot help, and never carry a value. The answer is encoded and sent within
+the process's budget of answer bytes (`answers.py`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,36 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from contract.broker import MAX_BODY_BYTES, BadRequest, parse_request
-from injector.broker.service import Broker, BrokerError
+from injector.broker.errors import (
+    AccessDenied,
+    BrokerError,
+    CredentialsRejected,
+    NamespaceCrowded,
+    ReviewUnavailable,
+    SecretAbsent,
+    SecretsUnavailable,
+    TokenRejected,
+)
+from injector.broker.service import Broker
 from injector.serving.answers import AnswerBudget, AnswerRefused, BudgetedAnswer, budgeted
 from injector.serving.bodies import BodyTooLarge, read_capped
 
 SECRETS_PATH = "/v1/secrets"
 ANSWER_TOO_LARGE = "answer_too_large"
 """`reason` of the 422 for an answer over MAX_ANSWER_BYTES: asking again will not help."""
+CREDENTIALS_REJECTED = "credentials_rejected"
+"""`reason` of a 503 when Sakura refused the injector's key: retrying will not help."""
+STATUSES: dict[type[BrokerError], int] = {
+    TokenRejected: 401,
+    AccessDenied: 403,
+    SecretAbsent: 404,
+    NamespaceCrowded: 429,
+    CredentialsRejected: 503,
+    SecretsUnavailable: 503,
+    ReviewUnavailable: 503,
+}
+"""The status of each kind of refusal; a kind not listed is a 503 (the broker failed)."""
+REASONS: dict[type[BrokerError], str] = {CredentialsRejected: CREDENTIALS_REJECTED}
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -51,7 +76,9 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
             client = request.client.host if request.client is not None else ""
             answer = await broker.fetch(token, wanted, client=client)
         except BrokerError as exc:
-            return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=exc.reason)
+            return _error(
+                status_of(exc), exc.message, retry_after=exc.retry_after, reason=reason_of(exc)
+            )
         try:
             return await budgeted(answer, answers, _NO_STORE)
         except AnswerRefused as exc:
@@ -59,6 +86,16 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
             return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=reason)
 
     return [Route(SECRETS_PATH, secrets, methods=["POST"])]
+
+
+def status_of(refusal: BrokerError) -> int:
+    """The HTTP status of a refusal, by its kind."""
+    return STATUSES.get(type(refusal), 503)
+
+
+def reason_of(refusal: BrokerError) -> str | None:
+    """The `reason` the answer carries next to the message, for refusals retrying cannot fix."""
+    return REASONS.get(type(refusal))
 
 
 def bearer_token(header: str | None) -> str | None:

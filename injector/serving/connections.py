@@ -30,6 +30,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from injector.setting import OutOfRange
+
 ADDRESS_SHARE_FRACTION = 4
 """One client address may hold a quarter of a port's connections ..."""
 ADDRESS_SHARE_FLOOR = 8
@@ -40,13 +42,17 @@ BURST_SECONDS = 2
 """An address may open `BURST_SECONDS` seconds' worth of connections at once."""
 KEPT_BUCKETS = 4
 """The table forgets full rate buckets once it tracks this many per slot of the port."""
+MAX_TIMEOUT = 300.0
+"""No deadline of a connection is longer: five minutes is past any client that still works."""
+MAX_CONNECTIONS = 100_000
+"""Connections one port may be told to hold (each is a file descriptor)."""
 
 Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True)
 class ConnectionLimits:
-    """Every bound with its default; docs/webhook.md explains each."""
+    """Every bound with its default, checked when built; docs/webhook.md explains each."""
 
     header_timeout: float = 10.0
     """Seconds a connection may take to send a request's headers (idle keep-alive included)."""
@@ -67,16 +73,19 @@ class ConnectionLimits:
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "body_timeout", "handshake_timeout", "send_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be above 0 seconds")
-        if self.max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
+            seconds = getattr(self, name)
+            if not seconds > 0:
+                raise OutOfRange(name, "must be above 0 seconds")
+            if seconds > MAX_TIMEOUT:
+                raise OutOfRange(name, f"must be above 0 and at most {MAX_TIMEOUT:g} seconds")
+        if not 1 <= self.max_connections <= MAX_CONNECTIONS:
+            raise OutOfRange("max_connections", f"must be between 1 and {MAX_CONNECTIONS}")
         if self.keep_alive < 1:
-            raise ValueError("keep_alive must be at least 1 second")
+            raise OutOfRange("keep_alive", "must be at least 1 second")
         if self.per_address is not None and not 1 <= self.per_address <= self.max_connections:
-            raise ValueError("per_address must be between 1 and max_connections")
+            raise OutOfRange("per_address", "must be between 1 and max_connections")
         if self.per_address_rate is not None and not self.per_address_rate >= 1:
-            raise ValueError("per_address_rate must be at least 1 connection a second")
+            raise OutOfRange("per_address_rate", "must be at least 1 connection a second")
 
     @property
     def address_share(self) -> int:

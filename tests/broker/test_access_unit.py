@@ -20,7 +20,7 @@ from support.stub_kube_api import StubApi, stub_api_server
 from support.values import OTHER_VAULT, VAULT
 
 from injector.broker.access import AccessReviewer, Missing, Subject
-from injector.broker.tokens import KUBE_PER_KEY, KubernetesUnavailable
+from injector.kube import KUBE_PER_KEY, KubernetesUnavailable
 
 
 def reviewer(reviews: RecordingReviews, clock: HandClock) -> AccessReviewer:

@@ -308,9 +308,9 @@ def test_the_default_budget_leaves_room_within_the_webhooks_timeout() -> None:
     """The API server gives up on the webhook after timeoutSeconds (then failurePolicy)."""
     import yaml
 
-    from injector.operations.wiring import BrokerSettings
+    from injector.broker.tuning import BrokerTuning
 
     root = Path(__file__).resolve().parents[2]
     config = yaml.safe_load((root / "manifests/base/mutatingwebhookconfiguration.yaml").read_text())
     timeout = min(w["timeoutSeconds"] for w in config["webhooks"])
-    assert 0 < BrokerSettings().admission_timeout <= timeout / 2
+    assert 0 < BrokerTuning().admission_timeout <= timeout / 2

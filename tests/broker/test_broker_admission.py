@@ -22,8 +22,9 @@ from support.emulator import EmulatorHandle
 from contract import FileSpec, Plan, SecretRef
 from emulator.knobs import Fault
 from injector.broker.can_i import run_can_i
+from injector.broker.tuning import BrokerTuning
 from injector.kube import api_client as kube_api_client
-from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
+from injector.operations.wiring import BrokerParts, build_broker
 from injector.webhook.checks import CheckOutcome
 
 pytestmark = pytest.mark.cluster
@@ -44,7 +45,7 @@ async def parts(emulator: EmulatorHandle, world: World) -> AsyncIterator[BrokerP
     built = build_broker(
         sakura_config(emulator.url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
-        settings=BrokerSettings(sakura_deadline=1.0, sakura_retries=0, admission_timeout=3.0),
+        tuning=BrokerTuning(sakura_deadline=1.0, sakura_retries=0, admission_timeout=3.0),
         registry=CollectorRegistry(),
     )
     yield built
@@ -233,7 +234,7 @@ async def test_admission_spends_sakuras_budget_in_the_pods_namespaces_turn(
     parts = build_broker(
         sakura_config(emulator.url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
-        settings=BrokerSettings(sakura_deadline=30, admission_timeout=9),
+        tuning=BrokerTuning(sakura_deadline=30, admission_timeout=9),
         registry=CollectorRegistry(),
     )
     limiter = parts.sakura.limiter

@@ -22,11 +22,11 @@ from support.broker_world import VALUES, VAULT, BrokerServer, World, fetch, serv
 from support.emulator import EmulatorHandle
 
 from contract.broker import MAX_ANSWER_BYTES
-from injector.operations.wiring import BrokerSettings
+from injector.broker.tuning import BrokerTuning
 
 pytestmark = pytest.mark.cluster
 
-SETTINGS = BrokerSettings(rate_burst=100)  # 22 first reads at once: no wait for the limiter
+SETTINGS = BrokerTuning(rate_burst=100)  # 22 first reads at once: no wait for the limiter
 CONTROL = "\x01" * 65536  # Sakura's largest value, 384 KiB in JSON
 VERSIONS = range(2, 24)  # "extra" keeps its version 1; 2..23 are CONTROL
 

@@ -24,11 +24,12 @@ from support.clock import HandClock
 from support.emulator import EmulatorHandle
 
 from injector.broker.credentials import REJECTED, CredentialWatch
+from injector.broker.tuning import BrokerTuning
 from injector.kube import api_client as kube_api_client
-from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
+from injector.operations.wiring import BrokerParts, build_broker
 from sakura import SakuraClient, SakuraConfig, Unauthorized
 
-SETTINGS = BrokerSettings(sakura_deadline=2.0, sakura_retries=0, admission_timeout=3.0)
+SETTINGS = BrokerTuning(sakura_deadline=2.0, sakura_retries=0, admission_timeout=3.0)
 
 
 def wrong_key(url: str) -> SakuraConfig:
@@ -61,7 +62,7 @@ async def rejected_parts(emulator: EmulatorHandle, world: World) -> AsyncIterato
     built = build_broker(
         wrong_key(emulator.url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
-        settings=SETTINGS,
+        tuning=SETTINGS,
         registry=CollectorRegistry(),
     )
     yield built

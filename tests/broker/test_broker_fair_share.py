@@ -14,7 +14,7 @@ import pytest
 from support.broker_world import VALUES, BrokerServer, World, fetch, serve_broker
 from support.emulator import EmulatorHandle
 
-from injector.operations.wiring import BrokerSettings
+from injector.broker.tuning import BrokerTuning
 from sakura import RateLimiter
 
 pytestmark = pytest.mark.cluster
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.cluster
 def tight_broker(
     emulator: EmulatorHandle, tls_files: tuple[Path, Path, bytes], world: World
 ) -> Iterator[BrokerServer]:
-    settings = BrokerSettings(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
+    settings = BrokerTuning(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
     with serve_broker(emulator.url, tls_files, settings) as server:
         yield server
 

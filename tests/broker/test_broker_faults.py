@@ -12,11 +12,11 @@ from support.emulator import EmulatorHandle
 
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
-from injector.operations.wiring import BrokerSettings
+from injector.broker.tuning import BrokerTuning
 
 pytestmark = pytest.mark.cluster
 
-SETTINGS = BrokerSettings(
+SETTINGS = BrokerTuning(
     cache=CacheSettings(latest_ttl=0.5, stale_for=3.0, retry_after=9),
     sakura_deadline=1.0,
     sakura_retries=0,

@@ -25,7 +25,8 @@ from contract import FileSpec, Plan, SecretRef
 from injector.broker.access import SECRETS, AccessReviewer, Subject
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.inventory import VaultInventory
-from injector.broker.tokens import KubernetesUnavailable, TokenReviewer
+from injector.broker.tokens import TokenReviewer
+from injector.kube import KubernetesUnavailable
 from sakura import SakuraClient
 
 TIMEOUT = 0.5

@@ -17,7 +17,7 @@ from support.emulator import EmulatorHandle
 pytestmark = pytest.mark.cluster
 
 PINNED = [{"name": "db", "version": 1}]
-LISTING_TTL = 30.0  # BrokerSettings.listing_ttl
+LISTING_TTL = 30.0  # BrokerTuning.listing_ttl
 
 
 def calls(emulator: EmulatorHandle) -> dict[str, int]:

@@ -14,8 +14,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from support.broker_fakes import A, B, FakeSakura, cache
 from support.clock import HandClock
 
-from injector.broker.cache import CacheMetrics, CacheSettings, SecretCache, SecretsUnavailable
+from injector.broker.cache import CacheMetrics, CacheSettings, SecretCache
+from injector.broker.errors import CredentialsRejected, SecretsUnavailable
 from injector.broker.inventory import VaultInventory
+from injector.serving.broker_routes import status_of
 from sakura import Crowded, NotFound, Throttled, Unauthorized, Unavailable, Unveiled
 
 
@@ -371,9 +373,9 @@ async def test_a_crowded_namespace_gets_a_429_with_the_limiters_retry_after() ->
     sakura.fail = Crowded("full", retry_after=7.2, waiting=10)
     with pytest.raises(SecretsUnavailable) as refused:
         await secrets.read(A, "db", tenant="busy")
-    assert refused.value.status == 429
+    assert status_of(refused.value) == 429
     assert refused.value.retry_after == 7.2
-    assert not refused.value.credentials_rejected
+    assert not isinstance(refused.value, CredentialsRejected)
     assert refused.value.message == (
         f"secret 'db' of vault {A} is not read now: Sakura's quota is shared fairly between "
         "namespaces and this namespace already has 10 read(s) waiting for it, as many as it "
@@ -405,8 +407,8 @@ async def test_a_rejected_key_is_its_own_refusal_and_outcome() -> None:
     sakura.fail = Unauthorized("HTTP 401 bad key")
     with pytest.raises(SecretsUnavailable) as refused:
         await secrets.read(A, "db")
-    assert refused.value.credentials_rejected is True
-    assert refused.value.status == 503
+    assert isinstance(refused.value, CredentialsRejected)
+    assert status_of(refused.value) == 503
     assert refused.value.retry_after == 12.0
     assert refused.value.message == (
         f"Sakura rejected the injector's credentials reading secret 'db' of vault {A} (HTTP 401 "
@@ -422,7 +424,11 @@ async def test_a_rejected_key_is_its_own_refusal_and_outcome() -> None:
 
 def test_unavailable_is_a_plain_503_unless_told() -> None:
     plain = SecretsUnavailable("no", retry_after=3)
-    assert (plain.status, plain.credentials_rejected, plain.retry_after) == (503, False, 3)
+    assert (status_of(plain), isinstance(plain, CredentialsRejected), plain.retry_after) == (
+        503,
+        False,
+        3,
+    )
 
 
 async def test_a_listing_that_shows_the_version_is_trusted_for_its_whole_ttl() -> None:

@@ -26,14 +26,27 @@ from contract.broker import (
     SecretRequest,
 )
 from injector.broker.access import AccessReviewer
-from injector.broker.service import CREDENTIALS_REJECTED, Broker, BrokerError
+from injector.broker.errors import (
+    AccessDenied,
+    BrokerError,
+    CredentialsRejected,
+    NamespaceCrowded,
+    ReviewUnavailable,
+    SecretAbsent,
+    SecretsUnavailable,
+    TokenRejected,
+)
+from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
 from injector.serving.answers import AnswerBudget
 from injector.serving.broker_routes import (
     ANSWER_TOO_LARGE,
+    CREDENTIALS_REJECTED,
     SECRETS_PATH,
     bearer_token,
     broker_routes,
+    reason_of,
+    status_of,
 )
 
 BODY = {"vault_id": VAULT, "secrets": [{"name": "db", "version": None}]}
@@ -135,7 +148,7 @@ async def test_a_refusal_keeps_its_status_message_and_retry_after(
     retry_after: float | None, header: str | None
 ) -> None:
     broker = FakeBroker()
-    broker.error = BrokerError("try later", status=503, retry_after=retry_after)
+    broker.error = BrokerError("try later", retry_after=retry_after)
     response = await post(broker)
     assert response.status_code == 503
     assert response.json() == {"error": "try later"}
@@ -146,10 +159,7 @@ async def test_a_refusal_keeps_its_status_message_and_retry_after(
 async def test_a_refusal_with_a_reason_carries_it_next_to_the_message() -> None:
     """The init container tells a rejected key from an outage by `reason` (its own exit code)."""
     broker = FakeBroker()
-    broker.error = BrokerError(
-        "Sakura rejected the injector's credentials", status=503, retry_after=30,
-        reason=CREDENTIALS_REJECTED,
-    )  # fmt: skip
+    broker.error = CredentialsRejected("Sakura rejected the injector's credentials", retry_after=30)
     response = await post(broker)
     assert (response.status_code, response.json()) == (
         503,
@@ -158,13 +168,43 @@ async def test_a_refusal_with_a_reason_carries_it_next_to_the_message() -> None:
     assert response.headers["retry-after"] == "30"
 
 
+@pytest.mark.parametrize(
+    ("refusal", "status", "reason"),
+    [
+        (TokenRejected("expired"), 401, None),
+        (AccessDenied("no grant"), 403, None),
+        (SecretAbsent("no such secret"), 404, None),
+        (NamespaceCrowded("crowded", retry_after=3), 429, None),
+        (SecretsUnavailable("outage", retry_after=3), 503, None),
+        (CredentialsRejected("bad key", retry_after=3), 503, CREDENTIALS_REJECTED),
+        (ReviewUnavailable("no API", retry_after=3), 503, None),
+        (BrokerError("a kind without its own status"), 503, None),
+    ],
+)
+async def test_each_kind_of_refusal_has_its_status_here(
+    refusal: BrokerError, status: int, reason: str | None
+) -> None:
+    """The broker's core names what went wrong; only this shell knows HTTP."""
+    assert (status_of(refusal), reason_of(refusal)) == (status, reason)
+    broker = FakeBroker()
+    broker.error = refusal
+    response = await post(broker)
+    body = (
+        {"error": refusal.message}
+        if reason is None
+        else {"error": refusal.message, "reason": reason}
+    )
+    assert (response.status_code, response.json()) == (status, body)
+    assert response.headers.get("retry-after") == (None if refusal.retry_after is None else "3")
+
+
 async def test_a_401_from_the_broker_carries_the_challenge() -> None:
     broker = FakeBroker()
-    broker.error = BrokerError("expired", status=401)
+    broker.error = TokenRejected("expired")
     response = await post(broker)
     assert (response.status_code, response.json()) == (401, {"error": "expired"})
     assert response.headers["www-authenticate"] == 'Bearer realm="sakura-secrets-injector"'
-    broker.error = BrokerError("no grant", status=403)
+    broker.error = AccessDenied("no grant")
     response = await post(broker)
     assert response.status_code == 403
     assert "www-authenticate" not in response.headers

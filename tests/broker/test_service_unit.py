@@ -29,13 +29,10 @@ from support.clock import HandClock
 from contract import SecretVersion
 from contract.broker import Answer, SecretRequest
 from injector.broker.access import AccessReviewer
-from injector.broker.service import (
-    CREDENTIALS_REJECTED,
-    KUBERNETES_RETRY_AFTER,
-    Broker,
-    BrokerError,
-)
+from injector.broker.errors import AccessDenied, BrokerError, CredentialsRejected
+from injector.broker.service import KUBERNETES_RETRY_AFTER, Broker
 from injector.broker.tokens import TokenReviewer
+from injector.serving.broker_routes import CREDENTIALS_REJECTED, reason_of, status_of
 from sakura import NotFound, Throttled, Unauthorized
 
 OTHER = "110000000003"
@@ -120,11 +117,11 @@ async def test_a_rejected_token_is_a_401_with_its_reason_before_any_review_or_re
     parts.api.answer = k8s.V1TokenReviewStatus(authenticated=False, error="token has expired")
     caplog.set_level(logging.INFO, logger="injector.broker.service")
     refused = await parts.refused(DB)
-    assert refused.status == 401
+    assert status_of(refused) == 401
     assert refused.message.startswith(
         "the Kubernetes API did not accept the token (token has expired); it may be expired"
     )
-    assert (refused.retry_after, refused.reason) == (None, None)
+    assert (refused.retry_after, reason_of(refused)) == (None, None)
     assert parts.reviews.sent == [] and parts.sakura_calls() == []
     assert [r.getMessage() for r in caplog.records] == [
         f"refused a secrets request: {refused.message}"
@@ -134,7 +131,7 @@ async def test_a_rejected_token_is_a_401_with_its_reason_before_any_review_or_re
 
 async def test_no_token_is_a_401_naming_the_header_to_send() -> None:
     refused = await Parts().refused(DB, token="")
-    assert (refused.status, refused.message) == (
+    assert (status_of(refused), refused.message) == (
         401,
         "no token; send 'Authorization: Bearer <projected ServiceAccount token>'",
     )
@@ -144,7 +141,7 @@ async def test_kubernetes_failing_on_the_token_review_is_a_503_to_retry_in_5_s()
     parts = Parts()
     parts.api.review_fails = ApiException(status=502, reason="Bad Gateway")
     refused = await parts.refused(DB)
-    assert (refused.status, refused.retry_after, refused.reason) == (503, 5.0, None)
+    assert (status_of(refused), refused.retry_after, reason_of(refused)) == (503, 5.0, None)
     assert KUBERNETES_RETRY_AFTER == 5.0
     assert refused.message == "the Kubernetes API could not review the token (HTTP 502 Bad Gateway)"
     assert parts.reviews.sent == [] and parts.sakura_calls() == []
@@ -154,7 +151,7 @@ async def test_kubernetes_failing_on_the_access_review_is_a_503_to_retry_in_5_s(
     parts = Parts()
     parts.reviews.fail = ConnectionRefusedError()
     refused = await parts.refused(DB)
-    assert (refused.status, refused.retry_after, refused.reason) == (503, 5.0, None)
+    assert (status_of(refused), refused.retry_after, reason_of(refused)) == (503, 5.0, None)
     assert refused.message.startswith("the Kubernetes API could not be reached to review access")
     assert parts.sakura_calls() == []
 
@@ -165,12 +162,12 @@ async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
     parts = Parts(grants={("secrets", f"{A}/db")})
     caplog.set_level(logging.INFO, logger="injector.broker.service")
     refused = await parts.refused(DB)
-    assert refused.status == 403
+    assert status_of(refused) == 403
     assert refused.message.startswith(
         f'serviceaccount shop/api may not get sakura-secrets.io vaults "{A}"; grant it with a '
         "Role/RoleBinding"
     )
-    assert (refused.retry_after, refused.reason) == (None, None)
+    assert (refused.retry_after, reason_of(refused)) == (None, None)
     assert parts.sakura_calls() == []
     assert [r.getMessage() for r in caplog.records] == [
         f"refused serviceaccount shop/api (pod api-7d9): {refused.message}"
@@ -180,7 +177,7 @@ async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
 async def test_a_missing_secret_grant_is_a_403_naming_each_secret_before_any_sakura_call() -> None:
     parts = Parts(grants={("vaults", A), ("secrets", f"{A}/db")})
     refused = await parts.refused(DB, API, SecretVersion("cfg", 2))
-    assert refused.status == 403
+    assert status_of(refused) == 403
     assert refused.message.startswith(
         f'serviceaccount shop/api may not get sakura-secrets.io secrets "{A}/api"; grant it'
     )
@@ -192,7 +189,7 @@ async def test_a_missing_vault_is_a_404_with_the_fix_for_the_annotation() -> Non
     parts = Parts(grants={("vaults", OTHER), ("secrets", f"{OTHER}/db")})
     parts.sakura.fail = NotFound("HTTP 404 no such vault", kind="vault", name=OTHER)
     refused = await parts.refused(DB, vault=OTHER)
-    assert (refused.status, refused.retry_after, refused.reason) == (404, None, None)
+    assert (status_of(refused), refused.retry_after, reason_of(refused)) == (404, None, None)
     assert refused.message == (
         f"vault {OTHER} was not found (or the injector's API key cannot see it); "
         "fix the vault-id annotation"
@@ -202,28 +199,28 @@ async def test_a_missing_vault_is_a_404_with_the_fix_for_the_annotation() -> Non
 async def test_a_missing_secret_is_a_404_with_the_fix_and_is_then_refused_from_memory() -> None:
     parts = Parts()
     first = await parts.refused(DB, SecretVersion("gone"))
-    assert (first.status, first.retry_after, first.reason) == (404, None, None)
+    assert (status_of(first), first.retry_after, reason_of(first)) == (404, None, None)
     assert first.message == (
         f"secret 'gone' does not exist in vault {A}; create it in Sakura's Secret Manager or "
         "fix the annotation"
     )
     calls = parts.sakura_calls()
     again = await parts.refused(API, SecretVersion("gone"))
-    assert (again.status, again.message) == (404, first.message)
+    assert (status_of(again), again.message) == (404, first.message)
     assert parts.sakura_calls() == calls  # known missing: refused before any read, even of api
 
 
 async def test_a_missing_version_is_a_404_with_the_fix_and_is_then_refused_from_memory() -> None:
     parts = Parts()
     first = await parts.refused(SecretVersion("db", 7))
-    assert (first.status, first.retry_after, first.reason) == (404, None, None)
+    assert (status_of(first), first.retry_after, reason_of(first)) == (404, None, None)
     assert first.message == (
         f"secret 'db@7' has no such version in vault {A}; pin an existing version or drop the "
         "@VERSION"
     )  # never the latest version (2): a denial does not tell what the vault holds
     assert parts.sakura.calls == []  # the listing said so: no unveil
     again = await parts.refused(API, SecretVersion("db", 7))
-    assert (again.status, again.message) == (404, first.message)
+    assert (status_of(again), again.message) == (404, first.message)
     assert len(parts.sakura.listings) == 1 and parts.sakura.calls == []  # not even api is read
 
 
@@ -248,7 +245,7 @@ async def test_the_first_refused_secret_in_request_order_is_the_answer() -> None
     parts = Parts()
     parts.sakura.fail = Throttled("HTTP 429", retry_after=7)
     refused = await parts.refused(SecretVersion("gone"), DB)
-    assert (refused.status, refused.retry_after) == (503, 7.0)
+    assert (status_of(refused), refused.retry_after) == (503, 7.0)
     assert "secret 'gone' of vault" in refused.message
     parts.sakura.fail = None
     missing = await parts.refused(DB, SecretVersion("gone"), SecretVersion("db", 9))
@@ -259,7 +256,7 @@ async def test_sakura_unavailable_is_the_caches_503_with_its_retry_after() -> No
     parts = Parts()
     parts.sakura.fail = Throttled("HTTP 429 slow down", retry_after=12)
     refused = await parts.refused(DB)
-    assert (refused.status, refused.retry_after, refused.reason) == (503, 12.0, None)
+    assert (status_of(refused), refused.retry_after, reason_of(refused)) == (503, 12.0, None)
     assert refused.message == (
         f"secret 'db' of vault {A} cannot be read now and no copy known current within the last "
         "300s is held (HTTP 429 slow down); retry in 12s"
@@ -270,8 +267,8 @@ async def test_a_rejected_injector_key_is_a_503_with_the_credentials_rejected_re
     parts = Parts()
     parts.sakura.fail = Unauthorized("HTTP 401 bad key")
     refused = await parts.refused(DB)
-    assert (refused.status, refused.retry_after) == (503, 10.0)
-    assert refused.reason == CREDENTIALS_REJECTED == "credentials_rejected"
+    assert (status_of(refused), refused.retry_after) == (503, 10.0)
+    assert reason_of(refused) == CREDENTIALS_REJECTED == "credentials_rejected"
     assert refused.message == (
         f"Sakura rejected the injector's credentials reading secret 'db' of vault {A} (HTTP 401 "
         "bad key); the injector's operator must fix its API key"
@@ -299,16 +296,20 @@ async def test_what_is_served_is_logged_by_name_and_version_never_by_value(
 
 
 def test_a_broker_error_carries_its_status_retry_after_and_reason() -> None:
-    plain = BrokerError("no grant", status=403)
-    assert (str(plain), plain.message, plain.status, plain.retry_after, plain.reason) == (
+    plain = AccessDenied("no grant")
+    assert (str(plain), plain.message, status_of(plain), plain.retry_after, reason_of(plain)) == (
         "no grant",
         "no grant",
         403,
         None,
         None,
     )
-    full = BrokerError("key", status=503, retry_after=2.5, reason=CREDENTIALS_REJECTED)
-    assert (full.status, full.retry_after, full.reason) == (503, 2.5, "credentials_rejected")
+    full = CredentialsRejected("key", retry_after=2.5)
+    assert (status_of(full), full.retry_after, reason_of(full)) == (
+        503,
+        2.5,
+        "credentials_rejected",
+    )
 
 
 async def test_the_token_review_waits_in_the_lane_of_the_clients_address() -> None:

@@ -34,23 +34,21 @@ from support.broker_fakes import (
 from support.clock import HandClock
 from support.stub_kube_api import StubApi, stub_api_server
 
+from injector.broker.errors import TokenRejected
 from injector.broker.tokens import (
     AUDIENCE,
     CLOCK_SKEW,
-    KUBE_PER_KEY,
     MAX_TOKEN_LENGTH,
     POD_NAME_EXTRA,
     POD_UID_EXTRA,
     Identity,
-    KubernetesUnavailable,
-    TokenRejected,
     TokenReviewer,
     identity_from_review,
-    kubernetes_calls,
     parse_service_account,
     service_account_groups,
     service_account_username,
 )
+from injector.kube import KUBE_PER_KEY, KubernetesUnavailable, kubernetes_calls
 
 NOW = 1_800_000_000.0
 

@@ -3,7 +3,7 @@
 import io
 import re
 
-from injector.operations import demo
+from emulator import demo
 
 
 def test_demo_runs_the_whole_path_and_prints_the_files_an_app_reads() -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime
 import ssl
 
+import pytest
 from cryptography import x509
 
 from injector.operations.authority import Authority, Policy, authority_problem, decide
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert, service_dns_names
+from injector.setting import OutOfRange
 
 NAMES = service_dns_names("sakura-secrets-injector", "sakura-secrets")
 NOW = datetime.datetime.now(datetime.UTC)
@@ -138,3 +140,20 @@ def test_the_bundle_works_with_pythons_ssl_as_the_init_container_uses_it() -> No
     rotated = decide(first.authority, first.serving, first.bundle, NAMES, now=NOW, rotate_ca=True)
     context = ssl.create_default_context(cadata=rotated.bundle.decode("ascii"))
     assert len(context.get_ca_certs()) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"renew_before": datetime.timedelta(0)}, "renew_before must be above 0 days"),
+        ({"ca_renew_before": datetime.timedelta(days=-1)}, "ca_renew_before must be above 0 days"),
+        ({"overlap": datetime.timedelta(seconds=-1)}, "overlap must be 0 days or more"),
+    ],
+)
+def test_a_policy_that_cannot_work_is_refused_when_built(
+    fields: dict[str, datetime.timedelta], message: str
+) -> None:
+    with pytest.raises(OutOfRange) as caught:
+        Policy(**fields)
+    assert str(caught.value) == message
+    assert Policy(overlap=datetime.timedelta(0)).overlap == datetime.timedelta(0)

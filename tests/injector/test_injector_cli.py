@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from injector.operations.cli import (
-    UsageError,
-    broker_settings_from_args,
-    build_listeners_from_args,
-    build_parser,
+from injector.operations.cli import build_parser
+from injector.operations.commands.serve import (
+    broker_tuning_from_args,
     connection_limits_from_args,
-    settings_from_args,
+    listeners_from_args,
 )
+from injector.operations.errors import UsageError
+from injector.operations.flags import settings_from_args
 from injector.serving.connections import ConnectionLimits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ def test_the_default_broker_url_carries_a_service_port_other_than_443() -> None:
 def test_bad_ports_are_refused_naming_the_flag(flags: list[str], message: str) -> None:
     args = build_parser({}).parse_args([*SERVE, *flags])
     with pytest.raises(UsageError, match=message):
-        build_listeners_from_args(args)
+        listeners_from_args(args)
 
 
 def test_slow_client_bounds_have_defaults_and_are_checked_naming_the_flag() -> None:
@@ -225,7 +225,7 @@ SERVE = ["serve", "--tls-cert-file", "/c", "--tls-key-file", "/k", "--init-image
 def test_broker_knobs_come_from_flags_or_environment() -> None:
     env = {"SAKURA_SECRETS_STALE_FOR": "600", "SAKURA_SECRETS_SAKURA_RATE_PER_MINUTE": "50"}
     args = build_parser(env).parse_args([*SERVE, "--latest-ttl", "5"])
-    settings = broker_settings_from_args(args)
+    settings = broker_tuning_from_args(args)
     assert settings.cache.latest_ttl == 5
     assert settings.cache.stale_for == 600
     assert settings.rate_per_minute == 50
@@ -238,7 +238,7 @@ def test_broker_knobs_come_from_flags_or_environment() -> None:
 def test_fair_use_knobs_come_from_flags_or_environment() -> None:
     env = {"SAKURA_SECRETS_SAKURA_WAITING_PER_NAMESPACE": "4", "POD_NAMESPACE": "infra"}
     args = build_parser(env).parse_args([*SERVE, "--negative-ttl", "20", "--service", "inj"])
-    settings = broker_settings_from_args(args)
+    settings = broker_tuning_from_args(args)
     assert (settings.negative_ttl, settings.waiting_per_namespace) == (20.0, 4)
     assert settings.replicas_of == ("infra", "inj")
 
@@ -258,4 +258,4 @@ def test_fair_use_knobs_come_from_flags_or_environment() -> None:
 def test_broker_knobs_out_of_range_name_the_flag(flags: list[str], message: str) -> None:
     args = build_parser({}).parse_args([*SERVE, *flags])
     with pytest.raises(UsageError, match=message):
-        broker_settings_from_args(args)
+        broker_tuning_from_args(args)

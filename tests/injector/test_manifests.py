@@ -20,7 +20,8 @@ import yaml
 from kubernetes_validate.utils import all_versions
 from support.manifests import MANIFESTS, NAMESPACE, by_kind, render
 
-from injector.operations.cli import build_parser, settings_from_args
+from injector.operations.cli import build_parser
+from injector.operations.flags import settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 # The default (manifests/) targets Kubernetes 1.30 and later: checked against every schema

@@ -43,11 +43,12 @@ from support.sidecar_harness import (
 
 from contract import SecretVersion
 from emulator import Emulator, run_in_thread
+from injector.broker.tuning import BrokerTuning
 from injector.kube import api_client as kube_api_client
-from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
+from injector.operations.wiring import BrokerParts, build_broker
 from sakura import SakuraConfig
 from sidecar import broker_client
-from sidecar.config import BrokerSettings as InitBrokerSettings
+from sidecar.config import BrokerSettings
 from sidecar.errors import EXIT_CREDENTIALS, EXIT_DENIED
 
 pytestmark = pytest.mark.cluster
@@ -148,12 +149,12 @@ def real_broker_url(sakura_url: str, tls: Tls) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _serve(
-    sakura_url: str, tls: Tls, settings: BrokerSettings | None
+    sakura_url: str, tls: Tls, settings: BrokerTuning | None
 ) -> Iterator[tuple[str, BrokerParts]]:
     parts = build_broker(
         SakuraConfig(ACCESS_TOKEN, ACCESS_SECRET, base_url=sakura_url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
-        settings=settings,
+        tuning=settings,
         registry=CollectorRegistry(),
     )
 
@@ -259,7 +260,7 @@ def test_the_init_container_waits_out_a_429_and_its_retry_after_then_fetches(
     pod: Pod, sakura_url: str, tls: Tls, secrets_dir: Path, tmp_path: Path
 ) -> None:
     """Its namespace already has as many reads waiting for Sakura as the broker allows."""
-    settings = BrokerSettings(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
+    settings = BrokerTuning(rate_burst=2, waiting_per_namespace=1, sakura_deadline=120)
     with _serve(sakura_url, tls, settings) as (url, parts):
         limiter = parts.sakura.limiter
         limiter.hold_off(20)  # as after Sakura's own 429: reads wait in their namespace's line
@@ -296,7 +297,7 @@ def test_the_init_container_waits_out_a_429_and_its_retry_after_then_fetches(
         plan = make_plan(secrets_dir, secret_file("api", "api"), mode="broker")
         values = broker_client.fetch(
             plan,
-            InitBrokerSettings(url=url, ssl_context=context, token_file=token_file),
+            BrokerSettings(url=url, ssl_context=context, token_file=token_file),
             deadline=60,
             sleep=sleep,
         )

@@ -25,8 +25,9 @@ from starlette.applications import Starlette
 
 from contract import FileSpec, Plan, SecretRef
 from emulator.server import run_in_thread
+from injector.broker.tuning import BrokerTuning
 from injector.kube import api_client as kube_api_client
-from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
+from injector.operations.wiring import BrokerParts, build_broker
 from sakura import SakuraConfig
 from support.values import OTHER_VAULT, VAULT
 
@@ -214,7 +215,7 @@ class BrokerServer:
 def serve_broker(
     emulator_url: str,
     tls: tuple[Path, Path, bytes],
-    settings: BrokerSettings | None = None,
+    settings: BrokerTuning | None = None,
     cache_clock: Callable[[], float] = time.monotonic,
     *,
     config: SakuraConfig | None = None,
@@ -227,7 +228,7 @@ def serve_broker(
     parts = build_broker(
         config or sakura_config(emulator_url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
-        settings=settings,
+        tuning=settings,
         registry=registry,
         cache_clock=cache_clock,
     )

@@ -101,6 +101,22 @@ def test_dockerfile_copies_every_package_the_project_ships() -> None:
         assert f"!{package}/" in ignore, package
 
 
+def test_the_emulator_and_the_demo_are_not_shipped() -> None:
+    """They are for tests, benchmarks and scripts/demo in a checkout: neither the wheel (its
+    packages, its commands) nor the image (its COPY lines, its build context) holds them."""
+    from setuptools import find_packages
+
+    include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = {name.split(".")[0] for name in find_packages(str(REPO), include=include)}
+    assert shipped == {"contract", "sakura", "injector", "sidecar"}
+    assert (REPO / "emulator" / "demo.py").is_file()  # kept, in the checkout
+    commands = PYPROJECT["project"]["scripts"].values()
+    assert not [c for c in commands if c.split(".")[0].split(":")[0] == "emulator"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert not re.search(r"^COPY\b.*\bemulator\b", dockerfile, re.M)
+    assert "!emulator/" not in (REPO / ".dockerignore").read_text().splitlines()
+
+
 def test_no_module_uses_the_kubernetes_asyncio_client_the_image_drops() -> None:
     users = [
         str(path.relative_to(REPO))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from injector.serving.connections import Admission, ConnectionLimits, ConnectionTable
+from injector.setting import OutOfRange
 
 
 def table(max_connections: int = 4, per_address: int | None = None) -> ConnectionTable[str]:
@@ -220,7 +221,12 @@ def test_the_default_share_is_a_quarter_at_least_8_at_most_all(
         ({"body_timeout": 0}, "^body_timeout must be above 0 seconds$"),
         ({"handshake_timeout": 0}, "^handshake_timeout must be above 0 seconds$"),
         ({"send_timeout": 0}, "^send_timeout must be above 0 seconds$"),
-        ({"max_connections": 0}, "^max_connections must be at least 1$"),
+        ({"max_connections": 0}, "^max_connections must be between 1 and 100000$"),
+        ({"max_connections": 100_001}, "^max_connections must be between 1 and 100000$"),
+        ({"header_timeout": 300.5}, "^header_timeout must be above 0 and at most 300 seconds$"),
+        ({"body_timeout": 301}, "^body_timeout must be above 0 and at most 300 seconds$"),
+        ({"handshake_timeout": 1e9}, "^handshake_timeout must be above 0 and at most 300 sec"),
+        ({"send_timeout": 300.01}, "^send_timeout must be above 0 and at most 300 seconds$"),
         ({"keep_alive": 0}, "^keep_alive must be at least 1 second$"),
         ({"per_address": 0}, "^per_address must be between 1 and max_connections$"),
         ({"max_connections": 4, "per_address": 5}, "^per_address must be between 1 and max"),
@@ -245,3 +251,21 @@ def test_the_smallest_bounds_that_work_are_accepted() -> None:
     )
     assert (limits.address_share, limits.address_rate) == (1, 1)
     assert ConnectionLimits(max_connections=4, per_address=4).address_share == 4
+
+
+def test_the_largest_bounds_that_work_are_accepted() -> None:
+    deadlines = ("header_timeout", "body_timeout", "handshake_timeout", "send_timeout")
+    limits = ConnectionLimits(
+        **dict.fromkeys(deadlines, 300.0), max_connections=100_000, per_address=100_000
+    )
+    assert (limits.send_timeout, limits.address_share) == (300, 100_000)
+
+
+def test_a_refused_bound_names_its_field_and_rule_apart() -> None:
+    """What the command line needs to say the same with its flag and the value given."""
+    with pytest.raises(OutOfRange) as caught:
+        ConnectionLimits(max_connections=4, per_address=5)
+    assert (caught.value.setting, caught.value.rule) == (
+        "per_address",
+        "must be between 1 and max_connections",
+    )

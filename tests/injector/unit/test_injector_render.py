@@ -6,7 +6,8 @@ import pytest
 import yaml
 from support.admission_harness import P, settings, validate_pod
 
-from injector.operations.render import OFFLINE_WARNING, PreviewDenied, PreviewError, render_pod
+from injector.operations.errors import PreviewDenied, PreviewError
+from injector.operations.render import OFFLINE_WARNING, render_pod
 from injector.webhook.checks import Denied
 
 POD = f"""\

@@ -1,4 +1,5 @@
-"""`sakura-secrets-injector demo`: the whole secret path on one machine, no cluster, no account.
+"""`scripts/demo` (`python -m emulator.demo`): the whole secret path on one machine, no cluster,
+no account. It lives beside the emulator, outside the product: the image ships neither.
 
 It starts the Sakura emulator with sample secrets, sends a sample pod through the real webhook
 served over TLS, then runs the real init fetcher (`python -m sidecar`) with the environment the
@@ -201,3 +202,7 @@ def _show_files(mount: Path, out: TextIO) -> None:
         out.write(path.read_text())
         if not path.read_text().endswith("\n"):
             out.write("\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())
