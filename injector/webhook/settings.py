@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from injector.webhook.errors import SettingsError
+
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 MESH_PROXIES = ("istio-proxy", "linkerd-proxy")
 """Containers a service mesh's webhook adds to the pod (Istio, Linkerd): not targets unless
@@ -12,9 +14,7 @@ the `containers` annotation names them."""
 _CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _VAULT_ID = re.compile(r"^[0-9]{12}$")
 
-
-class SettingsError(ValueError):
-    """A setting of the injector is invalid; the message names it and the fix."""
+__all__ = ["MESH_PROXIES", "PULL_POLICIES", "SettingsError", "WebhookSettings"]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from conftest import (
 )
 from prometheus_client import CollectorRegistry
 
-from contract import FileSpec, Plan, SecretRef
+from contract import Broker, Direct, FileSpec, Plan, SecretRef
 from emulator.app import Emulator
 from emulator.knobs import Fault
 from injector.broker.can_i import run_can_i
@@ -26,11 +26,12 @@ from injector.operations.wiring import BrokerParts, BrokerSettings, build_broker
 from injector.webhook.checks import CheckOutcome
 
 
-def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> Plan:
+def plan_of(*refs: str, vault_id: str = VAULT, mode: str = "broker") -> Plan:
     files = tuple(
         FileSpec(name=f"f{i}", mode=0o400, secret=SecretRef.parse(r)) for i, r in enumerate(refs)
     )
-    return Plan(files=files, directory="/sakura/secrets", mode=mode, vault_id=vault_id)  # type: ignore[arg-type]
+    how = Broker() if mode == "broker" else Direct("sakura-creds")
+    return Plan(files=files, directory="/sakura/secrets", mode=how, vault_id=vault_id, uid=1, gid=1)
 
 
 def grant_text(ns: str, sa: str, name: str, resource: str = "secrets") -> str:
@@ -79,6 +80,8 @@ async def test_template_refs_are_checked_too(world: World, parts: BrokerParts) -
         ),
         directory="/sakura/secrets",
         vault_id=VAULT,
+        uid=1,
+        gid=1,
     )
     outcome = await parts.check(world.ns_b, "app", plan)
     assert outcome.denial == grant_text(world.ns_b, "app", f"{VAULT}/api")
@@ -424,15 +427,3 @@ def test_can_i_finds_the_installed_injectors_default_vault(world: World) -> None
     )
     assert missing.returncode == 2
     assert "name the vault with --vault" in missing.stderr, missing.stderr
-
-
-async def test_a_plan_without_a_vault_is_denied_before_any_lookup(
-    world: World, parts: BrokerParts, emulator: tuple[Emulator, str]
-) -> None:
-    emulator[0].knobs.reset_stats()
-    outcome = await parts.check(world.ns_a, "app", plan_of("db", vault_id=None))
-    assert outcome.denial == (
-        "the plan names no vault; set the sakura-secrets.io/vault-id annotation or give the "
-        "injector a default vault (--default-vault-id)"
-    )
-    assert emulator[0].knobs.stats()["calls"] == {}

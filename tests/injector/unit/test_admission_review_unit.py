@@ -3,6 +3,8 @@
 Fast and table-driven: most tests call `prepare` and `finish` directly (no event loop, no
 pool), so mutation testing of injector/webhook/admission.py takes well under a second per mutant.
 The pipeline's injection itself (the patch's content) is tested in test_injector_admission.py.
+The shell's half (claim, screen, queue, shedding, the AdmissionReview built from a decision:
+injector/serving/review_queue.py and admission_review.py) is tested here too.
 """
 
 from __future__ import annotations
@@ -18,12 +20,22 @@ from typing import Any
 import pytest
 from admission_harness import P, RecordingCheck, pod, review_body, settings
 
-from injector.webhook import admission
-from injector.webhook.admission import Checked, MalformedReview, finish, prepare, review
+from injector.serving import review_queue as admission
+from injector.serving.admission_review import admission_review
+from injector.serving.review_queue import read_review, review
+from injector.webhook import admission as core
+from injector.webhook.admission import Checked, finish
 from injector.webhook.checks import CheckOutcome
+from injector.webhook.decision import Decision, Refused
+from injector.webhook.errors import MalformedReview
 
 UID = "5f0c9f4e-0000-4000-8000-000000000001"
 Edit = Callable[[dict[str, Any]], None]
+
+
+def prepare(body: bytes, webhook: Any) -> Checked | Decision:
+    """The core's `prepare` on a body as the shell reads it (screen, then parse)."""
+    return core.prepare(read_review(body), webhook)
 
 
 def body_with(edit: Edit, obj: dict[str, Any] | None = None) -> bytes:
@@ -326,7 +338,9 @@ def test_a_pod_without_metadata_or_annotations_is_admitted_untouched() -> None:
 # --- the answers ------------------------------------------------------------------------
 
 
-def envelope(answer: object) -> dict[str, Any]:
+def envelope(decision: object) -> dict[str, Any]:
+    assert not isinstance(decision, Checked)
+    answer = admission_review(decision)  # type: ignore[arg-type]
     assert isinstance(answer, dict)
     assert (answer["apiVersion"], answer["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
     assert set(answer) == {"apiVersion", "kind", "response"}
@@ -655,7 +669,7 @@ async def test_a_review_that_cannot_be_done_in_time_gets_a_fast_429_denial() -> 
             check=check,
             queue=RecordingQueue(shed),
         )
-        assert answer == {
+        assert admission_review(answer) == {
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "response": {
@@ -697,9 +711,7 @@ def test_a_shed_review_is_counted_apart_from_denials() -> None:
 
     shed = admission.shed("u", admission.Overloaded("x"))
     assert outcome_of(shed) == "shed"
-    assert outcome_of(admission._denial("u", admission.Denied("no", code=403))) == "denied"
-    assert outcome_of({"response": None}) == "denied"
-    assert outcome_of({"response": {"allowed": False, "status": "x"}}) == "denied"
+    assert outcome_of(Refused("u", 403, "no")) == "denied"
 
 
 def test_only_the_head_of_a_body_is_searched_for_the_claim() -> None:

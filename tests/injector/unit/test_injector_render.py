@@ -7,7 +7,7 @@ import yaml
 from admission_harness import P, settings, validate_pod
 
 from injector.operations.render import OFFLINE_WARNING, PreviewDenied, PreviewError, render_pod
-from injector.webhook.checks import Denied
+from injector.webhook.errors import Denied
 
 POD = f"""\
 apiVersion: v1
