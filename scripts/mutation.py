@@ -166,6 +166,40 @@ TARGETS = (
         ),
         ci=True,
     ),
+    Target(
+        "injector/webhook/files.py",
+        (
+            "tests/injector/unit/test_injector_parts.py",
+            "tests/injector/unit/test_injector_admission.py",
+            "tests/injector/unit/test_annotations_unit.py",
+            "tests/injector/unit/test_injector_bounds.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/pod_checks.py",
+        (
+            "tests/injector/unit/test_pod_builders.py",
+            "tests/injector/unit/test_injector_ownership.py",
+            "tests/injector/unit/test_injector_admission.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/quantity.py",
+        ("tests/injector/unit/test_pod_builders.py", "tests/injector/unit/test_injector_parts.py"),
+        ci=True,
+    ),
+    Target(
+        "injector/serving/review_queue.py",
+        ("tests/injector/unit/test_admission_review_unit.py",),
+        ci=True,
+    ),
+    Target(
+        "injector/serving/admission_review.py",
+        ("tests/injector/unit/test_admission_review_unit.py",),
+        ci=True,
+    ),
     Target("injector/fair_queue.py", ("tests/broker/test_fair_queue_unit.py",), ci=True),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
     Target(

@@ -24,8 +24,9 @@ from injector.webhook.files import (
 )
 from injector.webhook.keys import INJECT, PREFIX, STATUS, STATUS_INJECTED, STATUS_WARNINGS
 from injector.webhook.pod.ownership import Owner
-from injector.webhook.pod.resources import Resources, parse_quantity
+from injector.webhook.pod.resources import Resources
 from injector.webhook.pod.volumes import TOKEN_DIRECTORY
+from injector.webhook.quantity import parse_quantity
 from injector.webhook.settings import WebhookSettings
 
 __all__ = [

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from injector.webhook.errors import SettingsError
+from injector.webhook.quantity import parse_quantity
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 MESH_PROXIES = ("istio-proxy", "linkerd-proxy")
@@ -72,6 +73,10 @@ class WebhookSettings:
                     f"mesh_proxy_containers: {name!r} is not a container name (a DNS-1123 "
                     "label: lowercase letters, digits and '-', at most 63 characters)"
                 )
+        try:
+            parse_quantity(self.volume_size_limit)
+        except ValueError as exc:
+            raise SettingsError(f"volume_size_limit: {exc}") from None
         if not 1 <= self.review_timeout <= 30:
             raise SettingsError(
                 f"review_timeout {self.review_timeout!r} must be the webhook's timeoutSeconds "

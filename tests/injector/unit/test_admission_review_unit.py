@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +22,12 @@ import pytest
 from admission_harness import P, RecordingCheck, pod, review_body, settings
 
 from injector.serving import review_queue as admission
-from injector.serving.admission_review import admission_review
+from injector.serving.admission_review import admission_review, internal_failure
 from injector.serving.review_queue import read_review, review
 from injector.webhook import admission as core
 from injector.webhook.admission import Checked, finish
 from injector.webhook.checks import CheckOutcome
-from injector.webhook.decision import Decision, Refused
+from injector.webhook.decision import Decision, Injected, Refused, Skipped
 from injector.webhook.errors import MalformedReview
 
 UID = "5f0c9f4e-0000-4000-8000-000000000001"
@@ -724,3 +725,53 @@ def test_only_the_head_of_a_body_is_searched_for_the_claim() -> None:
     late = b'{"pad":"' + b"x" * 4096 + b'",' + head[1:] + b'"}'
     with pytest.raises(MalformedReview, match="expected an AdmissionReview"):
         admission.claim(late)
+
+
+# --- the typed decision, read by metrics, logs and render ----------------------------------
+
+
+def test_what_is_not_injected_says_why() -> None:
+    untouched = prepare(body_with(request(_set("operation", "UPDATE"))), settings())
+    assert untouched == Skipped(UID, "not the creation of a pod")
+    no_opt_in = prepare(body_with(_meta(_set("annotations", {}))), settings())
+    assert no_opt_in == Skipped(UID, f"no {P}inject annotation")
+    own = prepare(review_body(pod(), uid=UID, namespace="sakura-secrets"), settings())
+    assert own == Skipped(UID, "namespace sakura-secrets is never injected")
+
+
+def test_every_decision_has_its_metrics_outcome() -> None:
+    from injector.serving.metrics import outcome_of
+
+    assert outcome_of(Injected("u", ())) == "injected"
+    assert outcome_of(Skipped("u", "why")) == "skipped"
+    assert outcome_of(Refused("u", 400, "no")) == "denied"
+    assert outcome_of(Refused("u", 500, "failed")) == "denied"
+
+
+def test_an_internal_failure_is_a_500_denial_with_the_uid_and_no_details() -> None:
+    assert admission_review(internal_failure("u-1")) == {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": "u-1",
+            "allowed": False,
+            "status": {
+                "code": 500,
+                "message": "sakura-secrets-injector failed unexpectedly; see its logs",
+            },
+        },
+    }
+
+
+def test_the_log_line_reads_the_decision(caplog: pytest.LogCaptureFixture) -> None:
+    from injector.serving import app
+
+    with caplog.at_level(logging.INFO, logger="injector.serving.app"):
+        app._log_decision(Injected("u-1", ()), 0.0123)
+        app._log_decision(Skipped("u-2", "no sakura-secrets.io/inject annotation"), 0.001)
+        app._log_decision(Refused("u-3", 403, "may not get the secret"), 0.5)
+    assert caplog.messages == [
+        "admission uid=u-1 injected in 12.3 ms",
+        "admission uid=u-2 skipped (no sakura-secrets.io/inject annotation) in 1.0 ms",
+        "admission uid=u-3 denied (403) in 500.0 ms",  # the message is the user's, not the log's
+    ]

@@ -11,7 +11,7 @@ from admission_harness import P, settings
 from contract import Direct
 from injector.webhook.annotations import parse_annotations
 from injector.webhook.errors import Denied, SettingsError
-from injector.webhook.pod.resources import parse_quantity
+from injector.webhook.quantity import parse_quantity
 from injector.webhook.selection import skip_reason
 
 
@@ -119,6 +119,8 @@ def test_parsed_options_and_plan() -> None:
         ({"mesh_proxy_containers": ("Envoy",)}, "mesh_proxy_containers: 'Envoy' is not a"),
         ({"mesh_proxy_containers": ("",)}, "mesh_proxy_containers: '' is not a container name"),
         ({"mesh_proxy_containers": ("a" * 64,)}, "at most 63 characters"),
+        ({"volume_size_limit": "8 MiB"}, "volume_size_limit: '8 MiB' is not a Kubernetes quantity"),
+        ({"volume_size_limit": "0"}, "volume_size_limit: '0' is zero"),
     ],
 )
 def test_settings_refuse_bad_values(kw: dict[str, object], fragment: str) -> None:

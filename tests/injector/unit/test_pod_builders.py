@@ -16,9 +16,10 @@ from injector.webhook.errors import Denied
 from injector.webhook.pod.init_container import init_container
 from injector.webhook.pod.mounts import read_only_mount, target_containers
 from injector.webhook.pod.ownership import resolve_owner
-from injector.webhook.pod.resources import Resources, parse_quantity
+from injector.webhook.pod.resources import Resources
 from injector.webhook.pod.volumes import secrets_volume, token_volume
 from injector.webhook.pod_checks import check_mount_path, check_owner, check_targets
+from injector.webhook.quantity import parse_quantity
 from injector.webhook.settings import WebhookSettings
 
 SETTINGS = WebhookSettings(
