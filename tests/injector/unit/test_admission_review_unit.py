@@ -775,3 +775,28 @@ def test_the_log_line_reads_the_decision(caplog: pytest.LogCaptureFixture) -> No
         "admission uid=u-2 skipped (no sakura-secrets.io/inject annotation) in 1.0 ms",
         "admission uid=u-3 denied (403) in 500.0 ms",  # the message is the user's, not the log's
     ]
+
+
+def test_prepare_checks_the_pod_with_the_annotations_options() -> None:
+    """The containers and mount-path annotations reach the pod's checks and the targets."""
+    two = [
+        {"name": "app", "image": "x", "securityContext": {"runAsUser": 1000}},
+        {"name": "side", "image": "x", "volumeMounts": [{"name": "d", "mountPath": "/data"}]},
+    ]
+    chosen = checked(pod({f"{P}containers": "app"}, containers=two))
+    assert chosen.targets == ("app",)
+    unknown = prepare(review_body(pod({f"{P}containers": "web"}, containers=two)), settings())
+    assert isinstance(unknown, Refused) and "names 'web'" in unknown.message
+    in_use = {f"{P}containers": "side", f"{P}mount-path": "/data", f"{P}run-as-user": "7"}
+    taken = prepare(review_body(pod(in_use, containers=two)), settings())
+    assert isinstance(taken, Refused) and "already mounts volume 'd' at /data" in taken.message
+
+
+def test_the_owners_warnings_go_into_the_status_warnings_annotation() -> None:
+    prepared = checked(pod(containers=[{"name": "app", "image": "x"}]))
+    (warning,) = prepared.warnings
+    injected = finish(prepared, CheckOutcome(warnings=("from the check",)), settings())
+    assert isinstance(injected, Injected)
+    notes = [op["value"] for op in injected.patch if op["path"].startswith("/metadata")]
+    assert notes == ["injected", warning]  # only the owner's: the check's reach the creator
+    assert injected.warnings == (warning, "from the check")
