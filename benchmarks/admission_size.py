@@ -35,7 +35,8 @@ from webhook import TYPICAL_POD  # noqa: E402  (this directory: the pod it measu
 
 from contract import Plan  # noqa: E402
 from injector.operations.reviews import pod_create_review  # noqa: E402
-from injector.webhook.admission import review  # noqa: E402
+from injector.serving.admission_review import admission_review  # noqa: E402
+from injector.serving.review_queue import review  # noqa: E402
 from injector.webhook.checks import CheckOutcome  # noqa: E402
 from injector.webhook.settings import WebhookSettings  # noqa: E402
 
@@ -110,8 +111,9 @@ def nested_templates(size: int) -> Annotations:
 def at_limits(size: int) -> Annotations:
     """The costliest admitted pod, whatever `size`: every bound reached but none passed."""
     from contract.template import template_tokens
-    from injector.webhook.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS, parse_annotations
-    from injector.webhook.checks import Denied
+    from injector.serving.review_queue import read_review
+    from injector.webhook.admission import Checked, prepare
+    from injector.webhook.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
 
     tail = '{% set x = secret("db") %}'
     value = "{{x}}" * ((MAX_TEMPLATE_TOKENS - template_tokens(tail, 100)) // 3) + tail
@@ -123,10 +125,9 @@ def at_limits(size: int) -> Annotations:
     low, high = 0, MAX_FILES - 1  # the most secret-FILE annotations whose plan still fits
     while low < high:
         middle = (low + high + 1) // 2
-        try:
-            parse_annotations(pod(middle), SETTINGS)
+        if isinstance(prepare(read_review(body_of(pod(middle))), SETTINGS), Checked):
             low = middle
-        except Denied:
+        else:
             high = middle - 1
     return pod(low)
 
@@ -166,7 +167,7 @@ def body_of(annotations: Annotations) -> bytes:
 
 
 def run_review(body: bytes) -> dict[str, Any]:
-    return asyncio.run(review(body, settings=SETTINGS, check=Admit()))
+    return admission_review(asyncio.run(review(body, settings=SETTINGS, check=Admit())))
 
 
 def measure(body: bytes, runs: int) -> tuple[float, float, dict[str, Any]]:
@@ -181,7 +182,7 @@ def measure(body: bytes, runs: int) -> tuple[float, float, dict[str, Any]]:
         answer: dict[str, Any] = {}
         for _ in range(runs):
             started, cpu_started = time.perf_counter(), time.process_time()
-            answer = await review(body, settings=SETTINGS, check=Admit())
+            answer = admission_review(await review(body, settings=SETTINGS, check=Admit()))
             wall = min(wall, time.perf_counter() - started)
             cpu = min(cpu, time.process_time() - cpu_started)
         return wall, cpu, answer

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contract import FileSpec, Plan, SecretRef  # noqa: E402
+from contract import Direct, FileSpec, Plan, SecretRef  # noqa: E402
 from emulator import Emulator, EmulatorConfig, run_in_thread  # noqa: E402
 
 VAULT = "110000000001"
@@ -70,8 +70,10 @@ def main() -> int:
                     for i in range(SECRETS)
                 ),
                 directory=str(directory),
-                mode="direct",
+                mode=Direct("sakura-creds"),
                 vault_id=VAULT,
+                uid=os.getuid(),
+                gid=os.getgid(),
             )
             env = {
                 **base_env,

@@ -11,7 +11,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 PLAN_FORMAT = 1
 """Bumped when the JSON shape changes incompatibly, so an old init image refuses a new plan."""
@@ -28,12 +28,45 @@ VAULT_ID = re.compile(r"^[0-9]{12}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also admits "²" and "٣"
 _REF = re.compile(r"^(?P<name>[^@#]+)(?:@(?P<version>[^#]*))?(?:#(?P<key>.*))?$")
-
-Mode = Literal["broker", "direct"]
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+"""A Kubernetes Secret's name: a DNS-1123 subdomain (at most MAX_SECRET_NAME characters)."""
+MAX_SECRET_NAME = 253
 
 
 class PlanError(ValueError):
     """A plan or one of its parts is invalid; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    """The init container asks the injector's broker, with its projected token (the default)."""
+
+    name: ClassVar[str] = "broker"
+
+
+@dataclass(frozen=True)
+class Direct:
+    """The init container reads Sakura itself, with the credentials of the pod's own Secret."""
+
+    credentials_secret: str
+    """The Secret (in the pod's namespace) holding SAKURA_ACCESS_TOKEN(_SECRET)."""
+    name: ClassVar[str] = "direct"
+
+    def __post_init__(self) -> None:
+        secret = self.credentials_secret
+        if (
+            not isinstance(secret, str)
+            or len(secret) > MAX_SECRET_NAME
+            or not SECRET_NAME.match(secret)
+        ):
+            raise PlanError(
+                f"credentials Secret {secret!r} is not a Secret name; use lowercase letters, "
+                f"digits, '-' and '.' (at most {MAX_SECRET_NAME} characters)"
+            )
+
+
+Mode = Broker | Direct
+"""How the init container gets the values: through the broker, or directly from Sakura."""
 
 
 @dataclass(frozen=True, order=True)
@@ -130,10 +163,11 @@ class Plan:
 
     files: tuple[FileSpec, ...]
     directory: str
-    mode: Mode = "broker"
-    vault_id: str | None = None
-    uid: int | None = None
-    gid: int | None = None
+    vault_id: str
+    uid: int
+    """The files' owner: the init container runs as it, so it creates them that way."""
+    gid: int
+    mode: Mode = Broker()
     format: int = field(default=PLAN_FORMAT)
 
     def __post_init__(self) -> None:
@@ -143,14 +177,14 @@ class Plan:
         duplicates = sorted(n for n, times in counts.items() if times > 1)
         if duplicates:
             raise PlanError(f"file {duplicates[0]!r} is written twice; give each file one source")
-        if self.vault_id is not None and not VAULT_ID.match(self.vault_id):
+        if not isinstance(self.vault_id, str) or not VAULT_ID.match(self.vault_id):
             raise PlanError(f"vault id {self.vault_id!r} is not 12 digits")
         if not self.directory.startswith("/"):
             raise PlanError(f"directory {self.directory!r} is not an absolute path")
-        if self.mode not in ("broker", "direct"):
+        if not isinstance(self.mode, Broker | Direct):
             raise PlanError(f"mode {self.mode!r} is neither 'broker' nor 'direct'")
         for label, ident in (("uid", self.uid), ("gid", self.gid)):
-            if ident is not None and (isinstance(ident, bool) or ident < 0):
+            if not isinstance(ident, int) or isinstance(ident, bool) or ident < 0:
                 raise PlanError(f"{label} {ident!r} is not a non-negative whole number")
 
     def secrets(self) -> tuple[SecretVersion, ...]:
@@ -186,10 +220,14 @@ def _ref_to_dict(ref: SecretRef) -> dict[str, Any]:
 
 
 def _plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The JSON form: `mode` is "broker" or "direct", and direct mode adds `credentials_secret`."""
+    mode: dict[str, Any] = {"mode": plan.mode.name}
+    if isinstance(plan.mode, Direct):
+        mode["credentials_secret"] = plan.mode.credentials_secret
     return {
         "format": plan.format,
         "directory": plan.directory,
-        "mode": plan.mode,
+        **mode,
         "vault_id": plan.vault_id,
         "uid": plan.uid,
         "gid": plan.gid,
@@ -228,12 +266,21 @@ def _plan_from_dict(data: Any) -> Plan:
         return Plan(
             files=files,
             directory=data["directory"],
-            mode=data.get("mode", "broker"),
-            vault_id=data.get("vault_id"),
-            uid=data.get("uid"),
-            gid=data.get("gid"),
+            mode=_mode_from_dict(data),
+            vault_id=data["vault_id"],
+            uid=data["uid"],
+            gid=data["gid"],
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, PlanError):
             raise
         raise PlanError(f"the plan is malformed: {exc!r}") from None
+
+
+def _mode_from_dict(data: dict[str, Any]) -> Mode:
+    mode = data.get("mode", Broker.name)
+    if mode == Broker.name:
+        return Broker()
+    if mode == Direct.name:
+        return Direct(data["credentials_secret"])
+    raise PlanError(f"mode {mode!r} is neither 'broker' nor 'direct'")

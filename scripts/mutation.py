@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
-PACKAGES = ("plan", "sakura", "emulator", "injector", "sidecar")
+PACKAGES = ("contract", "sakura", "emulator", "injector", "sidecar")
 THRESHOLD = 90.0
 TEST_TIMEOUT = 120
 """Seconds one test may take under a mutant; the unit tests selected here take well under one."""
@@ -164,7 +164,42 @@ TARGETS = (
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_annotations_unit.py",
             "tests/injector/unit/test_injector_bounds.py",
+            "tests/injector/unit/test_injector_ownership.py",
         ),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/files.py",
+        (
+            "tests/injector/unit/test_injector_parts.py",
+            "tests/injector/unit/test_injector_admission.py",
+            "tests/injector/unit/test_annotations_unit.py",
+            "tests/injector/unit/test_injector_bounds.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/pod_checks.py",
+        (
+            "tests/injector/unit/test_pod_builders.py",
+            "tests/injector/unit/test_injector_ownership.py",
+            "tests/injector/unit/test_injector_admission.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/quantity.py",
+        ("tests/injector/unit/test_pod_builders.py", "tests/injector/unit/test_injector_parts.py"),
+        ci=True,
+    ),
+    Target(
+        "injector/serving/review_queue.py",
+        ("tests/injector/unit/test_admission_review_unit.py",),
+        ci=True,
+    ),
+    Target(
+        "injector/serving/admission_review.py",
+        ("tests/injector/unit/test_admission_review_unit.py",),
         ci=True,
     ),
     Target("injector/fair_queue.py", ("tests/broker/test_fair_queue_unit.py",), ci=True),

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from contract import Plan
+from sakura import SakuraConfig
 from sidecar import broker_client, config, record, termination, writer
 from sidecar.errors import EXIT_INTERNAL, EXIT_OK, FetchError
 from sidecar.fetched import Values
@@ -26,9 +28,9 @@ def run(env: Mapping[str, str]) -> Values:
     plan = settings.plan
     if settings.broker is not None:
         values = broker_client.fetch(plan, settings.broker, deadline=settings.deadline)
-    else:
+    else:  # a Direct plan: config.load gave it the Sakura configuration instead
         assert settings.sakura is not None
-        values = _fetch_direct(settings)
+        values = _fetch_direct(plan, settings.sakura, settings.deadline)
     try:
         files = writer.contents(plan, values)
         files.append(record.build(plan, values, loaded_at=datetime.now(UTC)))
@@ -38,13 +40,12 @@ def run(env: Mapping[str, str]) -> Values:
     return values
 
 
-def _fetch_direct(settings: config.FetchConfig) -> Values:
+def _fetch_direct(plan: Plan, sakura: SakuraConfig, deadline: float) -> Values:
     import asyncio  # only direct mode needs an event loop
 
     from sidecar import direct
 
-    assert settings.sakura is not None
-    return asyncio.run(direct.fetch(settings.plan, settings.sakura, deadline=settings.deadline))
+    return asyncio.run(direct.fetch(plan, sakura, deadline=deadline))
 
 
 class _Failed(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract import Plan, PlanError
+from contract import Direct, Plan, PlanError
 from sakura import SakuraConfig, SakuraConfigError
 from sidecar.errors import BadPlan, ConfigError
 from sidecar.termination import DEFAULT_PATH
@@ -39,7 +39,8 @@ class BrokerSettings:
 
 @dataclass(frozen=True)
 class FetchConfig:
-    """Everything one run needs; exactly one of `broker` and `sakura` is set, per plan.mode."""
+    """Everything one run needs; exactly one of `broker` and `sakura` is set, per plan.mode
+    (`sakura` for a Direct plan)."""
 
     plan: Plan
     deadline: float
@@ -55,12 +56,7 @@ def termination_log_path(env: Mapping[str, str]) -> str:
 def load(env: Mapping[str, str]) -> FetchConfig:
     plan = load_plan(env)
     deadline = load_deadline(env)
-    if plan.vault_id is None:
-        raise BadPlan(
-            "the plan names no vault; set the sakura-secrets.io/vault-id annotation "
-            "or the injector's default vault"
-        )
-    if plan.mode == "direct":
+    if isinstance(plan.mode, Direct):
         try:
             sakura = SakuraConfig.from_env(env)
         except SakuraConfigError as exc:

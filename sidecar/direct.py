@@ -48,7 +48,6 @@ async def fetch(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Values:
     """Read every `plan.secrets()` entry; raise the FetchError of the first that fails."""
-    assert plan.vault_id is not None
     vault_id = plan.vault_id
     wanted = plan.secrets()
     limiter = RateLimiter(burst=max(1, min(len(wanted), MAX_BURST)))

@@ -30,7 +30,7 @@ def build(plan: Plan, values: Values, *, loaded_at: datetime) -> FileContent:
     document = {
         "format": RECORD_FORMAT,
         "loaded_at": loaded_at.isoformat(timespec="seconds"),
-        "mode": plan.mode,
+        "mode": plan.mode.name,
         "vault_id": plan.vault_id,
         "secrets": [
             {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from contract import Plan, SecretVersion
+from contract import Direct, Plan, SecretVersion
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.inventory import VaultInventory
 from injector.kube import KubernetesUnavailable
@@ -35,7 +35,7 @@ class BrokerAdmissionCheck:
         self.timeout = timeout
 
     async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome:
-        if plan.mode == "direct":
+        if isinstance(plan.mode, Direct):
             # the pod reads Sakura with its own credentials: RBAC here grants nothing
             return CheckOutcome()
         wanted = plan.secrets()
@@ -43,13 +43,6 @@ class BrokerAdmissionCheck:
         # one budget for both lookups: the API server stops waiting for the webhook after
         # its timeoutSeconds, however the time was spent
         deadline = asyncio.get_running_loop().time() + self.timeout
-        if plan.vault_id is None:
-            # annotations always name a vault (or the default one); a plan without one
-            # cannot be fetched, so there is nothing to authorize it for
-            return CheckOutcome(
-                denial=f"the plan names no vault; set the {ANNOTATION_PREFIX}vault-id annotation "
-                "or give the injector a default vault (--default-vault-id)"
-            )
         try:
             missing = await asyncio.wait_for(
                 self.access.missing(subject, plan.vault_id, (s.name for s in wanted)),
@@ -106,7 +99,6 @@ class BrokerAdmissionCheck:
         secret missing from a listing older than the inventory's `negative_ttl` is looked up
         again (it may be new).
         """
-        assert plan.vault_id is not None
         vault, tenant = plan.vault_id, namespace
         latest = await self.inventory.latest(vault, tenant=tenant)
         if any(_absent(latest, s) for s in wanted):

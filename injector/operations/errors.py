@@ -13,7 +13,7 @@ turn into a UsageError naming the flag.
 
 from __future__ import annotations
 
-from injector.webhook.checks import Denied
+from injector.webhook.errors import Denied
 
 
 class UsageError(Exception):

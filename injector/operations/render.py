@@ -10,14 +10,16 @@ import asyncio
 import json
 from typing import Any
 
+import jsonpatch
 import yaml
 
 from contract import Plan
 from injector.operations.errors import PreviewDenied, PreviewError
-from injector.operations.reviews import patched, pod_create_review
-from injector.webhook.admission import MalformedReview, review
-from injector.webhook.checks import CheckOutcome, Denied
-from injector.webhook.selection import skip_reason
+from injector.operations.reviews import pod_create_review
+from injector.serving.review_queue import review
+from injector.webhook.checks import CheckOutcome
+from injector.webhook.decision import Injected, Refused
+from injector.webhook.errors import MalformedReview
 from injector.webhook.settings import WebhookSettings
 
 OFFLINE_WARNING = "admission-time RBAC and existence checks were not run (offline preview)"
@@ -40,29 +42,20 @@ def render_pod(pod_yaml_text: str, settings: WebhookSettings) -> str:
     metadata = pod.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
     namespace = metadata.get("namespace") or "default"
-    annotations = metadata.get("annotations")
-    annotations = annotations if isinstance(annotations, dict) else {}
     body = json.dumps(
         pod_create_review(pod, namespace=namespace, uid=PREVIEW_UID, dry_run=True)
     ).encode()
     try:
-        answer = asyncio.run(review(body, settings=settings, check=OfflineCheck()))
+        decision = asyncio.run(review(body, settings=settings, check=OfflineCheck()))
     except MalformedReview as exc:
         raise PreviewError(f"the pod cannot be reviewed: {exc}") from None
-    response = answer["response"]
-    warnings = tuple(response.get("warnings", ()))
-    if not response["allowed"]:
-        status = response["status"]
-        raise PreviewDenied(status["message"], status["code"], warnings)
-    header = [f"# warning: {w}" for w in warnings]
-    if "patch" not in response:
-        try:
-            reason = skip_reason(annotations, namespace, settings)
-        except Denied as denied:  # not reached: review would have denied
-            reason = denied.message
-        header.append(f"# not injected: {reason}")
-        return "\n".join([*header, _dump(pod)])
-    return "\n".join([*header, _dump(patched(pod, response))])
+    if isinstance(decision, Refused):
+        raise PreviewDenied(decision.message, decision.code, decision.warnings)
+    if not isinstance(decision, Injected):
+        return "\n".join([f"# not injected: {decision.reason}", _dump(pod)])
+    header = [f"# warning: {w}" for w in decision.warnings]
+    injected: dict[str, Any] = jsonpatch.apply_patch(pod, list(decision.patch))
+    return "\n".join([*header, _dump(injected)])
 
 
 def _load(text: str) -> dict[str, Any]:

@@ -7,9 +7,10 @@ what the kubelet and Prometheus call (`/healthz`, `/readyz`, `/metrics`), out of
 way. The broker port answers those three too, for scrapers and scripts written before the
 probe port existed (docs/webhook.md, "Ports and endpoints").
 
-The admission handler is a thin shell around `injector.webhook.admission.review`: it reads a bounded
-body, maps a malformed review to 400, and never answers 500 (an unexpected failure becomes a
-denial that carries the request's uid and points at the injector's log).
+The admission handler is a thin shell around `injector.serving.review_queue.review`: it reads
+a bounded body, maps a malformed review to 400, and never answers 500 (an unexpected failure
+becomes a denial that carries the request's uid and points at the injector's log). Metrics
+and the log read the review's typed decision; `admission_review` turns it into the answer.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from injector.serving.admission_review import admission_review, internal_failure
 from injector.serving.bodies import BodyTooLarge, read_capped
 from injector.serving.metrics import AdmissionMetrics, metrics_route, outcome_of
-from injector.webhook.admission import MalformedReview, claim, review
+from injector.serving.review_queue import claim, review
 from injector.webhook.checks import AdmissionCheck
+from injector.webhook.decision import Decision, Injected, Refused, Skipped
+from injector.webhook.errors import MalformedReview
 from injector.webhook.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -129,7 +133,7 @@ def create_apps(
             return _error(400, "client disconnected before sending the whole body")
         try:
             caller = request.client.host if request.client is not None else ""
-            answer = await review(body, settings=current_settings(), check=check, caller=caller)
+            decision = await review(body, settings=current_settings(), check=check, caller=caller)
         except MalformedReview as error:
             log.info("malformed AdmissionReview: %s", error)
             metrics.observe("malformed", time.perf_counter() - started)
@@ -137,11 +141,11 @@ def create_apps(
         except Exception:
             log.exception("admission failed unexpectedly; denying the pod")
             metrics.observe("error", time.perf_counter() - started)
-            return JSONResponse(_internal_denial(body))
+            return JSONResponse(admission_review(internal_failure(_claimed_uid(body))))
         seconds = time.perf_counter() - started
-        metrics.observe(outcome_of(answer), seconds)
-        _log_answer(answer, seconds)
-        return JSONResponse(answer)
+        metrics.observe(outcome_of(decision), seconds)
+        _log_decision(decision, seconds)
+        return JSONResponse(admission_review(decision))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -174,37 +178,23 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _internal_denial(body: bytes) -> dict[str, object]:
-    """A denial for a review the core could parse but not finish: keeps the uid, no details.
+def _claimed_uid(body: bytes) -> str:
+    """The uid of a review the core could parse but not finish, for its denial.
 
-    The uid is the one the body claims (a few searches of its head), not a second parse of a
-    body of up to 3 MiB on the event loop."""
+    The one the body claims (a few searches of its head), not a second parse of a body of up
+    to 3 MiB on the event loop."""
     try:
-        uid = claim(body).uid
+        return claim(body).uid
     except MalformedReview:
-        uid = ""
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": {
-            "uid": uid,
-            "allowed": False,
-            "status": {
-                "code": 500,
-                "message": "sakura-secrets-injector failed unexpectedly; see its logs",
-            },
-        },
-    }
+        return ""
 
 
-def _log_answer(answer: dict[str, object], seconds: float) -> None:
-    response = answer.get("response")
-    if not isinstance(response, dict):
-        return
-    log.info(
-        "admission uid=%s allowed=%s patched=%s in %.1f ms",
-        response.get("uid"),
-        response.get("allowed"),
-        "patch" in response,
-        seconds * 1000,
-    )
+def _log_decision(decision: Decision, seconds: float) -> None:
+    match decision:
+        case Injected():
+            what = "injected"
+        case Skipped(reason=reason):
+            what = f"skipped ({reason})"
+        case Refused(code=code):
+            what = f"denied ({code})"
+    log.info("admission uid=%s %s in %.1f ms", decision.uid, what, seconds * 1000)

@@ -6,13 +6,13 @@ stays fixed and nothing sensitive can reach a scrape.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from injector.webhook.decision import Decision, Injected, Skipped
 
 OUTCOMES = ("injected", "skipped", "denied", "shed", "malformed", "error")
 SHED_CODE = 429
@@ -43,14 +43,13 @@ class AdmissionMetrics:
         self.seconds.observe(seconds)
 
 
-def outcome_of(answer: dict[str, Any]) -> str:
-    response = answer.get("response")
-    if not isinstance(response, dict) or not response.get("allowed"):
-        status = response.get("status") if isinstance(response, dict) else None
-        if isinstance(status, dict) and status.get("code") == SHED_CODE:
-            return "shed"
-        return "denied"
-    return "injected" if "patch" in response else "skipped"
+def outcome_of(decision: Decision) -> str:
+    """The metric's label for a review's decision (a shed review is a 429 refusal)."""
+    if isinstance(decision, Injected):
+        return "injected"
+    if isinstance(decision, Skipped):
+        return "skipped"
+    return "shed" if decision.code == SHED_CODE else "denied"
 
 
 def metrics_route(registry: CollectorRegistry) -> Route:

@@ -1,8 +1,9 @@
-"""Pod annotations -> a typed, validated Plan plus the options that shape the pod.
+"""Pod annotations -> what the plan will hold (all but its owner) and the pod's options.
 
 Every invalid input of the contract becomes a `Denied` whose message names the annotation and
-the fix, so `kubectl apply` tells the user what to change. Nothing here looks at the pod's
-containers; that is `pod/` (mounts, ownership), which needs the options parsed here.
+the fix, so `kubectl apply` tells the user what to change. The file annotations are parsed in
+`files`; nothing here looks at the pod's containers (that is `pod_checks` and `pod/`), and the
+plan itself is built once the files' owner is known (`Injection.plan`).
 """
 
 from __future__ import annotations
@@ -13,44 +14,40 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from contract import (
-    MAX_PLAN_BYTES,
-    MAX_SECRETS,
-    FileSpec,
-    Plan,
-    PlanError,
-    SecretRef,
-    check_file_name,
-    template_refs,
-    template_tokens,
+from contract import Broker, Direct, FileSpec, Mode, Plan, PlanError
+from injector.webhook.errors import Denied
+from injector.webhook.files import (
+    MAX_FILES,
+    MAX_TEMPLATE_TOKENS,
+    explicit_modes,
+    parse_files,
 )
-from injector.webhook.checks import Denied
-from injector.webhook.pod.resources import Resources, parse_quantity
+from injector.webhook.keys import INJECT, PREFIX, STATUS, STATUS_INJECTED, STATUS_WARNINGS
+from injector.webhook.pod.ownership import Owner
+from injector.webhook.pod.resources import Resources
 from injector.webhook.pod.volumes import TOKEN_DIRECTORY
+from injector.webhook.quantity import parse_quantity
 from injector.webhook.settings import WebhookSettings
 
-PREFIX = "sakura-secrets.io/"
-STATUS = PREFIX + "status"
-STATUS_INJECTED = "injected"
-STATUS_WARNINGS = PREFIX + "status-warnings"
-"""Written by the injector: the admission warnings about the pod, one a line, where its
-owner sees them (`kubectl describe pod`); the admission answer's warnings reach only whoever
-created the pod, for a Deployment the ReplicaSet controller."""
-INJECT = PREFIX + "inject"
+__all__ = [
+    "INJECT",
+    "MAX_ANNOTATIONS_BYTES",
+    "MAX_FILES",
+    "MAX_TEMPLATE_TOKENS",
+    "PREFIX",
+    "STATUS",
+    "STATUS_INJECTED",
+    "STATUS_WARNINGS",
+    "Injection",
+    "PodOptions",
+    "parse_annotations",
+]
 
 DEFAULT_MOUNT_PATH = "/sakura/secrets"
-DEFAULT_FILE_MODE = 0o400
 
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 """What the API server allows a pod's annotations in total, keys and values. A mutating webhook
 sees the pod before the API server validates it, so nothing larger gets parsed here."""
-MAX_FILES = 1000
-"""Files (secret-FILE and template-FILE annotations) a pod may have: each costs parsing and
-plan space, and this many is refused before any is parsed."""
-MAX_TEMPLATE_TOKENS = 4096
-"""jinja2 tokens all of a pod's templates may have together. Parsing costs a few microseconds
-a token, whatever the length in bytes (a run of plain text is one token): this bound keeps a
-review of the largest pod well under 100 ms."""
 
 _FIXED_KEYS = (
     "inject",
@@ -74,11 +71,7 @@ _FILE_KEYS = ("secret-", "template-", "file-mode-")
 MAX_KEY_NAME = 63
 """Characters Kubernetes allows in an annotation key's name, the part after the '/'."""
 _VAULT_ID = re.compile(r"^[0-9]{12}$")
-_MODE = re.compile(r"^0?[0-7]{3}$")
 _ID = re.compile(r"^[0-9]{1,10}$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
 _MAX_ID = 2**31 - 1
 
 
@@ -90,7 +83,6 @@ class PodOptions:
     containers: tuple[str, ...] | None = None
     """App containers that get the mount; None means all of them."""
     init_first: bool = True
-    credentials_secret: str | None = None
     run_as_user: int | None = None
     run_as_group: int | None = None
     resources: Resources = field(default_factory=Resources)
@@ -101,10 +93,31 @@ class PodOptions:
 
 @dataclass(frozen=True)
 class Injection:
-    """The parsed annotations: the plan (owner not yet resolved) and the pod options."""
+    """The parsed annotations: everything the plan holds but its owner, and the pod options."""
 
-    plan: Plan
+    files: tuple[FileSpec, ...]
+    vault_id: str
+    mode: Mode
     options: PodOptions
+
+    def plan(self, owner: Owner) -> Plan:
+        """The complete plan, once the pod tells who owns the files.
+
+        The owner's `file_mode`, when it has one, is the mode of every file whose mode no
+        annotation sets (`PodOptions.explicit_modes`).
+        """
+        files = self.files
+        if owner.file_mode is not None:
+            mode, kept = owner.file_mode, self.options.explicit_modes
+            files = tuple(f if f.name in kept else replace(f, mode=mode) for f in files)
+        return Plan(
+            files=files,
+            directory=self.options.mount_path,
+            vault_id=self.vault_id,
+            uid=owner.uid,
+            gid=owner.gid,
+            mode=self.mode,
+        )
 
 
 def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings) -> Injection:
@@ -130,31 +143,25 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
             f"annotation {STATUS_WARNINGS}: the injector writes this annotation itself, remove it"
         )
 
-    credentials_secret = _credentials_secret(ours.get("credentials-secret"))
-    options = PodOptions(
-        mount_path=_mount_path(ours.get("mount-path", DEFAULT_MOUNT_PATH)),
-        containers=_containers(ours.get("containers")),
-        init_first=_boolean("init-first", ours.get("init-first", "true")),
-        credentials_secret=credentials_secret,
-        run_as_user=_identity("run-as-user", ours.get("run-as-user")),
-        run_as_group=_identity("run-as-group", ours.get("run-as-group")),
-        resources=_resources(ours),
-    )
-    files = _files(ours)
-    options = replace(options, explicit_modes=_explicit_modes(ours, files))
+    mode = _mode(ours.get("credentials-secret"))
+    mount_path = _mount_path(ours.get("mount-path", DEFAULT_MOUNT_PATH))
+    containers = _containers(ours.get("containers"))
+    init_first = _boolean("init-first", ours.get("init-first", "true"))
+    run_as_user = _identity("run-as-user", ours.get("run-as-user"))
+    run_as_group = _identity("run-as-group", ours.get("run-as-group"))
+    resources = _resources(ours)
+    files = parse_files(ours)
     vault_id = _vault_id(ours.get("vault-id"), settings)
-    try:
-        plan = Plan(
-            files=files,
-            directory=options.mount_path,
-            mode="direct" if credentials_secret is not None else "broker",
-            vault_id=vault_id,
-        )
-    except PlanError as exc:
-        raise Denied(f"annotations {PREFIX}*: {exc}") from None
-    _check_plan_size(plan, ours)
-    _check_secret_count(plan)
-    return Injection(plan=plan, options=options)
+    options = PodOptions(
+        mount_path=mount_path,
+        containers=containers,
+        init_first=init_first,
+        run_as_user=run_as_user,
+        run_as_group=run_as_group,
+        resources=resources,
+        explicit_modes=explicit_modes(ours, files),
+    )
+    return Injection(files=files, vault_id=vault_id, mode=mode, options=options)
 
 
 def _check_total_size(annotations: Mapping[str, str]) -> None:
@@ -166,32 +173,6 @@ def _check_total_size(annotations: Mapping[str, str]) -> None:
             f"annotation {largest}: the pod's annotations have {total} bytes in total, more than "
             f"the {MAX_ANNOTATIONS_BYTES} (256 KiB) Kubernetes allows; this is the largest "
             f"({sizes[largest]} bytes), shorten it"
-        )
-
-
-def _check_plan_size(plan: Plan, ours: Mapping[str, str]) -> None:
-    size = len(plan.to_json())
-    if size <= MAX_PLAN_BYTES:
-        return
-    sources = {k: len(v) for k, v in ours.items() if k.startswith(("secret-", "template-"))}
-    largest = max(sources, key=sources.__getitem__)
-    raise Denied(
-        f"annotation {PREFIX}{largest}: the pod's {len(plan.files)} files make a plan of {size} "
-        f"bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's environment can "
-        "carry (Linux caps one variable at 128 KiB); this is the largest file's source: write "
-        "fewer or smaller files per pod"
-    )
-
-
-def _check_secret_count(plan: Plan) -> None:
-    wanted = plan.secrets()
-    if len(wanted) > MAX_SECRETS:
-        # each is an RBAC review at admission and at every fetch, and the broker answers
-        # at most this many: such a pod could never start
-        raise Denied(
-            f"annotations {PREFIX}secret-*/template-*: the pod reads {len(wanted)} distinct "
-            f"secrets (name and version), more than the {MAX_SECRETS} one pod may read (a vault "
-            "holds at most 100); split the files over several pods or read fewer versions"
         )
 
 
@@ -235,113 +216,6 @@ def _check_key_name(key: str, prefix: str) -> None:
             "requires an annotation key to end with a letter or digit; "
             "end the file name with one"
         )
-
-
-def _explicit_modes(ours: Mapping[str, str], files: tuple[FileSpec, ...]) -> frozenset[str]:
-    if "file-mode" in ours:
-        return frozenset(f.name for f in files)
-    return frozenset(f.name for f in files if f"file-mode-{f.name}" in ours)
-
-
-def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
-    sources: dict[str, tuple[str, SecretRef | None, str | None, tuple[SecretRef, ...]]] = {}
-    keys = sorted(k for k in ours if k.startswith(("secret-", "template-")))
-    if len(keys) > MAX_FILES:
-        raise Denied(
-            f"annotation {PREFIX}{keys[MAX_FILES]}: the pod's secret-FILE and template-FILE "
-            f"annotations ask for {len(keys)} files, more than the {MAX_FILES} a pod may have; "
-            "write fewer files (one template can put several secrets into one file)"
-        )
-    tokens_left = MAX_TEMPLATE_TOKENS
-    for key in keys:
-        value = ours[key]
-        for prefix in ("secret-", "template-"):
-            if not key.startswith(prefix):
-                continue
-            name = key[len(prefix) :]
-            _file_name(key, name)
-            if name in sources:
-                raise Denied(
-                    f"annotations {PREFIX}{sources[name][0]} and {PREFIX}{key} both write file "
-                    f"{name!r}; keep one of them"
-                )
-            if prefix == "secret-":
-                sources[name] = (key, _secret_ref(key, value), None, ())
-            else:
-                tokens_left -= _template_tokens(key, value, tokens_left)
-                sources[name] = (key, None, value, _template_refs(key, value))
-    if not sources:
-        raise Denied(
-            f"annotation {INJECT} is 'true' but no file is requested; add "
-            f'{PREFIX}secret-FILE: "NAME" (or template-FILE) for each file to write'
-        )
-    default_mode = _mode("file-mode", ours.get("file-mode"), DEFAULT_FILE_MODE)
-    for key in ours:
-        if key.startswith("file-mode-") and key[len("file-mode-") :] not in sources:
-            raise Denied(
-                f"annotation {PREFIX}{key} sets the mode of file "
-                f"{key[len('file-mode-') :]!r}, which no secret-FILE or template-FILE "
-                f"annotation writes; files: {', '.join(sorted(sources))}"
-            )
-    files = []
-    for name, (_, secret, template, refs) in sorted(sources.items()):
-        mode = _mode(f"file-mode-{name}", ours.get(f"file-mode-{name}"), default_mode)
-        files.append(
-            FileSpec(name=name, mode=mode, secret=secret, template=template, template_refs=refs)
-        )
-    return tuple(files)
-
-
-def _file_name(key: str, name: str) -> None:
-    try:
-        check_file_name(name)
-    except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
-
-
-def _secret_ref(key: str, value: str) -> SecretRef:
-    try:
-        return SecretRef.parse(value)
-    except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
-
-
-def _template_tokens(key: str, value: str, left: int) -> int:
-    """The template's share of the pod's token budget, checked before it is parsed."""
-    used = template_tokens(value, left)
-    if used > left:
-        raise Denied(
-            f"annotation {PREFIX}{key}: the pod's templates have more than "
-            f"{MAX_TEMPLATE_TOKENS} jinja2 tokens together (each name, literal, operator and tag "
-            "delimiter counts; text outside tags counts once a run, however long); make the "
-            "templates simpler or write fewer of them"
-        )
-    return used
-
-
-def _template_refs(key: str, value: str) -> tuple[SecretRef, ...]:
-    try:
-        return template_refs(value)
-    except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
-
-
-def _mode(key: str, value: str | None, default: int) -> int:
-    if value is None:
-        return default
-    text = value.strip()
-    if not _MODE.match(text):
-        raise Denied(
-            f"annotation {PREFIX}{key}: {value!r} is not an octal file mode; write e.g. "
-            '"0400" (owner read) or "0440" (owner and group read)'
-        )
-    mode = int(text, 8)
-    if not mode & 0o444:
-        raise Denied(
-            f"annotation {PREFIX}{key}: mode {text} lets no one read the file; "
-            'add a read bit, e.g. "0400"'
-        )
-    return mode
 
 
 def _vault_id(value: str | None, settings: WebhookSettings) -> str:
@@ -426,16 +300,17 @@ def _identity(key: str, value: str | None) -> int | None:
     return ident
 
 
-def _credentials_secret(value: str | None) -> str | None:
-    if value is None:
-        return None
-    name = value.strip()
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+def _mode(credentials_secret: str | None) -> Mode:
+    """Broker mode, or direct mode when the pod names its own credentials Secret."""
+    if credentials_secret is None:
+        return Broker()
+    try:
+        return Direct(credentials_secret.strip())
+    except PlanError:
         raise Denied(
-            f"annotation {PREFIX}credentials-secret: {value!r} is not a Secret name; use "
-            "lowercase letters, digits, '-' and '.' (at most 253 characters)"
-        )
-    return name
+            f"annotation {PREFIX}credentials-secret: {credentials_secret!r} is not a Secret "
+            "name; use lowercase letters, digits, '-' and '.' (at most 253 characters)"
+        ) from None
 
 
 def _resources(ours: Mapping[str, str]) -> Resources:

@@ -1,4 +1,4 @@
-"""The admission-time checks the webhook awaits, and the denial every pipeline step may raise.
+"""The admission-time check the webhook awaits: a protocol, so the core stays pure.
 
 The webhook core only knows this protocol; the real check (SubjectAccessReview per secret, one
 cached existence lookup) lives with the broker, and the offline preview passes one that does
@@ -25,16 +25,3 @@ class AdmissionCheck(Protocol):
     """Decides whether `namespace/service_account` may read every secret of `plan`."""
 
     async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome: ...
-
-
-class Denied(Exception):
-    """The pod is refused; the message names the annotation (or field) and the fix.
-
-    `code` is the HTTP-style status put into the AdmissionReview: 400 for invalid input,
-    403 for an authorization refusal.
-    """
-
-    def __init__(self, message: str, code: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code

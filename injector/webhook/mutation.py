@@ -1,5 +1,7 @@
 """Old pod + plan + settings -> the JSON patch that injects, and the new pod it makes. Pure.
 
+It computes only: the pod has passed `pod_checks` (room for our parts) before it gets here.
+
 The patch is built from the parts injection adds (volumes, init container, mounts, status),
 each appended where it goes; `inject` applies it, so tests read the result as plain data,
 validated against the Pod schema. Diffing whole pods would cost time in the spec's size.
@@ -7,68 +9,18 @@ validated against the Pod schema. Diffing whole pods would cost time in the spec
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jsonpatch
 
-from contract import Plan
-from injector.webhook.annotations import (
-    PREFIX,
-    STATUS,
-    STATUS_INJECTED,
-    STATUS_WARNINGS,
-    PodOptions,
-)
-from injector.webhook.checks import Denied
-from injector.webhook.pod.init_container import INIT_CONTAINER, init_container
-from injector.webhook.pod.mounts import check_mount_path, read_only_mount, target_containers
-from injector.webhook.pod.volumes import SECRETS_VOLUME, TOKEN_VOLUME, secrets_volume, token_volume
+from contract import Broker, Plan
+from injector.webhook.annotations import PodOptions
+from injector.webhook.keys import STATUS, STATUS_INJECTED, STATUS_WARNINGS
+from injector.webhook.pod.init_container import init_container
+from injector.webhook.pod.mounts import read_only_mount
+from injector.webhook.pod.volumes import secrets_volume, token_volume
 from injector.webhook.settings import WebhookSettings
-
-
-def fit(spec: dict[str, Any], options: PodOptions, proxies: Collection[str]) -> tuple[str, ...]:
-    """The target containers, once the pod is known to have room for what we add.
-
-    Without a `containers` annotation these are the app containers except the mesh proxies
-    (`proxies`, e.g. istio-proxy, which a mesh's webhook may have added before ours): they
-    never read the files, and their own runAsUser would otherwise decide the files' owner.
-    """
-    targets = target_containers(spec, options.containers)
-    if options.containers is None:
-        apps = tuple(name for name in targets if name not in proxies)
-        if not apps:
-            raise Denied(
-                f"the pod's only containers are mesh proxies ({', '.join(targets)}); add the "
-                f"app container, or name the proxy in {PREFIX}containers"
-            )
-        targets = apps
-    check_mount_path(spec, targets, options.mount_path)
-    volumes = {v.get("name") for v in spec.get("volumes") or ()}
-    for name in (SECRETS_VOLUME, TOKEN_VOLUME):
-        if name in volumes:
-            raise Denied(
-                f"the pod already has a volume named {name!r}, which the injector adds; "
-                "rename that volume"
-            )
-    containers = [*(spec.get("initContainers") or []), *spec["containers"]]
-    if any(c.get("name") == INIT_CONTAINER for c in containers):
-        raise Denied(
-            f"the pod already has a container named {INIT_CONTAINER!r}, which the injector adds; "
-            "rename that container"
-        )
-    for container in containers:
-        for mount in container.get("volumeMounts") or ():
-            if mount.get("name") in (SECRETS_VOLUME, TOKEN_VOLUME):
-                # the volume appears only with the patch: the mount would get our token (or a
-                # writable view of the files) into a container the injector did not choose
-                raise Denied(
-                    f"container {container['name']!r} mounts volume {mount['name']!r}, which "
-                    "the injector adds for its own init container; remove that volumeMount "
-                    "(app containers get the files read-only through "
-                    "sakura-secrets.io/containers)"
-                )
-    return targets
 
 
 def inject(
@@ -114,11 +66,11 @@ def patch_operations(
         operations = [_add(f"/metadata/annotations/{_escape(k)}", v) for k, v in status.items()]
 
     volumes = [secrets_volume(settings.volume_size_limit)]
-    if plan.mode == "broker":
+    if isinstance(plan.mode, Broker):
         volumes.append(token_volume())
     operations += _append("/spec/volumes", spec.get("volumes"), volumes)
 
-    ours = init_container(plan, options, settings)
+    ours = init_container(plan, options.resources, settings)
     existing = spec.get("initContainers")
     if existing and options.init_first:
         operations.append(_add("/spec/initContainers/0", ours))

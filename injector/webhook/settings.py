@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from injector.webhook.errors import SettingsError
+from injector.webhook.quantity import parse_quantity
+
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 MESH_PROXIES = ("istio-proxy", "linkerd-proxy")
 """Containers a service mesh's webhook adds to the pod (Istio, Linkerd): not targets unless
@@ -12,9 +15,7 @@ the `containers` annotation names them."""
 _CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _VAULT_ID = re.compile(r"^[0-9]{12}$")
 
-
-class SettingsError(ValueError):
-    """A setting of the injector is invalid; the message names it and the fix."""
+__all__ = ["MESH_PROXIES", "PULL_POLICIES", "SettingsError", "WebhookSettings"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class WebhookSettings:
                     f"mesh_proxy_containers: {name!r} is not a container name (a DNS-1123 "
                     "label: lowercase letters, digits and '-', at most 63 characters)"
                 )
+        try:
+            parse_quantity(self.volume_size_limit)
+        except ValueError as exc:
+            raise SettingsError(f"volume_size_limit: {exc}") from None
         if not 1 <= self.review_timeout <= 30:
             raise SettingsError(
                 f"review_timeout {self.review_timeout!r} must be the webhook's timeoutSeconds "

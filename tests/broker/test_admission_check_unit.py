@@ -17,7 +17,7 @@ from kubernetes import client as k8s
 from support.broker_fakes import A, B, FakeSakura, RecordingReviews
 from support.clock import HandClock
 
-from contract import FileSpec, Plan, SecretRef
+from contract import Broker, Direct, FileSpec, Plan, SecretRef
 from injector.broker.access import AccessReviewer
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.inventory import VaultInventory
@@ -42,8 +42,9 @@ def check(
     return BrokerAdmissionCheck(access, VaultInventory(sakura, clock=clock), timeout=timeout)
 
 
-def plan(*files: FileSpec, vault_id: str | None = A, mode: str = "broker") -> Plan:
-    return Plan(files=files, directory="/sakura/secrets", vault_id=vault_id, mode=mode)  # type: ignore[arg-type]
+def plan(*files: FileSpec, vault_id: str = A, mode: str = "broker") -> Plan:
+    how = Broker() if mode == "broker" else Direct("sakura-creds")
+    return Plan(files=files, directory="/sakura/secrets", vault_id=vault_id, uid=1, gid=1, mode=how)
 
 
 def secret_file(name: str, ref: str) -> FileSpec:
@@ -72,16 +73,6 @@ async def test_direct_mode_is_not_checked() -> None:
         "shop", "app", plan(secret_file("db", "db"), mode="direct")
     )
     assert outcome == CheckOutcome() and reviews.sent == [] and sakura.tenants == []
-
-
-async def test_a_plan_without_a_vault_is_denied_with_the_fix() -> None:
-    outcome = await check(RecordingReviews(GRANTS), FakeSakura())(
-        "shop", "app", plan(secret_file("db", "db"), vault_id=None)
-    )
-    assert outcome == CheckOutcome(
-        denial=f"the plan names no vault; set the {P}vault-id annotation or give the injector a "
-        "default vault (--default-vault-id)"
-    )
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,8 @@ async def test_admission_spends_one_budget_and_checks_no_existence_without_acces
         files=(FileSpec(name="db", mode=0o400, secret=SecretRef("db")),),
         directory="/sakura/secrets",
         vault_id=VAULT,
+        uid=1,
+        gid=1,
     )
     emulator.knobs.reset_stats()
     with silent_api_server() as api:

@@ -28,9 +28,9 @@ from injector.kube import api_client as kube_api_client
 from injector.operations.reviews import pod_create_review
 from injector.operations.wiring import build_broker
 from injector.serving.app import MAX_REVIEW_BYTES, create_apps
+from injector.serving.review_queue import MAX_VALUES
 from injector.serving.server import Listener, serving_in_thread
 from injector.serving.tls import ReloadingTLS
-from injector.webhook.admission import MAX_VALUES
 from injector.webhook.annotations import MAX_FILES, MAX_TEMPLATE_TOKENS
 from injector.webhook.settings import WebhookSettings
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from injector.webhook.annotations import INJECT, STATUS, STATUS_INJECTED
-from injector.webhook.checks import Denied
+from injector.webhook.errors import Denied
 from injector.webhook.selection import skip_reason
 from injector.webhook.settings import WebhookSettings
 

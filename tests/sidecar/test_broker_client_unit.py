@@ -91,7 +91,7 @@ def _plan(directory: Path, *refs: str) -> Plan:
         FileSpec(f"f{i}", 0o400, secret=SecretRef.parse(ref))
         for i, ref in enumerate(refs or ("plain", "api@1", "db#user"))
     )
-    return Plan(files=files, directory=str(directory), mode="broker", vault_id=VAULT)
+    return Plan(files=files, directory=str(directory), vault_id=VAULT, uid=1, gid=1)
 
 
 def _entry(name: str, requested: int | None, version: int, value: str) -> dict[str, Any]:

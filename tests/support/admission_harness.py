@@ -18,7 +18,8 @@ import kubernetes_validate
 
 from contract import Plan
 from injector.operations.reviews import pod_create_review
-from injector.webhook.admission import review
+from injector.serving.admission_review import admission_review
+from injector.serving.review_queue import review
 from injector.webhook.checks import CheckOutcome
 from injector.webhook.settings import WebhookSettings
 
@@ -135,8 +136,12 @@ async def run(
     **body: Any,
 ) -> dict[str, Any]:
     """The full AdmissionReview answer for `obj`."""
-    answer = await review(
-        review_body(obj, **body), settings=webhook or settings(), check=check or RecordingCheck()
+    answer = admission_review(
+        await review(
+            review_body(obj, **body),
+            settings=webhook or settings(),
+            check=check or RecordingCheck(),
+        )
     )
     assert answer["apiVersion"] == "admission.k8s.io/v1"
     assert answer["kind"] == "AdmissionReview"

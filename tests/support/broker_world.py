@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
-from contract import FileSpec, Plan, SecretRef
+from contract import Broker, Direct, FileSpec, Plan, SecretRef
 from emulator.server import run_in_thread
 from injector.broker.tuning import BrokerTuning
 from injector.kube import api_client as kube_api_client
@@ -249,12 +249,13 @@ def serve_broker(
         )
 
 
-def plan_of(*refs: str, vault_id: str | None = VAULT, mode: str = "broker") -> Plan:
+def plan_of(*refs: str, vault_id: str = VAULT, mode: str = "broker") -> Plan:
     """A plan with one file per ref (f0, f1, ...), as the admission check gets it."""
     files = tuple(
         FileSpec(name=f"f{i}", mode=0o400, secret=SecretRef.parse(r)) for i, r in enumerate(refs)
     )
-    return Plan(files=files, directory="/sakura/secrets", mode=mode, vault_id=vault_id)  # type: ignore[arg-type]
+    how = Broker() if mode == "broker" else Direct("sakura-creds")
+    return Plan(files=files, directory="/sakura/secrets", mode=how, vault_id=vault_id, uid=1, gid=1)
 
 
 async def fetch(

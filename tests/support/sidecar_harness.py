@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from contract import FileSpec, Plan, SecretRef, template_refs
+from contract import Broker, Direct, FileSpec, Plan, SecretRef, template_refs
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
 from sidecar.__main__ import main
@@ -62,8 +62,10 @@ def make_plan(directory: Path, *files: FileSpec, mode: str = "direct", **kw: Any
     return Plan(
         files=files,
         directory=str(directory),
-        mode=mode,  # type: ignore[arg-type]
+        mode=Broker() if mode == "broker" else Direct("sakura-creds"),
         vault_id=kw.pop("vault_id", VAULT),
+        uid=kw.pop("uid", os.getuid()),  # chowning to oneself changes nothing
+        gid=kw.pop("gid", os.getgid()),
         **kw,
     )
 

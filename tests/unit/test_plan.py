@@ -2,7 +2,16 @@
 
 import pytest
 
-from contract import FileSpec, Plan, PlanError, SecretRef, SecretVersion, render, template_refs
+from contract import (
+    Direct,
+    FileSpec,
+    Plan,
+    PlanError,
+    SecretRef,
+    SecretVersion,
+    render,
+    template_refs,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,13 +60,19 @@ def _plan(**kw: object) -> Plan:
             template_refs=(SecretRef("db", None, "user"), SecretRef("pw", 1)),
         ),
     )
-    args: dict[str, object] = {"files": files, "directory": "/sakura/secrets"}
+    args: dict[str, object] = {
+        "files": files,
+        "directory": "/sakura/secrets",
+        "vault_id": "123456789012",
+        "uid": 1000,
+        "gid": 2000,
+    }
     args.update(kw)
     return Plan(**args)  # type: ignore[arg-type]
 
 
 def test_plan_round_trips_through_json() -> None:
-    plan = _plan(vault_id="123456789012", uid=1000, gid=2000, mode="direct")
+    plan = _plan(vault_id="123456789012", uid=1000, gid=2000, mode=Direct("creds"))
     assert Plan.from_json(plan.to_json()) == plan
 
 

@@ -10,9 +10,24 @@ import random
 
 import pytest
 
-from contract import FileSpec, Plan, PlanError, SecretRef, SecretVersion, check_file_name
+from contract import (
+    Broker,
+    Direct,
+    FileSpec,
+    Plan,
+    PlanError,
+    SecretRef,
+    SecretVersion,
+    check_file_name,
+)
 
 DB = FileSpec("db", 0o400, secret=SecretRef("db"))
+OWNED = {"vault_id": "110000000001", "uid": 1, "gid": 2}
+"""The fields every plan has, for the tests about the others."""
+
+
+def plan(*args: object, **kwargs: object) -> Plan:
+    return Plan(*args, **{**OWNED, **kwargs})  # type: ignore[arg-type]
 
 
 def refusal(make: object, *args: object, **kwargs: object) -> str:
@@ -90,17 +105,17 @@ def test_file_names_must_be_plain(name: str) -> None:
 
 
 def test_plan_rules() -> None:
-    assert refusal(Plan, (), "/s") == (
+    assert refusal(plan, (), "/s") == (
         "the plan names no file; add a secret-FILE or template-FILE annotation"
     )
-    assert refusal(Plan, (DB, DB), "/s") == "file 'db' is written twice; give each file one source"
-    assert refusal(Plan, (DB,), "/s", vault_id="12") == "vault id '12' is not 12 digits"
-    assert refusal(Plan, (DB,), "s") == "directory 's' is not an absolute path"
-    assert refusal(Plan, (DB,), "/s", mode="both") == "mode 'both' is neither 'broker' nor 'direct'"
-    assert refusal(Plan, (DB,), "/s", uid=-1) == "uid -1 is not a non-negative whole number"
-    assert refusal(Plan, (DB,), "/s", gid=-1) == "gid -1 is not a non-negative whole number"
-    assert refusal(Plan, (DB,), "/s", gid=True) == "gid True is not a non-negative whole number"
-    zero = Plan((DB,), "/s", uid=0, gid=0)
+    assert refusal(plan, (DB, DB), "/s") == "file 'db' is written twice; give each file one source"
+    assert refusal(plan, (DB,), "/s", vault_id="12") == "vault id '12' is not 12 digits"
+    assert refusal(plan, (DB,), "s") == "directory 's' is not an absolute path"
+    assert refusal(plan, (DB,), "/s", mode="both") == "mode 'both' is neither 'broker' nor 'direct'"
+    assert refusal(plan, (DB,), "/s", uid=-1) == "uid -1 is not a non-negative whole number"
+    assert refusal(plan, (DB,), "/s", gid=-1) == "gid -1 is not a non-negative whole number"
+    assert refusal(plan, (DB,), "/s", gid=True) == "gid True is not a non-negative whole number"
+    zero = plan((DB,), "/s", uid=0, gid=0)
     assert (zero.uid, zero.gid) == (0, 0)
 
 
@@ -108,7 +123,7 @@ def test_the_fetch_order_is_by_name_then_latest_then_version() -> None:
     refs = [SecretRef("db", v) for v in range(1, 10)] + [SecretRef("db"), SecretRef("api", 2)]
     random.Random(7).shuffle(refs)
     files = tuple(FileSpec(f"f{i}", 0o400, secret=r) for i, r in enumerate(refs))
-    assert Plan(files, "/s").secrets() == (
+    assert plan(files, "/s").secrets() == (
         SecretVersion("api", 2),
         SecretVersion("db"),
         *(SecretVersion("db", v) for v in range(1, 10)),
@@ -125,10 +140,10 @@ def test_the_json_form_is_compact_and_sorted() -> None:
 
 
 def test_optional_json_fields_take_their_defaults() -> None:
-    data = json.loads(Plan((DB,), "/s").to_json())
-    del data["mode"], data["files"][0]["template_refs"], data["uid"]
-    plan = Plan.from_json(json.dumps(data))
-    assert (plan.mode, plan.files[0].template_refs, plan.uid) == ("broker", (), None)
+    data = json.loads(plan((DB,), "/s").to_json())
+    del data["mode"], data["files"][0]["template_refs"]
+    read = Plan.from_json(json.dumps(data))
+    assert (read.mode, read.files[0].template_refs) == (Broker(), ())
 
 
 def test_json_refusals() -> None:
@@ -153,4 +168,53 @@ def test_the_latest_comes_before_version_1_of_every_name() -> None:
     """One name's latest and version 1 could tie by luck of set order; fifty names cannot."""
     refs = [SecretRef(f"s{i:02}", v) for i in range(50) for v in (None, 1)]
     files = tuple(FileSpec(f"f{i}", 0o400, secret=r) for i, r in enumerate(refs))
-    assert Plan(files, "/s").secrets() == tuple(r.fetch for r in refs)
+    assert plan(files, "/s").secrets() == tuple(r.fetch for r in refs)
+
+
+def test_a_plan_is_complete_when_built() -> None:
+    """Owner and vault are required: no plan exists whose owner is still to be resolved."""
+    for missing in ("vault_id", "uid", "gid"):
+        fields = {k: v for k, v in OWNED.items() if k != missing}
+        with pytest.raises(TypeError, match=f"missing 1 required keyword-only argument|{missing}"):
+            Plan((DB,), "/s", **fields)  # type: ignore[arg-type]
+    assert refusal(plan, (DB,), "/s", vault_id=None) == "vault id None is not 12 digits"
+    assert refusal(plan, (DB,), "/s", uid=None) == "uid None is not a non-negative whole number"
+    assert refusal(plan, (DB,), "/s", gid="7") == "gid '7' is not a non-negative whole number"
+    assert plan((DB,), "/s").mode == Broker()
+
+
+def test_direct_mode_names_a_valid_secret() -> None:
+    assert Direct("a" * 253).credentials_secret == "a" * 253
+    assert Direct("sakura.creds-1").credentials_secret == "sakura.creds-1"
+    for bad in ("", "a" * 254, "Creds", "creds-", "-creds", "a b", "a_b", "a..b"):
+        assert refusal(Direct, bad) == (
+            f"credentials Secret {bad!r} is not a Secret name; use lowercase letters, digits, "
+            "'-' and '.' (at most 253 characters)"
+        )
+    assert refusal(Direct, None).startswith("credentials Secret None is not a Secret name")
+    assert (Broker.name, Direct.name) == ("broker", "direct")
+
+
+def test_the_json_form_of_direct_mode_names_the_credentials_secret() -> None:
+    direct = plan((DB,), "/s", mode=Direct("creds"))
+    data = json.loads(direct.to_json())
+    assert (data["mode"], data["credentials_secret"]) == ("direct", "creds")
+    assert Plan.from_json(direct.to_json()) == direct
+    assert "credentials_secret" not in json.loads(plan((DB,), "/s").to_json())
+
+
+def test_json_refusals_of_the_mode_and_the_owner() -> None:
+    data = json.loads(plan((DB,), "/s").to_json())
+    for field in ("vault_id", "uid", "gid"):
+        partial = {k: v for k, v in data.items() if k != field}
+        assert refusal(Plan.from_json, json.dumps(partial)) == (
+            f"the plan is malformed: KeyError({field!r})"
+        )
+    assert refusal(Plan.from_json, json.dumps({**data, "mode": "both"})) == (
+        "mode 'both' is neither 'broker' nor 'direct'"
+    )
+    assert refusal(Plan.from_json, json.dumps({**data, "mode": "direct"})) == (
+        "the plan is malformed: KeyError('credentials_secret')"
+    )
+    explicit = Plan.from_json(json.dumps({**data, "mode": "broker", "credentials_secret": "x"}))
+    assert explicit.mode == Broker()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract import Plan
-from injector.webhook.annotations import PodOptions
+from contract import Broker, Plan
+from injector.webhook.pod.resources import Resources
 from injector.webhook.pod.volumes import SECRETS_VOLUME, TOKEN_DIRECTORY, TOKEN_FILE, TOKEN_VOLUME
 from injector.webhook.settings import WebhookSettings
 
@@ -19,20 +19,18 @@ COMMAND = ("python", "-m", "sidecar")
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
-def init_container(plan: Plan, options: PodOptions, settings: WebhookSettings) -> dict[str, Any]:
-    """Build the container; `plan.uid`/`plan.gid` must already be resolved."""
-    if plan.uid is None or plan.gid is None:
-        raise ValueError("the plan's owner must be resolved before building the init container")
+def init_container(plan: Plan, resources: Resources, settings: WebhookSettings) -> dict[str, Any]:
+    """The container that runs as the plan's owner and writes its files."""
     mounts: list[dict[str, Any]] = [{"name": SECRETS_VOLUME, "mountPath": plan.directory}]
-    if plan.mode == "broker":
+    if isinstance(plan.mode, Broker):
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIRECTORY, "readOnly": True})
     return {
         "name": INIT_CONTAINER,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": list(COMMAND),
-        "env": _env(plan, options, settings),
-        "resources": options.resources.to_dict(),
+        "env": _env(plan, settings),
+        "resources": resources.to_dict(),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": plan.uid,
@@ -48,18 +46,16 @@ def init_container(plan: Plan, options: PodOptions, settings: WebhookSettings) -
     }
 
 
-def _env(plan: Plan, options: PodOptions, settings: WebhookSettings) -> list[dict[str, Any]]:
+def _env(plan: Plan, settings: WebhookSettings) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "SAKURA_SECRETS_PLAN", "value": plan.to_json()}]
-    if plan.mode == "broker":
+    if isinstance(plan.mode, Broker):
         env += [
             {"name": "SAKURA_SECRETS_BROKER_URL", "value": settings.broker_url},
             {"name": "SAKURA_SECRETS_BROKER_CA", "value": settings.broker_ca_pem},
             {"name": "SAKURA_SECRETS_TOKEN_FILE", "value": TOKEN_FILE},
         ]
         return env
-    secret = options.credentials_secret
-    if secret is None:
-        raise ValueError("direct mode needs the credentials Secret's name")
+    secret = plan.mode.credentials_secret
     for key in ("SAKURA_ACCESS_TOKEN", "SAKURA_ACCESS_TOKEN_SECRET"):
         env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     if settings.sakura_endpoint:

@@ -2,52 +2,25 @@
 
 from __future__ import annotations
 
-import posixpath
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from injector.webhook.checks import Denied
 from injector.webhook.pod.volumes import SECRETS_VOLUME
 
-_PREFIX = "sakura-secrets.io/"
 
+def target_containers(
+    spec: dict[str, Any], wanted: Sequence[str] | None, proxies: Collection[str]
+) -> tuple[str, ...]:
+    """The app containers to mount into: the `containers` annotation's list, or all of them.
 
-def target_containers(spec: dict[str, Any], wanted: Sequence[str] | None) -> tuple[str, ...]:
-    """The app containers to mount into: all of them, or the `containers` annotation's list."""
-    names = tuple(c["name"] for c in spec.get("containers") or ())
-    if not names:
-        raise Denied("the pod has no containers (spec.containers is empty); add the app container")
-    if wanted is None:
-        return names
-    known = set(names)  # sets: both lists may be long before the API server validates the pod
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        init_names = {c["name"] for c in spec.get("initContainers") or ()}
-        extra = (
-            " (init containers cannot get the mount)"
-            if any(n in init_names for n in unknown)
-            else ""
-        )
-        raise Denied(
-            f"annotation {_PREFIX}containers names {', '.join(map(repr, unknown))}, which is not "
-            f"an app container of this pod{extra}; app containers: {', '.join(names)}"
-        )
-    return tuple(wanted)
-
-
-def check_mount_path(spec: dict[str, Any], targets: Sequence[str], mount_path: str) -> None:
-    """Refuse a mount path a target container already uses (the API server would reject it)."""
-    chosen = set(targets)
-    for container in spec.get("containers") or ():
-        if container["name"] not in chosen:
-            continue
-        for mount in container.get("volumeMounts") or ():
-            if posixpath.normpath(mount["mountPath"]) == mount_path:
-                raise Denied(
-                    f"annotation {_PREFIX}mount-path: container {container['name']!r} already "
-                    f"mounts volume {mount.get('name')!r} at {mount_path}; set "
-                    f"{_PREFIX}mount-path to a free directory"
-                )
+    Without the annotation, these are the app containers except the mesh proxies (`proxies`,
+    e.g. istio-proxy, which a mesh's webhook may have added before ours): they never read the
+    files, and their own runAsUser would otherwise decide the files' owner. Empty when the
+    proxies are all the pod has (`pod_checks.check_room` refuses that).
+    """
+    if wanted is not None:
+        return tuple(wanted)
+    return tuple(c["name"] for c in spec["containers"] if c["name"] not in proxies)
 
 
 def read_only_mount(mount_path: str) -> dict[str, Any]:

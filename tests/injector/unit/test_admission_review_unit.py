@@ -3,6 +3,8 @@
 Fast and table-driven: most tests call `prepare` and `finish` directly (no event loop, no
 pool), so mutation testing of injector/webhook/admission.py takes well under a second per mutant.
 The pipeline's injection itself (the patch's content) is tested in test_injector_admission.py.
+The shell's half (claim, screen, queue, shedding, the AdmissionReview built from a decision:
+injector/serving/review_queue.py and admission_review.py) is tested here too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +21,22 @@ from typing import Any
 import pytest
 from support.admission_harness import P, RecordingCheck, pod, review_body, settings
 
-from injector.webhook import admission
-from injector.webhook.admission import Checked, MalformedReview, finish, prepare, review
+from injector.serving import review_queue as admission
+from injector.serving.admission_review import admission_review, internal_failure
+from injector.serving.review_queue import read_review, review
+from injector.webhook import admission as core
+from injector.webhook.admission import Checked, finish
 from injector.webhook.checks import CheckOutcome
+from injector.webhook.decision import Decision, Injected, Refused, Skipped
+from injector.webhook.errors import MalformedReview
 
 UID = "5f0c9f4e-0000-4000-8000-000000000001"
 Edit = Callable[[dict[str, Any]], None]
+
+
+def prepare(body: bytes, webhook: Any) -> Checked | Decision:
+    """The core's `prepare` on a body as the shell reads it (screen, then parse)."""
+    return core.prepare(read_review(body), webhook)
 
 
 def body_with(edit: Edit, obj: dict[str, Any] | None = None) -> bytes:
@@ -326,7 +339,9 @@ def test_a_pod_without_metadata_or_annotations_is_admitted_untouched() -> None:
 # --- the answers ------------------------------------------------------------------------
 
 
-def envelope(answer: object) -> dict[str, Any]:
+def envelope(decision: object) -> dict[str, Any]:
+    assert not isinstance(decision, Checked)
+    answer = admission_review(decision)  # type: ignore[arg-type]
     assert isinstance(answer, dict)
     assert (answer["apiVersion"], answer["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
     assert set(answer) == {"apiVersion", "kind", "response"}
@@ -655,7 +670,7 @@ async def test_a_review_that_cannot_be_done_in_time_gets_a_fast_429_denial() -> 
             check=check,
             queue=RecordingQueue(shed),
         )
-        assert answer == {
+        assert admission_review(answer) == {
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "response": {
@@ -697,9 +712,7 @@ def test_a_shed_review_is_counted_apart_from_denials() -> None:
 
     shed = admission.shed("u", admission.Overloaded("x"))
     assert outcome_of(shed) == "shed"
-    assert outcome_of(admission._denial("u", admission.Denied("no", code=403))) == "denied"
-    assert outcome_of({"response": None}) == "denied"
-    assert outcome_of({"response": {"allowed": False, "status": "x"}}) == "denied"
+    assert outcome_of(Refused("u", 403, "no")) == "denied"
 
 
 def test_only_the_head_of_a_body_is_searched_for_the_claim() -> None:
@@ -712,3 +725,78 @@ def test_only_the_head_of_a_body_is_searched_for_the_claim() -> None:
     late = b'{"pad":"' + b"x" * 4096 + b'",' + head[1:] + b'"}'
     with pytest.raises(MalformedReview, match="expected an AdmissionReview"):
         admission.claim(late)
+
+
+# --- the typed decision, read by metrics, logs and render ----------------------------------
+
+
+def test_what_is_not_injected_says_why() -> None:
+    untouched = prepare(body_with(request(_set("operation", "UPDATE"))), settings())
+    assert untouched == Skipped(UID, "not the creation of a pod")
+    no_opt_in = prepare(body_with(_meta(_set("annotations", {}))), settings())
+    assert no_opt_in == Skipped(UID, f"no {P}inject annotation")
+    own = prepare(review_body(pod(), uid=UID, namespace="sakura-secrets"), settings())
+    assert own == Skipped(UID, "namespace sakura-secrets is never injected")
+
+
+def test_every_decision_has_its_metrics_outcome() -> None:
+    from injector.serving.metrics import outcome_of
+
+    assert outcome_of(Injected("u", ())) == "injected"
+    assert outcome_of(Skipped("u", "why")) == "skipped"
+    assert outcome_of(Refused("u", 400, "no")) == "denied"
+    assert outcome_of(Refused("u", 500, "failed")) == "denied"
+
+
+def test_an_internal_failure_is_a_500_denial_with_the_uid_and_no_details() -> None:
+    assert admission_review(internal_failure("u-1")) == {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": "u-1",
+            "allowed": False,
+            "status": {
+                "code": 500,
+                "message": "sakura-secrets-injector failed unexpectedly; see its logs",
+            },
+        },
+    }
+
+
+def test_the_log_line_reads_the_decision(caplog: pytest.LogCaptureFixture) -> None:
+    from injector.serving import app
+
+    with caplog.at_level(logging.INFO, logger="injector.serving.app"):
+        app._log_decision(Injected("u-1", ()), 0.0123)
+        app._log_decision(Skipped("u-2", "no sakura-secrets.io/inject annotation"), 0.001)
+        app._log_decision(Refused("u-3", 403, "may not get the secret"), 0.5)
+    assert caplog.messages == [
+        "admission uid=u-1 injected in 12.3 ms",
+        "admission uid=u-2 skipped (no sakura-secrets.io/inject annotation) in 1.0 ms",
+        "admission uid=u-3 denied (403) in 500.0 ms",  # the message is the user's, not the log's
+    ]
+
+
+def test_prepare_checks_the_pod_with_the_annotations_options() -> None:
+    """The containers and mount-path annotations reach the pod's checks and the targets."""
+    two = [
+        {"name": "app", "image": "x", "securityContext": {"runAsUser": 1000}},
+        {"name": "side", "image": "x", "volumeMounts": [{"name": "d", "mountPath": "/data"}]},
+    ]
+    chosen = checked(pod({f"{P}containers": "app"}, containers=two))
+    assert chosen.targets == ("app",)
+    unknown = prepare(review_body(pod({f"{P}containers": "web"}, containers=two)), settings())
+    assert isinstance(unknown, Refused) and "names 'web'" in unknown.message
+    in_use = {f"{P}containers": "side", f"{P}mount-path": "/data", f"{P}run-as-user": "7"}
+    taken = prepare(review_body(pod(in_use, containers=two)), settings())
+    assert isinstance(taken, Refused) and "already mounts volume 'd' at /data" in taken.message
+
+
+def test_the_owners_warnings_go_into_the_status_warnings_annotation() -> None:
+    prepared = checked(pod(containers=[{"name": "app", "image": "x"}]))
+    (warning,) = prepared.warnings
+    injected = finish(prepared, CheckOutcome(warnings=("from the check",)), settings())
+    assert isinstance(injected, Injected)
+    notes = [op["value"] for op in injected.patch if op["path"].startswith("/metadata")]
+    assert notes == ["injected", warning]  # only the owner's: the check's reach the creator
+    assert injected.warnings == (warning, "from the check")

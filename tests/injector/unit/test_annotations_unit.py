@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from support.admission_harness import P, settings
 
+from contract import Direct
 from injector.webhook.annotations import parse_annotations
-from injector.webhook.checks import Denied
+from injector.webhook.errors import Denied
 
 BASE = {P + "secret-db": "db", P + "vault-id": "110000000001"}
 KNOWN = (
@@ -77,7 +78,7 @@ LIMIT = "(Kubernetes allows at most 63 characters after the '/' of an annotation
 def test_a_file_name_fits_the_api_servers_limit_on_annotation_keys(prefix: str, limit: int) -> None:
     value = "db" if prefix == "secret-" else '{{ secret("db") }}'
     longest = "f" * (limit - 1) + "1"
-    files = accepted({P + prefix + longest: value}, base={}).plan.files
+    files = accepted({P + prefix + longest: value}, base={}).files
     assert longest in [f.name for f in files]
     name = "f" * limit + "1"
     assert denial({P + prefix + name: value}) == (
@@ -88,7 +89,7 @@ def test_a_file_name_fits_the_api_servers_limit_on_annotation_keys(prefix: str, 
 
 def test_a_file_mode_key_fits_the_api_servers_limit_too() -> None:
     name = "f" * 53
-    modes = accepted({P + "secret-" + name: "db", P + "file-mode-" + name: "0440"}).plan.files
+    modes = accepted({P + "secret-" + name: "db", P + "file-mode-" + name: "0440"}).files
     assert [f.mode for f in modes if f.name == name] == [0o440]
     longer = name + "g"
     assert denial({P + "secret-" + longer: "db", P + "file-mode-" + longer: "0440"}) == (
@@ -124,7 +125,7 @@ def test_containers() -> None:
 
 
 def test_the_credentials_secret_name_is_at_most_253_characters() -> None:
-    assert accepted({P + "credentials-secret": "a" * 253}).options.credentials_secret
+    assert accepted({P + "credentials-secret": "a" * 253}).mode == Direct("a" * 253)
     assert denial({P + "credentials-secret": "a" * 254}) == (
         f"annotation {P}credentials-secret: {'a' * 254!r} is not a Secret name; use lowercase "
         "letters, digits, '-' and '.' (at most 253 characters)"
@@ -157,7 +158,7 @@ def test_file_modes() -> None:
         'e.g. "0400"'
     )
     for text, mode in (("0004", 0o004), ("0040", 0o040), ("0400", 0o400)):
-        assert accepted({P + "file-mode-db": text}).plan.files[0].mode == mode
+        assert accepted({P + "file-mode-db": text}).files[0].mode == mode
     assert denial({P + "file-mode-web": "0400", P + "secret-api": "api"}) == (
         f"annotation {P}file-mode-web sets the mode of file 'web', which no secret-FILE or "
         "template-FILE annotation writes; files: api, db"

@@ -25,13 +25,21 @@ from support.admission_harness import (
     validate_pod,
 )
 
-from contract import FileSpec, Plan, SecretRef
-from injector.webhook import admission
-from injector.webhook.admission import MalformedReview, review
+from contract import Broker, Direct, FileSpec, Plan, SecretRef
+from injector.serving import review_queue as admission
+from injector.serving.admission_review import admission_review
 from injector.webhook.annotations import parse_annotations
 from injector.webhook.checks import CheckOutcome
-from injector.webhook.mutation import fit, inject
+from injector.webhook.errors import MalformedReview
+from injector.webhook.mutation import inject
+from injector.webhook.pod.mounts import target_containers
 from injector.webhook.settings import MESH_PROXIES
+
+
+async def review(body: bytes, **kw: Any) -> dict[str, Any]:
+    """The AdmissionReview the HTTP shell answers `body` with."""
+    return admission_review(await admission.review(body, **kw))
+
 
 # --- the typical pod -------------------------------------------------------------------
 
@@ -98,7 +106,7 @@ async def test_typical_pod_gets_volume_init_container_mount_and_status() -> None
     assert result.plan == Plan(
         files=(FileSpec("db-password", 0o400, secret=SecretRef("db-password")),),
         directory="/sakura/secrets",
-        mode="broker",
+        mode=Broker(),
         vault_id=VAULT,
         uid=1000,
         gid=1000,
@@ -277,12 +285,13 @@ async def test_realistic_pod_patch_applied_equals_the_built_pod() -> None:
     result = await admitted(obj, namespace="shop")
     webhook = settings()
     injection = parse_annotations(obj["metadata"]["annotations"], webhook)
-    targets = fit(obj["spec"], injection.options, webhook.mesh_proxy_containers)
+    options = injection.options
+    targets = target_containers(obj["spec"], options.containers, webhook.mesh_proxy_containers)
     plan = Plan(
-        files=injection.plan.files,
-        directory=injection.plan.directory,
-        mode=injection.plan.mode,
-        vault_id=injection.plan.vault_id,
+        files=injection.files,
+        directory=options.mount_path,
+        mode=injection.mode,
+        vault_id=injection.vault_id,
         uid=1000,
         gid=3000,
     )
@@ -342,9 +351,7 @@ def test_a_pod_without_annotations_or_volumes_gets_them_created_by_the_patch() -
     webhook = settings()
     injection = parse_annotations(obj["metadata"]["annotations"], webhook)
     bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": obj["spec"]}
-    plan = Plan(
-        files=injection.plan.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1
-    )
+    plan = Plan(files=injection.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1)
     built = inject(bare, plan, injection.options, ("app",), webhook, ())
     patch = jsonpatch.make_patch(bare, built)
     assert jsonpatch.apply_patch(bare, patch) == built
@@ -459,7 +466,7 @@ async def test_direct_mode_swaps_the_token_for_credentials_from_the_secret() -> 
     assert result.env["SAKURA_ENDPOINTS_SECRETMANAGER"]["value"] == "http://emulator:8080"
     assert result.env["SAKURA_ZONE"]["value"] == "is1a"
     assert not {"SAKURA_SECRETS_BROKER_URL", "SAKURA_SECRETS_TOKEN_FILE"} & set(result.env)
-    assert result.plan.mode == "direct"
+    assert result.plan.mode == Direct("sakura-creds")
     assert len(result.check.calls) == 1  # the real check decides what direct mode needs
 
 
@@ -804,9 +811,7 @@ def test_a_pod_without_metadata_gets_the_status_annotation() -> None:
     webhook = settings()
     injection = parse_annotations(obj["metadata"]["annotations"], webhook)
     bare = {"apiVersion": "v1", "kind": "Pod", "spec": obj["spec"]}
-    plan = Plan(
-        files=injection.plan.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1
-    )
+    plan = Plan(files=injection.files, directory="/sakura/secrets", vault_id=VAULT, uid=1, gid=1)
     built = inject(bare, plan, injection.options, ("app",), webhook, ())
     assert built["metadata"] == {"annotations": {f"{P}status": "injected"}}
     warned = inject(bare, plan, injection.options, ("app",), webhook, ("w",))

@@ -23,7 +23,10 @@ from contract import (
     template_refs,
     template_tokens,
 )
-from injector.webhook.admission import Checked, finish, prepare
+from injector.serving.admission_review import admission_review
+from injector.serving.review_queue import read_review
+from injector.webhook import admission
+from injector.webhook.admission import Checked, finish
 from injector.webhook.annotations import MAX_ANNOTATIONS_BYTES, MAX_FILES, MAX_TEMPLATE_TOKENS
 from injector.webhook.checks import CheckOutcome
 
@@ -96,9 +99,14 @@ class Name(str):
 def test_checking_a_plan_for_duplicate_files_grows_linearly() -> None:
     def plan(n: int) -> Plan:
         files = tuple(FileSpec(Name(f"f{i}"), 0o400, secret=SecretRef("s")) for i in range(n))
-        return Plan(files=files, directory="/sakura/secrets")
+        return Plan(files=files, directory="/sakura/secrets", vault_id="1" * 12, uid=1, gid=1)
 
     assert growth(plan, 1000) < LINEAR_AT_MOST  # a search per file compares n * n names
+
+
+def prepare(body: bytes, webhook: Any) -> object:
+    """The core's `prepare` on a body as the shell reads it (screen, then parse)."""
+    return admission.prepare(read_review(body), webhook)
 
 
 def inject(annotations: dict[str, str]) -> dict[str, str]:
@@ -109,7 +117,7 @@ def reviewed(annotations: dict[str, str]) -> dict[str, Any]:
     """The whole review's pure work, as `review` runs it around an admitting check."""
     checked = prepare(review_body(pod(inject(annotations), inject=False)), settings())
     assert isinstance(checked, Checked), checked
-    answer = finish(checked, CheckOutcome(), settings())
+    answer = admission_review(finish(checked, CheckOutcome(), settings()))
     assert answer["response"]["allowed"], answer
     return answer
 

@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from support.admission_harness import P, admitted, pod
 
-from contract import FileSpec, Plan, SecretRef
-from injector.webhook.checks import Denied
+from contract import Broker, FileSpec, SecretRef
+from injector.webhook.annotations import Injection, PodOptions
+from injector.webhook.errors import Denied
 from injector.webhook.pod.ownership import Owner, resolve_owner
+from injector.webhook.pod_checks import check_owner
 
 
 def _spec(pod_context: dict[str, Any] | None, *contexts: dict[str, Any] | None) -> dict[str, Any]:
@@ -26,6 +28,7 @@ def _spec(pod_context: dict[str, Any] | None, *contexts: dict[str, Any] | None) 
 
 def _resolve(spec: dict[str, Any], user: int | None = None, group: int | None = None):
     targets = [c["name"] for c in spec["containers"]]
+    check_owner(spec, targets, run_as_user=user, run_as_group=group)
     return resolve_owner(spec, targets, run_as_user=user, run_as_group=group, fallback_uid=65532)
 
 
@@ -113,18 +116,17 @@ def test_the_longest_warning_is_not_truncated_by_the_api_server() -> None:
 
 
 def test_the_owner_sets_the_mode_of_the_files_no_annotation_sets() -> None:
-    plan = Plan(
-        files=(
-            FileSpec(name="a", mode=0o400, secret=SecretRef("a")),
-            FileSpec(name="b", mode=0o600, secret=SecretRef("b")),
-        ),
-        directory="/s",
-        vault_id="123456789012",
+    files = (
+        FileSpec(name="a", mode=0o400, secret=SecretRef("a")),
+        FileSpec(name="b", mode=0o600, secret=SecretRef("b")),
     )
-    owned = Owner(uid=7, gid=8, file_mode=0o444).own(plan, frozenset({"b"}))
+    options = PodOptions(mount_path="/s", explicit_modes=frozenset({"b"}))
+    injection = Injection(files, vault_id="123456789012", mode=Broker(), options=options)
+    owned = injection.plan(Owner(uid=7, gid=8, file_mode=0o444))
     assert (owned.uid, owned.gid) == (7, 8)
     assert [(f.name, f.mode) for f in owned.files] == [("a", 0o444), ("b", 0o600)]
-    kept = Owner(uid=7, gid=8).own(plan, frozenset())
+    assert (owned.directory, owned.vault_id, owned.mode) == ("/s", "123456789012", Broker())
+    kept = Injection(files, "123456789012", Broker(), PodOptions()).plan(Owner(uid=7, gid=8))
     assert [f.mode for f in kept.files] == [0o400, 0o600] and kept.uid == 7
 
 

@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from support.admission_harness import P, settings
 
+from contract import Direct
 from injector.webhook.annotations import parse_annotations
-from injector.webhook.checks import Denied
-from injector.webhook.pod.resources import parse_quantity
+from injector.webhook.errors import Denied, SettingsError
+from injector.webhook.quantity import parse_quantity
 from injector.webhook.selection import skip_reason
-from injector.webhook.settings import SettingsError
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_file_modes_are_octal_with_or_without_leading_zero(text: str, mode: int)
         },
         settings(),
     )
-    assert {f.name: f.mode for f in injection.plan.files} == {"a": mode, "b": 0o440}
+    assert {f.name: f.mode for f in injection.files} == {"a": mode, "b": 0o440}
 
 
 def test_parsed_options_and_plan() -> None:
@@ -102,11 +102,9 @@ def test_parsed_options_and_plan() -> None:
     assert options.containers == ("x", "y")
     assert options.init_first is False
     assert (options.run_as_user, options.run_as_group) == (10, 20)
-    assert options.credentials_secret == "creds"
-    assert [f.name for f in injection.plan.files] == ["a", "z"]  # stable order
-    assert injection.plan.mode == "direct"
-    assert injection.plan.vault_id == "000000000001"
-    assert injection.plan.uid is None  # resolved later, from the pod
+    assert injection.mode == Direct("creds")
+    assert [f.name for f in injection.files] == ["a", "z"]  # stable order
+    assert injection.vault_id == "000000000001"
 
 
 @pytest.mark.parametrize(
@@ -121,6 +119,8 @@ def test_parsed_options_and_plan() -> None:
         ({"mesh_proxy_containers": ("Envoy",)}, "mesh_proxy_containers: 'Envoy' is not a"),
         ({"mesh_proxy_containers": ("",)}, "mesh_proxy_containers: '' is not a container name"),
         ({"mesh_proxy_containers": ("a" * 64,)}, "at most 63 characters"),
+        ({"volume_size_limit": "8 MiB"}, "volume_size_limit: '8 MiB' is not a Kubernetes quantity"),
+        ({"volume_size_limit": "0"}, "volume_size_limit: '0' is zero"),
     ],
 )
 def test_settings_refuse_bad_values(kw: dict[str, object], fragment: str) -> None:

@@ -8,7 +8,7 @@ from support.admission_harness import P, settings, validate_pod
 
 from injector.operations.errors import PreviewDenied, PreviewError
 from injector.operations.render import OFFLINE_WARNING, render_pod
-from injector.webhook.checks import Denied
+from injector.webhook.errors import Denied
 
 POD = f"""\
 apiVersion: v1

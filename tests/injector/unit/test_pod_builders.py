@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 
-from contract import FileSpec, Plan, SecretRef
-from injector.webhook.annotations import PodOptions
-from injector.webhook.checks import Denied
+from contract import Broker, Direct, FileSpec, Plan, SecretRef
+from injector.webhook.errors import Denied
 from injector.webhook.pod.init_container import init_container
-from injector.webhook.pod.mounts import check_mount_path, read_only_mount, target_containers
+from injector.webhook.pod.mounts import read_only_mount, target_containers
 from injector.webhook.pod.ownership import resolve_owner
-from injector.webhook.pod.resources import Resources, parse_quantity
+from injector.webhook.pod.resources import Resources
 from injector.webhook.pod.volumes import secrets_volume, token_volume
+from injector.webhook.pod_checks import check_mount_path, check_owner, check_targets
+from injector.webhook.quantity import parse_quantity
 from injector.webhook.settings import WebhookSettings
 
 SETTINGS = WebhookSettings(
@@ -40,11 +41,11 @@ SECURITY = {
 }
 
 
-def plan(mode: str = "broker", uid: int | None = 1000, gid: int | None = 2000) -> Plan:
+def plan(mode: str = "broker", uid: int = 1000, gid: int = 2000) -> Plan:
     return Plan(
         files=(FileSpec("db", 0o400, secret=SecretRef("db")),),
         directory="/run/secrets/app",
-        mode=mode,  # type: ignore[arg-type]
+        mode=Broker() if mode == "broker" else Direct("sakura-creds"),
         vault_id="110000000001",
         uid=uid,
         gid=gid,
@@ -53,7 +54,7 @@ def plan(mode: str = "broker", uid: int | None = 1000, gid: int | None = 2000) -
 
 def test_the_broker_mode_init_container() -> None:
     the_plan = plan()
-    container = init_container(the_plan, PodOptions(), SETTINGS)
+    container = init_container(the_plan, Resources(), SETTINGS)
     assert container == {
         "name": "sakura-secrets-init",
         "image": "registry.example/sakura-secrets-injector:1.0",
@@ -91,8 +92,7 @@ def test_the_broker_mode_init_container() -> None:
 
 def test_the_direct_mode_init_container_reads_the_credentials_secret() -> None:
     the_plan = plan("direct")
-    options = PodOptions(credentials_secret="sakura-creds", resources=Resources("1", "2", "3", "4"))
-    container = init_container(the_plan, options, SETTINGS)
+    container = init_container(the_plan, Resources("1", "2", "3", "4"), SETTINGS)
     ref: dict[str, Any] = {"secretKeyRef": {"name": "sakura-creds"}}
     assert container["env"] == [
         {"name": "SAKURA_SECRETS_PLAN", "value": the_plan.to_json()},
@@ -120,26 +120,13 @@ def test_the_direct_mode_init_container_reads_the_credentials_secret() -> None:
 
 def test_direct_mode_without_endpoint_or_zone_sets_neither() -> None:
     bare = WebhookSettings(image="img", broker_url="https://b")
-    env = init_container(plan("direct"), PodOptions(credentials_secret="c"), bare)["env"]
+    env = init_container(plan("direct"), Resources(), bare)["env"]
     assert [e["name"] for e in env] == [
         "SAKURA_SECRETS_PLAN",
         "SAKURA_ACCESS_TOKEN",
         "SAKURA_ACCESS_TOKEN_SECRET",
     ]
-    assert init_container(plan(), PodOptions(), bare)["imagePullPolicy"] == "IfNotPresent"
-
-
-def test_direct_mode_needs_the_credentials_secret() -> None:
-    with pytest.raises(ValueError, match=r"^direct mode needs the credentials Secret's name$"):
-        init_container(plan("direct"), PodOptions(), SETTINGS)
-
-
-@pytest.mark.parametrize(("uid", "gid"), [(None, 2000), (1000, None), (None, None)])
-def test_the_owner_must_be_resolved_first(uid: int | None, gid: int | None) -> None:
-    with pytest.raises(
-        ValueError, match=r"^the plan's owner must be resolved before building the init container$"
-    ):
-        init_container(plan(uid=uid, gid=gid), PodOptions(), SETTINGS)
+    assert init_container(plan(), Resources(), bare)["imagePullPolicy"] == "IfNotPresent"
 
 
 def test_the_volumes() -> None:
@@ -173,23 +160,23 @@ SPEC = {
 
 
 def test_the_target_containers() -> None:
-    assert target_containers(SPEC, None) == ("app", "sidecar")
-    assert target_containers(SPEC, ["sidecar"]) == ("sidecar",)
+    assert target_containers(SPEC, None, ()) == ("app", "sidecar")
+    assert target_containers(SPEC, ["sidecar"], ()) == ("sidecar",)
     with pytest.raises(Denied) as caught:
-        target_containers(SPEC, ["sidecar", "web", "db"])
+        check_targets(SPEC, ["sidecar", "web", "db"])
     assert str(caught.value) == (
         "annotation sakura-secrets.io/containers names 'web', 'db', which is not an app container "
         "of this pod; app containers: app, sidecar"
     )
     with pytest.raises(Denied) as caught:
-        target_containers(SPEC, ["migrate"])
+        check_targets(SPEC, ["migrate"])
     assert str(caught.value) == (
         "annotation sakura-secrets.io/containers names 'migrate', which is not an app container "
         "of this pod (init containers cannot get the mount); app containers: app, sidecar"
     )
     for spec in ({}, {"containers": []}, {"containers": None}):
         with pytest.raises(Denied) as caught:
-            target_containers(spec, None)
+            check_targets(spec, None)
         assert str(caught.value) == (
             "the pod has no containers (spec.containers is empty); add the app container"
         )
@@ -264,7 +251,7 @@ def test_zero_is_refused(text: str) -> None:
 
 def _owner_denial(spec: dict[str, Any]) -> str:
     with pytest.raises(Denied) as caught:
-        resolve_owner(spec, ("app",), run_as_user=None, run_as_group=None, fallback_uid=65532)
+        check_owner(spec, ("app",), run_as_user=None, run_as_group=None)
     return str(caught.value)
 
 

@@ -1,0 +1,176 @@
+"""The shell's side of a review: claim, screen and parse the body, queue the core's work, shed.
+
+The core's pipeline (`injector.webhook.admission`) is CPU work on the request alone
+(`prepare`, `finish`) around the admission check; here it runs on one admission thread, so
+the event loop keeps answering the broker while a large pod is reviewed. Reviews take turns
+at that thread round-robin by (caller's address, namespace) (`injector.fair_queue`): the
+namespace is only claimed before the parse (`claim`, a few C-speed searches on the loop), the
+parse itself runs in the claimed lane, after a bytes-level screen of the body's size, value
+count and depth that costs milliseconds even for 3 MiB of nested lists. A review that cannot
+finish within the API server's `timeoutSeconds` is answered at once with a 429 denial
+instead of waiting (docs/webhook.md, "Admission queue" and "Bounds").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+from injector.fair_queue import FairQueue, Overloaded
+from injector.serving.metrics import SHED_CODE
+from injector.webhook.admission import API_VERSION, Checked, finish, prepare
+from injector.webhook.checks import AdmissionCheck
+from injector.webhook.decision import Decision, Refused
+from injector.webhook.errors import MalformedReview
+from injector.webhook.settings import WebhookSettings
+
+MAX_DEPTH = 64
+"""Nesting a review may have; a real pod review is about 15 deep. Deeper ones are refused
+before anything that recurses over the pod (a copy in `render`, a YAML dump) can fail."""
+MAX_VALUES = 100_000
+"""JSON values (numbers, strings, lists, objects; keys not counted) a review may have: a real
+pod's review has hundreds, a pod with thousands of environment variables some tens of
+thousands. Counted on the bytes before the parse, so a body of millions is refused in
+milliseconds instead of being built and walked."""
+WAITING_PER_LANE = 32
+"""Reviews of one (caller, namespace) that may wait for the admission thread; more get 429."""
+MAX_WAITING = 256
+"""Reviews that may wait in all; with the body cap this bounds the memory they hold."""
+FINISH_MARGIN = 1.0
+"""Seconds before the API server's timeout by which the answer must be ready to send."""
+CLAIM_BYTES = 4096
+"""Where a review's claim must be: the API server writes `kind`, `apiVersion`, then the
+request's `uid`, kinds, resources, name and `namespace` (under 1 KiB) before anything else."""
+
+QUEUE = FairQueue("admission", workers=1, waiting_per_key=WAITING_PER_LANE, max_waiting=MAX_WAITING)
+"""Where the pipeline's CPU work runs: not on the event loop, which must keep answering the
+broker, and not in a pool the Kubernetes calls wait in. One thread: with the GIL a second adds
+no throughput, and it would take turns from the loop."""
+
+__all__ = ["QUEUE", "Claim", "FairQueue", "Overloaded", "claim", "read_review", "review", "shed"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a review says about itself before it is parsed: read for queueing, not trusted."""
+
+    uid: str
+    namespace: str
+
+
+async def review(
+    body: bytes,
+    *,
+    settings: WebhookSettings,
+    check: AdmissionCheck,
+    caller: str = "",
+    queue: FairQueue | None = None,
+) -> Decision:
+    """Decide one AdmissionReview; raises MalformedReview, never anything for a bad pod.
+
+    Only the admission check, which waits on Kubernetes and Sakura, runs on the event loop;
+    the parse with `prepare`, and `finish`, take turns in `queue`'s lane of (`caller`,
+    claimed namespace). `prepare` must be done within half of `settings.review_timeout`,
+    which leaves the other half to the admission check (at most 4 s by default) and
+    `finish`; a review that cannot make it is refused with a 429.
+    """
+    turns = QUEUE if queue is None else queue
+    claimed = claim(body)
+    lane: Hashable = (caller, claimed.namespace)
+    arrived = turns.clock()
+    try:
+        checked = await turns.run(
+            lane,
+            lambda: prepare(read_review(body), settings),
+            deadline=arrived + settings.review_timeout / 2,
+        )
+        if not isinstance(checked, Checked):
+            return checked
+        outcome = await check(checked.namespace, checked.service_account, checked.plan)
+        return await turns.run(
+            lane,
+            lambda: finish(checked, outcome, settings),
+            deadline=arrived + settings.review_timeout - FINISH_MARGIN,
+        )
+    except Overloaded as busy:
+        return shed(claimed.uid, busy)
+
+
+def shed(uid: str, busy: Overloaded) -> Refused:
+    """The fast answer to a review the injector cannot finish in time: a 429 denial.
+
+    A denial (not an HTTP error) so the API server shows the user this message instead of
+    "failed calling webhook"; 429 so controllers and clients treat it as retriable.
+    """
+    message = (
+        f"sakura-secrets-injector is overloaded ({busy}); the pod was not created, try again "
+        "in a few seconds (controllers retry by themselves)"
+    )
+    return Refused(uid, SHED_CODE, message)
+
+
+_KIND = re.compile(rb'"kind"\s*:\s*"AdmissionReview"')
+_VERSION = re.compile(rb'"apiVersion"\s*:\s*"' + re.escape(API_VERSION.encode()) + rb'"')
+_UID = re.compile(rb'"uid"\s*:\s*"([^"\\]{1,128})"')
+_NAMESPACE = re.compile(rb'"namespace"\s*:\s*"([a-z0-9-]{1,63})"')
+
+
+def claim(body: bytes) -> Claim:
+    """The uid and namespace a body claims, found without parsing it (cheap on the event loop).
+
+    Only the first CLAIM_BYTES are searched, so the cost does not grow with the body; the
+    first match of each is the review's own. A body that is not a v1 AdmissionReview is
+    refused here. Nothing else trusts the claim: it only picks the lane the body's parse
+    waits in, and `prepare` reads the real values from the parsed review.
+    """
+    head = body[:CLAIM_BYTES]
+    if _KIND.search(head) is None or _VERSION.search(head) is None:
+        raise MalformedReview(
+            f"expected an AdmissionReview of apiVersion {API_VERSION} "
+            f'("kind": "AdmissionReview", "apiVersion": "{API_VERSION}"); set '
+            "admissionReviewVersions: [v1] in the webhook configuration"
+        )
+    uid = _UID.search(head)
+    if uid is None:
+        raise MalformedReview("request.uid is missing or not a string")
+    namespace = _NAMESPACE.search(head)
+    return Claim(uid[1].decode(), namespace[1].decode() if namespace else "")
+
+
+def read_review(body: bytes) -> Any:
+    """The body as JSON, once the screen passed it; raises MalformedReview."""
+    _screen(body)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedReview(f"the body is not JSON: {exc}") from None
+
+
+_TOO_DEEP = f"the body is nested more than {MAX_DEPTH} levels deep; it is not a pod's review"
+_TOO_MANY = f"the body has more than {MAX_VALUES} JSON values; it is not a pod's review"
+_DEPTH_STEP = [1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256)]
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _screen(body: bytes) -> None:
+    """Refuse a body with too many values or too deep a nesting before `json.loads` builds it.
+
+    Bytes-level and C-speed (counts, replaces, splits; a few ms for 3 MiB): strings are cut
+    out (escaped backslashes and quotes first, then the text between quotes), and what is left
+    is the document's structure, whose commas and openers bound its values and whose brackets
+    give its depth. The quote count is bounded first, so the cut makes few pieces.
+    """
+    if body.count(b'"') > 4 * MAX_VALUES:  # every value has at most a key and a string
+        raise MalformedReview(_TOO_MANY)
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = b"".join(unescaped.split(b'"')[::2])
+    openers = structure.count(b"[") + structure.count(b"{")
+    if structure.count(b",") + openers >= MAX_VALUES:
+        raise MalformedReview(_TOO_MANY)
+    brackets = structure.translate(None, _NOT_BRACKETS)
+    if max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH:
+        raise MalformedReview(_TOO_DEEP)

@@ -1,0 +1,176 @@
+"""The file annotations (secret-FILE, template-FILE, file-mode-FILE) -> the plan's files.
+
+Also the bounds on what they may ask for: how many files, how many jinja2 tokens, how many
+distinct secrets, and how large the finished plan may be (it travels in one environment
+variable). Every refusal is a `Denied` naming the annotation and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from contract import (
+    MAX_PLAN_BYTES,
+    MAX_SECRETS,
+    FileSpec,
+    Plan,
+    PlanError,
+    SecretRef,
+    check_file_name,
+    template_refs,
+    template_tokens,
+)
+from injector.webhook.errors import Denied
+from injector.webhook.keys import INJECT, PREFIX
+
+DEFAULT_FILE_MODE = 0o400
+MAX_FILES = 1000
+"""Files (secret-FILE and template-FILE annotations) a pod may have: each costs parsing and
+plan space, and this many is refused before any is parsed."""
+MAX_TEMPLATE_TOKENS = 4096
+"""jinja2 tokens all of a pod's templates may have together. Parsing costs a few microseconds
+a token, whatever the length in bytes (a run of plain text is one token): this bound keeps a
+review of the largest pod well under 100 ms."""
+_MODE = re.compile(r"^0?[0-7]{3}$")
+
+
+def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
+    """The files `ours` (the annotations without their prefix) ask for, sorted by name."""
+    sources: dict[str, tuple[str, SecretRef | None, str | None, tuple[SecretRef, ...]]] = {}
+    keys = sorted(k for k in ours if k.startswith(("secret-", "template-")))
+    if len(keys) > MAX_FILES:
+        raise Denied(
+            f"annotation {PREFIX}{keys[MAX_FILES]}: the pod's secret-FILE and template-FILE "
+            f"annotations ask for {len(keys)} files, more than the {MAX_FILES} a pod may have; "
+            "write fewer files (one template can put several secrets into one file)"
+        )
+    tokens_left = MAX_TEMPLATE_TOKENS
+    for key in keys:
+        value = ours[key]
+        for prefix in ("secret-", "template-"):
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :]
+            _file_name(key, name)
+            if name in sources:
+                raise Denied(
+                    f"annotations {PREFIX}{sources[name][0]} and {PREFIX}{key} both write file "
+                    f"{name!r}; keep one of them"
+                )
+            if prefix == "secret-":
+                sources[name] = (key, _secret_ref(key, value), None, ())
+            else:
+                tokens_left -= _template_tokens(key, value, tokens_left)
+                sources[name] = (key, None, value, _template_refs(key, value))
+    if not sources:
+        raise Denied(
+            f"annotation {INJECT} is 'true' but no file is requested; add "
+            f'{PREFIX}secret-FILE: "NAME" (or template-FILE) for each file to write'
+        )
+    default_mode = _mode("file-mode", ours.get("file-mode"), DEFAULT_FILE_MODE)
+    for key in ours:
+        if key.startswith("file-mode-") and key[len("file-mode-") :] not in sources:
+            raise Denied(
+                f"annotation {PREFIX}{key} sets the mode of file "
+                f"{key[len('file-mode-') :]!r}, which no secret-FILE or template-FILE "
+                f"annotation writes; files: {', '.join(sorted(sources))}"
+            )
+    files = []
+    for name, (_, secret, template, refs) in sorted(sources.items()):
+        mode = _mode(f"file-mode-{name}", ours.get(f"file-mode-{name}"), default_mode)
+        files.append(
+            FileSpec(name=name, mode=mode, secret=secret, template=template, template_refs=refs)
+        )
+    return tuple(files)
+
+
+def explicit_modes(ours: Mapping[str, str], files: tuple[FileSpec, ...]) -> frozenset[str]:
+    """The files whose mode an annotation sets (all of them with `file-mode`)."""
+    if "file-mode" in ours:
+        return frozenset(f.name for f in files)
+    return frozenset(f.name for f in files if f"file-mode-{f.name}" in ours)
+
+
+def check_secret_count(plan: Plan) -> None:
+    """Refuse a plan that reads more distinct secrets than one fetch may."""
+    wanted = plan.secrets()
+    if len(wanted) > MAX_SECRETS:
+        # each is an RBAC review at admission and at every fetch, and the broker answers
+        # at most this many: such a pod could never start
+        raise Denied(
+            f"annotations {PREFIX}secret-*/template-*: the pod reads {len(wanted)} distinct "
+            f"secrets (name and version), more than the {MAX_SECRETS} one pod may read (a vault "
+            "holds at most 100); split the files over several pods or read fewer versions"
+        )
+
+
+def check_plan_size(plan: Plan) -> None:
+    """Refuse a plan too large for the init container's environment, naming its largest file."""
+    size = len(plan.to_json())
+    if size <= MAX_PLAN_BYTES:
+        return
+    largest = max(plan.files, key=_source_size)
+    kind = "secret" if largest.secret is not None else "template"
+    raise Denied(
+        f"annotation {PREFIX}{kind}-{largest.name}: the pod's {len(plan.files)} files make a "
+        f"plan of {size} bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's "
+        "environment can carry (Linux caps one variable at 128 KiB); this is the largest "
+        "file's source: write fewer or smaller files per pod"
+    )
+
+
+def _source_size(spec: FileSpec) -> int:
+    return len(spec.template) if spec.template is not None else len(str(spec.secret))
+
+
+def _file_name(key: str, name: str) -> None:
+    try:
+        check_file_name(name)
+    except PlanError as exc:
+        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+
+
+def _secret_ref(key: str, value: str) -> SecretRef:
+    try:
+        return SecretRef.parse(value)
+    except PlanError as exc:
+        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+
+
+def _template_tokens(key: str, value: str, left: int) -> int:
+    """The template's share of the pod's token budget, checked before it is parsed."""
+    used = template_tokens(value, left)
+    if used > left:
+        raise Denied(
+            f"annotation {PREFIX}{key}: the pod's templates have more than "
+            f"{MAX_TEMPLATE_TOKENS} jinja2 tokens together (each name, literal, operator and tag "
+            "delimiter counts; text outside tags counts once a run, however long); make the "
+            "templates simpler or write fewer of them"
+        )
+    return used
+
+
+def _template_refs(key: str, value: str) -> tuple[SecretRef, ...]:
+    try:
+        return template_refs(value)
+    except PlanError as exc:
+        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+
+
+def _mode(key: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    text = value.strip()
+    if not _MODE.match(text):
+        raise Denied(
+            f"annotation {PREFIX}{key}: {value!r} is not an octal file mode; write e.g. "
+            '"0400" (owner read) or "0440" (owner and group read)'
+        )
+    mode = int(text, 8)
+    if not mode & 0o444:
+        raise Denied(
+            f"annotation {PREFIX}{key}: mode {text} lets no one read the file; "
+            'add a read bit, e.g. "0400"'
+        )
+    return mode
