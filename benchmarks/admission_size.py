@@ -1,5 +1,5 @@
-"""Benchmark: one whole review (`injector.webhook.admission.review`) of a pod whose annotations are
-1, 64 and 256 KiB, for the shapes that cost the most, in this process.
+"""Benchmark: one whole review (`injector.serving.review_queue.review`) of a pod whose
+annotations are 1, 64 and 256 KiB, for the shapes that cost the most, in this process.
 
     python benchmarks/admission_size.py [--sizes 1,64,256] [--runs 5] [--shapes ...] [--analysis]
 

@@ -287,3 +287,25 @@ def test_an_app_running_as_root_is_refused_with_the_fix() -> None:
         "the init container must not run as root; set run-as-user to a non-root uid (an app "
         "running as root can still read the files)"
     )
+
+
+def test_the_owner_check_lets_through_what_resolution_may_use() -> None:
+    top = {"name": "app", "securityContext": {"runAsUser": 2**31 - 1, "runAsGroup": 2**31 - 1}}
+    check_owner({"containers": [top]}, ("app",), run_as_user=None, run_as_group=None)
+    groups = {
+        "containers": [
+            {"name": "a", "securityContext": {"runAsUser": 7, "runAsGroup": 1}},
+            {"name": "b", "securityContext": {"runAsUser": 7, "runAsGroup": 2}},
+        ]
+    }
+    check_owner(groups, ("a", "b"), run_as_user=None, run_as_group=42)  # the annotation wins
+    with pytest.raises(Denied, match="disagree on runAsGroup"):
+        check_owner(groups, ("a", "b"), run_as_user=None, run_as_group=None)
+
+
+def test_owner_resolution_is_total() -> None:
+    """Without targets (the checks never let that through) the fallback owns the files."""
+    owner = resolve_owner(
+        {"containers": []}, (), run_as_user=None, run_as_group=None, fallback_uid=9
+    )
+    assert (owner.uid, owner.gid, owner.file_mode) == (9, 9, 0o444)
