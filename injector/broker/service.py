@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from contract.broker import Answer, FetchedSecret, SecretRequest
+from contract.broker import CREDENTIALS_REJECTED, Answer, FetchedSecret, SecretRequest
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.cache import SecretCache, SecretsUnavailable
 from injector.broker.tokens import KubernetesUnavailable, TokenRejected, TokenReviewer
@@ -18,8 +18,6 @@ from sakura import NotFound
 log = logging.getLogger(__name__)
 
 KUBERNETES_RETRY_AFTER = 5.0
-CREDENTIALS_REJECTED = "credentials_rejected"
-"""`reason` of a 503 when Sakura refused the injector's key: retrying will not help."""
 
 
 class BrokerError(Exception):

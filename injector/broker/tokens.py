@@ -24,10 +24,10 @@ import jwt
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from contract.pod import TOKEN_AUDIENCE as AUDIENCE
 from injector.broker.memo import ExpiringMemo
 from injector.fair_queue import FairQueue, Overloaded
 
-AUDIENCE = "sakura-secrets-injector"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"

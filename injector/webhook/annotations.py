@@ -24,19 +24,38 @@ from contract import (
     template_refs,
     template_tokens,
 )
+from contract.annotations import (
+    CONTAINERS,
+    CPU_LIMIT,
+    CPU_REQUEST,
+    CREDENTIALS_SECRET,
+    FILE_MODE,
+    FILE_MODE_OF,
+    FIXED,
+    INIT_FIRST,
+    INJECT,
+    MAX_NAME,
+    MEMORY_LIMIT,
+    MEMORY_REQUEST,
+    MOUNT_PATH,
+    PER_FILE,
+    PREFIX,
+    REFRESH_INTERVAL,
+    RUN_AS_GROUP,
+    RUN_AS_USER,
+    SECRET_FILE,
+    STATUS,
+    STATUS_INJECTED,
+    STATUS_WARNINGS,
+    TEMPLATE_FILE,
+    VAULT_ID,
+    name,
+)
+from contract.plan import VAULT_ID as VAULT_ID_PATTERN
+from contract.pod import TOKEN_DIRECTORY
 from injector.webhook.checks import Denied
 from injector.webhook.pod.resources import Resources, parse_quantity
-from injector.webhook.pod.volumes import TOKEN_DIRECTORY
 from injector.webhook.settings import WebhookSettings
-
-PREFIX = "sakura-secrets.io/"
-STATUS = PREFIX + "status"
-STATUS_INJECTED = "injected"
-STATUS_WARNINGS = PREFIX + "status-warnings"
-"""Written by the injector: the admission warnings about the pod, one a line, where its
-owner sees them (`kubectl describe pod`); the admission answer's warnings reach only whoever
-created the pod, for a Deployment the ReplicaSet controller."""
-INJECT = PREFIX + "inject"
 
 DEFAULT_MOUNT_PATH = "/sakura/secrets"
 DEFAULT_FILE_MODE = 0o400
@@ -52,28 +71,6 @@ MAX_TEMPLATE_TOKENS = 4096
 a token, whatever the length in bytes (a run of plain text is one token): this bound keeps a
 review of the largest pod well under 100 ms."""
 
-_FIXED_KEYS = (
-    "inject",
-    "vault-id",
-    "mount-path",
-    "containers",
-    "file-mode",
-    "run-as-user",
-    "run-as-group",
-    "init-first",
-    "refresh-interval",
-    "credentials-secret",
-    "cpu-request",
-    "cpu-limit",
-    "memory-request",
-    "memory-limit",
-    "status-warnings",
-    "status",
-)
-_FILE_KEYS = ("secret-", "template-", "file-mode-")
-MAX_KEY_NAME = 63
-"""Characters Kubernetes allows in an annotation key's name, the part after the '/'."""
-_VAULT_ID = re.compile(r"^[0-9]{12}$")
 _MODE = re.compile(r"^0?[0-7]{3}$")
 _ID = re.compile(r"^[0-9]{1,10}$")
 _DNS1123_SUBDOMAIN = re.compile(
@@ -110,39 +107,39 @@ class Injection:
 def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings) -> Injection:
     """Read every `sakura-secrets.io/` annotation; raise Denied on the first invalid one."""
     _check_total_size(annotations)
-    ours = {k[len(PREFIX) :]: v for k, v in annotations.items() if k.startswith(PREFIX)}
+    ours = {k: v for k, v in annotations.items() if k.startswith(PREFIX)}
     for key in sorted(ours):
         _check_known(key)
-    if "refresh-interval" in ours:
+    if REFRESH_INTERVAL in ours:
         raise Denied(
-            f"annotation {PREFIX}refresh-interval: refresh-interval (rotation sidecar) is not "
+            f"annotation {REFRESH_INTERVAL}: {name(REFRESH_INTERVAL)} (rotation sidecar) is not "
             "supported yet; remove the annotation (the init container fetches the files once "
             "at pod start)"
         )
-    status = ours.get("status")
+    status = ours.get(STATUS)
     if status is not None and status != STATUS_INJECTED:
         raise Denied(
             f"annotation {STATUS}: {status!r} is not a value you can set; the injector writes "
             "this annotation itself, remove it"
         )
-    if "status-warnings" in ours:
+    if STATUS_WARNINGS in ours:
         raise Denied(
             f"annotation {STATUS_WARNINGS}: the injector writes this annotation itself, remove it"
         )
 
-    credentials_secret = _credentials_secret(ours.get("credentials-secret"))
+    credentials_secret = _credentials_secret(ours.get(CREDENTIALS_SECRET))
     options = PodOptions(
-        mount_path=_mount_path(ours.get("mount-path", DEFAULT_MOUNT_PATH)),
-        containers=_containers(ours.get("containers")),
-        init_first=_boolean("init-first", ours.get("init-first", "true")),
+        mount_path=_mount_path(ours.get(MOUNT_PATH, DEFAULT_MOUNT_PATH)),
+        containers=_containers(ours.get(CONTAINERS)),
+        init_first=_boolean(INIT_FIRST, ours.get(INIT_FIRST, "true")),
         credentials_secret=credentials_secret,
-        run_as_user=_identity("run-as-user", ours.get("run-as-user")),
-        run_as_group=_identity("run-as-group", ours.get("run-as-group")),
+        run_as_user=_identity(RUN_AS_USER, ours.get(RUN_AS_USER)),
+        run_as_group=_identity(RUN_AS_GROUP, ours.get(RUN_AS_GROUP)),
         resources=_resources(ours),
     )
     files = _files(ours)
     options = replace(options, explicit_modes=_explicit_modes(ours, files))
-    vault_id = _vault_id(ours.get("vault-id"), settings)
+    vault_id = _vault_id(ours.get(VAULT_ID), settings)
     try:
         plan = Plan(
             files=files,
@@ -173,10 +170,10 @@ def _check_plan_size(plan: Plan, ours: Mapping[str, str]) -> None:
     size = len(plan.to_json())
     if size <= MAX_PLAN_BYTES:
         return
-    sources = {k: len(v) for k, v in ours.items() if k.startswith(("secret-", "template-"))}
+    sources = {k: len(v) for k, v in ours.items() if k.startswith((SECRET_FILE, TEMPLATE_FILE))}
     largest = max(sources, key=sources.__getitem__)
     raise Denied(
-        f"annotation {PREFIX}{largest}: the pod's {len(plan.files)} files make a plan of {size} "
+        f"annotation {largest}: the pod's {len(plan.files)} files make a plan of {size} "
         f"bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's environment can "
         "carry (Linux caps one variable at 128 KiB); this is the largest file's source: write "
         "fewer or smaller files per pod"
@@ -189,121 +186,120 @@ def _check_secret_count(plan: Plan) -> None:
         # each is an RBAC review at admission and at every fetch, and the broker answers
         # at most this many: such a pod could never start
         raise Denied(
-            f"annotations {PREFIX}secret-*/template-*: the pod reads {len(wanted)} distinct "
-            f"secrets (name and version), more than the {MAX_SECRETS} one pod may read (a vault "
-            "holds at most 100); split the files over several pods or read fewer versions"
+            f"annotations {SECRET_FILE}*/{name(TEMPLATE_FILE)}*: the pod reads {len(wanted)} "
+            f"distinct secrets (name and version), more than the {MAX_SECRETS} one pod may read "
+            "(a vault holds at most 100); split the files over several pods or read fewer versions"
         )
 
 
 def _check_known(key: str) -> None:
-    if key in _FIXED_KEYS:
+    if key in FIXED:
         return
-    prefix = next((p for p in _FILE_KEYS if key.startswith(p) and len(key) > len(p)), None)
+    prefix = next((p for p in PER_FILE if key.startswith(p) and len(key) > len(p)), None)
     if prefix is not None:
         _check_key_name(key, prefix)
         return
-    if key in ("secret", "template", "secret-", "template-"):
+    if key in (SECRET_FILE, TEMPLATE_FILE) or f"{key}-" in (SECRET_FILE, TEMPLATE_FILE):
         stem = key.rstrip("-")
-        raise Denied(
-            f"annotation {PREFIX}{key} names no file; write {PREFIX}{stem}-FILE, "
-            f"e.g. {PREFIX}{stem}-db-password"
-        )
-    rest = key.split("-", 1)[1] if "-" in key else key
-    candidates = [*_FIXED_KEYS, *(p + rest for p in _FILE_KEYS)]
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+        raise Denied(f"annotation {key} names no file; write {stem}-FILE, e.g. {stem}-db-password")
+    short = name(key)
+    rest = short.split("-", 1)[1] if "-" in short else short
+    candidates = [*map(name, FIXED), *(name(p) + rest for p in PER_FILE)]
+    close = difflib.get_close_matches(short, candidates, n=1, cutoff=0.6)
     hint = f"did you mean {PREFIX}{close[0]}? " if close else ""
     raise Denied(
-        f"annotation {PREFIX}{key} is not a known annotation; {hint}known keys: "
-        f"{', '.join(_FIXED_KEYS[:-2])}, secret-FILE, template-FILE, file-mode-FILE"
+        f"annotation {key} is not a known annotation; {hint}known keys: "
+        f"{', '.join(map(name, FIXED[:-2]))}, {', '.join(name(p) + 'FILE' for p in PER_FILE)}"
     )
 
 
 def _check_key_name(key: str, prefix: str) -> None:
     """Refuse a FILE the API server would refuse in the key (it validates after the webhooks)."""
-    name = key[len(prefix) :]
-    limit = MAX_KEY_NAME - len(prefix)
-    if len(key) > MAX_KEY_NAME:
+    file = key[len(prefix) :]
+    limit = MAX_NAME - len(name(prefix))
+    if len(name(key)) > MAX_NAME:
         raise Denied(
-            f"annotation {PREFIX}{key}: FILE {name!r} has {len(name)} characters, more than "
-            f"the {limit} a {prefix}FILE annotation allows (Kubernetes allows at most "
-            f"{MAX_KEY_NAME} characters after the '/' of an annotation key); "
+            f"annotation {key}: FILE {file!r} has {len(file)} characters, more than "
+            f"the {limit} a {name(prefix)}FILE annotation allows (Kubernetes allows at most "
+            f"{MAX_NAME} characters after the '/' of an annotation key); "
             "shorten the file name"
         )
     if key.endswith((".", "_", "-")):  # other characters: not a plain file name, below
         raise Denied(
-            f"annotation {PREFIX}{key}: FILE {name!r} ends with {key[-1]!r}, and Kubernetes "
+            f"annotation {key}: FILE {file!r} ends with {key[-1]!r}, and Kubernetes "
             "requires an annotation key to end with a letter or digit; "
             "end the file name with one"
         )
 
 
 def _explicit_modes(ours: Mapping[str, str], files: tuple[FileSpec, ...]) -> frozenset[str]:
-    if "file-mode" in ours:
+    if FILE_MODE in ours:
         return frozenset(f.name for f in files)
-    return frozenset(f.name for f in files if f"file-mode-{f.name}" in ours)
+    return frozenset(f.name for f in files if f"{FILE_MODE_OF}{f.name}" in ours)
 
 
 def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
     sources: dict[str, tuple[str, SecretRef | None, str | None, tuple[SecretRef, ...]]] = {}
-    keys = sorted(k for k in ours if k.startswith(("secret-", "template-")))
+    keys = sorted(k for k in ours if k.startswith((SECRET_FILE, TEMPLATE_FILE)))
     if len(keys) > MAX_FILES:
         raise Denied(
-            f"annotation {PREFIX}{keys[MAX_FILES]}: the pod's secret-FILE and template-FILE "
-            f"annotations ask for {len(keys)} files, more than the {MAX_FILES} a pod may have; "
+            f"annotation {keys[MAX_FILES]}: the pod's {name(SECRET_FILE)}FILE and "
+            f"{name(TEMPLATE_FILE)}FILE annotations ask for {len(keys)} files, more than the "
+            f"{MAX_FILES} a pod may have; "
             "write fewer files (one template can put several secrets into one file)"
         )
     tokens_left = MAX_TEMPLATE_TOKENS
     for key in keys:
         value = ours[key]
-        for prefix in ("secret-", "template-"):
+        for prefix in (SECRET_FILE, TEMPLATE_FILE):
             if not key.startswith(prefix):
                 continue
-            name = key[len(prefix) :]
-            _file_name(key, name)
-            if name in sources:
+            file = key[len(prefix) :]
+            _file_name(key, file)
+            if file in sources:
                 raise Denied(
-                    f"annotations {PREFIX}{sources[name][0]} and {PREFIX}{key} both write file "
-                    f"{name!r}; keep one of them"
+                    f"annotations {sources[file][0]} and {key} both write file "
+                    f"{file!r}; keep one of them"
                 )
-            if prefix == "secret-":
-                sources[name] = (key, _secret_ref(key, value), None, ())
+            if prefix == SECRET_FILE:
+                sources[file] = (key, _secret_ref(key, value), None, ())
             else:
                 tokens_left -= _template_tokens(key, value, tokens_left)
-                sources[name] = (key, None, value, _template_refs(key, value))
+                sources[file] = (key, None, value, _template_refs(key, value))
     if not sources:
         raise Denied(
             f"annotation {INJECT} is 'true' but no file is requested; add "
-            f'{PREFIX}secret-FILE: "NAME" (or template-FILE) for each file to write'
+            f'{SECRET_FILE}FILE: "NAME" (or {name(TEMPLATE_FILE)}FILE) for each file to write'
         )
-    default_mode = _mode("file-mode", ours.get("file-mode"), DEFAULT_FILE_MODE)
+    default_mode = _mode(FILE_MODE, ours.get(FILE_MODE), DEFAULT_FILE_MODE)
     for key in ours:
-        if key.startswith("file-mode-") and key[len("file-mode-") :] not in sources:
+        if key.startswith(FILE_MODE_OF) and key[len(FILE_MODE_OF) :] not in sources:
             raise Denied(
-                f"annotation {PREFIX}{key} sets the mode of file "
-                f"{key[len('file-mode-') :]!r}, which no secret-FILE or template-FILE "
-                f"annotation writes; files: {', '.join(sorted(sources))}"
+                f"annotation {key} sets the mode of file "
+                f"{key[len(FILE_MODE_OF) :]!r}, which no {name(SECRET_FILE)}FILE or "
+                f"{name(TEMPLATE_FILE)}FILE annotation writes; files: {', '.join(sorted(sources))}"
             )
     files = []
-    for name, (_, secret, template, refs) in sorted(sources.items()):
-        mode = _mode(f"file-mode-{name}", ours.get(f"file-mode-{name}"), default_mode)
+    for file, (_, secret, template, refs) in sorted(sources.items()):
+        mode = _mode(FILE_MODE_OF + file, ours.get(FILE_MODE_OF + file), default_mode)
         files.append(
-            FileSpec(name=name, mode=mode, secret=secret, template=template, template_refs=refs)
+            FileSpec(name=file, mode=mode, secret=secret, template=template, template_refs=refs)
         )
     return tuple(files)
 
 
-def _file_name(key: str, name: str) -> None:
+def _file_name(key: str, file: str) -> None:
     try:
-        check_file_name(name)
+        check_file_name(file)
     except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+        raise Denied(f"annotation {key}: {exc}") from None
 
 
 def _secret_ref(key: str, value: str) -> SecretRef:
     try:
         return SecretRef.parse(value)
     except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+        raise Denied(f"annotation {key}: {exc}") from None
 
 
 def _template_tokens(key: str, value: str, left: int) -> int:
@@ -311,7 +307,7 @@ def _template_tokens(key: str, value: str, left: int) -> int:
     used = template_tokens(value, left)
     if used > left:
         raise Denied(
-            f"annotation {PREFIX}{key}: the pod's templates have more than "
+            f"annotation {key}: the pod's templates have more than "
             f"{MAX_TEMPLATE_TOKENS} jinja2 tokens together (each name, literal, operator and tag "
             "delimiter counts; text outside tags counts once a run, however long); make the "
             "templates simpler or write fewer of them"
@@ -323,7 +319,7 @@ def _template_refs(key: str, value: str) -> tuple[SecretRef, ...]:
     try:
         return template_refs(value)
     except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+        raise Denied(f"annotation {key}: {exc}") from None
 
 
 def _mode(key: str, value: str | None, default: int) -> int:
@@ -332,29 +328,28 @@ def _mode(key: str, value: str | None, default: int) -> int:
     text = value.strip()
     if not _MODE.match(text):
         raise Denied(
-            f"annotation {PREFIX}{key}: {value!r} is not an octal file mode; write e.g. "
+            f"annotation {key}: {value!r} is not an octal file mode; write e.g. "
             '"0400" (owner read) or "0440" (owner and group read)'
         )
     mode = int(text, 8)
     if not mode & 0o444:
         raise Denied(
-            f"annotation {PREFIX}{key}: mode {text} lets no one read the file; "
-            'add a read bit, e.g. "0400"'
+            f'annotation {key}: mode {text} lets no one read the file; add a read bit, e.g. "0400"'
         )
     return mode
 
 
 def _vault_id(value: str | None, settings: WebhookSettings) -> str:
     if value is not None:
-        if not _VAULT_ID.match(value.strip()):
+        if not VAULT_ID_PATTERN.match(value.strip()):
             raise Denied(
-                f"annotation {PREFIX}vault-id: {value!r} is not a Sakura vault ID; "
+                f"annotation {VAULT_ID}: {value!r} is not a Sakura vault ID; "
                 'write its 12 digits, e.g. "123456789012"'
             )
         return value.strip()
     if settings.default_vault_id is None:
         raise Denied(
-            f"no vault: set the annotation {PREFIX}vault-id to the 12-digit Sakura vault ID, "
+            f"no vault: set the annotation {VAULT_ID} to the 12-digit Sakura vault ID, "
             "or give the injector a default vault (its default_vault_id setting)"
         )
     return settings.default_vault_id
@@ -374,14 +369,14 @@ def _mount_path(value: str) -> str:
         what = "contains whitespace, ':' or '\\'"
     if what is not None:
         raise Denied(
-            f"annotation {PREFIX}mount-path: {value!r} {what}; write an absolute directory such "
+            f"annotation {MOUNT_PATH}: {value!r} {what}; write an absolute directory such "
             f"as {DEFAULT_MOUNT_PATH}"
         )
     path = posixpath.normpath(path)
     within = f"{path}/".startswith(f"{TOKEN_DIRECTORY}/")
     if within or TOKEN_DIRECTORY.startswith(f"{path}/"):
         raise Denied(
-            f"annotation {PREFIX}mount-path: {path} overlaps {TOKEN_DIRECTORY}, where the "
+            f"annotation {MOUNT_PATH}: {path} overlaps {TOKEN_DIRECTORY}, where the "
             "injector mounts its token; "
             f"choose another directory such as {DEFAULT_MOUNT_PATH}"
         )
@@ -394,7 +389,7 @@ def _containers(value: str | None) -> tuple[str, ...] | None:
     names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
     if not names:
         raise Denied(
-            f"annotation {PREFIX}containers is empty; list app container names separated by "
+            f"annotation {CONTAINERS} is empty; list app container names separated by "
             "commas, or remove it to mount into every app container"
         )
     return names
@@ -403,7 +398,7 @@ def _containers(value: str | None) -> tuple[str, ...] | None:
 def _boolean(key: str, value: str) -> bool:
     text = value.strip().lower()
     if text not in ("true", "false"):
-        raise Denied(f'annotation {PREFIX}{key}: {value!r} is not "true" or "false"')
+        raise Denied(f'annotation {key}: {value!r} is not "true" or "false"')
     return text == "true"
 
 
@@ -414,13 +409,13 @@ def _identity(key: str, value: str | None) -> int | None:
     # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses
     if not _ID.match(text) or int(text) > _MAX_ID:
         raise Denied(
-            f"annotation {PREFIX}{key}: {value!r} is not a numeric id; write a number such as "
+            f"annotation {key}: {value!r} is not a numeric id; write a number such as "
             '"1000" (names are not resolved)'
         )
     ident = int(text)
-    if key == "run-as-user" and ident == 0:
+    if key == RUN_AS_USER and ident == 0:
         raise Denied(
-            f"annotation {PREFIX}run-as-user: the init container must not run as root (uid 0); "
+            f"annotation {RUN_AS_USER}: the init container must not run as root (uid 0); "
             "set a non-root uid (an app running as root can still read the files)"
         )
     return ident
@@ -432,7 +427,7 @@ def _credentials_secret(value: str | None) -> str | None:
     name = value.strip()
     if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
         raise Denied(
-            f"annotation {PREFIX}credentials-secret: {value!r} is not a Secret name; use "
+            f"annotation {CREDENTIALS_SECRET}: {value!r} is not a Secret name; use "
             "lowercase letters, digits, '-' and '.' (at most 253 characters)"
         )
     return name
@@ -442,22 +437,24 @@ def _resources(ours: Mapping[str, str]) -> Resources:
     defaults = Resources()
     chosen: dict[str, str] = {}
     amounts = {}
-    for key in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
-        attr = key.replace("-", "_")
+    for key in (CPU_REQUEST, CPU_LIMIT, MEMORY_REQUEST, MEMORY_LIMIT):
+        attr = name(key).replace("-", "_")
         text = ours.get(key, getattr(defaults, attr)).strip()
         try:
             amounts[key] = parse_quantity(text)
         except ValueError as exc:
-            raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+            raise Denied(f"annotation {key}: {exc}") from None
         chosen[attr] = text
-    for kind in ("cpu", "memory"):
-        request, limit = amounts[f"{kind}-request"], amounts[f"{kind}-limit"]
-        if request > limit:
-            given = [k for k in (f"{kind}-request", f"{kind}-limit") if k in ours]
+    for kind, request_key, limit_key in (
+        ("cpu", CPU_REQUEST, CPU_LIMIT),
+        ("memory", MEMORY_REQUEST, MEMORY_LIMIT),
+    ):
+        if amounts[request_key] > amounts[limit_key]:
+            given = [k for k in (request_key, limit_key) if k in ours]
             raise Denied(
-                f"annotation {PREFIX}{given[0]}: the {kind} request "
+                f"annotation {given[0]}: the {kind} request "
                 f"{chosen[kind + '_request']} exceeds the {kind} limit {chosen[kind + '_limit']}"
-                f"{'' if f'{kind}-limit' in ours else ' (the default)'}; "
-                f"set {PREFIX}{kind}-limit at least as high as {PREFIX}{kind}-request"
+                f"{'' if limit_key in ours else ' (the default)'}; "
+                f"set {limit_key} at least as high as {request_key}"
             )
     return Resources(**chosen)

@@ -13,17 +13,13 @@ from typing import Any
 import jsonpatch
 
 from contract import Plan
-from injector.webhook.annotations import (
-    PREFIX,
-    STATUS,
-    STATUS_INJECTED,
-    STATUS_WARNINGS,
-    PodOptions,
-)
+from contract.annotations import CONTAINERS, STATUS, STATUS_INJECTED, STATUS_WARNINGS
+from contract.pod import INIT_CONTAINER, SECRETS_VOLUME, TOKEN_VOLUME
+from injector.webhook.annotations import PodOptions
 from injector.webhook.checks import Denied
-from injector.webhook.pod.init_container import INIT_CONTAINER, init_container
+from injector.webhook.pod.init_container import init_container
 from injector.webhook.pod.mounts import check_mount_path, read_only_mount, target_containers
-from injector.webhook.pod.volumes import SECRETS_VOLUME, TOKEN_VOLUME, secrets_volume, token_volume
+from injector.webhook.pod.volumes import secrets_volume, token_volume
 from injector.webhook.settings import WebhookSettings
 
 
@@ -40,7 +36,7 @@ def fit(spec: dict[str, Any], options: PodOptions, proxies: Collection[str]) -> 
         if not apps:
             raise Denied(
                 f"the pod's only containers are mesh proxies ({', '.join(targets)}); add the "
-                f"app container, or name the proxy in {PREFIX}containers"
+                f"app container, or name the proxy in {CONTAINERS}"
             )
         targets = apps
     check_mount_path(spec, targets, options.mount_path)
@@ -66,7 +62,7 @@ def fit(spec: dict[str, Any], options: PodOptions, proxies: Collection[str]) -> 
                     f"container {container['name']!r} mounts volume {mount['name']!r}, which "
                     "the injector adds for its own init container; remove that volumeMount "
                     "(app containers get the files read-only through "
-                    "sakura-secrets.io/containers)"
+                    f"{CONTAINERS})"
                 )
     return targets
 

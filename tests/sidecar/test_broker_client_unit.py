@@ -23,6 +23,7 @@ from sidecar_harness import API_V1, BROKER_TOKEN, DB, PLAIN, VAULT, HandClock
 from sidecar_harness import assert_no_value as assert_no_secret_value
 
 from contract import FileSpec, Plan, SecretRef, SecretVersion
+from contract.broker import FetchedSecret
 from sidecar import broker_client
 from sidecar.config import BrokerSettings
 from sidecar.errors import (
@@ -36,13 +37,12 @@ from sidecar.errors import (
     FetchError,
     Forbidden,
     MissingToken,
-    Rejected,
+    RequestRefused,
     SecretNotFound,
-    Throttled,
+    StillThrottled,
     Unauthenticated,
     Unreachable,
 )
-from sidecar.fetched import Fetched
 
 URL = "https://127.0.0.1:9"
 """Never dialled: every request goes to the mock transport."""
@@ -111,9 +111,9 @@ def _answer() -> dict[str, Any]:
 OK: Answer = (200, _answer(), {})
 
 EXPECTED = {
-    SecretVersion("api", 1): Fetched(SecretVersion("api", 1), 1, API_V1),
-    SecretVersion("db"): Fetched(SecretVersion("db"), 3, json.dumps(DB)),
-    SecretVersion("plain"): Fetched(SecretVersion("plain"), 1, PLAIN),
+    SecretVersion("api", 1): FetchedSecret("api", 1, 1, API_V1),
+    SecretVersion("db"): FetchedSecret("db", None, 3, json.dumps(DB)),
+    SecretVersion("plain"): FetchedSecret("plain", None, 1, PLAIN),
 }
 
 
@@ -147,7 +147,7 @@ def _fetch(
     *,
     deadline: float = 60.0,
     plan: Plan | None = None,
-) -> dict[SecretVersion, Fetched]:
+) -> dict[SecretVersion, FetchedSecret]:
     def sleep(seconds: float) -> None:
         assert len(clock.waits) < MAX_WAITS, f"{MAX_WAITS} waits: the deadline does not end it"
         clock.sleep(seconds)
@@ -274,7 +274,7 @@ def test_a_retry_after_past_the_deadline_gives_up_at_once(
     broker = ScriptedBroker(
         (503, {"error": "Sakura is down"}, {"Retry-After": "Fri, 01 Jan 2999 00:00:00 GMT"})
     )
-    error = _failure(Throttled, broker, settings, clock)
+    error = _failure(StillThrottled, broker, settings, clock)
     assert str(error) == (
         "Sakura is down (HTTP 503); still failing after 60s (SAKURA_SECRETS_DEADLINE) fetching "
         f"{NAMES}; the pod restarts and tries again, raise the deadline or check Sakura's "
@@ -289,7 +289,7 @@ def test_waits_that_end_exactly_at_the_deadline_are_taken(
     settings: BrokerSettings, clock: HandClock
 ) -> None:
     broker = ScriptedBroker((503, {"error": "busy"}, {"Retry-After": "2"}))
-    _failure(Throttled, broker, settings, clock, deadline=4)
+    _failure(StillThrottled, broker, settings, clock, deadline=4)
     assert clock.waits == [2.0, 2.0]
     assert len(broker.requests) == 3
 
@@ -302,7 +302,7 @@ def test_the_time_a_request_takes_counts_against_the_deadline(
         return _response(503, {"error": "busy"}, {"Retry-After": "1"})
 
     broker = ScriptedBroker(slow_503)
-    _failure(Throttled, broker, settings, clock, deadline=5)
+    _failure(StillThrottled, broker, settings, clock, deadline=5)
     # 1 s asking, 1 s waiting, twice; the third answer comes at 5 s, and a wait would pass it.
     assert clock.waits == [1.0, 1.0]
     assert len(broker.requests) == 3
@@ -313,7 +313,7 @@ def test_503_without_retry_after_backs_off_doubling_to_five_seconds(
 ) -> None:
     caplog.set_level(logging.INFO, logger="sidecar.broker_client")
     broker = ScriptedBroker((503, {"error": "Sakura is throttling"}, {}))
-    error = _failure(Throttled, broker, settings, clock, deadline=20)
+    error = _failure(StillThrottled, broker, settings, clock, deadline=20)
     assert clock.waits == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     assert len(broker.requests) == 7
     assert str(error).startswith(
@@ -468,7 +468,7 @@ def test_a_circular_cause_chain_is_walked_once(settings: BrokerSettings, clock: 
     [
         (
             400,
-            Rejected,
+            RequestRefused,
             EXIT_CONFIG,
             f"the line; the broker refused the request for {NAMES}; the init image and the "
             "injector may be different versions",
@@ -481,7 +481,7 @@ def test_a_circular_cause_chain_is_walked_once(settings: BrokerSettings, clock: 
             f"sakura-secrets-injector), secrets {NAMES} were not fetched",
         ),
         (403, Forbidden, EXIT_DENIED, "the line"),
-        (422, Rejected, EXIT_CONFIG, f"the line; secrets {NAMES} were not fetched"),
+        (422, RequestRefused, EXIT_CONFIG, f"the line; secrets {NAMES} were not fetched"),
         (404, SecretNotFound, EXIT_NOT_FOUND, "the line"),
         (
             500,
@@ -587,7 +587,7 @@ def test_the_secrets_named_in_a_message_are_cut_at_200_characters(
     assert len(names) == length
     shown = names if length <= 200 else names[:197] + "..."
     broker = ScriptedBroker((400, {"error": "no"}, {}))
-    error = _failure(Rejected, broker, settings, clock, plan=plan)
+    error = _failure(RequestRefused, broker, settings, clock, plan=plan)
     assert str(error) == (
         f"no; the broker refused the request for {shown}; the init image and the injector may "
         "be different versions"

@@ -6,10 +6,9 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
+from contract.annotations import CONTAINERS, MOUNT_PATH
+from contract.pod import SECRETS_VOLUME
 from injector.webhook.checks import Denied
-from injector.webhook.pod.volumes import SECRETS_VOLUME
-
-_PREFIX = "sakura-secrets.io/"
 
 
 def target_containers(spec: dict[str, Any], wanted: Sequence[str] | None) -> tuple[str, ...]:
@@ -29,7 +28,7 @@ def target_containers(spec: dict[str, Any], wanted: Sequence[str] | None) -> tup
             else ""
         )
         raise Denied(
-            f"annotation {_PREFIX}containers names {', '.join(map(repr, unknown))}, which is not "
+            f"annotation {CONTAINERS} names {', '.join(map(repr, unknown))}, which is not "
             f"an app container of this pod{extra}; app containers: {', '.join(names)}"
         )
     return tuple(wanted)
@@ -44,9 +43,9 @@ def check_mount_path(spec: dict[str, Any], targets: Sequence[str], mount_path: s
         for mount in container.get("volumeMounts") or ():
             if posixpath.normpath(mount["mountPath"]) == mount_path:
                 raise Denied(
-                    f"annotation {_PREFIX}mount-path: container {container['name']!r} already "
+                    f"annotation {MOUNT_PATH}: container {container['name']!r} already "
                     f"mounts volume {mount.get('name')!r} at {mount_path}; set "
-                    f"{_PREFIX}mount-path to a free directory"
+                    f"{MOUNT_PATH} to a free directory"
                 )
 
 

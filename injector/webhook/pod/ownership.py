@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract import Plan
+from contract.annotations import CONTAINERS, FILE_MODE, RUN_AS_GROUP, RUN_AS_USER, name
 from injector.webhook.checks import Denied
 
-_PREFIX = "sakura-secrets.io/"
 _MAX_ID = 2**31 - 1
 GROUP_READABLE = 0o440
 """Files' mode when the app's uid is unknown but its group is: the group reads them."""
@@ -59,16 +59,17 @@ def resolve_owner(
 
     uid = run_as_user
     if uid is None:
-        uid = _agreed(containers, pod_context, "runAsUser", "run-as-user")
+        uid = _agreed(containers, pod_context, "runAsUser", RUN_AS_USER)
         if uid == 0:
             raise Denied(
-                f"annotation {_PREFIX}run-as-user: the target containers run as root (uid 0) and "
-                "the init container must not run as root; set run-as-user to a non-root uid "
+                f"annotation {RUN_AS_USER}: the target containers run as root (uid 0) and "
+                "the init container must not run as root; "
+                f"set {name(RUN_AS_USER)} to a non-root uid "
                 "(an app running as root can still read the files)"
             )
     gid = run_as_group
     if gid is None:
-        gid = _agreed(containers, pod_context, "runAsGroup", "run-as-group")
+        gid = _agreed(containers, pod_context, "runAsGroup", RUN_AS_GROUP)
     if gid is None:
         gid = _valid_id(pod_context.get("fsGroup"), "the pod's securityContext.fsGroup")
     if uid is not None:
@@ -81,9 +82,9 @@ def resolve_owner(
     else:
         mode, readers = GROUP_READABLE, f"group {gid}, which the app runs with"
     warning = (
-        "sakura-secrets: no run-as-user or runAsUser (the image's USER decides the app's uid): "
-        f"files without file-mode get uid {fallback_uid}, mode {mode:04o}, readable by {readers}; "
-        f"set {_PREFIX}run-as-user to limit them to the app"
+        f"sakura-secrets: no {name(RUN_AS_USER)} or runAsUser (the image's USER decides the app's "
+        f"uid): files without {name(FILE_MODE)} get uid {fallback_uid}, mode {mode:04o}, readable "
+        f"by {readers}; set {RUN_AS_USER} to limit them to the app"
     )
     return Owner(
         uid=fallback_uid,
@@ -111,8 +112,8 @@ def _agreed(
         for name, value in effective.items()
     )
     raise Denied(
-        f"annotation {_PREFIX}{key}: the target containers disagree on {field} ({shown}); set "
-        f"{_PREFIX}{key} to the id that should own the files, or narrow {_PREFIX}containers"
+        f"annotation {key}: the target containers disagree on {field} ({shown}); set "
+        f"{key} to the id that should own the files, or narrow {CONTAINERS}"
     )
 
 
