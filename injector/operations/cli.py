@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from starlette.routing import BaseRoute
 
+from contract.broker import SECRETS_PATH
 from injector.broker.cache import CacheSettings
 from injector.operations.authority import Policy
 from injector.operations.cert_expiry import CertificateExpiry
@@ -80,7 +81,8 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         source,
         "--broker-port",
         "SAKURA_SECRETS_BROKER_PORT",
-        "broker TLS port: POST /v1/secrets (and /healthz, /readyz, /metrics, as on --probe-port)",
+        f"broker TLS port: POST {SECRETS_PATH} (and /healthz, /readyz, /metrics, as on "
+        "--probe-port)",
         DEFAULT_BROKER_PORT,
         int,
     )
