@@ -84,6 +84,6 @@ PER_FILE = (SECRET_FILE, TEMPLATE_FILE, FILE_MODE_OF)
 """The key prefixes followed by a file's name."""
 
 
-def name(key: str) -> str:
+def short_name(key: str) -> str:
     """The key without `PREFIX`: what `MAX_NAME` bounds and what a message may shorten to."""
     return key.removeprefix(PREFIX)

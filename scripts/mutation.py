@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
-PACKAGES = ("plan", "sakura", "emulator", "injector", "sidecar")
+PACKAGES = ("contract", "sakura", "emulator", "injector", "sidecar")
 THRESHOLD = 90.0
 TEST_TIMEOUT = 120
 """Seconds one test may take under a mutant; the unit tests selected here take well under one."""

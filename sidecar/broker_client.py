@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from contract import Plan, SecretVersion
+from contract.annotations import CREDENTIALS_SECRET, short_name
 from contract.broker import (
     CREDENTIALS_REJECTED,
     SECRETS_PATH,
@@ -59,7 +60,7 @@ def read_token(settings: BrokerSettings) -> str:
         raise MissingToken(
             f"token file {str(path)!r} does not exist; broker mode needs the projected "
             f"ServiceAccount token (volume {TOKEN_VOLUME}) the injector adds, so re-create "
-            "the pod through the webhook, or use direct mode (credentials-secret)"
+            f"the pod through the webhook, or use direct mode ({short_name(CREDENTIALS_SECRET)})"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MissingToken(

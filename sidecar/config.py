@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract import Plan, PlanError
-from contract.annotations import CREDENTIALS_SECRET, VAULT_ID, name
+from contract.annotations import CREDENTIALS_SECRET, VAULT_ID, short_name
 from contract.pod import (
     ENV_BROKER_CA,
     ENV_BROKER_URL,
@@ -68,8 +68,8 @@ def load(env: Mapping[str, str]) -> FetchConfig:
             sakura = SakuraConfig.from_env(env)
         except SakuraConfigError as exc:
             raise ConfigError(
-                f"direct mode ({name(CREDENTIALS_SECRET)}): {exc.message}; check that the Secret "
-                f"named by {CREDENTIALS_SECRET} holds {ENV_ACCESS_TOKEN[0]} and "
+                f"direct mode ({short_name(CREDENTIALS_SECRET)}): {exc.message}; check that the "
+                f"Secret named by {CREDENTIALS_SECRET} holds {ENV_ACCESS_TOKEN[0]} and "
                 f"{ENV_ACCESS_TOKEN_SECRET[0]}"
             ) from None
         return FetchConfig(plan=plan, deadline=deadline, sakura=sakura)

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from starlette.routing import BaseRoute
 
+from contract.annotations import VAULT_ID, short_name
 from contract.broker import SECRETS_PATH
 from injector.broker.cache import CacheSettings
 from injector.operations.authority import Policy
@@ -705,7 +706,7 @@ def _settings_options(
         env,
         "--default-vault-id",
         "SAKURA_SECRETS_DEFAULT_VAULT_ID",
-        "vault used when a pod has no vault-id annotation",
+        f"vault used when a pod has no {short_name(VAULT_ID)} annotation",
     )
     _option(
         parser,

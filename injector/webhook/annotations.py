@@ -49,7 +49,7 @@ from contract.annotations import (
     STATUS_WARNINGS,
     TEMPLATE_FILE,
     VAULT_ID,
-    name,
+    short_name,
 )
 from contract.plan import VAULT_ID as VAULT_ID_PATTERN
 from contract.pod import TOKEN_DIRECTORY
@@ -112,9 +112,9 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
         _check_known(key)
     if REFRESH_INTERVAL in ours:
         raise Denied(
-            f"annotation {REFRESH_INTERVAL}: {name(REFRESH_INTERVAL)} (rotation sidecar) is not "
-            "supported yet; remove the annotation (the init container fetches the files once "
-            "at pod start)"
+            f"annotation {REFRESH_INTERVAL}: {short_name(REFRESH_INTERVAL)} (rotation sidecar) "
+            "is not supported yet; remove the annotation (the init container fetches the files "
+            "once at pod start)"
         )
     status = ours.get(STATUS)
     if status is not None and status != STATUS_INJECTED:
@@ -186,7 +186,7 @@ def _check_secret_count(plan: Plan) -> None:
         # each is an RBAC review at admission and at every fetch, and the broker answers
         # at most this many: such a pod could never start
         raise Denied(
-            f"annotations {SECRET_FILE}*/{name(TEMPLATE_FILE)}*: the pod reads {len(wanted)} "
+            f"annotations {SECRET_FILE}*/{short_name(TEMPLATE_FILE)}*: the pod reads {len(wanted)} "
             f"distinct secrets (name and version), more than the {MAX_SECRETS} one pod may read "
             "(a vault holds at most 100); split the files over several pods or read fewer versions"
         )
@@ -202,25 +202,26 @@ def _check_known(key: str) -> None:
     if key in (SECRET_FILE, TEMPLATE_FILE) or f"{key}-" in (SECRET_FILE, TEMPLATE_FILE):
         stem = key.rstrip("-")
         raise Denied(f"annotation {key} names no file; write {stem}-FILE, e.g. {stem}-db-password")
-    short = name(key)
+    short = short_name(key)
     rest = short.split("-", 1)[1] if "-" in short else short
-    candidates = [*map(name, FIXED), *(name(p) + rest for p in PER_FILE)]
+    candidates = [*map(short_name, FIXED), *(short_name(p) + rest for p in PER_FILE)]
     close = difflib.get_close_matches(short, candidates, n=1, cutoff=0.6)
     hint = f"did you mean {PREFIX}{close[0]}? " if close else ""
     raise Denied(
         f"annotation {key} is not a known annotation; {hint}known keys: "
-        f"{', '.join(map(name, FIXED[:-2]))}, {', '.join(name(p) + 'FILE' for p in PER_FILE)}"
+        f"{', '.join(map(short_name, FIXED[:-2]))}, "
+        f"{', '.join(short_name(p) + 'FILE' for p in PER_FILE)}"
     )
 
 
 def _check_key_name(key: str, prefix: str) -> None:
     """Refuse a FILE the API server would refuse in the key (it validates after the webhooks)."""
     file = key[len(prefix) :]
-    limit = MAX_NAME - len(name(prefix))
-    if len(name(key)) > MAX_NAME:
+    limit = MAX_NAME - len(short_name(prefix))
+    if len(short_name(key)) > MAX_NAME:
         raise Denied(
             f"annotation {key}: FILE {file!r} has {len(file)} characters, more than "
-            f"the {limit} a {name(prefix)}FILE annotation allows (Kubernetes allows at most "
+            f"the {limit} a {short_name(prefix)}FILE annotation allows (Kubernetes allows at most "
             f"{MAX_NAME} characters after the '/' of an annotation key); "
             "shorten the file name"
         )
@@ -243,8 +244,8 @@ def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
     keys = sorted(k for k in ours if k.startswith((SECRET_FILE, TEMPLATE_FILE)))
     if len(keys) > MAX_FILES:
         raise Denied(
-            f"annotation {keys[MAX_FILES]}: the pod's {name(SECRET_FILE)}FILE and "
-            f"{name(TEMPLATE_FILE)}FILE annotations ask for {len(keys)} files, more than the "
+            f"annotation {keys[MAX_FILES]}: the pod's {short_name(SECRET_FILE)}FILE and "
+            f"{short_name(TEMPLATE_FILE)}FILE annotations ask for {len(keys)} files, more than the "
             f"{MAX_FILES} a pod may have; "
             "write fewer files (one template can put several secrets into one file)"
         )
@@ -269,15 +270,16 @@ def _files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
     if not sources:
         raise Denied(
             f"annotation {INJECT} is 'true' but no file is requested; add "
-            f'{SECRET_FILE}FILE: "NAME" (or {name(TEMPLATE_FILE)}FILE) for each file to write'
+            f'{SECRET_FILE}FILE: "NAME" (or {short_name(TEMPLATE_FILE)}FILE) for each file to write'
         )
     default_mode = _mode(FILE_MODE, ours.get(FILE_MODE), DEFAULT_FILE_MODE)
     for key in ours:
         if key.startswith(FILE_MODE_OF) and key[len(FILE_MODE_OF) :] not in sources:
             raise Denied(
                 f"annotation {key} sets the mode of file "
-                f"{key[len(FILE_MODE_OF) :]!r}, which no {name(SECRET_FILE)}FILE or "
-                f"{name(TEMPLATE_FILE)}FILE annotation writes; files: {', '.join(sorted(sources))}"
+                f"{key[len(FILE_MODE_OF) :]!r}, which no {short_name(SECRET_FILE)}FILE or "
+                f"{short_name(TEMPLATE_FILE)}FILE annotation writes; "
+                f"files: {', '.join(sorted(sources))}"
             )
     files = []
     for file, (_, secret, template, refs) in sorted(sources.items()):
@@ -438,7 +440,7 @@ def _resources(ours: Mapping[str, str]) -> Resources:
     chosen: dict[str, str] = {}
     amounts = {}
     for key in (CPU_REQUEST, CPU_LIMIT, MEMORY_REQUEST, MEMORY_LIMIT):
-        attr = name(key).replace("-", "_")
+        attr = short_name(key).replace("-", "_")
         text = ours.get(key, getattr(defaults, attr)).strip()
         try:
             amounts[key] = parse_quantity(text)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract import Plan
-from contract.annotations import CONTAINERS, FILE_MODE, RUN_AS_GROUP, RUN_AS_USER, name
+from contract.annotations import CONTAINERS, FILE_MODE, RUN_AS_GROUP, RUN_AS_USER, short_name
 from injector.webhook.checks import Denied
 
 _MAX_ID = 2**31 - 1
@@ -64,7 +64,7 @@ def resolve_owner(
             raise Denied(
                 f"annotation {RUN_AS_USER}: the target containers run as root (uid 0) and "
                 "the init container must not run as root; "
-                f"set {name(RUN_AS_USER)} to a non-root uid "
+                f"set {short_name(RUN_AS_USER)} to a non-root uid "
                 "(an app running as root can still read the files)"
             )
     gid = run_as_group
@@ -82,9 +82,9 @@ def resolve_owner(
     else:
         mode, readers = GROUP_READABLE, f"group {gid}, which the app runs with"
     warning = (
-        f"sakura-secrets: no {name(RUN_AS_USER)} or runAsUser (the image's USER decides the app's "
-        f"uid): files without {name(FILE_MODE)} get uid {fallback_uid}, mode {mode:04o}, readable "
-        f"by {readers}; set {RUN_AS_USER} to limit them to the app"
+        f"sakura-secrets: no {short_name(RUN_AS_USER)} or runAsUser (the image's USER decides "
+        f"the app's uid): files without {short_name(FILE_MODE)} get uid {fallback_uid}, "
+        f"mode {mode:04o}, readable by {readers}; set {RUN_AS_USER} to limit them to the app"
     )
     return Owner(
         uid=fallback_uid,
