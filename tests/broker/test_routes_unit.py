@@ -102,6 +102,14 @@ async def test_no_bearer_token_is_a_401_with_a_challenge(header: str | None) -> 
     assert broker.asked == []
 
 
+async def test_a_refusal_is_json_compact_and_keeps_text_as_utf8() -> None:
+    broker = FakeBroker()
+    broker.error = BrokerError("нет доступа", status=403)
+    response = await post(broker)
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == '{"error":"нет доступа"}'.encode()
+
+
 def test_the_bearer_token_is_read_from_the_header() -> None:
     assert bearer_token("Bearer abc") == "abc"
     assert bearer_token("  bearer   abc  ") == "abc"

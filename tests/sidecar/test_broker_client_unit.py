@@ -211,6 +211,12 @@ def test_one_post_carries_the_token_and_every_secret_and_returns_what_was_read(
     assert clock.waits == []
 
 
+def test_the_request_says_it_is_json(settings: BrokerSettings, clock: HandClock) -> None:
+    broker = ScriptedBroker((200, _answer(), {}))
+    _fetch(broker, settings, clock)
+    assert broker.requests[0].headers["content-type"] == "application/json"
+
+
 def test_a_request_is_bounded_by_the_time_left_and_never_less_than_a_tenth(
     settings: BrokerSettings, clock: HandClock
 ) -> None:
