@@ -1,4 +1,11 @@
-"""The fetch plan both halves agree on: the webhook writes it, the init container reads it."""
+"""What the two halves agree on, written once; the init container imports it, so it stays light
+(the standard library, and jinja2 only where a template is rendered).
+
+- plan.py, template.py: the fetch plan the webhook writes and the init container reads;
+- annotations.py: every annotation key;
+- pod.py: the init container's name, environment, token, volumes and termination path;
+- broker.py: the broker's path, request, answer, refusal and reason codes.
+"""
 
 from contract.plan import (
     MAX_PLAN_BYTES,

@@ -1,28 +1,53 @@
-"""The broker's request and answer bodies (see the wire protocol in docs/broker.md).
+"""The broker's wire protocol, for both ends (see docs/broker.md): the route
+(injector/serving/broker_routes.py) and the init container's client (sidecar/broker_client.py).
 
-Pure: bytes in, typed values out, with a 400-worthy message naming what is wrong; typed values
-in, the answer's bytes out, bounded by `MAX_ANSWER_BYTES`.
+`POST SECRETS_PATH` with a `SecretRequest` as JSON; the answer is 200 with one `FetchedSecret`
+per requested secret, in order, or an error status with a `Refusal` (`{"error", "reason"}`).
+
+Pure: typed values in, bytes out; bytes in, typed values out, or an error whose message names
+what is wrong. Answers are bounded by `MAX_ANSWER_BYTES`.
+
+A secret's value on its way to the file has one carrier type per stage:
+`sakura.Unveiled` (what Sakura answered one unveil with; the broker's cache holds it) ->
+`FetchedSecret` (the value read for one requested name and version: the broker's answer item,
+and what the init container's fetch returns in either mode) -> `sidecar.writer.FileContent`
+(a file's bytes, after keys are extracted and templates rendered).
 """
 
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from contract import MAX_SECRETS, PlanError, SecretRef, SecretVersion
+from contract.plan import VAULT_ID
+
+SECRETS_PATH = "/v1/secrets"
+"""The broker's one route, on its own TLS port."""
+CREDENTIALS_REJECTED = "credentials_rejected"
+"""`reason` of a 503 when Sakura refused the injector's key: retrying will not help, the
+injector's operator must fix the key (the init container exits with its own code)."""
+ANSWER_TOO_LARGE = "answer_too_large"
+"""`reason` of the 422 for an answer over `MAX_ANSWER_BYTES`: asking again will not help."""
+REASONS = (CREDENTIALS_REJECTED, ANSWER_TOO_LARGE)
+"""Every `reason` the broker answers with; a refusal without one is told by its status."""
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 """One answer, JSON-encoded: 100 secrets of Sakura's largest value (64 KiB) of text fit, as
 they fit the secrets volume's default 8 MiB; a value of control characters costs six bytes a
 character in JSON, so a pod of such values must read fewer per request (see docs/broker.md)."""
-VAULT_ID = re.compile(r"^[0-9]{12}$")
+_MISMATCH = "the init image and the injector may be different versions"
 
 
 class BadRequest(ValueError):
     """The body is not a valid secrets request; the message names the field and the fix."""
+
+
+class InvalidAnswer(ValueError):
+    """A 200 answer that is not one valid item per requested secret; the message says which."""
 
 
 class AnswerTooLarge(ValueError):
@@ -36,15 +61,26 @@ class SecretRequest:
     vault_id: str
     secrets: tuple[SecretVersion, ...]
 
+    def to_json(self) -> bytes:
+        """The body the init container sends; `parse_request` reads it back."""
+        secrets = [{"name": s.name, "version": s.version} for s in self.secrets]
+        return json.dumps({"vault_id": self.vault_id, "secrets": secrets}).encode()
+
 
 @dataclass(frozen=True)
 class FetchedSecret:
-    """One answer item; repr leaves the value out so it cannot reach a log by accident."""
+    """The value read for one requested secret; repr leaves the value out so it cannot reach
+    a log by accident. `version` is the resolved one even when the latest was asked for."""
 
     name: str
     requested_version: int | None
     version: int
     value: str = field(repr=False)
+
+    @property
+    def requested(self) -> SecretVersion:
+        """What was asked for: the key of this value in the init container's fetch."""
+        return SecretVersion(self.name, self.requested_version)
 
 
 @dataclass(frozen=True)
@@ -54,6 +90,21 @@ class Answer:
 
     namespace: str
     items: tuple[FetchedSecret, ...]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An error answer's body: one line for people, and a machine-readable `reason` (one of
+    `REASONS`) when the status alone does not say what the init container should do."""
+
+    error: str
+    reason: str | None = None
+
+    def to_json(self) -> bytes:
+        body = {"error": self.error}
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def parse_request(body: bytes) -> SecretRequest:
@@ -109,6 +160,58 @@ def _item(index: int, item: Any) -> SecretVersion:
     except PlanError as exc:
         raise BadRequest(f"{where}: {exc}") from None
     return SecretVersion(name, version)
+
+
+def parse_answer(body: bytes, wanted: Sequence[SecretVersion]) -> tuple[FetchedSecret, ...]:
+    """The items of a 200 answer to a request for `wanted`, checked item by item against it;
+    InvalidAnswer naming the first that does not fit."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidAnswer("the broker answered 200 with a body that is not JSON") from None
+    items = data.get("secrets") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) != len(wanted):
+        raise InvalidAnswer(
+            f"the broker answered 200 without one entry per requested secret "
+            f"({len(wanted)} asked); {_MISMATCH}"
+        )
+    return tuple(_answer_item(w, item) for w, item in zip(wanted, items, strict=True))
+
+
+def _answer_item(requested: SecretVersion, item: Any) -> FetchedSecret:
+    problem = None
+    if not isinstance(item, dict):
+        problem = "is not an object"
+    elif item.get("name") != requested.name:
+        problem = "names another secret"
+    elif item.get("requested_version", requested.version) != requested.version:
+        problem = "answers another requested version"
+    elif not isinstance(item.get("version"), int) or isinstance(item.get("version"), bool):
+        problem = "has no whole-number version"
+    elif requested.version is not None and item["version"] != requested.version:
+        problem = f"carries version {item['version']}, not the pinned one"
+    elif not isinstance(item.get("value"), str):
+        problem = "has no text value"
+    if problem is not None:
+        raise InvalidAnswer(
+            f"the broker's answer for secret {str(requested)!r} {problem}; {_MISMATCH}"
+        )
+    return FetchedSecret(requested.name, requested.version, item["version"], item["value"])
+
+
+def parse_refusal(body: bytes) -> Refusal:
+    """The refusal in an error answer's body; its parts empty where the body has none (a
+    gateway's page, say): the caller then describes the status instead."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        return Refusal("")
+    error, reason = data.get("error"), data.get("reason")
+    return Refusal(
+        error if isinstance(error, str) else "", reason if isinstance(reason, str) else None
+    )
 
 
 def answer_floor(items: tuple[FetchedSecret, ...]) -> int:

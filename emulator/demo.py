@@ -24,6 +24,8 @@ from typing import Any, TextIO
 import httpx
 import yaml
 
+from contract import annotations as keys
+from contract.pod import ENV_TERMINATION_LOG, INIT_CONTAINER
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
@@ -46,7 +48,6 @@ SAMPLE_SECRETS: dict[str, Any] = {
 
 def sample_pod(mount_path: str) -> dict[str, Any]:
     """A pod as a user would write it: annotations name secrets, versions, keys, a template."""
-    prefix = "sakura-secrets.io/"
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -54,15 +55,15 @@ def sample_pod(mount_path: str) -> dict[str, Any]:
             "name": "shop-api",
             "namespace": "shop",
             "annotations": {
-                prefix + "inject": "true",
-                prefix + "vault-id": VAULT_ID,
-                prefix + "mount-path": mount_path,
-                prefix + "credentials-secret": "sakura-api-key",
-                prefix + "secret-db-password": "db-password",
-                prefix + "secret-db-password-v1": "db-password@1",
-                prefix + "secret-api-key": "api-key",
-                prefix + "file-mode-api-key": "0440",
-                prefix + "template-database.url": (
+                keys.INJECT: "true",
+                keys.VAULT_ID: VAULT_ID,
+                keys.MOUNT_PATH: mount_path,
+                keys.CREDENTIALS_SECRET: "sakura-api-key",
+                keys.SECRET_FILE + "db-password": "db-password",
+                keys.SECRET_FILE + "db-password-v1": "db-password@1",
+                keys.SECRET_FILE + "api-key": "api-key",
+                keys.FILE_MODE_OF + "api-key": "0440",
+                keys.TEMPLATE_FILE + "database.url": (
                     'postgres://{{ secret("db#user") }}:{{ secret("db-password") }}'
                     '@{{ secret("db#host") }}:{{ secret("db#port") }}/shop\n'
                 ),
@@ -160,7 +161,7 @@ def _trusting(ca: Path) -> Any:
 
 def _run_init_container(pod: dict[str, Any], root: Path, out: TextIO) -> int:
     """Run `python -m sidecar` with the init container's env, resolving its secretKeyRefs."""
-    init = next(c for c in pod["spec"]["initContainers"] if c["name"] == "sakura-secrets-init")
+    init = next(c for c in pod["spec"]["initContainers"] if c["name"] == INIT_CONTAINER)
     credentials = {
         "SAKURA_ACCESS_TOKEN": DEMO_TOKEN,
         "SAKURA_ACCESS_TOKEN_SECRET": DEMO_TOKEN_SECRET,
@@ -168,7 +169,7 @@ def _run_init_container(pod: dict[str, Any], root: Path, out: TextIO) -> int:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     env.update(_container_env(init, {"sakura-api-key": credentials}))
     termination_log = root / "termination-log"
-    env["SAKURA_SECRETS_TERMINATION_LOG"] = str(termination_log)
+    env[ENV_TERMINATION_LOG] = str(termination_log)
     out.write(f"== running the init container: {' '.join(init['command'])}\n")
     command = [sys.executable, *init["command"][1:]]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

@@ -60,7 +60,7 @@ class _Failed(Exception):
 def main(env: Mapping[str, str] | None = None) -> int:
     source = os.environ if env is None else env
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="sakura-secrets-init: %(message)s"
+        level=logging.INFO, stream=sys.stderr, format=termination.PREFIX + "%(message)s"
     )
     # httpx logs every request URL at INFO: noise in `kubectl logs` of a one-shot container.
     for noisy in ("httpx", "httpcore"):

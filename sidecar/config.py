@@ -13,18 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract import Direct, Plan, PlanError
+from contract.annotations import CREDENTIALS_SECRET, short_name
+from contract.pod import (
+    ENV_BROKER_CA,
+    ENV_BROKER_URL,
+    ENV_DEADLINE,
+    ENV_PLAN,
+    ENV_TERMINATION_LOG,
+    ENV_TOKEN_FILE,
+    TERMINATION_MESSAGE_PATH,
+    TOKEN_FILE,
+)
 from sakura import SakuraConfig, SakuraConfigError
+from sakura.config import ENV_ACCESS_TOKEN, ENV_ACCESS_TOKEN_SECRET
 from sidecar.errors import BadPlan, ConfigError
-from sidecar.termination import DEFAULT_PATH
 
-ENV_PLAN = "SAKURA_SECRETS_PLAN"
-ENV_BROKER_URL = "SAKURA_SECRETS_BROKER_URL"
-ENV_BROKER_CA = "SAKURA_SECRETS_BROKER_CA"
-ENV_TOKEN_FILE = "SAKURA_SECRETS_TOKEN_FILE"  # noqa: S105 - a variable name
-ENV_DEADLINE = "SAKURA_SECRETS_DEADLINE"
-ENV_TERMINATION_LOG = "SAKURA_SECRETS_TERMINATION_LOG"
-
-DEFAULT_TOKEN_FILE = "/var/run/secrets/sakura-secrets.io/token"  # noqa: S105 - a path
 DEFAULT_DEADLINE = 60.0
 
 
@@ -50,7 +53,7 @@ class FetchConfig:
 
 def termination_log_path(env: Mapping[str, str]) -> str:
     """Known before anything else is read, so even a bad environment is reported."""
-    return env.get(ENV_TERMINATION_LOG, "").strip() or DEFAULT_PATH
+    return env.get(ENV_TERMINATION_LOG, "").strip() or TERMINATION_MESSAGE_PATH
 
 
 def load(env: Mapping[str, str]) -> FetchConfig:
@@ -61,9 +64,9 @@ def load(env: Mapping[str, str]) -> FetchConfig:
             sakura = SakuraConfig.from_env(env)
         except SakuraConfigError as exc:
             raise ConfigError(
-                f"direct mode (credentials-secret): {exc.message}; check that the Secret named "
-                "by sakura-secrets.io/credentials-secret holds SAKURA_ACCESS_TOKEN and "
-                "SAKURA_ACCESS_TOKEN_SECRET"
+                f"direct mode ({short_name(CREDENTIALS_SECRET)}): {exc.message}; check that the "
+                f"Secret named by {CREDENTIALS_SECRET} holds {ENV_ACCESS_TOKEN[0]} and "
+                f"{ENV_ACCESS_TOKEN_SECRET[0]}"
             ) from None
         return FetchConfig(plan=plan, deadline=deadline, sakura=sakura)
     return FetchConfig(plan=plan, deadline=deadline, broker=load_broker(env))
@@ -107,7 +110,7 @@ def load_broker(env: Mapping[str, str]) -> BrokerSettings:
             f"{ENV_BROKER_URL}={url!r} must start with https://; the token and the values "
             "never travel in clear text"
         )
-    token_file = Path(env.get(ENV_TOKEN_FILE, "").strip() or DEFAULT_TOKEN_FILE)
+    token_file = Path(env.get(ENV_TOKEN_FILE, "").strip() or TOKEN_FILE)
     return BrokerSettings(url=url, ssl_context=broker_ssl_context(env), token_file=token_file)
 
 

@@ -11,6 +11,9 @@ import asyncio
 import httpx
 
 from contract import Plan, SecretVersion
+from contract.annotations import CREDENTIALS_SECRET, VAULT_ID
+from contract.broker import FetchedSecret
+from contract.pod import ENV_DEADLINE
 from sakura import (
     NotFound,
     RateLimiter,
@@ -18,20 +21,20 @@ from sakura import (
     SakuraConfig,
     SakuraConfigError,
     SakuraError,
+    Throttled,
     Unauthorized,
     Unavailable,
 )
-from sakura import Throttled as SakuraThrottled
 from sidecar.errors import (
     BadAnswer,
     ConfigError,
     CredentialsRejected,
     FetchError,
     SecretNotFound,
-    Throttled,
+    StillThrottled,
     Unreachable,
 )
-from sidecar.fetched import Fetched, Values
+from sidecar.fetched import Values
 
 # Past the client's own deadline, a last guard so the init container never hangs.
 GRACE = 5.0
@@ -69,7 +72,7 @@ async def fetch(
             raise error
     if pending:
         raise Unreachable(
-            f"Sakura did not answer within {deadline:g}s (SAKURA_SECRETS_DEADLINE) while "
+            f"Sakura did not answer within {deadline:g}s ({ENV_DEADLINE}) while "
             f"reading {', '.join(str(s) for s in wanted)} from vault {vault_id}"
         )
     return {s: task.result() for s, task in zip(wanted, tasks, strict=True)}
@@ -77,7 +80,7 @@ async def fetch(
 
 async def _one(
     client: SakuraClient, vault_id: str, wanted: SecretVersion, deadline: float
-) -> Fetched:
+) -> FetchedSecret:
     try:
         unveiled = await client.unveil(vault_id, wanted.name, wanted.version)
     except SakuraError as exc:
@@ -87,7 +90,7 @@ async def _one(
             f"Sakura returned version {unveiled.version} of secret {wanted.name!r} "
             f"when version {wanted.version} was asked for"
         )
-    return Fetched(wanted, unveiled.version, unveiled.value)
+    return FetchedSecret(wanted.name, wanted.version, unveiled.version, unveiled.value)
 
 
 def _mapped(exc: SakuraError, vault_id: str, wanted: SecretVersion, deadline: float) -> FetchError:
@@ -97,7 +100,7 @@ def _mapped(exc: SakuraError, vault_id: str, wanted: SecretVersion, deadline: fl
         what = f"reading secret {str(wanted)!r} from vault {vault_id}: {what}"
     if isinstance(exc, NotFound):
         fixes = {
-            "vault": "check the sakura-secrets.io/vault-id annotation (or the injector's "
+            "vault": f"check the {VAULT_ID} annotation (or the injector's "
             "default vault) and that the key may see the vault",
             "secret": "check the name (it is case-sensitive) or create the secret",
             "version": f"pin an existing version, or drop '@{wanted.version}' to read the latest",
@@ -106,11 +109,11 @@ def _mapped(exc: SakuraError, vault_id: str, wanted: SecretVersion, deadline: fl
     if isinstance(exc, Unauthorized):
         return CredentialsRejected(
             f"{what}; the credentials come from the Secret named by the "
-            "sakura-secrets.io/credentials-secret annotation"
+            f"{CREDENTIALS_SECRET} annotation"
         )
-    if isinstance(exc, SakuraThrottled):
-        return Throttled(
-            f"{what}; the pod restarts and tries again; raise SAKURA_SECRETS_DEADLINE "
+    if isinstance(exc, Throttled):
+        return StillThrottled(
+            f"{what}; the pod restarts and tries again; raise {ENV_DEADLINE} "
             f"(now {deadline:g}s) or use broker mode so pods share one cache"
         )
     if isinstance(exc, Unavailable):

@@ -38,7 +38,7 @@ class ConfigError(FetchError):
 
 
 class BadPlan(ConfigError):
-    """SAKURA_SECRETS_PLAN is absent or not a plan this init image understands."""
+    """The plan variable is absent or not a plan this init image understands."""
 
     label = "bad plan"
 
@@ -49,8 +49,8 @@ class MissingToken(ConfigError):
     label = "missing token"
 
 
-class Rejected(ConfigError):
-    """The broker refused the request as malformed (HTTP 400)."""
+class RequestRefused(ConfigError):
+    """The broker refused the request: malformed (HTTP 400) or its answer too large (422)."""
 
     label = "rejected"
 
@@ -87,7 +87,7 @@ class SecretNotFound(FetchError):
     label = "not found"
 
 
-class Throttled(FetchError):
+class StillThrottled(FetchError):
     """Still throttled or unavailable when the deadline ran out."""
 
     exit_code = EXIT_UNAVAILABLE

@@ -1,20 +1,11 @@
-"""What a fetch returns: for each distinct (name, requested version), the value and its version."""
+"""What a fetch returns, in either mode: for each distinct (name, requested version) of the
+plan, the value read for it (`contract.broker.FetchedSecret`, whose docstring draws the stages
+of a value on its way to the file)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from contract import SecretVersion
+from contract.broker import FetchedSecret
 
-
-@dataclass(frozen=True)
-class Fetched:
-    """One value as read; `version` is the resolved one even when the latest was asked for."""
-
-    requested: SecretVersion
-    version: int
-    value: str = field(repr=False)
-
-
-Values = dict[SecretVersion, Fetched]
+Values = dict[SecretVersion, FetchedSecret]
 """Every `plan.secrets()` entry mapped to what was read for it."""

@@ -10,12 +10,13 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-DEFAULT_PATH = "/dev/termination-log"
+from contract.pod import INIT_CONTAINER
+
 # Kubernetes keeps at most 4096 bytes of a termination message; one line stays well below.
 MAX_LENGTH = 1024
 # Shorter values would cut ordinary words out of the message; they are not worth hiding.
 MIN_REDACTED_LENGTH = 4
-PREFIX = "sakura-secrets-init: "
+PREFIX = f"{INIT_CONTAINER}: "
 
 
 def one_line(reason: str, secrets: Iterable[str] = ()) -> str:

@@ -17,6 +17,7 @@ from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 
 from contract import FileSpec, Plan, SecretRef, SecretVersion, render
+from contract.annotations import TEMPLATE_FILE
 from sakura import extract_key
 from sidecar.errors import BadKey, TemplateFailed, WriteFailed
 from sidecar.fetched import Values
@@ -94,7 +95,7 @@ def _template_reason(spec: FileSpec, exc: Exception) -> str:
     detail = f": {exc}" if isinstance(exc, SecurityError) else ""
     return (
         f"template file {spec.name!r} failed to render{where}: {type(exc).__name__}{detail}; "
-        "fix the sakura-secrets.io/template-" + spec.name + " annotation"
+        f"fix the {TEMPLATE_FILE}{spec.name} annotation"
     )
 
 

@@ -11,13 +11,12 @@ import asyncio
 import logging
 
 from contract import Direct, Plan, SecretVersion
+from contract.annotations import SECRET_FILE, TEMPLATE_FILE, VAULT_ID
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.inventory import VaultInventory
 from injector.kube import KubernetesUnavailable
 from injector.webhook.checks import CheckOutcome
 from sakura import NotFound, SakuraError, Unauthorized
-
-ANNOTATION_PREFIX = "sakura-secrets.io/"
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class BrokerAdmissionCheck:
             if exc.kind == "vault":
                 return CheckOutcome(
                     denial=f"vault {plan.vault_id} does not exist (or the injector's API key "
-                    f"cannot see it); fix the {ANNOTATION_PREFIX}vault-id annotation"
+                    f"cannot see it); fix the {VAULT_ID} annotation"
                 )
             return CheckOutcome(warnings=(f"the secrets could not be listed ({exc})",))
         except Unauthorized as exc:
@@ -131,7 +130,7 @@ def _absent(latest: dict[str, int], secret: SecretVersion) -> bool:
 def _annotations_using(plan: Plan, secret: SecretVersion) -> str:
     """The annotations of the files that read `secret` (every secret of a plan has one)."""
     names = [
-        f"{ANNOTATION_PREFIX}{'secret' if f.secret is not None else 'template'}-{f.name}"
+        f"{SECRET_FILE if f.secret is not None else TEMPLATE_FILE}{f.name}"
         for f in plan.files
         if any(r.fetch == secret for r in f.refs)
     ]

@@ -32,7 +32,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
@@ -84,8 +84,9 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class _Held:
-    version: int
-    value: str = field(repr=False)
+    """A copy of a value, as Sakura answered it, and what is known of its freshness."""
+
+    copy: Unveiled
     known_at: float
     """When the copy was last known current: read from Sakura, or (pinned) shown by a listing."""
     seen_latest: int
@@ -156,11 +157,11 @@ class SecretCache:
             return self._stale_or_fail(key, exc)
         if held is not None:
             self.metrics.reads.labels("hit").inc()
-            return Unveiled(name, held.version, held.value)
+            return held.copy
         held = self._resting(key)
         if held is not None:
             self.metrics.reads.labels("stale").inc()
-            return Unveiled(name, held.version, held.value)
+            return held.copy
         missing = self.known_missing(vault_id, name, version)
         if missing is not None:
             raise missing
@@ -296,14 +297,14 @@ class SecretCache:
         vault_id, name, version = key
         listed = self.inventory.listing(vault_id)  # a pinned read was just checked against it
         seen = got.version if listed is None else listed[1].get(name, got.version)
-        held = _Held(got.version, got.value, self._clock(), max(seen, got.version))
+        held = _Held(got, self._clock(), max(seen, got.version))
         if version is None:
             _put(self._latest, key, held, self.settings.latest_entries)
         # the latest value is also that version, pinned
         _put(self._pinned, (vault_id, name, got.version), held, self.settings.pinned_entries)
 
     def _stale_or_fail(self, key: CacheKey, error: SakuraError) -> Unveiled:
-        vault_id, name, _ = key
+        vault_id = key[0]
         label = _label(key)
         retry_after = self.settings.retry_after
         if isinstance(error, Throttled) and error.retry_after is not None:
@@ -327,7 +328,7 @@ class SecretCache:
                     type(error).__name__,
                     retry_after,
                 )
-                return Unveiled(name, held.version, held.value)
+                return held.copy
         if isinstance(error, Crowded):
             raise NamespaceCrowded(
                 f"secret {label!r} of vault {vault_id} is not read now: Sakura's quota is "

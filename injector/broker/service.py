@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from contract.annotations import VAULT_ID, short_name
 from contract.broker import Answer, FetchedSecret, SecretRequest
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.cache import SecretCache
@@ -83,7 +84,7 @@ def _not_found(vault_id: str, label: str, error: NotFound) -> str:
     if error.kind == "vault":
         return (
             f"vault {vault_id} was not found (or the injector's API key cannot see it); "
-            "fix the vault-id annotation"
+            f"fix the {short_name(VAULT_ID)} annotation"
         )
     if error.kind == "version":  # never the latest version: that is the vault's to tell
         return (

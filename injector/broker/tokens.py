@@ -25,12 +25,12 @@ import jwt
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from contract.pod import TOKEN_AUDIENCE as AUDIENCE
 from injector.broker.errors import TokenRejected
 from injector.broker.memo import ExpiringMemo
 from injector.fair_queue import FairQueue
 from injector.kube import KUBE_TIMEOUT, KubernetesUnavailable, call_kubernetes, kubernetes_calls
 
-AUDIENCE = "sakura-secrets-injector"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.annotations import VAULT_ID, short_name
 from injector.operations.errors import UsageError
 from injector.setting import OutOfRange
 from injector.webhook.settings import MESH_PROXIES, SettingsError, WebhookSettings
@@ -147,7 +148,7 @@ def settings_options(
         env,
         "--default-vault-id",
         "SAKURA_SECRETS_DEFAULT_VAULT_ID",
-        "vault used when a pod has no vault-id annotation",
+        f"vault used when a pod has no {short_name(VAULT_ID)} annotation",
     )
     option(
         parser,

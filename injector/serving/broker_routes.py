@@ -1,10 +1,10 @@
-"""HTTP shell of the broker: `POST /v1/secrets` on the injector's broker port (TLS).
+"""HTTP shell of the broker: `POST SECRETS_PATH` on the injector's broker port (TLS).
 
 Parses the bearer token and the body, hands both to the Broker, and turns its answer or
-refusal into JSON. Each kind of refusal (injector.broker.errors) has its status here, and only
-here; error bodies are `{"error": "<one line>"}`, with a `reason` the init container acts on
-where retrying cannot help, and never carry a value. The answer is encoded and sent within
-the process's budget of answer bytes (`answers.py`).
+refusal into JSON (contract/broker.py). Each kind of refusal (injector.broker.errors) has its
+status here, and only here; error bodies are a `Refusal`, `{"error": "<one line>"}`, with a
+`reason` the init container acts on where retrying cannot help, and never carry a value. The
+answer is encoded and sent within the process's budget of answer bytes (`answers.py`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,19 @@ from __future__ import annotations
 import math
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from contract.broker import MAX_BODY_BYTES, BadRequest, parse_request
+from contract.broker import (
+    ANSWER_TOO_LARGE,
+    CREDENTIALS_REJECTED,
+    MAX_BODY_BYTES,
+    SECRETS_PATH,
+    BadRequest,
+    Refusal,
+    parse_request,
+)
+from contract.pod import TOKEN_AUDIENCE
 from injector.broker.errors import (
     AccessDenied,
     BrokerError,
@@ -30,11 +39,6 @@ from injector.broker.service import Broker
 from injector.serving.answers import AnswerBudget, AnswerRefused, BudgetedAnswer, budgeted
 from injector.serving.bodies import BodyTooLarge, read_capped
 
-SECRETS_PATH = "/v1/secrets"
-ANSWER_TOO_LARGE = "answer_too_large"
-"""`reason` of the 422 for an answer over MAX_ANSWER_BYTES: asking again will not help."""
-CREDENTIALS_REJECTED = "credentials_rejected"
-"""`reason` of a 503 when Sakura refused the injector's key: retrying will not help."""
 STATUSES: dict[type[BrokerError], int] = {
     TokenRejected: 401,
     AccessDenied: 403,
@@ -56,13 +60,13 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
     """
     answers = budget if budget is not None else AnswerBudget()
 
-    async def secrets(request: Request) -> JSONResponse | BudgetedAnswer:
+    async def secrets(request: Request) -> Response | BudgetedAnswer:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(
                 401,
                 "no bearer token; send 'Authorization: Bearer <projected ServiceAccount token>' "
-                "(audience sakura-secrets-injector)",
+                f"(audience {TOKEN_AUDIENCE})",
             )
         try:
             body = await read_capped(request, MAX_BODY_BYTES)
@@ -110,11 +114,11 @@ def bearer_token(header: str | None) -> str | None:
 
 def _error(
     status: int, message: str, *, retry_after: float | None = None, reason: str | None = None
-) -> JSONResponse:
+) -> Response:
     headers = dict(_NO_STORE)
     if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="sakura-secrets-injector"'
+        headers["WWW-Authenticate"] = f'Bearer realm="{TOKEN_AUDIENCE}"'
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    body = {"error": message} if reason is None else {"error": message, "reason": reason}
-    return JSONResponse(body, status_code=status, headers=headers)
+    body = Refusal(message, reason).to_json()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")

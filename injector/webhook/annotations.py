@@ -15,6 +15,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from contract import Broker, Direct, FileSpec, Mode, Plan, PlanError
+from contract.annotations import (
+    CONTAINERS,
+    CPU_LIMIT,
+    CPU_REQUEST,
+    CREDENTIALS_SECRET,
+    FIXED,
+    INIT_FIRST,
+    MAX_NAME,
+    MEMORY_LIMIT,
+    MEMORY_REQUEST,
+    MOUNT_PATH,
+    PER_FILE,
+    PREFIX,
+    REFRESH_INTERVAL,
+    RUN_AS_GROUP,
+    RUN_AS_USER,
+    SECRET_FILE,
+    STATUS,
+    STATUS_INJECTED,
+    STATUS_WARNINGS,
+    TEMPLATE_FILE,
+    VAULT_ID,
+    short_name,
+)
+from contract.plan import VAULT_ID as VAULT_ID_PATTERN
+from contract.pod import TOKEN_DIRECTORY
 from injector.webhook.errors import Denied
 from injector.webhook.files import (
     MAX_FILES,
@@ -22,22 +48,15 @@ from injector.webhook.files import (
     explicit_modes,
     parse_files,
 )
-from injector.webhook.keys import INJECT, PREFIX, STATUS, STATUS_INJECTED, STATUS_WARNINGS
 from injector.webhook.pod.ownership import Owner
 from injector.webhook.pod.resources import Resources
-from injector.webhook.pod.volumes import TOKEN_DIRECTORY
 from injector.webhook.quantity import parse_quantity
 from injector.webhook.settings import WebhookSettings
 
 __all__ = [
-    "INJECT",
     "MAX_ANNOTATIONS_BYTES",
     "MAX_FILES",
     "MAX_TEMPLATE_TOKENS",
-    "PREFIX",
-    "STATUS",
-    "STATUS_INJECTED",
-    "STATUS_WARNINGS",
     "Injection",
     "PodOptions",
     "parse_annotations",
@@ -49,28 +68,6 @@ MAX_ANNOTATIONS_BYTES = 256 * 1024
 """What the API server allows a pod's annotations in total, keys and values. A mutating webhook
 sees the pod before the API server validates it, so nothing larger gets parsed here."""
 
-_FIXED_KEYS = (
-    "inject",
-    "vault-id",
-    "mount-path",
-    "containers",
-    "file-mode",
-    "run-as-user",
-    "run-as-group",
-    "init-first",
-    "refresh-interval",
-    "credentials-secret",
-    "cpu-request",
-    "cpu-limit",
-    "memory-request",
-    "memory-limit",
-    "status-warnings",
-    "status",
-)
-_FILE_KEYS = ("secret-", "template-", "file-mode-")
-MAX_KEY_NAME = 63
-"""Characters Kubernetes allows in an annotation key's name, the part after the '/'."""
-_VAULT_ID = re.compile(r"^[0-9]{12}$")
 _ID = re.compile(r"^[0-9]{1,10}$")
 _MAX_ID = 2**31 - 1
 
@@ -123,35 +120,35 @@ class Injection:
 def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings) -> Injection:
     """Read every `sakura-secrets.io/` annotation; raise Denied on the first invalid one."""
     _check_total_size(annotations)
-    ours = {k[len(PREFIX) :]: v for k, v in annotations.items() if k.startswith(PREFIX)}
+    ours = {k: v for k, v in annotations.items() if k.startswith(PREFIX)}
     for key in sorted(ours):
         _check_known(key)
-    if "refresh-interval" in ours:
+    if REFRESH_INTERVAL in ours:
         raise Denied(
-            f"annotation {PREFIX}refresh-interval: refresh-interval (rotation sidecar) is not "
-            "supported yet; remove the annotation (the init container fetches the files once "
-            "at pod start)"
+            f"annotation {REFRESH_INTERVAL}: {short_name(REFRESH_INTERVAL)} (rotation sidecar) "
+            "is not supported yet; remove the annotation (the init container fetches the files "
+            "once at pod start)"
         )
-    status = ours.get("status")
+    status = ours.get(STATUS)
     if status is not None and status != STATUS_INJECTED:
         raise Denied(
             f"annotation {STATUS}: {status!r} is not a value you can set; the injector writes "
             "this annotation itself, remove it"
         )
-    if "status-warnings" in ours:
+    if STATUS_WARNINGS in ours:
         raise Denied(
             f"annotation {STATUS_WARNINGS}: the injector writes this annotation itself, remove it"
         )
 
-    mode = _mode(ours.get("credentials-secret"))
-    mount_path = _mount_path(ours.get("mount-path", DEFAULT_MOUNT_PATH))
-    containers = _containers(ours.get("containers"))
-    init_first = _boolean("init-first", ours.get("init-first", "true"))
-    run_as_user = _identity("run-as-user", ours.get("run-as-user"))
-    run_as_group = _identity("run-as-group", ours.get("run-as-group"))
+    mode = _mode(ours.get(CREDENTIALS_SECRET))
+    mount_path = _mount_path(ours.get(MOUNT_PATH, DEFAULT_MOUNT_PATH))
+    containers = _containers(ours.get(CONTAINERS))
+    init_first = _boolean(INIT_FIRST, ours.get(INIT_FIRST, "true"))
+    run_as_user = _identity(RUN_AS_USER, ours.get(RUN_AS_USER))
+    run_as_group = _identity(RUN_AS_GROUP, ours.get(RUN_AS_GROUP))
     resources = _resources(ours)
     files = parse_files(ours)
-    vault_id = _vault_id(ours.get("vault-id"), settings)
+    vault_id = _vault_id(ours.get(VAULT_ID), settings)
     options = PodOptions(
         mount_path=mount_path,
         containers=containers,
@@ -177,42 +174,41 @@ def _check_total_size(annotations: Mapping[str, str]) -> None:
 
 
 def _check_known(key: str) -> None:
-    if key in _FIXED_KEYS:
+    if key in FIXED:
         return
-    prefix = next((p for p in _FILE_KEYS if key.startswith(p) and len(key) > len(p)), None)
+    prefix = next((p for p in PER_FILE if key.startswith(p) and len(key) > len(p)), None)
     if prefix is not None:
         _check_key_name(key, prefix)
         return
-    if key in ("secret", "template", "secret-", "template-"):
+    if key in (SECRET_FILE, TEMPLATE_FILE) or f"{key}-" in (SECRET_FILE, TEMPLATE_FILE):
         stem = key.rstrip("-")
-        raise Denied(
-            f"annotation {PREFIX}{key} names no file; write {PREFIX}{stem}-FILE, "
-            f"e.g. {PREFIX}{stem}-db-password"
-        )
-    rest = key.split("-", 1)[1] if "-" in key else key
-    candidates = [*_FIXED_KEYS, *(p + rest for p in _FILE_KEYS)]
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+        raise Denied(f"annotation {key} names no file; write {stem}-FILE, e.g. {stem}-db-password")
+    short = short_name(key)
+    rest = short.split("-", 1)[1] if "-" in short else short
+    candidates = [*map(short_name, FIXED), *(short_name(p) + rest for p in PER_FILE)]
+    close = difflib.get_close_matches(short, candidates, n=1, cutoff=0.6)
     hint = f"did you mean {PREFIX}{close[0]}? " if close else ""
     raise Denied(
-        f"annotation {PREFIX}{key} is not a known annotation; {hint}known keys: "
-        f"{', '.join(_FIXED_KEYS[:-2])}, secret-FILE, template-FILE, file-mode-FILE"
+        f"annotation {key} is not a known annotation; {hint}known keys: "
+        f"{', '.join(map(short_name, FIXED[:-2]))}, "
+        f"{', '.join(short_name(p) + 'FILE' for p in PER_FILE)}"
     )
 
 
 def _check_key_name(key: str, prefix: str) -> None:
     """Refuse a FILE the API server would refuse in the key (it validates after the webhooks)."""
-    name = key[len(prefix) :]
-    limit = MAX_KEY_NAME - len(prefix)
-    if len(key) > MAX_KEY_NAME:
+    file = key[len(prefix) :]
+    limit = MAX_NAME - len(short_name(prefix))
+    if len(short_name(key)) > MAX_NAME:
         raise Denied(
-            f"annotation {PREFIX}{key}: FILE {name!r} has {len(name)} characters, more than "
-            f"the {limit} a {prefix}FILE annotation allows (Kubernetes allows at most "
-            f"{MAX_KEY_NAME} characters after the '/' of an annotation key); "
+            f"annotation {key}: FILE {file!r} has {len(file)} characters, more than "
+            f"the {limit} a {short_name(prefix)}FILE annotation allows (Kubernetes allows at most "
+            f"{MAX_NAME} characters after the '/' of an annotation key); "
             "shorten the file name"
         )
     if key.endswith((".", "_", "-")):  # other characters: not a plain file name, below
         raise Denied(
-            f"annotation {PREFIX}{key}: FILE {name!r} ends with {key[-1]!r}, and Kubernetes "
+            f"annotation {key}: FILE {file!r} ends with {key[-1]!r}, and Kubernetes "
             "requires an annotation key to end with a letter or digit; "
             "end the file name with one"
         )
@@ -220,15 +216,15 @@ def _check_key_name(key: str, prefix: str) -> None:
 
 def _vault_id(value: str | None, settings: WebhookSettings) -> str:
     if value is not None:
-        if not _VAULT_ID.match(value.strip()):
+        if not VAULT_ID_PATTERN.match(value.strip()):
             raise Denied(
-                f"annotation {PREFIX}vault-id: {value!r} is not a Sakura vault ID; "
+                f"annotation {VAULT_ID}: {value!r} is not a Sakura vault ID; "
                 'write its 12 digits, e.g. "123456789012"'
             )
         return value.strip()
     if settings.default_vault_id is None:
         raise Denied(
-            f"no vault: set the annotation {PREFIX}vault-id to the 12-digit Sakura vault ID, "
+            f"no vault: set the annotation {VAULT_ID} to the 12-digit Sakura vault ID, "
             "or give the injector a default vault (its default_vault_id setting)"
         )
     return settings.default_vault_id
@@ -248,14 +244,14 @@ def _mount_path(value: str) -> str:
         what = "contains whitespace, ':' or '\\'"
     if what is not None:
         raise Denied(
-            f"annotation {PREFIX}mount-path: {value!r} {what}; write an absolute directory such "
+            f"annotation {MOUNT_PATH}: {value!r} {what}; write an absolute directory such "
             f"as {DEFAULT_MOUNT_PATH}"
         )
     path = posixpath.normpath(path)
     within = f"{path}/".startswith(f"{TOKEN_DIRECTORY}/")
     if within or TOKEN_DIRECTORY.startswith(f"{path}/"):
         raise Denied(
-            f"annotation {PREFIX}mount-path: {path} overlaps {TOKEN_DIRECTORY}, where the "
+            f"annotation {MOUNT_PATH}: {path} overlaps {TOKEN_DIRECTORY}, where the "
             "injector mounts its token; "
             f"choose another directory such as {DEFAULT_MOUNT_PATH}"
         )
@@ -268,7 +264,7 @@ def _containers(value: str | None) -> tuple[str, ...] | None:
     names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
     if not names:
         raise Denied(
-            f"annotation {PREFIX}containers is empty; list app container names separated by "
+            f"annotation {CONTAINERS} is empty; list app container names separated by "
             "commas, or remove it to mount into every app container"
         )
     return names
@@ -277,7 +273,7 @@ def _containers(value: str | None) -> tuple[str, ...] | None:
 def _boolean(key: str, value: str) -> bool:
     text = value.strip().lower()
     if text not in ("true", "false"):
-        raise Denied(f'annotation {PREFIX}{key}: {value!r} is not "true" or "false"')
+        raise Denied(f'annotation {key}: {value!r} is not "true" or "false"')
     return text == "true"
 
 
@@ -288,13 +284,13 @@ def _identity(key: str, value: str | None) -> int | None:
     # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses
     if not _ID.match(text) or int(text) > _MAX_ID:
         raise Denied(
-            f"annotation {PREFIX}{key}: {value!r} is not a numeric id; write a number such as "
+            f"annotation {key}: {value!r} is not a numeric id; write a number such as "
             '"1000" (names are not resolved)'
         )
     ident = int(text)
-    if key == "run-as-user" and ident == 0:
+    if key == RUN_AS_USER and ident == 0:
         raise Denied(
-            f"annotation {PREFIX}run-as-user: the init container must not run as root (uid 0); "
+            f"annotation {RUN_AS_USER}: the init container must not run as root (uid 0); "
             "set a non-root uid (an app running as root can still read the files)"
         )
     return ident
@@ -308,7 +304,7 @@ def _mode(credentials_secret: str | None) -> Mode:
         return Direct(credentials_secret.strip())
     except PlanError:
         raise Denied(
-            f"annotation {PREFIX}credentials-secret: {credentials_secret!r} is not a Secret "
+            f"annotation {CREDENTIALS_SECRET}: {credentials_secret!r} is not a Secret "
             "name; use lowercase letters, digits, '-' and '.' (at most 253 characters)"
         ) from None
 
@@ -317,22 +313,24 @@ def _resources(ours: Mapping[str, str]) -> Resources:
     defaults = Resources()
     chosen: dict[str, str] = {}
     amounts = {}
-    for key in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
-        attr = key.replace("-", "_")
+    for key in (CPU_REQUEST, CPU_LIMIT, MEMORY_REQUEST, MEMORY_LIMIT):
+        attr = short_name(key).replace("-", "_")
         text = ours.get(key, getattr(defaults, attr)).strip()
         try:
             amounts[key] = parse_quantity(text)
         except ValueError as exc:
-            raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+            raise Denied(f"annotation {key}: {exc}") from None
         chosen[attr] = text
-    for kind in ("cpu", "memory"):
-        request, limit = amounts[f"{kind}-request"], amounts[f"{kind}-limit"]
-        if request > limit:
-            given = [k for k in (f"{kind}-request", f"{kind}-limit") if k in ours]
+    for kind, request_key, limit_key in (
+        ("cpu", CPU_REQUEST, CPU_LIMIT),
+        ("memory", MEMORY_REQUEST, MEMORY_LIMIT),
+    ):
+        if amounts[request_key] > amounts[limit_key]:
+            given = [k for k in (request_key, limit_key) if k in ours]
             raise Denied(
-                f"annotation {PREFIX}{given[0]}: the {kind} request "
+                f"annotation {given[0]}: the {kind} request "
                 f"{chosen[kind + '_request']} exceeds the {kind} limit {chosen[kind + '_limit']}"
-                f"{'' if f'{kind}-limit' in ours else ' (the default)'}; "
-                f"set {PREFIX}{kind}-limit at least as high as {PREFIX}{kind}-request"
+                f"{'' if limit_key in ours else ' (the default)'}; "
+                f"set {limit_key} at least as high as {request_key}"
             )
     return Resources(**chosen)

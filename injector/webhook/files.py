@@ -21,8 +21,15 @@ from contract import (
     template_refs,
     template_tokens,
 )
+from contract.annotations import (
+    FILE_MODE,
+    FILE_MODE_OF,
+    INJECT,
+    SECRET_FILE,
+    TEMPLATE_FILE,
+    short_name,
+)
 from injector.webhook.errors import Denied
-from injector.webhook.keys import INJECT, PREFIX
 
 DEFAULT_FILE_MODE = 0o400
 MAX_FILES = 1000
@@ -36,60 +43,62 @@ _MODE = re.compile(r"^0?[0-7]{3}$")
 
 
 def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
-    """The files `ours` (the annotations without their prefix) ask for, sorted by name."""
+    """The files `ours` (the pod's annotations under our prefix) ask for, sorted by name."""
     sources: dict[str, tuple[str, SecretRef | None, str | None, tuple[SecretRef, ...]]] = {}
-    keys = sorted(k for k in ours if k.startswith(("secret-", "template-")))
+    keys = sorted(k for k in ours if k.startswith((SECRET_FILE, TEMPLATE_FILE)))
     if len(keys) > MAX_FILES:
         raise Denied(
-            f"annotation {PREFIX}{keys[MAX_FILES]}: the pod's secret-FILE and template-FILE "
-            f"annotations ask for {len(keys)} files, more than the {MAX_FILES} a pod may have; "
+            f"annotation {keys[MAX_FILES]}: the pod's {short_name(SECRET_FILE)}FILE and "
+            f"{short_name(TEMPLATE_FILE)}FILE annotations ask for {len(keys)} files, more than the "
+            f"{MAX_FILES} a pod may have; "
             "write fewer files (one template can put several secrets into one file)"
         )
     tokens_left = MAX_TEMPLATE_TOKENS
     for key in keys:
         value = ours[key]
-        for prefix in ("secret-", "template-"):
+        for prefix in (SECRET_FILE, TEMPLATE_FILE):
             if not key.startswith(prefix):
                 continue
-            name = key[len(prefix) :]
-            _file_name(key, name)
-            if name in sources:
+            file = key[len(prefix) :]
+            _file_name(key, file)
+            if file in sources:
                 raise Denied(
-                    f"annotations {PREFIX}{sources[name][0]} and {PREFIX}{key} both write file "
-                    f"{name!r}; keep one of them"
+                    f"annotations {sources[file][0]} and {key} both write file "
+                    f"{file!r}; keep one of them"
                 )
-            if prefix == "secret-":
-                sources[name] = (key, _secret_ref(key, value), None, ())
+            if prefix == SECRET_FILE:
+                sources[file] = (key, _secret_ref(key, value), None, ())
             else:
                 tokens_left -= _template_tokens(key, value, tokens_left)
-                sources[name] = (key, None, value, _template_refs(key, value))
+                sources[file] = (key, None, value, _template_refs(key, value))
     if not sources:
         raise Denied(
             f"annotation {INJECT} is 'true' but no file is requested; add "
-            f'{PREFIX}secret-FILE: "NAME" (or template-FILE) for each file to write'
+            f'{SECRET_FILE}FILE: "NAME" (or {short_name(TEMPLATE_FILE)}FILE) for each file to write'
         )
-    default_mode = _mode("file-mode", ours.get("file-mode"), DEFAULT_FILE_MODE)
+    default_mode = _mode(FILE_MODE, ours.get(FILE_MODE), DEFAULT_FILE_MODE)
     for key in ours:
-        if key.startswith("file-mode-") and key[len("file-mode-") :] not in sources:
+        if key.startswith(FILE_MODE_OF) and key[len(FILE_MODE_OF) :] not in sources:
             raise Denied(
-                f"annotation {PREFIX}{key} sets the mode of file "
-                f"{key[len('file-mode-') :]!r}, which no secret-FILE or template-FILE "
-                f"annotation writes; files: {', '.join(sorted(sources))}"
+                f"annotation {key} sets the mode of file "
+                f"{key[len(FILE_MODE_OF) :]!r}, which no {short_name(SECRET_FILE)}FILE or "
+                f"{short_name(TEMPLATE_FILE)}FILE annotation writes; "
+                f"files: {', '.join(sorted(sources))}"
             )
     files = []
-    for name, (_, secret, template, refs) in sorted(sources.items()):
-        mode = _mode(f"file-mode-{name}", ours.get(f"file-mode-{name}"), default_mode)
+    for file, (_, secret, template, refs) in sorted(sources.items()):
+        mode = _mode(FILE_MODE_OF + file, ours.get(FILE_MODE_OF + file), default_mode)
         files.append(
-            FileSpec(name=name, mode=mode, secret=secret, template=template, template_refs=refs)
+            FileSpec(name=file, mode=mode, secret=secret, template=template, template_refs=refs)
         )
     return tuple(files)
 
 
 def explicit_modes(ours: Mapping[str, str], files: tuple[FileSpec, ...]) -> frozenset[str]:
     """The files whose mode an annotation sets (all of them with `file-mode`)."""
-    if "file-mode" in ours:
+    if FILE_MODE in ours:
         return frozenset(f.name for f in files)
-    return frozenset(f.name for f in files if f"file-mode-{f.name}" in ours)
+    return frozenset(f.name for f in files if f"{FILE_MODE_OF}{f.name}" in ours)
 
 
 def check_secret_count(plan: Plan) -> None:
@@ -99,9 +108,9 @@ def check_secret_count(plan: Plan) -> None:
         # each is an RBAC review at admission and at every fetch, and the broker answers
         # at most this many: such a pod could never start
         raise Denied(
-            f"annotations {PREFIX}secret-*/template-*: the pod reads {len(wanted)} distinct "
-            f"secrets (name and version), more than the {MAX_SECRETS} one pod may read (a vault "
-            "holds at most 100); split the files over several pods or read fewer versions"
+            f"annotations {SECRET_FILE}*/{short_name(TEMPLATE_FILE)}*: the pod reads {len(wanted)} "
+            f"distinct secrets (name and version), more than the {MAX_SECRETS} one pod may read "
+            "(a vault holds at most 100); split the files over several pods or read fewer versions"
         )
 
 
@@ -111,9 +120,9 @@ def check_plan_size(plan: Plan) -> None:
     if size <= MAX_PLAN_BYTES:
         return
     largest = max(plan.files, key=_source_size)
-    kind = "secret" if largest.secret is not None else "template"
+    prefix = SECRET_FILE if largest.secret is not None else TEMPLATE_FILE
     raise Denied(
-        f"annotation {PREFIX}{kind}-{largest.name}: the pod's {len(plan.files)} files make a "
+        f"annotation {prefix}{largest.name}: the pod's {len(plan.files)} files make a "
         f"plan of {size} bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's "
         "environment can carry (Linux caps one variable at 128 KiB); this is the largest "
         "file's source: write fewer or smaller files per pod"
@@ -124,18 +133,18 @@ def _source_size(spec: FileSpec) -> int:
     return len(spec.template) if spec.template is not None else len(str(spec.secret))
 
 
-def _file_name(key: str, name: str) -> None:
+def _file_name(key: str, file: str) -> None:
     try:
-        check_file_name(name)
+        check_file_name(file)
     except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+        raise Denied(f"annotation {key}: {exc}") from None
 
 
 def _secret_ref(key: str, value: str) -> SecretRef:
     try:
         return SecretRef.parse(value)
     except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+        raise Denied(f"annotation {key}: {exc}") from None
 
 
 def _template_tokens(key: str, value: str, left: int) -> int:
@@ -143,7 +152,7 @@ def _template_tokens(key: str, value: str, left: int) -> int:
     used = template_tokens(value, left)
     if used > left:
         raise Denied(
-            f"annotation {PREFIX}{key}: the pod's templates have more than "
+            f"annotation {key}: the pod's templates have more than "
             f"{MAX_TEMPLATE_TOKENS} jinja2 tokens together (each name, literal, operator and tag "
             "delimiter counts; text outside tags counts once a run, however long); make the "
             "templates simpler or write fewer of them"
@@ -155,7 +164,7 @@ def _template_refs(key: str, value: str) -> tuple[SecretRef, ...]:
     try:
         return template_refs(value)
     except PlanError as exc:
-        raise Denied(f"annotation {PREFIX}{key}: {exc}") from None
+        raise Denied(f"annotation {key}: {exc}") from None
 
 
 def _mode(key: str, value: str | None, default: int) -> int:
@@ -164,13 +173,12 @@ def _mode(key: str, value: str | None, default: int) -> int:
     text = value.strip()
     if not _MODE.match(text):
         raise Denied(
-            f"annotation {PREFIX}{key}: {value!r} is not an octal file mode; write e.g. "
+            f"annotation {key}: {value!r} is not an octal file mode; write e.g. "
             '"0400" (owner read) or "0440" (owner and group read)'
         )
     mode = int(text, 8)
     if not mode & 0o444:
         raise Denied(
-            f"annotation {PREFIX}{key}: mode {text} lets no one read the file; "
-            'add a read bit, e.g. "0400"'
+            f'annotation {key}: mode {text} lets no one read the file; add a read bit, e.g. "0400"'
         )
     return mode

@@ -15,8 +15,8 @@ from typing import Any
 import jsonpatch
 
 from contract import Broker, Plan
+from contract.annotations import STATUS, STATUS_INJECTED, STATUS_WARNINGS
 from injector.webhook.annotations import PodOptions
-from injector.webhook.keys import STATUS, STATUS_INJECTED, STATUS_WARNINGS
 from injector.webhook.pod.init_container import init_container
 from injector.webhook.pod.mounts import read_only_mount
 from injector.webhook.pod.volumes import secrets_volume, token_volume

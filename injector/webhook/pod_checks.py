@@ -12,11 +12,10 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
+from contract.annotations import CONTAINERS, MOUNT_PATH, RUN_AS_GROUP, RUN_AS_USER, short_name
+from contract.pod import INIT_CONTAINER, SECRETS_VOLUME, TOKEN_VOLUME
 from injector.webhook.errors import Denied
-from injector.webhook.keys import PREFIX
-from injector.webhook.pod.init_container import INIT_CONTAINER
 from injector.webhook.pod.ownership import MAX_ID, effective_ids
-from injector.webhook.pod.volumes import SECRETS_VOLUME, TOKEN_VOLUME
 
 
 def check_targets(spec: dict[str, Any], wanted: Sequence[str] | None) -> None:
@@ -36,7 +35,7 @@ def check_targets(spec: dict[str, Any], wanted: Sequence[str] | None) -> None:
             else ""
         )
         raise Denied(
-            f"annotation {PREFIX}containers names {', '.join(map(repr, unknown))}, which is not "
+            f"annotation {CONTAINERS} names {', '.join(map(repr, unknown))}, which is not "
             f"an app container of this pod{extra}; app containers: {', '.join(names)}"
         )
 
@@ -54,7 +53,7 @@ def check_room(spec: dict[str, Any], targets: Sequence[str], mount_path: str) ->
         proxies = ", ".join(c["name"] for c in spec["containers"])
         raise Denied(
             f"the pod's only containers are mesh proxies ({proxies}); add the "
-            f"app container, or name the proxy in {PREFIX}containers"
+            f"app container, or name the proxy in {CONTAINERS}"
         )
     check_mount_path(spec, targets, mount_path)
     volumes = {v.get("name") for v in spec.get("volumes") or ()}
@@ -77,7 +76,7 @@ def check_room(spec: dict[str, Any], targets: Sequence[str], mount_path: str) ->
                     f"container {container['name']!r} mounts volume {mount['name']!r}, which "
                     "the injector adds for its own init container; remove that volumeMount "
                     "(app containers get the files read-only through "
-                    "sakura-secrets.io/containers)"
+                    f"{CONTAINERS})"
                 )
 
 
@@ -90,9 +89,9 @@ def check_mount_path(spec: dict[str, Any], targets: Sequence[str], mount_path: s
         for mount in container.get("volumeMounts") or ():
             if posixpath.normpath(mount["mountPath"]) == mount_path:
                 raise Denied(
-                    f"annotation {PREFIX}mount-path: container {container['name']!r} already "
+                    f"annotation {MOUNT_PATH}: container {container['name']!r} already "
                     f"mounts volume {mount.get('name')!r} at {mount_path}; set "
-                    f"{PREFIX}mount-path to a free directory"
+                    f"{MOUNT_PATH} to a free directory"
                 )
 
 
@@ -111,16 +110,17 @@ def check_owner(
     pod_context = spec.get("securityContext") or {}
     uid = run_as_user
     if uid is None:
-        uid = _agreed(spec, targets, "runAsUser", "run-as-user")
+        uid = _agreed(spec, targets, "runAsUser", RUN_AS_USER)
         if uid == 0:
             raise Denied(
-                f"annotation {PREFIX}run-as-user: the target containers run as root (uid 0) and "
-                "the init container must not run as root; set run-as-user to a non-root uid "
+                f"annotation {RUN_AS_USER}: the target containers run as root (uid 0) and "
+                "the init container must not run as root; "
+                f"set {short_name(RUN_AS_USER)} to a non-root uid "
                 "(an app running as root can still read the files)"
             )
     gid = run_as_group
     if gid is None:
-        gid = _agreed(spec, targets, "runAsGroup", "run-as-group")
+        gid = _agreed(spec, targets, "runAsGroup", RUN_AS_GROUP)
     if gid is None:
         _check_id(pod_context.get("fsGroup"), "the pod's securityContext.fsGroup")
 
@@ -143,8 +143,8 @@ def _agreed(spec: dict[str, Any], targets: Sequence[str], field: str, key: str) 
         for name, value in effective.items()
     )
     raise Denied(
-        f"annotation {PREFIX}{key}: the target containers disagree on {field} ({shown}); set "
-        f"{PREFIX}{key} to the id that should own the files, or narrow {PREFIX}containers"
+        f"annotation {key}: the target containers disagree on {field} ({shown}); set "
+        f"{key} to the id that should own the files, or narrow {CONTAINERS}"
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from injector.webhook.annotations import INJECT, STATUS, STATUS_INJECTED
+from contract.annotations import INJECT, STATUS, STATUS_INJECTED
 from injector.webhook.errors import Denied
 from injector.webhook.settings import WebhookSettings
 

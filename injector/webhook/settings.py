@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from contract.plan import VAULT_ID
 from injector.webhook.errors import SettingsError
 from injector.webhook.quantity import parse_quantity
 
@@ -13,7 +14,6 @@ MESH_PROXIES = ("istio-proxy", "linkerd-proxy")
 """Containers a service mesh's webhook adds to the pod (Istio, Linkerd): not targets unless
 the `containers` annotation names them."""
 _CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_VAULT_ID = re.compile(r"^[0-9]{12}$")
 
 __all__ = ["MESH_PROXIES", "PULL_POLICIES", "SettingsError", "WebhookSettings"]
 
@@ -54,7 +54,7 @@ class WebhookSettings:
             raise SettingsError(
                 f"broker_url {self.broker_url!r} must be an https:// URL of the injector's Service"
             )
-        if self.default_vault_id is not None and not _VAULT_ID.match(self.default_vault_id):
+        if self.default_vault_id is not None and not VAULT_ID.match(self.default_vault_id):
             raise SettingsError(
                 f"default_vault_id {self.default_vault_id!r} is not a 12-digit Sakura vault ID"
             )

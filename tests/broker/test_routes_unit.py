@@ -19,8 +19,11 @@ from support.values import VAULT
 
 from contract import SecretVersion
 from contract.broker import (
+    ANSWER_TOO_LARGE,
+    CREDENTIALS_REJECTED,
     MAX_ANSWER_BYTES,
     MAX_BODY_BYTES,
+    SECRETS_PATH,
     Answer,
     FetchedSecret,
     SecretRequest,
@@ -40,9 +43,6 @@ from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
 from injector.serving.answers import AnswerBudget
 from injector.serving.broker_routes import (
-    ANSWER_TOO_LARGE,
-    CREDENTIALS_REJECTED,
-    SECRETS_PATH,
     bearer_token,
     broker_routes,
     reason_of,
@@ -112,6 +112,14 @@ async def test_no_bearer_token_is_a_401_with_a_challenge(header: str | None) -> 
     assert response.headers["cache-control"] == "no-store"
     assert "retry-after" not in response.headers
     assert broker.asked == []
+
+
+async def test_a_refusal_is_json_compact_and_keeps_text_as_utf8() -> None:
+    broker = FakeBroker()
+    broker.error = AccessDenied("нет доступа")
+    response = await post(broker)
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == '{"error":"нет доступа"}'.encode()
 
 
 def test_the_bearer_token_is_read_from_the_header() -> None:

@@ -27,12 +27,12 @@ from support.broker_fakes import (
 from support.clock import HandClock
 
 from contract import SecretVersion
-from contract.broker import Answer, SecretRequest
+from contract.broker import CREDENTIALS_REJECTED, Answer, SecretRequest
 from injector.broker.access import AccessReviewer
 from injector.broker.errors import AccessDenied, BrokerError, CredentialsRejected
 from injector.broker.service import KUBERNETES_RETRY_AFTER, Broker
 from injector.broker.tokens import TokenReviewer
-from injector.serving.broker_routes import CREDENTIALS_REJECTED, reason_of, status_of
+from injector.serving.broker_routes import reason_of, status_of
 from sakura import NotFound, Throttled, Unauthorized
 
 OTHER = "110000000003"

@@ -12,15 +12,23 @@ from support.values import VAULT
 
 from contract import SecretVersion
 from contract.broker import (
+    ANSWER_TOO_LARGE,
+    CREDENTIALS_REJECTED,
     MAX_ANSWER_BYTES,
     MAX_BODY_BYTES,
     MAX_SECRETS,
+    REASONS,
+    SECRETS_PATH,
     AnswerTooLarge,
     BadRequest,
     FetchedSecret,
+    InvalidAnswer,
+    Refusal,
     SecretRequest,
     answer_floor,
     encode_answer,
+    parse_answer,
+    parse_refusal,
     parse_request,
 )
 
@@ -196,3 +204,109 @@ def test_an_answer_over_the_limit_is_refused_naming_it_and_the_way_out() -> None
     assert len(b"".join(encode_answer(control[:21]))) < MAX_ANSWER_BYTES
     text = tuple(FetchedSecret(f"s{i}", None, 1, "t" * 65536) for i in range(MAX_SECRETS))
     assert len(b"".join(encode_answer(text))) < MAX_ANSWER_BYTES  # 100 values of 64 KiB fit
+
+
+# --- both ends: the init container's request, the broker's answer and refusal --------------
+
+
+def test_the_names_both_ends_agree_on() -> None:
+    assert SECRETS_PATH == "/v1/secrets"
+    assert (CREDENTIALS_REJECTED, ANSWER_TOO_LARGE) == ("credentials_rejected", "answer_too_large")
+    assert REASONS == (CREDENTIALS_REJECTED, ANSWER_TOO_LARGE)
+
+
+def test_a_request_the_init_container_builds_is_what_the_broker_parses() -> None:
+    request = SecretRequest(VAULT, (SecretVersion("db"), SecretVersion("api", 2)))
+    assert json.loads(request.to_json()) == {
+        "vault_id": VAULT,
+        "secrets": [{"name": "db", "version": None}, {"name": "api", "version": 2}],
+    }
+    assert parse_request(request.to_json()) == request
+
+
+WANTED = (SecretVersion("api", 1), SecretVersion("db"))
+
+
+def answer_body(*items: object) -> bytes:
+    return json.dumps({"secrets": list(items)}).encode()
+
+
+def item(name: str, requested: int | None, version: object, value: object) -> dict[str, object]:
+    return {"name": name, "requested_version": requested, "version": version, "value": value}
+
+
+def answer_problem(raw: bytes) -> str:
+    with pytest.raises(InvalidAnswer) as caught:
+        parse_answer(raw, WANTED)
+    return str(caught.value)
+
+
+def test_an_answer_is_read_back_into_the_items_the_broker_encoded() -> None:
+    items = (FetchedSecret("api", 1, 1, "v-api"), FetchedSecret("db", None, 3, "v-db"))
+    assert parse_answer(b"".join(encode_answer(items)), WANTED) == items
+    assert [i.requested for i in items] == list(WANTED)
+    without = answer_body({"name": "api", "version": 1, "value": "a"}, item("db", None, 3, "d"))
+    assert parse_answer(without, WANTED)[0] == FetchedSecret("api", 1, 1, "a")
+
+
+@pytest.mark.parametrize("raw", [b"<html>ok</html>", b"", b'{"secrets": ["\xff"]}', b"[" * 10**5])
+def test_an_answer_that_is_not_json_is_named_so(raw: bytes) -> None:
+    assert answer_problem(raw) == "the broker answered 200 with a body that is not JSON"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{}", b"[]", b'{"secrets": {}}', answer_body(item("api", 1, 1, "a")), answer_body()],
+)
+def test_an_answer_without_one_item_per_secret_is_named_so(raw: bytes) -> None:
+    assert answer_problem(raw) == (
+        "the broker answered 200 without one entry per requested secret (2 asked); the init "
+        "image and the injector may be different versions"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "problem"),
+    [
+        ("api", "is not an object"),
+        ({**item("api", 1, 1, "a"), "name": "db"}, "names another secret"),
+        (item("api", None, 1, "a"), "answers another requested version"),
+        (item("api", 1, "1", "a"), "has no whole-number version"),
+        (item("api", 1, True, "a"), "has no whole-number version"),
+        (item("api", 1, 2, "a"), "carries version 2, not the pinned one"),
+        (item("api", 1, 1, None), "has no text value"),
+    ],
+)
+def test_an_item_that_is_not_what_was_asked_is_named(first: object, problem: str) -> None:
+    assert answer_problem(answer_body(first, item("db", None, 3, "d"))) == (
+        f"the broker's answer for secret 'api@1' {problem}; the init image and the injector "
+        "may be different versions"
+    )
+    latest = parse_answer(answer_body(item("api", 1, 1, "a"), item("db", None, 7, "d")), WANTED)
+    assert latest[1].version == 7  # the latest may carry any version
+
+
+def test_a_refusal_carries_its_reason_only_when_it_has_one() -> None:
+    assert Refusal("no such secret").to_json() == b'{"error":"no such secret"}'
+    assert Refusal("ключ", CREDENTIALS_REJECTED).to_json() == (
+        '{"error":"ключ","reason":"credentials_rejected"}'.encode()
+    )
+    assert parse_refusal(Refusal("ключ", CREDENTIALS_REJECTED).to_json()) == Refusal(
+        "ключ", CREDENTIALS_REJECTED
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        (b'{"error": "busy"}', Refusal("busy")),
+        (b'{"error": 42, "reason": "credentials_rejected"}', Refusal("", CREDENTIALS_REJECTED)),
+        (b'{"error": "busy", "reason": ["credentials_rejected"]}', Refusal("busy")),
+        (b'["the error"]', Refusal("")),
+        (b"<html>502 Bad Gateway</html>", Refusal("")),
+        (b'{"error": "\xff"}', Refusal("")),
+        (b"[" * 10**5, Refusal("")),
+    ],
+)
+def test_a_refusal_is_read_from_whatever_body_came_back(raw: bytes, read: Refusal) -> None:
+    assert parse_refusal(raw) == read

@@ -21,7 +21,7 @@ import celpy
 import pytest
 import yaml
 
-from injector.webhook.annotations import INJECT, STATUS, STATUS_INJECTED
+from contract.annotations import INJECT, STATUS, STATUS_INJECTED
 from injector.webhook.errors import Denied
 from injector.webhook.selection import skip_reason
 from injector.webhook.settings import WebhookSettings

@@ -24,6 +24,7 @@ from support.sidecar_harness import API_V1, BROKER_TOKEN, DB, PLAIN, VAULT
 from support.sidecar_harness import assert_no_value as assert_no_secret_value
 
 from contract import FileSpec, Plan, SecretRef, SecretVersion
+from contract.broker import FetchedSecret
 from sidecar import broker_client
 from sidecar.config import BrokerSettings
 from sidecar.errors import (
@@ -37,13 +38,12 @@ from sidecar.errors import (
     FetchError,
     Forbidden,
     MissingToken,
-    Rejected,
+    RequestRefused,
     SecretNotFound,
-    Throttled,
+    StillThrottled,
     Unauthenticated,
     Unreachable,
 )
-from sidecar.fetched import Fetched
 
 URL = "https://127.0.0.1:9"
 """Never dialled: every request goes to the mock transport."""
@@ -112,9 +112,9 @@ def _answer() -> dict[str, Any]:
 OK: Answer = (200, _answer(), {})
 
 EXPECTED = {
-    SecretVersion("api", 1): Fetched(SecretVersion("api", 1), 1, API_V1),
-    SecretVersion("db"): Fetched(SecretVersion("db"), 3, json.dumps(DB)),
-    SecretVersion("plain"): Fetched(SecretVersion("plain"), 1, PLAIN),
+    SecretVersion("api", 1): FetchedSecret("api", 1, 1, API_V1),
+    SecretVersion("db"): FetchedSecret("db", None, 3, json.dumps(DB)),
+    SecretVersion("plain"): FetchedSecret("plain", None, 1, PLAIN),
 }
 
 
@@ -148,7 +148,7 @@ def _fetch(
     *,
     deadline: float = 60.0,
     plan: Plan | None = None,
-) -> dict[SecretVersion, Fetched]:
+) -> dict[SecretVersion, FetchedSecret]:
     def sleep(seconds: float) -> None:
         assert len(clock.waits) < MAX_WAITS, f"{MAX_WAITS} waits: the deadline does not end it"
         clock.blocking_sleep(seconds)
@@ -210,6 +210,12 @@ def test_one_post_carries_the_token_and_every_secret_and_returns_what_was_read(
     }
     assert broker.timeouts() == [15.0], "one request's own bound, below the 60 s deadline"
     assert clock.waits == []
+
+
+def test_the_request_says_it_is_json(settings: BrokerSettings, clock: HandClock) -> None:
+    broker = ScriptedBroker((200, _answer(), {}))
+    _fetch(broker, settings, clock)
+    assert broker.requests[0].headers["content-type"] == "application/json"
 
 
 def test_a_request_is_bounded_by_the_time_left_and_never_less_than_a_tenth(
@@ -275,7 +281,7 @@ def test_a_retry_after_past_the_deadline_gives_up_at_once(
     broker = ScriptedBroker(
         (503, {"error": "Sakura is down"}, {"Retry-After": "Fri, 01 Jan 2999 00:00:00 GMT"})
     )
-    error = _failure(Throttled, broker, settings, clock)
+    error = _failure(StillThrottled, broker, settings, clock)
     assert str(error) == (
         "Sakura is down (HTTP 503); still failing after 60s (SAKURA_SECRETS_DEADLINE) fetching "
         f"{NAMES}; the pod restarts and tries again, raise the deadline or check Sakura's "
@@ -290,7 +296,7 @@ def test_waits_that_end_exactly_at_the_deadline_are_taken(
     settings: BrokerSettings, clock: HandClock
 ) -> None:
     broker = ScriptedBroker((503, {"error": "busy"}, {"Retry-After": "2"}))
-    _failure(Throttled, broker, settings, clock, deadline=4)
+    _failure(StillThrottled, broker, settings, clock, deadline=4)
     assert clock.waits == [2.0, 2.0]
     assert len(broker.requests) == 3
 
@@ -303,7 +309,7 @@ def test_the_time_a_request_takes_counts_against_the_deadline(
         return _response(503, {"error": "busy"}, {"Retry-After": "1"})
 
     broker = ScriptedBroker(slow_503)
-    _failure(Throttled, broker, settings, clock, deadline=5)
+    _failure(StillThrottled, broker, settings, clock, deadline=5)
     # 1 s asking, 1 s waiting, twice; the third answer comes at 5 s, and a wait would pass it.
     assert clock.waits == [1.0, 1.0]
     assert len(broker.requests) == 3
@@ -314,7 +320,7 @@ def test_503_without_retry_after_backs_off_doubling_to_five_seconds(
 ) -> None:
     caplog.set_level(logging.INFO, logger="sidecar.broker_client")
     broker = ScriptedBroker((503, {"error": "Sakura is throttling"}, {}))
-    error = _failure(Throttled, broker, settings, clock, deadline=20)
+    error = _failure(StillThrottled, broker, settings, clock, deadline=20)
     assert clock.waits == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     assert len(broker.requests) == 7
     assert str(error).startswith(
@@ -473,7 +479,7 @@ def test_a_circular_cause_chain_is_walked_once(settings: BrokerSettings, clock: 
     [
         (
             400,
-            Rejected,
+            RequestRefused,
             EXIT_CONFIG,
             f"the line; the broker refused the request for {NAMES}; the init image and the "
             "injector may be different versions",
@@ -486,7 +492,7 @@ def test_a_circular_cause_chain_is_walked_once(settings: BrokerSettings, clock: 
             f"sakura-secrets-injector), secrets {NAMES} were not fetched",
         ),
         (403, Forbidden, EXIT_DENIED, "the line"),
-        (422, Rejected, EXIT_CONFIG, f"the line; secrets {NAMES} were not fetched"),
+        (422, RequestRefused, EXIT_CONFIG, f"the line; secrets {NAMES} were not fetched"),
         (404, SecretNotFound, EXIT_NOT_FOUND, "the line"),
         (
             500,
@@ -592,7 +598,7 @@ def test_the_secrets_named_in_a_message_are_cut_at_200_characters(
     assert len(names) == length
     shown = names if length <= 200 else names[:197] + "..."
     broker = ScriptedBroker((400, {"error": "no"}, {}))
-    error = _failure(Rejected, broker, settings, clock, plan=plan)
+    error = _failure(RequestRefused, broker, settings, clock, plan=plan)
     assert str(error) == (
         f"no; the broker refused the request for {shown}; the init image and the injector may "
         "be different versions"

@@ -46,7 +46,7 @@ from sidecar.errors import (
     EXIT_DENIED,
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
-    Throttled,
+    StillThrottled,
     Unreachable,
 )
 
@@ -425,13 +425,13 @@ def test_it_gives_up_before_a_wait_that_would_pass_the_deadline_on_a_hand_clock(
     for _ in range(10):
         broker.script.append((503, {"error": "unavailable"}, {"Retry-After": "2"}))
     clock = HandClock()
-    with pytest.raises(Throttled, match=r"still failing after 3s \(SAKURA_SECRETS_DEADLINE\)"):
+    with pytest.raises(StillThrottled, match=r"still failing after 3s \(SAKURA_SECRETS_DEADLINE\)"):
         _fetch_on(clock, _env(broker_env, _three(secrets_dir, "api")), deadline=3)
     assert clock.waits == [2.0], "2 s fits in 3 s; a second 2 s wait would not"
     assert len(broker.requests) == 2
     clock = HandClock()
     broker.requests.clear()
-    with pytest.raises(Throttled):
+    with pytest.raises(StillThrottled):
         _fetch_on(clock, _env(broker_env, _three(secrets_dir, "api")), deadline=4)
     assert clock.waits == [2.0, 2.0], "a wait ending exactly at the deadline is still taken"
     assert len(broker.requests) == 3

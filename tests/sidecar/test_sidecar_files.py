@@ -12,16 +12,17 @@ import pytest
 from support.sidecar_harness import make_plan, secret_file, snapshot, template_file
 
 from contract import SecretVersion
+from contract.broker import FetchedSecret
 from sidecar import config, record, termination, writer
 from sidecar.errors import BadKey, BadPlan, ConfigError, TemplateFailed, WriteFailed
-from sidecar.fetched import Fetched, Values
+from sidecar.fetched import Values
 
 VALUE = '{"user": "u-Secret-1", "pass": "p-Secret-2"}'
 
 
 def _values(*items: tuple[str, int | None, int, str]) -> Values:
     return {
-        SecretVersion(name, requested): Fetched(SecretVersion(name, requested), version, value)
+        SecretVersion(name, requested): FetchedSecret(name, requested, version, value)
         for name, requested, version, value in items
     }
 

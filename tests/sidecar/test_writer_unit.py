@@ -16,16 +16,17 @@ import pytest
 from support.sidecar_harness import make_plan, secret_file, template_file
 
 from contract import FileSpec, SecretVersion
+from contract.broker import FetchedSecret
 from sidecar import writer
 from sidecar.errors import BadKey, TemplateFailed, WriteFailed
-from sidecar.fetched import Fetched, Values
+from sidecar.fetched import Values
 
 VALUE = '{"user": "u-Secret-1", "pass": "p-Secret-2"}'
 FIX = "fix the sakura-secrets.io/template-t annotation"
 
 
 def _values(**named: str) -> Values:
-    return {SecretVersion(n): Fetched(SecretVersion(n), 1, v) for n, v in named.items()}
+    return {SecretVersion(n): FetchedSecret(n, None, 1, v) for n, v in named.items()}
 
 
 def _template_failure(tmp_path: Path, source: str, values: Values | None = None) -> str:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from contract.broker import SECRETS_PATH
 from injector.broker.cache import CacheSettings
 from injector.broker.tuning import BrokerTuning
 from injector.operations.errors import UsageError
@@ -65,7 +66,8 @@ def add_parser(
         env,
         "--broker-port",
         "SAKURA_SECRETS_BROKER_PORT",
-        "broker TLS port: POST /v1/secrets (and /healthz, /readyz, /metrics, as on --probe-port)",
+        f"broker TLS port: POST {SECRETS_PATH} (and /healthz, /readyz, /metrics, as on "
+        "--probe-port)",
         DEFAULT_BROKER_PORT,
         int,
     )

@@ -10,13 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 from contract import Broker, Plan
+from contract.pod import (
+    ENV_BROKER_CA,
+    ENV_BROKER_URL,
+    ENV_PLAN,
+    ENV_TOKEN_FILE,
+    INIT_CONTAINER,
+    SECRETS_VOLUME,
+    TERMINATION_MESSAGE_PATH,
+    TOKEN_DIRECTORY,
+    TOKEN_FILE,
+    TOKEN_VOLUME,
+)
 from injector.webhook.pod.resources import Resources
-from injector.webhook.pod.volumes import SECRETS_VOLUME, TOKEN_DIRECTORY, TOKEN_FILE, TOKEN_VOLUME
 from injector.webhook.settings import WebhookSettings
+from sakura.config import ENV_ACCESS_TOKEN, ENV_ACCESS_TOKEN_SECRET, ENV_ENDPOINT, ENV_ZONE
 
-INIT_CONTAINER = "sakura-secrets-init"
 COMMAND = ("python", "-m", "sidecar")
-TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
 def init_container(plan: Plan, resources: Resources, settings: WebhookSettings) -> dict[str, Any]:
@@ -47,19 +57,20 @@ def init_container(plan: Plan, resources: Resources, settings: WebhookSettings) 
 
 
 def _env(plan: Plan, settings: WebhookSettings) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": "SAKURA_SECRETS_PLAN", "value": plan.to_json()}]
+    env: list[dict[str, Any]] = [{"name": ENV_PLAN, "value": plan.to_json()}]
     if isinstance(plan.mode, Broker):
         env += [
-            {"name": "SAKURA_SECRETS_BROKER_URL", "value": settings.broker_url},
-            {"name": "SAKURA_SECRETS_BROKER_CA", "value": settings.broker_ca_pem},
-            {"name": "SAKURA_SECRETS_TOKEN_FILE", "value": TOKEN_FILE},
+            {"name": ENV_BROKER_URL, "value": settings.broker_url},
+            {"name": ENV_BROKER_CA, "value": settings.broker_ca_pem},
+            {"name": ENV_TOKEN_FILE, "value": TOKEN_FILE},
         ]
         return env
     secret = plan.mode.credentials_secret
-    for key in ("SAKURA_ACCESS_TOKEN", "SAKURA_ACCESS_TOKEN_SECRET"):
+    # [0]: the official names (the others are legacy spellings the client also reads)
+    for key in (ENV_ACCESS_TOKEN[0], ENV_ACCESS_TOKEN_SECRET[0]):
         env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     if settings.sakura_endpoint:
-        env.append({"name": "SAKURA_ENDPOINTS_SECRETMANAGER", "value": settings.sakura_endpoint})
+        env.append({"name": ENV_ENDPOINT[0], "value": settings.sakura_endpoint})
     if settings.sakura_zone:
-        env.append({"name": "SAKURA_ZONE", "value": settings.sakura_zone})
+        env.append({"name": ENV_ZONE[0], "value": settings.sakura_zone})
     return env

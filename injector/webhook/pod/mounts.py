@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from injector.webhook.pod.volumes import SECRETS_VOLUME
+from contract.pod import SECRETS_VOLUME
 
 
 def target_containers(

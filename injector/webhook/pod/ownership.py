@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contract.annotations import FILE_MODE, RUN_AS_USER, short_name
+
 MAX_ID = 2**31 - 1
 GROUP_READABLE = 0o440
 """Files' mode when the app's uid is unknown but its group is: the group reads them."""
 ALL_READABLE = 0o444
 """Files' mode when neither is known: any user of the containers that mount them reads them.
 The tmpfs is the pod's own and mounted only into the target containers, read-only."""
-_PREFIX = "sakura-secrets.io/"
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ def resolve_owner(
     else:
         mode, readers = GROUP_READABLE, f"group {gid}, which the app runs with"
     warning = (
-        "sakura-secrets: no run-as-user or runAsUser (the image's USER decides the app's uid): "
-        f"files without file-mode get uid {fallback_uid}, mode {mode:04o}, readable by {readers}; "
-        f"set {_PREFIX}run-as-user to limit them to the app"
+        f"sakura-secrets: no {short_name(RUN_AS_USER)} or runAsUser (the image's USER decides "
+        f"the app's uid): files without {short_name(FILE_MODE)} get uid {fallback_uid}, "
+        f"mode {mode:04o}, readable by {readers}; set {RUN_AS_USER} to limit them to the app"
     )
     return Owner(
         uid=fallback_uid,

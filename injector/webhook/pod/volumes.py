@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-SECRETS_VOLUME = "sakura-secrets"
-TOKEN_VOLUME = "sakura-secrets-token"  # noqa: S105 (a volume name)
-TOKEN_AUDIENCE = "sakura-secrets-injector"  # noqa: S105 (an audience)
-"""The broker refuses tokens for any other audience, so the pod's API token is never accepted."""
+from contract.pod import SECRETS_VOLUME, TOKEN_AUDIENCE, TOKEN_FILE_NAME, TOKEN_VOLUME
+
 TOKEN_EXPIRATION_SECONDS = 600
-TOKEN_DIRECTORY = "/var/run/secrets/sakura-secrets.io"  # noqa: S105 (a path, not a password)
-TOKEN_PATH = "token"  # noqa: S105 (a file name)
-TOKEN_FILE = f"{TOKEN_DIRECTORY}/{TOKEN_PATH}"
 
 
 def secrets_volume(size_limit: str) -> dict[str, Any]:
@@ -29,7 +24,7 @@ def token_volume() -> dict[str, Any]:
                     "serviceAccountToken": {
                         "audience": TOKEN_AUDIENCE,
                         "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
-                        "path": TOKEN_PATH,
+                        "path": TOKEN_FILE_NAME,
                     }
                 }
             ]

@@ -49,6 +49,10 @@ def _resolve(spec: dict[str, Any], user: int | None = None, group: int | None = 
         (_spec({"runAsUser": 0}, None), 500, None, (500, 500)),
         # group annotation only
         (_spec({"runAsUser": 1000, "runAsGroup": 3000}, None), None, 42, (1000, 42)),
+        # the group annotation wins over targets that disagree on runAsGroup
+        (_spec({"runAsUser": 1000}, {"runAsGroup": 1}, {"runAsGroup": 2}), None, 42, (1000, 42)),
+        # the largest id Kubernetes allows is an id
+        (_spec({"runAsUser": 2**31 - 1}, None), None, None, (2**31 - 1, 2**31 - 1)),
         # group 0 is allowed (only uid 0 is refused)
         (_spec({"runAsUser": 1000, "runAsGroup": 0}, None), None, None, (1000, 0)),
     ],

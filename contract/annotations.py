@@ -1,0 +1,89 @@
+"""The pod annotations: every key, written once, with what it means (docs/annotations.md).
+
+The webhook reads them (injector/webhook/annotations.py) and writes the status ones; messages
+everywhere name a key through these constants, so a renamed key cannot leave a stale hint. A
+key is `PREFIX` + its name; the API server allows a name (the part after the '/') of at most
+`MAX_NAME` characters.
+"""
+
+from __future__ import annotations
+
+PREFIX = "sakura-secrets.io/"
+"""Every key of ours starts with this; any other key under it is refused as unknown."""
+MAX_NAME = 63
+"""Characters Kubernetes allows in an annotation key's name, the part after the '/'."""
+
+# Set by the pod's owner.
+INJECT = PREFIX + "inject"
+"""`"true"` asks for injection, `"false"` declines it (case-insensitive)."""
+VAULT_ID = PREFIX + "vault-id"
+"""The 12-digit Sakura vault the secrets are read from; else the injector's default vault."""
+MOUNT_PATH = PREFIX + "mount-path"
+"""Absolute directory where the files appear in the app containers."""
+CONTAINERS = PREFIX + "containers"
+"""Comma-separated app containers that get the mount; default: all but mesh proxies."""
+FILE_MODE = PREFIX + "file-mode"
+"""Octal mode of every file (a `FILE_MODE_OF` key overrides it for one file)."""
+RUN_AS_USER = PREFIX + "run-as-user"
+"""Numeric uid that owns the files and runs the init container (never 0)."""
+RUN_AS_GROUP = PREFIX + "run-as-group"
+"""Numeric gid that owns the files."""
+INIT_FIRST = PREFIX + "init-first"
+"""`"true"`: the init container runs before the pod's own init containers; `"false"`: after."""
+REFRESH_INTERVAL = PREFIX + "refresh-interval"
+"""Reserved for rotation; refused until the refresh container exists."""
+CREDENTIALS_SECRET = PREFIX + "credentials-secret"
+"""A Secret holding the pod's own Sakura API key: direct mode, no broker."""
+CPU_REQUEST = PREFIX + "cpu-request"
+"""CPU request of the init container (a Kubernetes quantity)."""
+CPU_LIMIT = PREFIX + "cpu-limit"
+"""CPU limit of the init container."""
+MEMORY_REQUEST = PREFIX + "memory-request"
+"""Memory request of the init container."""
+MEMORY_LIMIT = PREFIX + "memory-limit"
+"""Memory limit of the init container."""
+
+# Key prefixes: the rest of the key is the file's name (FILE).
+SECRET_FILE = PREFIX + "secret-"
+"""`secret-FILE: NAME[@VERSION][#KEY]` writes one secret's value (or one key of it) to FILE."""
+TEMPLATE_FILE = PREFIX + "template-"
+"""`template-FILE: <jinja2>` writes the template rendered with `secret(...)` values to FILE."""
+FILE_MODE_OF = PREFIX + "file-mode-"
+"""`file-mode-FILE: 0440` sets the mode of one file written by a secret- or template- key."""
+
+# Written by the injector; a pod's owner must not set them.
+STATUS = PREFIX + "status"
+"""Marks an injected pod (`STATUS_INJECTED`): a reinvocation or a copied pod is left alone."""
+STATUS_INJECTED = "injected"
+"""The one value of `STATUS`."""
+STATUS_WARNINGS = PREFIX + "status-warnings"
+"""The admission warnings about the pod, one a line, where its owner sees them (`kubectl
+describe pod`); the admission answer's warnings reach only whoever created the pod, for a
+Deployment the ReplicaSet controller."""
+
+FIXED = (
+    INJECT,
+    VAULT_ID,
+    MOUNT_PATH,
+    CONTAINERS,
+    FILE_MODE,
+    RUN_AS_USER,
+    RUN_AS_GROUP,
+    INIT_FIRST,
+    REFRESH_INTERVAL,
+    CREDENTIALS_SECRET,
+    CPU_REQUEST,
+    CPU_LIMIT,
+    MEMORY_REQUEST,
+    MEMORY_LIMIT,
+    STATUS_WARNINGS,
+    STATUS,
+)
+"""Every key without a FILE part, the injector's own two last (messages list the others)."""
+PER_FILE = (SECRET_FILE, TEMPLATE_FILE, FILE_MODE_OF)
+"""The key prefixes followed by a file's name."""
+
+
+def short_name(key: str) -> str:
+    """The key without `PREFIX`: what `MAX_NAME` bounds and what a message may shorten to."""
+    return key.removeprefix(PREFIX)
