@@ -23,12 +23,12 @@ MAX_SECRETS = 100
 """Distinct values (name, version) one plan may read: Sakura holds at most 100 secrets per
 contract, and the broker answers at most this many per request (one request per pod)."""
 MAX_NAME_LENGTH = 255
-VAULT_ID = re.compile(r"^[0-9]{12}$")
+VAULT_ID = re.compile(r"^[0-9]{12}\Z")
 # A plain file name: no directory part, not hidden, no traversal, portable characters only.
-FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
+FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}\Z")
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also admits "²" and "٣"
-_REF = re.compile(r"^(?P<name>[^@#]+)(?:@(?P<version>[^#]*))?(?:#(?P<key>.*))?$")
-SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_REF = re.compile(r"^(?P<name>[^@#]+)(?:@(?P<version>[^#]*))?(?:#(?P<key>.*))?\Z")
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 """A Kubernetes Secret's name: a DNS-1123 subdomain (at most MAX_SECRET_NAME characters)."""
 MAX_SECRET_NAME = 253
 

@@ -21,7 +21,7 @@ from sakura.errors import SakuraConfigError
 
 DEFAULT_ZONE = "tk1a"
 BASE_URL_TEMPLATE = "https://secure.sakura.ad.jp/cloud/zone/{zone}/api/cloud/1.1"
-_ZONE = re.compile(r"^[a-z0-9-]{1,32}$")
+_ZONE = re.compile(r"^[a-z0-9-]{1,32}\Z")
 
 ENV_ACCESS_TOKEN = ("SAKURA_ACCESS_TOKEN", "SAKURACLOUD_ACCESS_TOKEN")
 ENV_ACCESS_TOKEN_SECRET = ("SAKURA_ACCESS_TOKEN_SECRET", "SAKURACLOUD_ACCESS_TOKEN_SECRET")

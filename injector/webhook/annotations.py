@@ -68,7 +68,7 @@ MAX_ANNOTATIONS_BYTES = 256 * 1024
 """What the API server allows a pod's annotations in total, keys and values. A mutating webhook
 sees the pod before the API server validates it, so nothing larger gets parsed here."""
 
-_ID = re.compile(r"^[0-9]{1,10}$")
+_ID = re.compile(r"^[0-9]{1,10}\Z")
 _MAX_ID = 2**31 - 1
 
 

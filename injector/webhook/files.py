@@ -39,7 +39,7 @@ MAX_TEMPLATE_TOKENS = 4096
 """jinja2 tokens all of a pod's templates may have together. Parsing costs a few microseconds
 a token, whatever the length in bytes (a run of plain text is one token): this bound keeps a
 review of the largest pod well under 100 ms."""
-_MODE = re.compile(r"^0?[0-7]{3}$")
+_MODE = re.compile(r"^0?[0-7]{3}\Z")
 
 
 def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:

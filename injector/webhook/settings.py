@@ -13,7 +13,7 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 MESH_PROXIES = ("istio-proxy", "linkerd-proxy")
 """Containers a service mesh's webhook adds to the pod (Istio, Linkerd): not targets unless
 the `containers` annotation names them."""
-_CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 __all__ = ["MESH_PROXIES", "PULL_POLICIES", "SettingsError", "WebhookSettings"]
 

@@ -84,7 +84,9 @@ def test_unknown_fields_are_named_first_in_order() -> None:
     assert refusal(raw) == "unknown field 'alpha'; only 'vault_id' and 'secrets' exist"
 
 
-@pytest.mark.parametrize("vault_id", [None, 110000000001, "11000000000", "1100000000012", "abc"])
+@pytest.mark.parametrize(
+    "vault_id", [None, 110000000001, "11000000000", "1100000000012", "abc", "110000000001\n"]
+)
 def test_the_vault_id_must_be_12_digits(vault_id: object) -> None:
     raw = body(vault_id=vault_id, secrets=[{"name": "db"}])
     assert refusal(raw) == f"'vault_id' must be the 12-digit Sakura vault ID, not {vault_id!r}"

@@ -119,6 +119,19 @@ def test_plan_rules() -> None:
     assert (zero.uid, zero.gid) == (0, 0)
 
 
+def test_a_trailing_newline_is_no_part_of_a_valid_name() -> None:
+    """`$` also matches before a final newline: each rule must reach the string's very end."""
+    assert refusal(plan, (DB,), "/s", vault_id="110000000001\n") == (
+        "vault id '110000000001\\n' is not 12 digits"
+    )
+    with pytest.raises(PlanError):
+        SecretRef("db\n")
+    with pytest.raises(PlanError):
+        check_file_name("db\n")
+    with pytest.raises(PlanError):
+        Direct("sakura-creds\n")
+
+
 def test_the_fetch_order_is_by_name_then_latest_then_version() -> None:
     refs = [SecretRef("db", v) for v in range(1, 10)] + [SecretRef("db"), SecretRef("api", 2)]
     random.Random(7).shuffle(refs)
