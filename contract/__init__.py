@@ -4,9 +4,11 @@
 - plan.py, template.py: the fetch plan the webhook writes and the init container reads;
 - annotations.py: every annotation key;
 - pod.py: the init container's name, environment, token, volumes and termination path;
-- broker.py: the broker's path, request, answer, refusal and reason codes.
+- broker.py: the broker's path, request, answer, refusal and reason codes;
+- errors.py: what both halves refuse, in one tree.
 """
 
+from contract.errors import PlanError
 from contract.plan import (
     MAX_PLAN_BYTES,
     MAX_SECRETS,
@@ -16,7 +18,6 @@ from contract.plan import (
     FileSpec,
     Mode,
     Plan,
-    PlanError,
     SecretRef,
     SecretVersion,
     check_file_name,

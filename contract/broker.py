@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract import MAX_SECRETS, PlanError, SecretRef, SecretVersion
+from contract import MAX_SECRETS, SecretRef, SecretVersion
+from contract.errors import AnswerTooLarge, BadRequest, InvalidAnswer, PlanError
 from contract.plan import VAULT_ID
 
 SECRETS_PATH = "/v1/secrets"
@@ -40,18 +41,6 @@ MAX_ANSWER_BYTES = 8 * 1024 * 1024
 they fit the secrets volume's default 8 MiB; a value of control characters costs six bytes a
 character in JSON, so a pod of such values must read fewer per request (see docs/broker.md)."""
 _MISMATCH = "the init image and the injector may be different versions"
-
-
-class BadRequest(ValueError):
-    """The body is not a valid secrets request; the message names the field and the fix."""
-
-
-class InvalidAnswer(ValueError):
-    """A 200 answer that is not one valid item per requested secret; the message says which."""
-
-
-class AnswerTooLarge(ValueError):
-    """The answer would pass `MAX_ANSWER_BYTES`; the message says how to split the request."""
 
 
 @dataclass(frozen=True)

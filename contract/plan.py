@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from contract.errors import PlanError
+
 PLAN_FORMAT = 1
 """Bumped when the JSON shape changes incompatibly, so an old init image refuses a new plan."""
 
@@ -31,10 +33,6 @@ _REF = re.compile(r"^(?P<name>[^@#]+)(?:@(?P<version>[^#]*))?(?:#(?P<key>.*))?\Z
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 """A Kubernetes Secret's name: a DNS-1123 subdomain (at most MAX_SECRET_NAME characters)."""
 MAX_SECRET_NAME = 253
-
-
-class PlanError(ValueError):
-    """A plan or one of its parts is invalid; the message says what and how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from contract.plan import PlanError, SecretRef, SecretVersion
+from contract.errors import PlanError
+from contract.plan import SecretRef, SecretVersion
 
 MAX_RENDERED_CHARS = 1 << 20
 """A rendered file above 1 MiB is a runaway loop, not a configuration file."""

@@ -19,12 +19,12 @@ from contract.annotations import CREDENTIALS_SECRET, short_name
 from contract.broker import (
     CREDENTIALS_REJECTED,
     SECRETS_PATH,
-    InvalidAnswer,
     Refusal,
     SecretRequest,
     parse_answer,
     parse_refusal,
 )
+from contract.errors import InvalidAnswer
 from contract.pod import ENV_BROKER_CA, ENV_DEADLINE, TOKEN_AUDIENCE, TOKEN_VOLUME
 from sakura.retry import parse_retry_after
 from sidecar.config import BrokerSettings

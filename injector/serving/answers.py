@@ -22,12 +22,13 @@ from starlette.types import Receive, Scope, Send
 from contract.broker import (
     MAX_ANSWER_BYTES,
     Answer,
-    AnswerTooLarge,
     FetchedSecret,
     answer_floor,
     encode_answer,
     too_large,
 )
+from contract.errors import AnswerTooLarge
+from injector.serving.errors import AnswerRefused
 
 ANSWER_BUDGET_BYTES = 64 * 1024 * 1024
 """Answer bytes in flight in the whole process: the container's limit is 256 MiB and the
@@ -102,16 +103,6 @@ def _renew_encoder() -> None:
 
 
 os.register_at_fork(after_in_child=_renew_encoder)
-
-
-class AnswerRefused(Exception):
-    """The answer is not sent: too large (422, final) or the budget is spent (503, retry)."""
-
-    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
 
 
 async def budgeted(answer: Answer, budget: AnswerBudget, headers: dict[str, str]) -> BudgetedAnswer:

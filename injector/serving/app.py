@@ -30,7 +30,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from injector.serving.admission_review import admission_review, internal_failure
-from injector.serving.bodies import BodyTooLarge, read_capped
+from injector.serving.bodies import read_capped
+from injector.serving.errors import BodyTooLarge
 from injector.serving.metrics import AdmissionMetrics, metrics_route, outcome_of
 from injector.serving.review_queue import claim, review
 from injector.webhook.checks import AdmissionCheck

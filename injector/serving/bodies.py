@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-
-class BodyTooLarge(Exception):
-    """The request body exceeded the cap before it was fully read."""
+from injector.serving.errors import BodyTooLarge
 
 
 async def read_capped(request: Request, limit: int) -> bytes:

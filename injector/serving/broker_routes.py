@@ -20,10 +20,10 @@ from contract.broker import (
     CREDENTIALS_REJECTED,
     MAX_BODY_BYTES,
     SECRETS_PATH,
-    BadRequest,
     Refusal,
     parse_request,
 )
+from contract.errors import BadRequest
 from contract.pod import TOKEN_AUDIENCE
 from injector.broker.errors import (
     AccessDenied,
@@ -36,8 +36,9 @@ from injector.broker.errors import (
     TokenRejected,
 )
 from injector.broker.service import Broker
-from injector.serving.answers import AnswerBudget, AnswerRefused, BudgetedAnswer, budgeted
-from injector.serving.bodies import BodyTooLarge, read_capped
+from injector.serving.answers import AnswerBudget, BudgetedAnswer, budgeted
+from injector.serving.bodies import read_capped
+from injector.serving.errors import AnswerRefused, BodyTooLarge
 
 STATUSES: dict[type[BrokerError], int] = {
     TokenRejected: 401,

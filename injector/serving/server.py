@@ -28,6 +28,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from injector.serving.connections import ConnectionLimits
+from injector.serving.errors import DescriptorLimitError
 from injector.serving.protocol import gate_for
 from injector.serving.tls import ReloadingTLS
 
@@ -80,10 +81,6 @@ def descriptors_needed(listeners: Sequence[Listener], limits: ConnectionLimits) 
         for item in listeners
     )
     return ports + len(listeners) + SPARE_DESCRIPTORS
-
-
-class DescriptorLimitError(Exception):
-    """The process may not open as many descriptors as its ports may hold connections."""
 
 
 def raise_descriptor_limit(needed: int) -> int:

@@ -27,9 +27,9 @@ from injector.serving.answers import (
     NAMESPACE_SHARE,
     PIECE_BYTES,
     AnswerBudget,
-    AnswerRefused,
     budgeted,
 )
+from injector.serving.errors import AnswerRefused
 
 HEADERS = {"cache-control": "no-store"}
 

@@ -19,10 +19,7 @@ from contract.broker import (
     MAX_SECRETS,
     REASONS,
     SECRETS_PATH,
-    AnswerTooLarge,
-    BadRequest,
     FetchedSecret,
-    InvalidAnswer,
     Refusal,
     SecretRequest,
     answer_floor,
@@ -31,6 +28,7 @@ from contract.broker import (
     parse_refusal,
     parse_request,
 )
+from contract.errors import AnswerTooLarge, BadRequest, InvalidAnswer
 
 
 def body(**fields: object) -> bytes:

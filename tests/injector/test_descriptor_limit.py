@@ -20,7 +20,8 @@ from injector.serving.server import (
 
 CHILD = """
 import logging, resource, sys
-from injector.serving.server import DescriptorLimitError, raise_descriptor_limit
+from injector.serving.errors import DescriptorLimitError
+from injector.serving.server import raise_descriptor_limit
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 soft, hard = {soft}, {hard}
 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

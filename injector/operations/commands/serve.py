@@ -112,7 +112,8 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int:
-    from injector.serving.server import DescriptorLimitError, serve
+    from injector.serving.errors import DescriptorLimitError
+    from injector.serving.server import serve
 
     configure_logging(args.log_level)
     limits = connection_limits_from_args(args)
