@@ -26,11 +26,10 @@ def run(env: Mapping[str, str]) -> Values:
     """Do the whole job; raises FetchError. Returns what was loaded (for the caller's log)."""
     settings = config.load(env)
     plan = settings.plan
-    if settings.broker is not None:
-        values = broker_client.fetch(plan, settings.broker, deadline=settings.deadline)
-    else:  # a Direct plan: config.load gave it the Sakura configuration instead
-        assert settings.sakura is not None
-        values = _fetch_direct(plan, settings.sakura, settings.deadline)
+    if isinstance(settings.source, config.BrokerSettings):
+        values = broker_client.fetch(plan, settings.source, deadline=settings.deadline)
+    else:  # a Direct plan: the pod's own Sakura key
+        values = _fetch_direct(plan, settings.source, settings.deadline)
     try:
         files = writer.contents(plan, values)
         files.append(record.build(plan, values, loaded_at=datetime.now(UTC)))

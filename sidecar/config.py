@@ -42,13 +42,12 @@ class BrokerSettings:
 
 @dataclass(frozen=True)
 class FetchConfig:
-    """Everything one run needs; exactly one of `broker` and `sakura` is set, per plan.mode
-    (`sakura` for a Direct plan)."""
+    """Everything one run needs: where the values come from follows plan.mode (the broker's
+    settings for a Broker plan, the pod's own Sakura key for a Direct one)."""
 
     plan: Plan
     deadline: float
-    broker: BrokerSettings | None = None
-    sakura: SakuraConfig | None = None
+    source: BrokerSettings | SakuraConfig
 
 
 def termination_log_path(env: Mapping[str, str]) -> str:
@@ -68,8 +67,8 @@ def load(env: Mapping[str, str]) -> FetchConfig:
                 f"Secret named by {CREDENTIALS_SECRET} holds {ENV_ACCESS_TOKEN[0]} and "
                 f"{ENV_ACCESS_TOKEN_SECRET[0]}"
             ) from None
-        return FetchConfig(plan=plan, deadline=deadline, sakura=sakura)
-    return FetchConfig(plan=plan, deadline=deadline, broker=load_broker(env))
+        return FetchConfig(plan=plan, deadline=deadline, source=sakura)
+    return FetchConfig(plan=plan, deadline=deadline, source=load_broker(env))
 
 
 def load_plan(env: Mapping[str, str]) -> Plan:

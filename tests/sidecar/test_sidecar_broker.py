@@ -403,9 +403,9 @@ def test_a_broker_answer_that_trickles_in_is_bounded_by_the_deadline(
 
 def _fetch_on(clock: HandClock, env: dict[str, str], deadline: float) -> object:
     settings = config.load(env)
-    assert settings.broker is not None
+    assert isinstance(settings.source, config.BrokerSettings)
     return broker_client.fetch(
-        settings.plan, settings.broker, deadline=deadline, clock=clock, sleep=clock.blocking_sleep
+        settings.plan, settings.source, deadline=deadline, clock=clock, sleep=clock.blocking_sleep
     )
 
 
