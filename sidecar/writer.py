@@ -31,7 +31,8 @@ DATA_LINK = "..data"
 NEW_DATA_LINK = "..data_tmp"
 SET_MODE = 0o755
 """Of a set's directory: the files' own modes guard the values; the names are visible anyway."""
-_SET_NAME = re.compile(r"\.\.\d{4}(_\d\d){5}\.[0-9a-f]{12}")
+_RANDOM_BYTES = 6
+_SET_NAME = re.compile(rf"\.\.\d{{4}}(_\d\d){{5}}\.[0-9a-f]{{{2 * _RANDOM_BYTES}}}")
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,7 @@ def switch(
         _take_over(directory, foreign)
     except OSError as exc:
         raise _failed(directory, exc) from None
-    if current is not None:
-        _unlink_dropped_names(directory, current, files)
+    _unlink_dropped_names(directory, files)
     _remove_old_sets(directory, keep=new)
     return new
 
@@ -204,7 +204,7 @@ def _owner(uid: int | None, gid: int | None) -> tuple[int, int] | None:
 def _set_name() -> str:
     """`..YYYY_MM_DD_HH_MM_SS.<12 hex>` (UTC): hidden, sorted by age, unique."""
     stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime())
-    return f"..{stamp}.{random_names.token_hex(6)}"
+    return f"..{stamp}.{random_names.token_hex(_RANDOM_BYTES)}"
 
 
 def _write_set(path: str, files: Sequence[FileContent], owner: tuple[int, int] | None) -> None:
@@ -260,17 +260,12 @@ def _take_over(directory: str, names: Sequence[str]) -> None:
         os.replace(temporary, os.path.join(directory, name))
 
 
-def _unlink_dropped_names(directory: str, old: str, files: Sequence[FileContent]) -> None:
-    """A name the old set had and the new one has not would lead nowhere: remove its link."""
+def _unlink_dropped_names(directory: str, files: Sequence[FileContent]) -> None:
+    """A link of ours to a name the new set has not would lead nowhere: remove it."""
     kept = {item.name for item in files}
-    try:
-        names = os.listdir(os.path.join(directory, old))
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(directory, name)
-        if name not in kept and _is_our_link(path, name):
-            _remove(path)
+    for name in os.listdir(directory):
+        if name not in kept and _is_our_link(os.path.join(directory, name), name):
+            _remove(os.path.join(directory, name))
 
 
 def _remove_old_sets(directory: str, *, keep: str | None) -> None:

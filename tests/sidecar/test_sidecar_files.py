@@ -101,6 +101,44 @@ def test_a_second_switch_replaces_the_whole_set_and_removes_the_old_one(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [second, "..data", "a", "b", "new"]
 
 
+def test_only_the_data_link_is_renamed_and_new_names_are_linked_before_the_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names the writer already links are kept; a new name's link waits for the switch."""
+    renamed: list[tuple[str, list[str]]] = []
+    real_replace = os.replace
+
+    def recording(src: str, dst: str) -> None:
+        renamed.append((os.path.basename(dst), visible(tmp_path)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", recording)
+    writer.switch(str(tmp_path), _set("1", "a"), uid=None, gid=None)
+    writer.switch(str(tmp_path), _set("2", "a", "b"), uid=None, gid=None)
+    assert renamed == [("..data", ["a"]), ("..data", ["a", "b"])]
+
+
+def test_a_set_is_private_while_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[int] = []
+    real_write = os.write
+
+    def watching(fd: int, data: memoryview) -> int:  # type: ignore[override]
+        (held,) = sets(tmp_path)
+        modes.append((tmp_path / held).stat().st_mode & 0o7777)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(writer.os, "write", watching)
+    old = os.umask(0)
+    try:
+        name = writer.switch(str(tmp_path), _set("1", "a"), uid=None, gid=None)
+    finally:
+        os.umask(old)
+    assert modes == [0o700]
+    assert (tmp_path / name).stat().st_mode & 0o7777 == 0o755
+
+
 def test_a_name_held_by_someone_else_is_left_alone_when_the_set_drops_it(tmp_path: Path) -> None:
     writer.switch(str(tmp_path), _set("1", "a", "b"), uid=None, gid=None)
     (tmp_path / "b").unlink()
@@ -267,8 +305,11 @@ def test_a_failed_takeover_is_reported_and_the_next_switch_completes_it(
         real_replace(src, dst)
 
     monkeypatch.setattr(writer.os, "replace", refuse_a)
-    with pytest.raises(WriteFailed, match=r"Input/output error \(a\)"):
+    with pytest.raises(WriteFailed) as caught:
         writer.switch(str(tmp_path), _set("ours", "a"), uid=None, gid=None)
+    assert str(caught.value).startswith(
+        f"cannot write into {str(tmp_path)!r}: Input/output error (a)"
+    )
     assert (tmp_path / "a").read_text() == "theirs"
     monkeypatch.undo()
     writer.switch(str(tmp_path), _set("ours", "a"), uid=None, gid=None)
