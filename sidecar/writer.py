@@ -123,9 +123,10 @@ def switch(
 ) -> str:
     """Make `files` the directory's set with one rename; returns the new set's name.
 
-    Before the rename nothing an app can see changes, so any error leaves the previous set (or
-    nothing) and removes what this call made. Old sets go after the rename. One writer at a
-    time: the init container, then the refresh.
+    Before the rename no name an app reads leads anywhere new (a new name's link leads nowhere
+    until then), so an error leaves the previous set (or nothing) and removes what this call
+    made. Old sets go after the rename. One writer at a time: the init container, then the
+    refresh.
     """
     _check_names(directory, files)
     current = current_set(directory)
@@ -138,13 +139,13 @@ def switch(
         foreign = _link_new_names(directory, files, made)
         os.symlink(new, os.path.join(directory, NEW_DATA_LINK))
         os.replace(os.path.join(directory, NEW_DATA_LINK), os.path.join(directory, DATA_LINK))
-        _fsync_directory(directory)
     except OSError as exc:
         for path in [*made, os.path.join(directory, NEW_DATA_LINK)]:
             _remove(path)
         _remove_tree(os.path.join(directory, new))
         raise _failed(directory, exc) from None
-    try:
+    try:  # switched: from here an error is reported, and the new set stays
+        _fsync_directory(directory)
         _take_over(directory, foreign)
     except OSError as exc:
         raise _failed(directory, exc) from None

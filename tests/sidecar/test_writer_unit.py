@@ -283,3 +283,18 @@ def test_without_root_no_chown_is_attempted(
     writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
     stat = (tmp_path / "a").stat()
     assert (stat.st_uid, stat.st_gid) == (0, 0)
+
+
+def test_a_failure_after_the_switch_keeps_the_new_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once `..data` is renamed the new set is the current one: it is reported, never removed."""
+    writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"1")], uid=None, gid=None)
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(writer, "_fsync_directory", failing)
+    with pytest.raises(WriteFailed, match="Input/output error"):
+        writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"2")], uid=None, gid=None)
+    assert (tmp_path / "a").read_bytes() == b"2"
