@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,9 @@ UID, GID = 1000, 2000
 APP_SCRIPT = f"""
 id
 mount | grep ' {MOUNT} '
-stat -c 'STAT %n %a %u %g' {MOUNT}/db-password {MOUNT}/api-key
+stat -L -c 'STAT %n %a %u %g' {MOUNT}/db-password {MOUNT}/api-key
+echo "LINKS $(readlink {MOUNT}/db-password) $(readlink {MOUNT}/..data)"
+ls -la {MOUNT} {MOUNT}/..data/
 echo "DB=$(cat {MOUNT}/db-password)"
 echo "API=$(cat {MOUNT}/api-key)"
 echo READY
@@ -102,6 +105,7 @@ def test_the_volume_is_a_read_only_tmpfs(shop: Shop) -> None:
 
 
 def test_modes_and_owners_are_as_asked(shop: Shop) -> None:
+    """Of the files the names lead to (`stat -L`): the names are links into `..data`."""
     stats = {
         parts[1].rsplit("/", 1)[1]: parts[2:]
         for parts in (line.split() for line in shop.logs.splitlines() if line.startswith("STAT "))
@@ -111,6 +115,9 @@ def test_modes_and_owners_are_as_asked(shop: Shop) -> None:
         "api-key": ["440", str(UID), str(GID)],
     }
     assert f"uid={UID}" in shop.logs
+    links = [line.split() for line in shop.logs.splitlines() if line.startswith("LINKS ")]
+    assert len(links) == 1 and links[0][1] == "..data/db-password", shop.logs
+    assert re.fullmatch(r"\.\.\d{4}(_\d\d){5}\.[0-9a-f]{12}", links[0][2]), shop.logs
 
 
 def test_the_pod_was_injected_once_with_the_token_only_in_the_init_container(shop: Shop) -> None:

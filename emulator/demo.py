@@ -197,6 +197,8 @@ def _container_env(
 def _show_files(mount: Path, out: TextIO) -> None:
     out.write(f"== the files an app reads under {mount}\n")
     for path in sorted(mount.iterdir()):
+        if path.name.startswith(".."):  # the writer's `..data` link and set directories
+            continue
         info = path.stat()
         mode = stat.filemode(info.st_mode)
         out.write(f"-- {path.name}  {mode} uid={info.st_uid} gid={info.st_gid}\n")

@@ -1,7 +1,7 @@
 """`python -m sidecar`: fetch the plan's secrets, write the files, exit 0, or say why not.
 
 The path of a secret here: read config -> fetch (broker or direct) -> compute every file ->
-write them all atomically with the record. Any failure exits non-zero with one line in the
+switch to them and the record as one set. Any failure exits non-zero with one line in the
 termination message, and nothing is written.
 """
 
@@ -33,7 +33,7 @@ def run(env: Mapping[str, str]) -> Values:
     try:
         files = writer.contents(plan, values)
         files.append(record.build(plan, values, loaded_at=datetime.now(UTC)))
-        writer.write(plan.directory, files, uid=plan.uid, gid=plan.gid)
+        writer.switch(plan.directory, files, uid=plan.uid, gid=plan.gid)
     except FetchError as exc:
         raise _Failed(exc, values) from None
     return values

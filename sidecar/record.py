@@ -1,7 +1,7 @@
 """`.sakura-secrets.json`: which secret versions this pod loaded, for people and tools; no values.
 
-It lands in the same directory as the files (the name starts with a dot, which no plan file may),
-written in the same atomic batch, so it always describes the files next to it.
+It is one more file of the set the writer switches to (the name starts with a dot, which no plan
+file may), so it always describes the files next to it.
 """
 
 from __future__ import annotations

@@ -1,15 +1,19 @@
 """From the plan and the fetched values to files on the tmpfs, all or nothing per run.
 
 `contents` is pure: it computes every file before anything touches the disk, so a bad key or a
-template error writes nothing. `write` puts each file under a temporary name in the same
-directory (created exclusively with its final mode, fsynced) and only when all are ready renames
-them into place, so an app never sees a partial file.
+template error writes nothing. `switch` replaces the directory, not the files, with the kubelet's
+scheme for Secret volumes: the set is written into a new hidden timestamped directory, each
+visible name is a link `NAME -> ..data/NAME`, and one rename of a new `..data_tmp` link over
+`..data` moves every name to the new set at once. The init container and a refresh both call it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets as random_names
+import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,9 +26,13 @@ from sakura import extract_key
 from sidecar.errors import BadKey, TemplateFailed, WriteFailed
 from sidecar.fetched import Values
 
-TEMP_SUFFIX = ".sakura-tmp"
-NAME_MAX = 255
-"""Longest file name Linux file systems (tmpfs, ext4) take, in bytes."""
+DATA_LINK = "..data"
+"""The link naming the current set; apps watch it (inotify) to notice a switch."""
+NEW_DATA_LINK = "..data_tmp"
+SET_MODE = 0o755
+"""Of a set's directory: the files' own modes guard the values; the names are visible anyway."""
+_RANDOM_BYTES = 6
+_SET_NAME = re.compile(rf"\.\.\d{{4}}(_\d\d){{5}}\.[0-9a-f]{{{2 * _RANDOM_BYTES}}}")
 
 
 @dataclass(frozen=True)
@@ -110,38 +118,81 @@ def _template_line(exc: BaseException) -> str:
     return "" if line is None else f" at line {line}"
 
 
-def write(
+def switch(
     directory: str, files: Sequence[FileContent], *, uid: int | None, gid: int | None
-) -> None:
-    """Write all files atomically; on any error remove the temporaries and leave the rest."""
+) -> str:
+    """Make `files` the directory's set with one rename; returns the new set's name.
+
+    Before the rename no name an app reads leads anywhere new (a new name's link leads nowhere
+    until then), so an error leaves the previous set (or nothing) and removes what this call
+    made. Old sets go after the rename. One writer at a time: the init container, then the
+    refresh.
+    """
+    _check_names(directory, files)
+    current = current_set(directory)
+    _remove_old_sets(directory, keep=current)  # what a killed run left behind
+    owner = _owner(uid, gid)
+    new = _set_name()
+    made: list[str] = []
+    try:
+        _write_set(os.path.join(directory, new), files, owner)
+        foreign = _link_new_names(directory, files, made)
+        os.symlink(new, os.path.join(directory, NEW_DATA_LINK))
+        os.replace(os.path.join(directory, NEW_DATA_LINK), os.path.join(directory, DATA_LINK))
+    except OSError as exc:
+        for path in [*made, os.path.join(directory, NEW_DATA_LINK)]:
+            _remove(path)
+        _remove_tree(os.path.join(directory, new))
+        raise _failed(directory, exc) from None
+    try:  # switched: from here an error is reported, and the new set stays
+        _fsync_directory(directory)
+        _take_over(directory, foreign)
+    except OSError as exc:
+        raise _failed(directory, exc) from None
+    _unlink_dropped_names(directory, files)
+    _remove_old_sets(directory, keep=new)
+    return new
+
+
+def _failed(directory: str, exc: OSError) -> WriteFailed:
+    return WriteFailed(
+        f"cannot write into {directory!r}: {exc.strerror or exc} "
+        f"({os.path.basename(exc.filename or '') or 'directory'}); the secrets volume may be "
+        "full (raise its sizeLimit) or not writable by this user"
+    )
+
+
+def current_set(directory: str) -> str | None:
+    """The name of the set `..data` points at, or None before the first switch."""
+    try:
+        target = os.readlink(os.path.join(directory, DATA_LINK))
+    except OSError:
+        return None
+    return target if _SET_NAME.fullmatch(target) else None
+
+
+def _check_names(directory: str, files: Sequence[FileContent]) -> None:
+    """Refuse, before touching anything, a directory where a file's link must go."""
     if not os.path.isdir(directory):
         raise WriteFailed(
             f"directory {directory!r} does not exist; it is the sakura-secrets volume's mount "
             "path, check the pod's volumeMounts"
         )
     for item in files:
-        if os.path.isdir(os.path.join(directory, item.name)):
+        path = os.path.join(directory, item.name)
+        if os.path.isdir(path):
             raise WriteFailed(
-                f"{os.path.join(directory, item.name)!r} is a directory, so file {item.name!r} "
-                "cannot replace it; mount the secrets volume on its own empty directory"
+                f"{path!r} is a directory, so file {item.name!r} cannot replace it; mount the "
+                "secrets volume on its own empty directory"
             )
-    _remove_stale_temporaries(directory)
-    owner = _owner(uid, gid)
-    staged: list[tuple[str, str]] = []
-    try:
-        for item in files:
-            staged.append((_stage(directory, item, owner), os.path.join(directory, item.name)))
-        for temp, final in staged:
-            os.replace(temp, final)
-        _fsync_directory(directory)
-    except OSError as exc:
-        for temp, _ in staged:
-            _remove(temp)
-        raise WriteFailed(
-            f"cannot write into {directory!r}: {exc.strerror or exc} "
-            f"({os.path.basename(exc.filename or '') or 'directory'}); the secrets volume may be "
-            "full (raise its sizeLimit) or not writable by this user"
-        ) from None
+
+
+def _link_target(name: str) -> str:
+    return f"{DATA_LINK}/{name}"
+
+
+def _is_our_link(path: str, name: str) -> bool:
+    return os.path.islink(path) and os.readlink(path) == _link_target(name)
 
 
 def _owner(uid: int | None, gid: int | None) -> tuple[int, int] | None:
@@ -151,10 +202,29 @@ def _owner(uid: int | None, gid: int | None) -> tuple[int, int] | None:
     return (-1 if uid is None else uid, -1 if gid is None else gid)
 
 
-def _stage(directory: str, item: FileContent, owner: tuple[int, int] | None) -> str:
-    temp = os.path.join(directory, _temp_name(item.name))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(temp, flags, item.mode)
+def _set_name() -> str:
+    """`..YYYY_MM_DD_HH_MM_SS.<12 hex>` (UTC): hidden, sorted by age, unique."""
+    stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime())
+    return f"..{stamp}.{random_names.token_hex(_RANDOM_BYTES)}"
+
+
+def _write_set(path: str, files: Sequence[FileContent], owner: tuple[int, int] | None) -> None:
+    os.mkdir(path, 0o700)  # exclusive: fails on anything planted at the name
+    for item in files:
+        _write_file(os.path.join(path, item.name), item, owner)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fchmod(fd, SET_MODE)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: str, item: FileContent, owner: tuple[int, int] | None) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, item.mode)
     try:
         os.fchmod(fd, item.mode)  # the umask narrowed the mode given at creation
         if owner is not None:
@@ -163,29 +233,62 @@ def _stage(directory: str, item: FileContent, owner: tuple[int, int] | None) -> 
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    except OSError:
+    finally:
         os.close(fd)
-        _remove(temp)
-        raise
-    os.close(fd)
-    return temp
 
 
-def _temp_name(name: str) -> str:
-    """`.NAME.<12 hex>.sakura-tmp`, NAME cut so a 253-character file name still fits NAME_MAX."""
-    tag = f".{random_names.token_hex(6)}{TEMP_SUFFIX}"
-    return "." + name[: NAME_MAX - 1 - len(tag)] + tag
+def _link_new_names(directory: str, files: Sequence[FileContent], made: list[str]) -> list[str]:
+    """`NAME -> ..data/NAME` for each free name (it leads nowhere until the switch); returns the
+    names something else holds (a file from before this writer), to take over after it."""
+    foreign = []
+    for item in files:
+        path = os.path.join(directory, item.name)
+        if _is_our_link(path, item.name):
+            continue
+        if os.path.lexists(path):
+            foreign.append(item.name)
+        else:
+            os.symlink(_link_target(item.name), path)
+            made.append(path)
+    return foreign
 
 
-def _remove_stale_temporaries(directory: str) -> None:
-    """A run killed mid-write (OOM, SIGKILL) leaves temporaries; the restarted run sweeps them."""
+def _take_over(directory: str, names: Sequence[str]) -> None:
+    """Replace each by its link with a rename: a reader sees the old file or the new set."""
+    temporary = os.path.join(directory, NEW_DATA_LINK)
+    for name in names:
+        os.symlink(_link_target(name), temporary)
+        os.replace(temporary, os.path.join(directory, name))
+
+
+def _unlink_dropped_names(directory: str, files: Sequence[FileContent]) -> None:
+    """A link of ours to a name the new set has not would lead nowhere: remove it."""
+    kept = {item.name for item in files}
+    for name in os.listdir(directory):
+        if name not in kept and _is_our_link(os.path.join(directory, name), name):
+            _remove(os.path.join(directory, name))
+
+
+def _remove_old_sets(directory: str, *, keep: str | None) -> None:
+    """Every set but `keep`, and a `..data_tmp` link a killed run left behind."""
     for entry in os.listdir(directory):
-        if entry.startswith(".") and entry.endswith(TEMP_SUFFIX):
-            _remove(os.path.join(directory, entry))
+        if entry == NEW_DATA_LINK or (entry != keep and _SET_NAME.fullmatch(entry)):
+            _remove_tree(os.path.join(directory, entry))
+
+
+def _remove_tree(path: str) -> None:
+    """Best effort: what stays is swept by the next switch, and no app can reach it."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

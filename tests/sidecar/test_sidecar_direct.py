@@ -21,6 +21,7 @@ from support.sidecar_harness import (
     secret_file,
     snapshot,
     template_file,
+    visible,
 )
 from support.sidecar_harness import assert_no_value as assert_no_secret_value
 
@@ -137,7 +138,7 @@ def test_a_pre_existing_file_is_replaced_atomically(
     assert old.read_bytes() == PLAIN.encode()
     assert os.stat(old).st_ino != old_inode, "replaced by rename, not rewritten in place"
     assert stat.S_IMODE(os.stat(old).st_mode) == 0o640
-    assert sorted(p.name for p in secrets_dir.iterdir()) == [".sakura-secrets.json", "plain"]
+    assert visible(secrets_dir) == [".sakura-secrets.json", "plain"]
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def test_the_report_after_a_write_error_names_the_directory_not_the_values(
     value = "db-password-" + "9" * 8
     files = [writer.FileContent("db", 0o400, value.encode())]
     with pytest.raises(WriteFailed) as caught:
-        writer.write(str(tmp_path / "gone"), files, uid=None, gid=None)
+        writer.switch(str(tmp_path / "gone"), files, uid=None, gid=None)
     line = report(caught.value.reason, path=str(tmp_path / "log"), secrets=secret_texts([value]))
     assert line.startswith("sakura-secrets-init: ")
     assert "gone" in line and value not in line

@@ -1,4 +1,4 @@
-"""The writer's edges: exact failure messages, ownership, temporary names, a planted symlink.
+"""The writer's edges: exact failure messages, ownership, set names, a planted symlink.
 
 test_sidecar_files.py covers the main paths (modes, sweeping, a full volume); these pin what a
 user reads when a template or a write fails and what the writer does as root.
@@ -10,10 +10,11 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
-from support.sidecar_harness import make_plan, secret_file, template_file
+from support.sidecar_harness import make_plan, secret_file, sets, template_file, visible
 
 from contract import FileSpec, SecretVersion
 from contract.broker import FetchedSecret
@@ -23,6 +24,7 @@ from sidecar.fetched import Values
 
 VALUE = '{"user": "u-Secret-1", "pass": "p-Secret-2"}'
 FIX = "fix the sakura-secrets.io/template-t annotation"
+FIXED_TIME, EPOCH = time.gmtime(1_700_000_000), time.gmtime(0)
 
 
 def _values(**named: str) -> Values:
@@ -88,14 +90,14 @@ def test_contents_are_utf8(tmp_path: Path) -> None:
 def test_a_missing_directory_and_a_directory_in_the_way_are_named(tmp_path: Path) -> None:
     files = [writer.FileContent("a", 0o400, b"x")]
     with pytest.raises(WriteFailed) as caught:
-        writer.write(str(tmp_path / "nope"), files, uid=None, gid=None)
+        writer.switch(str(tmp_path / "nope"), files, uid=None, gid=None)
     assert str(caught.value) == (
         f"directory {str(tmp_path / 'nope')!r} does not exist; it is the sakura-secrets "
         "volume's mount path, check the pod's volumeMounts"
     )
     (tmp_path / "a").mkdir()
     with pytest.raises(WriteFailed) as caught:
-        writer.write(str(tmp_path), files, uid=None, gid=None)
+        writer.switch(str(tmp_path), files, uid=None, gid=None)
     assert str(caught.value) == (
         f"{str(tmp_path / 'a')!r} is a directory, so file 'a' cannot replace it; mount the "
         "secrets volume on its own empty directory"
@@ -110,7 +112,7 @@ def test_a_full_volume_is_named_with_the_fix(
 
     monkeypatch.setattr(writer.os, "write", full)
     with pytest.raises(WriteFailed) as caught:
-        writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+        writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
     assert str(caught.value) == (
         f"cannot write into {str(tmp_path)!r}: No space left on device (directory); the secrets "
         "volume may be full (raise its sizeLimit) or not writable by this user"
@@ -122,14 +124,18 @@ def test_an_error_without_strerror_is_shown_whole_and_the_file_is_named(
 ) -> None:
     failures = [OSError("odd failure"), PermissionError(13, "Permission denied", "/v/.a.1.tmp")]
 
-    def failing(path: str, flags: int, mode: int = 0o777) -> int:
-        raise failures.pop(0)
+    real_open = os.open
+
+    def failing(path: str, flags: int, mode: int = 0o777, **kw: int) -> int:
+        if os.path.basename(path) == "a":
+            raise failures.pop(0)
+        return real_open(path, flags, mode, **kw)
 
     monkeypatch.setattr(writer.os, "open", failing)
     tail = "; the secrets volume may be full (raise its sizeLimit) or not writable by this user"
     for shown in ("odd failure (directory)", "Permission denied (.a.1.tmp)"):
         with pytest.raises(WriteFailed) as caught:
-            writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+            writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
         assert str(caught.value) == f"cannot write into {str(tmp_path)!r}: {shown}{tail}"
 
 
@@ -141,10 +147,14 @@ def test_an_error_without_strerror_is_shown_whole_and_the_file_is_named(
 def test_as_root_the_files_get_the_plans_owner(
     tmp_path: Path, uid: int | None, gid: int | None, owner: tuple[int, int]
 ) -> None:
-    writer.write(str(tmp_path), [writer.FileContent("a", 0o440, b"x")], uid=uid, gid=gid)
+    name = writer.switch(str(tmp_path), [writer.FileContent("a", 0o440, b"x")], uid=uid, gid=gid)
     stat = (tmp_path / "a").stat()
     assert (stat.st_uid, stat.st_gid) == owner
     assert stat.st_mode & 0o777 == 0o440
+    held = (tmp_path / name).stat()
+    assert (held.st_uid, held.st_gid) == owner, "the owner may remove the set's files later"
+    link = (tmp_path / "a").lstat()
+    assert (link.st_uid, link.st_gid) == (0, 0), "the links stay the writer's"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs as root and as nobody")
@@ -160,7 +170,7 @@ def test_without_root_the_owner_is_left_alone() -> None:
                 os.setgroups([])
                 os.setgid(65534)
                 os.setuid(65534)
-                writer.write(str(directory), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
+                writer.switch(str(directory), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
             except BaseException:
                 code = 1
             os._exit(code)
@@ -171,79 +181,97 @@ def test_without_root_the_owner_is_left_alone() -> None:
         shutil.rmtree(directory)
 
 
-def test_a_253_character_file_name_fits_with_its_temporary(tmp_path: Path) -> None:
-    name = "n" * 253
-    writer.write(str(tmp_path), [writer.FileContent(name, 0o400, b"x")], uid=None, gid=None)
-    assert [p.name for p in tmp_path.iterdir()] == [name]
+def test_a_255_character_file_name_fits(tmp_path: Path) -> None:
+    name = "n" * 255
+    writer.switch(str(tmp_path), [writer.FileContent(name, 0o400, b"x")], uid=None, gid=None)
+    assert visible(tmp_path) == [name]
+    assert (tmp_path / name).read_bytes() == b"x"
 
 
-def test_temporaries_are_hidden_random_names_in_the_target_directory(
+def test_sets_are_hidden_timestamped_random_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    moved: list[tuple[str, str]] = []
-    real_replace = os.replace
-
-    def recording_replace(src: str, dst: str) -> None:
-        moved.append((src, dst))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(writer.os, "replace", recording_replace)
-    files = [writer.FileContent("a", 0o400, b"1"), writer.FileContent("b", 0o400, b"2")]
-    writer.write(str(tmp_path), files, uid=None, gid=None)
-    assert [dst for _, dst in moved] == [str(tmp_path / "a"), str(tmp_path / "b")]
-    for src, dst in moved:
-        assert os.path.dirname(src) == str(tmp_path)
-        name = os.path.basename(dst)
-        assert re.fullmatch(rf"\.{name}\.[0-9a-f]{{12}}\.sakura-tmp", os.path.basename(src))
-    assert moved[0][0] != writer._temp_name("a")
+    monkeypatch.setattr(writer.time, "gmtime", lambda: FIXED_TIME)
+    first = writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"1")], uid=None, gid=None)
+    assert re.fullmatch(r"\.\.2023_11_14_22_13_20\.[0-9a-f]{12}", first)
+    second = writer.switch(
+        str(tmp_path), [writer.FileContent("a", 0o400, b"2")], uid=None, gid=None
+    )
+    assert second != first and sets(tmp_path) == [second]
 
 
-def test_a_symlink_raced_onto_the_temporary_name_is_never_followed(
+def test_a_link_planted_at_the_sets_name_is_never_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Someone plants a link at the temporary's name after the sweep: the write must refuse."""
+    """Someone plants a link at the set's name after the sweep: the write must refuse."""
     target = tmp_path / "elsewhere"
-    target.write_text("untouched")
+    target.mkdir()
     volume = tmp_path / "volume"
     volume.mkdir()
+    monkeypatch.setattr(writer.time, "gmtime", lambda: EPOCH)
 
     def planted(n: int) -> str:
-        os.symlink(target, volume / ".a.000000000000.sakura-tmp")
+        os.symlink(target, volume / "..1970_01_01_00_00_00.000000000000")
         return "000000000000"
 
     monkeypatch.setattr(writer.random_names, "token_hex", planted)
     with pytest.raises(WriteFailed, match="File exists"):
-        writer.write(str(volume), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
-    assert target.read_text() == "untouched"
+        writer.switch(str(volume), [writer.FileContent("a", 0o400, b"x")], uid=None, gid=None)
+    assert list(target.iterdir()) == []
+    assert list(volume.iterdir()) == []
 
 
-def test_stale_temporaries_are_swept_and_other_entries_kept(tmp_path: Path) -> None:
-    for name in (".a.0123.sakura-tmp", ".b.sakura-tmp", "c.sakura-tmp", ".keep", "keep"):
+def test_stale_sets_are_swept_and_other_entries_kept(tmp_path: Path) -> None:
+    for name in ("..2020_01_02_03_04_05.0123456789ab", "..2020_01_02_03_04_05.0123", "..x"):
+        (tmp_path / name).mkdir()
+    for name in ("..2021_01_02_03_04_05.abcdefabcdef", ".keep", "keep", "..data_tmp_"):
         (tmp_path / name).write_text("x")
-    writer.write(str(tmp_path), [writer.FileContent("f", 0o400, b"x")], uid=None, gid=None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep", "c.sakura-tmp", "f", "keep"]
+    new = writer.switch(str(tmp_path), [writer.FileContent("f", 0o400, b"x")], uid=None, gid=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "..2020_01_02_03_04_05.0123",
+        new,
+        "..data",
+        "..data_tmp_",
+        "..x",
+        ".keep",
+        "f",
+        "keep",
+    ]
+
+
+def test_a_data_entry_that_is_not_a_set_link_is_no_current_set(tmp_path: Path) -> None:
+    assert writer.current_set(str(tmp_path)) is None
+    (tmp_path / "..data").symlink_to("elsewhere")
+    assert writer.current_set(str(tmp_path)) is None
+    (tmp_path / "..data").unlink()
+    (tmp_path / "..data").mkdir()
+    assert writer.current_set(str(tmp_path)) is None
+
+
+def test_an_old_set_that_cannot_be_removed_does_not_fail_the_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch happened; the leftover is swept by the next one and no app can reach it."""
+    first = writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"1")], uid=None, gid=None)
+
+    def refuse(path: str) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(writer.shutil, "rmtree", refuse)
+    second = writer.switch(
+        str(tmp_path), [writer.FileContent("a", 0o400, b"2")], uid=None, gid=None
+    )
+    assert sets(tmp_path) == sorted([first, second])
+    assert (tmp_path / "a").read_bytes() == b"2"
+    monkeypatch.undo()
+    third = writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"3")], uid=None, gid=None)
+    assert sets(tmp_path) == [third]
 
 
 def test_a_large_file_is_written_whole(tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024)
-    writer.write(str(tmp_path), [writer.FileContent("big", 0o400, data)], uid=None, gid=None)
+    writer.switch(str(tmp_path), [writer.FileContent("big", 0o400, data)], uid=None, gid=None)
     assert (tmp_path / "big").read_bytes() == data
-
-
-def test_a_long_names_temporary_uses_all_of_name_max(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    moved: list[str] = []
-    real_replace = os.replace
-
-    def recording_replace(src: str, dst: str) -> None:
-        moved.append(os.path.basename(src))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(writer.os, "replace", recording_replace)
-    writer.write(str(tmp_path), [writer.FileContent("n" * 253, 0o400, b"x")], uid=None, gid=None)
-    assert len(moved[0]) == writer.NAME_MAX == 255
-    assert moved[0].startswith("." + "n" * 230 + ".")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks that no chown happens, as root")
@@ -252,6 +280,21 @@ def test_without_root_no_chown_is_attempted(
 ) -> None:
     """The same rule as the nobody test above, seen from this process: the owner stays ours."""
     monkeypatch.setattr(writer.os, "geteuid", lambda: 65534)
-    writer.write(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
+    writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"x")], uid=1, gid=1)
     stat = (tmp_path / "a").stat()
     assert (stat.st_uid, stat.st_gid) == (0, 0)
+
+
+def test_a_failure_after_the_switch_keeps_the_new_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once `..data` is renamed the new set is the current one: it is reported, never removed."""
+    writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"1")], uid=None, gid=None)
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(writer, "_fsync_directory", failing)
+    with pytest.raises(WriteFailed, match="Input/output error"):
+        writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"2")], uid=None, gid=None)
+    assert (tmp_path / "a").read_bytes() == b"2"

@@ -84,11 +84,21 @@ class Outcome:
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
-    """Every entry (hidden ones too) with its bytes and permission bits."""
+    """Every visible name (hidden ones too) with the bytes and permission bits it leads to."""
     return {
-        entry.name: (entry.read_bytes(), stat.S_IMODE(entry.stat().st_mode))
-        for entry in sorted(directory.iterdir())
+        name: ((directory / name).read_bytes(), stat.S_IMODE((directory / name).stat().st_mode))
+        for name in visible(directory)
     }
+
+
+def visible(directory: Path) -> list[str]:
+    """The names an app lists, without the writer's own `..data` link and set directories."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".."))
+
+
+def sets(directory: Path) -> list[str]:
+    """The writer's set directories (`..YYYY_MM_DD_HH_MM_SS.<hex>`), oldest first."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("..2"))
 
 
 @pytest.fixture
