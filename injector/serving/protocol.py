@@ -62,6 +62,57 @@ class CompactTLS(sslproto.SSLProtocol):
     """
 
     max_size = TLS_READ_BUFFER
+    _ssl_reading_paused: bool
+    """asyncio's: set while it holds the socket's reading for its own incoming buffer."""
+
+    def __init__(
+        self, *args: Any, table: ConnectionTable[AcceptGate], address: str, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._table = table
+        self._address = address
+        self._socket: asyncio.Transport | None = None
+        self._unread: asyncio.TimerHandle | None = None
+        """Set while the client's address is over its receive budget: the socket is not read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._socket = transport
+        super().connection_made(transport)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """The socket's bytes, then the address's receive budget: over it, stop reading."""
+        super().buffer_updated(nbytes)
+        wait = self._table.receive(self._address, nbytes, self._loop.time())
+        if wait > 0 and self._unread is None and self._socket is not None:
+            self._socket.pause_reading()
+            self._unread = self._loop.call_later(wait, self._read_again)
+
+    def _read_again(self) -> None:
+        self._unread = None
+        if self._socket is None:
+            return
+        wait = self._table.unread_for(self._address, self._loop.time())
+        if wait > 0:  # the address's other connections spent meanwhile
+            self._unread = self._loop.call_later(wait, self._read_again)
+            return
+        if not self._ssl_reading_paused:
+            self._socket.resume_reading()
+        self._control_ssl_reading()
+
+    def _control_ssl_reading(self) -> None:
+        """asyncio's own pause and resume of the socket (its incoming buffer's high and low
+        water, asyncio/sslproto.py), which must not resume a socket the budget holds:
+        `_read_again` calls it once the budget allows."""
+        if self._unread is None:
+            super()._control_ssl_reading()  # type: ignore[misc]  # not in typeshed
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._unread is not None:
+            self._unread.cancel()
+            self._unread = None
+        self._socket = None
+        super().connection_lost(exc)
 
 
 class _HandshakeDone(asyncio.Protocol):
@@ -207,11 +258,11 @@ class AcceptGate(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple | list) and peer:
             self.address = str(peer[0])
-        admission = self.table.admit(self, self.address, self.loop.time())
+        admission = self.table.admit(self, self.address)
         if admission.evicted is not None:
             admission.evicted.evict()
         if not admission.admitted:
-            self._warn_refused(admission.refused_because)
+            self.warn_refused(self.address, admission.refused_because)
             transport.abort()
             return
         if self.tls is None:
@@ -240,6 +291,8 @@ class AcceptGate(asyncio.Protocol):
             # the gate's own deadline (from accept) comes first; this one (from now) is a spare
             ssl_handshake_timeout=math.ceil(limits.handshake_timeout),
             ssl_shutdown_timeout=limits.send_timeout,
+            table=self.table,
+            address=self.address,
         )
         self._tls = tls
         raw.set_protocol(tls)
@@ -326,8 +379,9 @@ class AcceptGate(asyncio.Protocol):
         if transport is not None:
             transport.abort()
 
-    def _warn_refused(self, because: str) -> None:
-        cls = type(self)
+    @classmethod
+    def warn_refused(cls, address: str, because: str) -> None:
+        """Count a refused connection; warn about them at most every `WARN_EVERY` seconds."""
         cls.refused_since_warning += 1
         now = time.monotonic()
         if now - cls.last_warning >= WARN_EVERY:
@@ -335,7 +389,7 @@ class AcceptGate(asyncio.Protocol):
                 "refused %d connection(s) in the last %g s, the last from %s: %s",
                 cls.refused_since_warning,
                 WARN_EVERY,
-                self.address,
+                address,
                 because,
             )
             cls.last_warning = now
