@@ -12,7 +12,14 @@ in the port's `ConnectionTable` (closing an idle connection for it, or refusing 
 before any TLS work) and starts the handshake deadline. The TLS state (`CompactTLS`) is made
 only when the client's first bytes (its ClientHello) arrive: a socket that says nothing costs
 the socket alone. Once the handshake is done the TLS transport goes to a `BoundedH11Protocol`.
-The plain probe port skips the TLS.
+The plain probe port skips the TLS. A connection from an address over its rate of new
+connections never gets this far: the listening socket resets it at accept
+(`injector.serving.listening`).
+
+What a TLS connection reads counts against its address's receive budget (`per_address_bytes`
+a second, the table's `receive`): past it, `CompactTLS` stops reading the socket until the
+budget has refilled, so a flood of bodies waits in the kernel and its sender's TCP window
+instead of being decrypted, parsed and screened on the loop.
 
 Deadlines, per connection, on the event loop's clock (a passed one closes the connection):
 
@@ -49,7 +56,8 @@ TLS_READ_BUFFER = 32 * 1024
 
 
 class CompactTLS(sslproto.SSLProtocol):
-    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB.
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB, reading no faster
+    than its address's receive budget.
 
     CPython 3.11's `SSLProtocol` allocates (and zeroes) `max_size` bytes for every connection
     as it is made, and no public API (`loop.start_tls`, `create_server(ssl=...)`) sets it: with
@@ -57,8 +65,9 @@ class CompactTLS(sslproto.SSLProtocol):
     it after they close. `max_size` is only the size of the buffer the socket is read into and
     of one `SSLObject.read` (asyncio/sslproto.py: `__init__`, `get_buffer`,
     `_do_read__copied`); a TLS record is at most 16 KiB + 256 bytes, so 32 KiB reads whole
-    records and only a large body takes more reads. The class attribute is the one thing
-    changed; the handshake, reads, writes and shutdown are asyncio's.
+    records and only a large body takes more reads. The handshake, reads, writes and shutdown
+    are asyncio's; the budget pauses and resumes the socket's reading beside asyncio's own flow
+    control (its incoming buffer's high and low water), neither resuming what the other holds.
     """
 
     max_size = TLS_READ_BUFFER

@@ -6,8 +6,10 @@ at once, and the shutdown hooks run after the last one has drained. The probe po
 plain-HTTP one: it serves `/healthz`, `/readyz` and `/metrics` and has its own small
 connection bound (`probe_limits`), so clients of the TLS ports cannot crowd the kubelet out.
 
-Every port counts its connections from accept and runs TLS itself (`injector.serving.protocol`); at
-start `serve` raises the process's descriptor limit to what its ports may hold.
+Every port counts its connections from accept and runs TLS itself (`injector.serving.protocol`),
+listening on sockets that reset an over-rate address's connections at accept
+(`injector.serving.listening`); at start `serve` raises the process's descriptor limit to what
+its ports may hold.
 """
 
 from __future__ import annotations
