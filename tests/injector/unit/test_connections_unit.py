@@ -253,3 +253,20 @@ def test_the_smallest_bounds_that_work_are_accepted() -> None:
     )
     assert (limits.address_share, limits.address_rate) == (1, 1)
     assert ConnectionLimits(max_connections=4, per_address=4).address_share == 4
+
+
+def test_a_receive_budget_below_a_byte_a_second_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^per_address_bytes must be at least 1 byte a second$"):
+        ConnectionLimits(per_address_bytes=0)
+    assert ConnectionLimits(per_address_bytes=1).receive_rate == Rate(1, 2)
+
+
+def test_the_table_keeps_four_buckets_of_each_kind_a_slot_before_it_forgets_full_ones() -> None:
+    slots = ConnectionTable[str](ConnectionLimits(max_connections=2, per_address_rate=1))
+    for n in range(8):  # each one full again by the next: only the count makes them go
+        slots.arrive(f"10.0.0.{n}", 10.0 * n)
+        slots.receive(f"10.0.0.{n}", 1, 10.0 * n)
+    assert (len(slots._opened), len(slots._received)) == (8, 8)
+    slots.arrive("10.0.1.0", 100.0)
+    slots.receive("10.0.1.0", 1, 100.0)
+    assert (len(slots._opened), len(slots._received)) == (1, 1)
