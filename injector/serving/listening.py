@@ -17,6 +17,7 @@ asyncio calls `accept` on the listening socket it was given (CPython 3.11:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -42,7 +43,8 @@ class ScreeningSocket(socket.socket):
             because = self.gate.table.arrive(host, time.monotonic())
             if not because:
                 return connection, address
-            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
+            with contextlib.suppress(OSError):  # already reset by its client: just close
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
             connection.close()
             self.gate.warn_refused(host, because)
         raise BlockingIOError("refused a burst of connections; the loop's other work first")
