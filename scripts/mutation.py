@@ -146,6 +146,14 @@ TARGETS = (
         ci=True,
     ),
     Target(
+        "injector/serving/buckets.py",
+        (
+            "tests/injector/unit/test_buckets_unit.py",
+            "tests/injector/unit/test_connections_unit.py",
+        ),
+        ci=True,
+    ),
+    Target(
         "contract/template.py",
         (
             "tests/unit/test_plan.py",

@@ -7,8 +7,10 @@ gets a slot, and which idle connection gives its slot up for it.
 - a connection takes a slot when it is accepted, before its TLS handshake, and keeps it until
   it is closed;
 - one client address opens at most `address_rate` connections a second, after a burst of
-  `address_burst`: past that the new one is refused, so an address cannot make the server
-  run handshakes (the dearest thing a connection costs) as fast as it can reconnect;
+  `address_burst`: past that the new one is refused as it is accepted (`arrive`, called by
+  `injector.serving.listening` before asyncio makes anything for the connection), so an
+  address cannot make the server run handshakes (the dearest thing a connection costs), or
+  even build a transport, as fast as it can reconnect;
 - one client address holds at most `address_share` slots; at its share, its own oldest idle
   connection is closed for the new one, or the new one is refused when none of its
   connections is idle past its handshake;
@@ -30,6 +32,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from injector.serving.buckets import AddressBuckets, Rate
 from injector.setting import OutOfRange
 
 ADDRESS_SHARE_FRACTION = 4
@@ -46,6 +49,7 @@ MAX_TIMEOUT = 300.0
 """No deadline of a connection is longer: five minutes is past any client that still works."""
 MAX_CONNECTIONS = 100_000
 """Connections one port may be told to hold (each is a file descriptor)."""
+MIB = 1024 * 1024
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -70,6 +74,10 @@ class ConnectionLimits:
     """Connections one client address holds on one port; None: `address_share` decides."""
     per_address_rate: float | None = None
     """New connections a second one address may open on one port; None: `address_rate`."""
+    per_address_bytes: int = 8 * MIB
+    """Bytes a second one client address may send to one TLS port, after a burst of
+    `BURST_SECONDS` seconds' worth; past it, its connections are not read until it is back
+    within (`injector.serving.protocol`): the cost of a flood of bodies lands on its sender."""
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "body_timeout", "handshake_timeout", "send_timeout"):
@@ -86,6 +94,8 @@ class ConnectionLimits:
             raise OutOfRange("per_address", "must be between 1 and max_connections")
         if self.per_address_rate is not None and not self.per_address_rate >= 1:
             raise OutOfRange("per_address_rate", "must be at least 1 connection a second")
+        if not self.per_address_bytes >= 1:
+            raise OutOfRange("per_address_bytes", "must be at least 1 byte a second")
 
     @property
     def address_share(self) -> int:
@@ -106,6 +116,11 @@ class ConnectionLimits:
     def address_burst(self) -> float:
         """New connections one address may open at once (its rate bucket's size)."""
         return BURST_SECONDS * self.address_rate
+
+    @property
+    def receive_rate(self) -> Rate:
+        """Bytes one address may send to one TLS port: `per_address_bytes` a second."""
+        return Rate(self.per_address_bytes, BURST_SECONDS * self.per_address_bytes)
 
 
 @dataclass(frozen=True)
@@ -132,11 +147,15 @@ class ConnectionTable(Generic[Key]):
         self._idle_of: dict[str, dict[Key, None]] = {}
         """Per address, its idle connections past their handshake, oldest first: what an
         address at its share closes for its own newcomer."""
-        self._bucket: dict[str, tuple[float, float]] = {}
-        """Per address that opened connections lately: the connections it may still open,
-        and when that was counted (the clock `admit` is given)."""
-        self._forget_at = KEPT_BUCKETS * limits.max_connections
-        """Buckets the table holds before it forgets the full ones."""
+        self._opened = AddressBuckets(
+            Rate(limits.address_rate, limits.address_burst),
+            keep=KEPT_BUCKETS * limits.max_connections,
+        )
+        """Per address, the connections it may still open (the clock `arrive` is given)."""
+        self._received = AddressBuckets(
+            limits.receive_rate, keep=KEPT_BUCKETS * limits.max_connections
+        )
+        """Per address, the bytes it may still send before its connections wait."""
 
     def __len__(self) -> int:
         return len(self._address)
@@ -148,20 +167,34 @@ class ConnectionTable(Generic[Key]):
     def is_idle(self, key: Key) -> bool:
         return key in self._idle
 
-    def admit(self, key: Key, address: str, now: float) -> Admission[Key]:
-        """Give `key` a slot (idle: its handshake is ahead), closing an idle one if need be.
-
-        `now` is a monotonic clock in seconds; it refills the address's rate bucket.
-        """
-        limits = self.limits
-        tokens = self._tokens(address, now)
-        if tokens < 1:
-            return Admission(
-                False,
-                refused_because=f"its address opened more than {limits.address_rate:g} "
-                f"connections a second after a burst of {limits.address_burst:g} (half its "
-                "share of --max-connections a second)",
+    def arrive(self, address: str, now: float) -> str:
+        """A connection from `address` is accepted at `now` (a monotonic clock in seconds):
+        empty when its rate allows it (it counts against the rate from now on, whatever
+        becomes of it), else why it is refused."""
+        if self._opened.left(address, now) < 1:
+            limits = self.limits
+            return (
+                f"its address opened more than {limits.address_rate:g} connections a second "
+                f"after a burst of {limits.address_burst:g} (half its share of "
+                "--max-connections a second)"
             )
+        self._opened.spend(address, 1, now)
+        return ""
+
+    def receive(self, address: str, size: int, now: float) -> float:
+        """`address` sent `size` bytes at `now`: the seconds its connections must now wait
+        before they are read again, 0 while it is within `per_address_bytes` a second."""
+        self._received.spend(address, size, now)
+        return self.unread_for(address, now)
+
+    def unread_for(self, address: str, now: float) -> float:
+        """Seconds `address`'s connections must still wait before they are read again."""
+        return self._received.wait(address, now)
+
+    def admit(self, key: Key, address: str) -> Admission[Key]:
+        """Give `key` (an arrived connection) a slot, idle: its handshake is ahead; closes an
+        idle connection for it if need be."""
+        limits = self.limits
         evicted = None
         if self._per_address[address] >= limits.address_share:
             evicted = next(iter(self._idle_of.get(address, ())), None)
@@ -181,7 +214,6 @@ class ConnectionTable(Generic[Key]):
                 )
         if evicted is not None:
             self.release(evicted)
-        self._spend(address, tokens - 1, now)
         self._address[key] = address
         self._per_address[address] += 1
         self._idle[key] = None  # in its handshake: the port's to close, not its address's
@@ -215,23 +247,3 @@ class ConnectionTable(Generic[Key]):
         self._per_address[address] -= 1
         if not self._per_address[address]:
             del self._per_address[address]
-
-    def _tokens(self, address: str, now: float) -> float:
-        """Connections `address` may open at `now`: its bucket, refilled at its rate."""
-        burst = self.limits.address_burst
-        spent = self._bucket.get(address)
-        if spent is None:
-            return burst
-        left, since = spent
-        return min(burst, left + (now - since) * self.limits.address_rate)
-
-    def _spend(self, address: str, left: float, now: float) -> None:
-        self._bucket[address] = (left, now)
-        if len(self._bucket) > self._forget_at:  # an address with a full bucket is a stranger
-            burst = self.limits.address_burst
-            self._bucket = {
-                other: spent
-                for other, spent in self._bucket.items()
-                if self._tokens(other, now) < burst
-            }
-            self._forget_at = max(self._forget_at, 2 * len(self._bucket))

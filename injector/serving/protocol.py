@@ -12,7 +12,14 @@ in the port's `ConnectionTable` (closing an idle connection for it, or refusing 
 before any TLS work) and starts the handshake deadline. The TLS state (`CompactTLS`) is made
 only when the client's first bytes (its ClientHello) arrive: a socket that says nothing costs
 the socket alone. Once the handshake is done the TLS transport goes to a `BoundedH11Protocol`.
-The plain probe port skips the TLS.
+The plain probe port skips the TLS. A connection from an address over its rate of new
+connections never gets this far: the listening socket resets it at accept
+(`injector.serving.listening`).
+
+What a TLS connection reads counts against its address's receive budget (`per_address_bytes`
+a second, the table's `receive`): past it, `CompactTLS` stops reading the socket until the
+budget has refilled, so a flood of bodies waits in the kernel and its sender's TCP window
+instead of being decrypted, parsed and screened on the loop.
 
 Deadlines, per connection, on the event loop's clock (a passed one closes the connection):
 
@@ -49,7 +56,8 @@ TLS_READ_BUFFER = 32 * 1024
 
 
 class CompactTLS(sslproto.SSLProtocol):
-    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB.
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB, reading no faster
+    than its address's receive budget.
 
     CPython 3.11's `SSLProtocol` allocates (and zeroes) `max_size` bytes for every connection
     as it is made, and no public API (`loop.start_tls`, `create_server(ssl=...)`) sets it: with
@@ -57,11 +65,63 @@ class CompactTLS(sslproto.SSLProtocol):
     it after they close. `max_size` is only the size of the buffer the socket is read into and
     of one `SSLObject.read` (asyncio/sslproto.py: `__init__`, `get_buffer`,
     `_do_read__copied`); a TLS record is at most 16 KiB + 256 bytes, so 32 KiB reads whole
-    records and only a large body takes more reads. The class attribute is the one thing
-    changed; the handshake, reads, writes and shutdown are asyncio's.
+    records and only a large body takes more reads. The handshake, reads, writes and shutdown
+    are asyncio's; the budget pauses and resumes the socket's reading beside asyncio's own flow
+    control (its incoming buffer's high and low water), neither resuming what the other holds.
     """
 
     max_size = TLS_READ_BUFFER
+    _ssl_reading_paused: bool
+    """asyncio's: set while it holds the socket's reading for its own incoming buffer."""
+
+    def __init__(
+        self, *args: Any, table: ConnectionTable[AcceptGate], address: str, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._table = table
+        self._address = address
+        self._socket: asyncio.Transport | None = None
+        self._unread: asyncio.TimerHandle | None = None
+        """Set while the client's address is over its receive budget: the socket is not read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._socket = transport
+        super().connection_made(transport)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """The socket's bytes, then the address's receive budget: over it, stop reading."""
+        super().buffer_updated(nbytes)
+        wait = self._table.receive(self._address, nbytes, self._loop.time())
+        if wait > 0 and self._unread is None and self._socket is not None:
+            self._socket.pause_reading()
+            self._unread = self._loop.call_later(wait, self._read_again)
+
+    def _read_again(self) -> None:
+        self._unread = None
+        if self._socket is None:
+            return
+        wait = self._table.unread_for(self._address, self._loop.time())
+        if wait > 0:  # the address's other connections spent meanwhile
+            self._unread = self._loop.call_later(wait, self._read_again)
+            return
+        if not self._ssl_reading_paused:
+            self._socket.resume_reading()
+        self._control_ssl_reading()
+
+    def _control_ssl_reading(self) -> None:
+        """asyncio's own pause and resume of the socket (its incoming buffer's high and low
+        water, asyncio/sslproto.py), which must not resume a socket the budget holds:
+        `_read_again` calls it once the budget allows."""
+        if self._unread is None:
+            super()._control_ssl_reading()  # type: ignore[misc]  # not in typeshed
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._unread is not None:
+            self._unread.cancel()
+            self._unread = None
+        self._socket = None
+        super().connection_lost(exc)
 
 
 class _HandshakeDone(asyncio.Protocol):
@@ -207,11 +267,11 @@ class AcceptGate(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple | list) and peer:
             self.address = str(peer[0])
-        admission = self.table.admit(self, self.address, self.loop.time())
+        admission = self.table.admit(self, self.address)
         if admission.evicted is not None:
             admission.evicted.evict()
         if not admission.admitted:
-            self._warn_refused(admission.refused_because)
+            self.warn_refused(self.address, admission.refused_because)
             transport.abort()
             return
         if self.tls is None:
@@ -240,6 +300,8 @@ class AcceptGate(asyncio.Protocol):
             # the gate's own deadline (from accept) comes first; this one (from now) is a spare
             ssl_handshake_timeout=math.ceil(limits.handshake_timeout),
             ssl_shutdown_timeout=limits.send_timeout,
+            table=self.table,
+            address=self.address,
         )
         self._tls = tls
         raw.set_protocol(tls)
@@ -326,8 +388,9 @@ class AcceptGate(asyncio.Protocol):
         if transport is not None:
             transport.abort()
 
-    def _warn_refused(self, because: str) -> None:
-        cls = type(self)
+    @classmethod
+    def warn_refused(cls, address: str, because: str) -> None:
+        """Count a refused connection; warn about them at most every `WARN_EVERY` seconds."""
         cls.refused_since_warning += 1
         now = time.monotonic()
         if now - cls.last_warning >= WARN_EVERY:
@@ -335,7 +398,7 @@ class AcceptGate(asyncio.Protocol):
                 "refused %d connection(s) in the last %g s, the last from %s: %s",
                 cls.refused_since_warning,
                 WARN_EVERY,
-                self.address,
+                address,
                 because,
             )
             cls.last_warning = now

@@ -6,8 +6,10 @@ at once, and the shutdown hooks run after the last one has drained. The probe po
 plain-HTTP one: it serves `/healthz`, `/readyz` and `/metrics` and has its own small
 connection bound (`probe_limits`), so clients of the TLS ports cannot crowd the kubelet out.
 
-Every port counts its connections from accept and runs TLS itself (`injector.serving.protocol`); at
-start `serve` raises the process's descriptor limit to what its ports may hold.
+Every port counts its connections from accept and runs TLS itself (`injector.serving.protocol`),
+listening on sockets that reset an over-rate address's connections at accept
+(`injector.serving.listening`); at start `serve` raises the process's descriptor limit to what
+its ports may hold.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import dataclasses
 import logging
 import resource
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -26,10 +30,12 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import STARTUP_FAILURE
 
 from injector.serving.connections import ConnectionLimits
 from injector.serving.errors import DescriptorLimitError
-from injector.serving.protocol import gate_for
+from injector.serving.listening import listening_sockets
+from injector.serving.protocol import AcceptGate, gate_for
 from injector.serving.tls import ReloadingTLS
 
 log = logging.getLogger(__name__)
@@ -109,11 +115,29 @@ def raise_descriptor_limit(needed: int) -> int:
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to `serve_listeners`, which stops every port."""
+    """A uvicorn server that leaves signals to `serve_listeners`, which stops every port, and
+    listens on `ScreeningSocket`s, which refuse an over-rate address at accept."""
+
+    def __init__(self, config: uvicorn.Config, gate: type[AcceptGate]) -> None:
+        super().__init__(config)
+        self.gate = gate
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is not None:
+            await super().startup(sockets=sockets)
+            return
+        config = self.config
+        try:
+            screening = listening_sockets(config.host, config.port, self.gate)
+        except OSError as error:  # as uvicorn does when it cannot bind
+            log.error("cannot listen on %s:%d: %s", config.host, config.port, error)
+            sys.exit(STARTUP_FAILURE)
+        log.info("listening on %s:%d", config.host, screening[0].getsockname()[1])
+        await super().startup(sockets=list(screening))
 
 
 def build_server(
@@ -132,11 +156,12 @@ def build_server(
     extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
     if listener.tls is None:
         limits = probe_limits(limits)
+    gate = gate_for(limits, listener.tls.context if listener.tls is not None else None)
     config = uvicorn.Config(
         listener.app,
         host=host,
         port=listener.port,
-        http=gate_for(limits, listener.tls.context if listener.tls is not None else None),
+        http=gate,
         log_level=log_level,
         access_log=False,  # probes every few seconds; admissions are logged by the app
         proxy_headers=False,
@@ -146,7 +171,7 @@ def build_server(
         backlog=BACKLOG if listener.tls is not None else PROBE_BACKLOG,
         **extra,
     )
-    return _Server(config)
+    return _Server(config, gate)
 
 
 async def serve_listeners(

@@ -8,6 +8,7 @@ TLS protocol allocates 256 KiB per connection; tracemalloc sees what the server 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -28,6 +29,7 @@ from support.connection_harness import (
 
 from injector.operations.certs import KeyPair, generate_ca
 from injector.serving.connections import ConnectionLimits
+from injector.serving.protocol import AcceptGate
 
 HELD = 300.0
 """A deadline no test waits for: only the bound under test can close a connection."""
@@ -88,6 +90,45 @@ def test_an_address_opens_no_more_connections_than_its_burst_and_rate(
         f"{handshakes} of {attempts} connections in {elapsed:.1f} s got a handshake"
     )
     assert handshakes >= 2
+
+
+def test_a_connection_over_its_address_rate_is_reset_at_accept(
+    tmp_path: Path, ca: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused before asyncio makes a transport or a protocol for it, with a RST: a client
+    reconnecting hundreds of times a second costs the loop an accept and a close each."""
+    made: list[str] = []
+    connection_made = AcceptGate.connection_made
+
+    def spy(gate: AcceptGate, transport: asyncio.BaseTransport) -> None:
+        made.append(str(transport.get_extra_info("peername")[0]))
+        connection_made(gate, transport)
+
+    monkeypatch.setattr(AcceptGate, "connection_made", spy)
+    limits = ConnectionLimits(max_connections=64, per_address_rate=1)  # a burst of 2
+    attempts = 12
+    outcomes = []
+    with injector(tmp_path, ca, limits) as urls:
+        started = time.monotonic()
+        for _ in range(attempts):
+            with raw_connection(urls.broker, "127.0.0.4") as sock:
+                sock.settimeout(0.5)
+                try:
+                    outcomes.append("data" if sock.recv(1) else "closed")
+                except TimeoutError:
+                    outcomes.append("open")
+                except ConnectionResetError:
+                    outcomes.append("reset")
+        elapsed = time.monotonic() - started
+        elsewhere = fetch(f"{urls.broker}/ping", ca)
+
+    assert elsewhere == "pong"
+    allowed = 2 + int(elapsed * 1) + 1
+    assert "closed" not in outcomes, f"a refused connection was closed, not reset: {outcomes}"
+    assert outcomes.count("reset") >= attempts - allowed, outcomes
+    assert made.count("127.0.0.4") == outcomes.count("open"), (
+        f"{made.count('127.0.0.4')} gates were made for {outcomes.count('open')} admitted ones"
+    )
 
 
 @pytest.fixture
