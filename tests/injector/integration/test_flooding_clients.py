@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from connection_harness import injector
-from webhook_harness import admission_review, pod
+from support.connection_harness import injector
+from support.webhook_harness import admission_review, pod
 
 from injector.operations.certs import KeyPair, generate_ca
 from injector.serving.connections import ConnectionLimits
