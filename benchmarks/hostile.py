@@ -13,10 +13,9 @@ While an attack runs (from another process, source address 127.0.0.2, niced so t
 client work does not slow the victim's client on the CPU they share: see `--attacker-cpu`), a
 well-behaved client (127.0.0.1) keeps fetching two secrets through the broker with a fresh
 bound token each time (one TokenReview each, like a new pod's init container), keeps sending a
-normal
-AdmissionReview to /mutate and probes /healthz and /readyz the way the kubelet does (a new
-connection each time, 1 s timeout), on the probe port when `serve --help` offers one, else on
-the broker port. Rows 6-8 are checks of what the attacker learns or reads; 9-10 are about the
+normal AdmissionReview to /mutate and probes /healthz and /readyz the way the kubelet does (a
+new connection each time, 1 s timeout), on the probe port when `serve --help` offers one, else
+on the broker port. Rows 6-8 are checks of what the attacker learns or reads; 9-10 are about the
 manifests and templates and are not run here.
 
 Where the attacker runs. On a two-core machine it shares a CPU with the victim's client (the
