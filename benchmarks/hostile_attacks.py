@@ -65,9 +65,8 @@ class Spec:
 def attacker_main(spec: Spec, pipe: Connection, stop: Any) -> None:
     """Entry of the attacker process: run until `stop` is set, then send its tally.
 
-    The attacker stands in for pods on other machines: its own client work is niced, and on a
-    two-core machine it runs on the injector's CPU (`cpu`), not on the victim client's: there
-    it can only make the injector look worse, never the victim's client slower.
+    The attacker stands in for pods on other machines: its own client work is niced, on the CPU
+    the benchmark chose (`cpu`: the victim client's by default, or the injector's).
     """
     if spec.cpu is not None:
         os.sched_setaffinity(0, {spec.cpu})
