@@ -21,6 +21,7 @@ from contract.plan import (
     SecretRef,
     SecretVersion,
     check_file_name,
+    parse_duration,
 )
 from contract.template import render, template_refs, template_tokens
 
@@ -37,6 +38,7 @@ __all__ = [
     "SecretRef",
     "SecretVersion",
     "check_file_name",
+    "parse_duration",
     "render",
     "template_refs",
     "template_tokens",

@@ -4,6 +4,11 @@
 `POST SECRETS_PATH` with a `SecretRequest` as JSON; the answer is 200 with one `FetchedSecret`
 per requested secret, in order, or an error status with a `Refusal` (`{"error", "reason"}`).
 
+Change-only reads (the refresh container): a request may say which latest version it already
+holds of a name it asks for at the latest (`held`); when that is still the latest, the item
+is `Unchanged` (the version, no value), so an unchanged refresh moves no value and costs the
+broker no unveil.
+
 Pure: typed values in, bytes out; bytes in, typed values out, or an error whose message names
 what is wrong. Answers are bounded by `MAX_ANSWER_BYTES`.
 
@@ -17,7 +22,7 @@ and what the init container's fetch returns in either mode) -> `sidecar.writer.F
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +54,16 @@ class SecretRequest:
 
     vault_id: str
     secrets: tuple[SecretVersion, ...]
+    held: Mapping[str, int] = field(default_factory=dict, hash=False)
+    """Of names asked for at the latest: the version the caller holds (a refresh)."""
 
     def to_json(self) -> bytes:
         """The body the init container sends; `parse_request` reads it back."""
         secrets = [{"name": s.name, "version": s.version} for s in self.secrets]
-        return json.dumps({"vault_id": self.vault_id, "secrets": secrets}).encode()
+        body: dict[str, Any] = {"vault_id": self.vault_id, "secrets": secrets}
+        if self.held:
+            body["held"] = dict(self.held)
+        return json.dumps(body).encode()
 
 
 @dataclass(frozen=True)
@@ -73,12 +83,30 @@ class FetchedSecret:
 
 
 @dataclass(frozen=True)
+class Unchanged:
+    """A secret asked for at the latest whose latest version is still the one the caller
+    holds (`SecretRequest.held`): the version only, no value."""
+
+    name: str
+    version: int
+    requested_version: None = None
+
+    @property
+    def requested(self) -> SecretVersion:
+        return SecretVersion(self.name, None)
+
+
+AnswerItem = FetchedSecret | Unchanged
+"""One item of an answer: a value, or (for a held latest version) the news it is unchanged."""
+
+
+@dataclass(frozen=True)
 class Answer:
     """What the broker serves one request: the items, and whose namespace pays for sending
     them (`namespace`, the verified token's)."""
 
     namespace: str
-    items: tuple[FetchedSecret, ...]
+    items: tuple[AnswerItem, ...]
 
 
 @dataclass(frozen=True)
@@ -108,9 +136,11 @@ def parse_request(body: bytes) -> SecretRequest:
         ) from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object with 'vault_id' and 'secrets'")
-    unknown = sorted(set(data) - {"vault_id", "secrets"})
+    unknown = sorted(set(data) - {"vault_id", "secrets", "held"})
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}; only 'vault_id' and 'secrets' exist")
+        raise BadRequest(
+            f"unknown field {unknown[0]!r}; only 'vault_id', 'secrets' and 'held' exist"
+        )
     vault_id = data.get("vault_id")
     if not isinstance(vault_id, str) or not VAULT_ID.match(vault_id):
         raise BadRequest(f"'vault_id' must be the 12-digit Sakura vault ID, not {vault_id!r}")
@@ -128,7 +158,22 @@ def parse_request(body: bytes) -> SecretRequest:
                 f"secrets[{index}] repeats secrets[{earlier}] ({str(secret)!r}); list each name "
                 "and version once (the same name at another version is allowed)"
             )
-    return SecretRequest(vault_id, secrets)
+    return SecretRequest(vault_id, secrets, _held(data.get("held", {}), secrets))
+
+
+def _held(held: Any, secrets: tuple[SecretVersion, ...]) -> dict[str, int]:
+    if not isinstance(held, dict):
+        raise BadRequest("'held' must be an object of secret name -> version held")
+    latest = {s.name for s in secrets if s.version is None}
+    for name, version in held.items():
+        if name not in latest:
+            raise BadRequest(
+                f"'held' names {name!r}, which 'secrets' does not ask for at the latest "
+                "version (version null); hold only what you ask to refresh"
+            )
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise BadRequest(f"held[{name!r}] must be a whole number >= 1, the version held")
+    return dict(held)
 
 
 def _item(index: int, item: Any) -> SecretVersion:
@@ -154,6 +199,15 @@ def _item(index: int, item: Any) -> SecretVersion:
 def parse_answer(body: bytes, wanted: Sequence[SecretVersion]) -> tuple[FetchedSecret, ...]:
     """The items of a 200 answer to a request for `wanted`, checked item by item against it;
     InvalidAnswer naming the first that does not fit."""
+    items = parse_refresh_answer(body, wanted, {})
+    return tuple(i for i in items if isinstance(i, FetchedSecret))
+
+
+def parse_refresh_answer(
+    body: bytes, wanted: Sequence[SecretVersion], held: Mapping[str, int]
+) -> tuple[AnswerItem, ...]:
+    """`parse_answer` for a request that held versions: an item may be `Unchanged`, and only
+    for a held name at exactly the held version."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -164,11 +218,13 @@ def parse_answer(body: bytes, wanted: Sequence[SecretVersion]) -> tuple[FetchedS
             f"the broker answered 200 without one entry per requested secret "
             f"({len(wanted)} asked); {_MISMATCH}"
         )
-    return tuple(_answer_item(w, item) for w, item in zip(wanted, items, strict=True))
+    return tuple(_answer_item(w, item, held) for w, item in zip(wanted, items, strict=True))
 
 
-def _answer_item(requested: SecretVersion, item: Any) -> FetchedSecret:
+def _answer_item(requested: SecretVersion, item: Any, held: Mapping[str, int]) -> AnswerItem:
     problem = None
+    if isinstance(item, dict) and "unchanged" in item:
+        return _unchanged_item(requested, item, held)
     if not isinstance(item, dict):
         problem = "is not an object"
     elif item.get("name") != requested.name:
@@ -188,6 +244,21 @@ def _answer_item(requested: SecretVersion, item: Any) -> FetchedSecret:
     return FetchedSecret(requested.name, requested.version, item["version"], item["value"])
 
 
+def _unchanged_item(
+    requested: SecretVersion, item: dict[str, Any], held: Mapping[str, int]
+) -> Unchanged:
+    version = held.get(requested.name) if requested.version is None else None
+    if item.get("unchanged") is not True or item.get("name") != requested.name:
+        problem = "is not a well-formed 'unchanged' item for it"
+    elif version is None:
+        problem = "says 'unchanged' for a version the request did not hold"
+    elif item.get("version") != version or "value" in item:
+        problem = f"says 'unchanged' but not at the held version {version} alone"
+    else:
+        return Unchanged(requested.name, version)
+    raise InvalidAnswer(f"the broker's answer for secret {str(requested)!r} {problem}; {_MISMATCH}")
+
+
 def parse_refusal(body: bytes) -> Refusal:
     """The refusal in an error answer's body; its parts empty where the body has none (a
     gateway's page, say): the caller then describes the status instead."""
@@ -203,12 +274,16 @@ def parse_refusal(body: bytes) -> Refusal:
     )
 
 
-def answer_floor(items: tuple[FetchedSecret, ...]) -> int:
+def answer_floor(items: tuple[AnswerItem, ...]) -> int:
     """Bytes the encoded answer takes at least (one per character), known without encoding."""
-    return len(_OPEN) + len(_CLOSE) + sum(len(s.name) + len(s.value) + 1 for s in items)
+    return len(_OPEN) + len(_CLOSE) + sum(len(s.name) + len(_value(s)) + 1 for s in items)
 
 
-def encode_answer(items: tuple[FetchedSecret, ...], limit: int = MAX_ANSWER_BYTES) -> list[bytes]:
+def _value(item: AnswerItem) -> str:
+    return item.value if isinstance(item, FetchedSecret) else ""
+
+
+def encode_answer(items: tuple[AnswerItem, ...], limit: int = MAX_ANSWER_BYTES) -> list[bytes]:
     """The answer's JSON as UTF-8 pieces, one per item (a large answer is never joined into
     one copy); AnswerTooLarge as soon as the pieces pass `limit` bytes.
 
@@ -219,12 +294,15 @@ def encode_answer(items: tuple[FetchedSecret, ...], limit: int = MAX_ANSWER_BYTE
     pieces = [_OPEN]
     size = len(_OPEN) + len(_CLOSE)
     for index, s in enumerate(items):
-        item = {
+        item: dict[str, Any] = {
             "name": s.name,
             "requested_version": s.requested_version,
             "version": s.version,
-            "value": s.value,
         }
+        if isinstance(s, FetchedSecret):
+            item["value"] = s.value
+        else:
+            item["unchanged"] = True
         piece = ("," if index else "").encode() + json.dumps(
             item, ensure_ascii=False, separators=(",", ":")
         ).encode()
@@ -240,7 +318,7 @@ _OPEN = b'{"secrets":['
 _CLOSE = b"]}"
 
 
-def too_large(items: tuple[FetchedSecret, ...], limit: int) -> str:
+def too_large(items: tuple[AnswerItem, ...], limit: int) -> str:
     return (
         f"the answer for these {len(items)} secrets would be larger than {limit} bytes "
         f"({limit >> 20} MiB), the broker's bound on one answer (values JSON-encoded: a control "

@@ -33,6 +33,12 @@ _REF = re.compile(r"^(?P<name>[^@#]+)(?:@(?P<version>[^#]*))?(?:#(?P<key>.*))?\Z
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 """A Kubernetes Secret's name: a DNS-1123 subdomain (at most MAX_SECRET_NAME characters)."""
 MAX_SECRET_NAME = 253
+MIN_REFRESH_SECONDS = 10
+"""The shortest refresh interval: shorter would only spend the broker's (or Sakura's) time,
+since a new version reaches the broker's cache at most once per its latest-TTL anyway."""
+MAX_REFRESH_SECONDS = 24 * 3600
+"""The longest: a day; beyond that a restart is the simpler way to pick up versions."""
+_DURATION = re.compile(r"^(?:(?P<h>[0-9]{1,5})h)?(?:(?P<m>[0-9]{1,7})m)?(?:(?P<s>[0-9]{1,9})s)?\Z")
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,9 @@ class Plan:
     """The files' owner: the init container runs as it, so it creates them that way."""
     gid: int
     mode: Mode = Broker()
+    refresh_interval: int | None = None
+    """Seconds between refreshes of the latest-version secrets (the refresh container); None:
+    the files are fetched once, by the init container."""
     format: int = field(default=PLAN_FORMAT)
 
     def __post_init__(self) -> None:
@@ -184,6 +193,8 @@ class Plan:
         for label, ident in (("uid", self.uid), ("gid", self.gid)):
             if not isinstance(ident, int) or isinstance(ident, bool) or ident < 0:
                 raise PlanError(f"{label} {ident!r} is not a non-negative whole number")
+        if self.refresh_interval is not None:
+            check_refresh_interval(self.refresh_interval)
 
     def secrets(self) -> tuple[SecretVersion, ...]:
         """The distinct values to read, sorted, so every pod of a rollout asks the same way."""
@@ -199,6 +210,33 @@ class Plan:
         except json.JSONDecodeError as exc:
             raise PlanError(f"the plan is not JSON ({exc.msg} at {exc.pos})") from None
         return _plan_from_dict(data)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `30s`, `5m`, `1h`, `1h30m` (hours, minutes, seconds, in that order, each
+    at most once), within the refresh range; PlanError naming the form and the range."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groupdict().values()):
+        raise PlanError(
+            f"{text!r} is not a duration; write it like 30s, 5m, 1h or 1h30m ({_refresh_range()})"
+        )
+    parts = {unit: int(match.group(unit) or 0) for unit in "hms"}
+    seconds = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    check_refresh_interval(seconds)
+    return seconds
+
+
+def check_refresh_interval(seconds: int) -> None:
+    if (
+        not isinstance(seconds, int)
+        or isinstance(seconds, bool)
+        or not MIN_REFRESH_SECONDS <= seconds <= MAX_REFRESH_SECONDS
+    ):
+        raise PlanError(f"refresh interval {seconds!r}s is out of range; {_refresh_range()}")
+
+
+def _refresh_range() -> str:
+    return f"from {MIN_REFRESH_SECONDS}s to {MAX_REFRESH_SECONDS // 3600}h"
 
 
 def check_file_name(name: str) -> None:
@@ -229,6 +267,7 @@ def _plan_to_dict(plan: Plan) -> dict[str, Any]:
         "vault_id": plan.vault_id,
         "uid": plan.uid,
         "gid": plan.gid,
+        "refresh_interval": plan.refresh_interval,
         "files": [
             {
                 "name": f.name,
@@ -268,6 +307,7 @@ def _plan_from_dict(data: Any) -> Plan:
             vault_id=data["vault_id"],
             uid=data["uid"],
             gid=data["gid"],
+            refresh_interval=data.get("refresh_interval"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, PlanError):

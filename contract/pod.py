@@ -11,7 +11,10 @@ from __future__ import annotations
 INIT_CONTAINER = "sakura-secrets-init"
 """The injected init container: fetches the plan's secrets into the tmpfs, then exits."""
 REFRESH_CONTAINER = "sakura-secrets-refresh"
-"""Reserved for the rotation sidecar (not injected yet): no other container may take it."""
+"""The rotation sidecar (a plan with `refresh_interval`): keeps the files current; no app
+container may take the name."""
+REFRESH_COMMAND = ("python", "-m", "sidecar", "refresh")
+"""How the refresh container is started (the init container runs `python -m sidecar`)."""
 
 ENV_PLAN = "SAKURA_SECRETS_PLAN"
 """The plan as JSON (`contract.plan.Plan.to_json`): what to fetch and which files to write."""

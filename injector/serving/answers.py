@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from contract.broker import (
     MAX_ANSWER_BYTES,
     Answer,
-    FetchedSecret,
+    AnswerItem,
     answer_floor,
     encode_answer,
     too_large,
@@ -142,7 +142,7 @@ def _take(budget: AnswerBudget, namespace: str, size: int) -> None:
         )
 
 
-async def encode(items: tuple[FetchedSecret, ...], floor: int) -> list[bytes]:
+async def encode(items: tuple[AnswerItem, ...], floor: int) -> list[bytes]:
     """`encode_answer`, on `_ENCODER` unless the answer is small (`floor` < INLINE_BELOW)."""
     if floor < INLINE_BELOW:
         return encode_answer(items)

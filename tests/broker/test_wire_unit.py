@@ -22,9 +22,11 @@ from contract.broker import (
     FetchedSecret,
     Refusal,
     SecretRequest,
+    Unchanged,
     answer_floor,
     encode_answer,
     parse_answer,
+    parse_refresh_answer,
     parse_refusal,
     parse_request,
 )
@@ -79,7 +81,7 @@ def test_a_body_that_is_not_an_object(raw: bytes) -> None:
 
 def test_unknown_fields_are_named_first_in_order() -> None:
     raw = body(vault_id=VAULT, secrets=[{"name": "db"}], zeta=1, alpha=2)
-    assert refusal(raw) == "unknown field 'alpha'; only 'vault_id' and 'secrets' exist"
+    assert refusal(raw) == "unknown field 'alpha'; only 'vault_id', 'secrets' and 'held' exist"
 
 
 @pytest.mark.parametrize(
@@ -310,3 +312,89 @@ def test_a_refusal_carries_its_reason_only_when_it_has_one() -> None:
 )
 def test_a_refusal_is_read_from_whatever_body_came_back(raw: bytes, read: Refusal) -> None:
     assert parse_refusal(raw) == read
+
+
+# Change-only reads: a refresh holds versions, and an unchanged latest comes back without a value
+
+
+def test_a_refresh_request_carries_the_versions_it_holds() -> None:
+    request = SecretRequest(VAULT, (SecretVersion("api", 2), SecretVersion("db")), {"db": 3})
+    assert json.loads(request.to_json())["held"] == {"db": 3}
+    assert parse_request(request.to_json()) == request
+    assert "held" not in json.loads(SecretRequest(VAULT, (SecretVersion("db"),)).to_json())
+
+
+@pytest.mark.parametrize(
+    ("held", "message"),
+    [
+        ([], "'held' must be an object of secret name -> version held"),
+        (
+            {"api": 2},
+            "'held' names 'api', which 'secrets' does not ask for at the latest version "
+            "(version null); hold only what you ask to refresh",
+        ),
+        (
+            {"other": 1},
+            "'held' names 'other', which 'secrets' does not ask for at the latest version "
+            "(version null); hold only what you ask to refresh",
+        ),
+        ({"db": 0}, "held['db'] must be a whole number >= 1, the version held"),
+        ({"db": True}, "held['db'] must be a whole number >= 1, the version held"),
+        ({"db": "3"}, "held['db'] must be a whole number >= 1, the version held"),
+    ],
+)
+def test_held_versions_are_checked_against_the_request(held: object, message: str) -> None:
+    secrets = [{"name": "api", "version": 2}, {"name": "db", "version": None}]
+    assert refusal(body(vault_id=VAULT, secrets=secrets, held=held)) == message
+
+
+def test_an_unchanged_item_has_the_held_version_and_no_value() -> None:
+    items = (FetchedSecret("api", 1, 1, "v-api"), Unchanged("db", 3))
+    raw = b"".join(encode_answer(items))
+    assert json.loads(raw)["secrets"][1] == {
+        "name": "db",
+        "requested_version": None,
+        "version": 3,
+        "unchanged": True,
+    }
+    assert parse_refresh_answer(raw, WANTED, {"db": 3}) == items
+    assert Unchanged("db", 3).requested == SecretVersion("db")
+    assert answer_floor((Unchanged("db", 3),)) == len('{"secrets":[]}') + 3
+
+
+@pytest.mark.parametrize(
+    ("entry", "held", "problem"),
+    [
+        (
+            {"name": "db", "version": 3, "unchanged": True},
+            {},
+            "for a version the request did not hold",
+        ),
+        (
+            {"name": "db", "version": 2, "unchanged": True},
+            {"db": 3},
+            "not at the held version 3 alone",
+        ),
+        (
+            {"name": "db", "version": 3, "unchanged": True, "value": "x"},
+            {"db": 3},
+            "not at the held version 3 alone",
+        ),
+        ({"name": "db", "version": 3, "unchanged": 1}, {"db": 3}, "is not a well-formed"),
+        ({"name": "dx", "version": 3, "unchanged": True}, {"db": 3}, "is not a well-formed"),
+    ],
+)
+def test_an_unchanged_item_that_does_not_fit_the_request_is_refused(
+    entry: dict[str, object], held: dict[str, int], problem: str
+) -> None:
+    raw = answer_body(item("api", 1, 1, "a"), entry)
+    with pytest.raises(InvalidAnswer, match=problem):
+        parse_refresh_answer(raw, WANTED, held)
+
+
+def test_a_fetch_that_held_nothing_refuses_an_unchanged_item() -> None:
+    raw = answer_body(item("api", 1, 1, "a"), {"name": "db", "version": 3, "unchanged": True})
+    assert "did not hold" in answer_problem(raw)
+    pinned = answer_body({"name": "api", "version": 1, "unchanged": True}, item("db", None, 3, "d"))
+    with pytest.raises(InvalidAnswer, match="did not hold"):
+        parse_refresh_answer(pinned, WANTED, {"api": 1})
