@@ -256,10 +256,13 @@ def _ref_to_dict(ref: SecretRef) -> dict[str, Any]:
 
 
 def _plan_to_dict(plan: Plan) -> dict[str, Any]:
-    """The JSON form: `mode` is "broker" or "direct", and direct mode adds `credentials_secret`."""
+    """The JSON form: `mode` is "broker" or "direct", and direct mode adds `credentials_secret`;
+    `refresh_interval` only when set."""
     mode: dict[str, Any] = {"mode": plan.mode.name}
     if isinstance(plan.mode, Direct):
         mode["credentials_secret"] = plan.mode.credentials_secret
+    if plan.refresh_interval is not None:  # absent: fetched once (the plan of most pods)
+        mode["refresh_interval"] = plan.refresh_interval
     return {
         "format": plan.format,
         "directory": plan.directory,
@@ -267,7 +270,6 @@ def _plan_to_dict(plan: Plan) -> dict[str, Any]:
         "vault_id": plan.vault_id,
         "uid": plan.uid,
         "gid": plan.gid,
-        "refresh_interval": plan.refresh_interval,
         "files": [
             {
                 "name": f.name,

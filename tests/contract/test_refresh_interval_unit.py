@@ -58,6 +58,7 @@ def test_the_interval_travels_in_the_plan() -> None:
     assert Plan.from_json(plan(300).to_json()).refresh_interval == 300
     assert Plan.from_json(plan(None).to_json()).refresh_interval is None
     assert '"refresh_interval":300' in plan(300).to_json()
+    assert "refresh_interval" not in plan(None).to_json()
 
 
 @pytest.mark.parametrize("interval", [9, 86401, True, 30.0, "30"])
