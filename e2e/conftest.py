@@ -191,9 +191,22 @@ def running_injector(
         "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
         "KUBECONFIG": str(target.kubeconfig),
     }
-    with serving(injector_command(ports, image, pki, client_ca), ports, log, env):
+    command = injector_command(ports, image, pki, client_ca)
+    with contextlib.ExitStack() as running:
+        process = contextlib.ExitStack()
+        running.callback(process.close)
+        process.enter_context(serving(command, ports, log, env))
+
+        def restart() -> None:
+            process.close()
+            process.enter_context(serving(command, ports, log, env))
+
         yield Injector(
-            f"https://127.0.0.1:{ports[0]}", f"https://127.0.0.1:{ports[1]}", log, client_ca
+            f"https://127.0.0.1:{ports[0]}",
+            f"https://127.0.0.1:{ports[1]}",
+            log,
+            client_ca,
+            restart,
         )
 
 

@@ -40,8 +40,8 @@ def serving(
     command: Sequence[str], ports: Sequence[int], log: Path, env: Mapping[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `command` until the block ends, once it listens on every port of `ports`; its output
-    goes to `log` for post-mortems."""
-    with log.open("wb") as out:
+    goes to `log` for post-mortems (appended: a restarted process keeps its predecessor's)."""
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             list(command),
             stdout=out,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ class Injector:
     """POST /v1/secrets, /healthz, /readyz, /metrics; never asks for a client certificate."""
     log: Path
     client_ca: Path | None = None
+    restart: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
+    """Stop the process (SIGTERM) and start it again on the same ports, with the serving
+    certificate and key files as they are now (a renewal writes new ones first)."""
 
 
 @dataclass
