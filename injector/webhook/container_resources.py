@@ -61,13 +61,13 @@ def _resources(
     chosen: dict[str, str] = {}
     source: dict[str, str | None] = {}
     amounts = {}
-    for attr, own_key in chain[0].items():
+    for attr in chain[0]:
         key = next((keys[attr] for keys in chain if keys[attr] in ours), None)
         text = (getattr(defaults, attr) if key is None else ours[key]).strip()
         try:
             amounts[attr] = parse_quantity(text)
-        except ValueError as exc:
-            raise Denied(f"annotation {key or own_key}: {exc}") from None
+        except ValueError as exc:  # never a default's
+            raise Denied(f"annotation {key}: {exc}") from None
         chosen[attr], source[attr] = text, key
     for kind in ("cpu", "memory"):
         request, limit = f"{kind}_request", f"{kind}_limit"
