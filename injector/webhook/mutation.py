@@ -90,7 +90,7 @@ def patch_operations(
             path = f"/spec/containers/{index}/volumeMounts"
             mount = read_only_mount(options.mount_path)
             operations += _append(path, container.get("volumeMounts"), [mount])
-    operations += _append("/spec/containers", spec["containers"], refresh) if refresh else []
+    operations += [_add("/spec/containers/-", c) for c in refresh]  # after the app's
     return operations
 
 

@@ -11,14 +11,18 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonpatch
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from support.admission_harness import P, pod, run, settings
@@ -250,3 +254,47 @@ def test_serve_watches_the_version_only_for_auto(kube: k8s.ApiClient) -> None:
         assert watch() is False
     finally:
         watch.stop()
+
+
+REFRESHING_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    sakura-secrets.io/inject: "true"
+    sakura-secrets.io/secret-db: db-password
+    sakura-secrets.io/vault-id: "123456789012"
+    sakura-secrets.io/refresh-interval: 5m
+spec:
+  containers:
+  - name: app
+    image: nginx
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"), [((), False), (("--native-sidecars", "always"), True)]
+)
+def test_render_previews_the_plain_shape_unless_told_native(
+    flags: tuple[str, ...], native: bool
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "injector", "render", "-f", "-", *flags],
+        cwd=root,
+        input=REFRESHING_POD,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+    )
+    assert result.returncode == 0, result.stderr
+    spec = yaml.safe_load(result.stdout)["spec"]  # the `# warning:` lines are comments
+    init = [c["name"] for c in spec["initContainers"]]
+    apps = [c["name"] for c in spec["containers"]]
+    if native:
+        assert (init, apps) == (["sakura-secrets-init", REFRESH], ["app"])
+        assert spec["initContainers"][1]["restartPolicy"] == "Always"
+    else:
+        assert (init, apps) == (["sakura-secrets-init"], ["app", REFRESH])

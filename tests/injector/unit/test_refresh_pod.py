@@ -187,6 +187,10 @@ async def test_the_native_sidecar_follows_ours_wherever_init_first_puts_it(
     obj["spec"]["initContainers"] = [{"name": "migrate", "image": "shop/migrate:1"}]
     result = await _admit(obj, NATIVE, NATIVE_SCHEMA)
     assert _names(result["spec"]["initContainers"]) == order
+    # everything else is added as well
+    assert _names(result["spec"]["volumes"]) == ["sakura-secrets", "sakura-secrets-token"]
+    assert result["metadata"]["annotations"][f"{P}status"] == "injected"
+    assert result["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] is True
 
 
 async def test_without_refresh_interval_no_refresh_container_in_either_mode() -> None:
