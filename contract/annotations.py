@@ -31,7 +31,8 @@ RUN_AS_GROUP = PREFIX + "run-as-group"
 INIT_FIRST = PREFIX + "init-first"
 """`"true"`: the init container runs before the pod's own init containers; `"false"`: after."""
 REFRESH_INTERVAL = PREFIX + "refresh-interval"
-"""Reserved for rotation; refused until the refresh container exists."""
+"""A duration (`30s`, `5m`, `1h30m`; 10s to 24h): a refresh container re-reads the latest-version
+secrets that often and switches the files all at once (rotation)."""
 CREDENTIALS_SECRET = PREFIX + "credentials-secret"
 """A Secret holding the pod's own Sakura API key: direct mode, no broker."""
 CPU_REQUEST = PREFIX + "cpu-request"
@@ -42,6 +43,14 @@ MEMORY_REQUEST = PREFIX + "memory-request"
 """Memory request of the init container."""
 MEMORY_LIMIT = PREFIX + "memory-limit"
 """Memory limit of the init container."""
+REFRESH_CPU_REQUEST = PREFIX + "refresh-cpu-request"
+"""CPU request of the refresh container; else `CPU_REQUEST`, else its own small default."""
+REFRESH_CPU_LIMIT = PREFIX + "refresh-cpu-limit"
+"""CPU limit of the refresh container; else `CPU_LIMIT`, else its own default."""
+REFRESH_MEMORY_REQUEST = PREFIX + "refresh-memory-request"
+"""Memory request of the refresh container; else `MEMORY_REQUEST`, else its own default."""
+REFRESH_MEMORY_LIMIT = PREFIX + "refresh-memory-limit"
+"""Memory limit of the refresh container; else `MEMORY_LIMIT`, else its own default."""
 
 # Key prefixes: the rest of the key is the file's name (FILE).
 SECRET_FILE = PREFIX + "secret-"
@@ -76,6 +85,10 @@ FIXED = (
     CPU_LIMIT,
     MEMORY_REQUEST,
     MEMORY_LIMIT,
+    REFRESH_CPU_REQUEST,
+    REFRESH_CPU_LIMIT,
+    REFRESH_MEMORY_REQUEST,
+    REFRESH_MEMORY_LIMIT,
     STATUS_WARNINGS,
     STATUS,
 )

@@ -3,6 +3,7 @@ reinvoked through a second webhook is injected once."""
 
 from __future__ import annotations
 
+import json
 import ssl
 from typing import Any
 
@@ -234,6 +235,37 @@ def test_invalid_annotations_are_denied_naming_the_annotation(
     assert f"sakura-secrets.io/{annotation}" in message, message
     assert explanation in message, message
     assert "db-pw-" not in message
+
+
+def test_rotation_in_a_pod_that_must_terminate_is_refused_where_sidecars_are_plain(
+    kube: Kube, labelled: str
+) -> None:
+    """The local cluster is 1.20: the injector (`--native-sidecars=auto`) makes the refresh
+    container a plain one, so a Job's pod and a bare `restartPolicy: Never` pod are refused,
+    saying why and that 1.29+ lifts it (a Job learns it from its FailedCreate event)."""
+    entries = {"secret-db": "db-password", "refresh-interval": "10s"}
+    spec = manifests.pod_spec("true", service_account="reader", restart="Never")
+    kube.apply(manifests.job("refreshing", labelled, spec, manifests.pod_annotations(entries)))
+
+    def refused() -> str | None:
+        events = json.loads(
+            kube.run(
+                "get", "events", "-n", labelled, "-o", "json",
+                "--field-selector", "involvedObject.kind=Job,involvedObject.name=refreshing",
+            ).stdout
+        )  # fmt: skip
+        found = [e["message"] for e in events["items"] if e.get("reason") == "FailedCreate"]
+        return found[0] if found else None
+
+    message = kube.wait_for("the Job's FailedCreate event", refused, timeout=60)
+    assert "sakura-secrets.io/refresh-interval: this pod belongs to Job 'refreshing'" in message
+    assert "Kubernetes 1.29+" in message, message
+    assert kube.pods(labelled, "job-name=refreshing") == []
+    kube.delete("job", "refreshing", labelled)
+
+    bare = manifests.pod("once", labelled, spec, annotations=manifests.pod_annotations(entries))
+    message = _denial(kube, bare)
+    assert "this pod has restartPolicy Never, so it is meant to terminate" in message, message
 
 
 # ------------------------------------------------------------------ 6. reinvocation

@@ -1,7 +1,8 @@
 """One way to reach the Kubernetes API, for every part of the injector that needs it.
 
 `api_client` finds the credentials; `kubernetes_calls` is the bounded pool the broker's
-reviews and reads take turns in, each call bounded by `KUBE_TIMEOUT`. Errors:
+reviews and reads take turns in, each call bounded by `KUBE_TIMEOUT`; `server_version` is what
+the API server says it is (`GET /version`). Errors:
 
     KubeConfigError          no usable credentials (a usage error: the message says where it looked)
     KubernetesUnavailable    the API server could not answer now: try again shortly
@@ -64,6 +65,13 @@ def api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
             f"no Kubernetes credentials: not in a pod and no usable kubeconfig ({error}); "
             "set KUBECONFIG or run inside the cluster"
         ) from None
+
+
+def server_version(client: k8s.ApiClient, timeout: float = KUBE_TIMEOUT) -> tuple[str, str]:
+    """The API server's (major, minor) as it reports them: ("1", "29"), or ("1", "29+") on
+    some managed clusters. Blocks; raises whatever the client raises when it cannot tell."""
+    info = k8s.VersionApi(client).get_code(_request_timeout=timeout)
+    return str(info.major), str(info.minor)
 
 
 def kubernetes_calls() -> FairQueue:

@@ -106,6 +106,16 @@ TARGETS = (
         ci=True,
     ),
     Target(
+        "injector/webhook/pod/container.py",
+        ("tests/injector/unit/test_pod_builders.py", "tests/injector/unit/test_refresh_pod.py"),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/pod/refresh_container.py",
+        ("tests/injector/unit/test_refresh_pod.py",),
+        ci=True,
+    ),
+    Target(
         "injector/webhook/pod/mounts.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
     ),
     Target(
@@ -117,7 +127,9 @@ TARGETS = (
         ci=True,
     ),
     Target(
-        "injector/webhook/pod/resources.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
+        "injector/webhook/pod/resources.py",
+        ("tests/injector/unit/test_pod_builders.py", "tests/injector/unit/test_refresh_pod.py"),
+        ci=True,
     ),
     Target(
         "injector/webhook/pod/volumes.py", ("tests/injector/unit/test_pod_builders.py",), ci=True
@@ -127,6 +139,7 @@ TARGETS = (
         (
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_pod_builders.py",
+            "tests/injector/unit/test_refresh_pod.py",
         ),
         ci=True,
     ),
@@ -137,7 +150,10 @@ TARGETS = (
     ),
     Target(
         "injector/webhook/admission.py",
-        ("tests/injector/unit/test_admission_review_unit.py",),
+        (
+            "tests/injector/unit/test_admission_review_unit.py",
+            "tests/injector/unit/test_refresh_pod.py",
+        ),
         ci=True,
     ),
     Target(
@@ -177,6 +193,14 @@ TARGETS = (
         ci=True,
     ),
     Target(
+        "injector/webhook/container_resources.py",
+        (
+            "tests/injector/unit/test_annotations_unit.py",
+            "tests/injector/unit/test_injector_admission.py",
+        ),
+        ci=True,
+    ),
+    Target(
         "injector/webhook/files.py",
         (
             "tests/injector/unit/test_injector_parts.py",
@@ -192,6 +216,7 @@ TARGETS = (
             "tests/injector/unit/test_pod_builders.py",
             "tests/injector/unit/test_injector_ownership.py",
             "tests/injector/unit/test_injector_admission.py",
+            "tests/injector/unit/test_refresh_pod.py",
         ),
         ci=True,
     ),

@@ -18,6 +18,7 @@ from typing import Any
 
 from contract.annotations import VAULT_ID, short_name
 from injector.operations.errors import UsageError
+from injector.operations.native_sidecars import MODES
 from injector.setting import OutOfRange
 from injector.webhook.settings import MESH_PROXIES, SettingsError, WebhookSettings
 from sakura.config import ENV_ENDPOINT, ENV_ZONE
@@ -176,6 +177,17 @@ def settings_options(
         10.0,
         float,
     )
+    option(
+        parser,
+        env,
+        "--native-sidecars",
+        "SAKURA_SECRETS_NATIVE_SIDECARS",
+        "the refresh container's shape (refresh-interval): always, a native sidecar (Kubernetes "
+        "1.29+, or 1.28 with the SidecarContainers gate); never, a plain container; auto, "
+        "native when the API server is 1.29+ (serve asks it at start-up and every 10 minutes; "
+        "render, which has no cluster, renders the plain one)",
+        "auto",
+    )
 
 
 def settings_from_args(
@@ -196,6 +208,10 @@ def settings_from_args(
         raise UsageError(
             f"--broker-service-port {args.broker_service_port} must be a TCP port (1-65535)"
         )
+    if args.native_sidecars not in MODES:
+        raise UsageError(
+            f"--native-sidecars {args.native_sidecars!r} must be one of {', '.join(MODES)}"
+        )
     port = "" if args.broker_service_port == 443 else f":{args.broker_service_port}"
     broker_url = args.broker_url or f"https://{args.service}.{args.namespace}.svc{port}"
     try:
@@ -211,6 +227,7 @@ def settings_from_args(
             volume_size_limit=args.volume_size_limit,
             mesh_proxy_containers=_proxy_containers(args.mesh_proxy_containers),
             review_timeout=args.webhook_timeout,
+            native_sidecars=args.native_sidecars == "always",  # auto: serve asks the cluster
         )
     except SettingsError as error:
         raise UsageError(str(error)) from None

@@ -139,12 +139,14 @@ def build_listeners(
     ports: Ports,
     *,
     registry: CollectorRegistry = REGISTRY,
+    native_sidecars: Callable[[], bool] | None = None,
 ) -> tuple[list[Listener], Sequence[Shutdown]]:
     """The production listeners and what to close at shutdown.
 
     The broker's real admission check goes to the webhook: there is no `serve` without the
     admission-time RBAC checks. The certificate-expiry gauge joins `registry`: once per
-    process.
+    process. `native_sidecars` (`--native-sidecars=auto`) decides the refresh container's
+    shape on each review instead of `settings`.
     """
     webhook_tls = ReloadingTLS(files.cert, files.key, client_ca_file=files.webhook_client_ca)
     broker_tls = ReloadingTLS(files.cert, files.key)
@@ -163,6 +165,7 @@ def build_listeners(
         routes=broker.routes,
         readiness=readiness,
         broker_ca=broker_ca,
+        native_sidecars=native_sidecars,
         registry=registry,
     )
     listeners = [

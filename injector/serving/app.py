@@ -97,6 +97,7 @@ def create_apps(
     routes: Sequence[BaseRoute] = (),
     readiness: Sequence[Readiness] = (),
     broker_ca: BrokerCaFile | None = None,
+    native_sidecars: Callable[[], bool] | None = None,
     max_body_bytes: int = MAX_REVIEW_BYTES,
     registry: CollectorRegistry | None = None,
 ) -> InjectorApps:
@@ -108,19 +109,22 @@ def create_apps(
     a private registry, so several apps can live in one process (tests, the demo).
 
     `broker_ca`, when given, replaces `settings.broker_ca_pem` with the file's current
-    content on each review, so pods admitted after a CA rotation trust the new CA.
+    content on each review, so pods admitted after a CA rotation trust the new CA;
+    `native_sidecars`, when given, replaces `settings.native_sidecars` with its current
+    answer (`--native-sidecars=auto`, read from the API server's version).
     """
 
     registry = CollectorRegistry() if registry is None else registry
     metrics = AdmissionMetrics(registry)
+    built = [settings]  # the settings of the last review: rebuilt only when an input changed
 
     def current_settings() -> WebhookSettings:
-        if broker_ca is None:
-            return settings
-        pem = broker_ca.pem()
-        if pem == settings.broker_ca_pem:
-            return settings
-        return dataclasses.replace(settings, broker_ca_pem=pem)
+        last = built[-1]
+        pem = last.broker_ca_pem if broker_ca is None else broker_ca.pem()
+        native = last.native_sidecars if native_sidecars is None else native_sidecars()
+        if (pem, native) != (last.broker_ca_pem, last.native_sidecars):
+            built[-1] = dataclasses.replace(last, broker_ca_pem=pem, native_sidecars=native)
+        return built[-1]
 
     async def mutate(request: Request) -> Response:
         started = time.perf_counter()

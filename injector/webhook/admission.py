@@ -1,10 +1,10 @@
 """AdmissionReview (admission.k8s.io/v1) in, a typed decision out: the webhook's pipeline.
 
 One straight line with early returns: check the review's envelope, decide whether to inject,
-parse the annotations, check the pod (targets, room, owner), resolve the files' owner and
-build the plan, run the admission check, build the JSON patch that adds our parts to the
-pod. Any step may deny with a message naming what to fix. There are no side effects here,
-so a dryRun request gets exactly the answer a real one would.
+parse the annotations, check the pod (targets, room, owner, and a refreshing pod's end),
+resolve the files' owner and build the plan, run the admission check, build the JSON patch
+that adds our parts to the pod. Any step may deny with a message naming what to fix. There
+are no side effects here, so a dryRun request gets exactly the answer a real one would.
 
 The HTTP shell (`injector.serving.review_queue`) reads the body, screens and parses it, and
 runs `prepare` and `finish`, the CPU work before and after the admission check, in turns;
@@ -25,7 +25,12 @@ from injector.webhook.files import check_plan_size, check_secret_count
 from injector.webhook.mutation import patch_operations
 from injector.webhook.pod.mounts import target_containers
 from injector.webhook.pod.ownership import resolve_owner
-from injector.webhook.pod_checks import check_owner, check_room, check_targets
+from injector.webhook.pod_checks import (
+    check_owner,
+    check_plain_refresh,
+    check_room,
+    check_targets,
+)
 from injector.webhook.selection import skip_reason
 from injector.webhook.settings import WebhookSettings
 
@@ -76,6 +81,8 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
         check_room(spec, targets, options.mount_path)
         owned_by = {"run_as_user": options.run_as_user, "run_as_group": options.run_as_group}
         check_owner(spec, targets, **owned_by)
+        if injection.refresh_interval is not None and not settings.native_sidecars:
+            check_plain_refresh(pod)
         owner = resolve_owner(spec, targets, **owned_by, fallback_uid=settings.fallback_uid)
         plan = injection.plan(owner)
         check_plan_size(plan)

@@ -14,17 +14,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from contract import Broker, Direct, FileSpec, Mode, Plan, PlanError
+from contract import Broker, Direct, FileSpec, Mode, Plan, PlanError, parse_duration
 from contract.annotations import (
     CONTAINERS,
-    CPU_LIMIT,
-    CPU_REQUEST,
     CREDENTIALS_SECRET,
     FIXED,
     INIT_FIRST,
     MAX_NAME,
-    MEMORY_LIMIT,
-    MEMORY_REQUEST,
     MOUNT_PATH,
     PER_FILE,
     PREFIX,
@@ -39,8 +35,10 @@ from contract.annotations import (
     VAULT_ID,
     short_name,
 )
+from contract.plan import MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS
 from contract.plan import VAULT_ID as VAULT_ID_PATTERN
 from contract.pod import TOKEN_DIRECTORY
+from injector.webhook.container_resources import REFRESH, init_resources, refresh_resources
 from injector.webhook.errors import Denied
 from injector.webhook.files import (
     MAX_FILES,
@@ -49,8 +47,7 @@ from injector.webhook.files import (
     parse_files,
 )
 from injector.webhook.pod.ownership import Owner
-from injector.webhook.pod.resources import Resources
-from injector.webhook.quantity import parse_quantity
+from injector.webhook.pod.resources import REFRESH_DEFAULTS, Resources
 from injector.webhook.settings import WebhookSettings
 
 __all__ = [
@@ -83,6 +80,9 @@ class PodOptions:
     run_as_user: int | None = None
     run_as_group: int | None = None
     resources: Resources = field(default_factory=Resources)
+    """The init container's requests and limits."""
+    refresh_resources: Resources = REFRESH_DEFAULTS
+    """The refresh container's (read from the annotations only when the plan refreshes)."""
     explicit_modes: frozenset[str] = frozenset()
     """Files whose mode an annotation sets (all of them with `file-mode`): kept as set when
     the owner's uid is unknown and the other files are made readable to the app anyway."""
@@ -96,6 +96,8 @@ class Injection:
     vault_id: str
     mode: Mode
     options: PodOptions
+    refresh_interval: int | None = None
+    """Seconds between refreshes (`refresh-interval`); None: no refresh container."""
 
     def plan(self, owner: Owner) -> Plan:
         """The complete plan, once the pod tells who owns the files.
@@ -114,6 +116,7 @@ class Injection:
             uid=owner.uid,
             gid=owner.gid,
             mode=self.mode,
+            refresh_interval=self.refresh_interval,
         )
 
 
@@ -123,12 +126,7 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
     ours = {k: v for k, v in annotations.items() if k.startswith(PREFIX)}
     for key in sorted(ours):
         _check_known(key)
-    if REFRESH_INTERVAL in ours:
-        raise Denied(
-            f"annotation {REFRESH_INTERVAL}: {short_name(REFRESH_INTERVAL)} (rotation sidecar) "
-            "is not supported yet; remove the annotation (the init container fetches the files "
-            "once at pod start)"
-        )
+    _check_refresh_keys(ours)
     status = ours.get(STATUS)
     if status is not None and status != STATUS_INJECTED:
         raise Denied(
@@ -146,8 +144,10 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
     init_first = _boolean(INIT_FIRST, ours.get(INIT_FIRST, "true"))
     run_as_user = _identity(RUN_AS_USER, ours.get(RUN_AS_USER))
     run_as_group = _identity(RUN_AS_GROUP, ours.get(RUN_AS_GROUP))
-    resources = _resources(ours)
+    resources = init_resources(ours)
     files = parse_files(ours)
+    refresh_interval = _refresh_interval(ours.get(REFRESH_INTERVAL), files)
+    refreshing = refresh_resources(ours) if refresh_interval is not None else REFRESH_DEFAULTS
     vault_id = _vault_id(ours.get(VAULT_ID), settings)
     options = PodOptions(
         mount_path=mount_path,
@@ -156,9 +156,50 @@ def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings)
         run_as_user=run_as_user,
         run_as_group=run_as_group,
         resources=resources,
+        refresh_resources=refreshing,
         explicit_modes=explicit_modes(ours, files),
     )
-    return Injection(files=files, vault_id=vault_id, mode=mode, options=options)
+    return Injection(files, vault_id, mode, options, refresh_interval)
+
+
+def _refresh_interval(value: str | None, files: tuple[FileSpec, ...]) -> int | None:
+    """Seconds between refreshes; refused when unparsable, out of range, or nothing can change.
+
+    A plan whose every secret is pinned (`NAME@3`) would only run a container that never
+    writes a file: that is refused, saying why, rather than admitted with a warning.
+    """
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except PlanError:
+        raise Denied(
+            f"annotation {REFRESH_INTERVAL}: {value!r} is not a refresh interval; write a "
+            f"duration like 30s, 5m, 1h or 1h30m, from {MIN_REFRESH_SECONDS}s to "
+            f"{MAX_REFRESH_SECONDS // 3600}h"
+        ) from None
+    refs = [ref for file in files for ref in file.refs]
+    if all(ref.version is not None for ref in refs):
+        pinned = ", ".join(dict.fromkeys(str(ref.fetch) for ref in refs))  # never empty
+        raise Denied(
+            f"annotation {REFRESH_INTERVAL}: every secret of this pod is pinned to a version "
+            f"({pinned}), and a pinned version never changes, so there is nothing to refresh; "
+            f"remove {REFRESH_INTERVAL}, or write NAME (the latest version) for the secrets "
+            "that should follow rotation"
+        )
+    return seconds
+
+
+def _check_refresh_keys(ours: Mapping[str, str]) -> None:
+    """Refuse the refresh container's own keys on a pod that gets none."""
+    if REFRESH_INTERVAL in ours:
+        return
+    given = [key for key in REFRESH.values() if key in ours]
+    if given:
+        raise Denied(
+            f"annotation {given[0]}: it sizes the refresh container, which only a pod with "
+            f"{REFRESH_INTERVAL} gets; set {REFRESH_INTERVAL}, or remove {given[0]}"
+        )
 
 
 def _check_total_size(annotations: Mapping[str, str]) -> None:
@@ -307,30 +348,3 @@ def _mode(credentials_secret: str | None) -> Mode:
             f"annotation {CREDENTIALS_SECRET}: {credentials_secret!r} is not a Secret "
             "name; use lowercase letters, digits, '-' and '.' (at most 253 characters)"
         ) from None
-
-
-def _resources(ours: Mapping[str, str]) -> Resources:
-    defaults = Resources()
-    chosen: dict[str, str] = {}
-    amounts = {}
-    for key in (CPU_REQUEST, CPU_LIMIT, MEMORY_REQUEST, MEMORY_LIMIT):
-        attr = short_name(key).replace("-", "_")
-        text = ours.get(key, getattr(defaults, attr)).strip()
-        try:
-            amounts[key] = parse_quantity(text)
-        except ValueError as exc:
-            raise Denied(f"annotation {key}: {exc}") from None
-        chosen[attr] = text
-    for kind, request_key, limit_key in (
-        ("cpu", CPU_REQUEST, CPU_LIMIT),
-        ("memory", MEMORY_REQUEST, MEMORY_LIMIT),
-    ):
-        if amounts[request_key] > amounts[limit_key]:
-            given = [k for k in (request_key, limit_key) if k in ours]
-            raise Denied(
-                f"annotation {given[0]}: the {kind} request "
-                f"{chosen[kind + '_request']} exceeds the {kind} limit {chosen[kind + '_limit']}"
-                f"{'' if limit_key in ours else ' (the default)'}; "
-                f"set {limit_key} at least as high as {request_key}"
-            )
-    return Resources(**chosen)

@@ -2,9 +2,10 @@
 
 It computes only: the pod has passed `pod_checks` (room for our parts) before it gets here.
 
-The patch is built from the parts injection adds (volumes, init container, mounts, status),
-each appended where it goes; `inject` applies it, so tests read the result as plain data,
-validated against the Pod schema. Diffing whole pods would cost time in the spec's size.
+The patch is built from the parts injection adds (volumes, init container, the refresh
+container where the plan refreshes, mounts, status), each appended where it goes; `inject`
+applies it, so tests read the result as plain data, validated against the Pod schema.
+Diffing whole pods would cost time in the spec's size.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contract.annotations import STATUS, STATUS_INJECTED, STATUS_WARNINGS
 from injector.webhook.annotations import PodOptions
 from injector.webhook.pod.init_container import init_container
 from injector.webhook.pod.mounts import read_only_mount
+from injector.webhook.pod.refresh_container import refresh_container
 from injector.webhook.pod.volumes import secrets_volume, token_volume
 from injector.webhook.settings import WebhookSettings
 
@@ -31,7 +33,7 @@ def inject(
     settings: WebhookSettings,
     warnings: Sequence[str],
 ) -> dict[str, Any]:
-    """A copy of `pod` with the volumes, the init container, the mounts and the status."""
+    """A copy of `pod` with the volumes, our containers, the mounts and the status."""
     result: dict[str, Any] = jsonpatch.apply_patch(
         pod, patch_operations(pod, plan, options, targets, settings, warnings)
     )
@@ -70,12 +72,17 @@ def patch_operations(
         volumes.append(token_volume())
     operations += _append("/spec/volumes", spec.get("volumes"), volumes)
 
-    ours = init_container(plan, options.resources, settings)
+    ours = [init_container(plan, options.resources, settings)]
+    refresh = []
+    if plan.refresh_interval is not None:
+        refresh.append(refresh_container(plan, options.refresh_resources, settings))
+    if settings.native_sidecars:  # the refresh container starts right after ours
+        ours, refresh = ours + refresh, []
     existing = spec.get("initContainers")
     if existing and options.init_first:
-        operations.append(_add("/spec/initContainers/0", ours))
+        operations += [_add(f"/spec/initContainers/{i}", c) for i, c in enumerate(ours)]
     else:
-        operations += _append("/spec/initContainers", existing, [ours])
+        operations += _append("/spec/initContainers", existing, ours)
 
     chosen = set(targets)
     for index, container in enumerate(spec["containers"]):
@@ -83,6 +90,7 @@ def patch_operations(
             path = f"/spec/containers/{index}/volumeMounts"
             mount = read_only_mount(options.mount_path)
             operations += _append(path, container.get("volumeMounts"), [mount])
+    operations += [_add("/spec/containers/-", c) for c in refresh]  # after the app's
     return operations
 
 

@@ -2,8 +2,8 @@
 
 Each check refuses with a `Denied` naming the field or annotation and the fix, and computes
 nothing; the builders in `pod/` then compute on a pod these checks passed. In pipeline order:
-the target containers exist, the pod has room for what injection adds, and the files' owner
-is a valid, agreed, non-root id.
+the target containers exist, the pod has room for what injection adds, the files' owner
+is a valid, agreed, non-root id, and a pod that refreshes can end where it must.
 """
 
 from __future__ import annotations
@@ -12,8 +12,15 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
-from contract.annotations import CONTAINERS, MOUNT_PATH, RUN_AS_GROUP, RUN_AS_USER, short_name
-from contract.pod import INIT_CONTAINER, SECRETS_VOLUME, TOKEN_VOLUME
+from contract.annotations import (
+    CONTAINERS,
+    MOUNT_PATH,
+    REFRESH_INTERVAL,
+    RUN_AS_GROUP,
+    RUN_AS_USER,
+    short_name,
+)
+from contract.pod import INIT_CONTAINER, REFRESH_CONTAINER, SECRETS_VOLUME, TOKEN_VOLUME
 from injector.webhook.errors import Denied
 from injector.webhook.pod.ownership import MAX_ID, effective_ids
 
@@ -64,11 +71,13 @@ def check_room(spec: dict[str, Any], targets: Sequence[str], mount_path: str) ->
                 "rename that volume"
             )
     containers = [*(spec.get("initContainers") or []), *spec["containers"]]
-    if any(c.get("name") == INIT_CONTAINER for c in containers):
-        raise Denied(
-            f"the pod already has a container named {INIT_CONTAINER!r}, which the injector adds; "
-            "rename that container"
-        )
+    taken = {c.get("name") for c in containers}
+    for name in (INIT_CONTAINER, REFRESH_CONTAINER):
+        if name in taken:
+            raise Denied(
+                f"the pod already has a container named {name!r}, which the injector adds; "
+                "rename that container"
+            )
     for container in containers:
         for mount in container.get("volumeMounts") or ():
             if mount.get("name") in (SECRETS_VOLUME, TOKEN_VOLUME):
@@ -93,6 +102,35 @@ def check_mount_path(spec: dict[str, Any], targets: Sequence[str], mount_path: s
                     f"mounts volume {mount.get('name')!r} at {mount_path}; set "
                     f"{MOUNT_PATH} to a free directory"
                 )
+
+
+def check_plain_refresh(pod: dict[str, Any]) -> None:
+    """Refuse a pod that must terminate, when its refresh container would be a plain one.
+
+    Without native sidecars the refresh container is an app container that runs until it is
+    stopped: a Job's pod (CronJobs' too, through their Job) or any pod whose restartPolicy is
+    not Always would never complete. Native sidecars (Kubernetes 1.29+) stop with the app.
+    """
+    owners = (pod.get("metadata") or {}).get("ownerReferences")
+    jobs = (
+        [o.get("name") for o in owners if isinstance(o, dict) and o.get("kind") == "Job"]
+        if isinstance(owners, list)
+        else []
+    )
+    policy = pod["spec"].get("restartPolicy") or "Always"
+    if jobs:
+        why = f"belongs to Job {jobs[0]!r}, which waits for it to complete"
+    elif policy != "Always":
+        why = f"has restartPolicy {policy}, so it is meant to terminate"
+    else:
+        return
+    raise Denied(
+        f"annotation {REFRESH_INTERVAL}: this pod {why}, but on this cluster the refresh "
+        f"container {REFRESH_CONTAINER!r} is a plain container that runs until the pod is "
+        f"deleted, so the pod would never complete; remove {REFRESH_INTERVAL} (the init "
+        "container still fetches the files once), or run it on Kubernetes 1.29+, where the "
+        "refresh container is a native sidecar that stops when the app ends"
+    )
 
 
 def check_owner(

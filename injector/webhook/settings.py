@@ -44,6 +44,10 @@ class WebhookSettings:
     review_timeout: float = 10.0
     """The webhook configuration's timeoutSeconds: a review that cannot be answered within it
     is shed with a fast 429 denial instead of queued (docs/webhook.md, "Admission queue")."""
+    native_sidecars: bool = False
+    """The refresh container's shape: True, a native sidecar (an init container with
+    `restartPolicy: Always`, Kubernetes 1.29+); False, a plain container, and pods that must
+    terminate cannot refresh. Decided outside the core (`--native-sidecars`, docs/webhook.md)."""
 
     def __post_init__(self) -> None:
         if not self.image.strip():

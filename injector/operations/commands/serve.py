@@ -11,6 +11,7 @@ import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from contract.broker import SECRETS_PATH
 from injector.broker.cache import CacheSettings
@@ -24,6 +25,7 @@ from injector.operations.flags import (
     settings_from_args,
     settings_options,
 )
+from injector.operations.native_sidecars import NativeSidecars
 from injector.serving.connections import ConnectionLimits
 from injector.serving.server import Listener, Shutdown
 from injector.setting import OutOfRange
@@ -159,9 +161,24 @@ def listeners_from_args(args: argparse.Namespace) -> tuple[list[Listener], Seque
         Path(args.broker_ca_file) if args.broker_ca_file else None,
     )
     broker = build_broker(sakura_config, kube_api_client=kube, tuning=tuning)
-    return build_listeners(
-        settings, broker, files, Ports(args.port, args.broker_port, args.probe_port)
-    )
+    ports = Ports(args.port, args.broker_port, args.probe_port)
+    watch = native_sidecars_from_args(args, kube)
+    if watch is None:
+        return build_listeners(settings, broker, files, ports)
+    listeners, shutdown = build_listeners(settings, broker, files, ports, native_sidecars=watch)
+    return listeners, (*shutdown, watch.aclose)
+
+
+def native_sidecars_from_args(args: argparse.Namespace, kube: Any) -> NativeSidecars | None:
+    """`--native-sidecars=auto`: the API server's version, read now and on a timer (started);
+    always or never: None, the settings say it (`settings_from_args`)."""
+    from injector.kube import server_version
+
+    if args.native_sidecars != "auto":
+        return None
+    watch = NativeSidecars(lambda: server_version(kube))
+    watch.start()
+    return watch
 
 
 def _check_ports(args: argparse.Namespace) -> None:

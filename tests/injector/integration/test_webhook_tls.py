@@ -369,6 +369,50 @@ def test_pods_admitted_after_a_ca_rotation_trust_the_new_ca(
     assert broker_ca(after) == (new_ca.cert_pem + ca.cert_pem).decode()
 
 
+def test_the_refresh_containers_shape_follows_the_native_sidecars_answer(
+    settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair, tmp_path: Path
+) -> None:
+    """`serve --native-sidecars=auto` hands the app its answer, asked on each review; the CA
+    file is still read alongside it."""
+    bundle = tmp_path / "ca.crt"
+    bundle.write_bytes(ca.cert_pem)
+    answer = [False]
+    apps = create_apps(
+        settings,
+        check=RecordingCheck(),
+        broker_ca=BrokerCaFile(bundle),
+        native_sidecars=lambda: answer[0],
+    )
+    refreshing = pod({"sakura-secrets.io/refresh-interval": "30s"})
+    new_ca = generate_ca("rotated-ca")
+
+    def shape(response: dict[str, Any]) -> tuple[list[str], list[str], str]:
+        patch = json.loads(base64.b64decode(response["patch"]))
+        spec = jsonpatch.apply_patch(refreshing, patch)["spec"]
+        env = spec["initContainers"][0]["env"]
+        return (
+            [c["name"] for c in spec["initContainers"]],
+            [c["name"] for c in spec["containers"]],
+            next(e["value"] for e in env if e["name"] == "SAKURA_SECRETS_BROKER_CA"),
+        )
+
+    with serving(apps, tls) as url, client_for(ca) as client:
+        plain = shape(mutate(client, url.webhook, admission_review(refreshing)))
+        answer[0] = True
+        native = shape(mutate(client, url.webhook, admission_review(refreshing)))
+        os.replace(bundle, tmp_path / "old.crt")
+        (tmp_path / "ca.crt").write_bytes(new_ca.cert_pem)
+        rotated = shape(mutate(client, url.webhook, admission_review(refreshing)))
+        answer[0] = False
+        back = shape(mutate(client, url.webhook, admission_review(refreshing)))
+
+    init, refresh, old_ca = "sakura-secrets-init", "sakura-secrets-refresh", ca.cert_pem.decode()
+    assert plain == ([init], ["app", "proxy", refresh], old_ca)
+    assert native == ([init, refresh], ["app", "proxy"], old_ca)
+    assert rotated == ([init, refresh], ["app", "proxy"], new_ca.cert_pem.decode())
+    assert back == ([init], ["app", "proxy", refresh], new_ca.cert_pem.decode())
+
+
 def test_metrics_count_reviews_by_outcome_and_name_no_secret(server: Ports, ca: KeyPair) -> None:
     denied_pod = pod({"sakura-secrets.io/secret-x": "forbidden-secret"})
     with client_for(ca) as client:

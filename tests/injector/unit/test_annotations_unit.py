@@ -12,12 +12,15 @@ from support.admission_harness import P, settings
 from contract import Direct
 from injector.webhook.annotations import parse_annotations
 from injector.webhook.errors import Denied
+from injector.webhook.pod.ownership import Owner
+from injector.webhook.pod.resources import REFRESH_DEFAULTS, Resources
 
 BASE = {P + "secret-db": "db", P + "vault-id": "110000000001"}
 KNOWN = (
     "known keys: inject, vault-id, mount-path, containers, file-mode, run-as-user, "
     "run-as-group, init-first, refresh-interval, credentials-secret, cpu-request, cpu-limit, "
-    "memory-request, memory-limit, secret-FILE, template-FILE, file-mode-FILE"
+    "memory-request, memory-limit, refresh-cpu-request, refresh-cpu-limit, "
+    "refresh-memory-request, refresh-memory-limit, secret-FILE, template-FILE, file-mode-FILE"
 )
 MOUNT_FIX = "write an absolute directory such as /sakura/secrets"
 
@@ -57,11 +60,7 @@ def test_an_unknown_key_is_named_with_the_closest_known_one(key: str, hint: str)
     )
 
 
-def test_refresh_interval_and_status() -> None:
-    assert denial({P + "refresh-interval": "1m"}) == (
-        f"annotation {P}refresh-interval: refresh-interval (rotation sidecar) is not supported "
-        "yet; remove the annotation (the init container fetches the files once at pod start)"
-    )
+def test_the_status_annotations_are_the_injectors() -> None:
     assert denial({P + "status": "x"}) == (
         f"annotation {P}status: 'x' is not a value you can set; the injector writes this "
         "annotation itself, remove it"
@@ -223,3 +222,121 @@ def test_a_request_may_equal_its_limit_but_not_exceed_it() -> None:
         f"annotation {P}cpu-request: the cpu request 200m exceeds the cpu limit 100m; set "
         f"{P}cpu-limit at least as high as {P}cpu-request"
     )
+
+
+RI = P + "refresh-interval"
+INTERVAL_FIX = "write a duration like 30s, 5m, 1h or 1h30m, from 10s to 24h"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10s", 10), ("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), (" 24h ", 86400)],
+)
+def test_a_refresh_interval_is_a_duration(text: str, seconds: int) -> None:
+    injection = accepted({RI: text})
+    assert injection.refresh_interval == seconds
+    assert injection.plan(Owner(uid=1, gid=2)).refresh_interval == seconds
+
+
+def test_without_refresh_interval_the_plan_does_not_refresh() -> None:
+    injection = accepted({})
+    assert injection.refresh_interval is None
+    assert injection.plan(Owner(uid=1, gid=2)).refresh_interval is None
+    assert injection.options.refresh_resources == REFRESH_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    "text", ["5", "9s", "24h1s", "25h", "0s", "", "1m30", "30s5m", "1d", "-5m"]
+)
+def test_a_bad_refresh_interval_names_the_annotation_the_forms_and_the_range(text: str) -> None:
+    assert denial({RI: text}) == (
+        f"annotation {RI}: {text!r} is not a refresh interval; {INTERVAL_FIX}"
+    )
+
+
+def test_a_pod_whose_every_secret_is_pinned_has_nothing_to_refresh() -> None:
+    pinned = {
+        P + "secret-db": "db@3",
+        P + "secret-user": "db@3#user",
+        P + "template-cfg": '{{ secret("api@2") }}',
+        P + "vault-id": "110000000001",
+    }
+    assert denial({RI: "1m"}, base=pinned) == (
+        f"annotation {RI}: every secret of this pod is pinned to a version (api@2, db@3), and "
+        "a pinned version never changes, so there is nothing to refresh; remove "
+        f"{RI}, or write NAME (the latest version) for the secrets that should follow rotation"
+    )
+    one_latest = {**pinned, P + "template-cfg": '{{ secret("api@2") }}{{ secret("tls") }}'}
+    assert accepted({RI: "1m"}, base=one_latest).refresh_interval == 60
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["refresh-cpu-request", "refresh-cpu-limit", "refresh-memory-request", "refresh-memory-limit"],
+)
+def test_the_refresh_containers_sizes_need_a_refresh_interval(key: str) -> None:
+    assert denial({P + key: "1"}) == (
+        f"annotation {P}{key}: it sizes the refresh container, which only a pod with {RI} "
+        f"gets; set {RI}, or remove {P}{key}"
+    )
+    amount = "100Mi" if "memory" in key else "100m"
+    assert accepted({P + key: amount, RI: "1m"}).options.refresh_resources != REFRESH_DEFAULTS
+
+
+def test_the_refresh_container_falls_back_to_the_shared_sizes_then_its_own_defaults() -> None:
+    assert accepted({RI: "1m"}).options.refresh_resources == Resources(
+        cpu_request="10m", cpu_limit="200m", memory_request="48Mi", memory_limit="128Mi"
+    )
+    shared = {
+        P + "cpu-request": "20m",
+        P + "cpu-limit": "300m",
+        P + "memory-request": "50Mi",
+        P + "memory-limit": "100Mi",
+    }
+    both = accepted({RI: "1m", **shared})
+    assert both.options.refresh_resources == Resources("20m", "300m", "50Mi", "100Mi")
+    assert both.options.resources == Resources("20m", "300m", "50Mi", "100Mi")
+    own = {
+        P + "refresh-cpu-request": " 5m ",
+        P + "refresh-cpu-limit": "50m",
+        P + "refresh-memory-request": "16Mi",
+        P + "refresh-memory-limit": "32Mi",
+    }
+    mine = accepted({RI: "1m", **shared, **own})
+    assert mine.options.refresh_resources == Resources("5m", "50m", "16Mi", "32Mi")
+    assert mine.options.resources == Resources("20m", "300m", "50Mi", "100Mi")
+    assert accepted({P + "cpu-request": "300m"}).options.refresh_resources == REFRESH_DEFAULTS
+
+
+def test_a_refresh_container_request_over_its_limit_says_where_each_came_from() -> None:
+    assert denial({RI: "1m", P + "cpu-request": "300m"}) == (
+        f"annotation {P}cpu-request: the refresh container's cpu request 300m (from cpu-request) "
+        f"exceeds the cpu limit 200m (the default); set {P}refresh-cpu-limit at least as high "
+        f"as {P}cpu-request"
+    )
+    assert denial(
+        {
+            RI: "1m",
+            P + "refresh-memory-request": "1Gi",
+            P + "memory-limit": "1Gi",
+            P + "refresh-memory-limit": "512Mi",
+        }
+    ) == (
+        f"annotation {P}refresh-memory-request: the refresh container's memory request 1Gi "
+        f"exceeds the memory limit 512Mi; set {P}refresh-memory-limit at least as high as "
+        f"{P}refresh-memory-request"
+    )
+    assert denial({RI: "1m", P + "memory-limit": "32Mi"}) == (
+        f"annotation {P}memory-limit: the memory request 64Mi exceeds the memory limit 32Mi; "
+        f"set {P}memory-limit at least as high as {P}memory-request"
+    )  # the init container's, checked first
+    assert denial({RI: "1m", P + "refresh-memory-limit": "32Mi"}) == (
+        f"annotation {P}refresh-memory-limit: the refresh container's memory request 48Mi "
+        f"exceeds the memory limit 32Mi; set {P}refresh-memory-limit at least as high as "
+        f"{P}refresh-memory-request"
+    )
+    assert denial({RI: "1m", P + "refresh-cpu-limit": "lots"}) == (
+        f"annotation {P}refresh-cpu-limit: 'lots' is not a Kubernetes quantity; write e.g. 50m "
+        "or 0.5 (cpu), 64Mi or 1G (memory)"
+    )
+    assert denial({RI: "1m", P + "cpu-limit": "lots"}).startswith(f"annotation {P}cpu-limit: ")

@@ -654,7 +654,7 @@ DENIALS = [
     ({f"{P}run-as-user": "\u00b2"}, None, [f"{P}run-as-user", "numeric"]),
     ({f"{P}run-as-group": "\u0663"}, None, [f"{P}run-as-group", "numeric"]),
     ({f"{P}init-first": "yes"}, None, [f"{P}init-first", '"true" or "false"']),
-    ({f"{P}refresh-interval": "5m"}, None, [f"{P}refresh-interval", "not supported yet", "remove"]),
+    ({f"{P}refresh-interval": "5"}, None, [f"{P}refresh-interval", "30s, 5m", "10s to 24h"]),
     ({f"{P}credentials-secret": "Bad_Name"}, None, [f"{P}credentials-secret", "Secret name"]),
     ({f"{P}credentials-secret": "x" * 254}, None, [f"{P}credentials-secret", "253"]),
     ({f"{P}cpu-request": "lots"}, None, [f"{P}cpu-request", "not a Kubernetes quantity"]),
