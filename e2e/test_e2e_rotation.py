@@ -6,8 +6,8 @@ authors to (resolve `..data` once, read both files of that set) and counts reads
 disagree. A new version written to the emulator reaches the running pod within the interval
 plus the broker's latest-TTL, with no container restarted and no torn read. A revoked grant
 stops the refresh: the files stay, the record says why. The refresh survives an injector
-restart with a renewed serving certificate (same CA). The local cluster is 1.20 (no native
-sidecars), so a pod that must terminate is refused at creation with the message.
+restart with a renewed serving certificate (same CA). (A pod that must terminate is refused
+on this 1.20 cluster: test_e2e_admission.py.)
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from harness import manifests
-from harness.kube import Kube, KubectlError
+from harness.kube import Kube
 from harness.manifests import VAULT_ID
 from harness.stack import Pki, Sakura, Webhook
 
@@ -208,32 +207,3 @@ def test_the_refresh_survives_an_injector_restart_with_a_renewed_certificate(
     took = _wait_for_value(kube, rotating, _value(tag, 4), timeout=REACH + 60)
     print(f"\n[e2e] after the injector's restart a new version reached the pod in {took:.1f} s")
     assert _restarts(kube, rotating).get("sakura-secrets-refresh") == 0
-
-
-@pytest.mark.parametrize("owner", ["bare pod", "job"])
-def test_a_pod_that_must_terminate_is_refused_on_a_cluster_without_native_sidecars(
-    owner: str, kube: Kube, webhook: Webhook, node: str
-) -> None:
-    ns = webhook.namespace(f"rotate-{owner.split()[0]}")
-    annotations = manifests.pod_annotations({"secret-plain": NAME, "refresh-interval": "30s"})
-    spec = manifests.pod_spec("true", restart="Never")
-    if owner == "bare pod":
-        with pytest.raises(KubectlError) as refused:
-            kube.create(manifests.pod("once", ns, spec, annotations=annotations))
-        message = str(refused.value)
-    else:
-        kube.apply(manifests.job("once", ns, spec, annotations))
-        message = kube.wait_for(
-            "the Job's FailedCreate event", _failed_create(kube, ns), timeout=60
-        )
-    assert "refresh-interval" in message and "1.29" in message, message
-
-
-def _failed_create(kube: Kube, ns: str) -> Callable[[], str | None]:
-    def probe() -> str | None:
-        for event in kube.get("events", namespace=ns)["items"]:
-            if event.get("reason") == "FailedCreate":
-                return str(event.get("message", ""))
-        return None
-
-    return probe
