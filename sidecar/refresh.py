@@ -192,12 +192,12 @@ def main(env: Mapping[str, str]) -> int:
     """Run until SIGTERM, then exit 0 at once: a request in flight is abandoned, a set being
     written is left for the next writer to sweep (no name leads to it before its switch).
     Raises FetchError for a bad configuration (the caller reports it and exits non-zero)."""
-    signal.signal(signal.SIGTERM, _terminate)
     settings = config.load(env)
     interval = config.refresh_interval(settings.plan)
     # A round never outlasts its interval: a failure is reported, and retried, in time.
     source = sources.of(settings, deadline=min(settings.deadline, interval))
     refresher = Refresher(settings.plan, source)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         refresher.run()
     except Terminated:
