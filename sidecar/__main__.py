@@ -82,7 +82,7 @@ def main(env: Mapping[str, str] | None = None, argv: Sequence[str] = ()) -> int:
         if refreshing:
             from sidecar import refresh  # only the refresh container loops
 
-            return refresh.main(source)
+            refresh.main(source)
         values = run(source)
     except _Failed as failed:
         texts = termination.secret_texts(f.value for f in failed.values.values())

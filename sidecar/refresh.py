@@ -6,18 +6,20 @@ Then, every interval with jitter, only the latest-version secrets are asked agai
 versions held, and a newer version of any of them switches the whole set once (every file
 computed from the held values and the new ones, `writer.switch`). A round that fails keeps the
 files as they are, says why in its log line and in the record, and is retried with backoff.
-SIGTERM ends it at once, whatever it is doing (see `main`).
+SIGTERM ends it at once, whatever it is doing (see `_terminate`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import FrameType
+from typing import NoReturn
 
 from contract import Plan
 from sidecar import config, record, sources, termination, writer
@@ -71,8 +73,8 @@ class Refresher:
         """The record's description of the set on disk (the init container's, at first)."""
         self.status = record.Status(last_success=None, refresh_interval=self.interval)
 
-    def run(self, sleep: Callable[[float], object] = time.sleep) -> None:
-        """Round after round, for ever (SIGTERM ends it, see `main`)."""
+    def run(self, sleep: Callable[[float], object] = time.sleep) -> NoReturn:
+        """Round after round, for ever (SIGTERM ends the process, see `_terminate`)."""
         if not any(wanted.version is None for wanted in self.plan.secrets()):
             log.info("every secret is pinned to a version: nothing to refresh")
             while True:
@@ -179,27 +181,23 @@ def _news(before: Values | None, after: Values) -> str:
     )
 
 
-class Terminated(BaseException):
-    """Raised by the SIGTERM handler wherever the loop is: not an Exception, so no `except
-    Exception` on the way (a retry loop, httpx, asyncio) can hold it up."""
-
-
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
+    """Exit at once, from wherever the loop is: in the wait, or in a request (abandoned). Not
+    an exception unwinding the stack: inside asyncio (direct mode) one would be caught by the
+    loop's callbacks or wrapped by a task group. Nothing needs unwinding: a set written half-way
+    is unreachable (no name leads to it before its switch) and swept by the next writer, the
+    record is replaced by a rename, and every log line has been flushed."""
+    os.write(2, f"{termination.REFRESH_PREFIX}SIGTERM: stopped\n".encode())
+    os._exit(EXIT_OK)
 
 
-def main(env: Mapping[str, str]) -> int:
-    """Run until SIGTERM, then exit 0 at once: a request in flight is abandoned, a set being
-    written is left for the next writer to sweep (no name leads to it before its switch).
-    Raises FetchError for a bad configuration (the caller reports it and exits non-zero)."""
+def main(env: Mapping[str, str]) -> NoReturn:
+    """Run until SIGTERM (see `_terminate`); raises FetchError for a bad configuration (the
+    caller reports it and exits non-zero)."""
     settings = config.load(env)
     interval = config.refresh_interval(settings.plan)
     # A round never outlasts its interval: a failure is reported, and retried, in time.
     source = sources.of(settings, deadline=min(settings.deadline, interval))
     refresher = Refresher(settings.plan, source)
     signal.signal(signal.SIGTERM, _terminate)
-    try:
-        refresher.run()
-    except Terminated:
-        log.info("SIGTERM: stopped")
-    return EXIT_OK
+    refresher.run()

@@ -100,6 +100,31 @@ def test_sigterm_abandons_a_request_in_flight_and_exits_zero(
     assert os.listdir(secrets_dir) == []
 
 
+def test_sigterm_abandons_a_sakura_call_in_flight_in_direct_mode(
+    direct_env: dict[str, str], secrets_dir: Path, silent_listener: socket.socket
+) -> None:
+    """Direct mode waits in an asyncio loop: SIGTERM must end that too, not be swallowed by it."""
+    port = silent_listener.getsockname()[1]
+    plan = make_plan(secrets_dir, secret_file("api", "api"), refresh_interval=3600)
+    env = {
+        **direct_env,
+        "SAKURA_ENDPOINTS_SECRETMANAGER": f"http://127.0.0.1:{port}",
+        "SAKURA_SECRETS_PLAN": plan.to_json(),
+        "SAKURA_SECRETS_DEADLINE": "600",
+    }
+    process = _start(env)
+    try:
+        silent_listener.settimeout(PATIENCE)
+        connection, _ = silent_listener.accept()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=PATIENCE)
+    connection.close()
+    assert process.returncode == 0, stderr
+    assert stderr.rstrip().endswith("sakura-secrets-refresh: SIGTERM: stopped")
+    assert "Traceback" not in stderr
+
+
 def test_a_plan_without_an_interval_is_refused(
     broker_env: dict[str, str],
     secrets_dir: Path,
