@@ -37,8 +37,8 @@ def run(env: Mapping[str, str]) -> Values:
         name = writer.switch(plan.directory, files, uid=plan.uid, gid=plan.gid)
         now = datetime.now(UTC)
         described = record.loaded(plan, values, set_name=name, loaded_at=now)
-        status = record.Status(last_success=now, refresh_interval=plan.refresh_interval)
-        record.write(plan, record.build(described, status))
+        status = record.Status(last_success=now)
+        record.write(plan, record.build(described, status, refresh_interval=plan.refresh_interval))
     except FetchError as exc:
         raise _Failed(exc, values) from None
     return values

@@ -36,7 +36,6 @@ class Status:
     """How the refreshes go: the part of the record that changes without a new set."""
 
     last_success: datetime | None
-    refresh_interval: int | None = None
     last_error: str | None = None
     """One line, redacted like a termination message; kept after a later success."""
     last_error_at: datetime | None = None
@@ -44,37 +43,42 @@ class Status:
     """0 when the last refresh succeeded: the one field that says whether it is failing now."""
 
 
-def loaded(plan: Plan, values: Values, *, set_name: str | None, loaded_at: datetime) -> Loaded:
-    """What a set holds: every secret of the plan with the version read and the files made."""
+def loaded(plan: Plan, values: Values, *, set_name: str, loaded_at: datetime) -> Loaded:
+    """What a set holds: its name, when it was written, and `secrets`."""
+    return {
+        "set": set_name,
+        "loaded_at": _time(loaded_at),
+        "mode": plan.mode.name,
+        "vault_id": plan.vault_id,
+        "secrets": secrets(plan, values),
+    }
+
+
+def secrets(plan: Plan, values: Values) -> list[dict[str, Any]]:
+    """Every secret of the plan with the version read and the files made from it."""
     files_of: dict[str, list[str]] = {}
     for spec in plan.files:
         for ref in spec.refs:
             names = files_of.setdefault(str(ref.fetch), [])
             if spec.name not in names:
                 names.append(spec.name)
-    return {
-        "set": set_name,
-        "loaded_at": _time(loaded_at),
-        "mode": plan.mode.name,
-        "vault_id": plan.vault_id,
-        "secrets": [
-            {
-                "name": requested.name,
-                "requested_version": requested.version,
-                "version": values[requested].version,
-                "files": files_of.get(str(requested), []),
-            }
-            for requested in plan.secrets()
-        ],
-    }
+    return [
+        {
+            "name": requested.name,
+            "requested_version": requested.version,
+            "version": values[requested].version,
+            "files": files_of.get(str(requested), []),
+        }
+        for requested in plan.secrets()
+    ]
 
 
-def build(described: Loaded, status: Status) -> FileContent:
+def build(described: Loaded, status: Status, *, refresh_interval: int | None) -> FileContent:
     """The record as a file ready for `write`."""
     document = {
         "format": RECORD_FORMAT,
         **described,
-        "refresh_interval": status.refresh_interval,
+        "refresh_interval": refresh_interval,
         "last_success": _time(status.last_success),
         "last_error": status.last_error,
         "last_error_at": _time(status.last_error_at),

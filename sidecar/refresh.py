@@ -71,7 +71,7 @@ class Refresher:
         """Every value of the plan, once the first fetch succeeded."""
         self.described = record.read(plan.directory)
         """The record's description of the set on disk (the init container's, at first)."""
-        self.status = record.Status(last_success=None, refresh_interval=self.interval)
+        self.status = record.Status(last_success=None)
 
     def run(self, sleep: Callable[[float], object] = time.sleep) -> NoReturn:
         """Round after round, for ever (SIGTERM ends the process, see `_terminate`)."""
@@ -84,7 +84,7 @@ class Refresher:
 
     def round(self) -> float:
         """One refresh; returns the seconds to wait before the next."""
-        fetched: Values = {}
+        fetched: Values | None = None
         try:
             if self.held is None:
                 fetched = self.source.fetch()
@@ -98,7 +98,6 @@ class Refresher:
         recovered = self.status.consecutive_failures
         self.status = record.Status(
             last_success=self._now(),
-            refresh_interval=self.interval,
             last_error=self.status.last_error,
             last_error_at=self.status.last_error_at,
         )
@@ -109,8 +108,9 @@ class Refresher:
 
     def _start(self, values: Values) -> None:
         """The first fetch: switch only if the files are not already these versions."""
-        current = record.loaded(self.plan, values, set_name=self._current(), loaded_at=self._now())
-        if self.described is not None and self.described["secrets"] == current["secrets"]:
+        if self.described is not None and self.described["secrets"] == record.secrets(
+            self.plan, values
+        ):
             self.held = values
             log.info(
                 "refreshing every %ds; the files are current (%s)",
@@ -134,7 +134,6 @@ class Refresher:
         line = termination.one_line(exc.reason, termination.secret_texts(secrets), prefix="")
         self.status = record.Status(
             last_success=self.status.last_success,
-            refresh_interval=self.interval,
             last_error=line,
             last_error_at=self._now(),
             consecutive_failures=failures,
@@ -154,7 +153,8 @@ class Refresher:
         on (the files are what the app reads)."""
         described = self.described or {"set": self._current(), "secrets": []}
         try:
-            record.write(self.plan, record.build(described, self.status))
+            item = record.build(described, self.status, refresh_interval=self.interval)
+            record.write(self.plan, item)
         except WriteFailed as exc:
             log.warning("cannot update %s: %s", record.RECORD_NAME, exc.reason)
 

@@ -392,7 +392,7 @@ def test_the_record_lists_versions_and_files_only(tmp_path: Path) -> None:
     values = _values(("db", None, 4, VALUE), ("db", 3, 3, "old-Secret-3"))
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     described = record.loaded(plan, values, set_name="..2026_01_02_03_04_05.0a", loaded_at=at)
-    item = record.build(described, record.Status(last_success=at))
+    item = record.build(described, record.Status(last_success=at), refresh_interval=None)
     assert (item.name, item.mode) == (".sakura-secrets.json", 0o444)
     text = item.data.decode()
     assert "Secret" not in text
