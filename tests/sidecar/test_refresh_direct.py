@@ -142,3 +142,19 @@ def test_rejected_credentials_keep_the_files_and_name_the_secret_holding_them(
         "the credentials come from the Secret named by the "
         "sakura-secrets.io/credentials-secret annotation"
     )
+
+
+def test_a_secret_created_again_with_lower_versions_is_not_taken(
+    direct_env: dict[str, str], emulator: Emulator, secrets_dir: Path
+) -> None:
+    """Versions only grow; a lower latest (the secret deleted and created again) would take
+    the files back, so it is not read: the pod keeps what it has until it restarts."""
+    refresher = _started(direct_env, _plan(secrets_dir))
+    refresher.round()
+    loaded = os.readlink(secrets_dir / "..data")
+    emulator.store.delete(VAULT, "api")
+    emulator.store.put(VAULT, "api", "api-recreated-Hidden")
+    _calls(emulator)
+    assert refresher.round() == INTERVAL
+    assert _calls(emulator) == {"list_secrets": 1, "unveil": 0}
+    assert os.readlink(secrets_dir / "..data") == loaded
