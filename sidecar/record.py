@@ -37,10 +37,10 @@ class Status:
 
     last_success: datetime | None
     last_error: str | None = None
-    """One line, redacted like a termination message; kept after a later success."""
+    """Why the last attempt failed: one line, redacted like a termination message; None once
+    an attempt succeeds (the log keeps the history)."""
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
-    """0 when the last refresh succeeded: the one field that says whether it is failing now."""
 
 
 def loaded(plan: Plan, values: Values, *, set_name: str, loaded_at: datetime) -> Loaded:

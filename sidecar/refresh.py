@@ -96,11 +96,7 @@ class Refresher:
         except FetchError as exc:
             return self._failed(exc, [*_values(self.held), *_values(fetched)])
         recovered = self.status.consecutive_failures
-        self.status = record.Status(
-            last_success=self._now(),
-            last_error=self.status.last_error,
-            last_error_at=self.status.last_error_at,
-        )
+        self.status = record.Status(last_success=self._now())
         if recovered:
             log.info("refreshed again after %d failed attempt(s)", recovered)
         self._write_record()
