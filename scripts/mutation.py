@@ -102,7 +102,11 @@ TARGETS = (
     Target("sidecar/broker_client.py", ("tests/sidecar/test_broker_client_unit.py",), ci=True),
     Target(
         "sidecar/refresh.py",
-        ("tests/sidecar/test_refresh_broker.py", "tests/sidecar/test_refresh_direct.py"),
+        (
+            "tests/sidecar/test_refresh_broker.py",
+            "tests/sidecar/test_refresh_direct.py",
+            "tests/sidecar/test_refresh_entry_point.py",
+        ),
         ci=True,
     ),
     Target(

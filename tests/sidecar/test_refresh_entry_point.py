@@ -174,3 +174,60 @@ def test_the_init_container_still_runs_without_an_argument(
     assert outcome.code == 0, outcome.stderr
     assert (secrets_dir / "api").read_text() == API_V2
     assert "loaded 1 secrets (api@2)" in caplog.text
+
+
+# --- the same, in this process (what mutation testing can see) ------------------------------
+
+
+@pytest.mark.parametrize(("deadline", "expected"), [("600", 10.0), ("4", 4.0)])
+def test_main_bounds_a_round_by_the_interval_and_then_only_sigterm_ends_it(
+    broker_env: dict[str, str],
+    secrets_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    deadline: str,
+    expected: float,
+) -> None:
+    from sidecar import refresh, sources
+
+    started: list[refresh.Refresher] = []
+
+    class Ran(Exception):
+        pass
+
+    def run(self: refresh.Refresher) -> None:
+        started.append(self)
+        raise Ran
+
+    monkeypatch.setattr(refresh.Refresher, "run", run)
+    before = signal.getsignal(signal.SIGTERM)
+    plan = _plan(secrets_dir)
+    env = {**broker_env, "SAKURA_SECRETS_PLAN": plan.to_json(), "SAKURA_SECRETS_DEADLINE": deadline}
+    try:
+        with pytest.raises(Ran):
+            refresh.main(env)
+        assert signal.getsignal(signal.SIGTERM) is refresh._terminate
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    (refresher,) = started
+    assert refresher.plan == plan and refresher.interval == 10
+    assert isinstance(refresher.source, sources.BrokerSource)
+    assert refresher.source.plan == plan and refresher.source.deadline == expected
+    assert refresher.source.settings.url == broker_env["SAKURA_SECRETS_BROKER_URL"]
+
+
+def test_the_sigterm_handler_says_so_and_exits_zero_at_once(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from sidecar import refresh
+
+    class Exited(BaseException):
+        pass
+
+    def exit_now(code: int) -> None:
+        raise Exited(code)
+
+    monkeypatch.setattr(refresh.os, "_exit", exit_now)
+    with pytest.raises(Exited) as exited:
+        refresh._terminate(signal.SIGTERM, None)
+    assert exited.value.args == (0,)
+    assert capfd.readouterr().err == "sakura-secrets-refresh: SIGTERM: stopped\n"
