@@ -101,6 +101,15 @@ TARGETS = (
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
     Target("sidecar/broker_client.py", ("tests/sidecar/test_broker_client_unit.py",), ci=True),
     Target(
+        "sidecar/refresh.py",
+        (
+            "tests/sidecar/test_refresh_broker.py",
+            "tests/sidecar/test_refresh_direct.py",
+            "tests/sidecar/test_refresh_entry_point.py",
+        ),
+        ci=True,
+    ),
+    Target(
         "injector/webhook/pod/init_container.py",
         ("tests/injector/unit/test_pod_builders.py",),
         ci=True,

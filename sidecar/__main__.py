@@ -1,8 +1,9 @@
 """`python -m sidecar`: fetch the plan's secrets, write the files, exit 0, or say why not.
 
 The path of a secret here: read config -> fetch (broker or direct) -> compute every file ->
-switch to them and the record as one set. Any failure exits non-zero with one line in the
-termination message, and nothing is written.
+switch to them as one set -> the record beside it. Any failure exits non-zero with one line in
+the termination message, and nothing is written. `python -m sidecar refresh` is the refresh
+container instead (sidecar/refresh.py).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from contract import Plan
+from contract.pod import REFRESH_COMMAND
 from sakura import SakuraConfig
 from sidecar import broker_client, config, record, termination, writer
-from sidecar.errors import EXIT_INTERNAL, EXIT_OK, FetchError
+from sidecar.errors import EXIT_INTERNAL, EXIT_OK, ConfigError, FetchError
 from sidecar.fetched import Values
 
 log = logging.getLogger("sidecar")
@@ -32,8 +34,11 @@ def run(env: Mapping[str, str]) -> Values:
         values = _fetch_direct(plan, settings.source, settings.deadline)
     try:
         files = writer.contents(plan, values)
-        files.append(record.build(plan, values, loaded_at=datetime.now(UTC)))
-        writer.switch(plan.directory, files, uid=plan.uid, gid=plan.gid)
+        name = writer.switch(plan.directory, files, uid=plan.uid, gid=plan.gid)
+        now = datetime.now(UTC)
+        described = record.loaded(plan, values, set_name=name, loaded_at=now)
+        status = record.Status(last_success=now)
+        record.write(plan, record.build(described, status, refresh_interval=plan.refresh_interval))
     except FetchError as exc:
         raise _Failed(exc, values) from None
     return values
@@ -56,23 +61,35 @@ class _Failed(Exception):
         self.values = values
 
 
-def main(env: Mapping[str, str] | None = None) -> int:
+def main(env: Mapping[str, str] | None = None, argv: Sequence[str] = ()) -> int:
+    """`python -m sidecar`: the init container; `python -m sidecar refresh`: the refresh
+    container (`contract.pod.REFRESH_COMMAND`, see sidecar/refresh.py)."""
     source = os.environ if env is None else env
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format=termination.PREFIX + "%(message)s"
-    )
+    args = list(argv)
+    refreshing = args == [REFRESH_COMMAND[-1]]
+    prefix = termination.REFRESH_PREFIX if refreshing else termination.PREFIX
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=prefix + "%(message)s")
     # httpx logs every request URL at INFO: noise in `kubectl logs` of a one-shot container.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     path = config.termination_log_path(source)
     try:
+        if args and not refreshing:
+            raise ConfigError(
+                f"unknown arguments {' '.join(args)!r}; run `python -m sidecar` (the init "
+                f"container) or `{' '.join(REFRESH_COMMAND)}` (the refresh container)"
+            )
+        if refreshing:
+            from sidecar import refresh  # only the refresh container loops
+
+            refresh.main(source)
         values = run(source)
     except _Failed as failed:
         texts = termination.secret_texts(f.value for f in failed.values.values())
-        termination.report(failed.error.reason, path=path, secrets=texts)
+        termination.report(failed.error.reason, path=path, secrets=texts, prefix=prefix)
         return failed.error.exit_code
     except FetchError as exc:
-        termination.report(exc.reason, path=path)
+        termination.report(exc.reason, path=path, prefix=prefix)
         return exc.exit_code
     except Exception as exc:
         # Not the exception's text: an unexpected error could carry anything.
@@ -80,6 +97,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
             f"internal error: {type(exc).__name__} at {_where(exc)}; please report it "
             "to the sakura-secrets-injector maintainers",
             path=path,
+            prefix=prefix,
         )
         return EXIT_INTERNAL
     loaded = ", ".join(f"{f.requested.name}@{f.version}" for f in values.values())
@@ -97,4 +115,4 @@ def _where(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(argv=sys.argv[1:]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
@@ -19,9 +19,11 @@ from contract.annotations import CREDENTIALS_SECRET, short_name
 from contract.broker import (
     CREDENTIALS_REJECTED,
     SECRETS_PATH,
+    AnswerItem,
+    FetchedSecret,
     Refusal,
     SecretRequest,
-    parse_answer,
+    parse_refresh_answer,
     parse_refusal,
 )
 from contract.errors import InvalidAnswer
@@ -82,9 +84,28 @@ def fetch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Values:
     """Ask the broker for all of `plan.secrets()` at once; retry transient failures in time."""
-    token = read_token(settings)
     assert plan.vault_id is not None  # config.load refuses a plan without a vault
     request = SecretRequest(plan.vault_id, plan.secrets())
+    items = exchange(
+        request, settings, deadline=deadline, transport=transport, clock=clock, sleep=sleep
+    )
+    return {item.requested: item for item in items if isinstance(item, FetchedSecret)}
+
+
+def exchange(
+    request: SecretRequest,
+    settings: BrokerSettings,
+    *,
+    deadline: float,
+    transport: httpx.BaseTransport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[AnswerItem, ...]:
+    """One request (a refresh's holds versions: an item may be `Unchanged`), retried in time.
+
+    The token file is read again before each attempt: the kubelet rotates projected tokens, and
+    a refresh container lives as long as the pod.
+    """
     wanted = request.secrets
     body = request.to_json()
     url = settings.url + SECRETS_PATH
@@ -93,6 +114,7 @@ def fetch(
     attempt = 0
     with httpx.Client(verify=settings.ssl_context, transport=transport) as client:
         while True:
+            token = read_token(settings)
             remaining = deadline - (clock() - started)
             try:
                 response = _post(
@@ -125,7 +147,7 @@ def fetch(
                 )
             else:
                 if response.status_code == 200:
-                    return _parse(response, wanted)
+                    return _parse(response, wanted, request.held)
                 refusal = parse_refusal(response.content)
                 message = _broker_message(response, refusal)
                 if refusal.reason == CREDENTIALS_REJECTED:
@@ -211,12 +233,13 @@ def _broker_message(response: httpx.Response, refusal: Refusal) -> str:
     return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
 
 
-def _parse(response: httpx.Response, wanted: Sequence[SecretVersion]) -> Values:
+def _parse(
+    response: httpx.Response, wanted: Sequence[SecretVersion], held: Mapping[str, int]
+) -> tuple[AnswerItem, ...]:
     try:
-        items = parse_answer(response.content, wanted)
+        return parse_refresh_answer(response.content, wanted, held)
     except InvalidAnswer as exc:
         raise BadAnswer(str(exc)) from None
-    return {item.requested: item for item in items}
 
 
 def _names(wanted: Sequence[SecretVersion]) -> str:
@@ -240,4 +263,4 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-__all__ = ["fetch", "read_token"]
+__all__ = ["exchange", "fetch", "read_token"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract import Direct, Plan, PlanError
-from contract.annotations import CREDENTIALS_SECRET, short_name
+from contract.annotations import CREDENTIALS_SECRET, REFRESH_INTERVAL, short_name
 from contract.pod import (
     ENV_BROKER_CA,
     ENV_BROKER_URL,
@@ -82,6 +82,17 @@ def load_plan(env: Mapping[str, str]) -> Plan:
         return Plan.from_json(text)
     except PlanError as exc:
         raise BadPlan(f"{ENV_PLAN}: {exc}") from None
+
+
+def refresh_interval(plan: Plan) -> int:
+    """The refresh container's period; a plan without one was not meant for it."""
+    if plan.refresh_interval is None:
+        raise BadPlan(
+            f"{ENV_PLAN} has no refresh_interval, so there is nothing to refresh; the refresh "
+            f"container runs only in pods with the {REFRESH_INTERVAL} annotation, which the "
+            "webhook turns into the plan's interval: re-create the pod through the webhook"
+        )
+    return plan.refresh_interval
 
 
 def load_deadline(env: Mapping[str, str]) -> float:

@@ -10,24 +10,26 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from contract.pod import INIT_CONTAINER
+from contract.pod import INIT_CONTAINER, REFRESH_CONTAINER
 
 # Kubernetes keeps at most 4096 bytes of a termination message; one line stays well below.
 MAX_LENGTH = 1024
 # Shorter values would cut ordinary words out of the message; they are not worth hiding.
 MIN_REDACTED_LENGTH = 4
 PREFIX = f"{INIT_CONTAINER}: "
+REFRESH_PREFIX = f"{REFRESH_CONTAINER}: "
+"""Of the refresh container's lines; its record's `last_error` has no prefix."""
 
 
-def one_line(reason: str, secrets: Iterable[str] = ()) -> str:
-    """Collapse whitespace, hide any secret value, cap the length."""
+def one_line(reason: str, secrets: Iterable[str] = (), prefix: str = PREFIX) -> str:
+    """Collapse whitespace, hide any secret value, cap the length (the prefix included)."""
     text = _collapsed(reason)
     # The line's whitespace is collapsed, so a multi-line value (a PEM) is looked for collapsed
     # too; the longest first, so a value inside a longer one cannot leave the rest showing.
     for value in sorted({_collapsed(s) for s in secrets}, key=len, reverse=True):
         if len(value) >= MIN_REDACTED_LENGTH:
             text = text.replace(value, "<redacted>")
-    text = PREFIX + text
+    text = prefix + text
     if len(text) > MAX_LENGTH:
         text = text[: MAX_LENGTH - 3] + "..."
     return text
@@ -38,10 +40,15 @@ def _collapsed(text: str) -> str:
 
 
 def report(
-    reason: str, *, path: str, secrets: Iterable[str] = (), stderr: TextIO | None = None
+    reason: str,
+    *,
+    path: str,
+    secrets: Iterable[str] = (),
+    stderr: TextIO | None = None,
+    prefix: str = PREFIX,
 ) -> str:
     """Write the line to `path` (best effort: it may not exist outside a pod) and to stderr."""
-    line = one_line(reason, secrets)
+    line = one_line(reason, secrets, prefix)
     try:
         with open(path, "w", encoding="utf-8") as sink:
             sink.write(line + "\n")

@@ -154,6 +154,19 @@ def switch(
     return new
 
 
+def replace_file(directory: str, item: FileContent, *, uid: int | None, gid: int | None) -> None:
+    """Replace one file beside the sets (not in one) with a rename: a reader sees the old file
+    or the new one, whole. For the record, whose status changes without a new set."""
+    temporary = os.path.join(directory, f"..{item.name}.tmp")
+    _remove_tree(temporary)  # what a killed run left behind
+    try:
+        _write_file(temporary, item, _owner(uid, gid))
+        os.replace(temporary, os.path.join(directory, item.name))
+    except OSError as exc:
+        _remove_tree(temporary)
+        raise _failed(directory, exc) from None
+
+
 def _failed(directory: str, exc: OSError) -> WriteFailed:
     return WriteFailed(
         f"cannot write into {directory!r}: {exc.strerror or exc} "

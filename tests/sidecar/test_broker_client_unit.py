@@ -24,7 +24,7 @@ from support.sidecar_harness import API_V1, BROKER_TOKEN, DB, PLAIN, VAULT
 from support.sidecar_harness import assert_no_value as assert_no_secret_value
 
 from contract import FileSpec, Plan, SecretRef, SecretVersion
-from contract.broker import FetchedSecret
+from contract.broker import FetchedSecret, SecretRequest, Unchanged
 from sidecar import broker_client
 from sidecar.config import BrokerSettings
 from sidecar.errors import (
@@ -781,3 +781,67 @@ def test_a_token_file_that_is_not_text_is_named_without_its_bytes(
         "sakura-secrets-token volume and the container's user"
     )
     assert "secretish" not in message
+
+
+# --- change-only reads (the refresh container) ----------------------------------------------
+
+
+def _exchange(
+    broker: ScriptedBroker, settings: BrokerSettings, clock: HandClock, held: dict[str, int]
+) -> tuple[object, ...]:
+    request = SecretRequest(VAULT, tuple(SecretVersion(name) for name in sorted(held)), held)
+    return broker_client.exchange(
+        request,
+        settings,
+        deadline=60.0,
+        transport=httpx.MockTransport(broker.handle),
+        clock=clock,
+        sleep=clock.blocking_sleep,
+    )
+
+
+def test_a_refresh_sends_the_versions_held_and_takes_unchanged_items(
+    settings: BrokerSettings, clock: HandClock
+) -> None:
+    answer = {
+        "secrets": [
+            {"name": "db", "requested_version": None, "version": 3, "unchanged": True},
+            _entry("plain", None, 2, PLAIN),
+        ]
+    }
+    broker = ScriptedBroker((200, answer, {}))
+    items = _exchange(broker, settings, clock, {"db": 3, "plain": 1})
+    assert items == (Unchanged("db", 3), FetchedSecret("plain", None, 2, PLAIN))
+    assert json.loads(broker.requests[0].content) == {
+        "vault_id": VAULT,
+        "secrets": [{"name": "db", "version": None}, {"name": "plain", "version": None}],
+        "held": {"db": 3, "plain": 1},
+    }
+
+
+def test_an_unchanged_item_for_a_version_not_held_is_a_bad_answer(
+    settings: BrokerSettings, clock: HandClock
+) -> None:
+    answer = {
+        "secrets": [{"name": "db", "requested_version": None, "version": 2, "unchanged": True}]
+    }
+    broker = ScriptedBroker((200, answer, {}))
+    with pytest.raises(BadAnswer, match="not at the held version 3"):
+        _exchange(broker, settings, clock, {"db": 3})
+
+
+def test_the_token_file_is_read_again_before_each_attempt(
+    settings: BrokerSettings, clock: HandClock, token_file: Path
+) -> None:
+    """The kubelet rotates the projected token: a retry sends the token the file holds now."""
+
+    def busy_then_rotated(request: httpx.Request) -> httpx.Response:
+        token_file.write_text("rotated-token-2\n")
+        return _response(503, {"error": "busy"}, {"Retry-After": "1"})
+
+    broker = ScriptedBroker(busy_then_rotated, (200, {"secrets": [_entry("db", None, 4, "x")]}, {}))
+    _exchange(broker, settings, clock, {"db": 3})
+    assert [r.headers["authorization"] for r in broker.requests] == [
+        f"Bearer {BROKER_TOKEN}",
+        "Bearer rotated-token-2",
+    ]

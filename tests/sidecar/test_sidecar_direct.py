@@ -83,6 +83,10 @@ def test_writes_every_file_with_its_mode_and_a_record(
     record_bytes, record_mode = files[".sakura-secrets.json"]
     assert record_mode == 0o444
     record = json.loads(record_bytes)
+    assert not (secrets_dir / ".sakura-secrets.json").is_symlink(), "beside the set, not in it"
+    assert record["set"] == os.readlink(secrets_dir / "..data")
+    assert record["refresh_interval"] is None and record["consecutive_failures"] == 0
+    assert record["last_success"] == record["loaded_at"] and record["last_error"] is None
     assert record["vault_id"] == plan.vault_id
     assert record["mode"] == "direct"
     assert before <= datetime.fromisoformat(record["loaded_at"]) <= datetime.now(UTC)

@@ -87,6 +87,7 @@ def test_the_init_fetcher_never_imports_kubernetes_or_starlette() -> None:
 
         sys.meta_path.insert(0, Block())
         import sidecar.__main__, sidecar.direct, sidecar.broker_client, sidecar.writer
+        import sidecar.refresh, sidecar.sources
         loaded = sorted({m.split(".")[0] for m in sys.modules})
         assert not {"kubernetes", "starlette", "uvicorn"} & set(loaded), loaded
         print("ok")

@@ -390,12 +390,28 @@ def test_the_record_lists_versions_and_files_only(tmp_path: Path) -> None:
 
     plan = make_plan(tmp_path, secret_file("x", "db#user"), secret_file("y", "db@3"))
     values = _values(("db", None, 4, VALUE), ("db", 3, 3, "old-Secret-3"))
-    item = record.build(plan, values, loaded_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    assert item.name == ".sakura-secrets.json"
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    described = record.loaded(plan, values, set_name="..2026_01_02_03_04_05.0a", loaded_at=at)
+    item = record.build(described, record.Status(last_success=at), refresh_interval=None)
+    assert (item.name, item.mode) == (".sakura-secrets.json", 0o444)
     text = item.data.decode()
     assert "Secret" not in text
-    assert '"loaded_at": "2026-01-02T03:04:05+00:00"' in text
-    assert '"requested_version": 3' in text
+    assert json.loads(text) == {
+        "format": 1,
+        "set": "..2026_01_02_03_04_05.0a",
+        "loaded_at": "2026-01-02T03:04:05+00:00",
+        "mode": "direct",
+        "vault_id": plan.vault_id,
+        "secrets": [
+            {"name": "db", "requested_version": None, "version": 4, "files": ["x"]},
+            {"name": "db", "requested_version": 3, "version": 3, "files": ["y"]},
+        ],
+        "refresh_interval": None,
+        "last_success": "2026-01-02T03:04:05+00:00",
+        "last_error": None,
+        "last_error_at": None,
+        "consecutive_failures": 0,
+    }
 
 
 def test_the_report_is_one_line_and_hides_values(tmp_path: Path) -> None:

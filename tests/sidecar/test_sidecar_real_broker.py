@@ -325,3 +325,35 @@ def test_a_key_sakura_rejects_fails_at_once_with_its_own_exit_code(
     assert "secrets api were not fetched" in line
     assert emulator.knobs.calls["unveil"] == 1, "not retried until the deadline"
     assert list(secrets_dir.iterdir()) == []
+
+
+def test_refresh_rounds_through_the_real_broker_keep_the_current_set(
+    env: dict[str, str], emulator: Emulator, secrets_dir: Path
+) -> None:
+    """The refresh container's request (latest versions only, with the versions held) is one the
+    real broker serves; its answer, `unchanged` items or the same versions, switches nothing."""
+    from sidecar import __main__ as init
+    from sidecar import config, sources
+    from sidecar.refresh import Refresher
+
+    plan = make_plan(
+        secrets_dir,
+        secret_file("api", "api"),
+        secret_file("api-v1", "api@1"),
+        template_file("db.conf", 'user={{ secret("db#user") }}'),
+        mode="broker",
+        refresh_interval=10,
+    )
+    full = {**env, "SAKURA_SECRETS_PLAN": plan.to_json()}
+    init.run(full)
+    loaded = os.readlink(secrets_dir / "..data")
+    refresher = Refresher(plan, sources.of(config.load(full), deadline=20.0), draw=lambda: 0.5)
+    assert [refresher.round() for _ in range(3)] == [10.0, 10.0, 10.0]
+    assert os.readlink(secrets_dir / "..data") == loaded
+    record = json.loads((secrets_dir / ".sakura-secrets.json").read_text())
+    assert (record["set"], record["consecutive_failures"], record["last_error"]) == (
+        loaded,
+        0,
+        None,
+    )
+    assert (secrets_dir / "api").read_text() == API_V2

@@ -120,3 +120,16 @@ def test_the_report_after_a_write_error_names_the_directory_not_the_values(
     assert line.startswith("sakura-secrets-init: ")
     assert "gone" in line and value not in line
     assert capsys.readouterr().err == line + "\n"
+
+
+def test_the_refresh_containers_lines_have_its_own_prefix(tmp_path: Path) -> None:
+    from sidecar.termination import REFRESH_PREFIX
+
+    assert REFRESH_PREFIX == "sakura-secrets-refresh: "
+    assert one_line("denied:  x hunter22", ["hunter22"], "") == "denied: x <redacted>"
+    capped = one_line("x" * 2000, prefix="")
+    assert len(capped) == MAX_LENGTH and capped.endswith("x...")
+    sink, err = tmp_path / "termination-log", io.StringIO()
+    line = report("bad plan: no", path=str(sink), stderr=err, prefix=REFRESH_PREFIX)
+    assert line == "sakura-secrets-refresh: bad plan: no"
+    assert sink.read_text(encoding="utf-8") == line + "\n" == err.getvalue()

@@ -298,3 +298,55 @@ def test_a_failure_after_the_switch_keeps_the_new_set(
     with pytest.raises(WriteFailed, match="Input/output error"):
         writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"2")], uid=None, gid=None)
     assert (tmp_path / "a").read_bytes() == b"2"
+
+
+# --- a file beside the sets (the record) ----------------------------------------------------
+
+
+def test_a_file_beside_the_sets_is_replaced_by_a_rename(tmp_path: Path) -> None:
+    writer.switch(str(tmp_path), [writer.FileContent("a", 0o400, b"set")], uid=None, gid=None)
+    target = tmp_path / ".rec"
+    target.write_bytes(b"old")
+    reader = open(target, "rb")  # an app that had it open keeps the old file, whole
+    (tmp_path / "...rec.tmp").write_bytes(b"half")  # a killed run's temporary
+    old = os.umask(0o077)
+    try:
+        writer.replace_file(
+            str(tmp_path), writer.FileContent(".rec", 0o444, b"new"), uid=None, gid=None
+        )
+    finally:
+        os.umask(old)
+    assert reader.read() == b"old"
+    reader.close()
+    assert target.read_bytes() == b"new" and not target.is_symlink()
+    assert target.stat().st_mode & 0o7777 == 0o444
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*sets(tmp_path), "..data", ".rec", "a"]
+    assert (tmp_path / "a").read_bytes() == b"set", "the set is not touched"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_as_root_a_file_beside_the_sets_gets_the_plans_owner(tmp_path: Path) -> None:
+    writer.replace_file(str(tmp_path), writer.FileContent(".rec", 0o444, b"x"), uid=1234, gid=5678)
+    stat = (tmp_path / ".rec").stat()
+    assert (stat.st_uid, stat.st_gid) == (1234, 5678)
+
+
+def test_a_file_beside_the_sets_that_cannot_be_written_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".rec").write_bytes(b"old")
+
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer.os, "write", full)
+    with pytest.raises(WriteFailed) as caught:
+        writer.replace_file(
+            str(tmp_path), writer.FileContent(".rec", 0o444, b"new"), uid=None, gid=None
+        )
+    assert str(caught.value) == (
+        f"cannot write into {str(tmp_path)!r}: No space left on device (directory); the "
+        "secrets volume may be full (raise its sizeLimit) or not writable by this user"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".rec"]
+    assert (tmp_path / ".rec").read_bytes() == b"old"

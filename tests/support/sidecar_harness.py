@@ -168,6 +168,9 @@ class BrokerDouble:
     vault_id: str = VAULT
     script: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: bool = True
+    """Answer a held latest version with an `unchanged` item (False: with its value, as a
+    broker before change-only reads did)."""
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/secrets", self.secrets, methods=["POST"])])
@@ -204,14 +207,12 @@ class BrokerDouble:
             if version is not None and not 1 <= version <= len(versions):
                 return _error(404, f'secret "{name}" has no version {version}')
             got = version or len(versions)
-            answer.append(
-                {
-                    "name": name,
-                    "requested_version": version,
-                    "version": got,
-                    "value": versions[got - 1],
-                }
-            )
+            item = {"name": name, "requested_version": version, "version": got}
+            if self.unchanged and version is None and body.get("held", {}).get(name) == got:
+                item["unchanged"] = True
+            else:
+                item["value"] = versions[got - 1]
+            answer.append(item)
         return JSONResponse({"secrets": answer})
 
 
