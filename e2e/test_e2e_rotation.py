@@ -48,7 +48,7 @@ while true; do
   reads=$((reads+1))
   if [ "tpl:$plain" != "$rendered" ]; then mixed=$((mixed+1)); echo "MIXED $reads"; fi
   if [ "$plain" != "$last" ]; then echo "SEEN $plain reads=$reads mixed=$mixed"; last=$plain; fi
-  echo "reads=$reads mixed=$mixed" > /tmp/counts
+  echo "reads=$reads mixed=$mixed" > /dev/shm/counts
   sleep 0.05
 done
 """
@@ -165,7 +165,7 @@ def test_a_new_version_reaches_the_running_pod_whole(
     logs = kube.logs(rotating.namespace, rotating.pod, "app")
     assert f"SEEN {_value(tag, 2)}" in logs, logs
     assert "MIXED" not in logs, logs
-    counts = kube.exec(rotating.namespace, rotating.pod, "cat", "/tmp/counts", container="app")
+    counts = kube.exec(rotating.namespace, rotating.pod, "cat", "/dev/shm/counts", container="app")
     assert counts.strip().endswith("mixed=0"), counts
     assert int(counts.split()[0].split("=")[1]) > 100, counts  # it did read, many times
 
