@@ -152,8 +152,8 @@ def exchange(
                 message = _broker_message(response, refusal)
                 if refusal.reason == CREDENTIALS_REJECTED:
                     raise CredentialsRejected(
-                        f"{message}; secrets {names} were not fetched; the pod restarts and "
-                        "tries again, fixing it is for the injector's operator"
+                        f"{message}; secrets {names} were not fetched; it is tried again "
+                        "later, fixing it is for the injector's operator"
                     )
                 if response.status_code not in RETRIED_STATUSES:
                     raise _final_error(response.status_code, message, names)
@@ -162,8 +162,8 @@ def exchange(
                 )
                 failure = StillThrottled(
                     f"{message} (HTTP {response.status_code}); still failing after {deadline:g}s "
-                    f"({ENV_DEADLINE}) fetching {names}; the pod restarts and tries "
-                    "again, raise the deadline or check Sakura's status and quota"
+                    f"({ENV_DEADLINE}) fetching {names}; it is tried again "
+                    "later, raise the deadline or check Sakura's status and quota"
                 )
             if clock() - started + wait > deadline:
                 raise failure

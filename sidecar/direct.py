@@ -167,7 +167,7 @@ def _mapped(
         )
     if isinstance(exc, Throttled):
         return StillThrottled(
-            f"{what}; the pod restarts and tries again; raise {ENV_DEADLINE} "
+            f"{what}; it is tried again later; raise {ENV_DEADLINE} "
             f"(now {deadline:g}s) or use broker mode so pods share one cache"
         )
     if isinstance(exc, Unavailable):

@@ -284,7 +284,7 @@ def test_a_retry_after_past_the_deadline_gives_up_at_once(
     error = _failure(StillThrottled, broker, settings, clock)
     assert str(error) == (
         "Sakura is down (HTTP 503); still failing after 60s (SAKURA_SECRETS_DEADLINE) fetching "
-        f"{NAMES}; the pod restarts and tries again, raise the deadline or check Sakura's "
+        f"{NAMES}; it is tried again later, raise the deadline or check Sakura's "
         "status and quota"
     )
     assert error.exit_code == EXIT_UNAVAILABLE
@@ -532,8 +532,8 @@ def test_credentials_rejected_is_final_whatever_the_status(
     broker = ScriptedBroker((status, body, {"Retry-After": "1"}), OK)
     error = _failure(CredentialsRejected, broker, settings, clock)
     assert str(error) == (
-        f"Sakura refused the injector's API key; secrets {NAMES} were not fetched; the pod "
-        "restarts and tries again, fixing it is for the injector's operator"
+        f"Sakura refused the injector's API key; secrets {NAMES} were not fetched; it is tried "
+        "again later, fixing it is for the injector's operator"
     )
     assert error.exit_code == EXIT_CREDENTIALS
     assert len(broker.requests) == 1
