@@ -5,24 +5,20 @@ line per secret's pair, `yes ID/NAME` or `no  ID/NAME: <the missing grant>`; a s
 only when both its vault and its pair are granted. Unlike the broker, `can-i` reviews every
 pair even when the vault is denied, so an admin sees every grant to add at once. Exit status 0
 when the vault and every pair are allowed, 1 otherwise, 2 for a usage error or when Kubernetes
-cannot answer. The vault is `--vault`, else the injector's default vault:
-$SAKURA_SECRETS_DEFAULT_VAULT_ID, else the key of that name in the installed injector's
-`sakura-api-key` Secret.
+cannot answer. The vault is `--vault`, else $SAKURA_SECRETS_DEFAULT_VAULT_ID (set inside the
+injector's pod); neither is a usage error. `can-i` never reads the injector's `sakura-api-key`
+Secret, where the manifests keep the default vault: whoever checks a grant needs no access to
+the Sakura key.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from contract import PlanError, SecretRef
 from contract.plan import VAULT_ID
@@ -38,7 +34,10 @@ from injector.broker.errors import CanIUsageError
 from injector.kube import KubernetesUnavailable
 
 DEFAULT_VAULT_ENV = "SAKURA_SECRETS_DEFAULT_VAULT_ID"
-API_KEY_SECRET = "sakura-api-key"  # noqa: S105 (a Secret's name, as in manifests/)
+NO_VAULT = (
+    f"name the vault with --vault VAULT_ID (or set ${DEFAULT_VAULT_ENV}); can-i does not read "
+    "the injector's sakura-api-key Secret to find its default vault"
+)
 
 
 @dataclass(frozen=True)
@@ -123,13 +122,7 @@ def add_can_i_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument(
         "--vault",
-        help=f"the 12-digit vault ID (default: ${DEFAULT_VAULT_ENV}, else the installed "
-        f"injector's default vault from its {API_KEY_SECRET} Secret)",
-    )
-    parser.add_argument(
-        "--injector-namespace",
-        default="sakura-secrets",
-        help="where the injector is installed (to find its default vault; default sakura-secrets)",
+        help=f"the 12-digit vault ID (default: ${DEFAULT_VAULT_ENV}; one of them is required)",
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
     parser.add_argument(
@@ -144,14 +137,13 @@ def can_i_command(args: argparse.Namespace) -> int:
     """Run `can-i` from parsed arguments; prints answers to stdout, errors to stderr."""
     from injector.kube import KubeConfigError, api_client
 
+    vault_id = args.vault or os.environ.get(DEFAULT_VAULT_ENV)
+    if not vault_id:
+        print(f"sakura-secrets-injector can-i: {NO_VAULT}", file=sys.stderr)
+        return 2
     try:
         api = api_client(args.kubeconfig)
-        vault_id = (
-            args.vault
-            or os.environ.get(DEFAULT_VAULT_ENV)
-            or (installed_default_vault(api, args.injector_namespace))
-        )
-    except (KubeConfigError, CanIUsageError) as error:
+    except KubeConfigError as error:
         print(f"sakura-secrets-injector can-i: {error}", file=sys.stderr)
         return 2
     access = AccessReviewer(api)
@@ -162,33 +154,3 @@ def can_i_command(args: argparse.Namespace) -> int:
     for line in lines:
         print(line, file=out)
     return code
-
-
-def installed_default_vault(api: k8s.ApiClient, namespace: str) -> str:
-    """The default vault of the injector installed in `namespace`, read from its Secret."""
-    hint = f"name the vault with --vault (or set ${DEFAULT_VAULT_ENV})"
-    try:
-        secret = k8s.CoreV1Api(api).read_namespaced_secret(
-            API_KEY_SECRET, namespace, _request_timeout=10
-        )
-    except ApiException as exc:
-        raise CanIUsageError(
-            f"cannot read the injector's default vault from Secret {namespace}/{API_KEY_SECRET} "
-            f"(HTTP {exc.status} {exc.reason}); {hint}"
-        ) from None
-    except Exception as exc:
-        raise CanIUsageError(
-            f"cannot reach the Kubernetes API to find the injector's default vault "
-            f"({type(exc).__name__}); {hint}"
-        ) from None
-    encoded = (secret.data or {}).get(DEFAULT_VAULT_ENV)
-    try:
-        value = base64.b64decode(encoded or "", validate=True).decode("ascii").strip()
-    except (binascii.Error, UnicodeDecodeError):
-        value = ""
-    if not value:
-        raise CanIUsageError(
-            f"Secret {namespace}/{API_KEY_SECRET} has no {DEFAULT_VAULT_ENV}, so the injector "
-            f"has no default vault; {hint}"
-        )
-    return value

@@ -5,10 +5,14 @@ test_broker_admission.py runs it against the local cluster's RBAC (and as a subp
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from support.broker_fakes import A, B, RecordingReviews
 
 from injector.broker.access import AccessReviewer
 from injector.broker.can_i import run_can_i
+from injector.operations.cli import main
 
 
 def rule(name: str, resource: str = "secrets") -> str:
@@ -47,3 +51,27 @@ async def test_without_the_vault_it_still_answers_every_pair() -> None:
         0,
         [f"yes vault {B}", f"yes {B}/key"],
     )
+
+
+def test_without_a_vault_it_stops_before_kubernetes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """No --vault and no $SAKURA_SECRETS_DEFAULT_VAULT_ID: a usage error naming both, raised
+    before any Kubernetes client is built (so no Secret is read to find a default vault)."""
+    monkeypatch.delenv("SAKURA_SECRETS_DEFAULT_VAULT_ID", raising=False)
+    args = ["can-i", "-n", "shop", "--serviceaccount", "api", "db"]
+    absent = str(tmp_path / "no-kubeconfig")
+    assert main([*args, "--kubeconfig", absent]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "sakura-secrets-injector can-i: name the vault with --vault VAULT_ID (or set "
+        "$SAKURA_SECRETS_DEFAULT_VAULT_ID); can-i does not read the injector's sakura-api-key "
+        "Secret to find its default vault\n"
+    )
+    monkeypatch.setenv("SAKURA_SECRETS_DEFAULT_VAULT_ID", A)
+    assert main([*args, "--kubeconfig", absent]) == 2  # the variable counts: on to Kubernetes
+    assert "no Kubernetes credentials" in capsys.readouterr().err
+    monkeypatch.delenv("SAKURA_SECRETS_DEFAULT_VAULT_ID")
+    assert main([*args, "--vault", A, "--kubeconfig", absent]) == 2  # so does --vault
+    assert "no Kubernetes credentials" in capsys.readouterr().err
