@@ -10,7 +10,8 @@ alone turns each kind into a status, a `reason` and a Retry-After header.
     └── SecretsUnavailable       Sakura gave no value and none recent is held: retry
         ├── CredentialsRejected  Sakura refused the injector's own key: waiting will not help
         └── NamespaceCrowded     the namespace has as many reads waiting for Sakura as it may
-    CanIUsageError               `can-i` was not given a namespace, a ServiceAccount and secrets
+    CanIUsageError               `can-i` was not given a namespace, a ServiceAccount and secrets,
+                                 or `who-can` a VAULT_ID/NAME, or Kubernetes did not answer it
 
 `injector.kube.KubernetesUnavailable` (the API server did not answer) is raised by the
 reviewers and becomes a ReviewUnavailable at the broker's door.
@@ -65,4 +66,5 @@ class NamespaceCrowded(SecretsUnavailable):
 
 
 class CanIUsageError(ValueError):
-    """The arguments are not a namespace, a ServiceAccount and secret names."""
+    """The arguments are not a namespace, a ServiceAccount and secret names (`can-i`) or a
+    pair (`who-can`); `who-can` also says so when it cannot list RBAC objects."""

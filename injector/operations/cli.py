@@ -1,11 +1,12 @@
 """`sakura-secrets-injector`: serve the webhook, bootstrap its TLS, preview a pod offline,
-ask whether a ServiceAccount may read secrets.
+ask whether a ServiceAccount may read secrets, and who may read one.
 
 Each subcommand is a module of `injector.operations.commands` (its flags and its run; `can-i`
-is the broker's own, `injector.broker.can_i`); what they share of the command line is in
-`injector.operations.flags`, and what they build in `injector.operations.wiring`. Every flag
-has an environment-variable equivalent (named in `--help`); a flag given on the command line
-wins over the environment. Sakura credentials are never flags.
+and `who-can` are the broker's own, `injector.broker.can_i` and `injector.broker.who_can`);
+what they share of the command line is in `injector.operations.flags`, and what they build in
+`injector.operations.wiring`. Every flag has an environment-variable equivalent (named in
+`--help`); a flag given on the command line wins over the environment. Sakura credentials are
+never flags.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 
 from injector.broker.can_i import add_can_i_parser, can_i_command
+from injector.broker.who_can import add_who_can_parser, who_can_command
 from injector.operations.commands import certs, render, serve
 from injector.operations.errors import UsageError
 
 DISTRIBUTION = "sakura-secrets-injector"
 """The installed distribution whose version `--version` prints (pyproject.toml's, the only copy)."""
-COMMANDS = {"serve": serve.run, "certs": certs.run, "render": render.run, "can-i": can_i_command}
+COMMANDS = {
+    "serve": serve.run,
+    "certs": certs.run,
+    "render": render.run,
+    "can-i": can_i_command,
+    "who-can": who_can_command,
+}
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -37,6 +45,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     certs.add_parser(commands, source)
     render.add_parser(commands, source)
     add_can_i_parser(commands)
+    add_who_can_parser(commands)
     return parser
 
 
