@@ -55,6 +55,7 @@ minutes."""
 TARGETS = (
     Target("injector/broker/tokens.py", ("tests/broker/test_tokens_unit.py",), ci=True),
     Target("injector/broker/access.py", ("tests/broker/test_access_unit.py",), ci=True),
+    Target("injector/broker/readers.py", ("tests/broker/test_readers_unit.py",), ci=True),
     Target("contract/broker.py", ("tests/broker/test_wire_unit.py",), ci=True),
     Target("injector/serving/broker_routes.py", ("tests/broker/test_routes_unit.py",), ci=True),
     Target(

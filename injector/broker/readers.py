@@ -1,7 +1,8 @@
 """Who may read a secret? The cluster's RBAC objects, read as the API server's authorizer does.
 
 Pure: the Roles, ClusterRoles, RoleBindings and ClusterRoleBindings come in as the API's JSON
-objects (rbac.authorization.k8s.io/v1; aggregated ClusterRoles already hold their rules). A rule
+objects (rbac.authorization.k8s.io/v1; aggregated ClusterRoles already hold their rules), with
+the fields the API always writes (names, namespaces, roleRef, a subject's kind and name). A rule
 opens `get` on a resource of `sakura-secrets.io` when its apiGroups hold the group or `*`, its
 resources the resource or `*`, its verbs `get` or `*`, and its resourceNames are empty (every
 name) or hold the name. A secret is read only with two grants in one namespace: the vault
@@ -164,8 +165,8 @@ def _granted(
     """Who each binding (in its scope) lets `get` `name` of `resource`, and where."""
     grants: Grants = {}
     for binding, scope in bindings:
-        ref = binding.get("roleRef") or {}
-        kind, role_name = ref.get("kind", ""), ref.get("name", "")
+        ref = binding["roleRef"]
+        kind, role_name = ref["kind"], ref["name"]
         role_rules = rules.get((kind, scope if kind == "Role" else "", role_name), ())
         label = _name(binding)
         grant = _grant(
@@ -202,9 +203,9 @@ def _subjects(binding: Json, scope: str) -> list[Who]:
     """The binding's subjects; a ServiceAccount without a namespace is the binding's."""
     return [
         Who(
-            s.get("kind", ""),
-            s.get("name", ""),
-            (s.get("namespace") or scope) if s.get("kind") == SERVICE_ACCOUNT else "",
+            s["kind"],
+            s["name"],
+            (s.get("namespace") or scope) if s["kind"] == SERVICE_ACCOUNT else "",
         )
         for s in binding.get("subjects") or ()
     ]
@@ -215,8 +216,8 @@ def _rules(role: Json) -> tuple[Rule, ...]:
 
 
 def _name(obj: Json) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))
+    return str(obj["metadata"]["name"])
 
 
 def _namespace(obj: Json) -> str:
-    return str((obj.get("metadata") or {}).get("namespace", ""))
+    return str(obj["metadata"]["namespace"])

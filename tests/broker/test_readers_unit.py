@@ -250,12 +250,40 @@ def test_rules_that_do_not_open_the_pair(rule: dict[str, Any]) -> None:
     assert lines([], [r], cluster_role_bindings=[bound]) == []
 
 
-def test_broken_or_empty_objects_open_nothing() -> None:
-    """Fields the API may leave out (rules, subjects, metadata) are read as empty."""
-    assert readers(V, PAIR, [{}], [{}], [{}], [{}]) == []
+def test_empty_rules_and_subjects_open_nothing() -> None:
+    """A ClusterRole whose aggregation matched nothing has no rules; a binding may have no
+    subjects: the API leaves those fields out (or null)."""
     no_subjects = {**binding("b", "ClusterRole", "r"), "subjects": None}
     assert lines([], [role("r", STAR)], cluster_role_bindings=[no_subjects]) == []
-    assert lines([], [{"metadata": {"name": "r"}, "rules": None}], [], [no_subjects]) == []
+    del no_subjects["subjects"]
+    assert lines([], [role("r", STAR)], cluster_role_bindings=[no_subjects]) == []
+    bound = binding("b", "ClusterRole", "r", group("g"))
+    for empty in ({"metadata": {"name": "r"}, "rules": None}, {"metadata": {"name": "r"}}):
+        assert lines([], [empty], cluster_role_bindings=[bound]) == []
+
+
+def test_every_grant_of_a_side_is_named() -> None:
+    roles = [
+        role("v", named(VAULT_RULE, V), namespace="shop"),
+        role("p", named(PAIR_RULE, PAIR), namespace="shop"),
+    ]
+    bindings = [
+        binding("v1", "Role", "v", group("g"), namespace="shop"),
+        binding("v2", "Role", "v", group("g"), namespace="shop"),
+        binding("p1", "Role", "p", group("g"), namespace="shop"),
+        binding("p2", "Role", "p", group("g"), namespace="shop"),
+    ]
+    assert lines(roles, role_bindings=bindings) == [
+        "named    Group g in namespace shop: vault by RoleBinding shop/v1 -> Role shop/v, "
+        "RoleBinding shop/v2 -> Role shop/v; secret by RoleBinding shop/p1 -> Role shop/p, "
+        "RoleBinding shop/p2 -> Role shop/p"
+    ]
+    both = [role("r", named(VAULT_RULE, V), named(PAIR_RULE, PAIR), namespace="shop")]
+    twice = [binding(n, "Role", "r", group("g"), namespace="shop") for n in ("a", "b")]
+    assert lines(both, role_bindings=twice) == [
+        "named    Group g in namespace shop: vault and secret by RoleBinding shop/a -> "
+        "Role shop/r, RoleBinding shop/b -> Role shop/r"
+    ]
 
 
 def test_readers_of_every_secret_come_first_then_by_namespace_and_subject() -> None:
@@ -265,11 +293,11 @@ def test_readers_of_every_secret_come_first_then_by_namespace_and_subject() -> N
         binding("admin", "ClusterRole", "admin", group("y")),
     ]
     found = readers(V, PAIR, [], cluster_roles, [], crbs)
-    assert [(r.every_secret, r.scope, str(r.who)) for r in found] == [
-        (True, EVERY_NAMESPACE, "Group y"),
-        (False, EVERY_NAMESPACE, "Group b"),
-        (False, EVERY_NAMESPACE, "Group z"),
-        (False, "a", "ServiceAccount a/x"),
+    assert [(r.every_secret, r.scope, r.who) for r in found] == [
+        (True, EVERY_NAMESPACE, Who("Group", "y")),
+        (False, EVERY_NAMESPACE, Who("Group", "b")),
+        (False, EVERY_NAMESPACE, Who("Group", "z")),
+        (False, "a", Who("ServiceAccount", "x", "a")),
     ]
 
 
