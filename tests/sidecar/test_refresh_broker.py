@@ -41,7 +41,7 @@ INTERVAL = 60
 START = datetime(2026, 12, 5, 4, 0, 0, tzinfo=UTC)
 
 
-class Clock:
+class WallTime:
     """Wall time that moves a second per reading: each record time is distinct and known."""
 
     def __init__(self) -> None:
@@ -69,13 +69,13 @@ def _plan(directory: Path, *files: FileSpec) -> Plan:
     )
 
 
-def _started(broker_env: dict[str, str], plan: Plan, clock: Clock | None = None) -> Refresher:
+def _started(broker_env: dict[str, str], plan: Plan, clock: WallTime | None = None) -> Refresher:
     """The init container's files, then a refresher over them (nothing fetched yet)."""
     env = {**broker_env, "SAKURA_SECRETS_PLAN": plan.to_json()}
     init.run(env)
     settings = config.load(env)
     return Refresher(
-        plan, sources.of(settings, deadline=5.0), now=clock or Clock(), draw=lambda: 0.5
+        plan, sources.of(settings, deadline=5.0), now=clock or WallTime(), draw=lambda: 0.5
     )
 
 
