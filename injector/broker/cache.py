@@ -166,8 +166,8 @@ class SecretCache:
         if missing is not None:
             raise missing
         try:
-            await self._listed(vault_id, name, version, tenant)
-            return await self._unveiled(key, tenant)
+            seen = await self._listed(vault_id, name, version, tenant)
+            return await self._unveiled(key, tenant, seen)
         except (SecretsUnavailable, NotFound):
             self.metrics.reads.labels("failed").inc()
             raise
@@ -221,7 +221,7 @@ class SecretCache:
             self.metrics.reads.labels("unchanged").inc()
             return None
         if pinned is None:
-            got = await self._unveiled(pinned_key, tenant)
+            got = await self._unveiled(pinned_key, tenant, version)
         else:
             self.metrics.reads.labels("hit").inc()
             self._copies.keep(pinned_key, pinned)
@@ -292,14 +292,15 @@ class SecretCache:
             return None
         return held
 
-    async def _unveiled(self, key: CacheKey, tenant: str | None) -> Unveiled:
-        """The value at `key`'s version, unveiled once for every concurrent reader of it."""
-        got, shared = await self._flight.run(key, lambda: self._unveil(key, tenant))
+    async def _unveiled(self, key: CacheKey, tenant: str | None, seen: int) -> Unveiled:
+        """The value at `key`'s version, unveiled once for every concurrent reader of it;
+        `seen`: the secret's latest version in the listing the read was checked against."""
+        got, shared = await self._flight.run(key, lambda: self._unveil(key, tenant, seen))
         if shared:
             self.metrics.reads.labels("coalesced").inc()
         return got
 
-    async def _unveil(self, key: CacheKey, tenant: str | None) -> Unveiled:
+    async def _unveil(self, key: CacheKey, tenant: str | None, seen: int) -> Unveiled:
         """Ask Sakura (the single flight's leader only) and keep what it answered."""
         vault_id, name, version = key
         try:
@@ -307,7 +308,6 @@ class SecretCache:
         except SakuraError as exc:
             self._count(exc)
             if isinstance(exc, NotFound):
-                self._copies.drop((vault_id, name, None))
                 self.inventory.note_missing(vault_id, exc)
             raise
         self._count(None)
@@ -318,26 +318,22 @@ class SecretCache:
                 f"{_label(key)!r} in vault {vault_id}; not serving it",
                 retry_after=self.settings.retry_after,
             )
-        self._keep(key, got)
+        self._copies.keep(key, Held(got, self._clock(), max(seen, got.version)))
         return got
 
-    async def _listed(self, vault_id: str, name: str, version: int, tenant: str | None) -> None:
-        """Raise NotFound unless the vault's listing shows `name@version` (one listing per
-        vault serves every pinned read; a listing that lacks it is trusted `negative_ttl`)."""
+    async def _listed(self, vault_id: str, name: str, version: int, tenant: str | None) -> int:
+        """The latest version of `name` the vault's listing shows; NotFound unless it shows
+        `name@version` (one listing per vault serves every pinned read; a listing that lacks
+        it is trusted `negative_ttl`)."""
         held = self.inventory.listing(vault_id)
-        if held is None or _lacks(held[1], name, version):
+        listing = None if held is None else held[1]
+        if listing is None or _lacks(listing, name, version):
             max_age = None if held is None else self.inventory.negative_ttl
-            await self.inventory.latest(vault_id, max_age=max_age, tenant=tenant)
+            listing = await self.inventory.latest(vault_id, max_age=max_age, tenant=tenant)
         missing = self.inventory.known_missing(vault_id, name, version)
         if missing is not None:
             raise missing
-
-    def _keep(self, key: CacheKey, got: Unveiled) -> None:
-        """Keep a version read, marked with the latest version its listing showed."""
-        vault_id, name, _ = key
-        listed = self.inventory.listing(vault_id)  # the read was just checked against it
-        seen = got.version if listed is None else listed[1].get(name, got.version)
-        self._copies.keep(key, Held(got, self._clock(), max(seen, got.version)))
+        return listing[name]  # shown: a listing lacking it is missing, or listed again above
 
     def _count(self, error: SakuraError | None) -> None:
         """One Sakura call's result; a refusal of our own limiter (Crowded) is not a call."""

@@ -58,9 +58,6 @@ class Copies:
         while len(store) > self._bounds[latest]:
             store.popitem(last=False)
 
-    def drop(self, key: CacheKey) -> None:
-        self._stores[key[2] is None].pop(key, None)
-
     def forget(self, vault_id: str, name: str) -> None:
         """Drop every copy of a secret that was deleted or re-created."""
         for store in self._stores.values():

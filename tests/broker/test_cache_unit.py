@@ -773,15 +773,28 @@ async def test_a_re_created_secret_is_read_again_even_at_a_version_held() -> Non
     assert sakura.calls.count((A, "db", 2)) == 2
 
 
-async def test_a_deleted_secret_refresh_is_not_found_and_its_copies_go() -> None:
+async def test_a_re_created_secrets_old_latest_is_never_served_stale() -> None:
     sakura, clock = FakeSakura(), HandClock()
+    sakura.values[(A, "db")] = ["old-1", "old-2", "old-3"]
     secrets = cache(sakura, clock)
+    assert (await secrets.read(A, "db")).value == "old-3"
+    sakura.values[(A, "db")] = ["new-1", "new-2"]  # re-created: latest 2 < 3
+    sakura.unveil_fail = Throttled("slow down")
+    clock.now += 30
+    with pytest.raises(SecretsUnavailable):  # the old secret's value is gone, not a stale copy
+        await secrets.refresh(A, "db", None)
+
+
+async def test_a_deleted_secret_refresh_is_not_found_and_its_copies_go() -> None:
+    sakura, clock, secrets_registry = FakeSakura(), HandClock(), CollectorRegistry()
+    secrets = cache(sakura, clock, secrets_registry)
     await secrets.read(A, "db")
     del sakura.values[(A, "db")]
     clock.now += 30
     with pytest.raises(NotFound) as caught:
         await secrets.refresh(A, "db", 2)
     assert caught.value.message == f"secret 'db' does not exist in vault {A} (listed 0s ago)"
+    assert _reads(secrets_registry, "failed") == 1
     clock.now += 30
     sakura.fail = Unavailable("HTTP 503")
     with pytest.raises(SecretsUnavailable):  # no copy of the deleted secret is served
@@ -834,3 +847,25 @@ async def test_listings_are_counted_as_sakura_calls_by_outcome() -> None:
         f"{calls}{{rejected}}": 1,
         f"{calls}{{not_found}}": 1,
     }
+
+
+async def test_an_unchanged_refresh_keeps_the_latest_copy_known_current() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30, stale_for=300)
+    await secrets.read(A, "db")  # listed at 0 s
+    clock.now += 250
+    assert await secrets.refresh(A, "db", 2) is None  # listed again at 250 s: still 2
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 290  # 540 s after the read, 290 s after the listing that showed it
+    assert await secrets.refresh(A, "db", 1) == Unveiled("db", 2, "a-db-2")
+
+
+async def test_a_refresh_answered_for_another_secret_is_a_failed_read() -> None:
+    sakura, clock, registry = FakeSakura(), HandClock(), CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    sakura.answer_as = Unveiled("other", 2, "x")
+    with pytest.raises(
+        SecretsUnavailable, match="answered for other@2 when asked for secret 'db@2'"
+    ):
+        await secrets.refresh(A, "db", 1)
+    assert _reads(registry, "failed") == 1
