@@ -8,8 +8,8 @@ TokenReview and six SubjectAccessReviews (the vault and 5 pairs), not thousands.
 
     KUBECONFIG=/tmp/k8s-local/kubeconfig python -m benchmarks.broker_load [--fetches 1000]
 
-Prints how many Sakura calls were made (goal <= 10; 6: the vault's listing and 5 unveils), how long until all fetches finished,
-and how many failed (goal 0).
+Prints how many Sakura calls were made (goal <= 10; 6: the vault's listing and 5 unveils),
+how long until all fetches finished, and how many failed (goal 0).
 """
 
 from __future__ import annotations
