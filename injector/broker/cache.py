@@ -209,7 +209,7 @@ class SecretCache:
             self.metrics.reads.labels("stale").inc()
             return resting.copy
         vault_id, name, _ = key
-        taken, version = await self._latest_listed(vault_id, name, tenant)
+        taken, version = await self._latest_listed(vault_id, name, held, tenant)
         pinned_key: CacheKey = (vault_id, name, version)
         latest, pinned = self._copies.get(key), self._copies.get(pinned_key)
         if any(h is not None and h.disproved_by(version) for h in (latest, pinned)):
@@ -230,16 +230,18 @@ class SecretCache:
         return got
 
     async def _latest_listed(
-        self, vault_id: str, name: str, tenant: str | None
+        self, vault_id: str, name: str, held: int | None, tenant: str | None
     ) -> tuple[float, int]:
         """When the vault's listing was taken, and the latest version it shows of `name`.
 
-        A listing that lacks the name is trusted only while younger than the negative TTL (a
-        secret may have been created since); NotFound if even such a listing lacks it.
+        A listing that lacks the name, or shows an older version than the caller `held` (it
+        was served by a replica that listed later), is trusted only while younger than the
+        negative TTL: listed again, so another replica's newer version is not taken back for
+        longer than that. NotFound if even such a listing lacks the name.
         """
         listing = self.inventory.listed
         taken, latest = await listing(vault_id, max_age=self.settings.latest_ttl, tenant=tenant)
-        if name not in latest:
+        if latest.get(name, 0) < (held or 1):
             max_age = self.inventory.negative_ttl
             taken, latest = await listing(vault_id, max_age=max_age, tenant=tenant)
         if name not in latest:

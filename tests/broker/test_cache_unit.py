@@ -869,3 +869,21 @@ async def test_a_refresh_answered_for_another_secret_is_a_failed_read() -> None:
     ):
         await secrets.refresh(A, "db", 1)
     assert _reads(registry, "failed") == 1
+
+
+async def test_a_held_version_newer_than_the_listing_is_listed_again_past_the_negative_ttl() -> (
+    None
+):
+    """Another replica listed later and served version 3: this one's older listing says 2."""
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30)
+    await secrets.read(A, "db")  # listed: 2
+    sakura.values[(A, "db")].append("a-db-3")
+    clock.now += 9.9  # a listing younger than the negative TTL is believed
+    assert await secrets.refresh(A, "db", 3) == Unveiled("db", 2, "a-db-2")
+    assert sakura.listings == [A]
+    clock.now += 0.1  # no longer: listed again, and the pod keeps its version
+    assert await secrets.refresh(A, "db", 3) is None
+    # a version the fresh listing does not show either: the listing's is served
+    assert await secrets.refresh(A, "db", 4) == Unveiled("db", 3, "a-db-3")
+    assert sakura.listings == [A, A]
