@@ -887,3 +887,13 @@ async def test_a_held_version_newer_than_the_listing_is_listed_again_past_the_ne
     # a version the fresh listing does not show either: the listing's is served
     assert await secrets.refresh(A, "db", 4) == Unveiled("db", 3, "a-db-3")
     assert sakura.listings == [A, A]
+
+
+async def test_a_listing_that_shows_the_name_is_trusted_for_the_whole_latest_ttl() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30)
+    assert (await secrets.read(B, "db")).version == 1  # a secret of one version
+    clock.now += 29.9  # past the negative TTL, within the latest TTL
+    assert await secrets.refresh(B, "db", None) == Unveiled("db", 1, "b-db-1")
+    assert await secrets.refresh(B, "db", 1) is None
+    assert sakura.listings == [B]
