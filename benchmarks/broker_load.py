@@ -3,13 +3,13 @@
 The broker runs on uvicorn over TLS with real TokenReview/SubjectAccessReview against the
 cluster in $KUBECONFIG; the emulator plays Sakura with the production quota (100 calls per
 60 s). Every fetch presents the same bound token: the broker remembers an accepted review
-for 10 s by the token's SHA-256 (a production feature), so the API server sees one
-TokenReview and five SubjectAccessReviews, not thousands.
+for up to 300 s by the token's SHA-256 (a production feature), so the API server sees one
+TokenReview and six SubjectAccessReviews (the vault and 5 pairs), not thousands.
 
     KUBECONFIG=/tmp/k8s-local/kubeconfig python -m benchmarks.broker_load [--fetches 1000]
 
-Prints how many Sakura calls were made (goal <= 10), how long until all fetches finished,
-and how many failed (goal 0).
+Prints how many Sakura calls were made (goal <= 10; 6: the vault's listing and 5 unveils),
+how long until all fetches finished, and how many failed (goal 0).
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ TARGETS = (
         ci=True,
     ),
     Target("injector/broker/cache.py", ("tests/broker/test_cache_unit.py",), ci=True),
+    Target("injector/broker/copies.py", ("tests/broker/test_cache_unit.py",), ci=True),
     Target(
         "injector/broker/admission_check.py",
         ("tests/broker/test_admission_check_unit.py",),

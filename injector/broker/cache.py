@@ -1,24 +1,31 @@
-"""One process-wide cache in front of Sakura, so a rollout costs a handful of API calls.
+"""One process-wide cache in front of Sakura, so a rollout, and every refresh after it, costs
+a handful of API calls.
 
-- A pinned version (`NAME@3`) never changes while its secret lives: it is kept until the LRU
-  bound pushes it out, and served while the vault's listing (the inventory's, at most its
-  lifetime old; re-listed in the reader's turn when older) still shows the secret with a
-  latest version at or above the pin and not below the latest seen before. A secret gone from
-  the listing (deleted) or whose latest version went down (deleted and re-created: versions are
-  never deleted one by one) loses every copy held of it.
-- The latest version is reused for `latest_ttl` seconds, then read again.
-- Identical concurrent reads (same vault, name and version) share one Sakura call.
+- A value at a version never changes while its secret lives: every value read (pinned, or
+  the latest one at the time) is kept by vault, name and version until the LRU bound pushes
+  it out.
+- The latest version is the vault's listing's (the inventory's `list_secrets`, one call for
+  every secret of the vault, at most `latest_ttl` old; listed again in the reader's turn when
+  older), and only a version not held is unveiled: however many pods read or refresh, a vault
+  costs one listing per `latest_ttl` and one unveil per new version. A refresh that holds the
+  latest version already (`refresh(..., held)`) is answered unchanged: no value, no unveil.
+- A pinned version is served while the listing (at most its own lifetime old) still shows
+  the secret with a latest version at or above the pin and not below the latest seen before.
+  A secret gone from the listing (deleted) or whose latest version went down (deleted and
+  re-created: versions are never deleted one by one) loses every copy held of it.
+- Identical concurrent reads share one Sakura call: the vault's listing, or the unveil of
+  one version.
 - Sakura calls go through one rate limiter shared by the whole process; `tenant` (the
   namespace) is the line a read waits in there: when a tenant has too many reads waiting,
   the read fails with `NamespaceCrowded` (or a stale copy is served).
-- What does not exist is remembered for a short while (`VaultInventory.known_missing`); a
-  pinned version is checked against the vault's listing first, so asking for many missing
+- What does not exist is remembered for a short while (`VaultInventory.known_missing`); every
+  read is checked against the vault's listing first, so asking for many missing names or
   versions costs one listing, not an unveil each.
-- When Sakura throttles or fails, a copy known current at most `stale_for` seconds ago (a
-  latest value read, a pinned one shown by a listing) is served instead; otherwise the read
-  fails with `SecretsUnavailable` (when to retry), or `CredentialsRejected` when Sakura
-  refused the injector's key. Once a stale copy has been served,
-  Sakura is left alone for that secret for `retry_after` seconds (or Sakura's own
+- When Sakura throttles or fails, a copy known current at most `stale_for` seconds ago (the
+  latest value as of the last listing that showed it, a pinned one shown by a listing) is
+  served instead; otherwise the read fails with `SecretsUnavailable` (when to retry), or
+  `CredentialsRejected` when Sakura refused the injector's key. Once a stale copy has been
+  served, Sakura is left alone for that secret for `retry_after` seconds (or Sakura's own
   Retry-After): during an outage, pods get the copy at once instead of each waiting out
   retries that spend the quota.
 
@@ -30,14 +37,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from injector.broker.copies import CacheKey, Copies, Held
 from injector.broker.errors import CredentialsRejected, NamespaceCrowded, SecretsUnavailable
-from injector.broker.inventory import VaultInventory
+from injector.broker.inventory import VaultInventory, absent_secret
 from injector.broker.memo import SingleFlight
 from sakura import (
     Crowded,
@@ -51,17 +58,16 @@ from sakura import (
 
 log = logging.getLogger(__name__)
 
-CacheKey = tuple[str, str, int | None]
-
 
 @dataclass(frozen=True)
 class CacheSettings:
     """How long values are reused; see docs/broker.md for what each means to users."""
 
     latest_ttl: float = 30.0
-    """Seconds a latest value is reused before Sakura is asked again."""
+    """Seconds a vault's listing answers which version is the latest before it is listed
+    again (how long a new version may take to be served)."""
     stale_for: float = 300.0
-    """When Sakura fails: serve a latest value fetched at most this many seconds ago."""
+    """When Sakura fails: serve a copy known current at most this many seconds ago."""
     pinned_entries: int = 4096
     """Pinned versions kept (least recently used pushed out first)."""
     latest_entries: int = 4096
@@ -82,20 +88,6 @@ class CacheSettings:
             raise ValueError("pinned_entries and latest_entries must be at least 1")
 
 
-@dataclass(frozen=True)
-class _Held:
-    """A copy of a value, as Sakura answered it, and what is known of its freshness."""
-
-    copy: Unveiled
-    known_at: float
-    """When the copy was last known current: read from Sakura, or (pinned) shown by a listing."""
-    seen_latest: int
-    """The secret's latest version when it was last known current (pinned copies): a listing
-    showing less means the secret was re-created."""
-    quiet_until: float = 0.0
-    """After a failure: serve this copy (within the staleness bound) without asking Sakura."""
-
-
 class CacheMetrics:
     """Counters labelled by outcome only: no secret names, no vaults, never values."""
 
@@ -104,15 +96,16 @@ class CacheMetrics:
         self.reads = Counter(
             "sakura_secrets_broker_cache_reads",
             "Secret reads by how they were answered: hit, miss (Sakura called), coalesced "
-            "(shared a concurrent call), stale (served past its TTL because Sakura failed), "
+            "(shared a concurrent call), unchanged (a refresh already holds the latest "
+            "version: no value sent), stale (served past its TTL because Sakura failed), "
             "absent (known missing, Sakura not called), failed",
             ["outcome"],
             registry=where,
         )
         self.sakura_calls = Counter(
             "sakura_secrets_broker_sakura_calls",
-            "Calls of Sakura's unveil by result: ok, not_found, throttled, rejected (Sakura "
-            "refused the injector's credentials), failed",
+            "Calls of Sakura (vault listings and unveils) by result: ok, not_found, throttled, "
+            "rejected (Sakura refused the injector's credentials), failed",
             ["outcome"],
             registry=where,
         )
@@ -135,9 +128,12 @@ class SecretCache:
         self.settings = settings if settings is not None else CacheSettings()
         self.metrics = CacheMetrics(registry)
         self.inventory = inventory if inventory is not None else VaultInventory(client, clock=clock)
+        self.inventory.observe = self._count
         self._clock = clock
-        self._pinned: OrderedDict[CacheKey, _Held] = OrderedDict()
-        self._latest: OrderedDict[CacheKey, _Held] = OrderedDict()
+        self._copies = Copies(
+            pinned_entries=self.settings.pinned_entries,
+            latest_entries=self.settings.latest_entries,
+        )
         self._flight: SingleFlight[CacheKey, Unveiled] = SingleFlight()
 
     async def read(
@@ -147,9 +143,13 @@ class SecretCache:
 
         Raises sakura.NotFound, or SecretsUnavailable (or its kinds: errors.py).
         """
+        if version is None:
+            got = await self.refresh(vault_id, name, None, tenant=tenant)
+            assert got is not None  # only a held version is answered unchanged
+            return got
         key: CacheKey = (vault_id, name, version)
         try:
-            held = self._fresh(key) if version is None else await self._confirmed(key, tenant)
+            held = await self._confirmed(key, tenant)
         except NotFound:
             self.metrics.reads.labels("failed").inc()
             raise
@@ -166,13 +166,87 @@ class SecretCache:
         if missing is not None:
             raise missing
         try:
-            result, shared = await self._flight.run(key, lambda: self._fetch(key, tenant))
+            seen = await self._listed(vault_id, name, version, tenant)
+            return await self._unveiled(key, tenant, seen)
         except (SecretsUnavailable, NotFound):
             self.metrics.reads.labels("failed").inc()
             raise
-        if shared:
-            self.metrics.reads.labels("coalesced").inc()
-        return result
+        except SakuraError as exc:
+            return self._stale_or_fail(key, exc)
+
+    async def refresh(
+        self, vault_id: str, name: str, held: int | None, *, tenant: str | None = None
+    ) -> Unveiled | None:
+        """The latest value of `name` in `vault_id`, or None when that is the `held` version:
+        the caller has it, so no value is read (or sent). Raises as `read` does."""
+        key: CacheKey = (vault_id, name, None)
+        missing = self.known_missing(vault_id, name, None)
+        if missing is not None:
+            raise missing
+        try:
+            got = await self._current(key, held, tenant)
+        except NotFound:  # the vault, the secret or the version listed went away
+            self._copies.forget(vault_id, name)
+            self.metrics.reads.labels("failed").inc()
+            raise
+        except SecretsUnavailable:
+            self.metrics.reads.labels("failed").inc()
+            raise
+        except SakuraError as exc:
+            got = self._stale_or_fail(key, exc)
+        return None if got is None or got.version == held else got
+
+    async def _current(
+        self, key: CacheKey, held: int | None, tenant: str | None
+    ) -> Unveiled | None:
+        """The latest version's value by the vault's listing; None when that is `held`.
+
+        While Sakura is left alone after a failure, the stale copy. A version not held is
+        unveiled (once for all concurrent readers); raises what the listing or unveil raise.
+        """
+        resting = self._resting(key)
+        if resting is not None:
+            self.metrics.reads.labels("stale").inc()
+            return resting.copy
+        vault_id, name, _ = key
+        taken, version = await self._latest_listed(vault_id, name, held, tenant)
+        pinned_key: CacheKey = (vault_id, name, version)
+        latest, pinned = self._copies.get(key), self._copies.get(pinned_key)
+        if any(h is not None and h.disproved_by(version) for h in (latest, pinned)):
+            self._copies.forget(vault_id, name)  # its latest version went down: re-created
+            latest = pinned = None
+        if version == held:
+            if latest is not None and latest.copy.version == version:
+                self._copies.keep(key, replace(latest, known_at=taken))
+            self.metrics.reads.labels("unchanged").inc()
+            return None
+        if pinned is None:
+            got = await self._unveiled(pinned_key, tenant, version)
+        else:
+            self.metrics.reads.labels("hit").inc()
+            self._copies.keep(pinned_key, pinned)
+            got = pinned.copy
+        self._copies.keep(key, Held(got, taken, version))
+        return got
+
+    async def _latest_listed(
+        self, vault_id: str, name: str, held: int | None, tenant: str | None
+    ) -> tuple[float, int]:
+        """When the vault's listing was taken, and the latest version it shows of `name`.
+
+        A listing that lacks the name, or shows an older version than the caller `held` (it
+        was served by a replica that listed later), is trusted only while younger than the
+        negative TTL: listed again, so another replica's newer version is not taken back for
+        longer than that. NotFound if even such a listing lacks the name.
+        """
+        listing = self.inventory.listed
+        taken, latest = await listing(vault_id, max_age=self.settings.latest_ttl, tenant=tenant)
+        if latest.get(name, 0) < (held or 1):
+            max_age = self.inventory.negative_ttl
+            taken, latest = await listing(vault_id, max_age=max_age, tenant=tenant)
+        if name not in latest:
+            raise absent_secret(vault_id, name, self._clock() - taken)
+        return taken, latest[name]
 
     def known_missing(self, vault_id: str, name: str, version: int | None) -> NotFound | None:
         """Why the read would be answered 404 from memory (Sakura not called), or None.
@@ -185,59 +259,34 @@ class SecretCache:
             self.metrics.reads.labels("absent").inc()
         return missing
 
-    def _fresh(self, key: CacheKey) -> _Held | None:
-        """The latest value, if read within `latest_ttl`."""
-        held = self._latest.get(key)
-        if held is None:
-            return None
-        if self._clock() - held.known_at >= self.settings.latest_ttl:
-            return None
-        self._latest.move_to_end(key)
-        return held
-
-    async def _confirmed(self, key: CacheKey, tenant: str | None) -> _Held | None:
+    async def _confirmed(self, key: CacheKey, tenant: str | None) -> Held | None:
         """The pinned copy, if the vault's listing still shows it current (module docstring).
 
         None when nothing is held, when Sakura is being left alone after a failure (then
         `_resting` decides), or when the secret was deleted or re-created (its copies are
         dropped). Raises what the listing raises: NotFound, or SakuraError for `_stale_or_fail`.
         """
-        held = self._pinned.get(key)
+        held = self._copies.get(key)
         if held is None or self._clock() < held.quiet_until:
             return None
         vault_id, name, _ = key
         try:
             listing = await self.inventory.latest(vault_id, tenant=tenant)
-            if _disproves(listing, name, held) and self._listed_before(vault_id, held):
-                # a listing older than the copy cannot disprove it: ask for one as new
-                newer = self._clock() - held.known_at
-                listing = await self.inventory.latest(vault_id, max_age=newer, tenant=tenant)
         except NotFound:
-            self._forget(vault_id, name)
+            self._copies.forget(vault_id, name)
             raise
-        if _disproves(listing, name, held):
-            self._forget(vault_id, name)
+        if held.disproved_by(listing.get(name)):
+            self._copies.forget(vault_id, name)
             return None
-        if self._pinned.get(key) is not held:  # read again or dropped while listing: newer
-            return self._pinned.get(key)
+        if self._copies.get(key) is not held:  # read again or dropped while listing: newer
+            return self._copies.get(key)
         held = replace(held, known_at=self._clock(), seen_latest=listing[name])
-        _put(self._pinned, key, held, self.settings.pinned_entries)
+        self._copies.keep(key, held)
         return held
 
-    def _listed_before(self, vault_id: str, held: _Held) -> bool:
-        """Whether the vault's held listing was taken before `held` was last known current."""
-        listed = self.inventory.listing(vault_id)
-        return listed is not None and self._clock() - listed[0] < held.known_at
-
-    def _forget(self, vault_id: str, name: str) -> None:
-        """Drop every copy of a secret that was deleted or re-created."""
-        for store in (self._pinned, self._latest):
-            for key in [k for k in store if k[0] == vault_id and k[1] == name]:
-                del store[key]
-
-    def _resting(self, key: CacheKey) -> _Held | None:
+    def _resting(self, key: CacheKey) -> Held | None:
         """The stale copy while Sakura is being left alone after a failure, if still usable."""
-        held = self._store(key).get(key)
+        held = self._copies.get(key)
         if held is None:
             return None
         now = self._clock()
@@ -245,63 +294,53 @@ class SecretCache:
             return None
         return held
 
-    def _store(self, key: CacheKey) -> OrderedDict[CacheKey, _Held]:
-        return self._latest if key[2] is None else self._pinned
-
-    async def _fetch(self, key: CacheKey, tenant: str | None) -> Unveiled:
-        """Ask Sakura (the single flight's leader only); fall back to a recent value."""
-        vault_id, name, version = key
-        label = _label(key)
-        if version is not None:
-            try:
-                await self._listed(vault_id, name, version, tenant)
-            except NotFound:
-                raise
-            except SakuraError as exc:
-                return self._stale_or_fail(key, exc)
-        try:
-            got = await self.client.unveil(vault_id, name, version, tenant=tenant)
-        except NotFound as exc:
-            self.metrics.sakura_calls.labels("not_found").inc()
-            self._latest.pop(key, None)
-            self.inventory.note_missing(vault_id, exc)
-            raise
-        except Crowded as exc:  # refused by our own limiter: Sakura was not called
-            return self._stale_or_fail(key, exc)
-        except SakuraError as exc:
-            self.metrics.sakura_calls.labels(_outcome(exc)).inc()
-            return self._stale_or_fail(key, exc)
-        self.metrics.sakura_calls.labels("ok").inc()
-        self.metrics.reads.labels("miss").inc()
-        if got.name != name or (version is not None and got.version != version):
-            raise SecretsUnavailable(
-                f"Sakura answered for {got.name}@{got.version} when asked for secret "
-                f"{label!r} in vault {vault_id}; not serving it",
-                retry_after=self.settings.retry_after,
-            )
-        self._keep(key, got)
+    async def _unveiled(self, key: CacheKey, tenant: str | None, seen: int) -> Unveiled:
+        """The value at `key`'s version, unveiled once for every concurrent reader of it;
+        `seen`: the secret's latest version in the listing the read was checked against."""
+        got, shared = await self._flight.run(key, lambda: self._unveil(key, tenant, seen))
+        if shared:
+            self.metrics.reads.labels("coalesced").inc()
         return got
 
-    async def _listed(self, vault_id: str, name: str, version: int, tenant: str | None) -> None:
-        """Raise NotFound unless the vault's listing shows `name@version` (one listing per
-        vault serves every pinned read; a listing that lacks it is trusted `negative_ttl`)."""
+    async def _unveil(self, key: CacheKey, tenant: str | None, seen: int) -> Unveiled:
+        """Ask Sakura (the single flight's leader only) and keep what it answered."""
+        vault_id, name, version = key
+        try:
+            got = await self.client.unveil(vault_id, name, version, tenant=tenant)
+        except SakuraError as exc:
+            self._count(exc)
+            if isinstance(exc, NotFound):
+                self.inventory.note_missing(vault_id, exc)
+            raise
+        self._count(None)
+        self.metrics.reads.labels("miss").inc()
+        if got.name != name or got.version != version:
+            raise SecretsUnavailable(
+                f"Sakura answered for {got.name}@{got.version} when asked for secret "
+                f"{_label(key)!r} in vault {vault_id}; not serving it",
+                retry_after=self.settings.retry_after,
+            )
+        self._copies.keep(key, Held(got, self._clock(), max(seen, got.version)))
+        return got
+
+    async def _listed(self, vault_id: str, name: str, version: int, tenant: str | None) -> int:
+        """The latest version of `name` the vault's listing shows; NotFound unless it shows
+        `name@version` (one listing per vault serves every pinned read; a listing that lacks
+        it is trusted `negative_ttl`)."""
         held = self.inventory.listing(vault_id)
-        if held is None or _lacks(held[1], name, version):
+        listing = None if held is None else held[1]
+        if listing is None or _lacks(listing, name, version):
             max_age = None if held is None else self.inventory.negative_ttl
-            await self.inventory.latest(vault_id, max_age=max_age, tenant=tenant)
+            listing = await self.inventory.latest(vault_id, max_age=max_age, tenant=tenant)
         missing = self.inventory.known_missing(vault_id, name, version)
         if missing is not None:
             raise missing
+        return listing[name]  # shown: a listing lacking it is missing, or listed again above
 
-    def _keep(self, key: CacheKey, got: Unveiled) -> None:
-        vault_id, name, version = key
-        listed = self.inventory.listing(vault_id)  # a pinned read was just checked against it
-        seen = got.version if listed is None else listed[1].get(name, got.version)
-        held = _Held(got, self._clock(), max(seen, got.version))
-        if version is None:
-            _put(self._latest, key, held, self.settings.latest_entries)
-        # the latest value is also that version, pinned
-        _put(self._pinned, (vault_id, name, got.version), held, self.settings.pinned_entries)
+    def _count(self, error: SakuraError | None) -> None:
+        """One Sakura call's result; a refusal of our own limiter (Crowded) is not a call."""
+        if not isinstance(error, Crowded):
+            self.metrics.sakura_calls.labels(_outcome(error)).inc()
 
     def _stale_or_fail(self, key: CacheKey, error: SakuraError) -> Unveiled:
         vault_id = key[0]
@@ -310,14 +349,13 @@ class SecretCache:
         if isinstance(error, Throttled) and error.retry_after is not None:
             retry_after = max(1.0, error.retry_after)
         crowded = isinstance(error, Crowded)
-        store = self._store(key)
-        held = store.get(key)
+        held = self._copies.get(key)
         if held is not None:
             now = self._clock()
             age = now - held.known_at
             if age <= self.settings.stale_for:
                 if not crowded:  # Sakura itself failed: leave it alone for a while
-                    store[key] = replace(held, quiet_until=now + retry_after)
+                    self._copies.keep(key, replace(held, quiet_until=now + retry_after))
                 self.metrics.reads.labels("stale").inc()
                 log.warning(
                     "serving secret %r of vault %s last known current %.0fs ago: %s; not "
@@ -329,6 +367,7 @@ class SecretCache:
                     retry_after,
                 )
                 return held.copy
+        self.metrics.reads.labels("failed").inc()
         if isinstance(error, Crowded):
             raise NamespaceCrowded(
                 f"secret {label!r} of vault {vault_id} is not read now: Sakura's quota is "
@@ -351,12 +390,6 @@ class SecretCache:
         )
 
 
-def _disproves(listing: dict[str, int], name: str, held: _Held) -> bool:
-    """The secret is gone from the listing, or its latest version went down (re-created)."""
-    latest = listing.get(name)
-    return latest is None or latest < held.seen_latest
-
-
 def _label(key: CacheKey) -> str:
     return key[1] if key[2] is None else f"{key[1]}@{key[2]}"
 
@@ -366,14 +399,11 @@ def _lacks(listing: dict[str, int], name: str, version: int) -> bool:
     return latest is None or version > latest
 
 
-def _outcome(error: SakuraError) -> str:
+def _outcome(error: SakuraError | None) -> str:
+    if error is None:
+        return "ok"
+    if isinstance(error, NotFound):
+        return "not_found"
     if isinstance(error, Throttled):
         return "throttled"
     return "rejected" if isinstance(error, Unauthorized) else "failed"
-
-
-def _put(store: OrderedDict[CacheKey, _Held], key: CacheKey, held: _Held, bound: int) -> None:
-    store[key] = held
-    store.move_to_end(key)
-    while len(store) > bound:
-        store.popitem(last=False)

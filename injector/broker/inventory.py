@@ -1,8 +1,9 @@
 """What secrets a vault holds (names and latest versions, never values), listed rarely.
 
-Admission asks this for every pod, and the broker before reading a pinned version; one
-`list_secrets` call per vault serves all pods of a rollout for `ttl` seconds, and concurrent
-askers share that one call.
+Admission asks this for every pod, and the broker for every read (a latest version is the
+listing's; a pinned one must be shown by it); one `list_secrets` call per vault serves all
+pods of a rollout, and every refresh, for `ttl` seconds, and concurrent askers share that one
+call.
 
 It also remembers, for `negative_ttl` seconds, what does not exist: a vault Sakura said is
 unknown, a secret an unveil found missing, and whatever a listing younger than that lacks (a
@@ -19,7 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 from injector.broker.memo import SingleFlight
-from sakura import NotFound, SakuraReader
+from sakura import NotFound, SakuraError, SakuraReader
 
 NEGATIVE_TTL = 10.0
 
@@ -51,8 +52,10 @@ class VaultInventory:
         self.max_vaults = max_vaults
         self.max_missing = max_missing
         self._clock = clock
+        self.observe: Callable[[SakuraError | None], None] = lambda _: None
+        """Told each listing's result (None: ok); the cache counts Sakura calls with it."""
         self._held: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
-        self._flight: SingleFlight[str, dict[str, int]] = SingleFlight()
+        self._flight: SingleFlight[str, tuple[float, dict[str, int]]] = SingleFlight()
         self._gone_vaults: OrderedDict[str, tuple[float, NotFound]] = OrderedDict()
         self._gone_secrets: OrderedDict[tuple[str, str], tuple[float, NotFound]] = OrderedDict()
 
@@ -64,15 +67,22 @@ class VaultInventory:
         Raises sakura.NotFound (kind "vault") without asking Sakura while the vault is
         remembered missing. `tenant`: whose call it is, for the rate limiter.
         """
+        _, listing = await self.listed(vault_id, max_age=max_age, tenant=tenant)
+        return listing
+
+    async def listed(
+        self, vault_id: str, *, max_age: float | None = None, tenant: str | None = None
+    ) -> tuple[float, dict[str, int]]:
+        """`latest`, with when (the clock's time) the listing was taken."""
         limit = self.ttl if max_age is None else min(max_age, self.ttl)
         held = self._held.get(vault_id)
         if held is not None and self._clock() - held[0] < limit:
-            return held[1]
+            return held
         gone = self._remembered(self._gone_vaults, vault_id)
         if gone is not None:
             raise _again(gone)
-        listing, _ = await self._flight.run(vault_id, lambda: self._list(vault_id, tenant))
-        return listing
+        listed, _ = await self._flight.run(vault_id, lambda: self._list(vault_id, tenant))
+        return listed
 
     def listing(self, vault_id: str) -> tuple[float, dict[str, int]] | None:
         """The held listing and its age in seconds, if younger than `ttl`; never calls Sakura."""
@@ -96,11 +106,7 @@ class VaultInventory:
         age, listing = held
         latest = listing.get(name)
         if latest is None:
-            return NotFound(
-                f"secret {name!r} does not exist in vault {vault_id} (listed {age:.0f}s ago)",
-                kind="secret",
-                name=name,
-            )
+            return absent_secret(vault_id, name, age)
         if version is not None and version > latest:
             return NotFound(  # never the latest version: a denial must not tell it
                 f"secret {name!r} has no version {version} in vault {vault_id} (listed "
@@ -130,20 +136,23 @@ class VaultInventory:
             return None
         return entry[1]
 
-    async def _list(self, vault_id: str, tenant: str | None) -> dict[str, int]:
+    async def _list(self, vault_id: str, tenant: str | None) -> tuple[float, dict[str, int]]:
         try:
             secrets = await self.client.list_secrets(vault_id, tenant=tenant)
-        except NotFound as exc:
-            self.note_missing(vault_id, exc)
+        except SakuraError as exc:
+            self.observe(exc)
+            if isinstance(exc, NotFound):
+                self.note_missing(vault_id, exc)
             raise
-        listing = {s.name: s.latest_version for s in secrets}
+        self.observe(None)
+        listed = (self._clock(), {s.name: s.latest_version for s in secrets})
         # a vault listed again moves to the end: the listing pushed out is the oldest one
-        _put(self._held, vault_id, (self._clock(), listing), self.max_vaults)
+        _put(self._held, vault_id, listed, self.max_vaults)
         # the newest word on this vault: what was remembered missing in it is superseded
         self._gone_vaults.pop(vault_id, None)
         for key in [k for k in self._gone_secrets if k[0] == vault_id]:
             del self._gone_secrets[key]
-        return listing
+        return listed
 
 
 def _put(store: OrderedDict[_K, _V], key: _K, entry: _V, bound: int) -> None:
@@ -152,6 +161,15 @@ def _put(store: OrderedDict[_K, _V], key: _K, entry: _V, bound: int) -> None:
     store.move_to_end(key)
     while len(store) > bound:
         store.popitem(last=False)
+
+
+def absent_secret(vault_id: str, name: str, age: float) -> NotFound:
+    """The 404 for a secret that a listing of its vault, taken `age` seconds ago, lacks."""
+    return NotFound(
+        f"secret {name!r} does not exist in vault {vault_id} (listed {age:.0f}s ago)",
+        kind="secret",
+        name=name,
+    )
 
 
 def _again(error: NotFound) -> NotFound:

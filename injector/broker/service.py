@@ -1,5 +1,8 @@
 """The path of a secret through the broker, in order: verify token -> authorize -> fetch.
 
+A refresh (a request that holds versions) takes the same path, token and grants checked
+every time; a held version that is still the latest is answered `Unchanged`, without a value.
+
 Every refusal is a `BrokerError` of the kind that says why (errors.py); its one-line message
 goes to the init container as it is and never carries a secret value.
 """
@@ -9,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from contract import SecretVersion
 from contract.annotations import VAULT_ID, short_name
-from contract.broker import Answer, FetchedSecret, SecretRequest
+from contract.broker import Answer, AnswerItem, FetchedSecret, SecretRequest, Unchanged
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.cache import SecretCache
 from injector.broker.errors import AccessDenied, ReviewUnavailable, SecretAbsent, TokenRejected
 from injector.broker.tokens import TokenReviewer
 from injector.kube import KubernetesUnavailable
-from sakura import NotFound
+from sakura import NotFound, Unveiled
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +67,35 @@ class Broker:
             if absent is not None:
                 raise SecretAbsent(_not_found(request.vault_id, str(wanted), absent))
         reads = await asyncio.gather(
-            *(
-                self.cache.read(request.vault_id, s.name, s.version, tenant=identity.namespace)
-                for s in request.secrets
-            ),
+            *(self._read(request, s, identity.namespace) for s in request.secrets),
             return_exceptions=True,
         )
-        items = []
+        items: list[AnswerItem] = []
         for wanted, got in zip(request.secrets, reads, strict=True):
             if isinstance(got, NotFound):
                 raise SecretAbsent(_not_found(request.vault_id, str(wanted), got))
             if isinstance(got, BaseException):  # SecretsUnavailable and its kinds too
                 raise got
-            items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))
-        log.info("served %s: %s", identity, ", ".join(f"{i.name}@{i.version}" for i in items))
+            if got is None:  # a held version, still the latest
+                items.append(Unchanged(wanted.name, request.held[wanted.name]))
+            else:
+                items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))
+        log.info("served %s: %s", identity, ", ".join(map(_served, items)))
         return Answer(identity.namespace, tuple(items))
+
+    async def _read(
+        self, request: SecretRequest, wanted: SecretVersion, tenant: str
+    ) -> Unveiled | None:
+        """The value asked for; None for a held version that is still the latest."""
+        if wanted.version is None:
+            held = request.held.get(wanted.name)
+            return await self.cache.refresh(request.vault_id, wanted.name, held, tenant=tenant)
+        return await self.cache.read(request.vault_id, wanted.name, wanted.version, tenant=tenant)
+
+
+def _served(item: AnswerItem) -> str:
+    unchanged = " (unchanged)" if isinstance(item, Unchanged) else ""
+    return f"{item.name}@{item.version}{unchanged}"
 
 
 def _not_found(vault_id: str, label: str, error: NotFound) -> str:

@@ -81,8 +81,9 @@ def parse_service_account(username: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def refuse_non_jwt(token: str, audience: str, now: float) -> None:
-    """Refuse, before any TokenReview, what cannot be a projected token for `audience`.
+def refuse_non_jwt(token: str, audience: str, now: float) -> float:
+    """Refuse, before any TokenReview, what cannot be a projected token for `audience`;
+    return its expiry (`exp`, Unix seconds).
 
     The token must be a JWT (three base64url parts, JSON header and payload) whose `aud`
     holds `audience` and whose `exp` is not past (`now`, Unix seconds, with CLOCK_SKEW). The
@@ -110,6 +111,7 @@ def refuse_non_jwt(token: str, audience: str, now: float) -> None:
             "the token has expired; read the projected token file again before each request "
             "(the kubelet renews it)"
         )
+    return float(exp)
 
 
 def _not_a_jwt() -> TokenRejected:
@@ -166,7 +168,9 @@ class PodReader(Protocol):
 
 class TokenReviewer:
     """Verifies tokens against the API server; answers are remembered by the token's SHA-256
-    (never the token): an acceptance for `review_ttl`, a rejection for `reject_ttl`.
+    (never the token): an acceptance for `review_ttl` but never past the token's own expiry, a
+    rejection for `reject_ttl`. The bound pod is read again every `pod_ttl`, so a deleted
+    pod's token stops working within that, however long its review is remembered.
 
     The memory holds at most 10,000 answers (the oldest go first), so a flood of garbage
     cannot fill it; garbage that is not even a JWT for our audience is never reviewed.
@@ -177,9 +181,9 @@ class TokenReviewer:
         api_client: k8s.ApiClient,
         *,
         audience: str = AUDIENCE,
-        review_ttl: float = 10.0,
+        review_ttl: float = 300.0,
         reject_ttl: float = 30.0,
-        pod_ttl: float = 5.0,
+        pod_ttl: float = 30.0,
         request_timeout: float = KUBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -213,17 +217,23 @@ class TokenReviewer:
             )
         if len(token) > MAX_TOKEN_LENGTH or any(c.isspace() for c in token):
             raise TokenRejected("the bearer token is malformed")
-        refuse_non_jwt(token, self.audience, self._wall_clock())
+        expires = refuse_non_jwt(token, self.audience, self._wall_clock())
         digest = hashlib.sha256(token.encode()).hexdigest()
         outcome = await self._reviews.get(
             digest,
             lambda: self._review(token, client),
-            lambda known: self.review_ttl if isinstance(known, Identity) else self.reject_ttl,
+            lambda known: self._lifetime(known, expires),
         )
         if not isinstance(outcome, Identity):
             raise TokenRejected(outcome)
         await self._check_pod(outcome)
         return outcome
+
+    def _lifetime(self, outcome: Identity | str, expires: float) -> float:
+        """How long a review's answer is remembered: an acceptance never past the expiry."""
+        if not isinstance(outcome, Identity):
+            return self.reject_ttl
+        return min(self.review_ttl, expires - self._wall_clock())
 
     async def _review(self, token: str, client: str) -> Identity | str:
         """The identity, or why the API server rejected the token (remembered alike)."""

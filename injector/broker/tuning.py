@@ -25,12 +25,15 @@ class BrokerTuning:
     """Every knob of the broker with its default; a value that cannot work is refused."""
 
     cache: CacheSettings = field(default_factory=CacheSettings)
-    review_ttl: float = 10.0
-    """Seconds an accepted token's review is reused (keyed by the token's SHA-256)."""
+    review_ttl: float = 300.0
+    """Seconds an accepted token's review is reused (keyed by the token's SHA-256), never
+    past the token's own expiry: what it alone catches (a deleted ServiceAccount) takes
+    this long; a deleted pod is caught by `pod_ttl`."""
     reject_ttl: float = 30.0
     """Seconds a token the API server rejected is refused without another TokenReview."""
-    pod_ttl: float = 5.0
-    """Seconds the bound pod's existence is reused."""
+    pod_ttl: float = 30.0
+    """Seconds the bound pod's existence is reused: a deleted pod's token works this long
+    at most (as a revoked grant works `allow_ttl`)."""
     allow_ttl: float = 30.0
     """Seconds an RBAC allow is reused (how long a revoked grant may still work)."""
     deny_ttl: float = 5.0

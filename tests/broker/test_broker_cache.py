@@ -45,6 +45,11 @@ def unveils(emulator: EmulatorHandle) -> int:
     return int(emulator.knobs.stats()["calls"].get("unveil", 0))
 
 
+def asked(emulator: EmulatorHandle) -> int:
+    """Sakura calls of any kind, failed ones too."""
+    return int(emulator.knobs.stats()["calls"].get("total", 0))
+
+
 def counter(cache: SecretCache, registry: CollectorRegistry, name: str, outcome: str) -> float:
     return (
         registry.get_sample_value(f"sakura_secrets_broker_{name}_total", {"outcome": outcome})
@@ -62,7 +67,7 @@ async def test_concurrent_identical_reads_share_one_call(
     assert {r.value for r in results} == {VALUES["db"][1]}
     assert unveils(emulator) == 1
     assert counter(cache, registry, "cache_reads", "coalesced") == 199
-    assert counter(cache, registry, "sakura_calls", "ok") == 1
+    assert counter(cache, registry, "sakura_calls", "ok") == 2  # the listing and the unveil
 
 
 async def test_latest_is_reused_for_its_ttl_then_read_again(
@@ -77,6 +82,7 @@ async def test_latest_is_reused_for_its_ttl_then_read_again(
     rotated = await cache.read(VAULT, "api")
     assert (rotated.version, rotated.value) == (2, "api-v2-rotated-VALUE")
     assert unveils(emulator) == 2
+    assert calls(emulator)["list_secrets"] == 2
 
 
 async def test_pinned_versions_are_kept_and_lru_bounded(
@@ -119,33 +125,33 @@ async def test_after_a_failure_the_stale_copy_is_served_without_asking_again(
     client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
     cache, clock, registry = clocked(client, latest_ttl=10, stale_for=300, retry_after=20)
-    await cache.read(VAULT, "db")
+    await cache.read(VAULT, "db")  # a listing and an unveil
     emulator.knobs.set_faults([Fault(503, 1.0)])
     clock.now += 11
     assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
-    assert unveils(emulator) == 2  # the failed call behind the first stale answer
+    assert asked(emulator) == 3  # the failed listing behind the first stale answer
     clock.now += 19
     for _ in range(5):  # a rollout during the outage: answered at once, Sakura left alone
         assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
-    assert unveils(emulator) == 2
+    assert asked(emulator) == 3
     assert counter(cache, registry, "cache_reads", "stale") == 6
     clock.now += 2  # the 20 s are over: Sakura is asked again (and still fails)
     assert (await cache.read(VAULT, "db")).value == VALUES["db"][1]
-    assert unveils(emulator) == 3
+    assert asked(emulator) == 4
     emulator.knobs.set_faults([])
     emulator.store.put(VAULT, "db", "db-v3-after-the-outage")
     clock.now += 21
     assert (await cache.read(VAULT, "db")).value == "db-v3-after-the-outage"
     assert (await cache.read(VAULT, "db")).version == 3  # fresh again: a hit
-    assert unveils(emulator) == 4
+    assert calls(emulator) == {"list_secrets": 4, "unveil": 2}
 
 
 async def test_throttling_passes_sakuras_retry_after(
     client: SakuraClient, emulator: EmulatorHandle
 ) -> None:
-    emulator.knobs.set_rate_limit(1, 60)
+    emulator.knobs.set_rate_limit(2, 60)
     cache = SecretCache(client, registry=CollectorRegistry())
-    await cache.read(VAULT, "db")
+    await cache.read(VAULT, "db")  # the listing and db's unveil; api's unveil is one too many
     with pytest.raises(SecretsUnavailable) as caught:
         await cache.read(VAULT, "api")
     assert 50 <= caught.value.retry_after <= 60
@@ -221,15 +227,15 @@ async def test_a_missing_secret_is_remembered_until_a_listing_shows_it(
         with pytest.raises(NotFound) as caught:
             await cache.read(VAULT, "nope")
         assert caught.value.kind == "secret"
-    assert calls(emulator) == {"unveil": 1}
+    assert calls(emulator) == {"list_secrets": 1}  # the listing lacks it: nothing unveiled
     emulator.store.put(VAULT, "nope", "nope-v1-VALUE")
     clock.now += 1
     with pytest.raises(NotFound):
         await cache.read(VAULT, "nope")
-    assert calls(emulator) == {"unveil": 1}
+    assert calls(emulator) == {"list_secrets": 1}
     await cache.inventory.latest(VAULT, max_age=0)
     assert (await cache.read(VAULT, "nope")).value == "nope-v1-VALUE"
-    assert calls(emulator) == {"unveil": 2, "list_secrets": 1}
+    assert calls(emulator) == {"unveil": 1, "list_secrets": 2}
 
 
 async def test_an_unknown_vault_costs_one_call_per_negative_ttl(
@@ -258,7 +264,12 @@ async def test_a_namespace_with_too_many_reads_waiting_gets_429_others_wait_thei
         sakura_config(emulator.url), limiter=limiter, deadline=30.0, max_retries=0
     ) as sakura:
         cache = SecretCache(sakura, registry=CollectorRegistry(), clock=clock)
-        await cache.read(VAULT, "api")  # takes the only slot; cached
+        first = asyncio.create_task(cache.read(VAULT, "api"))  # the listing takes the slot
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        clock.now += 1.0  # the next slot, for api's unveil; then api is cached
+        limiter.dispatch()
+        await first
         waiting = asyncio.create_task(cache.read(VAULT, "db", tenant="a"))
         other = asyncio.create_task(cache.read(VAULT, "cfg", tenant="b"))
         for _ in range(20):

@@ -27,7 +27,8 @@ async def test_the_latest_value_is_kept_per_vault() -> None:
     assert (await secrets.read(A, "db")).value == "a-db-2"
     assert (await secrets.read(B, "db")).value == "b-db-1"  # never vault A's copy
     assert (await secrets.read(A, "db")).value == "a-db-2"
-    assert sakura.calls == [(A, "db", None), (B, "db", None)]
+    assert sakura.calls == [(A, "db", 2), (B, "db", 1)]  # the version each listing showed
+    assert sakura.listings == [A, B]
 
 
 async def test_a_pinned_version_is_kept_per_vault_and_version_for_good() -> None:
@@ -47,7 +48,7 @@ async def test_a_latest_read_also_pins_its_version() -> None:
     latest = await secrets.read(A, "db")
     assert (latest.name, latest.version, latest.value) == ("db", 2, "a-db-2")
     assert (await secrets.read(A, "db", 2)).value == "a-db-2"
-    assert sakura.calls == [(A, "db", None)]
+    assert sakura.calls == [(A, "db", 2)]
 
 
 async def test_the_latest_value_is_read_again_after_latest_ttl() -> None:
@@ -59,7 +60,8 @@ async def test_the_latest_value_is_read_again_after_latest_ttl() -> None:
     assert (await secrets.read(A, "db")).value == "a-db-2"
     clock.now += 0.1
     assert (await secrets.read(A, "db")).version == 3
-    assert len(sakura.calls) == 2
+    assert sakura.calls == [(A, "db", 2), (A, "db", 3)]
+    assert sakura.listings == [A, A]
 
 
 async def test_an_answer_for_another_version_or_name_is_not_served() -> None:
@@ -89,7 +91,7 @@ async def test_concurrent_reads_of_one_secret_share_one_call() -> None:
     sakura.gate.set()
     assert {r.value for r in await asyncio.gather(*reads)} == {"a-db-2"}
     assert (await other).value == "b-db-1"
-    assert sorted(sakura.calls) == [(A, "db", None), (B, "db", None)]
+    assert sorted(sakura.calls) == [(A, "db", 2), (B, "db", 1)]
     metrics = generate_latest(registry).decode()
     assert 'outcome="coalesced"} 4.0' in metrics
 
@@ -101,13 +103,14 @@ async def test_when_sakura_fails_a_recent_copy_is_served_then_sakura_is_left_alo
     sakura.fail = Unavailable("HTTP 503")
     clock.now += 31
     assert (await secrets.read(A, "db")).value == "a-db-2"  # stale, Sakura asked once
-    assert len(sakura.calls) == 2
+    assert len(sakura.listings) == 2
     clock.now += 9.9
     assert (await secrets.read(A, "db")).value == "a-db-2"  # quiet: Sakura not asked
-    assert len(sakura.calls) == 2
+    assert len(sakura.listings) == 2
     clock.now += 0.1
     assert (await secrets.read(A, "db")).value == "a-db-2"  # quiet over: asked again
-    assert len(sakura.calls) == 3
+    assert len(sakura.listings) == 3
+    assert len(sakura.calls) == 1  # the listings failed: no unveil was tried
 
 
 async def test_sakuras_retry_after_sets_the_quiet_period_and_the_503s() -> None:
@@ -119,7 +122,7 @@ async def test_sakuras_retry_after_sets_the_quiet_period_and_the_503s() -> None:
     await secrets.read(A, "db")
     clock.now += 19.9
     await secrets.read(A, "db")
-    assert len(sakura.calls) == 2
+    assert len(sakura.listings) == 2
     with pytest.raises(SecretsUnavailable) as caught:
         await secrets.read(B, "db")
     assert caught.value.retry_after == 20
@@ -203,15 +206,20 @@ async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
     secrets = cache(sakura, clock, registry)
     await secrets.read(A, "db")  # miss, ok
     await secrets.read(A, "db")  # hit
+    assert await secrets.refresh(A, "db", 2) is None  # unchanged
     with pytest.raises(NotFound):
-        await secrets.read(A, "nope")  # not_found, failed
-    sakura.fail = Throttled("slow down")
+        await secrets.read(A, "nope")  # absent: the listing lacks it, nothing unveiled
+    sakura.values[(A, "db")].append("a-db-3")
+    sakura.unveil_fail = Throttled("slow down")
     clock.now += 31
-    await secrets.read(A, "db")  # throttled, stale
+    await secrets.read(A, "db")  # throttled (the unveil of version 3), stale
     await secrets.read(A, "db")  # stale (quiet)
-    sakura.fail = Unavailable("HTTP 503")
+    sakura.unveil_fail = Unavailable("HTTP 503")
     with pytest.raises(SecretsUnavailable):
         await secrets.read(B, "db")  # failed, failed
+    sakura.unveil_fail = NotFound("gone", kind="secret", name="db")
+    with pytest.raises(NotFound):
+        await secrets.read(A, "db", 1)  # not_found, failed
     reads, calls = (
         "sakura_secrets_broker_cache_reads_total",
         "sakura_secrets_broker_sakura_calls_total",
@@ -219,9 +227,11 @@ async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
     assert _samples(registry) == {
         f"{reads}{{miss}}": 1,
         f"{reads}{{hit}}": 1,
+        f"{reads}{{unchanged}}": 1,
+        f"{reads}{{absent}}": 1,
         f"{reads}{{failed}}": 2,
         f"{reads}{{stale}}": 2,
-        f"{calls}{{ok}}": 1,
+        f"{calls}{{ok}}": 4,  # 3 listings (A, A again past the TTL, B) and 1 unveil
         f"{calls}{{not_found}}": 1,
         f"{calls}{{throttled}}": 1,
         f"{calls}{{failed}}": 1,
@@ -229,12 +239,14 @@ async def test_every_read_and_sakura_call_is_counted_by_outcome() -> None:
     text = generate_latest(registry).decode()
     assert (
         "# HELP sakura_secrets_broker_cache_reads_total Secret reads by how they were answered: "
-        "hit, miss (Sakura called), coalesced (shared a concurrent call), stale (served past its "
-        "TTL because Sakura failed), absent (known missing, Sakura not called), failed\n"
+        "hit, miss (Sakura called), coalesced (shared a concurrent call), unchanged (a refresh "
+        "already holds the latest version: no value sent), stale (served past its TTL because "
+        "Sakura failed), absent (known missing, Sakura not called), failed\n"
     ) in text
     assert (
-        "# HELP sakura_secrets_broker_sakura_calls_total Calls of Sakura's unveil by result: ok, "
-        "not_found, throttled, rejected (Sakura refused the injector's credentials), failed\n"
+        "# HELP sakura_secrets_broker_sakura_calls_total Calls of Sakura (vault listings and "
+        "unveils) by result: ok, not_found, throttled, rejected (Sakura refused the injector's "
+        "credentials), failed\n"
     ) in text
 
 
@@ -284,7 +296,7 @@ async def test_at_the_staleness_bound_the_quiet_copy_is_still_served_without_a_c
     await secrets.read(A, "db")  # stale, quiet for 10 s
     clock.now += 5  # exactly 300 s old
     await secrets.read(A, "db")
-    assert len(sakura.calls) == 2
+    assert len(sakura.listings) == 2
 
 
 async def test_the_oldest_entries_are_pushed_out_first() -> None:
@@ -298,7 +310,7 @@ async def test_the_oldest_entries_are_pushed_out_first() -> None:
     sakura.calls.clear()
     for name in ("x", "z", "y"):
         await secrets.read(A, name)
-    assert sakura.calls == [(A, "y", None)]
+    assert sakura.calls == [(A, "y", 1)]
 
 
 def test_settings_bounds_that_are_allowed() -> None:
@@ -353,8 +365,8 @@ async def test_a_version_past_the_latest_costs_one_listing_then_nothing_for_a_wh
 async def test_a_secret_unveil_found_missing_is_remembered_for_its_vault_only() -> None:
     sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
-    sakura.values[(A, "gone")] = ["x"]
-    del sakura.values[(A, "gone")]
+    sakura.values[(A, "gone")] = ["x"]  # listed, but gone by the time it is unveiled
+    sakura.unveil_fail = NotFound("no such secret", kind="secret", name="gone")
     with pytest.raises(NotFound):
         await secrets.read(A, "gone", tenant="t")
     assert secrets.known_missing(A, "gone", None) is not None
@@ -362,7 +374,8 @@ async def test_a_secret_unveil_found_missing_is_remembered_for_its_vault_only() 
     assert secrets.known_missing(A, "db", None) is None
     with pytest.raises(NotFound):
         await secrets.read(A, "gone")
-    assert sakura.calls == [(A, "gone", None)]  # remembered: Sakura asked once
+    assert sakura.calls == [(A, "gone", 1)]  # remembered: Sakura asked once
+    sakura.unveil_fail = None
     assert await secrets.read(B, "db") == Unveiled("db", 1, "b-db-1")
 
 
@@ -404,7 +417,7 @@ async def test_a_rejected_key_is_its_own_refusal_and_outcome() -> None:
     sakura, clock = FakeSakura(), HandClock()
     registry = CollectorRegistry()
     secrets = cache(sakura, clock, registry, retry_after=12.0)
-    sakura.fail = Unauthorized("HTTP 401 bad key")
+    sakura.unveil_fail = Unauthorized("HTTP 401 bad key")
     with pytest.raises(SecretsUnavailable) as refused:
         await secrets.read(A, "db")
     assert isinstance(refused.value, CredentialsRejected)
@@ -597,26 +610,12 @@ async def test_a_crowded_namespace_is_served_a_confirmed_pinned_copy() -> None:
     assert sakura.listings == [A, A, A]  # never left alone: the limiter refused, not Sakura
 
 
-async def test_a_copy_read_again_while_the_listing_is_awaited_is_not_overwritten() -> None:
-    sakura, clock = FakeSakura(), HandClock()
-    secrets = cache(sakura, clock)
-    await secrets.read(A, "db")  # a-db-2, pinned as db@2 too
-    clock.now += 30
-    sakura.list_gate = asyncio.Event()
-    pinned = asyncio.create_task(secrets.read(A, "db", 2))
-    await asyncio.sleep(0)  # the pinned read now waits for the listing
-    sakura.values[(A, "db")] = ["x-1", "x-2"]  # re-created with as many versions: unseen
-    assert (await secrets.read(A, "db")).value == "x-2"  # the latest read keeps db@2 anew
-    sakura.list_gate.set()
-    assert (await pinned).value == "x-2"
-    assert (await secrets.read(A, "db", 2)).value == "x-2"
-
-
 async def test_a_copy_dropped_while_the_listing_is_awaited_is_read_again() -> None:
     sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock, pinned_entries=1)
     await secrets.read(A, "db", 1)
     clock.now += 30
+    await secrets.inventory.latest(B)  # listed before the gate: B's reads need not list
     sakura.list_gate = asyncio.Event()
     pinned = asyncio.create_task(secrets.read(A, "db", 1))
     await asyncio.sleep(0)
@@ -632,13 +631,11 @@ async def test_a_secret_newer_than_the_held_listing_is_kept_at_the_version_read(
     await secrets.read(A, "db", 1)  # the listing: db only
     sakura.values[(A, "new")] = ["new-1"]
     clock.now += 11  # past the negative TTL: the listing's silence on "new" is not trusted
-    assert await secrets.read(A, "new") == Unveiled("new", 1, "new-1")
-    # the held listing lacks "new" but predates the copy: one newer listing confirms it, in
-    # the reader's turn
-    assert await secrets.read(A, "new", 1, tenant="shop") == Unveiled("new", 1, "new-1")
-    assert sakura.tenants[-1] == ("list", "shop")
+    assert await secrets.read(A, "new", tenant="shop") == Unveiled("new", 1, "new-1")
+    assert sakura.tenants[-2:] == [("list", "shop"), ("unveil", "shop")]  # listed again
+    # the newer listing shows it: the pinned reads of it cost nothing more
     assert await secrets.read(A, "new", 1) == Unveiled("new", 1, "new-1")
-    assert sakura.listings == [A, A] and sakura.calls == [(A, "db", 1), (A, "new", None)]
+    assert sakura.listings == [A, A] and sakura.calls == [(A, "db", 1), (A, "new", 1)]
 
 
 async def test_at_the_end_of_the_quiet_period_the_listing_confirms_without_an_unveil() -> None:
@@ -665,14 +662,238 @@ async def test_a_listing_newer_than_the_copy_is_trusted_without_asking_again() -
     assert sakura.listings == [A, A]
 
 
-async def test_a_copy_newer_than_the_listing_is_dropped_when_a_newer_listing_lacks_it_too() -> None:
+# ------------------------------------------------ refreshes: the listing says what changed
+
+
+async def test_many_refreshes_cost_one_listing_per_ttl_and_one_unveil_per_new_version() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    names = ("db", "api", "cache", "smtp", "tls")
+    sakura.values.update({(A, n): [f"{n}-1"] for n in names[1:]})
+    secrets = cache(sakura, clock, latest_ttl=30)
+    held = {n: 0 for n in names}  # pods that hold nothing yet
+
+    async def pod() -> dict[str, int]:
+        mine = dict(held)
+        for name in names:
+            got = await secrets.refresh(A, name, mine[name] or None, tenant="shop")
+            if got is not None:
+                mine[name] = got.version
+        return mine
+
+    sakura.list_gate = asyncio.Event()
+    first = [asyncio.ensure_future(pod()) for _ in range(50)]
+    await asyncio.sleep(0)
+    sakura.list_gate.set()
+    pods = await asyncio.gather(*first)
+    assert (len(sakura.listings), len(sakura.calls)) == (1, 5)  # one listing, one unveil each
+    held = pods[0]
+    for _ in range(3):  # refreshes within the TTL: nothing asked at all
+        clock.now += 9
+        assert await asyncio.gather(*(pod() for _ in range(50))) == [held] * 50
+    assert (len(sakura.listings), len(sakura.calls)) == (1, 5)
+    sakura.values[(A, "api")].append("api-2")  # one secret changes
+    clock.now += 9  # 36 s: the listing is past its TTL
+    for _ in range(3):
+        assert {p["api"] for p in await asyncio.gather(*(pod() for _ in range(50)))} == {2}
+        clock.now += 9
+    assert sakura.listings == [A, A]
+    assert sakura.calls[5:] == [(A, "api", 2)]  # one unveil for the new version, no more
+    assert sakura.tenants[-1] == ("unveil", "shop")
+
+
+async def test_a_refresh_holding_the_latest_is_unchanged_without_any_unveil() -> None:
+    sakura, clock, registry = FakeSakura(), HandClock(), CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    # e.g. a broker restarted: it never read the value the pod holds, and need not
+    assert await secrets.refresh(A, "db", 2, tenant="shop") is None
+    assert (sakura.listings, sakura.calls) == ([A], [])
+    assert sakura.tenants == [("list", "shop")]
+    assert await secrets.refresh(A, "db", 1) == Unveiled("db", 2, "a-db-2")  # an older one held
+    assert await secrets.refresh(A, "db", 3) == Unveiled("db", 2, "a-db-2")  # a version unknown
+    assert await secrets.refresh(A, "db", None) == Unveiled("db", 2, "a-db-2")
+    assert sakura.calls == [(A, "db", 2)]
+    assert (_reads(registry, "unchanged"), _reads(registry, "miss"), _reads(registry, "hit")) == (
+        1,
+        1,
+        2,
+    )
+
+
+async def test_a_changed_secret_is_served_at_its_new_version_once_listed() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=20)
+    assert await secrets.refresh(A, "db", 1) == Unveiled("db", 2, "a-db-2")
+    sakura.values[(A, "db")].append("a-db-3")
+    clock.now += 19.9  # the listing still says 2
+    assert await secrets.refresh(A, "db", 2) is None
+    clock.now += 0.1
+    assert await secrets.refresh(A, "db", 2) == Unveiled("db", 3, "a-db-3")
+    assert await secrets.refresh(A, "db", 3) is None
+    assert await secrets.read(A, "db", 2) == Unveiled("db", 2, "a-db-2")  # still kept
+
+
+async def test_when_the_listing_fails_a_refresh_is_answered_from_the_stale_copy() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30, stale_for=300, retry_after=10)
+    await secrets.read(A, "db")
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 31
+    assert await secrets.refresh(A, "db", 2) is None  # the stale copy is the one held
+    assert await secrets.refresh(A, "db", 1) == Unveiled("db", 2, "a-db-2")  # quiet period
+    assert sakura.listings == [A, A]
+    clock.now += 300
+    with pytest.raises(SecretsUnavailable):  # nothing known current within 300 s
+        await secrets.refresh(A, "db", 2)
+
+
+async def test_a_new_version_that_cannot_be_unveiled_leaves_the_last_one_served() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, retry_after=10)
+    await secrets.read(A, "db")
+    sakura.values[(A, "db")].append("a-db-3")
+    sakura.unveil_fail = Throttled("slow down", retry_after=15)
+    clock.now += 30
+    assert await secrets.refresh(A, "db", 2) is None  # version 2 is what can be served
+    assert await secrets.read(A, "db") == Unveiled("db", 2, "a-db-2")
+    assert sakura.calls == [(A, "db", 2), (A, "db", 3)]  # quiet for 15 s after the failure
+    sakura.unveil_fail = None
+    clock.now += 15
+    assert await secrets.refresh(A, "db", 2) == Unveiled("db", 3, "a-db-3")
+
+
+async def test_a_re_created_secret_is_read_again_even_at_a_version_held() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    sakura.values[(A, "db")] = ["old-1", "old-2", "old-3"]
+    secrets = cache(sakura, clock)
+    await secrets.read(A, "db", 2)
+    assert (await secrets.read(A, "db")).value == "old-3"
+    sakura.values[(A, "db")] = ["new-1", "new-2"]  # deleted and re-created: latest 2 < 3
+    clock.now += 30
+    assert await secrets.refresh(A, "db", 3) == Unveiled("db", 2, "new-2")  # not old-2
+    assert sakura.calls.count((A, "db", 2)) == 2
+
+
+async def test_a_re_created_secrets_old_latest_is_never_served_stale() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    sakura.values[(A, "db")] = ["old-1", "old-2", "old-3"]
+    secrets = cache(sakura, clock)
+    assert (await secrets.read(A, "db")).value == "old-3"
+    sakura.values[(A, "db")] = ["new-1", "new-2"]  # re-created: latest 2 < 3
+    sakura.unveil_fail = Throttled("slow down")
+    clock.now += 30
+    with pytest.raises(SecretsUnavailable):  # the old secret's value is gone, not a stale copy
+        await secrets.refresh(A, "db", None)
+
+
+async def test_a_deleted_secret_refresh_is_not_found_and_its_copies_go() -> None:
+    sakura, clock, secrets_registry = FakeSakura(), HandClock(), CollectorRegistry()
+    secrets = cache(sakura, clock, secrets_registry)
+    await secrets.read(A, "db")
+    del sakura.values[(A, "db")]
+    clock.now += 30
+    with pytest.raises(NotFound) as caught:
+        await secrets.refresh(A, "db", 2)
+    assert caught.value.message == f"secret 'db' does not exist in vault {A} (listed 0s ago)"
+    assert _reads(secrets_registry, "failed") == 1
+    clock.now += 30
+    sakura.fail = Unavailable("HTTP 503")
+    with pytest.raises(SecretsUnavailable):  # no copy of the deleted secret is served
+        await secrets.refresh(A, "db", 2)
+
+
+async def test_a_name_a_listing_lacks_is_listed_again_past_the_negative_ttl() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30)
+    await secrets.read(A, "db")
+    sakura.values[(A, "new")] = ["new-1"]
+    clock.now += 9.9  # within the negative TTL: the listing is believed
+    with pytest.raises(NotFound):
+        await secrets.refresh(A, "new", None)
+    clock.now += 0.1
+    assert await secrets.refresh(A, "new", None) == Unveiled("new", 1, "new-1")
+    assert sakura.listings == [A, A]
+
+
+async def test_a_refresh_listing_refused_is_a_429_or_a_rejected_key() -> None:
     sakura, clock = FakeSakura(), HandClock()
     secrets = cache(sakura, clock)
-    await secrets.read(A, "db", 1)  # the listing: db only
-    sakura.values[(A, "new")] = ["new-1"]
-    clock.now += 11
-    await secrets.read(A, "new")  # kept after the listing was taken
-    del sakura.values[(A, "new")]
+    sakura.fail = Crowded("full", retry_after=4, waiting=10)
+    with pytest.raises(SecretsUnavailable) as refused:
+        await secrets.refresh(A, "db", 1, tenant="busy")
+    assert status_of(refused.value) == 429
+    assert sakura.tenants == [("list", "busy")]
+    sakura.fail = Unauthorized("HTTP 401 bad key")
+    with pytest.raises(CredentialsRejected):
+        await secrets.refresh(A, "db", 1)
+
+
+async def test_listings_are_counted_as_sakura_calls_by_outcome() -> None:
+    sakura, clock, registry = FakeSakura(), HandClock(), CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    await secrets.read(A, "db", 1)
+    sakura.fail = Unauthorized("HTTP 401 bad key")
+    with pytest.raises(CredentialsRejected):
+        await secrets.read(B, "db")
+    sakura.fail = NotFound("no such vault", kind="vault", name="110000000003")
     with pytest.raises(NotFound):
-        await secrets.read(A, "new", 1)
+        await secrets.read("110000000003", "db")
+    sakura.fail = Crowded("full", retry_after=1, waiting=10)  # our limiter: not a call
+    with pytest.raises(SecretsUnavailable):
+        await secrets.read("110000000004", "db")
+    found = _samples(registry)
+    calls = "sakura_secrets_broker_sakura_calls_total"
+    assert {k: v for k, v in found.items() if k.startswith(calls)} == {
+        f"{calls}{{ok}}": 2,  # A's listing and db@1's unveil
+        f"{calls}{{rejected}}": 1,
+        f"{calls}{{not_found}}": 1,
+    }
+
+
+async def test_an_unchanged_refresh_keeps_the_latest_copy_known_current() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30, stale_for=300)
+    await secrets.read(A, "db")  # listed at 0 s
+    clock.now += 250
+    assert await secrets.refresh(A, "db", 2) is None  # listed again at 250 s: still 2
+    sakura.fail = Unavailable("HTTP 503")
+    clock.now += 290  # 540 s after the read, 290 s after the listing that showed it
+    assert await secrets.refresh(A, "db", 1) == Unveiled("db", 2, "a-db-2")
+
+
+async def test_a_refresh_answered_for_another_secret_is_a_failed_read() -> None:
+    sakura, clock, registry = FakeSakura(), HandClock(), CollectorRegistry()
+    secrets = cache(sakura, clock, registry)
+    sakura.answer_as = Unveiled("other", 2, "x")
+    with pytest.raises(
+        SecretsUnavailable, match="answered for other@2 when asked for secret 'db@2'"
+    ):
+        await secrets.refresh(A, "db", 1)
+    assert _reads(registry, "failed") == 1
+
+
+async def test_a_held_version_newer_than_the_listing_is_listed_again_past_the_negative_ttl() -> (
+    None
+):
+    """Another replica listed later and served version 3: this one's older listing says 2."""
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30)
+    await secrets.read(A, "db")  # listed: 2
+    sakura.values[(A, "db")].append("a-db-3")
+    clock.now += 9.9  # a listing younger than the negative TTL is believed
+    assert await secrets.refresh(A, "db", 3) == Unveiled("db", 2, "a-db-2")
+    assert sakura.listings == [A]
+    clock.now += 0.1  # no longer: listed again, and the pod keeps its version
+    assert await secrets.refresh(A, "db", 3) is None
+    # a version the fresh listing does not show either: the listing's is served
+    assert await secrets.refresh(A, "db", 4) == Unveiled("db", 3, "a-db-3")
     assert sakura.listings == [A, A]
+
+
+async def test_a_listing_that_shows_the_name_is_trusted_for_the_whole_latest_ttl() -> None:
+    sakura, clock = FakeSakura(), HandClock()
+    secrets = cache(sakura, clock, latest_ttl=30)
+    assert (await secrets.read(B, "db")).version == 1  # a secret of one version
+    clock.now += 29.9  # past the negative TTL, within the latest TTL
+    assert await secrets.refresh(B, "db", None) == Unveiled("db", 1, "b-db-1")
+    assert await secrets.refresh(B, "db", 1) is None
+    assert sakura.listings == [B]

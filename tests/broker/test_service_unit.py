@@ -27,7 +27,7 @@ from support.broker_fakes import (
 from support.clock import HandClock
 
 from contract import SecretVersion
-from contract.broker import CREDENTIALS_REJECTED, Answer, SecretRequest
+from contract.broker import CREDENTIALS_REJECTED, Answer, FetchedSecret, SecretRequest, Unchanged
 from injector.broker.access import AccessReviewer
 from injector.broker.errors import AccessDenied, BrokerError, CredentialsRejected
 from injector.broker.service import KUBERNETES_RETRY_AFTER, Broker
@@ -93,7 +93,7 @@ async def test_each_secret_is_served_in_order_with_the_wanted_and_the_got_versio
     assert served.namespace == "shop"  # whose share of the answer budget sending it takes
     # read as the pod's namespace: its turn at Sakura's quota
     assert {tenant for _, tenant in parts.sakura.tenants} == {"shop"}
-    assert sorted(parts.sakura.calls, key=str) == [(A, "api", None), (A, "db", 1), (A, "db", None)]
+    assert sorted(parts.sakura.calls, key=str) == [(A, "api", 1), (A, "db", 1), (A, "db", 2)]
 
 
 async def test_the_token_is_verified_and_access_reviewed_as_its_service_account() -> None:
@@ -324,3 +324,60 @@ async def test_without_an_address_the_token_review_waits_in_the_lane_of_none() -
     parts.broker.tokens = TokenReviewer(None, reviews=parts.api, pods=parts.api, calls=calls)
     await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)))
     assert calls.lanes[0] == ("client", "")
+
+
+# ------------------------------------------------ refreshes: held versions
+
+
+async def refresh(parts: Parts, held: dict[str, int], *secrets: SecretVersion) -> Answer:
+    return await parts.broker.fetch(TOKEN, SecretRequest(A, secrets, held))
+
+
+async def test_a_held_latest_version_is_answered_unchanged_without_a_value_or_an_unveil(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parts = Parts()
+    caplog.set_level(logging.INFO, logger="injector.broker.service")
+    served = await refresh(parts, {"db": 2, "api": 1}, DB, SecretVersion("db", 1), API)
+    assert served.items == (
+        Unchanged("db", 2),
+        FetchedSecret("db", 1, 1, "a-db-1"),  # a pinned version is always a value
+        Unchanged("api", 1),
+    )
+    assert parts.sakura.calls == [(A, "db", 1)]  # nothing unveiled for the unchanged ones
+    assert caplog.messages == [
+        "served serviceaccount shop/api (pod api-7d9): db@2 (unchanged), db@1, api@1 (unchanged)"
+    ]
+
+
+async def test_a_held_version_that_is_no_longer_the_latest_gets_the_new_value() -> None:
+    parts = Parts()
+    parts.sakura.values[(A, "db")].append("a-db-3")
+    served = await refresh(parts, {"db": 2}, DB, API)  # api not held: a value, as a fetch
+    assert served.items == (
+        FetchedSecret("db", None, 3, "a-db-3"),
+        FetchedSecret("api", None, 1, "a-api-1"),
+    )
+
+
+async def test_every_refresh_is_reviewed_and_a_revoked_grant_refuses_it() -> None:
+    parts = Parts()
+    await refresh(parts, {"db": 2}, DB)
+    assert [r["resource"] for r in parts.reviews.sent] == ["vaults", "secrets"]
+    parts.reviews.grants.discard(("secrets", f"{A}/db"))  # the RoleBinding is revoked
+    parts.clock.now += 29.9  # the allow is remembered 30 s
+    assert (await refresh(parts, {"db": 2}, DB)).items == (Unchanged("db", 2),)
+    parts.clock.now += 0.1
+    refused = await parts.refused(DB)
+    with pytest.raises(AccessDenied) as caught:
+        await refresh(parts, {"db": 2}, DB)
+    assert status_of(caught.value) == 403
+    assert caught.value.message == refused.message
+    assert caught.value.message.startswith(
+        f'serviceaccount shop/api may not get sakura-secrets.io secrets "{A}/db"; grant it'
+    )
+    parts.api.answer = k8s.V1TokenReviewStatus(authenticated=False, error="pod deleted")
+    parts.clock.now += parts.broker.tokens.review_ttl  # the acceptance has expired
+    with pytest.raises(BrokerError) as rejected:  # the token is checked on a refresh too
+        await refresh(parts, {"db": 2}, DB)
+    assert status_of(rejected.value) == 401

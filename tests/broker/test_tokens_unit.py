@@ -350,22 +350,45 @@ async def test_reviews_are_kept_per_token_by_digest() -> None:
     assert tokens._reviews.peek(TOKEN) is None
 
 
-async def test_the_default_lifetimes_are_10_s_for_reviews_and_5_s_for_pods() -> None:
+async def test_the_default_lifetimes_are_300_s_for_reviews_and_30_s_for_pods() -> None:
+    """Issue 18: a pod refreshing every 10 s costs a TokenReview per 5 min, a pod read per
+    30 s; a deleted pod's token stops working within 30 s."""
     clock, api = HandClock(), FakeApi()
     tokens = TokenReviewer(None, clock=clock, reviews=api, pods=api)
     await tokens.verify(TOKEN)
-    clock.now += 4.9
+    clock.now += 29.9
     await tokens.verify(TOKEN)
     assert (len(api.reviews), len(api.reads)) == (1, 1)
     clock.now += 0.1
     await tokens.verify(TOKEN)
     assert (len(api.reviews), len(api.reads)) == (1, 2)
-    clock.now += 4.9
+    clock.now += 269.9
     await tokens.verify(TOKEN)
-    assert (len(api.reviews), len(api.reads)) == (1, 2)
-    clock.now += 0.1
+    assert (len(api.reviews), len(api.reads)) == (1, 3)
+    clock.now += 0.1  # 300 s after the review
     await tokens.verify(TOKEN)
     assert (len(api.reviews), len(api.reads)) == (2, 3)
+    api.pods.clear()
+    clock.now += 30
+    with pytest.raises(TokenRejected, match="no longer exists"):
+        await tokens.verify(TOKEN)
+
+
+async def test_an_acceptance_is_never_remembered_past_the_tokens_expiry() -> None:
+    clock, api, now = HandClock(), FakeApi(), 1_900_000_000.0
+    token = projected_token(exp=int(now) + 100)
+    tokens = reviewer(api, clock, wall_clock=lambda: now, pod_ttl=1000.0)
+    await tokens.verify(token)
+    clock.now += 99.9
+    await tokens.verify(token)
+    assert len(api.reviews) == 1
+    clock.now += 0.1  # 100 s: the token's own expiry, not the 300 s
+    await tokens.verify(token)
+    assert len(api.reviews) == 2
+    expired = projected_token(exp=int(now) - 30)  # within the 60 s skew: reviewed, not kept
+    await tokens.verify(expired)
+    await tokens.verify(expired)
+    assert len(api.reviews) == 4
 
 
 async def test_a_rejected_token_costs_one_review_for_reject_ttl() -> None:

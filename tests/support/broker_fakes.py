@@ -48,6 +48,8 @@ class FakeSakura:
         self.tenants: list[tuple[str, str | None]] = []
         """("list" or "unveil", tenant) per call: whose turn at the quota each call took."""
         self.fail: Exception | None = None
+        self.unveil_fail: Exception | None = None
+        """Makes unveils (not listings) raise it: a listing that works, an unveil that fails."""
         self.answer_as: Unveiled | None = None
         self.gate: asyncio.Event | None = None
         self.list_gate: asyncio.Event | None = None
@@ -69,8 +71,9 @@ class FakeSakura:
         self.tenants.append(("unveil", tenant))
         if self.gate is not None:
             await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
+        failure = self.fail if self.fail is not None else self.unveil_fail
+        if failure is not None:
+            raise failure
         if self.answer_as is not None:
             return self.answer_as
         versions = self.values.get((vault_id, name))

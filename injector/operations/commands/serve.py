@@ -240,7 +240,8 @@ def _broker_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> 
         (
             "--latest-ttl",
             "SAKURA_SECRETS_LATEST_TTL",
-            "seconds a latest value is reused (how fast a rotation reaches new pods)",
+            "seconds a vault's listing of latest versions is reused (how fast a new version "
+            "reaches new and refreshing pods)",
             defaults.cache.latest_ttl,
         ),
         (
