@@ -44,7 +44,12 @@ from typing import Any
 import httpx
 from kubernetes import client as k8s
 
-from benchmarks.broker_load import SECRETS, VAULT, prepare_cluster
+# broker_load sits beside this file (as hostile_attacks does beside hostile.py): one module
+# name for it, whether this runs as `-m benchmarks.refresh_load` or is type-checked as a file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from broker_load import SECRETS, VAULT, prepare_cluster
+
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
 from injector.kube import api_client as kube_api_client
