@@ -156,7 +156,11 @@ TARGETS = (
     ),
     Target(
         "contract/plan.py",
-        ("tests/unit/test_plan.py", "tests/unit/test_plan_model_unit.py"),
+        (
+            "tests/unit/test_plan.py",
+            "tests/unit/test_plan_model_unit.py",
+            "tests/contract/test_refresh_interval_unit.py",
+        ),
         ci=True,
     ),
     Target(
