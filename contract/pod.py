@@ -13,6 +13,9 @@ INIT_CONTAINER = "sakura-secrets-init"
 REFRESH_CONTAINER = "sakura-secrets-refresh"
 """The rotation sidecar (a plan with `refresh_interval`): keeps the files current; no app
 container may take the name."""
+DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+"""kubectl's annotation naming the container `kubectl logs/exec POD` picks: set to the first app
+container when a plain refresh container joins the pod's containers (unless the pod sets it)."""
 REFRESH_COMMAND = ("python", "-m", "sidecar", "refresh")
 """How the refresh container is started (the init container runs `python -m sidecar`)."""
 

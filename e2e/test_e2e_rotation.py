@@ -162,7 +162,7 @@ def test_a_new_version_reaches_the_running_pod_whole(
     assert record.get("last_error") in (None, ""), record
     assert _restarts(kube, rotating) == before  # nothing restarted
     time.sleep(2)  # the app's loop sees the new set
-    logs = kube.logs(rotating.namespace, rotating.pod, "app")
+    logs = kube.logs(rotating.namespace, rotating.pod)  # kubectl's default container: the app
     assert f"SEEN {_value(tag, 2)}" in logs, logs
     assert "MIXED" not in logs, logs
     counts = kube.exec(rotating.namespace, rotating.pod, "cat", "/dev/shm/counts", container="app")

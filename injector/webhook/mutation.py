@@ -17,6 +17,7 @@ import jsonpatch
 
 from contract import Broker, Plan
 from contract.annotations import STATUS, STATUS_INJECTED, STATUS_WARNINGS
+from contract.pod import DEFAULT_CONTAINER
 from injector.webhook.annotations import PodOptions
 from injector.webhook.pod.init_container import init_container
 from injector.webhook.pod.mounts import read_only_mount
@@ -55,14 +56,25 @@ def patch_operations(
     `warnings` (the owner's) go into the status-warnings annotation, where users see them.
     """
     spec = pod["spec"]
+    ours = [init_container(plan, options.resources, settings)]
+    refresh = []
+    if plan.refresh_interval is not None:
+        refresh.append(refresh_container(plan, options.refresh_resources, settings))
+    if settings.native_sidecars:  # the refresh container starts right after ours
+        ours, refresh = ours + refresh, []
+
     status = {STATUS: STATUS_INJECTED}
     if warnings:
         status[STATUS_WARNINGS] = "\n".join(warnings)
     metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if refresh and DEFAULT_CONTAINER not in (annotations or {}):
+        # a plain refresh container is one more container: `kubectl logs POD` stays the app's
+        status[DEFAULT_CONTAINER] = spec["containers"][0]["name"]
     operations: list[dict[str, Any]]
     if not isinstance(metadata, dict):
         operations = [_add("/metadata", {"annotations": status})]
-    elif not metadata.get("annotations"):
+    elif not annotations:
         operations = [_add("/metadata/annotations", status)]
     else:
         operations = [_add(f"/metadata/annotations/{_escape(k)}", v) for k, v in status.items()]
@@ -72,12 +84,6 @@ def patch_operations(
         volumes.append(token_volume())
     operations += _append("/spec/volumes", spec.get("volumes"), volumes)
 
-    ours = [init_container(plan, options.resources, settings)]
-    refresh = []
-    if plan.refresh_interval is not None:
-        refresh.append(refresh_container(plan, options.refresh_resources, settings))
-    if settings.native_sidecars:  # the refresh container starts right after ours
-        ours, refresh = ours + refresh, []
     existing = spec.get("initContainers")
     if existing and options.init_first:
         operations += [_add(f"/spec/initContainers/{i}", c) for i, c in enumerate(ours)]

@@ -161,6 +161,19 @@ async def test_the_classic_shape_adds_a_plain_container_after_the_apps() -> None
     ]
     env = {e["name"]: e["value"] for e in refresh["env"]}
     assert Plan.from_json(env["SAKURA_SECRETS_PLAN"]).refresh_interval == 60
+    # one more container: kubectl's logs and exec still pick the app's by default
+    assert result["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "app"
+
+
+async def test_a_default_container_the_pod_names_is_kept() -> None:
+    obj = _refreshing()
+    obj["spec"]["containers"].insert(0, {**obj["spec"]["containers"][0], "name": "proxy"})
+    assert _names(obj["spec"]["containers"]) == ["proxy", "app"]
+    first = await _admit(obj, CLASSIC, NATIVE_SCHEMA)
+    assert first["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "proxy"
+    obj["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] = "app"
+    kept = await _admit(obj, CLASSIC, NATIVE_SCHEMA)
+    assert kept["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "app"
 
 
 async def test_the_native_shape_adds_a_sidecar_right_after_the_init_container() -> None:
@@ -168,6 +181,7 @@ async def test_the_native_shape_adds_a_sidecar_right_after_the_init_container() 
     spec = result["spec"]
     assert _names(spec["initContainers"]) == [INIT, REFRESH]
     assert _names(spec["containers"]) == ["app"]
+    assert "kubectl.kubernetes.io/default-container" not in result["metadata"]["annotations"]
     assert spec["initContainers"][1]["restartPolicy"] == "Always"
     assert "restartPolicy" not in spec["initContainers"][0]
     # the schema check can fail: before 1.28 (alpha there, behind a gate) a container has no
@@ -198,6 +212,7 @@ async def test_without_refresh_interval_no_refresh_container_in_either_mode() ->
         result = await _admit(pod(), webhook, NATIVE_SCHEMA)
         names = _names(result["spec"]["initContainers"]) + _names(result["spec"]["containers"])
         assert REFRESH not in names
+        assert "kubectl.kubernetes.io/default-container" not in result["metadata"]["annotations"]
 
 
 async def test_the_refresh_container_is_sized_by_its_own_annotations() -> None:
