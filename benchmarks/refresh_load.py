@@ -48,9 +48,9 @@ from kubernetes import client as k8s
 # name for it, whether this runs as `-m benchmarks.refresh_load` or is type-checked as a file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from broker_load import SECRETS, VAULT, prepare_cluster
+from broker_load import SECRETS, VAULT, prepare_cluster, quota_emulator
 
-from emulator.app import Emulator, EmulatorConfig
+from emulator.app import Emulator
 from emulator.server import run_in_thread
 from injector.kube import api_client as kube_api_client
 from injector.operations.certs import generate_ca, issue_serving_cert
@@ -266,15 +266,7 @@ def main() -> int:
         return 2
     admin = kube_api_client(os.environ["KUBECONFIG"])
     namespace = f"refresh-load-{uuid.uuid4().hex[:6]}"
-    emulator = Emulator(
-        EmulatorConfig(
-            access_token="bench",
-            access_token_secret="bench-secret",
-            rate_limit=100,
-            rate_limit_window=60,
-            seed={"vaults": [{"id": VAULT, "secrets": {n: f"{n}-value" for n in SECRETS}}]},
-        )
-    )
+    emulator = quota_emulator()
     ca = generate_ca()
     leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
     child: subprocess.Popen[bytes] | None = None

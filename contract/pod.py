@@ -16,8 +16,10 @@ container may take the name."""
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 """kubectl's annotation naming the container `kubectl logs/exec POD` picks: set to the first app
 container when a plain refresh container joins the pod's containers (unless the pod sets it)."""
-REFRESH_COMMAND = ("python", "-m", "sidecar", "refresh")
-"""How the refresh container is started (the init container runs `python -m sidecar`)."""
+INIT_COMMAND = ("python", "-m", "sidecar")
+"""How the init container is started (sidecar/__main__.py)."""
+REFRESH_COMMAND = (*INIT_COMMAND, "refresh")
+"""How the refresh container is started: the same program, told to loop (sidecar/refresh.py)."""
 
 ENV_PLAN = "SAKURA_SECRETS_PLAN"
 """The plan as JSON (`contract.plan.Plan.to_json`): what to fetch and which files to write."""

@@ -348,6 +348,24 @@ def test_the_token_file_is_read_again_for_each_round(
     assert _record(secrets_dir)["consecutive_failures"] == 0
 
 
+class _Stop(Exception):
+    """Ends `Refresher.run`, which otherwise loops for ever."""
+
+
+def _three_waits(refresher: Refresher) -> list[float]:
+    """Run the loop until it has waited three times; what it waited."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        refresher.run(sleep)
+    return slept
+
+
 def test_a_plan_of_pinned_versions_only_asks_nothing(
     broker: BrokerDouble,
     broker_env: dict[str, str],
@@ -356,18 +374,7 @@ def test_a_plan_of_pinned_versions_only_asks_nothing(
 ) -> None:
     caplog.set_level(logging.INFO)
     refresher = _started(broker_env, _plan(secrets_dir, secret_file("a", "api@1")))
-    slept: list[float] = []
-
-    class Stop(Exception):
-        pass
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) == 3:
-            raise Stop
-
-    with pytest.raises(Stop):
-        refresher.run(sleep)
+    slept = _three_waits(refresher)
     assert slept == [INTERVAL] * 3
     assert len(broker.requests) == 1, "only the init container's fetch"
     assert _messages(caplog) == ["every secret is pinned to a version: nothing to refresh"]
@@ -379,18 +386,7 @@ def test_the_loop_waits_the_interval_with_jitter_between_rounds(
     refresher = _started(broker_env, _plan(secrets_dir))
     draws = iter([0.0, 0.999, 0.5])
     refresher._draw = lambda: next(draws)
-    slept: list[float] = []
-
-    class Stop(Exception):
-        pass
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) == 3:
-            raise Stop
-
-    with pytest.raises(Stop):
-        refresher.run(sleep)
+    slept = _three_waits(refresher)
     assert slept == pytest.approx([54.0, 65.988, 60.0])
     assert len(broker.requests) == 4
 

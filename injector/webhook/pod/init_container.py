@@ -9,14 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from contract import Plan
-from contract.pod import INIT_CONTAINER
+from contract.pod import INIT_COMMAND, INIT_CONTAINER
 from injector.webhook.pod.container import our_container
 from injector.webhook.pod.resources import Resources
 from injector.webhook.settings import WebhookSettings
 
-COMMAND = ("python", "-m", "sidecar")
-
 
 def init_container(plan: Plan, resources: Resources, settings: WebhookSettings) -> dict[str, Any]:
     """The container that runs as the plan's owner and writes its files once."""
-    return our_container(INIT_CONTAINER, COMMAND, plan, resources, settings)
+    return our_container(INIT_CONTAINER, INIT_COMMAND, plan, resources, settings)

@@ -5,7 +5,7 @@ credentials, the secrets volume read-write) with its own command and small resou
 the cluster has native sidecars (Kubernetes 1.29+) it goes among the init containers, after
 ours, with `restartPolicy: Always`: the kubelet starts it once the files exist, keeps it
 running beside the app, and stops it when the app ends, so a Job completes. Elsewhere it is a
-plain app container (`pod_checks.check_refresh_shape` refuses pods that must terminate).
+plain app container (`pod_checks.check_plain_refresh` refuses pods that must terminate).
 """
 
 from __future__ import annotations
