@@ -168,6 +168,15 @@ TARGETS = (
         (
             "tests/injector/unit/test_admission_review_unit.py",
             "tests/injector/unit/test_refresh_pod.py",
+            "tests/injector/unit/test_decision_reasons.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/decision.py",
+        (
+            "tests/injector/unit/test_decision_reasons.py",
+            "tests/injector/unit/test_admission_review_unit.py",
         ),
         ci=True,
     ),
@@ -242,12 +251,18 @@ TARGETS = (
     ),
     Target(
         "injector/serving/review_queue.py",
-        ("tests/injector/unit/test_admission_review_unit.py",),
+        (
+            "tests/injector/unit/test_admission_review_unit.py",
+            "tests/injector/unit/test_decision_reasons.py",
+        ),
         ci=True,
     ),
     Target(
         "injector/serving/admission_review.py",
-        ("tests/injector/unit/test_admission_review_unit.py",),
+        (
+            "tests/injector/unit/test_admission_review_unit.py",
+            "tests/injector/unit/test_decision_reasons.py",
+        ),
         ci=True,
     ),
     Target("injector/fair_queue.py", ("tests/broker/test_fair_queue_unit.py",), ci=True),

@@ -16,6 +16,7 @@ from injector.broker.access import AccessReviewer, Subject
 from injector.broker.inventory import VaultInventory
 from injector.kube import KubernetesUnavailable
 from injector.webhook.checks import CheckOutcome
+from injector.webhook.decision import ReasonCode
 from sakura import NotFound, SakuraError, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class BrokerAdmissionCheck:
             if exc.kind == "vault":
                 return CheckOutcome(
                     denial=f"vault {plan.vault_id} does not exist (or the injector's API key "
-                    f"cannot see it); fix the {VAULT_ID} annotation"
+                    f"cannot see it); fix the {VAULT_ID} annotation",
+                    reason_code=ReasonCode.SECRET_MISSING,
                 )
             return CheckOutcome(warnings=(f"the secrets could not be listed ({exc})",))
         except Unauthorized as exc:
@@ -87,7 +89,9 @@ class BrokerAdmissionCheck:
                     "the pod is admitted and its init container reports any missing secret",
                 )
             )
-        return CheckOutcome(denial=problem)
+        if problem is None:
+            return CheckOutcome()
+        return CheckOutcome(denial=problem, reason_code=ReasonCode.SECRET_MISSING)
 
     async def _missing(
         self, plan: Plan, wanted: tuple[SecretVersion, ...], namespace: str

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from injector.webhook.admission import API_VERSION
-from injector.webhook.decision import Decision, Injected, Refused, Skipped
+from injector.webhook.decision import Decision, Injected, PodRef, ReasonCode, Refused, Skipped
 
 INTERNAL_FAILURE = "sakura-secrets-injector failed unexpectedly; see its logs"
 
@@ -33,6 +33,8 @@ def admission_review(decision: Decision) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
 
 
-def internal_failure(uid: str) -> Refused:
+def internal_failure(uid: str, namespace: str = "") -> Refused:
     """A denial for a review the core could not finish: keeps the uid, tells nothing more."""
-    return Refused(uid, 500, INTERNAL_FAILURE)
+    return Refused(
+        uid, 500, INTERNAL_FAILURE, reason_code=ReasonCode.INTERNAL, pod=PodRef(namespace)
+    )

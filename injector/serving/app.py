@@ -146,7 +146,7 @@ def create_apps(
         except Exception:
             log.exception("admission failed unexpectedly; denying the pod")
             metrics.observe("error", time.perf_counter() - started)
-            return JSONResponse(admission_review(internal_failure(_claimed_uid(body))))
+            return JSONResponse(admission_review(internal_failure(*_claimed(body))))
         seconds = time.perf_counter() - started
         metrics.observe(outcome_of(decision), seconds)
         _log_decision(decision, seconds)
@@ -183,15 +183,16 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _claimed_uid(body: bytes) -> str:
-    """The uid of a review the core could parse but not finish, for its denial.
+def _claimed(body: bytes) -> tuple[str, str]:
+    """The uid and namespace of a review the core could parse but not finish, for its denial.
 
     The one the body claims (a few searches of its head), not a second parse of a body of up
     to 3 MiB on the event loop."""
     try:
-        return claim(body).uid
+        claimed = claim(body)
     except MalformedReview:
-        return ""
+        return "", ""
+    return claimed.uid, claimed.namespace
 
 
 def _log_decision(decision: Decision, seconds: float) -> None:

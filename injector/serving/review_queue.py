@@ -24,7 +24,7 @@ from injector.fair_queue import FairQueue, Overloaded
 from injector.serving.metrics import SHED_CODE
 from injector.webhook.admission import API_VERSION, Checked, finish, prepare
 from injector.webhook.checks import AdmissionCheck
-from injector.webhook.decision import Decision, Refused
+from injector.webhook.decision import Decision, PodRef, ReasonCode, Refused
 from injector.webhook.errors import MalformedReview
 from injector.webhook.settings import WebhookSettings
 
@@ -97,10 +97,10 @@ async def review(
             deadline=arrived + settings.review_timeout - FINISH_MARGIN,
         )
     except Overloaded as busy:
-        return shed(claimed.uid, busy)
+        return shed(claimed.uid, busy, claimed.namespace)
 
 
-def shed(uid: str, busy: Overloaded) -> Refused:
+def shed(uid: str, busy: Overloaded, namespace: str = "") -> Refused:
     """The fast answer to a review the injector cannot finish in time: a 429 denial.
 
     A denial (not an HTTP error) so the API server shows the user this message instead of
@@ -110,7 +110,9 @@ def shed(uid: str, busy: Overloaded) -> Refused:
         f"sakura-secrets-injector is overloaded ({busy}); the pod was not created, try again "
         "in a few seconds (controllers retry by themselves)"
     )
-    return Refused(uid, SHED_CODE, message)
+    return Refused(
+        uid, SHED_CODE, message, reason_code=ReasonCode.OVERLOADED, pod=PodRef(namespace)
+    )
 
 
 _KIND = re.compile(rb'"kind"\s*:\s*"AdmissionReview"')

@@ -19,7 +19,7 @@ from typing import Any
 from contract import Plan
 from injector.webhook.annotations import Injection, parse_annotations
 from injector.webhook.checks import CheckOutcome
-from injector.webhook.decision import Decision, Injected, Refused, Skipped
+from injector.webhook.decision import Decision, Injected, PodRef, ReasonCode, Refused, Skipped
 from injector.webhook.errors import Denied, MalformedReview
 from injector.webhook.files import check_plan_size, check_secret_count
 from injector.webhook.mutation import patch_operations
@@ -49,6 +49,7 @@ class Checked:
     targets: tuple[str, ...]
     plan: Plan
     warnings: tuple[str, ...]
+    ref: PodRef
 
 
 def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
@@ -65,14 +66,15 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
         or kind.get("kind") != "Pod"
         or request.get("subResource")
     ):
-        return Skipped(uid, "not the creation of a pod")
+        return Skipped(uid, "not the creation of a pod", ReasonCode.NOT_A_POD_CREATION)
     pod = _pod(request)
     namespace = _namespace(request, pod)
+    ref = PodRef.of(pod, namespace)
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     try:
-        reason = skip_reason(annotations, namespace, settings)
-        if reason is not None:
-            return Skipped(uid, reason)
+        skip = skip_reason(annotations, namespace, settings)
+        if skip is not None:
+            return Skipped(uid, skip[1], skip[0], ref)
         injection = parse_annotations(annotations, settings)
         spec = pod["spec"]
         options = injection.options
@@ -88,7 +90,7 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
         check_plan_size(plan)
         check_secret_count(plan)
     except Denied as denied:
-        return Refused(uid, denied.code, denied.message)
+        return Refused(uid, denied.code, denied.message, pod=ref)
     return Checked(
         uid=uid,
         pod=pod,
@@ -98,6 +100,7 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
         targets=targets,
         plan=plan,
         warnings=owner.warnings,
+        ref=ref,
     )
 
 
@@ -105,7 +108,7 @@ def finish(checked: Checked, outcome: CheckOutcome, settings: WebhookSettings) -
     """The check's denial, or the JSON patch that injects."""
     warnings = tuple(dict.fromkeys([*checked.warnings, *outcome.warnings]))
     if outcome.denial is not None:
-        return Refused(checked.uid, 403, outcome.denial, warnings)
+        return Refused(checked.uid, 403, outcome.denial, warnings, outcome.reason_code, checked.ref)
     patch = patch_operations(
         checked.pod,
         checked.plan,
@@ -114,7 +117,7 @@ def finish(checked: Checked, outcome: CheckOutcome, settings: WebhookSettings) -
         settings,
         checked.warnings,
     )
-    return Injected(checked.uid, tuple(patch), warnings)
+    return Injected(checked.uid, tuple(patch), warnings, checked.ref)
 
 
 def _request(document: Any) -> dict[str, Any]:

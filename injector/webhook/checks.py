@@ -11,14 +11,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from contract import Plan
+from injector.webhook.decision import ReasonCode
 
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """A check's answer: a denial text (naming the missing grant) or admission with warnings."""
+    """A check's answer: a denial text (naming the missing grant) or admission with warnings.
+
+    `reason_code` says why a denial denies: a missing grant, or a secret that does not exist."""
 
     denial: str | None = None
     warnings: tuple[str, ...] = ()
+    reason_code: ReasonCode = ReasonCode.UNAUTHORIZED
 
 
 class AdmissionCheck(Protocol):

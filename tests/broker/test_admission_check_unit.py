@@ -22,6 +22,7 @@ from injector.broker.access import AccessReviewer
 from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.inventory import VaultInventory
 from injector.webhook.checks import CheckOutcome
+from injector.webhook.decision import ReasonCode
 from sakura import NotFound, Unauthorized, Unavailable
 
 P = "sakura-secrets.io/"
@@ -167,7 +168,8 @@ async def test_a_missing_secret_is_denied_naming_the_annotations_that_ask_for_it
     )
     assert outcome == CheckOutcome(
         denial=f"annotation {P}secret-a, {P}template-b asks for secret 'gone', which does not "
-        f"exist in vault {A}; create it in Sakura's Secret Manager or fix the name"
+        f"exist in vault {A}; create it in Sakura's Secret Manager or fix the name",
+        reason_code=ReasonCode.SECRET_MISSING,
     )
 
 
@@ -177,7 +179,8 @@ async def test_a_version_past_the_latest_is_denied_without_naming_the_latest() -
     )
     assert outcome == CheckOutcome(
         denial=f"annotation {P}secret-db asks for version 3 of secret 'db', which does not "
-        f"exist in vault {A}; pin an existing version or drop the @VERSION"
+        f"exist in vault {A}; pin an existing version or drop the @VERSION",
+        reason_code=ReasonCode.SECRET_MISSING,
     )
     assert outcome.denial is not None and "2" not in outcome.denial.replace(A, "")
 
@@ -207,7 +210,8 @@ async def test_a_missing_vault_is_denied_with_the_fix() -> None:
     )
     assert outcome == CheckOutcome(
         denial=f"vault {A} does not exist (or the injector's API key cannot see it); fix the "
-        f"{P}vault-id annotation"
+        f"{P}vault-id annotation",
+        reason_code=ReasonCode.SECRET_MISSING,
     )
 
 

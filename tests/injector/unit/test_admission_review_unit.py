@@ -27,7 +27,7 @@ from injector.serving.review_queue import read_review, review
 from injector.webhook import admission as core
 from injector.webhook.admission import Checked, finish
 from injector.webhook.checks import CheckOutcome
-from injector.webhook.decision import Decision, Injected, Refused, Skipped
+from injector.webhook.decision import Decision, Injected, ReasonCode, Refused, Skipped
 from injector.webhook.errors import MalformedReview
 
 UID = "5f0c9f4e-0000-4000-8000-000000000001"
@@ -732,11 +732,14 @@ def test_only_the_head_of_a_body_is_searched_for_the_claim() -> None:
 
 def test_what_is_not_injected_says_why() -> None:
     untouched = prepare(body_with(request(_set("operation", "UPDATE"))), settings())
-    assert untouched == Skipped(UID, "not the creation of a pod")
+    assert untouched == Skipped(UID, "not the creation of a pod", ReasonCode.NOT_A_POD_CREATION)
     no_opt_in = prepare(body_with(_meta(_set("annotations", {}))), settings())
-    assert no_opt_in == Skipped(UID, f"no {P}inject annotation")
+    assert isinstance(no_opt_in, Skipped) and no_opt_in.reason_code == ReasonCode.NOT_OPTED_IN
+    assert no_opt_in.reason == f"no {P}inject annotation"
     own = prepare(review_body(pod(), uid=UID, namespace="sakura-secrets"), settings())
-    assert own == Skipped(UID, "namespace sakura-secrets is never injected")
+    assert isinstance(own, Skipped) and own.reason_code == ReasonCode.EXCLUDED_NAMESPACE
+    assert own.reason == "namespace sakura-secrets is never injected"
+    assert own.pod.namespace == "sakura-secrets"
 
 
 def test_every_decision_has_its_metrics_outcome() -> None:

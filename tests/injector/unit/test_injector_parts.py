@@ -16,23 +16,30 @@ from injector.webhook.selection import skip_reason
 
 
 @pytest.mark.parametrize(
-    ("annotations", "namespace", "reason"),
+    ("annotations", "namespace", "code", "reason"),
     [
-        ({f"{P}inject": "true"}, "shop", None),
-        ({f"{P}inject": "TRUE "}, "shop", None),
-        ({}, "shop", "no sakura-secrets.io/inject annotation"),
-        ({f"{P}inject": "false"}, "shop", '"false"'),
-        ({f"{P}inject": "true"}, "kube-system", "never injected"),
-        ({f"{P}inject": "true"}, "sakura-secrets", "never injected"),
-        ({f"{P}inject": "true", f"{P}status": "injected"}, "shop", "already injected"),
+        ({f"{P}inject": "true"}, "shop", None, None),
+        ({f"{P}inject": "TRUE "}, "shop", None, None),
+        ({}, "shop", "not-opted-in", "no sakura-secrets.io/inject annotation"),
+        ({f"{P}inject": "false"}, "shop", "opted-out", '"false"'),
+        ({f"{P}inject": "true"}, "kube-system", "excluded-namespace", "never injected"),
+        ({f"{P}inject": "true"}, "sakura-secrets", "excluded-namespace", "never injected"),
+        (
+            {f"{P}inject": "true", f"{P}status": "injected"},
+            "shop",
+            "already-injected",
+            "already injected",
+        ),
     ],
 )
-def test_skip_reason(annotations: dict[str, str], namespace: str, reason: str | None) -> None:
+def test_skip_reason(
+    annotations: dict[str, str], namespace: str, code: str | None, reason: str | None
+) -> None:
     got = skip_reason(annotations, namespace, settings())
     if reason is None:
         assert got is None
     else:
-        assert got is not None and reason in got
+        assert got is not None and got[0] == code and reason in got[1]
 
 
 def test_an_unclear_inject_value_is_denied_not_ignored() -> None:
