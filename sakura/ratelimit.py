@@ -82,6 +82,17 @@ class RateLimiter:
             line = self._lines.get(tenant)
             return 0 if line is None else len(line)
 
+    def waiting_by_tenant(self) -> dict[Tenant, int]:
+        """How many calls wait for a slot now, by tenant (tenants with none left out)."""
+        with self._lock:
+            return {tenant: len(line) for tenant, line in self._lines.items()}
+
+    def level(self) -> float:
+        """Slots free now; below 0 while a Retry-After from Sakura is waited out (`hold_off`)."""
+        with self._lock:
+            self._wait_for_slot()  # brings the level up to now
+            return self._tokens
+
     def reserve(self, max_wait: float | None = None) -> float | None:
         """Take a slot; return how long to wait for it, or None (nothing taken) if too long.
 

@@ -89,7 +89,8 @@ class CacheSettings:
 
 
 class CacheMetrics:
-    """Counters labelled by outcome only: no secret names, no vaults, never values."""
+    """Counters labelled by outcome only: no secret names, no vaults, never values (the Sakura
+    calls themselves are counted where they all pass: `injector.broker.metrics`)."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         where = REGISTRY if registry is None else registry
@@ -99,13 +100,6 @@ class CacheMetrics:
             "(shared a concurrent call), unchanged (a refresh already holds the latest "
             "version: no value sent), stale (served past its TTL because Sakura failed), "
             "absent (known missing, Sakura not called), failed",
-            ["outcome"],
-            registry=where,
-        )
-        self.sakura_calls = Counter(
-            "sakura_secrets_broker_sakura_calls",
-            "Calls of Sakura (vault listings and unveils) by result: ok, not_found, throttled, "
-            "rejected (Sakura refused the injector's credentials), failed",
             ["outcome"],
             registry=where,
         )
@@ -128,7 +122,6 @@ class SecretCache:
         self.settings = settings if settings is not None else CacheSettings()
         self.metrics = CacheMetrics(registry)
         self.inventory = inventory if inventory is not None else VaultInventory(client, clock=clock)
-        self.inventory.observe = self._count
         self._clock = clock
         self._copies = Copies(
             pinned_entries=self.settings.pinned_entries,
@@ -308,11 +301,9 @@ class SecretCache:
         try:
             got = await self.client.unveil(vault_id, name, version, tenant=tenant)
         except SakuraError as exc:
-            self._count(exc)
             if isinstance(exc, NotFound):
                 self.inventory.note_missing(vault_id, exc)
             raise
-        self._count(None)
         self.metrics.reads.labels("miss").inc()
         if got.name != name or got.version != version:
             raise SecretsUnavailable(
@@ -336,11 +327,6 @@ class SecretCache:
         if missing is not None:
             raise missing
         return listing[name]  # shown: a listing lacking it is missing, or listed again above
-
-    def _count(self, error: SakuraError | None) -> None:
-        """One Sakura call's result; a refusal of our own limiter (Crowded) is not a call."""
-        if not isinstance(error, Crowded):
-            self.metrics.sakura_calls.labels(_outcome(error)).inc()
 
     def _stale_or_fail(self, key: CacheKey, error: SakuraError) -> Unveiled:
         vault_id = key[0]
@@ -397,13 +383,3 @@ def _label(key: CacheKey) -> str:
 def _lacks(listing: dict[str, int], name: str, version: int) -> bool:
     latest = listing.get(name)
     return latest is None or version > latest
-
-
-def _outcome(error: SakuraError | None) -> str:
-    if error is None:
-        return "ok"
-    if isinstance(error, NotFound):
-        return "not_found"
-    if isinstance(error, Throttled):
-        return "throttled"
-    return "rejected" if isinstance(error, Unauthorized) else "failed"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from injector.broker.metrics import counted_as
 from sakura import (
     NotFound,
     SakuraError,
@@ -87,7 +88,8 @@ class CredentialWatch:
 
     async def _ask_again(self) -> None:
         try:
-            await asyncio.wait_for(self.list_vaults(), self.recheck_timeout)
+            with counted_as("recheck"):
+                await asyncio.wait_for(self.list_vaults(), self.recheck_timeout)
         except (SakuraError, TimeoutError) as error:
             log.info("Sakura still refuses the injector's credentials or did not answer: %s", error)
         else:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 from injector.broker.memo import SingleFlight
-from sakura import NotFound, SakuraError, SakuraReader
+from sakura import NotFound, SakuraReader
 
 NEGATIVE_TTL = 10.0
 
@@ -52,8 +52,6 @@ class VaultInventory:
         self.max_vaults = max_vaults
         self.max_missing = max_missing
         self._clock = clock
-        self.observe: Callable[[SakuraError | None], None] = lambda _: None
-        """Told each listing's result (None: ok); the cache counts Sakura calls with it."""
         self._held: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
         self._flight: SingleFlight[str, tuple[float, dict[str, int]]] = SingleFlight()
         self._gone_vaults: OrderedDict[str, tuple[float, NotFound]] = OrderedDict()
@@ -139,12 +137,9 @@ class VaultInventory:
     async def _list(self, vault_id: str, tenant: str | None) -> tuple[float, dict[str, int]]:
         try:
             secrets = await self.client.list_secrets(vault_id, tenant=tenant)
-        except SakuraError as exc:
-            self.observe(exc)
-            if isinstance(exc, NotFound):
-                self.note_missing(vault_id, exc)
+        except NotFound as exc:
+            self.note_missing(vault_id, exc)
             raise
-        self.observe(None)
         listed = (self._clock(), {s.name: s.latest_version for s in secrets})
         # a vault listed again moves to the end: the listing pushed out is the oldest one
         _put(self._held, vault_id, listed, self.max_vaults)

@@ -12,13 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import CollectorRegistry
+
 from contract import SecretVersion
 from contract.annotations import VAULT_ID, short_name
 from contract.broker import Answer, AnswerItem, FetchedSecret, SecretRequest, Unchanged
 from injector.broker.access import AccessReviewer, Subject
 from injector.broker.cache import SecretCache
-from injector.broker.errors import AccessDenied, ReviewUnavailable, SecretAbsent, TokenRejected
-from injector.broker.tokens import TokenReviewer
+from injector.broker.errors import (
+    AccessDenied,
+    BrokerError,
+    ReviewUnavailable,
+    SecretAbsent,
+    TokenRejected,
+)
+from injector.broker.metrics import BrokerAnswers
+from injector.broker.tokens import Identity, TokenReviewer
 from injector.kube import KubernetesUnavailable
 from sakura import NotFound, Unveiled
 
@@ -31,10 +40,18 @@ KUBERNETES_RETRY_AFTER = 5.0
 class Broker:
     """Answers an init container's request for the values of its plan's secrets."""
 
-    def __init__(self, tokens: TokenReviewer, access: AccessReviewer, cache: SecretCache) -> None:
+    def __init__(
+        self,
+        tokens: TokenReviewer,
+        access: AccessReviewer,
+        cache: SecretCache,
+        answers: BrokerAnswers | None = None,
+    ) -> None:
+        """`answers` counts what was answered (default: a counter in a registry of its own)."""
         self.tokens = tokens
         self.access = access
         self.cache = cache
+        self.answers = answers if answers is not None else BrokerAnswers(CollectorRegistry())
 
     async def fetch(self, token: str, request: SecretRequest, *, client: str = "") -> Answer:
         """One answer item per requested secret, in order; a BrokerError (errors.py) otherwise.
@@ -45,10 +62,22 @@ class Broker:
             identity = await self.tokens.verify(token, client=client)
         except TokenRejected as exc:
             log.info("refused a secrets request: %s", exc)
+            self.answers.refused("", exc)
             raise
         except KubernetesUnavailable as exc:
-            raise ReviewUnavailable(str(exc), retry_after=KUBERNETES_RETRY_AFTER) from None
+            refusal = ReviewUnavailable(str(exc), retry_after=KUBERNETES_RETRY_AFTER)
+            self.answers.refused("", refusal)
+            raise refusal from None
+        try:
+            answer = await self._answer(identity, request)
+        except BrokerError as exc:
+            self.answers.refused(identity.namespace, exc)
+            raise
+        self.answers.answered(answer)
+        return answer
 
+    async def _answer(self, identity: Identity, request: SecretRequest) -> Answer:
+        """Steps 2 and 3 for the verified `identity`."""
         # 2. may it read this vault, and each secret in it: RBAC in the pod's namespace
         subject = Subject(identity.namespace, identity.service_account, identity.groups)
         try:

@@ -22,6 +22,7 @@ from injector.broker.admission_check import BrokerAdmissionCheck
 from injector.broker.cache import SecretCache
 from injector.broker.credentials import CredentialWatch
 from injector.broker.inventory import VaultInventory
+from injector.broker.metrics import BrokerAnswers, BudgetGauges, CountedReader
 from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
@@ -100,14 +101,16 @@ def build_broker(
         request_timeout=t.kube_timeout,
         calls=calls,
     )
-    watched = CredentialWatch(sakura)
+    metrics = REGISTRY if registry is None else registry
+    metrics.register(BudgetGauges(limiter))
+    watched = CredentialWatch(CountedReader(sakura, metrics))
     inventory = VaultInventory(
         watched, ttl=t.listing_ttl, negative_ttl=t.negative_ttl, clock=cache_clock
     )
     cache = SecretCache(
         watched, settings=t.cache, registry=registry, inventory=inventory, clock=cache_clock
     )
-    broker = Broker(tokens, access, cache)
+    broker = Broker(tokens, access, cache, BrokerAnswers(metrics))
     check = BrokerAdmissionCheck(access, inventory, timeout=t.admission_timeout)
     return BrokerParts(broker, check, access, sakura, broker_routes(broker), share, watched)
 

@@ -32,8 +32,8 @@ from starlette.routing import BaseRoute, Route
 from injector.serving.admission_review import admission_review, internal_failure
 from injector.serving.bodies import read_capped
 from injector.serving.errors import BodyTooLarge
-from injector.serving.metrics import AdmissionMetrics, metrics_route, outcome_of
-from injector.serving.review_queue import claim, review
+from injector.serving.metrics import AdmissionMetrics, metrics_route
+from injector.serving.review_queue import QUEUE, claim, review
 from injector.webhook.checks import AdmissionCheck
 from injector.webhook.decision import Decision, Injected, Refused, Skipped
 from injector.webhook.errors import MalformedReview
@@ -115,7 +115,7 @@ def create_apps(
     """
 
     registry = CollectorRegistry() if registry is None else registry
-    metrics = AdmissionMetrics(registry)
+    metrics = AdmissionMetrics(registry, waiting=QUEUE.waiting)
     built = [settings]  # the settings of the last review: rebuilt only when an input changed
 
     def current_settings() -> WebhookSettings:
@@ -131,24 +131,25 @@ def create_apps(
         try:
             body = await read_capped(request, max_body_bytes)
         except BodyTooLarge:
-            metrics.observe("malformed", time.perf_counter() - started)
+            metrics.malformed(time.perf_counter() - started)
             return _error(413, f"AdmissionReview larger than {max_body_bytes} bytes")
         except ClientDisconnect:
-            metrics.observe("malformed", time.perf_counter() - started)
+            metrics.malformed(time.perf_counter() - started)
             return _error(400, "client disconnected before sending the whole body")
         try:
             caller = request.client.host if request.client is not None else ""
             decision = await review(body, settings=current_settings(), check=check, caller=caller)
         except MalformedReview as error:
             log.info("malformed AdmissionReview: %s", error)
-            metrics.observe("malformed", time.perf_counter() - started)
+            metrics.malformed(time.perf_counter() - started)
             return _error(400, str(error))
         except Exception:
             log.exception("admission failed unexpectedly; denying the pod")
-            metrics.observe("error", time.perf_counter() - started)
-            return JSONResponse(admission_review(internal_failure(*_claimed(body))))
+            uid, namespace = _claimed(body)
+            metrics.failed(namespace, time.perf_counter() - started)
+            return JSONResponse(admission_review(internal_failure(uid, namespace)))
         seconds = time.perf_counter() - started
-        metrics.observe(outcome_of(decision), seconds)
+        metrics.observe(decision, seconds)
         _log_decision(decision, seconds)
         return JSONResponse(admission_review(decision))
 

@@ -1,32 +1,42 @@
 """Prometheus metrics of the admission path, and the `/metrics` endpoint of the injector.
 
-Labels carry outcomes only: never a pod, namespace, secret name or value, so cardinality
-stays fixed and nothing sensitive can reach a scrape.
+Reviews are counted by outcome, reason code (a fixed vocabulary) and the pod's namespace:
+never a pod's name, a secret's name or a value. The namespace is the review's word; the
+webhook port may be reachable by tenants who post made-up reviews, so its values are bounded
+(`injector.namespace_labels`).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from injector.webhook.decision import Decision, Injected, Skipped
+from injector.namespace_labels import NamespaceLabels
+from injector.webhook.decision import Decision, Injected, ReasonCode, Skipped
 
-OUTCOMES = ("injected", "skipped", "denied", "shed", "malformed", "error")
+MALFORMED = "malformed"
+"""The reason of a body that is no AdmissionReview (no decision, no reason code)."""
 SHED_CODE = 429
 """The status code of a review's denial when the injector was too busy to review it."""
 
 
 class AdmissionMetrics:
-    """Counts reviews by outcome and times them."""
+    """Counts reviews by outcome, reason and namespace, times them, and shows the queue."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, waiting: Callable[[], int] | None = None
+    ) -> None:
+        """`waiting`: how many reviews wait for the admission thread now (read at scrape)."""
+        self.namespace = NamespaceLabels()
         self.reviews = Counter(
             "sakura_secrets_admission_reviews",
-            "AdmissionReviews answered, by outcome",
-            ["outcome"],
+            "AdmissionReviews answered, by outcome, reason code and the pod's namespace",
+            ["outcome", "reason", "namespace"],
             registry=registry,
         )
         self.seconds = Histogram(
@@ -35,11 +45,29 @@ class AdmissionMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        for outcome in OUTCOMES:
-            self.reviews.labels(outcome)
+        if waiting is not None:
+            queue = Gauge(
+                "sakura_secrets_admission_queue_waiting",
+                "AdmissionReviews waiting for the admission thread",
+                registry=registry,
+            )
+            queue.set_function(waiting)
 
-    def observe(self, outcome: str, seconds: float) -> None:
-        self.reviews.labels(outcome).inc()
+    def observe(self, decision: Decision, seconds: float) -> None:
+        """A review answered with `decision`."""
+        reason = decision.reason_code.value
+        self._count(outcome_of(decision), reason, decision.pod.namespace, seconds)
+
+    def malformed(self, seconds: float) -> None:
+        """A body that is no review (HTTP 400, or 413 for one too large)."""
+        self._count(MALFORMED, MALFORMED, "", seconds)
+
+    def failed(self, namespace: str, seconds: float) -> None:
+        """A review the injector failed on unexpectedly (denied); `namespace`: as claimed."""
+        self._count("error", ReasonCode.INTERNAL.value, namespace, seconds)
+
+    def _count(self, outcome: str, reason: str, namespace: str, seconds: float) -> None:
+        self.reviews.labels(outcome, reason, self.namespace(namespace)).inc()
         self.seconds.observe(seconds)
 
 
