@@ -64,6 +64,7 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
     async def secrets(request: Request) -> Response | BudgetedAnswer:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
+            broker.answers.count("", "token_rejected")
             return _error(
                 401,
                 "no bearer token; send 'Authorization: Bearer <projected ServiceAccount token>' "
@@ -72,10 +73,12 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
         try:
             body = await read_capped(request, MAX_BODY_BYTES)
         except BodyTooLarge:
+            broker.answers.count("", "malformed")
             return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
         try:
             wanted = parse_request(body)
         except BadRequest as exc:
+            broker.answers.count("", "malformed")
             return _error(400, str(exc))
         try:
             client = request.client.host if request.client is not None else ""

@@ -15,6 +15,7 @@ from support.emulator import EmulatorHandle
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings, SecretCache
 from injector.broker.errors import SecretsUnavailable
+from injector.broker.metrics import CountedReader
 from injector.serving.broker_routes import status_of
 from sakura import NotFound, RateLimiter, SakuraClient
 
@@ -62,12 +63,18 @@ async def test_concurrent_identical_reads_share_one_call(
 ) -> None:
     emulator.knobs.latency = 0.2  # keep the first call in flight while the others arrive
     registry = CollectorRegistry()
-    cache = SecretCache(client, registry=registry)
+    cache = SecretCache(CountedReader(client, registry), registry=registry)
     results = await asyncio.gather(*(cache.read(VAULT, "db") for _ in range(200)))
     assert {r.value for r in results} == {VALUES["db"][1]}
     assert unveils(emulator) == 1
     assert counter(cache, registry, "cache_reads", "coalesced") == 199
-    assert counter(cache, registry, "sakura_calls", "ok") == 2  # the listing and the unveil
+    calls = "sakura_secrets_sakura_calls_total"
+    for operation in ("list_secrets", "unveil"):  # what Sakura was asked, and no more
+        ok = {"operation": operation, "outcome": "ok"}
+        assert (
+            registry.get_sample_value(calls, ok) == 1 == emulator.knobs.stats()["calls"][operation]
+        )
+    assert asked(emulator) == 2
 
 
 async def test_latest_is_reused_for_its_ttl_then_read_again(

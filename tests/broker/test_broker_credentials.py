@@ -24,6 +24,7 @@ from support.clock import HandClock
 from support.emulator import EmulatorHandle
 
 from injector.broker.credentials import REJECTED, CredentialWatch
+from injector.broker.metrics import CountedReader
 from injector.broker.tuning import BrokerTuning
 from injector.kube import api_client as kube_api_client
 from injector.operations.wiring import BrokerParts, build_broker
@@ -52,9 +53,13 @@ async def test_the_broker_says_the_key_was_rejected(
         assert "secret 'db' of vault 110000000001" in body["error"]
         assert "revoked-secret" not in response.text
         assert "retry-after" in response.headers
-        calls = "sakura_secrets_broker_sakura_calls_total"
-        assert broker.registry.get_sample_value(calls, {"outcome": "rejected"}) == 1
-        assert broker.registry.get_sample_value(calls, {"outcome": "failed"}) is None
+        calls = "sakura_secrets_sakura_calls_total"
+        rejected = {"operation": "list_secrets", "outcome": "rejected"}  # the vault's listing
+        assert broker.registry.get_sample_value(calls, rejected) == 1
+        assert sum_of(broker.registry, calls) == 1  # nothing else was asked
+        answers = "sakura_secrets_broker_answers_total"
+        refused = {"namespace": world.ns_a, "outcome": "credentials_rejected"}
+        assert broker.registry.get_sample_value(answers, refused) == 1
 
 
 @pytest.fixture
@@ -86,9 +91,9 @@ async def test_readiness_reports_a_rejection_until_sakura_accepts_the_key_again(
     emulator: EmulatorHandle,
 ) -> None:
     emu, url = emulator.app, emulator.url
-    clock = HandClock(0.0)
+    clock, registry = HandClock(0.0), CollectorRegistry()
     async with SakuraClient(wrong_key(url), max_retries=0) as client:
-        watch = CredentialWatch(client, recheck_every=30, clock=clock)
+        watch = CredentialWatch(CountedReader(client, registry), recheck_every=30, clock=clock)
         assert watch.readiness() is None
         with pytest.raises(Unauthorized):
             await watch.unveil(VAULT, "db")
@@ -108,3 +113,16 @@ async def test_readiness_reports_a_rejection_until_sakura_accepts_the_key_again(
         await watch._recheck
         assert watch.readiness() is None
     emu.config.access_token_secret = EMULATOR_SECRET
+    calls = "sakura_secrets_sakura_calls_total"
+    counted = {
+        (s.labels["operation"], s.labels["outcome"]): s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == calls and s.value
+    }
+    # the rechecks are told apart from the reads, and counted as Sakura answered them
+    assert counted == {("unveil", "rejected"): 1, ("recheck", "rejected"): 1, ("recheck", "ok"): 1}
+
+
+def sum_of(registry: CollectorRegistry, name: str) -> float:
+    return sum(s.value for m in registry.collect() for s in m.samples if s.name == name)

@@ -7,15 +7,24 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
-from support.broker_world import ALL_VALUES, VALUES, World, fetch, serve_broker
+from support.broker_world import ALL_VALUES, VALUES, VAULT, World, fetch, serve_broker
 from support.clock import HandClock
 from support.emulator import EmulatorHandle
 
 from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
+from injector.broker.metrics import CALL_OUTCOMES, OPERATIONS, REFUSALS
 from injector.broker.tuning import BrokerTuning
 
 pytestmark = pytest.mark.cluster
+
+OUTCOME_LABELS = {
+    *("served", "unchanged", "malformed", *REFUSALS.values(), "failed"),
+    *OPERATIONS,
+    *CALL_OUTCOMES,
+    *("hit", "miss", "coalesced", "stale", "absent"),
+}
+"""Every label value the broker's metrics may carry besides namespaces."""
 
 SETTINGS = BrokerTuning(
     cache=CacheSettings(latest_ttl=0.2, stale_for=1.5), sakura_deadline=1.0, sakura_retries=0
@@ -58,6 +67,12 @@ async def test_values_only_in_the_authorized_answer(
         clock.now += 1.4  # 1.7 s after the re-warm: past the staleness bound
         refusals.append(await fetch(broker, token_a, [{"name": "api", "version": None}]))  # 503
         metrics = generate_latest(broker.registry).decode()
+        labels = {
+            value
+            for family in broker.registry.collect()
+            for sample in family.samples
+            for value in sample.labels.values()
+        }
 
     assert sorted(r.status_code for r in refusals) == [400, 401, 401, 403, 403, 404, 503, 503]
     for response in refusals:
@@ -73,3 +88,11 @@ async def test_values_only_in_the_authorized_answer(
         assert value not in logged
         assert value not in metrics
         assert value not in token_a  # (sanity: the search strings are distinctive)
+    # the labels are outcomes, operations and verified namespaces: never a vault, a secret's
+    # name or a token, whatever the requests said
+    answers = "sakura_secrets_broker_answers_total"
+    assert broker.registry.get_sample_value(answers, {"namespace": world.ns_a, "outcome": "served"})
+    assert broker.registry.get_sample_value(answers, {"namespace": "", "outcome": "token_rejected"})
+    assert labels <= {world.ns_a, world.ns_b, "", *OUTCOME_LABELS}, labels - {world.ns_a}
+    for name in (*VALUES, VAULT, "x.y.z", token_a):
+        assert name not in labels

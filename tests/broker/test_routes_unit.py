@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from support.broker_fakes import TOKEN, FakeApi, RecordingReviews
 from support.values import VAULT
@@ -39,6 +40,7 @@ from injector.broker.errors import (
     SecretsUnavailable,
     TokenRejected,
 )
+from injector.broker.metrics import BrokerAnswers
 from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
 from injector.serving.answers import AnswerBudget
@@ -60,6 +62,16 @@ class FakeBroker:
         self.error: BrokerError | None = None
         self.asked: list[tuple[str, SecretRequest]] = []
         self.clients: list[str] = []
+        self.answers = BrokerAnswers(CollectorRegistry())
+
+    def counted(self) -> dict[tuple[str, str], float]:
+        """(namespace, outcome) -> answers counted here (the broker counts those it gives)."""
+        return {
+            (s.labels["namespace"], s.labels["outcome"]): s.value
+            for m in self.answers.answers.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        }
 
     async def fetch(self, token: str, request: SecretRequest, *, client: str) -> Answer:
         self.asked.append((token, request))
@@ -112,6 +124,7 @@ async def test_no_bearer_token_is_a_401_with_a_challenge(header: str | None) -> 
     assert response.headers["cache-control"] == "no-store"
     assert "retry-after" not in response.headers
     assert broker.asked == []
+    assert broker.counted() == {("", "token_rejected"): 1}
 
 
 async def test_a_refusal_is_json_compact_and_keeps_text_as_utf8() -> None:
@@ -138,6 +151,7 @@ async def test_a_too_large_body_is_a_413_before_parsing() -> None:
     assert response.json() == {"error": f"the body is larger than {MAX_BODY_BYTES} bytes"}
     assert "www-authenticate" not in response.headers
     assert broker.asked == []
+    assert broker.counted() == {("", "malformed"): 1}
 
 
 async def test_a_bad_body_is_a_400_naming_the_field() -> None:
@@ -147,6 +161,7 @@ async def test_a_bad_body_is_a_400_naming_the_field() -> None:
     assert response.json() == {"error": "'vault_id' must be the 12-digit Sakura vault ID, not '1'"}
     assert response.headers["cache-control"] == "no-store"
     assert broker.asked == []
+    assert broker.counted() == {("", "malformed"): 1}
 
 
 @pytest.mark.parametrize(

@@ -381,3 +381,43 @@ async def test_every_refresh_is_reviewed_and_a_revoked_grant_refuses_it() -> Non
     with pytest.raises(BrokerError) as rejected:  # the token is checked on a refresh too
         await refresh(parts, {"db": 2}, DB)
     assert status_of(rejected.value) == 401
+
+
+def answers(parts: Parts) -> dict[tuple[str, str], float]:
+    """(namespace, outcome) -> how many answers the broker counted."""
+    return {
+        (s.labels["namespace"], s.labels["outcome"]): s.value
+        for m in parts.broker.answers.answers.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+
+
+async def test_every_answer_is_counted_by_the_verified_namespace_and_its_outcome() -> None:
+    parts = Parts()
+    await parts.fetch(DB)
+    await refresh(parts, {"db": 2}, DB)
+    await refresh(parts, {"db": 1}, DB)  # a new version for it: served
+    parts.reviews.grants.discard(("secrets", f"{A}/api"))
+    await parts.refused(API)
+    await parts.refused(SecretVersion("db", 9))
+    parts.api.answer = k8s.V1TokenReviewStatus(authenticated=False, error="pod deleted")
+    parts.clock.now += parts.broker.tokens.review_ttl
+    await parts.refused(DB)
+    assert answers(parts) == {
+        ("shop", "served"): 2,
+        ("shop", "unchanged"): 1,
+        ("shop", "access_denied"): 1,
+        ("shop", "secret_absent"): 1,
+        ("", "token_rejected"): 1,  # no verified namespace: never the token's claim
+    }
+
+
+async def test_kubernetes_failing_on_the_token_review_is_counted_without_a_namespace() -> None:
+    parts = Parts()
+    parts.api.review_fails = ApiException(status=502, reason="Bad Gateway")
+    await parts.refused(DB)
+    parts.api.review_fails = None
+    parts.sakura.fail = Unauthorized("HTTP 401 bad key")
+    await parts.refused(DB)
+    assert answers(parts) == {("", "review_unavailable"): 1, ("shop", "credentials_rejected"): 1}

@@ -8,6 +8,8 @@ overfills, a cancelled wait gives its slot back.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from support.clock import HandClock
 
@@ -128,3 +130,39 @@ async def test_acquire_takes_a_free_slot_and_refuses_a_long_wait_without_taking(
     assert await limiter.acquire() is True
     assert await limiter.acquire(max_wait=0.5) is False
     assert limiter.next_slot_in() == pytest.approx(1.0)  # the refusal took nothing
+
+
+def test_the_level_is_the_slots_free_now_refilled_up_to_now() -> None:
+    """What the budget gauge shows: read at scrape time, it is brought up to the moment."""
+    clock = HandClock()
+    limiter = RateLimiter(per_minute=60, burst=5, clock=clock)
+    assert limiter.level() == 5.0
+    limiter.reserve()
+    limiter.reserve()
+    assert limiter.level() == 3.0
+    clock.now += 0.5
+    assert limiter.level() == pytest.approx(3.5)
+    clock.now += 60
+    assert limiter.level() == 5.0  # never above the burst
+    limiter.hold_off(3)
+    assert limiter.level() == pytest.approx(-2.0)  # Sakura's Retry-After is being waited out
+    clock.now += 3
+    assert limiter.level() == pytest.approx(1.0)
+
+
+async def test_the_calls_waiting_are_told_by_tenant() -> None:
+    async def never(_: float) -> None:
+        await asyncio.Event().wait()
+
+    clock = HandClock()
+    limiter = RateLimiter(per_minute=60, burst=1, clock=clock, sleep=never)
+    assert limiter.waiting_by_tenant() == {}
+    await limiter.acquire(tenant="a")  # the free slot: no line
+    waiting = [asyncio.ensure_future(limiter.acquire(tenant=t)) for t in ("a", "b", "a", None, "a")]
+    await asyncio.sleep(0)
+    assert limiter.waiting_by_tenant() == {"a": 3, "b": 1, None: 1}
+    assert limiter.waiting("a") == 3
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert limiter.waiting_by_tenant() == {}

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from injector.broker.cache import CacheSettings, SecretCache
 from injector.broker.tokens import AUDIENCE, POD_NAME_EXTRA, POD_UID_EXTRA
 from injector.fair_queue import FairQueue
-from sakura import NotFound, SecretInfo, Unveiled
+from sakura import NotFound, SecretInfo, Unveiled, VaultInfo
 from support.clock import HandClock
 from support.values import OTHER_VAULT, VAULT
 
@@ -63,6 +63,12 @@ class FakeSakura:
         if self.fail is not None:
             raise self.fail
         return [SecretInfo(n, len(v)) for (v_id, n), v in self.values.items() if v_id == vault_id]
+
+    async def list_vaults(self) -> list[VaultInfo]:
+        """The vaults that hold values (the readiness recheck's call)."""
+        if self.fail is not None:
+            raise self.fail
+        return [VaultInfo(v, f"vault {v}") for v in sorted({v for v, _ in self.values})]
 
     async def unveil(
         self, vault_id: str, name: str, version: int | None = None, *, tenant: str | None = None

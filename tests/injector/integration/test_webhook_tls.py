@@ -413,7 +413,9 @@ def test_the_refresh_containers_shape_follows_the_native_sidecars_answer(
     assert back == ([init], ["app", "proxy", refresh], new_ca.cert_pem.decode())
 
 
-def test_metrics_count_reviews_by_outcome_and_name_no_secret(server: Ports, ca: KeyPair) -> None:
+def test_metrics_count_reviews_by_outcome_reason_and_namespace_and_name_no_secret(
+    server: Ports, ca: KeyPair
+) -> None:
     denied_pod = pod({"sakura-secrets.io/secret-x": "forbidden-secret"})
     with client_for(ca) as client:
         mutate(client, server.webhook, admission_review(pod()))
@@ -428,13 +430,12 @@ def test_metrics_count_reviews_by_outcome_and_name_no_secret(server: Ports, ca: 
         if line.startswith("sakura_secrets_admission_reviews_total{")
     }
     assert counts == {
-        'outcome="injected"': 1.0,
-        'outcome="skipped"': 0.0,
-        'outcome="denied"': 1.0,
-        'outcome="shed"': 0.0,
-        'outcome="malformed"': 1.0,
-        'outcome="error"': 0.0,
+        'namespace="shop",outcome="injected",reason="injected"': 1.0,
+        'namespace="shop",outcome="denied",reason="unauthorized"': 1.0,
+        'namespace="",outcome="malformed",reason="malformed"': 1.0,
     }
     assert "sakura_secrets_admission_seconds_count 3.0" in scrape.text
-    for name in ("forbidden-secret", "db-password", "api-keys", "shop"):
+    assert "sakura_secrets_admission_queue_waiting 0.0" in scrape.text
+    # the namespace is a label (namespaces are not secret); no pod, secret or vault is
+    for name in ("forbidden-secret", "db-password", "api-keys", '"web"', "110000000001"):
         assert name not in scrape.text
