@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Route
 from injector.serving.admission_review import admission_review, internal_failure
 from injector.serving.bodies import read_capped
 from injector.serving.errors import BodyTooLarge
-from injector.serving.metrics import AdmissionMetrics, metrics_route
+from injector.serving.metrics import AdmissionMetrics, metrics_route, readiness_gauge
 from injector.serving.review_queue import QUEUE, claim, review
 from injector.webhook.checks import AdmissionCheck
 from injector.webhook.decision import Decision, Injected, Refused, Skipped
@@ -116,6 +116,7 @@ def create_apps(
 
     registry = CollectorRegistry() if registry is None else registry
     metrics = AdmissionMetrics(registry, waiting=QUEUE.waiting)
+    ready_gauge = readiness_gauge(registry)
     built = [settings]  # the settings of the last review: rebuilt only when an input changed
 
     def current_settings() -> WebhookSettings:
@@ -166,6 +167,7 @@ def create_apps(
                 reason = f"readiness check failed: {type(error).__name__}: {error}"
             if reason is not None:
                 problems.append(reason)
+        ready_gauge.set(0 if problems else 1)
         if problems:
             return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
         return JSONResponse({"status": "ready"})

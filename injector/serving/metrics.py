@@ -71,6 +71,16 @@ class AdmissionMetrics:
         self.seconds.observe(seconds)
 
 
+def readiness_gauge(registry: CollectorRegistry) -> Gauge:
+    """1 while the last /readyz answered ready, else 0: what the kubelet last heard, so an
+    alert sees a replica that is up but not ready (set by the /readyz handler)."""
+    return Gauge(
+        "sakura_secrets_ready",
+        "1 when the last readiness check (/readyz) passed, 0 when it failed or none has run",
+        registry=registry,
+    )
+
+
 def outcome_of(decision: Decision) -> str:
     """The metric's label for a review's decision (a shed review is a 429 refusal)."""
     if isinstance(decision, Injected):

@@ -265,8 +265,10 @@ def test_each_port_serves_only_its_own_paths(server: Ports, ca: KeyPair) -> None
 def test_readyz_reports_every_failing_check(
     settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair
 ) -> None:
+    down = ["sakura: unreachable"]
+
     async def sakura_down() -> str | None:
-        return "sakura: unreachable"
+        return down[0] if down else None
 
     apps = create_apps(
         settings,
@@ -274,12 +276,32 @@ def test_readyz_reports_every_failing_check(
         readiness=[tls.readiness, sakura_down, lambda: "kubernetes: no token"],
     )
     with serving(apps, tls) as url, client_for(ca) as client:
+        before = client.get(f"{url.broker}/metrics").text
         ready = client.get(f"{url.broker}/readyz")
         healthy = client.get(f"{url.broker}/healthz")
+        not_ready = client.get(f"{url.broker}/metrics").text
 
     assert ready.status_code == 503
     assert ready.json()["reasons"] == ["sakura: unreachable", "kubernetes: no token"]
     assert healthy.status_code == 200
+    # what the alert on no ready replica reads: the last /readyz answer (none yet: 0)
+    assert "\nsakura_secrets_ready 0.0\n" in before
+    assert "\nsakura_secrets_ready 0.0\n" in not_ready
+
+
+def test_the_ready_gauge_follows_the_last_readiness_answer(
+    settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair
+) -> None:
+    problems: list[str | None] = [None]
+    apps = create_apps(settings, check=RecordingCheck(), readiness=[lambda: problems[0]])
+    with serving(apps, tls) as url, client_for(ca) as client:
+        answers = []
+        for problem in (None, "sakura: unreachable", None):
+            problems[0] = problem
+            status = client.get(f"{url.broker}/readyz").status_code
+            scrape = client.get(f"{url.broker}/metrics").text
+            answers.append((status, "\nsakura_secrets_ready 1.0\n" in scrape))
+    assert answers == [(200, True), (503, False), (200, True)]
 
 
 def test_renewed_certificate_is_served_without_restart(
