@@ -269,15 +269,17 @@ def test_webhook_reaches_the_service_and_the_service_reaches_the_container(
         "/mutate",
     )
     ports = {p["name"]: p for p in service["spec"]["ports"]}
-    assert sorted(ports) == ["broker", "webhook"]
+    assert sorted(ports) == ["broker", "metrics", "webhook"]
     assert target["port"] == ports["webhook"]["port"] != ports["broker"]["port"]
     assert ports["broker"]["port"] == 443  # the default broker URL names no port
     pod = base["Deployment"]["spec"]["template"]
     container = _container(base, "injector")
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert {p["targetPort"] for p in ports.values()} == {"webhook", "broker"}
-    # the probe port is the kubelet's and Prometheus's (pod IP), not the Service's
+    assert {p["targetPort"] for p in ports.values()} == {"webhook", "broker", "probes"}
+    # the probe port is the kubelet's (pod IP) and Prometheus's (the Service's `metrics`)
     assert set(named) == {"webhook", "broker", "probes"}
+    assert ports["metrics"]["targetPort"] == "probes"
+    assert ports["metrics"]["port"] == named["probes"]
     env = _env(container)
     assert env["SAKURA_SECRETS_PORT"] == str(named[ports["webhook"]["targetPort"]])
     assert env["SAKURA_SECRETS_BROKER_PORT"] == str(named[ports["broker"]["targetPort"]])
