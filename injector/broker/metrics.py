@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from contract.broker import Answer, Unchanged
+from contract.broker import CREDENTIALS_REJECTED, Answer, Unchanged
 from injector.broker.errors import (
     AccessDenied,
     BrokerError,
@@ -65,7 +65,7 @@ REFUSALS: dict[type[BrokerError], str] = {
     AccessDenied: "access_denied",
     SecretAbsent: "secret_absent",
     ReviewUnavailable: "review_unavailable",
-    CredentialsRejected: "credentials_rejected",
+    CredentialsRejected: CREDENTIALS_REJECTED,  # the reason the answer carries, too
     NamespaceCrowded: "namespace_crowded",
     SecretsUnavailable: "secrets_unavailable",
 }

@@ -224,7 +224,7 @@ def test_every_alert_has_a_runbook_that_says_what_how_to_confirm_and_how_to_fix(
     assert set(runbooks) == ALERTS
     for name, rule in rules.items():
         assert rule["annotations"]["runbook_url"] == f"docs/operations.md#{_slug(name)}"
-        for part in ("**Means**", "**Confirm**", "**Fix**"):
+        for part in ("**Means:**", "**Confirm:**", "**Fix:**"):
             assert part in runbooks[name], f"{name}'s runbook has no {part}"
 
 
