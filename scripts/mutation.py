@@ -265,6 +265,33 @@ TARGETS = (
         ),
         ci=True,
     ),
+    Target(
+        "injector/broker/metrics.py",
+        (
+            "tests/broker/test_broker_metrics_unit.py",
+            "tests/broker/test_service_unit.py",
+            "tests/broker/test_routes_unit.py",
+            "tests/broker/test_cache_unit.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/namespace_labels.py",
+        (
+            "tests/injector/unit/test_namespace_labels_unit.py",
+            "tests/injector/unit/test_admission_metrics_unit.py",
+            "tests/broker/test_broker_metrics_unit.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/serving/metrics.py",
+        (
+            "tests/injector/unit/test_admission_metrics_unit.py",
+            "tests/injector/unit/test_admission_review_unit.py",
+        ),
+        ci=True,
+    ),
     Target("injector/fair_queue.py", ("tests/broker/test_fair_queue_unit.py",), ci=True),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
     Target(

@@ -55,8 +55,8 @@ class AdmissionMetrics:
 
     def observe(self, decision: Decision, seconds: float) -> None:
         """A review answered with `decision`."""
-        reason = decision.reason_code.value
-        self._count(outcome_of(decision), reason, decision.pod.namespace, seconds)
+        namespace = self.namespace(decision.pod.namespace)
+        self._count(outcome_of(decision), decision.reason_code.value, namespace, seconds)
 
     def malformed(self, seconds: float) -> None:
         """A body that is no review (HTTP 400, or 413 for one too large)."""
@@ -64,10 +64,11 @@ class AdmissionMetrics:
 
     def failed(self, namespace: str, seconds: float) -> None:
         """A review the injector failed on unexpectedly (denied); `namespace`: as claimed."""
-        self._count("error", ReasonCode.INTERNAL.value, namespace, seconds)
+        self._count("error", ReasonCode.INTERNAL.value, self.namespace(namespace), seconds)
 
-    def _count(self, outcome: str, reason: str, namespace: str, seconds: float) -> None:
-        self.reviews.labels(outcome, reason, self.namespace(namespace)).inc()
+    def _count(self, outcome: str, reason: str, label: str, seconds: float) -> None:
+        """`label`: the namespace's label, already bounded."""
+        self.reviews.labels(outcome, reason, label).inc()
         self.seconds.observe(seconds)
 
 

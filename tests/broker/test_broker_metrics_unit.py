@@ -189,8 +189,10 @@ def test_an_answer_is_served_unless_every_secret_was_unchanged() -> None:
     }
     text = generate_latest(registry).decode()
     assert (
-        "# HELP sakura_secrets_broker_answers_total Broker answers by the asker's namespace" in text
-    )
+        "# HELP sakura_secrets_broker_answers_total Broker answers by the asker's namespace (from "
+        "the TokenReview; empty when the token was rejected) and outcome: served, unchanged "
+        "(every secret held was still the latest: no value sent), or the refusal's kind\n"
+    ) in text
 
 
 def test_the_answers_namespaces_are_bounded() -> None:
@@ -243,11 +245,20 @@ async def test_the_budget_is_read_from_the_limiter_when_scraped() -> None:
             ("web",): 1.0,
         },
     }
+    assert 'sakura_secrets_sakura_waiting_calls{namespace="shop"} 2.0' in (
+        generate_latest(registry).decode()
+    )
     for task in waiting:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
     text = generate_latest(registry).decode()
     assert "sakura_secrets_sakura_waiting_calls{" not in text
-    assert (
-        "# HELP sakura_secrets_sakura_budget_tokens Sakura calls this replica may make now" in text
-    )
+    for help_line in (
+        "sakura_secrets_sakura_budget_tokens Sakura calls this replica may make now without "
+        "waiting (its share of the budget; below 0 while a Retry-After from Sakura is waited out)",
+        "sakura_secrets_sakura_budget_per_minute Sakura calls per minute this replica paces "
+        "itself at (its share of --sakura-rate-per-minute)",
+        "sakura_secrets_sakura_waiting_calls Sakura calls waiting for the rate limiter, by the "
+        "namespace they are made for",
+    ):
+        assert f"# HELP {help_line}\n" in text

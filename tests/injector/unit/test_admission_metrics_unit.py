@@ -3,11 +3,14 @@ and the admission queue's depth read when scraped."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
 
 from injector.namespace_labels import OTHER
-from injector.serving.metrics import MALFORMED, AdmissionMetrics
+from injector.serving.metrics import MALFORMED, AdmissionMetrics, metrics_route, readiness_gauge
 from injector.webhook.decision import Injected, PodRef, ReasonCode, Refused, Skipped
 
 REVIEWS = "sakura_secrets_admission_reviews_total"
@@ -89,3 +92,55 @@ def test_without_a_queue_there_is_no_depth() -> None:
     registry = CollectorRegistry()
     AdmissionMetrics(registry)
     assert "queue_waiting" not in generate_latest(registry).decode()
+
+
+def test_the_latency_buckets_reach_past_the_webhooks_timeout() -> None:
+    registry = CollectorRegistry()
+    AdmissionMetrics(registry).malformed(0.0)
+    bounds = [
+        s.labels["le"]
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "sakura_secrets_admission_seconds_bucket"
+    ]
+    assert bounds == [
+        *("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"),
+        *("1.0", "2.5", "5.0", "10.0", "+Inf"),
+    ]
+
+
+def test_a_malformed_body_has_no_namespace() -> None:
+    registry = CollectorRegistry()
+    AdmissionMetrics(registry).malformed(0.0)
+    [(labels, value)] = [
+        (s.labels, s.value) for m in registry.collect() for s in m.samples if s.name == REVIEWS
+    ]
+    assert (labels, value) == ({"outcome": "malformed", "reason": "malformed", "namespace": ""}, 1)
+
+
+def test_the_ready_gauge_is_named_and_explained_and_starts_at_0() -> None:
+    registry = CollectorRegistry()
+    gauge = readiness_gauge(registry)
+    assert registry.get_sample_value("sakura_secrets_ready") == 0
+    gauge.set(1)
+    assert registry.get_sample_value("sakura_secrets_ready") == 1
+    assert (
+        "# HELP sakura_secrets_ready 1 when the last readiness check (/readyz) passed, 0 when it "
+        "failed or none has run\n"
+    ) in generate_latest(registry).decode()
+
+
+async def test_metrics_are_served_as_prometheus_text_on_get_only() -> None:
+    registry = CollectorRegistry()
+    AdmissionMetrics(registry).malformed(0.0)
+    app = Starlette(routes=[metrics_route(registry)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://probes") as client:
+        scrape = await client.get("/metrics")
+        posted = await client.post("/metrics")
+        other = await client.get("/METRICS")
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"] == CONTENT_TYPE_LATEST
+    assert scrape.content == generate_latest(registry)
+    assert f'{REVIEWS}{{namespace="",outcome="malformed",reason="malformed"}} 1.0' in scrape.text
+    assert (posted.status_code, other.status_code) == (405, 404)
