@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 from support.broker_fakes import (
     TOKEN,
     A,
@@ -30,6 +31,7 @@ from contract import SecretVersion
 from contract.broker import CREDENTIALS_REJECTED, Answer, FetchedSecret, SecretRequest, Unchanged
 from injector.broker.access import AccessReviewer
 from injector.broker.errors import AccessDenied, BrokerError, CredentialsRejected
+from injector.broker.metrics import BrokerAnswers
 from injector.broker.service import KUBERNETES_RETRY_AFTER, Broker
 from injector.broker.tokens import TokenReviewer
 from injector.serving.broker_routes import reason_of, status_of
@@ -421,3 +423,13 @@ async def test_kubernetes_failing_on_the_token_review_is_counted_without_a_names
     parts.sakura.fail = Unauthorized("HTTP 401 bad key")
     await parts.refused(DB)
     assert answers(parts) == {("", "review_unavailable"): 1, ("shop", "credentials_rejected"): 1}
+
+
+async def test_the_answers_are_counted_in_the_counter_the_wiring_gives() -> None:
+    registry, parts = CollectorRegistry(), Parts()
+    given = BrokerAnswers(registry)
+    broker = Broker(parts.broker.tokens, parts.broker.access, parts.broker.cache, given)
+    await broker.fetch(TOKEN, SecretRequest(A, (DB,)))
+    assert broker.answers is given
+    served = {"namespace": "shop", "outcome": "served"}
+    assert registry.get_sample_value("sakura_secrets_broker_answers_total", served) == 1
