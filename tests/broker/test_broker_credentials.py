@@ -63,12 +63,19 @@ async def test_the_broker_says_the_key_was_rejected(
 
 
 @pytest.fixture
-async def rejected_parts(emulator: EmulatorHandle, world: World) -> AsyncIterator[BrokerParts]:
+def rejected_registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+async def rejected_parts(
+    emulator: EmulatorHandle, world: World, rejected_registry: CollectorRegistry
+) -> AsyncIterator[BrokerParts]:
     built = build_broker(
         wrong_key(emulator.url),
         kube_api_client=kube_api_client(os.environ["KUBECONFIG"]),
         tuning=SETTINGS,
-        registry=CollectorRegistry(),
+        registry=rejected_registry,
     )
     yield built
     await built.aclose()
@@ -76,7 +83,7 @@ async def rejected_parts(emulator: EmulatorHandle, world: World) -> AsyncIterato
 
 @pytest.mark.cluster
 async def test_admission_warns_that_sakura_rejected_the_credentials(
-    world: World, rejected_parts: BrokerParts
+    world: World, rejected_parts: BrokerParts, rejected_registry: CollectorRegistry
 ) -> None:
     outcome = await rejected_parts.check(world.ns_a, "app", plan_of("db"))
     assert outcome.denial is None
@@ -85,6 +92,18 @@ async def test_admission_warns_that_sakura_rejected_the_credentials(
     assert "could not be reached" not in warning
     assert rejected_parts.credentials is not None
     assert (rejected_parts.credentials.readiness() or "").startswith(REJECTED)
+    recheck = rejected_parts.credentials._recheck
+    assert recheck is not None
+    await recheck
+    # the admission check's listing and the readiness recheck spent quota too: both counted
+    calls = "sakura_secrets_sakura_calls_total"
+    counted = {
+        (s.labels["operation"], s.labels["outcome"]): s.value
+        for m in rejected_registry.collect()
+        for s in m.samples
+        if s.name == calls and s.value
+    }
+    assert counted == {("list_secrets", "rejected"): 1, ("recheck", "rejected"): 1}
 
 
 async def test_readiness_reports_a_rejection_until_sakura_accepts_the_key_again(
