@@ -28,12 +28,14 @@ from injector.broker.tokens import TokenReviewer
 from injector.broker.tuning import BrokerTuning
 from injector.kube import kubernetes_calls
 from injector.operations.cert_expiry import CertificateExpiry
+from injector.operations.key_in_use import KeyInUse
 from injector.serving.app import BrokerCaFile, Readiness, create_apps
 from injector.serving.broker_routes import broker_routes
 from injector.serving.server import Listener, Shutdown
 from injector.serving.tls import ReloadingTLS
 from injector.webhook.settings import WebhookSettings
 from sakura import RateLimiter, SakuraClient, SakuraConfig
+from sakura.credentials import CredentialSource
 
 
 @dataclass
@@ -63,11 +65,13 @@ def build_broker(
     registry: CollectorRegistry | None = None,
     sakura_verify: bool | str = True,
     cache_clock: Callable[[], float] = time.monotonic,
+    credentials: CredentialSource | None = None,
 ) -> BrokerParts:
     """One Sakura client, limiter, cache and reviewers shared by the broker and admission.
 
     `registry` None registers the metrics in prometheus_client's default registry.
     `cache_clock` is what the secret cache measures its lifetimes with (a test's hand clock).
+    `credentials` (e.g. the mounted Secret's files) replaces `sakura_config`'s fixed key.
     """
     t = tuning if tuning is not None else BrokerTuning()
     limiter = RateLimiter(t.rate_per_minute, t.rate_burst, max_waiting=t.waiting_per_namespace)
@@ -78,6 +82,7 @@ def build_broker(
         share.start()
     sakura = SakuraClient(
         sakura_config,
+        credentials=credentials,
         limiter=limiter,
         deadline=t.sakura_deadline,
         timeout=t.sakura_timeout,
@@ -100,7 +105,7 @@ def build_broker(
         request_timeout=t.kube_timeout,
         calls=calls,
     )
-    watched = CredentialWatch(sakura)
+    watched = CredentialWatch(sakura, credentials=sakura.credentials)
     inventory = VaultInventory(
         watched, ttl=t.listing_ttl, negative_ttl=t.negative_ttl, clock=cache_clock
     )
@@ -159,6 +164,7 @@ def build_listeners(
     if broker.credentials is not None:
         readiness.append(broker.credentials.readiness)
     registry.register(CertificateExpiry(broker_tls, broker_ca))
+    registry.register(KeyInUse(broker.sakura.credentials))
     apps = create_apps(
         settings,
         check=broker.check,

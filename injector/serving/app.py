@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from injector.reread import RereadFiles
 from injector.serving.admission_review import admission_review, internal_failure
 from injector.serving.bodies import read_capped
 from injector.serving.errors import BodyTooLarge
@@ -65,29 +66,24 @@ class BrokerCaFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._identity: tuple[int, int] | None = None
-        self._pem = ""
+        self._file = RereadFiles([path], _ascii_text, what=f"broker CA file {path}")
 
     def pem(self) -> str:
-        """The bundle as it is on disk now (the last readable version if it vanished)."""
-        try:
-            stat = self.path.stat()
-            identity = (stat.st_ino, stat.st_mtime_ns)
-            if identity != self._identity:
-                self._pem = self.path.read_text(encoding="ascii")
-                self._identity = identity
-        except OSError as error:
-            if not self._pem:
-                raise ValueError(f"cannot read broker CA file {self.path}: {error}") from None
-        return self._pem
+        """The bundle as it is on disk now (the last readable version if it vanished);
+        ValueError while it has never been read."""
+        return self._file.current()
 
     def readiness(self) -> str | None:
         """None once the bundle has been read, else why not (for /readyz)."""
         try:
-            self.pem()
+            pem = self.pem()
         except ValueError as error:
             return str(error)
-        return None if self._pem.strip() else f"broker CA file {self.path} is empty"
+        return None if pem.strip() else f"broker CA file {self.path} is empty"
+
+
+def _ascii_text(contents: Sequence[bytes]) -> str:
+    return contents[0].decode("ascii")
 
 
 def create_apps(
