@@ -78,10 +78,9 @@ class RereadFiles(Generic[T]):
             before = self._stat()
             if before == self._identity and self._value is not None:
                 return
-            contents = [path.read_bytes() for path in self.paths]
+            value = self._parse([path.read_bytes() for path in self.paths])
             if self._stat() != before:
                 raise Unreadable(f"{self.what} changed while being read; reading it again soon")
-            value = self._parse(contents)
         except (OSError, ValueError) as error:
             self._failed(error)
             return
