@@ -253,6 +253,7 @@ class SakuraClient:
     ) -> httpx.Response:
         """Send one request with rate limiting, retries (when `retry`) and the deadline."""
         deadline_at = self._clock() + self.deadline
+        sent: tuple[str, ...] = ()
         attempt = 0
         previous: SakuraError | None = None
         while True:
@@ -276,7 +277,7 @@ class SakuraClient:
                 )
             remaining = deadline_at - self._clock()
             key = self.credentials.current()  # a rotated key counts from the next attempt on
-            secrets = (*key.secrets, sensitive)
+            sent = tuple(dict.fromkeys((*sent, *key.secrets)))  # scrubbed: every key sent
             retry_after: float | None = None
             held_off = False  # a 429's Retry-After: the limiter makes every caller wait it out
             try:
@@ -307,7 +308,7 @@ class SakuraClient:
             except httpx.TransportError as exc:
                 error = Unavailable(
                     f"{what}: cannot reach {self.config.base_url} ({type(exc).__name__}: "
-                    f"{wire.scrub(str(exc), secrets)})" + _maybe_done(retry)
+                    f"{wire.scrub(str(exc), (*sent, sensitive))})" + _maybe_done(retry)
                 )
                 retryable = True
             else:
@@ -317,7 +318,7 @@ class SakuraClient:
                 if response.status_code == 429 and retry_after is not None:
                     self.limiter.hold_off(retry_after)  # the quota is the account's, not ours
                     held_off = True
-                text = wire.error_text(response, secrets)
+                text = wire.error_text(response, (*sent, sensitive))
                 error = error_for(response.status_code, what, text, retry_after, missing, vault_id)
                 retryable = is_retryable_status(response.status_code)
             if not retry or not retryable or attempt >= self.max_retries:
