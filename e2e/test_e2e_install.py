@@ -398,8 +398,19 @@ def test_a_key_rotation_under_load_fails_no_fetch(installed: Kube, sakura: Sakur
     first = _fingerprint_from_the_secret(installed)
     assert first == key_fingerprint(sakura.token) == _key_in_use()
     key_2 = (secrets.token_hex(8), secrets.token_hex(16))
+    broker = f"https://127.0.0.1:{install.BROKER_PORT}"
+
+    def canary_served() -> bool:  # the vault's listing is cached: wait for one showing it
+        body = {"vault_id": sakura.vault_id, "secrets": [{"name": canary, "version": None}]}
+        headers = {"Authorization": f"Bearer {token}"}
+        answer = httpx.post(
+            f"{broker}/v1/secrets", json=body, headers=headers, verify=context, timeout=30
+        )
+        return answer.status_code == 200
+
+    installed.wait_for("the broker to list the canary", canary_served, 120, 2)
     load = FetchLoad(
-        f"https://127.0.0.1:{install.BROKER_PORT}",
+        broker,
         PROBES,
         token,
         sakura.vault_id,
