@@ -77,7 +77,8 @@ class CredentialWatch:
         """The fingerprint of the key the last rejection was given to."""
         self._rechecked_key = ""
         self._accepted_at = float("-inf")
-        self._tolerated: Unauthorized | None = None
+        self._tolerated_after = float("nan")
+        """The acceptance whose grace was last logged: one warning per grace, not per probe."""
         self._checked_at = float("-inf")
         self._recheck: asyncio.Task[None] | None = None
 
@@ -114,8 +115,8 @@ class CredentialWatch:
             self._recheck = asyncio.get_running_loop().create_task(self._ask_again())
         since = now - self._accepted_at
         if since <= self.grace:
-            if self._tolerated is not rejection:
-                self._tolerated = rejection
+            if self._tolerated_after != self._accepted_at:
+                self._tolerated_after = self._accepted_at
                 log.warning(
                     "%s %.0fs after it accepted one; staying ready for up to %gs after that "
                     "while asking again (is the key being rotated?)",

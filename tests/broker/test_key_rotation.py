@@ -175,7 +175,10 @@ async def test_revoking_first_stays_ready_in_the_grace_and_rechecks_the_new_key_
     assert watch.rejection is not None
     caplog.set_level(logging.WARNING)
     assert watch.readiness() is None  # accepted 10 s ago: a rotation, not a broken key
-    assert "staying ready" in caplog.text
+    with pytest.raises(Unauthorized):
+        await watch.unveil(VAULT, "db")
+    assert watch.readiness() is None
+    assert caplog.text.count("staying ready") == 1  # once per grace, not per probe
     first = watch._recheck
     assert first is not None
     await first  # key 1 still refused
