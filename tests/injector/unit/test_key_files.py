@@ -9,11 +9,13 @@ import os
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from support.clock import HandClock
 from support.secret_volume import write_secret_volume
 
 from injector.broker.key_files import SakuraKeyFiles
 from injector.operations.errors import UsageError
+from injector.operations.key_in_use import INFO, LOADED, KeyInUse
 from injector.operations.sakura_credentials import sakura_credentials
 from injector.reread import RereadFiles, Unreadable
 from sakura.credentials import ApiKey, key_fingerprint
@@ -160,3 +162,21 @@ def test_serve_refuses_a_directory_without_the_key_files(tmp_path: Path) -> None
     assert "SAKURA_ACCESS_TOKEN and SAKURA_ACCESS_TOKEN_SECRET" in message
     with pytest.raises(UsageError, match="SAKURA_ACCESS_TOKEN"):
         sakura_credentials(None, {**ENDPOINT, "HOME": os.fspath(tmp_path)})
+
+
+def test_the_key_metric_follows_the_files_and_is_absent_before_a_key_was_read(
+    tmp_path: Path,
+) -> None:
+    files = SakuraKeyFiles(tmp_path, floor=0)
+    registry = CollectorRegistry()
+    registry.register(KeyInUse(files))
+    assert f"{INFO}{{" not in generate_latest(registry).decode()
+    assert registry.get_sample_value(LOADED) is None
+    write_secret_volume(tmp_path, KEY_1)
+    fingerprint = {"fingerprint": key_fingerprint("token-one")}
+    assert registry.get_sample_value(INFO, fingerprint) == 1
+    assert (registry.get_sample_value(LOADED) or 0) == files.loaded_at > 0
+    write_secret_volume(tmp_path, KEY_2)
+    assert registry.get_sample_value(INFO, fingerprint) is None
+    assert registry.get_sample_value(INFO, {"fingerprint": key_fingerprint("token-two")}) == 1
+    assert "secret-two" not in generate_latest(registry).decode()
