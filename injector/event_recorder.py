@@ -103,11 +103,13 @@ class EventRecorder:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
+        """A turn every tick, the first one tick after the occurrence that started the task
+        (a burst of them becomes one write), until nothing is left to write."""
         while True:
+            await self._sleep(self._tick)
             await self.flush()
             if not self._queue and not self.book.pending():
                 return  # started again by the next occurrence
-            await self._sleep(self._tick)
 
     def _write(self, write: Write) -> None:
         try:
