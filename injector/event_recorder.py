@@ -22,10 +22,11 @@ from typing import Any, Protocol
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from contract.annotations import PREFIX
 from injector.events import Create, EventBook, Occurrence, Write
 from injector.kube import KUBE_TIMEOUT
 
-CONTROLLER = "sakura-secrets.io/injector"
+CONTROLLER = PREFIX + "injector"
 """`reportingController` of every Event the injector writes (what `kubectl get events -o
 wide` shows as its source)."""
 QUEUE_SIZE = 1024
