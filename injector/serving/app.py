@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -40,8 +39,6 @@ from injector.webhook.checks import AdmissionCheck
 from injector.webhook.decision import Refused
 from injector.webhook.errors import MalformedReview
 from injector.webhook.settings import WebhookSettings
-
-log = logging.getLogger(__name__)
 
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
 """An AdmissionReview of a pod; etcd caps an object at 1.5 MiB, so this leaves room."""
