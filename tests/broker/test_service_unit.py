@@ -151,14 +151,28 @@ async def test_no_token_is_a_401_naming_the_header_to_send() -> None:
     )
 
 
-async def test_kubernetes_failing_on_the_token_review_is_a_503_to_retry_in_5_s() -> None:
+async def test_kubernetes_failing_on_the_token_review_is_a_503_to_retry_in_5_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     parts = Parts()
     parts.api.review_fails = ApiException(status=502, reason="Bad Gateway")
-    refused = await parts.refused(DB)
+    caplog.set_level(logging.INFO, logger="injector.audit")
+    with pytest.raises(BrokerError) as caught:
+        await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)), client="10.0.0.9")
+    refused = caught.value
     assert (status_of(refused), refused.retry_after, reason_of(refused)) == (503, 5.0, None)
     assert KUBERNETES_RETRY_AFTER == 5.0
     assert refused.message == "the Kubernetes API could not review the token (HTTP 502 Bad Gateway)"
     assert parts.reviews.sent == [] and parts.sakura_calls() == []
+    [line] = caplog.records
+    assert fields_of(line) == {
+        "vault_id": A,
+        "requested": ["db"],
+        "client": "10.0.0.9",
+        "decision": "refused",
+        "refusal": "review-unavailable",
+        "detail": refused.message,
+    }
 
 
 async def test_kubernetes_failing_on_the_access_review_is_a_503_to_retry_in_5_s() -> None:
@@ -301,11 +315,26 @@ async def test_a_rejected_injector_key_is_a_503_with_the_credentials_rejected_re
     )
 
 
-async def test_an_unexpected_failure_of_a_read_is_raised_as_it_is() -> None:
+async def test_an_unexpected_failure_of_a_read_is_raised_as_it_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     parts = Parts()
     parts.sakura.fail = RuntimeError("a bug in a part")
+    caplog.set_level(logging.INFO, logger="injector.audit")
     with pytest.raises(RuntimeError, match="a bug in a part"):
-        await parts.fetch(DB)
+        await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)), client="10.0.0.9")
+    [line] = caplog.records
+    assert line.levelname == "ERROR" and "a bug in a part" in caplog.text  # the traceback
+    assert fields_of(line) == {
+        "namespace": "shop",
+        "service_account": "api",
+        "pod": "api-7d9",
+        "pod_uid": UID,
+        "vault_id": A,
+        "requested": ["db"],
+        "client": "10.0.0.9",
+        "decision": "error",
+    }
 
 
 async def test_what_is_served_is_logged_by_name_and_version_never_by_value(
@@ -436,9 +465,11 @@ async def test_every_refresh_is_reviewed_and_a_revoked_grant_refuses_it() -> Non
 
 async def test_a_refusal_of_a_running_pod_is_an_event_on_that_pod_by_name_and_uid() -> None:
     parts, api = Parts(grants={("vaults", A)}), RecordingEventsApi()
-    parts.broker.events = EventRecorder(api, instance="injector-0", clock=parts.clock)
+    events = EventRecorder(api, instance="injector-0", clock=parts.clock)
+    old = parts.broker
+    parts.broker = Broker(old.tokens, old.access, old.cache, events)
     refused = await parts.refused(DB)
-    await parts.broker.events.flush()
+    await events.flush()
     [event] = api.created
     assert event["regarding"] == {
         "apiVersion": "v1",
