@@ -19,9 +19,9 @@ docs/operations.md ("Events") says which Events there are and on which object.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
+from secrets import token_hex
 
 WINDOW = 600.0
 """Seconds after its last occurrence that an Event is still updated rather than made anew."""
@@ -113,7 +113,6 @@ class EventBook:
     _entries: dict[tuple[Regarding, str, str], _Entry] = field(default_factory=dict)
     _tokens: float = 0.0
     _refilled: float | None = None
-    _made: int = 0
 
     def observe(self, occurrence: Occurrence, now: float) -> bool:
         """Count one occurrence at `now`; False if it was dropped (the book is full)."""
@@ -129,7 +128,7 @@ class EventBook:
                 self.dropped += 1
                 return False
         self._entries.pop(key, None)  # a stale Event: a new one replaces it (insertion order)
-        self._entries[key] = _Entry(self._name(occurrence, now), occurrence, now, now)
+        self._entries[key] = _Entry(self._name(occurrence), occurrence, now, now)
         return True
 
     def due(self, now: float) -> list[Write]:
@@ -166,7 +165,7 @@ class EventBook:
             if entry.name == write.name and (isinstance(write, Create) or gone):
                 entry.written = 0
                 if gone:
-                    entry.name = self._name(entry.occurrence, entry.last_seen)
+                    entry.name = self._name(entry.occurrence)
 
     def pending(self) -> bool:
         """Whether some occurrence is not written yet (waiting for its interval or the rate)."""
@@ -188,12 +187,12 @@ class EventBook:
             if now - entry.last_seen > self.window and entry.count == entry.written:
                 del self._entries[key]
 
-    def _name(self, occurrence: Occurrence, now: float) -> str:
-        """A unique, valid Event name that starts with the object's name (as kubectl's do)."""
-        self._made += 1
-        seed = f"{occurrence}|{now!r}|{self._made}".encode()
-        base = re.sub(r"[^a-z0-9.-]", "", occurrence.regarding.name.lower())[:200].strip(".-")
-        return f"{base or 'pod'}.{hashlib.sha256(seed).hexdigest()[:16]}"
+    @staticmethod
+    def _name(occurrence: Occurrence) -> str:
+        """A new Event's name: the object's name (as kubectl's Events are named) and 16 random
+        hex digits, so two replicas never pick the same one."""
+        base = re.sub(r"[-.]+$", "", occurrence.regarding.name[:200])  # `web-` of generateName
+        return f"{base or 'pod'}.{token_hex(8)}"
 
 
 def camel_case(code: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -144,14 +145,58 @@ def test_reason_codes_become_camel_case_and_long_notes_are_clipped() -> None:
     clipped = clip_note(note)
     assert clipped.endswith("...") and len(clipped.encode()) <= MAX_NOTE_BYTES
     assert clip_note("short") == "short"
+    assert clip_note("x" * MAX_NOTE_BYTES) == "x" * MAX_NOTE_BYTES  # at the limit: as it is
+    assert clip_note("x" * (MAX_NOTE_BYTES + 1)) == "x" * (MAX_NOTE_BYTES - 3) + "..."
     assert Occurrence(POD, "R", note, "A").note == clipped
 
 
-def test_an_event_name_is_a_valid_name_even_from_a_generate_name() -> None:
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [("web-6d4cf56db6-", "web-6d4cf56db6"), ("a.b-.", "a.b"), ("x" * 253, "x" * 200), ("", "pod")],
+)
+def test_an_event_name_is_a_valid_name_even_from_a_generate_name(name: str, base: str) -> None:
     book = EventBook()
-    book.observe(refused(Regarding("Pod", "shop", "web-6d4cf56db6-")), 1000.0)
+    book.observe(refused(Regarding("Pod", "shop", name)), 1000.0)
     [create] = book.due(1000.0)
-    assert create.name.startswith("web-6d4cf56db6.")
+    assert re.fullmatch(re.escape(base) + r"\.[0-9a-f]{16}", create.name), create.name
+
+
+def test_an_event_made_anew_at_the_same_moment_gets_another_name() -> None:
+    book = EventBook()
+    book.observe(refused(), 1000.0)
+    [create] = book.due(1000.0)
+    book.failed(create, gone=True)
+    [again] = book.due(1000.0 + book.interval)
+    assert isinstance(again, Create) and again.name != create.name
+    assert re.fullmatch(r"api-7d9\.[0-9a-f]{16}", again.name)
+
+
+def test_a_written_event_does_not_hold_up_the_pending_ones_after_it() -> None:
+    book = EventBook()
+    book.observe(refused(Regarding("Pod", "shop", "a")), 1000.0)
+    book.due(1000.0)
+    book.observe(refused(Regarding("Pod", "shop", "b")), 1001.0)
+    assert [w.occurrence.regarding.name for w in book.due(1001.0)] == ["b"]  # type: ignore[union-attr]
+    book.observe(refused(Regarding("Pod", "shop", "a")), 1002.0)  # waits for its interval
+    book.observe(refused(Regarding("Pod", "shop", "c")), 1002.0)
+    assert [w.occurrence.regarding.name for w in book.due(1002.0)] == ["c"]  # type: ignore[union-attr]
+
+
+def test_a_stale_event_is_replaced_even_in_a_full_book_and_goes_last_in_line() -> None:
+    full = EventBook(max_entries=1)
+    full.observe(refused(), 1000.0)
+    assert full.observe(refused(), 1601.0)  # never written, but stale: a new one replaces it
+    assert full.dropped == 0
+    book = EventBook(rate=1.0, burst=1)
+    a, b = refused(Regarding("Pod", "shop", "a")), refused(Regarding("Pod", "shop", "b"))
+    book.observe(a, 1000.0)
+    book.due(1000.0)
+    book.observe(b, 1001.0)
+    book.due(1001.0)
+    book.observe(b, 1700.0)
+    book.observe(a, 1700.0)
+    [first] = book.due(1700.0)  # one token: the older of the two new Events
+    assert isinstance(first, Create) and first.occurrence == b
 
 
 # ------------------------------------------------ the recorder (the shell)
