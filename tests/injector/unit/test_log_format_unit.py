@@ -107,8 +107,8 @@ def test_configure_logging_writes_json_lines_to_stderr(
     [line] = capsys.readouterr().err.splitlines()
     assert json.loads(line)["vault_id"] == "1"
     configure_logging("debug", "text")  # replaces the handler: one line per record still
-    logging.getLogger("uvicorn.error").debug("started")
-    assert capsys.readouterr().err.endswith("DEBUG uvicorn.error: started\n")
+    logging.getLogger("injector.serving.server").debug("started")
+    assert capsys.readouterr().err.endswith("DEBUG injector.serving.server: started\n")
 
 
 @pytest.mark.parametrize(
