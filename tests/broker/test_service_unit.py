@@ -85,6 +85,8 @@ class Parts:
 
 
 DB, API = SecretVersion("db"), SecretVersion("api")
+IDENTITY = {"namespace": "shop", "service_account": "api", "pod": "api-7d9", "pod_uid": UID}
+"""The audit line's fields for the pod FakeApi's TokenReview proves."""
 
 
 async def test_each_secret_is_served_in_order_with_the_wanted_and_the_got_version() -> None:
@@ -201,10 +203,7 @@ async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
         f"refused serviceaccount shop/api (pod api-7d9) vault {A}: {refused.message}"
     ]
     assert fields_of(caplog.records[0]) == {
-        "namespace": "shop",
-        "service_account": "api",
-        "pod": "api-7d9",
-        "pod_uid": UID,
+        **IDENTITY,
         "vault_id": A,
         "requested": ["db"],
         "client": "",
@@ -326,10 +325,7 @@ async def test_an_unexpected_failure_of_a_read_is_raised_as_it_is(
     [line] = caplog.records
     assert line.levelname == "ERROR" and "a bug in a part" in caplog.text  # the traceback
     assert fields_of(line) == {
-        "namespace": "shop",
-        "service_account": "api",
-        "pod": "api-7d9",
-        "pod_uid": UID,
+        **IDENTITY,
         "vault_id": A,
         "requested": ["db"],
         "client": "10.0.0.9",
@@ -349,10 +345,7 @@ async def test_what_is_served_is_logged_by_name_and_version_never_by_value(
         f"served serviceaccount shop/api (pod api-7d9) vault {A}"
     ]
     assert fields_of(caplog.records[0]) == {
-        "namespace": "shop",
-        "service_account": "api",
-        "pod": "api-7d9",
-        "pod_uid": UID,
+        **IDENTITY,
         "vault_id": A,
         "requested": ["db", "db@1", "api"],
         "client": "10.1.2.3",

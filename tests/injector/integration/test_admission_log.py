@@ -16,14 +16,18 @@ import httpx
 import pytest
 from support.clock import HandClock
 from support.event_fakes import RecordingEventsApi
-from support.webhook_harness import RecordingCheck, admission_review, pod, serving, write_pair
+from support.webhook_harness import (
+    RecordingCheck,
+    admission_review,
+    loopback_injector,
+    pod,
+    serving,
+)
 
 from injector.event_recorder import EventRecorder
-from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
+from injector.operations.certs import KeyPair, generate_ca
 from injector.operations.log_format import JsonFormatter
 from injector.serving.app import create_apps
-from injector.serving.tls import ReloadingTLS
-from injector.webhook.settings import WebhookSettings
 
 RS = {
     "apiVersion": "apps/v1",
@@ -50,14 +54,7 @@ class Served:
 
 
 def serve(tmp_path: Path, ca: KeyPair, check: RecordingCheck) -> Iterator[Served]:
-    write_pair(tmp_path, issue_serving_cert(ca, ["localhost"], ["127.0.0.1"]))
-    tls = ReloadingTLS(tmp_path / "tls.crt", tmp_path / "tls.key")
-    settings = WebhookSettings(
-        image="sakura-secrets-injector:test",
-        broker_url="https://sakura-secrets-injector.sakura-secrets.svc",
-        broker_ca_pem=ca.cert_pem.decode(),
-        default_vault_id="123456789012",
-    )
+    settings, tls = loopback_injector(tmp_path, ca)
     api = RecordingEventsApi()
     events = EventRecorder(api, instance="injector-0", clock=HandClock(), tick=3600)
     apps = create_apps(settings, check=check, events=events)
