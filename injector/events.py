@@ -195,11 +195,6 @@ class EventBook:
         return f"{base or 'pod'}.{token_hex(8)}"
 
 
-def camel_case(code: str) -> str:
-    """`secret-missing` -> `SecretMissing` (an Event's reason from a reason code)."""
-    return "".join(part.capitalize() for part in re.split(r"[-_\s]+", code) if part)
-
-
 def clip_note(note: str) -> str:
     """The note within the API server's limit, cut at a character and marked if cut."""
     encoded = note.encode()
