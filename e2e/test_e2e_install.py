@@ -255,6 +255,11 @@ def test_only_the_certs_identity_may_write_secrets_or_patch_the_webhook(installe
     assert can_i(installed, serving_account, "create", "tokenreviews", "") == "yes"
     assert can_i(installed, serving_account, "create", "subjectaccessreviews", "") == "yes"
     assert can_i(installed, serving_account, "get", "pods", APP_NS) == "yes"
+    for verb in ("create", "patch"):
+        assert can_i(installed, serving_account, verb, "events.events.k8s.io", APP_NS) == "yes"
+    for verb in ("get", "list", "delete"):  # Events it writes, never reads or deletes
+        assert can_i(installed, serving_account, verb, "events.events.k8s.io", APP_NS) == "no"
+    assert can_i(installed, serving_account, "create", "events", APP_NS) == "no"  # core group
     [tls] = [
         m
         for m in serving["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]

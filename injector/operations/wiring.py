@@ -26,6 +26,7 @@ from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
 from injector.broker.tuning import BrokerTuning
+from injector.event_recorder import EventRecorder
 from injector.kube import kubernetes_calls
 from injector.operations.cert_expiry import CertificateExpiry
 from injector.operations.key_in_use import KeyInUse
@@ -50,10 +51,14 @@ class BrokerParts:
     share: BudgetShare | None = None
     credentials: CredentialWatch | None = None
     """Remembers whether Sakura rejected the key; its readiness goes into /readyz."""
+    events: EventRecorder | None = None
+    """Records the Events of the webhook's denials and the broker's refusals."""
 
     async def aclose(self) -> None:
         if self.share is not None:
             self.share.stop()
+        if self.events is not None:
+            await self.events.aclose()
         await self.sakura.aclose()
 
 
@@ -112,9 +117,11 @@ def build_broker(
     cache = SecretCache(
         watched, settings=t.cache, registry=registry, inventory=inventory, clock=cache_clock
     )
-    broker = Broker(tokens, access, cache)
+    events = EventRecorder.for_cluster(kube_api_client)
+    broker = Broker(tokens, access, cache, events)
     check = BrokerAdmissionCheck(access, inventory, timeout=t.admission_timeout)
-    return BrokerParts(broker, check, access, sakura, broker_routes(broker), share, watched)
+    routes = broker_routes(broker)
+    return BrokerParts(broker, check, access, sakura, routes, share, watched, events)
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,7 @@ def build_listeners(
         broker_ca=broker_ca,
         native_sidecars=native_sidecars,
         registry=registry,
+        events=broker.events,
     )
     listeners = [
         Listener("webhook", apps.webhook, webhook_tls, ports.webhook),

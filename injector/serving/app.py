@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,18 +28,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from injector.event_recorder import EventRecorder
 from injector.reread import RereadFiles
+from injector.serving.admission_log import denial_event, log_decision, log_failure, log_malformed
 from injector.serving.admission_review import admission_review, internal_failure
 from injector.serving.bodies import read_capped
 from injector.serving.errors import BodyTooLarge
 from injector.serving.metrics import AdmissionMetrics, metrics_route, outcome_of
 from injector.serving.review_queue import claim, review
 from injector.webhook.checks import AdmissionCheck
-from injector.webhook.decision import Decision, Injected, Refused, Skipped
+from injector.webhook.decision import Refused
 from injector.webhook.errors import MalformedReview
 from injector.webhook.settings import WebhookSettings
-
-log = logging.getLogger(__name__)
 
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
 """An AdmissionReview of a pod; etcd caps an object at 1.5 MiB, so this leaves room."""
@@ -96,6 +95,7 @@ def create_apps(
     native_sidecars: Callable[[], bool] | None = None,
     max_body_bytes: int = MAX_REVIEW_BYTES,
     registry: CollectorRegistry | None = None,
+    events: EventRecorder | None = None,
 ) -> InjectorApps:
     """The webhook's app (`POST /mutate`), the broker's (`routes`) and the probes' (health,
     readiness, metrics; the broker's app answers them too).
@@ -107,7 +107,8 @@ def create_apps(
     `broker_ca`, when given, replaces `settings.broker_ca_pem` with the file's current
     content on each review, so pods admitted after a CA rotation trust the new CA;
     `native_sidecars`, when given, replaces `settings.native_sidecars` with its current
-    answer (`--native-sidecars=auto`, read from the API server's version).
+    answer (`--native-sidecars=auto`, read from the API server's version). `events`, when
+    given, records an Event for each denial (`injector.serving.admission_log`).
     """
 
     registry = CollectorRegistry() if registry is None else registry
@@ -128,24 +129,31 @@ def create_apps(
             body = await read_capped(request, max_body_bytes)
         except BodyTooLarge:
             metrics.observe("malformed", time.perf_counter() - started)
+            log_malformed(413, "body too large", time.perf_counter() - started)
             return _error(413, f"AdmissionReview larger than {max_body_bytes} bytes")
         except ClientDisconnect:
             metrics.observe("malformed", time.perf_counter() - started)
+            log_malformed(400, "client disconnected", time.perf_counter() - started)
             return _error(400, "client disconnected before sending the whole body")
         try:
             caller = request.client.host if request.client is not None else ""
             decision = await review(body, settings=current_settings(), check=check, caller=caller)
         except MalformedReview as error:
-            log.info("malformed AdmissionReview: %s", error)
+            log_malformed(400, str(error), time.perf_counter() - started)
             metrics.observe("malformed", time.perf_counter() - started)
             return _error(400, str(error))
         except Exception:
-            log.exception("admission failed unexpectedly; denying the pod")
+            failure = internal_failure(*_claimed(body))
+            log_failure(failure.uid, failure.pod.namespace, time.perf_counter() - started)
             metrics.observe("error", time.perf_counter() - started)
-            return JSONResponse(admission_review(internal_failure(*_claimed(body))))
+            return JSONResponse(admission_review(failure))
         seconds = time.perf_counter() - started
         metrics.observe(outcome_of(decision), seconds)
-        _log_decision(decision, seconds)
+        log_decision(decision, seconds)
+        if events is not None and isinstance(decision, Refused):
+            occurrence = denial_event(decision)
+            if occurrence is not None:
+                events.record(occurrence)
         return JSONResponse(admission_review(decision))
 
     async def healthz(_: Request) -> Response:
@@ -189,14 +197,3 @@ def _claimed(body: bytes) -> tuple[str, str]:
     except MalformedReview:
         return "", ""
     return claimed.uid, claimed.namespace
-
-
-def _log_decision(decision: Decision, seconds: float) -> None:
-    match decision:
-        case Injected():
-            what = "injected"
-        case Skipped(reason=reason):
-            what = f"skipped ({reason})"
-        case Refused(code=code):
-            what = f"denied ({code})"
-    log.info("admission uid=%s %s in %.1f ms", decision.uid, what, seconds * 1000)

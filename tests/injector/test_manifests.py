@@ -479,11 +479,13 @@ def _grants(role: dict[str, Any]) -> set[tuple[str, str, str, tuple[str, ...]]]:
 
 
 def test_rbac_is_least_privilege(base: dict[str, dict[str, Any]]) -> None:
-    # the serving identity: reviews and pod reads, never Secrets or its own webhook
+    # the serving identity: reviews, pod reads and Events, never Secrets or its own webhook
     assert _grants(base["ClusterRole"]) == {
         ("authentication.k8s.io", "tokenreviews", "create", ()),
         ("authorization.k8s.io", "subjectaccessreviews", "create", ()),
         ("", "pods", "get", ()),
+        ("events.k8s.io", "events", "create", ()),
+        ("events.k8s.io", "events", "patch", ()),
     }
     # the certs identity: this one webhook configuration, and the two Secrets
     webhook = base["MutatingWebhookConfiguration"]["metadata"]["name"]

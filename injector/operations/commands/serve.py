@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from injector.serving.errors import DescriptorLimitError
     from injector.serving.server import serve
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     limits = connection_limits_from_args(args)
     listeners, shutdown = listeners_from_args(args)
     for listener in listeners:
