@@ -10,7 +10,10 @@ pod network; on another cluster, install with plain `kubectl apply -k`.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
+import secrets
 import socket
 import ssl
 import subprocess
@@ -19,12 +22,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from harness import install, manifests
-from harness.kube import Kube
+from harness.fetch_load import FetchLoad
+from harness.kube import Kube, kubectl_binary
 from harness.stack import Sakura
 from harness.target import Target, unavailable
 from harness.webhooks import INJECTION_LABEL
+
+from sakura.credentials import key_fingerprint
 
 pytestmark = pytest.mark.cluster
 
@@ -248,6 +255,11 @@ def test_only_the_certs_identity_may_write_secrets_or_patch_the_webhook(installe
     assert can_i(installed, serving_account, "create", "tokenreviews", "") == "yes"
     assert can_i(installed, serving_account, "create", "subjectaccessreviews", "") == "yes"
     assert can_i(installed, serving_account, "get", "pods", APP_NS) == "yes"
+    for verb in ("create", "patch"):
+        assert can_i(installed, serving_account, verb, "events.events.k8s.io", APP_NS) == "yes"
+    for verb in ("get", "list", "delete"):  # Events it writes, never reads or deletes
+        assert can_i(installed, serving_account, verb, "events.events.k8s.io", APP_NS) == "no"
+    assert can_i(installed, serving_account, "create", "events", APP_NS) == "no"  # core group
     [tls] = [
         m
         for m in serving["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
@@ -362,3 +374,141 @@ def _docker(*args: str) -> str:
     return subprocess.run(
         ["docker", *args], check=True, capture_output=True, text=True, timeout=60
     ).stdout.strip()
+
+
+PROBES = "http://127.0.0.1:8081"
+"""The Deployment's probe port (plain HTTP), on the host's loopback (hostNetwork)."""
+KEY_INFO = re.compile(
+    r'^sakura_secrets_sakura_key_info\{fingerprint="([0-9a-f]{12})"\} 1\.0$', re.M
+)
+
+
+def test_a_key_rotation_under_load_fails_no_fetch(installed: Kube, sakura: Sakura) -> None:
+    """docs/operations.md, "Rotating the injector's Sakura key", step by step under load: key 2
+    made in Sakura, the sakura-api-key Secret updated (the kubelet rewrites the mounted files),
+    the metric watched until it shows key 2, key 1 revoked. No fetch fails, /readyz never
+    answers 503, the injector is never restarted, and Sakura never sees the revoked key again.
+    """
+    emulator, tag = sakura.emulator, secrets.token_hex(4)
+    canary = "rotation-canary"
+    emulator.store.put(sakura.vault_id, canary, f"canary-v1-{tag}")
+    installed.apply(
+        *manifests.grant("read-canary", APP_NS, SERVICE_ACCOUNT, manifests.pairs(canary)),
+        app_pod("rotating", "db-password", command=_PRINT_AND_WAIT, restart="Always"),
+    )
+    token = installed.bound_token(APP_NS, SERVICE_ACCOUNT, "rotating")
+    context = ssl.create_default_context(cadata=_tls_secret(installed)["ca.crt"])
+    context.check_hostname = False  # the certificate names the Service; this is the host port
+    injectors = _injector_containers(installed)
+    first = _fingerprint_from_the_secret(installed)
+    assert first == key_fingerprint(sakura.token) == _key_in_use()
+    key_2 = (secrets.token_hex(8), secrets.token_hex(16))
+    broker = f"https://127.0.0.1:{install.BROKER_PORT}"
+
+    def canary_served() -> bool:  # the vault's listing is cached: wait for one showing it
+        body = {"vault_id": sakura.vault_id, "secrets": [{"name": canary, "version": None}]}
+        headers = {"Authorization": f"Bearer {token}"}
+        answer = httpx.post(
+            f"{broker}/v1/secrets", json=body, headers=headers, verify=context, timeout=30
+        )
+        return answer.status_code == 200
+
+    installed.wait_for("the broker to list the canary", canary_served, 120, 2)
+    load = FetchLoad(
+        broker,
+        PROBES,
+        token,
+        sakura.vault_id,
+        ["db-password", canary],
+        context,
+    )
+    try:
+        with load:
+            installed.wait_for("the load to fetch", lambda: load.fetches >= 20, 60, 0.5)
+            emulator.keys.add(*key_2)  # 1. create key 2 in Sakura
+            installed.apply(_api_key_secret(sakura, *key_2))  # 2. update the Secret
+            updated = time.monotonic()
+            installed.apply(app_pod("during-rotation", "db-password"))
+            second = _fingerprint_from_the_secret(installed)
+            assert second == key_fingerprint(key_2[0]) != first
+            installed.wait_for(  # 3. wait for the metric to show key 2
+                "the injector to use key 2", lambda: _key_in_use() == second, 300, 2
+            )
+            picked_up = time.monotonic() - updated
+            rejected_before = emulator.knobs.statuses[401]
+            key_2_calls = emulator.keys.calls[key_2[0]]
+            emulator.keys.revoke(sakura.token)  # 4. revoke key 1
+            emulator.store.put(sakura.vault_id, canary, f"canary-v2-{tag}")
+            installed.apply(app_pod("after-revoke", "db-password"))
+            installed.wait_for(  # a new version read from Sakura with key 2 alone
+                "the load to be served the canary's new version",
+                lambda: load.served[(canary, f"canary-v2-{tag}")] > 0,
+                120,
+                1,
+            )
+            for pod in ("during-rotation", "after-revoke"):
+                installed.wait_for(f"{pod} to finish", functools.partial(_finished, installed, pod))
+            time.sleep(5)
+    finally:
+        emulator.keys.add(sakura.token, sakura.token_secret)  # later scenarios use key 1
+        emulator.store.delete(sakura.vault_id, canary)
+    sys.stderr.write(
+        f"[e2e] key rotation: key 2 in use {picked_up:.0f} s after the Secret's update; "
+        f"{load.fetches} fetches ({len(load.failures)} failed), {load.probes} readiness probes "
+        f"({len(load.not_ready)} not ready); Sakura saw key 2 {emulator.keys.calls[key_2[0]]} "
+        "times\n"
+    )
+    assert load.failures == [], load.failures[:5]
+    assert load.not_ready == [], load.not_ready[:5]
+    assert emulator.knobs.statuses[401] == rejected_before  # the revoked key was never sent
+    assert emulator.keys.calls[key_2[0]] > key_2_calls
+    for pod in ("during-rotation", "after-revoke"):
+        assert _finished(installed, pod) == "Succeeded", installed.describe("pod", pod, APP_NS)
+    assert _injector_containers(installed) == injectors  # the same pods, never restarted
+    logs = "".join(installed.logs(install.NAMESPACE, name, "injector") for name in injectors)
+    assert f"now uses Sakura key {second}" in logs
+    assert key_2[1] not in logs and sakura.token_secret not in logs
+
+
+def _api_key_secret(sakura: Sakura, token: str, token_secret: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "sakura-api-key", "namespace": install.NAMESPACE},
+        "stringData": {
+            "SAKURA_ACCESS_TOKEN": token,
+            "SAKURA_ACCESS_TOKEN_SECRET": token_secret,
+            "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
+            "SAKURA_SECRETS_DEFAULT_VAULT_ID": sakura.vault_id,
+        },
+    }
+
+
+def _fingerprint_from_the_secret(kube: Kube) -> str:
+    """The runbook's one-liner, as an operator types it."""
+    line = (
+        f"{kubectl_binary()} --kubeconfig={kube.kubeconfig} -n {install.NAMESPACE} get secret "
+        "sakura-api-key -o jsonpath='{.data.SAKURA_ACCESS_TOKEN}' | base64 -d | sha256sum "
+        "| cut -c1-12"
+    )
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", line], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _key_in_use() -> str | None:
+    found = KEY_INFO.findall(httpx.get(f"{PROBES}/metrics", timeout=5).text)
+    return found[0] if len(found) == 1 else None
+
+
+def _injector_containers(kube: Kube) -> dict[str, int]:
+    """Each injector pod's name and its container's restart count."""
+    return {
+        pod["metadata"]["name"]: pod["status"]["containerStatuses"][0]["restartCount"]
+        for pod in kube.pods(install.NAMESPACE, SELECTOR)
+    }
+
+
+def _finished(kube: Kube, pod: str) -> str | None:
+    phase = kube.get("pod", pod, APP_NS).get("status", {}).get("phase")
+    return phase if phase in ("Succeeded", "Failed") else None

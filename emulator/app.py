@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from emulator.keys import Keys
 from emulator.knobs import Fault, Knobs
 from emulator.seed import load_seed
 from emulator.store import (
@@ -68,6 +68,8 @@ class Emulator:
             faults=self.config.faults,
             seed=self.config.fault_seed,
         )
+        self.keys = Keys()
+        """Keys accepted beside the configured one, and revoked ones (`/_emulator/keys`)."""
         if self.config.seed is not None:
             load_seed(self.config.seed, self.store)
         self.app = Starlette(
@@ -98,6 +100,8 @@ class Emulator:
             Route("/_emulator/faults", self.get_faults, methods=["GET"]),
             Route("/_emulator/faults", self.set_faults, methods=["POST", "PUT"]),
             Route("/_emulator/knobs", self.set_knobs, methods=["POST", "PUT"]),
+            Route("/_emulator/keys", self.get_keys, methods=["GET"]),
+            Route("/_emulator/keys", self.set_keys, methods=["POST"]),
         ]
         return routes
 
@@ -159,9 +163,8 @@ class Emulator:
             user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        ok_user = hmac.compare_digest(user.encode(), self.config.access_token.encode())
-        ok_pass = hmac.compare_digest(password.encode(), self.config.access_token_secret.encode())
-        return bool(sep) and ok_user and ok_pass
+        configured = (self.config.access_token, self.config.access_token_secret)
+        return bool(sep) and self.keys.accepts(user, password, configured)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -252,6 +255,26 @@ class Emulator:
         except (ValueError, TypeError, AttributeError) as exc:
             return _error(400, f"bad knobs: {exc}")
         return JSONResponse(self.knobs.stats())
+
+    async def get_keys(self, request: Request) -> Response:
+        return JSONResponse(self.keys.stats(self.config.access_token))
+
+    async def set_keys(self, request: Request) -> Response:
+        """`{"add": [{"access_token": T, "access_token_secret": S}], "revoke": [T]}`; adds
+        first, then revokes."""
+        try:
+            data = json.loads(await request.body())
+            for key in data.get("add", []):
+                self.keys.add(str(key["access_token"]), str(key["access_token_secret"]))
+            for token in data.get("revoke", []):
+                self.keys.revoke(str(token))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return _error(
+                400,
+                f"expected {{'add': [{{'access_token', 'access_token_secret'}}], "
+                f"'revoke': [access_token]}}: {type(exc).__name__} {exc}",
+            )
+        return await self.get_keys(request)
 
 
 async def _secret_body(request: Request) -> dict[str, Any]:

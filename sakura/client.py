@@ -1,7 +1,9 @@
 """An async client for Sakura's Secret Manager: unveil, list, create and delete secrets.
 
-One pooled httpx.AsyncClient per endpoint, Basic auth, the SDK's headers, a client-side rate
-limiter, retries for safe calls only, and an overall deadline per call. Only httpx and the
+One pooled httpx.AsyncClient per endpoint, the SDK's headers, a client-side rate limiter,
+retries for safe calls only, and an overall deadline per call. Each request asks its
+`CredentialSource` for the key to send (Basic auth), so a rotated key is used from the next
+request on (sakura/credentials.py). Only httpx and the
 standard library are imported, so the init container can use it without the injector's deps.
 """
 
@@ -21,6 +23,7 @@ import httpx
 
 from sakura import wire
 from sakura.config import SakuraConfig
+from sakura.credentials import ApiKey, CredentialSource, FixedCredentials
 from sakura.errors import (
     BadResponse,
     Crowded,
@@ -46,6 +49,7 @@ class SakuraClient:
         self,
         config: SakuraConfig,
         *,
+        credentials: CredentialSource | None = None,
         limiter: RateLimiter | None = None,
         deadline: float = 30.0,
         timeout: float = 10.0,
@@ -57,8 +61,15 @@ class SakuraClient:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         """`clock` and `sleep` are the time the deadline and the waits between retries run on
-        (a test passes a hand-driven pair); the default limiter runs on them too."""
+        (a test passes a hand-driven pair); the default limiter runs on them too.
+        `credentials` (default: the config's key, fixed) is asked for the key before each
+        request."""
         self.config = config
+        self.credentials: CredentialSource = (
+            credentials
+            if credentials is not None
+            else FixedCredentials(ApiKey(config.access_token, config.access_token_secret))
+        )
         self._clock = clock
         self._sleep = sleep
         self.limiter = limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep)
@@ -66,10 +77,8 @@ class SakuraClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff if backoff is not None else Backoff()
-        self._secrets = (config.access_token, config.access_token_secret)
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
-            auth=httpx.BasicAuth(config.access_token, config.access_token_secret),
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
@@ -243,8 +252,8 @@ class SakuraClient:
         tenant: Tenant = None,
     ) -> httpx.Response:
         """Send one request with rate limiting, retries (when `retry`) and the deadline."""
-        secrets = (*self._secrets, sensitive)
         deadline_at = self._clock() + self.deadline
+        sent: tuple[str, ...] = ()
         attempt = 0
         previous: SakuraError | None = None
         while True:
@@ -267,6 +276,8 @@ class SakuraClient:
                     status=None,
                 )
             remaining = deadline_at - self._clock()
+            key = self.credentials.current()  # a rotated key counts from the next attempt on
+            sent = tuple(dict.fromkeys((*sent, *key.secrets)))  # scrubbed: every key sent
             retry_after: float | None = None
             held_off = False  # a 429's Retry-After: the limiter makes every caller wait it out
             try:
@@ -277,6 +288,7 @@ class SakuraClient:
                         method,
                         path,
                         json=json,
+                        auth=key.auth(),
                         timeout=max(0.001, min(self.timeout, remaining)),
                     )
             except (httpx.TimeoutException, TimeoutError):
@@ -296,7 +308,7 @@ class SakuraClient:
             except httpx.TransportError as exc:
                 error = Unavailable(
                     f"{what}: cannot reach {self.config.base_url} ({type(exc).__name__}: "
-                    f"{wire.scrub(str(exc), secrets)})" + _maybe_done(retry)
+                    f"{wire.scrub(str(exc), (*sent, sensitive))})" + _maybe_done(retry)
                 )
                 retryable = True
             else:
@@ -306,7 +318,7 @@ class SakuraClient:
                 if response.status_code == 429 and retry_after is not None:
                     self.limiter.hold_off(retry_after)  # the quota is the account's, not ours
                     held_off = True
-                text = wire.error_text(response, secrets)
+                text = wire.error_text(response, (*sent, sensitive))
                 error = error_for(response.status_code, what, text, retry_after, missing, vault_id)
                 retryable = is_retryable_status(response.status_code)
             if not retry or not retryable or attempt >= self.max_retries:

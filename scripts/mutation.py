@@ -293,6 +293,7 @@ TARGETS = (
         ci=True,
     ),
     Target("injector/fair_queue.py", ("tests/broker/test_fair_queue_unit.py",), ci=True),
+    Target("injector/events.py", ("tests/injector/unit/test_events_unit.py",), ci=True),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
     Target(
         "sakura/ratelimit.py",

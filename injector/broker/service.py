@@ -10,7 +10,6 @@ goes to the init container as it is and never carries a secret value.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +17,7 @@ from contract import SecretVersion
 from contract.annotations import VAULT_ID, short_name
 from contract.broker import Answer, AnswerItem, FetchedSecret, SecretRequest, Unchanged
 from injector.broker.access import AccessReviewer, Subject
+from injector.broker.audit import audit_failed, audit_refused, audit_served, refusal_event
 from injector.broker.cache import SecretCache
 from injector.broker.errors import (
     AccessDenied,
@@ -28,10 +28,9 @@ from injector.broker.errors import (
 )
 from injector.broker.metrics import BrokerAnswers
 from injector.broker.tokens import Identity, TokenReviewer
+from injector.event_recorder import EventRecorder
 from injector.kube import KubernetesUnavailable
 from sakura import NotFound, Unveiled
-
-log = logging.getLogger(__name__)
 
 KUBERNETES_RETRY_AFTER = 5.0
 """Seconds after which a request refused because Kubernetes could not answer may be retried."""
@@ -45,39 +44,50 @@ class Broker:
         tokens: TokenReviewer,
         access: AccessReviewer,
         cache: SecretCache,
+        events: EventRecorder | None = None,
         answers: BrokerAnswers | None = None,
     ) -> None:
-        """`answers` counts what was answered (default: a counter in a registry of its own)."""
+        """`events`, when given, records an Event on the pod for each refusal of it;
+        `answers` counts what was answered (default: a counter in a registry of its own)."""
         self.tokens = tokens
         self.access = access
         self.cache = cache
+        self.events = events
         self.answers = answers if answers is not None else BrokerAnswers(CollectorRegistry())
 
     async def fetch(self, token: str, request: SecretRequest, *, client: str = "") -> Answer:
         """One answer item per requested secret, in order; a BrokerError (errors.py) otherwise.
 
-        `client` is the caller's address, the lane its TokenReview waits in."""
+        `client` is the caller's address, the lane its TokenReview waits in. Every answer
+        and refusal is one audit line (`injector.broker.audit`)."""
         # 1. who is asking: only the API server's answer counts
         try:
             identity = await self.tokens.verify(token, client=client)
         except TokenRejected as exc:
-            log.info("refused a secrets request: %s", exc)
+            audit_refused(None, request, client, exc)
             self.answers.refused("", exc)
             raise
         except KubernetesUnavailable as exc:
-            refusal = ReviewUnavailable(str(exc), retry_after=KUBERNETES_RETRY_AFTER)
-            self.answers.refused("", refusal)
-            raise refusal from None
+            unavailable = ReviewUnavailable(str(exc), retry_after=KUBERNETES_RETRY_AFTER)
+            audit_refused(None, request, client, unavailable)
+            self.answers.refused("", unavailable)
+            raise unavailable from None
         try:
             answer = await self._answer(identity, request)
         except BrokerError as exc:
+            audit_refused(identity, request, client, exc)
             self.answers.refused(identity.namespace, exc)
+            if self.events is not None:
+                self.events.record(refusal_event(identity, exc))
             raise
+        except Exception:
+            audit_failed(identity, request, client)
+            raise
+        audit_served(identity, request, answer, client)
         self.answers.answered(answer)
         return answer
 
     async def _answer(self, identity: Identity, request: SecretRequest) -> Answer:
-        """Steps 2 and 3 for the verified `identity`."""
         # 2. may it read this vault, and each secret in it: RBAC in the pod's namespace
         subject = Subject(identity.namespace, identity.service_account, identity.groups)
         try:
@@ -87,7 +97,6 @@ class Broker:
         except KubernetesUnavailable as exc:
             raise ReviewUnavailable(str(exc), retry_after=KUBERNETES_RETRY_AFTER) from None
         if missing:
-            log.info("refused %s: %s", identity, missing.message())
             raise AccessDenied(missing.message())
 
         # 3. fetch through the shared cache (what is known missing is refused first, at once)
@@ -109,7 +118,6 @@ class Broker:
                 items.append(Unchanged(wanted.name, request.held[wanted.name]))
             else:
                 items.append(FetchedSecret(wanted.name, wanted.version, got.version, got.value))
-        log.info("served %s: %s", identity, ", ".join(map(_served, items)))
         return Answer(identity.namespace, tuple(items))
 
     async def _read(
@@ -120,11 +128,6 @@ class Broker:
             held = request.held.get(wanted.name)
             return await self.cache.refresh(request.vault_id, wanted.name, held, tenant=tenant)
         return await self.cache.read(request.vault_id, wanted.name, wanted.version, tenant=tenant)
-
-
-def _served(item: AnswerItem) -> str:
-    unchanged = " (unchanged)" if isinstance(item, Unchanged) else ""
-    return f"{item.name}@{item.version}{unchanged}"
 
 
 def _not_found(vault_id: str, label: str, error: NotFound) -> str:

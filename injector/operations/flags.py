@@ -11,13 +11,14 @@ import argparse
 import logging
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from contract.annotations import VAULT_ID, short_name
 from injector.operations.errors import UsageError
+from injector.operations.log_format import FORMATS as LOG_FORMATS
+from injector.operations.log_format import configure as configure_log_format
 from injector.operations.native_sidecars import MODES
 from injector.setting import OutOfRange
 from injector.webhook.settings import MESH_PROXIES, SettingsError, WebhookSettings
@@ -96,7 +97,16 @@ def location_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) ->
 
 
 def log_level_option(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """`--log-level` and `--log-format` (docs/operations.md, "Logs")."""
     option(parser, env, "--log-level", "SAKURA_SECRETS_LOG_LEVEL", "log level", "info")
+    option(
+        parser,
+        env,
+        "--log-format",
+        "SAKURA_SECRETS_LOG_FORMAT",
+        f"log lines as {' or '.join(LOG_FORMATS)}: one JSON object per line, or text",
+        "json",
+    )
 
 
 def settings_options(
@@ -246,9 +256,10 @@ def _first(env: Mapping[str, str], names: Sequence[str]) -> str | None:
     return None
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_format: str = "json") -> None:
+    """The process's logging (`injector.operations.log_format`); UsageError names the flag."""
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"--log-format {log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+    if logging.getLevelName(level.upper()) not in range(0, 51):
+        raise UsageError(f"--log-level {level!r} must be debug, info, warning, error or critical")
+    configure_log_format(level, log_format)

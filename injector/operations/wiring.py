@@ -27,14 +27,17 @@ from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
 from injector.broker.tuning import BrokerTuning
+from injector.event_recorder import EventRecorder
 from injector.kube import kubernetes_calls
 from injector.operations.cert_expiry import CertificateExpiry
+from injector.operations.key_in_use import KeyInUse
 from injector.serving.app import BrokerCaFile, Readiness, create_apps
 from injector.serving.broker_routes import broker_routes
 from injector.serving.server import Listener, Shutdown
 from injector.serving.tls import ReloadingTLS
 from injector.webhook.settings import WebhookSettings
 from sakura import RateLimiter, SakuraClient, SakuraConfig
+from sakura.credentials import CredentialSource
 
 
 @dataclass
@@ -49,10 +52,14 @@ class BrokerParts:
     share: BudgetShare | None = None
     credentials: CredentialWatch | None = None
     """Remembers whether Sakura rejected the key; its readiness goes into /readyz."""
+    events: EventRecorder | None = None
+    """Records the Events of the webhook's denials and the broker's refusals."""
 
     async def aclose(self) -> None:
         if self.share is not None:
             self.share.stop()
+        if self.events is not None:
+            await self.events.aclose()
         await self.sakura.aclose()
 
 
@@ -64,11 +71,13 @@ def build_broker(
     registry: CollectorRegistry | None = None,
     sakura_verify: bool | str = True,
     cache_clock: Callable[[], float] = time.monotonic,
+    credentials: CredentialSource | None = None,
 ) -> BrokerParts:
     """One Sakura client, limiter, cache and reviewers shared by the broker and admission.
 
     `registry` None registers the metrics in prometheus_client's default registry.
     `cache_clock` is what the secret cache measures its lifetimes with (a test's hand clock).
+    `credentials` (e.g. the mounted Secret's files) replaces `sakura_config`'s fixed key.
     """
     t = tuning if tuning is not None else BrokerTuning()
     limiter = RateLimiter(t.rate_per_minute, t.rate_burst, max_waiting=t.waiting_per_namespace)
@@ -79,6 +88,7 @@ def build_broker(
         share.start()
     sakura = SakuraClient(
         sakura_config,
+        credentials=credentials,
         limiter=limiter,
         deadline=t.sakura_deadline,
         timeout=t.sakura_timeout,
@@ -103,16 +113,18 @@ def build_broker(
     )
     metrics = REGISTRY if registry is None else registry
     metrics.register(BudgetGauges(limiter))
-    watched = CredentialWatch(CountedReader(sakura, metrics))
+    watched = CredentialWatch(CountedReader(sakura, metrics), credentials=sakura.credentials)
     inventory = VaultInventory(
         watched, ttl=t.listing_ttl, negative_ttl=t.negative_ttl, clock=cache_clock
     )
     cache = SecretCache(
         watched, settings=t.cache, registry=registry, inventory=inventory, clock=cache_clock
     )
-    broker = Broker(tokens, access, cache, BrokerAnswers(metrics))
+    events = EventRecorder.for_cluster(kube_api_client)
+    broker = Broker(tokens, access, cache, events, BrokerAnswers(metrics))
     check = BrokerAdmissionCheck(access, inventory, timeout=t.admission_timeout)
-    return BrokerParts(broker, check, access, sakura, broker_routes(broker), share, watched)
+    routes = broker_routes(broker)
+    return BrokerParts(broker, check, access, sakura, routes, share, watched, events)
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,7 @@ def build_listeners(
     if broker.credentials is not None:
         readiness.append(broker.credentials.readiness)
     registry.register(CertificateExpiry(broker_tls, broker_ca))
+    registry.register(KeyInUse(broker.sakura.credentials))
     apps = create_apps(
         settings,
         check=broker.check,
@@ -170,6 +183,7 @@ def build_listeners(
         broker_ca=broker_ca,
         native_sidecars=native_sidecars,
         registry=registry,
+        events=broker.events,
     )
     listeners = [
         Listener("webhook", apps.webhook, webhook_tls, ports.webhook),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,17 +28,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from injector.event_recorder import EventRecorder
+from injector.reread import RereadFiles
+from injector.serving.admission_log import denial_event, log_decision, log_failure, log_malformed
 from injector.serving.admission_review import admission_review, internal_failure
 from injector.serving.bodies import read_capped
 from injector.serving.errors import BodyTooLarge
 from injector.serving.metrics import AdmissionMetrics, metrics_route, readiness_gauge
 from injector.serving.review_queue import QUEUE, claim, review
 from injector.webhook.checks import AdmissionCheck
-from injector.webhook.decision import Decision, Injected, Refused, Skipped
+from injector.webhook.decision import Refused
 from injector.webhook.errors import MalformedReview
 from injector.webhook.settings import WebhookSettings
-
-log = logging.getLogger(__name__)
 
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
 """An AdmissionReview of a pod; etcd caps an object at 1.5 MiB, so this leaves room."""
@@ -65,29 +65,24 @@ class BrokerCaFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._identity: tuple[int, int] | None = None
-        self._pem = ""
+        self._file = RereadFiles([path], _ascii_text, what=f"broker CA file {path}")
 
     def pem(self) -> str:
-        """The bundle as it is on disk now (the last readable version if it vanished)."""
-        try:
-            stat = self.path.stat()
-            identity = (stat.st_ino, stat.st_mtime_ns)
-            if identity != self._identity:
-                self._pem = self.path.read_text(encoding="ascii")
-                self._identity = identity
-        except OSError as error:
-            if not self._pem:
-                raise ValueError(f"cannot read broker CA file {self.path}: {error}") from None
-        return self._pem
+        """The bundle as it is on disk now (the last readable version if it vanished);
+        ValueError while it has never been read."""
+        return self._file.current()
 
     def readiness(self) -> str | None:
         """None once the bundle has been read, else why not (for /readyz)."""
         try:
-            self.pem()
+            pem = self.pem()
         except ValueError as error:
             return str(error)
-        return None if self._pem.strip() else f"broker CA file {self.path} is empty"
+        return None if pem.strip() else f"broker CA file {self.path} is empty"
+
+
+def _ascii_text(contents: Sequence[bytes]) -> str:
+    return contents[0].decode("ascii")
 
 
 def create_apps(
@@ -100,6 +95,7 @@ def create_apps(
     native_sidecars: Callable[[], bool] | None = None,
     max_body_bytes: int = MAX_REVIEW_BYTES,
     registry: CollectorRegistry | None = None,
+    events: EventRecorder | None = None,
 ) -> InjectorApps:
     """The webhook's app (`POST /mutate`), the broker's (`routes`) and the probes' (health,
     readiness, metrics; the broker's app answers them too).
@@ -111,7 +107,8 @@ def create_apps(
     `broker_ca`, when given, replaces `settings.broker_ca_pem` with the file's current
     content on each review, so pods admitted after a CA rotation trust the new CA;
     `native_sidecars`, when given, replaces `settings.native_sidecars` with its current
-    answer (`--native-sidecars=auto`, read from the API server's version).
+    answer (`--native-sidecars=auto`, read from the API server's version). `events`, when
+    given, records an Event for each denial (`injector.serving.admission_log`).
     """
 
     registry = CollectorRegistry() if registry is None else registry
@@ -133,25 +130,31 @@ def create_apps(
             body = await read_capped(request, max_body_bytes)
         except BodyTooLarge:
             metrics.malformed(time.perf_counter() - started)
+            log_malformed(413, "body too large", time.perf_counter() - started)
             return _error(413, f"AdmissionReview larger than {max_body_bytes} bytes")
         except ClientDisconnect:
             metrics.malformed(time.perf_counter() - started)
+            log_malformed(400, "client disconnected", time.perf_counter() - started)
             return _error(400, "client disconnected before sending the whole body")
         try:
             caller = request.client.host if request.client is not None else ""
             decision = await review(body, settings=current_settings(), check=check, caller=caller)
         except MalformedReview as error:
-            log.info("malformed AdmissionReview: %s", error)
+            log_malformed(400, str(error), time.perf_counter() - started)
             metrics.malformed(time.perf_counter() - started)
             return _error(400, str(error))
         except Exception:
-            log.exception("admission failed unexpectedly; denying the pod")
-            uid, namespace = _claimed(body)
-            metrics.failed(namespace, time.perf_counter() - started)
-            return JSONResponse(admission_review(internal_failure(uid, namespace)))
+            failure = internal_failure(*_claimed(body))
+            log_failure(failure.uid, failure.pod.namespace, time.perf_counter() - started)
+            metrics.failed(failure.pod.namespace, time.perf_counter() - started)
+            return JSONResponse(admission_review(failure))
         seconds = time.perf_counter() - started
         metrics.observe(decision, seconds)
-        _log_decision(decision, seconds)
+        log_decision(decision, seconds)
+        if events is not None and isinstance(decision, Refused):
+            occurrence = denial_event(decision)
+            if occurrence is not None:
+                events.record(occurrence)
         return JSONResponse(admission_review(decision))
 
     async def healthz(_: Request) -> Response:
@@ -196,14 +199,3 @@ def _claimed(body: bytes) -> tuple[str, str]:
     except MalformedReview:
         return "", ""
     return claimed.uid, claimed.namespace
-
-
-def _log_decision(decision: Decision, seconds: float) -> None:
-    match decision:
-        case Injected():
-            what = "injected"
-        case Skipped(reason=reason):
-            what = f"skipped ({reason})"
-        case Refused(code=code):
-            what = f"denied ({code})"
-    log.info("admission uid=%s %s in %.1f ms", decision.uid, what, seconds * 1000)

@@ -25,6 +25,7 @@ from contract.broker import (
 )
 from contract.errors import BadRequest
 from contract.pod import TOKEN_AUDIENCE
+from injector.broker.audit import audit_refused
 from injector.broker.errors import (
     AccessDenied,
     BrokerError,
@@ -62,26 +63,29 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
     answers = budget if budget is not None else AnswerBudget()
 
     async def secrets(request: Request) -> Response | BudgetedAnswer:
+        client = request.client.host if request.client is not None else ""
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
-            broker.answers.count("", "token_rejected")
-            return _error(
-                401,
+            missing = TokenRejected(
                 "no bearer token; send 'Authorization: Bearer <projected ServiceAccount token>' "
-                f"(audience {TOKEN_AUDIENCE})",
+                f"(audience {TOKEN_AUDIENCE})"
             )
+            audit_refused(None, None, client, missing)
+            broker.answers.refused("", missing)
+            return _error(401, missing.message)
         try:
             body = await read_capped(request, MAX_BODY_BYTES)
         except BodyTooLarge:
+            audit_refused(None, None, client, BadRequest("the body is too large"))
             broker.answers.count("", "malformed")
             return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
         try:
             wanted = parse_request(body)
         except BadRequest as exc:
+            audit_refused(None, None, client, exc)
             broker.answers.count("", "malformed")
             return _error(400, str(exc))
         try:
-            client = request.client.host if request.client is not None else ""
             answer = await broker.fetch(token, wanted, client=client)
         except BrokerError as exc:
             return _error(
@@ -89,7 +93,8 @@ def broker_routes(broker: Broker, budget: AnswerBudget | None = None) -> list[Ro
             )
         try:
             return await budgeted(answer, answers, _NO_STORE)
-        except AnswerRefused as exc:
+        except AnswerRefused as exc:  # after the service's served line: the value was not sent
+            audit_refused(None, wanted, client, exc)
             reason = ANSWER_TOO_LARGE if exc.status == 422 else None
             return _error(exc.status, exc.message, retry_after=exc.retry_after, reason=reason)
 

@@ -221,8 +221,9 @@ def serve(
     connections.
     """
     raise_descriptor_limit(descriptors_needed(listeners, limits))
-    servers = [
-        build_server(item, host=host, limits=limits, log_level=log_level) for item in listeners
+    servers = [  # uvicorn's own lines go through the process's handler (--log-format)
+        build_server(item, host=host, limits=limits, log_level=log_level, configure_logging=False)
+        for item in listeners
     ]
     asyncio.run(serve_listeners(servers, shutdown))
 

@@ -15,6 +15,7 @@ from emulator.knobs import Fault
 from injector.broker.cache import CacheSettings
 from injector.broker.metrics import CALL_OUTCOMES, OPERATIONS, REFUSALS
 from injector.broker.tuning import BrokerTuning
+from injector.operations.log_format import JsonFormatter, TextFormatter
 
 pytestmark = pytest.mark.cluster
 
@@ -82,8 +83,13 @@ async def test_values_only_in_the_authorized_answer(
     # the logs really were captured (the broker logged its refusals and the stale serve) ...
     assert "refused" in caplog.text and "serving secret 'api'" in caplog.text
     assert 'outcome="stale"' in metrics
-    # ... and no value is anywhere in them, in messages, arguments or tracebacks
+    # ... and no value is anywhere in them, in messages, arguments, fields or tracebacks, as the
+    # process writes them (JSON, text)
+    lines = [f.format(r) for r in caplog.records for f in (JsonFormatter(), TextFormatter())]
+    assert any('"logger": "injector.audit"' in line and "access-denied" in line for line in lines)
+    assert any("decision=served" in line for line in lines)
     logged = caplog.text + "".join(repr(r.args) + (r.exc_text or "") for r in caplog.records)
+    logged += "".join(lines)
     for value in ALL_VALUES:
         assert value not in logged
         assert value not in metrics

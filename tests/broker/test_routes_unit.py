@@ -8,6 +8,7 @@ Broker on fakes of the Kubernetes API to show an API failure is a retryable 503,
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -43,6 +44,7 @@ from injector.broker.errors import (
 from injector.broker.metrics import BrokerAnswers
 from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
+from injector.operations.log_format import fields_of
 from injector.serving.answers import AnswerBudget
 from injector.serving.broker_routes import (
     bearer_token,
@@ -334,3 +336,29 @@ async def test_a_request_without_a_peer_address_is_fetched_in_the_lane_of_no_add
     await app(scope, receive, send)
     assert sent[0]["status"] == 200
     assert broker.clients == [""]
+
+
+async def test_a_request_refused_before_the_broker_is_one_audit_line_with_what_is_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="injector.audit")
+    await post(FakeBroker(), headers={})
+    await post(FakeBroker(), raw=b" " * (MAX_BODY_BYTES + 1))
+    await post(FakeBroker(), body={"vault_id": "1", "secrets": []})
+    budget = AnswerBudget(total=1000, share=2)
+    budget.take("shop", 480)
+    await post(FakeBroker(), budget=budget)  # after the broker's own served line
+    lines = [fields_of(r) for r in caplog.records]
+    assert [r.levelname for r in caplog.records] == ["WARNING"] * 4
+    assert [(f["decision"], f["refusal"], f["client"]) for f in lines] == [
+        ("refused", "token-rejected", "127.0.0.1"),
+        ("refused", "bad-request", "127.0.0.1"),
+        ("refused", "bad-request", "127.0.0.1"),
+        ("refused", "answer-refused", "127.0.0.1"),
+    ]
+    assert lines[0]["detail"].startswith("no bearer token; send 'Authorization: Bearer")
+    assert lines[1]["detail"] == "the body is too large"
+    assert lines[2]["detail"] == "'vault_id' must be the 12-digit Sakura vault ID, not '1'"
+    assert (lines[3]["vault_id"], lines[3]["requested"]) == (VAULT, ["db"])
+    assert lines[3]["detail"].startswith("the answer is not sent now")
+    assert all("vault_id" not in f for f in lines[:3]) and "v-db" not in caplog.text

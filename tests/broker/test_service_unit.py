@@ -10,6 +10,7 @@ Retry-After and reason), what is served and what is logged are pinned down, with
 from __future__ import annotations
 
 import logging
+from secrets import token_hex
 from typing import Any
 
 import pytest
@@ -18,14 +19,17 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 from support.broker_fakes import (
     TOKEN,
+    UID,
     A,
     FakeApi,
     FakeSakura,
     RecordingCalls,
     RecordingReviews,
     cache,
+    projected_token,
 )
 from support.clock import HandClock
+from support.event_fakes import RecordingEventsApi
 
 from contract import SecretVersion
 from contract.broker import CREDENTIALS_REJECTED, Answer, FetchedSecret, SecretRequest, Unchanged
@@ -34,6 +38,8 @@ from injector.broker.errors import AccessDenied, BrokerError, CredentialsRejecte
 from injector.broker.metrics import BrokerAnswers
 from injector.broker.service import KUBERNETES_RETRY_AFTER, Broker
 from injector.broker.tokens import TokenReviewer
+from injector.event_recorder import EventRecorder
+from injector.operations.log_format import JsonFormatter, TextFormatter, fields_of
 from injector.serving.broker_routes import reason_of, status_of
 from sakura import NotFound, Throttled, Unauthorized
 
@@ -81,6 +87,8 @@ class Parts:
 
 
 DB, API = SecretVersion("db"), SecretVersion("api")
+IDENTITY = {"namespace": "shop", "service_account": "api", "pod": "api-7d9", "pod_uid": UID}
+"""The audit line's fields for the pod FakeApi's TokenReview proves."""
 
 
 async def test_each_secret_is_served_in_order_with_the_wanted_and_the_got_version() -> None:
@@ -117,7 +125,7 @@ async def test_a_rejected_token_is_a_401_with_its_reason_before_any_review_or_re
 ) -> None:
     parts = Parts()
     parts.api.answer = k8s.V1TokenReviewStatus(authenticated=False, error="token has expired")
-    caplog.set_level(logging.INFO, logger="injector.broker.service")
+    caplog.set_level(logging.INFO, logger="injector.audit")
     refused = await parts.refused(DB)
     assert status_of(refused) == 401
     assert refused.message.startswith(
@@ -126,8 +134,16 @@ async def test_a_rejected_token_is_a_401_with_its_reason_before_any_review_or_re
     assert (refused.retry_after, reason_of(refused)) == (None, None)
     assert parts.reviews.sent == [] and parts.sakura_calls() == []
     assert [r.getMessage() for r in caplog.records] == [
-        f"refused a secrets request: {refused.message}"
+        f"refused an unverified caller vault {A}: {refused.message}"
     ]
+    assert fields_of(caplog.records[0]) == {  # what is known: no identity
+        "vault_id": A,
+        "requested": ["db"],
+        "client": "",
+        "decision": "refused",
+        "refusal": "token-rejected",
+        "detail": refused.message,
+    }
     assert TOKEN not in caplog.text
 
 
@@ -139,14 +155,28 @@ async def test_no_token_is_a_401_naming_the_header_to_send() -> None:
     )
 
 
-async def test_kubernetes_failing_on_the_token_review_is_a_503_to_retry_in_5_s() -> None:
+async def test_kubernetes_failing_on_the_token_review_is_a_503_to_retry_in_5_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     parts = Parts()
     parts.api.review_fails = ApiException(status=502, reason="Bad Gateway")
-    refused = await parts.refused(DB)
+    caplog.set_level(logging.INFO, logger="injector.audit")
+    with pytest.raises(BrokerError) as caught:
+        await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)), client="10.0.0.9")
+    refused = caught.value
     assert (status_of(refused), refused.retry_after, reason_of(refused)) == (503, 5.0, None)
     assert KUBERNETES_RETRY_AFTER == 5.0
     assert refused.message == "the Kubernetes API could not review the token (HTTP 502 Bad Gateway)"
     assert parts.reviews.sent == [] and parts.sakura_calls() == []
+    [line] = caplog.records
+    assert fields_of(line) == {
+        "vault_id": A,
+        "requested": ["db"],
+        "client": "10.0.0.9",
+        "decision": "refused",
+        "refusal": "review-unavailable",
+        "detail": refused.message,
+    }
 
 
 async def test_kubernetes_failing_on_the_access_review_is_a_503_to_retry_in_5_s() -> None:
@@ -162,7 +192,7 @@ async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     parts = Parts(grants={("secrets", f"{A}/db")})
-    caplog.set_level(logging.INFO, logger="injector.broker.service")
+    caplog.set_level(logging.INFO, logger="injector.audit")
     refused = await parts.refused(DB)
     assert status_of(refused) == 403
     assert refused.message.startswith(
@@ -172,8 +202,17 @@ async def test_a_missing_vault_grant_is_a_403_naming_it_before_any_sakura_call(
     assert (refused.retry_after, reason_of(refused)) == (None, None)
     assert parts.sakura_calls() == []
     assert [r.getMessage() for r in caplog.records] == [
-        f"refused serviceaccount shop/api (pod api-7d9): {refused.message}"
+        f"refused serviceaccount shop/api (pod api-7d9) vault {A}: {refused.message}"
     ]
+    assert fields_of(caplog.records[0]) == {
+        **IDENTITY,
+        "vault_id": A,
+        "requested": ["db"],
+        "client": "",
+        "decision": "refused",
+        "refusal": "access-denied",
+        "detail": refused.message,
+    }
 
 
 async def test_a_missing_secret_grant_is_a_403_naming_each_secret_before_any_sakura_call() -> None:
@@ -277,22 +316,49 @@ async def test_a_rejected_injector_key_is_a_503_with_the_credentials_rejected_re
     )
 
 
-async def test_an_unexpected_failure_of_a_read_is_raised_as_it_is() -> None:
+async def test_an_unexpected_failure_of_a_read_is_raised_as_it_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     parts = Parts()
     parts.sakura.fail = RuntimeError("a bug in a part")
+    caplog.set_level(logging.INFO, logger="injector.audit")
     with pytest.raises(RuntimeError, match="a bug in a part"):
-        await parts.fetch(DB)
+        await parts.broker.fetch(TOKEN, SecretRequest(A, (DB,)), client="10.0.0.9")
+    [line] = caplog.records
+    assert line.levelname == "ERROR" and "a bug in a part" in caplog.text  # the traceback
+    assert fields_of(line) == {
+        **IDENTITY,
+        "vault_id": A,
+        "requested": ["db"],
+        "client": "10.0.0.9",
+        "decision": "error",
+    }
 
 
 async def test_what_is_served_is_logged_by_name_and_version_never_by_value(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     parts = Parts()
-    caplog.set_level(logging.INFO, logger="injector.broker.service")
-    await parts.fetch(DB, SecretVersion("db", 1), API)
+    caplog.set_level(logging.INFO, logger="injector.audit")
+    await parts.broker.fetch(
+        TOKEN, SecretRequest(A, (DB, SecretVersion("db", 1), API)), client="10.1.2.3"
+    )
     assert [r.getMessage() for r in caplog.records] == [
-        "served serviceaccount shop/api (pod api-7d9): db@2, db@1, api@1"
+        f"served serviceaccount shop/api (pod api-7d9) vault {A}"
     ]
+    assert fields_of(caplog.records[0]) == {
+        **IDENTITY,
+        "vault_id": A,
+        "requested": ["db", "db@1", "api"],
+        "client": "10.1.2.3",
+        "decision": "served",
+        "served": [
+            {"name": "db", "version": 2},
+            {"name": "db", "version": 1},
+            {"name": "api", "version": 1},
+        ],
+        "unchanged": [],
+    }
     for value in ("a-db-1", "a-db-2", "a-api-1"):
         assert value not in caplog.text
 
@@ -339,7 +405,7 @@ async def test_a_held_latest_version_is_answered_unchanged_without_a_value_or_an
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     parts = Parts()
-    caplog.set_level(logging.INFO, logger="injector.broker.service")
+    caplog.set_level(logging.INFO, logger="injector.audit")
     served = await refresh(parts, {"db": 2, "api": 1}, DB, SecretVersion("db", 1), API)
     assert served.items == (
         Unchanged("db", 2),
@@ -347,9 +413,13 @@ async def test_a_held_latest_version_is_answered_unchanged_without_a_value_or_an
         Unchanged("api", 1),
     )
     assert parts.sakura.calls == [(A, "db", 1)]  # nothing unveiled for the unchanged ones
-    assert caplog.messages == [
-        "served serviceaccount shop/api (pod api-7d9): db@2 (unchanged), db@1, api@1 (unchanged)"
+    [line] = caplog.records
+    assert fields_of(line)["served"] == [
+        {"name": "db", "version": 2},
+        {"name": "db", "version": 1},
+        {"name": "api", "version": 1},
     ]
+    assert fields_of(line)["unchanged"] == ["db", "api"]
 
 
 async def test_a_held_version_that_is_no_longer_the_latest_gets_the_new_value() -> None:
@@ -383,6 +453,62 @@ async def test_every_refresh_is_reviewed_and_a_revoked_grant_refuses_it() -> Non
     with pytest.raises(BrokerError) as rejected:  # the token is checked on a refresh too
         await refresh(parts, {"db": 2}, DB)
     assert status_of(rejected.value) == 401
+
+
+# ------------------------------------------------ the audit line and the refusal Events
+
+
+async def test_a_refusal_of_a_running_pod_is_an_event_on_that_pod_by_name_and_uid() -> None:
+    parts, api = Parts(grants={("vaults", A)}), RecordingEventsApi()
+    events = EventRecorder(api, instance="injector-0", clock=parts.clock)
+    old = parts.broker
+    parts.broker = Broker(old.tokens, old.access, old.cache, events)
+    refused = await parts.refused(DB)
+    await events.flush()
+    [event] = api.created
+    assert event["regarding"] == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": "shop",
+        "name": "api-7d9",
+        "uid": UID,
+    }
+    assert (event["reason"], event["action"], event["type"]) == (
+        "SecretsRefused",
+        "Fetch",
+        "Warning",
+    )
+    assert event["note"] == f"access-denied: {refused.message}"
+
+
+async def test_a_rejected_token_or_a_served_answer_is_no_event() -> None:
+    parts, api = Parts(), RecordingEventsApi()
+    parts.broker.events = EventRecorder(api, clock=parts.clock)
+    await parts.fetch(DB)
+    parts.api.answer = k8s.V1TokenReviewStatus(authenticated=False, error="expired")
+    await parts.refused(DB, token=projected_token(sub="another"))
+    await parts.broker.events.flush()
+    assert api.created == []  # no pod proven: nothing to put an Event on
+
+
+async def test_no_value_is_in_the_audit_lines_as_json_or_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Values random per run: one that leaked into a line would be found, whatever it is."""
+    parts = Parts()
+    values = {name: f"{name}-{token_hex(8)}-VALUE" for name in ("db", "api")}
+    parts.sakura.values[(A, "db")] = [values["db"]]
+    parts.sakura.values[(A, "api")] = [values["api"]]
+    caplog.set_level(logging.DEBUG)
+    served = await parts.fetch(DB, API)
+    assert [item.value for item in served.items] == [values["db"], values["api"]]  # type: ignore[union-attr]
+    await parts.broker.fetch(TOKEN, SecretRequest(A, (DB, API), {"db": 1, "api": 1}))
+    await parts.refused(SecretVersion("db", 9))
+    lines = [f.format(r) for r in caplog.records for f in (JsonFormatter(), TextFormatter())]
+    assert any('"decision": "served"' in line for line in lines)
+    assert any("decision=refused" in line for line in lines)
+    for value in values.values():
+        assert all(value not in line for line in lines)
 
 
 def answers(parts: Parts) -> dict[tuple[str, str], float]:
@@ -428,7 +554,7 @@ async def test_kubernetes_failing_on_the_token_review_is_counted_without_a_names
 async def test_the_answers_are_counted_in_the_counter_the_wiring_gives() -> None:
     registry, parts = CollectorRegistry(), Parts()
     given = BrokerAnswers(registry)
-    broker = Broker(parts.broker.tokens, parts.broker.access, parts.broker.cache, given)
+    broker = Broker(parts.broker.tokens, parts.broker.access, parts.broker.cache, answers=given)
     await broker.fetch(TOKEN, SecretRequest(A, (DB,)))
     assert broker.answers is given
     served = {"namespace": "shop", "outcome": "served"}

@@ -421,9 +421,17 @@ def test_sakura_credentials_come_only_from_the_api_key_secret(
         for e in injector["env"]
         if "secretKeyRef" in e.get("valueFrom", {})
     }
-    for name in ("SAKURA_ACCESS_TOKEN", "SAKURA_ACCESS_TOKEN_SECRET"):
-        assert refs[name] == {"name": "sakura-api-key", "key": name}
+    # the key comes from the mounted Secret's files (re-read on rotation), never env vars too
+    assert not {"SAKURA_ACCESS_TOKEN", "SAKURA_ACCESS_TOKEN_SECRET"} & set(refs)
     assert all(ref["name"] == "sakura-api-key" for ref in refs.values())
+    pod = base["Deployment"]["spec"]["template"]["spec"]
+    [volume] = [
+        v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "sakura-api-key"
+    ]
+    assert "optional" not in volume["secret"] and "items" not in volume["secret"]
+    [mount] = [m for m in injector["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    assert _env(injector)["SAKURA_SECRETS_CREDENTIALS_DIR"] == mount["mountPath"]
     certs = _certs_container(base)
     assert not any("SAKURA_ACCESS" in e["name"] for e in certs.get("env", []))
     assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in certs.get("env", []))
@@ -433,7 +441,7 @@ def test_tls_secret_names_agree_across_rbac_certs_and_volume(
     base: dict[str, dict[str, Any]],
 ) -> None:
     pod = base["Deployment"]["spec"]["template"]["spec"]
-    [tls_volume] = [v for v in pod["volumes"] if "secret" in v]
+    [tls_volume] = [v for v in pod["volumes"] if v["name"] == "tls"]
     secret_name = tls_volume["secret"]["secretName"]
     assert tls_volume["secret"]["optional"] is True  # first pod starts before the Secret exists
     certs = _certs_container(base)
@@ -473,11 +481,13 @@ def _grants(role: dict[str, Any]) -> set[tuple[str, str, str, tuple[str, ...]]]:
 
 
 def test_rbac_is_least_privilege(base: dict[str, dict[str, Any]]) -> None:
-    # the serving identity: reviews and pod reads, never Secrets or its own webhook
+    # the serving identity: reviews, pod reads and Events, never Secrets or its own webhook
     assert _grants(base["ClusterRole"]) == {
         ("authentication.k8s.io", "tokenreviews", "create", ()),
         ("authorization.k8s.io", "subjectaccessreviews", "create", ()),
         ("", "pods", "get", ()),
+        ("events.k8s.io", "events", "create", ()),
+        ("events.k8s.io", "events", "patch", ()),
     }
     # the certs identity: this one webhook configuration, and the two Secrets
     webhook = base["MutatingWebhookConfiguration"]["metadata"]["name"]

@@ -40,6 +40,7 @@ from sakura import (
     VaultInfo,
 )
 from sakura.client import USER_AGENT, _tls
+from sakura.credentials import ApiKey, Credentials
 
 BASE = "https://sakura.test/cloud/zone/tk1a/api/cloud/1.1"
 UNVEIL = f"/cloud/zone/tk1a/api/cloud/1.1/secretmanager/vaults/{VAULT}/secrets/unveil"
@@ -123,6 +124,65 @@ async def test_every_request_carries_the_sdks_headers_and_basic_auth() -> None:
     assert USER_AGENT.startswith("sakura-secrets-injector/")
     basic = base64.b64encode(f"{TOKEN}:{SECRET}".encode()).decode()
     assert sent["Authorization"] == f"Basic {basic}"
+
+
+class Rotating:
+    """A credential source whose key a test changes between requests."""
+
+    def __init__(self, key: ApiKey) -> None:
+        self.key = key
+        self.loaded_at = 0.0
+
+    def current(self) -> Credentials:
+        return self.key
+
+
+def basic(token: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{token}:{secret}".encode()).decode()
+
+
+async def test_each_attempt_sends_the_key_its_source_gives_then() -> None:
+    source = Rotating(ApiKey("key-1", "secret-1"))
+    sakura = Sakura(answer(200, {"Vaults": []}))
+    async with client(sakura, credentials=source) as c:
+        await c.list_vaults()
+        source.key = ApiKey("key-2", "secret-2")  # between two calls
+        await c.list_vaults()
+        sakura.replies = [answer(503), answer(200, {"Vaults": []})]
+        source.key = ApiKey("key-3", "secret-3")
+
+        async def rotate(request: httpx.Request) -> httpx.Response:
+            source.key = ApiKey("key-4", "secret-4")  # while the first attempt is out
+            return await sakura(request)
+
+        c._http._transport = httpx.MockTransport(rotate)
+        await c.list_vaults()
+    sent = [r.headers["Authorization"] for r in sakura.requests]
+    assert sent == [basic(f"key-{n}", f"secret-{n}") for n in (1, 2, 3, 4)]
+    assert TOKEN not in "".join(sent)  # the config's own key is not used when a source is given
+
+
+async def test_every_key_a_call_sent_is_scrubbed_from_its_error() -> None:
+    source = Rotating(ApiKey("key-1", "secret-1"))
+    echo = {"error": "no key-1 secret-1 key-2 secret-2"}
+    sakura = Sakura(answer(503, echo), answer(401, echo))
+
+    async def rotate(request: httpx.Request) -> httpx.Response:
+        source.key = ApiKey("key-2", "secret-2")
+        return await sakura(request)
+
+    async with client(rotate, credentials=source, max_retries=1) as c:
+        err = await failure(c.list_vaults())
+    assert err.sakura_text == "no <redacted> <redacted> <redacted> <redacted>"
+    assert len(sakura.requests) == 2
+
+
+async def test_without_a_source_the_configs_key_is_sent() -> None:
+    sakura = Sakura(answer(200, {"Vaults": []}))
+    async with client(sakura) as c:
+        await c.list_vaults()
+        assert c.credentials.current() == ApiKey(TOKEN, SECRET)
+    assert sakura.requests[0].headers["Authorization"] == basic(TOKEN, SECRET)
 
 
 async def test_unveil_sends_the_name_and_a_pinned_version_only_when_pinned() -> None:

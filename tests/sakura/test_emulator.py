@@ -240,3 +240,26 @@ async def test_emulator_counts_client_calls(make_client: MakeClient, emu: Emulat
             await c.unveil(VAULT, "api")
         await c.list_secrets(VAULT)
     assert emu.knobs.calls == {"total": 4, "unveil": 3, "list_secrets": 1}
+
+
+def test_keys_are_added_and_revoked_over_http(url: str) -> None:
+    """A rotation's steps: key 2 accepted beside key 1, then key 1 refused like a wrong key."""
+    vaults = url + "/secretmanager/vaults"
+    assert httpx.get(vaults, auth=("key-2", "secret-2")).status_code == 401
+    added = httpx.post(
+        url + "/_emulator/keys",
+        json={"add": [{"access_token": "key-2", "access_token_secret": "secret-2"}]},
+    )
+    assert added.json()["accepted"] == [TOKEN, "key-2"]
+    assert "secret-2" not in added.text
+    assert httpx.get(vaults, auth=("key-2", "secret-2")).status_code == 200
+    assert httpx.get(vaults, auth=("key-2", SECRET)).status_code == 401
+    assert httpx.get(vaults, auth=(TOKEN, SECRET)).status_code == 200
+    revoked = httpx.post(url + "/_emulator/keys", json={"revoke": [TOKEN]})
+    assert revoked.json()["revoked"] == [TOKEN] and revoked.json()["accepted"] == ["key-2"]
+    refused = httpx.get(vaults, auth=(TOKEN, SECRET))
+    assert refused.status_code == 401
+    assert refused.json()["error_msg"] == "invalid access token or secret"
+    assert httpx.get(url + "/_emulator/keys").json()["calls"] == {"key-2": 1, TOKEN: 1}
+    bad = httpx.post(url + "/_emulator/keys", json={"add": [{"access_token": "x"}]})
+    assert bad.status_code == 400 and "access_token_secret" in bad.json()["error"]

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import httpx
@@ -36,15 +37,20 @@ MISSING_VAULT = "999999999999"
 AUDIENCE = "sakura-secrets-injector"
 EMULATOR_TOKEN = "emulator-access-token"
 EMULATOR_SECRET = "emulator-access-secret"
-# Distinctive values: the leak test searches every log, metric and error body for them.
+# Distinctive values, random per run: the leak tests search every log, metric and error body
+# for them, so a value that leaked would be found whatever it is (none is written in the code).
+_RUN = token_hex(4)
 VALUES = {
-    "db": ["db-v1-7c1f0b3e-VALUE", "db-v2-9d2e4a51-VALUE"],
-    "api": ["api-v1-51b8e0c2-VALUE"],
-    "other": ["other-v1-0e6d3f77-VALUE"],
-    "cfg": ["cfg-v1-a4c9b210-VALUE"],
-    "tls": ["tls-v1-3f8e2d19-VALUE"],
-    "extra": ["extra-v1-66aa90bd-VALUE"],
-    "never-fetched": ["never-fetched-v1-bb01c2d3-VALUE"],
+    name: [f"{name}-v{i}-{token_hex(4)}{_RUN}-VALUE" for i in range(1, count + 1)]
+    for name, count in (
+        ("db", 2),
+        ("api", 1),
+        ("other", 1),
+        ("cfg", 1),
+        ("tls", 1),
+        ("extra", 1),
+        ("never-fetched", 1),
+    )
 }
 ALL_VALUES = [v for versions in VALUES.values() for v in versions]
 GRANTED_IN_A = [

@@ -16,13 +16,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from injector.operations.certs import KeyPair, issue_serving_cert
+from injector.operations.certs import KeyPair
 from injector.serving.app import create_apps
 from injector.serving.connections import ConnectionLimits
 from injector.serving.server import Listener, serving_in_thread
-from injector.serving.tls import ReloadingTLS
-from injector.webhook.settings import WebhookSettings
-from support.webhook_harness import RecordingCheck, write_pair
+from support.webhook_harness import RecordingCheck, loopback_injector
 
 GENEROUS = 60.0
 """Seconds a slow connection may stay open before the test calls it never closed."""
@@ -51,14 +49,7 @@ TEST_ROUTES = [Route("/ping", _ping, methods=["GET"]), Route("/big", _big, metho
 
 @contextlib.contextmanager
 def injector(tmp_path: Path, ca: KeyPair, limits: ConnectionLimits) -> Iterator[Urls]:
-    write_pair(tmp_path, issue_serving_cert(ca, ["localhost"], ["127.0.0.1"]))
-    tls = ReloadingTLS(tmp_path / "tls.crt", tmp_path / "tls.key")
-    settings = WebhookSettings(
-        image="sakura-secrets-injector:test",
-        broker_url="https://sakura-secrets-injector.sakura-secrets.svc",
-        broker_ca_pem=ca.cert_pem.decode(),
-        default_vault_id="123456789012",
-    )
+    settings, tls = loopback_injector(tmp_path, ca)
     apps = create_apps(settings, check=RecordingCheck(), routes=TEST_ROUTES)
     listeners = [
         Listener("webhook", apps.webhook, tls, 0),

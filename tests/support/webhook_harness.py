@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from contract import Plan
-from injector.operations.certs import KeyPair
+from injector.operations.certs import KeyPair, issue_serving_cert
 from injector.operations.reviews import pod_create_review
 from injector.serving.app import InjectorApps
 from injector.serving.server import Listener, serving_in_thread
 from injector.serving.tls import ReloadingTLS
 from injector.webhook.checks import CheckOutcome
+from injector.webhook.settings import WebhookSettings
 
 
 class RecordingCheck:
@@ -75,6 +76,18 @@ def write_pair(directory: Path, pair: KeyPair) -> None:
         staging = directory / f".{name}.new"
         staging.write_bytes(data)
         os.replace(staging, directory / name)
+
+
+def loopback_injector(tmp_path: Path, ca: KeyPair) -> tuple[WebhookSettings, ReloadingTLS]:
+    """Settings for an injector on loopback, and its serving pair (for 127.0.0.1) in `tmp_path`."""
+    write_pair(tmp_path, issue_serving_cert(ca, ["localhost"], ["127.0.0.1"]))
+    settings = WebhookSettings(
+        image="sakura-secrets-injector:test",
+        broker_url="https://sakura-secrets-injector.sakura-secrets.svc",
+        broker_ca_pem=ca.cert_pem.decode(),
+        default_vault_id="123456789012",
+    )
+    return settings, ReloadingTLS(tmp_path / "tls.crt", tmp_path / "tls.key")
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         renew_forever,
     )
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     target = BootstrapTarget(
         namespace=args.namespace,
         service=args.service,

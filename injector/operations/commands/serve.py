@@ -1,8 +1,9 @@
 """`serve`: the admission webhook, the broker and the probes, from flags and the environment.
 
-Sakura credentials are never flags: they come from the official variables
-(SAKURA_ACCESS_TOKEN, SAKURA_ACCESS_TOKEN_SECRET, legacy SAKURACLOUD_*, usacloud profiles)
-through `sakura.SakuraConfig.from_env`.
+Sakura credentials are never flags: they come from the files of the mounted sakura-api-key
+Secret (`--sakura-credentials-dir`, re-read when they change: a key rotates without a restart),
+or else from the official variables (SAKURA_ACCESS_TOKEN, SAKURA_ACCESS_TOKEN_SECRET, legacy
+SAKURACLOUD_*, usacloud profiles) through `sakura.SakuraConfig.from_env`.
 """
 
 from __future__ import annotations
@@ -108,6 +109,14 @@ def add_parser(
         "PEM private key of the serving certificate",
         required=True,
     )
+    option(
+        serve,
+        env,
+        "--sakura-credentials-dir",
+        "SAKURA_SECRETS_CREDENTIALS_DIR",
+        "directory of the mounted sakura-api-key Secret (files SAKURA_ACCESS_TOKEN, "
+        "SAKURA_ACCESS_TOKEN_SECRET), re-read when it changes; without it, the environment's key",
+    )
     log_level_option(serve, env)
     settings_options(serve, env, image_default=None)
     _broker_options(serve, env)
@@ -117,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from injector.serving.errors import DescriptorLimitError
     from injector.serving.server import serve
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     limits = connection_limits_from_args(args)
     listeners, shutdown = listeners_from_args(args)
     for listener in listeners:
@@ -137,19 +146,13 @@ def listeners_from_args(args: argparse.Namespace) -> tuple[list[Listener], Seque
     and the probes'. The broker's real admission check, never one that admits everything:
     without Sakura credentials or a Kubernetes client, `serve` does not start."""
     from injector.kube import KubeConfigError, api_client
+    from injector.operations.sakura_credentials import sakura_credentials
     from injector.operations.wiring import Ports, TlsFiles, build_broker, build_listeners
-    from sakura import SakuraConfig, SakuraConfigError
 
     _check_ports(args)
     settings = settings_from_args(args)
     tuning = broker_tuning_from_args(args)
-    try:
-        sakura_config = SakuraConfig.from_env()
-    except SakuraConfigError as error:
-        raise UsageError(
-            f"Sakura credentials: {error} (set SAKURA_ACCESS_TOKEN and "
-            "SAKURA_ACCESS_TOKEN_SECRET, e.g. from the sakura-api-key Secret)"
-        ) from None
+    sakura_config, key_files = sakura_credentials(args.sakura_credentials_dir)
     try:
         kube = api_client()
     except KubeConfigError as error:
@@ -160,7 +163,7 @@ def listeners_from_args(args: argparse.Namespace) -> tuple[list[Listener], Seque
         Path(args.webhook_client_ca_file) if args.webhook_client_ca_file else None,
         Path(args.broker_ca_file) if args.broker_ca_file else None,
     )
-    broker = build_broker(sakura_config, kube_api_client=kube, tuning=tuning)
+    broker = build_broker(sakura_config, kube_api_client=kube, tuning=tuning, credentials=key_files)
     ports = Ports(args.port, args.broker_port, args.probe_port)
     watch = native_sidecars_from_args(args, kube)
     if watch is None:

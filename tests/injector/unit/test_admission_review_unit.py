@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -764,20 +763,6 @@ def test_an_internal_failure_is_a_500_denial_with_the_uid_and_no_details() -> No
             },
         },
     }
-
-
-def test_the_log_line_reads_the_decision(caplog: pytest.LogCaptureFixture) -> None:
-    from injector.serving import app
-
-    with caplog.at_level(logging.INFO, logger="injector.serving.app"):
-        app._log_decision(Injected("u-1", ()), 0.0123)
-        app._log_decision(Skipped("u-2", "no sakura-secrets.io/inject annotation"), 0.001)
-        app._log_decision(Refused("u-3", 403, "may not get the secret"), 0.5)
-    assert caplog.messages == [
-        "admission uid=u-1 injected in 12.3 ms",
-        "admission uid=u-2 skipped (no sakura-secrets.io/inject annotation) in 1.0 ms",
-        "admission uid=u-3 denied (403) in 500.0 ms",  # the message is the user's, not the log's
-    ]
 
 
 def test_prepare_checks_the_pod_with_the_annotations_options() -> None:
