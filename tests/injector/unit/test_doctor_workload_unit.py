@@ -1,0 +1,192 @@
+"""doctor on a given workload: the webhook's core offline with the installed settings, the
+ServiceAccount's grants (can-i's answers), and the installed injector's dry-run answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from injector.broker.can_i import Answer
+from injector.operations.doctor import workload
+from injector.operations.doctor.diagnosis import diagnose_workload
+from injector.operations.doctor.results import Result, Status
+from injector.operations.doctor.workload import DryRun, Preview, Workload
+from injector.operations.errors import UsageError
+from tests.support import doctor_facts as world
+from tests.support.values import VAULT
+
+ENABLED = {"sakura-secrets-injection": "enabled"}
+
+
+def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    shown = {"sakura-secrets.io/inject": "true", "sakura-secrets.io/secret-db": "db-password"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "api",
+            "namespace": "shop",
+            "annotations": shown if annotations is None else annotations,
+        },
+        "spec": {
+            "serviceAccountName": "api",
+            "containers": [{"name": "app", "image": "app:1"}],
+            **spec,
+        },
+    }
+
+
+def seen(given: Workload, vault: str = VAULT) -> Preview:
+    env = world.healthy().container_env()
+    return workload.preview(given, workload.installed_settings(env, "sakura-secrets", vault))
+
+
+def test_the_installed_settings_are_the_deployments_env() -> None:
+    settings = workload.installed_settings(world.healthy().container_env(), "sakura-secrets", VAULT)
+    assert settings.image == "sakura-secrets-injector:0.1.0"
+    assert settings.broker_url == "https://sakura-secrets-injector.sakura-secrets.svc"
+    assert settings.default_vault_id == VAULT
+    bad = {**world.healthy().container_env(), "SAKURA_SECRETS_NATIVE_SIDECARS": "maybe"}
+    with pytest.raises(UsageError, match="--native-sidecars 'maybe'"):
+        workload.installed_settings(bad, "sakura-secrets", VAULT)
+
+
+def test_an_opted_in_pod_would_be_injected_and_its_plan_is_kept() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    preview = seen(given)
+    assert preview.plan is not None and preview.service_account == "api"
+    assert workload.injection(world.healthy(), given, ENABLED, preview) == Result(
+        "workload-injection",
+        Status.PASS,
+        f"pod in api.yaml would be injected: 1 secret(s) of vault {VAULT} (the webhook's core, "
+        "offline, with the installed settings)",
+    )
+
+
+def test_a_pod_without_the_annotation_fails_with_the_annotation_to_add() -> None:
+    given = Workload("pod in api.yaml", pod({}), "shop")
+    result = workload.injection(world.healthy(), given, ENABLED, seen(given))
+    assert result.status == Status.FAIL
+    assert result.summary.startswith("pod in api.yaml would not be injected (not-opted-in): ")
+    assert result.fix == 'annotate the pod (template) with sakura-secrets.io/inject: "true"'
+
+
+def test_a_pod_in_an_unselected_namespace_fails_with_the_label() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    assert workload.injection(world.healthy(), given, {}, seen(given)) == Result(
+        "workload-injection",
+        Status.FAIL,
+        "pod in api.yaml: namespace shop is not selected by the webhook, so it is never injected",
+        "kubectl label namespace shop sakura-secrets-injection=enabled",
+    )
+
+
+def test_a_refused_pod_fails_with_the_webhooks_message() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    result = workload.injection(world.healthy(), given, ENABLED, seen(given, vault=""))
+    assert result.status == Status.FAIL
+    assert result.summary.startswith("pod in api.yaml would be refused (invalid): no vault: ")
+    assert result.fix == "--vault VAULT_ID names the default vault to doctor"
+
+
+def test_a_deployment_is_reviewed_as_the_pod_its_replicaset_creates() -> None:
+    template = pod()
+    live = {
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {"template": {"metadata": template["metadata"], "spec": template["spec"]}},
+    }
+    made = workload.pod_of_deployment(live)
+    assert made["metadata"]["generateName"] == "api-"
+    assert made["metadata"]["namespace"] == "shop"
+    assert isinstance(
+        seen(Workload("Deployment shop/api", made, "shop")).decision, workload.Injected
+    )
+
+
+def test_access_passes_when_every_grant_is_there_and_names_each_missing_one() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    preview = seen(given)
+    granted = [Answer(f"vault {VAULT}", True), Answer(f"{VAULT}/db-password", True)]
+    assert workload.access(given, preview, granted) == Result(
+        "workload-access",
+        Status.PASS,
+        f"serviceaccount shop/api may read vault {VAULT}, {VAULT}/db-password "
+        "(SubjectAccessReviews)",
+    )
+    denied = [granted[0], Answer(f"{VAULT}/db-password", False, "grant it so")]
+    assert workload.access(given, preview, denied) == Result(
+        "workload-access",
+        Status.FAIL,
+        f"serviceaccount shop/api may not read {VAULT}/db-password",
+        "grant it so",
+    )
+    assert workload.access(given, seen(Workload("x", pod({}), "shop")), None) is None
+
+
+def test_the_dry_run_passes_when_injected_and_fails_with_the_api_servers_message() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    injected = {"metadata": {"annotations": {"sakura-secrets.io/status": "injected"}}}
+    assert workload.admission(given, DryRun(created=injected)).status == Status.PASS
+    refused = DryRun(refusal='admission webhook "pods.sakura-secrets.io" denied: may not get')
+    assert workload.admission(given, refused) == Result(
+        "workload-admission",
+        Status.FAIL,
+        "the API server refused a server-side dry run of pod in api.yaml: admission webhook "
+        '"pods.sakura-secrets.io" denied: may not get',
+    )
+    x509 = DryRun(refusal="failed calling webhook: x509: certificate signed by unknown authority")
+    assert workload.admission(given, x509).fix == "see ca-bundle"
+    timeout = DryRun(refusal="failed calling webhook: context deadline exceeded")
+    assert workload.admission(given, timeout).fix == "see replicas and network-policy"
+    plain = DryRun(created={"metadata": {}})
+    assert workload.admission(given, plain) == Result(
+        "workload-admission",
+        Status.FAIL,
+        "a server-side dry run of pod in api.yaml was admitted without injection",
+        "see namespace and workload-injection",
+    )
+
+
+def test_a_dry_run_injected_without_the_existence_check_says_why() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    warned = {
+        "metadata": {
+            "annotations": {
+                "sakura-secrets.io/status": "injected",
+                "sakura-secrets.io/status-warnings": "Sakura rejected the injector's credentials "
+                "(401); the pod is admitted",
+            }
+        }
+    }
+    result = workload.admission(given, DryRun(created=warned))
+    assert (result.status, result.fix) == (Status.FAIL, workload.HOW_TO_FIX)
+    unreachable = {
+        "metadata": {
+            "annotations": {
+                "sakura-secrets.io/status": "injected",
+                "sakura-secrets.io/status-warnings": "Sakura could not be reached to check",
+            }
+        }
+    }
+    assert workload.admission(given, DryRun(created=unreachable)) == Result(
+        "workload-admission",
+        Status.WARN,
+        "a server-side dry run of pod in api.yaml was injected unchecked: Sakura could not be "
+        "reached to check",
+    )
+
+
+def test_the_workload_lines_come_in_order() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    preview = seen(given)
+    answers = [Answer(f"vault {VAULT}", True), Answer(f"{VAULT}/db-password", True)]
+    created = DryRun(
+        created={"metadata": {"annotations": {"sakura-secrets.io/status": "injected"}}}
+    )
+    found = diagnose_workload(world.healthy(), given, ENABLED, preview, answers, created)
+    assert [(r.check, r.status) for r in found] == [
+        ("workload-injection", Status.PASS),
+        ("workload-access", Status.PASS),
+        ("workload-admission", Status.PASS),
+    ]
