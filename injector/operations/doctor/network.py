@@ -60,16 +60,33 @@ def network_policy(facts: Facts) -> Result:
         return Result(check, Status.PASS, "the webhook port is open to every address")
     cidrs = [p["ipBlock"]["cidr"] for p in peers if p.get("ipBlock", {}).get("cidr")]
     outside = [a for a in facts.api_server_addresses if not _within(a, cidrs)]
-    if outside or cidrs in ([], [PLACEHOLDER_CIDR]):
-        missing = ", ".join(outside) or "the API servers"
-        blocks = " ".join(f"{a}/32" for a in outside) or "<address>/32"
+    if outside:
         return Result(
             check,
             Status.WARN,
-            f"the webhook port admits {', '.join(cidrs) or 'no ipBlock'} and kube-system's pods, "
-            f"not {missing}: an API server connecting from its own address cannot call the "
-            "webhook (enforcing networks only; konnectivity agents in kube-system pass)",
-            f"set the ipBlock under `# API servers:` in {POLICY_FILE} to {blocks} and apply it",
+            f"the webhook port's ipBlocks ({', '.join(cidrs) or 'none'}) leave out the API "
+            f"server address(es) {', '.join(outside)}: where NetworkPolicy is enforced, an API "
+            "server connecting from its own address cannot call the webhook (konnectivity "
+            "agents in kube-system pass)",
+            f"add ipBlock {' '.join(f'{a}/32' for a in outside)} under `# API servers:` in "
+            f"{POLICY_FILE} and apply it",
+        )
+    if cidrs in ([], [PLACEHOLDER_CIDR]):
+        return Result(
+            check,
+            Status.WARN,
+            "the webhook port admits kube-system's pods and only the shipped placeholder "
+            f"{PLACEHOLDER_CIDR}; the API servers' addresses are unknown (no endpoints "
+            "default/kubernetes)",
+            f"set the ipBlock under `# API servers:` in {POLICY_FILE} to your API servers' "
+            'addresses (docs/webhook.md, "The NetworkPolicy and its one setting") and apply it',
+        )
+    if not facts.api_server_addresses:
+        return Result(
+            check,
+            Status.PASS,
+            f"the webhook port admits {', '.join(cidrs)} (the API servers' addresses are "
+            "unknown: no endpoints default/kubernetes)",
         )
     return Result(
         check,

@@ -367,11 +367,33 @@ def test_the_shipped_placeholder_warns_with_the_api_servers_addresses() -> None:
     assert network.network_policy(facts) == Result(
         "network-policy",
         Status.WARN,
-        "the webhook port admits 192.0.2.0/24 and kube-system's pods, not 10.0.0.10: an API "
-        "server connecting from its own address cannot call the webhook (enforcing networks "
-        "only; konnectivity agents in kube-system pass)",
-        "set the ipBlock under `# API servers:` in manifests/base/networkpolicy.yaml to "
-        "10.0.0.10/32 and apply it",
+        "the webhook port's ipBlocks (192.0.2.0/24) leave out the API server address(es) "
+        "10.0.0.10: where NetworkPolicy is enforced, an API server connecting from its own "
+        "address cannot call the webhook (konnectivity agents in kube-system pass)",
+        "add ipBlock 10.0.0.10/32 under `# API servers:` in manifests/base/networkpolicy.yaml "
+        "and apply it",
+    )
+
+
+def test_the_placeholder_warns_even_where_the_api_servers_addresses_are_unknown() -> None:
+    facts = world.healthy(
+        network_policy=world.network_policy("192.0.2.0/24"), api_server_addresses=()
+    )
+    assert network.network_policy(facts) == Result(
+        "network-policy",
+        Status.WARN,
+        "the webhook port admits kube-system's pods and only the shipped placeholder "
+        "192.0.2.0/24; the API servers' addresses are unknown (no endpoints default/kubernetes)",
+        "set the ipBlock under `# API servers:` in manifests/base/networkpolicy.yaml to your "
+        'API servers\' addresses (docs/webhook.md, "The NetworkPolicy and its one setting") and '
+        "apply it",
+    )
+    elsewhere = world.healthy(api_server_addresses=())
+    assert network.network_policy(elsewhere) == Result(
+        "network-policy",
+        Status.PASS,
+        "the webhook port admits 10.0.0.10/32 (the API servers' addresses are unknown: no "
+        "endpoints default/kubernetes)",
     )
 
 
