@@ -18,7 +18,7 @@ def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bo
 
 
 def _expression(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    key, operator = expression.get("key", ""), expression.get("operator", "")
+    key, operator = expression["key"], expression["operator"]  # both required by the API
     values = expression.get("values") or []
     if operator == "In":
         return key in labels and labels[key] in values

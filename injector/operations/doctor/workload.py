@@ -162,7 +162,8 @@ def access(workload: Workload, seen: Preview, answers: Sequence[Answer] | None) 
             "workload-access",
             Status.FAIL,
             f"{who} may not read {', '.join(a.what for a in denied)}",
-            "; ".join(a.reason for a in denied),
+            # each reason: "... may not get ...; grant it with ..."; the fix is its second half
+            "; ".join(a.reason.partition("; ")[2] or a.reason for a in denied),
         )
     return Result(
         "workload-access",

@@ -67,6 +67,10 @@ def test_one_line_per_check_and_a_failure_exits_1() -> None:
     assert text(results) == "PASS a: fine\nWARN b: meh -- fix: do x\nFAIL c: broken -- fix: do y\n"
     assert exit_status(results) == 1
     assert exit_status(results[:2]) == 0
+    assert as_json(results[:1]) == (
+        '[\n  {\n    "check": "a",\n    "status": "PASS",\n    "summary": "fine",\n'
+        '    "fix": ""\n  }\n]'
+    )
     assert json.loads(as_json(results))[2] == {
         "check": "c",
         "status": "FAIL",

@@ -114,12 +114,16 @@ def test_access_passes_when_every_grant_is_there_and_names_each_missing_one() ->
         f"serviceaccount shop/api may read vault {VAULT}, {VAULT}/db-password "
         "(SubjectAccessReviews)",
     )
-    denied = [granted[0], Answer(f"{VAULT}/db-password", False, "grant it so")]
+    denied = [
+        granted[0],
+        Answer(f"{VAULT}/db-password", False, "shop/api may not get it; grant it so"),
+        Answer(f"{VAULT}/api-key", False, "no grant"),
+    ]
     assert workload.access(given, preview, denied) == Result(
         "workload-access",
         Status.FAIL,
-        f"serviceaccount shop/api may not read {VAULT}/db-password",
-        "grant it so",
+        f"serviceaccount shop/api may not read {VAULT}/db-password, {VAULT}/api-key",
+        "grant it so; no grant",
     )
     assert workload.access(given, seen(Workload("x", pod({}), "shop")), None) is None
 
