@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from injector.operations.render import load_pod
 
     pod_text = _read(args.pod) if args.pod else ""
+    ns, slash, name = (args.deployment or "").partition("/")
+    if args.deployment and (not slash or not ns or not name):
+        raise UsageError(f"--deployment {args.deployment!r}: write NAMESPACE/NAME")
     try:
         api = api_client(args.kubeconfig)
     except KubeConfigError as error:
@@ -72,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
             namespace = pod.get("metadata", {}).get("namespace") or args.namespace or "default"
             given = Workload(f"pod in {args.pod}", pod, namespace)
         elif args.deployment:
-            ns, slash, name = args.deployment.partition("/")
-            if not slash or not ns or not name:
-                raise UsageError(f"--deployment {args.deployment!r}: write NAMESPACE/NAME")
             live = gather.deployment(api, ns, name)
             if live is None:
                 raise UsageError(f"--deployment {args.deployment}: no such Deployment")
