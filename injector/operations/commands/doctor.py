@@ -42,9 +42,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    from injector.kube import KubeConfigError, api_client
+    from injector.broker.errors import CanIUsageError
+    from injector.kube import KubeConfigError, KubernetesUnavailable, api_client
     from injector.operations.doctor import gather, results
     from injector.operations.doctor.diagnosis import diagnose, diagnose_workload
     from injector.operations.doctor.facts import Install
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         preview,
     )
     from injector.operations.render import load_pod
+    from injector.webhook.errors import MalformedReview
 
     pod_text = _read(args.pod) if args.pod else ""
     ns, slash, name = (args.deployment or "").partition("/")
@@ -90,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
             found += diagnose_workload(
                 facts, given, labels, seen, answers, gather.dry_run(api, given)
             )
-    except (gather.ClusterError, HTTPError, OSError) as error:
+    except MalformedReview as error:
+        raise UsageError(f"the workload cannot be reviewed: {error}") from None
+    except CanIUsageError as error:
+        raise UsageError(str(error)) from None
+    except (gather.ClusterError, ApiException, KubernetesUnavailable, HTTPError, OSError) as error:
         print(
             f"sakura-secrets-injector doctor: the cluster did not answer: {error}", file=sys.stderr
         )
