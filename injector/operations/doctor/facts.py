@@ -24,6 +24,16 @@ PLACEHOLDER_CIDR = "192.0.2.0/24"
 """The ipBlock manifests/base/networkpolicy.yaml ships for the API servers: matches no one."""
 
 
+def container_port(deployment: Json | None, name: str, default: int) -> int:
+    """The injector container's port called `name` in the Deployment, else `default`."""
+    spec = (deployment or {}).get("spec", {}).get("template", {}).get("spec", {})
+    for container in spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == name:
+                return int(port["containerPort"])
+    return default
+
+
 @dataclass(frozen=True)
 class Presented:
     """The certificate a replica presented on its webhook port (`where`: address:port), or

@@ -30,6 +30,7 @@ from injector.operations.doctor.facts import (
     Json,
     Presented,
     Readiness,
+    container_port,
 )
 from injector.operations.doctor.workload import DryRun, Preview, Workload
 
@@ -114,7 +115,7 @@ def gather(api: k8s.ApiClient, install: Install, namespace: str) -> Facts:
         tls_certificate=tls_certificate,
         tls_ca=tls_ca,
         presented=presented,
-        readiness=tuple(_readiness(cluster, ns, _probe_port(deployment))),
+        readiness=tuple(_readiness(cluster, ns, container_port(deployment, "probes", PROBE_PORT))),
         api_server_addresses=tuple(
             a["ip"] for s in api_endpoints.get("subsets") or [] for a in s.get("addresses") or []
         ),
@@ -159,15 +160,6 @@ def _tls_secret(cluster: Cluster, path: str) -> tuple[str, str]:
         base64.b64decode(data.get(k, "")).decode("ascii", "replace") for k in ("tls.crt", "ca.crt")
     ]
     return decoded[0], decoded[1]
-
-
-def _probe_port(deployment: Json | None) -> int:
-    spec = (deployment or {}).get("spec", {}).get("template", {}).get("spec", {})
-    for container in spec.get("containers") or []:
-        for port in container.get("ports") or []:
-            if port.get("name") == "probes":
-                return int(port["containerPort"])
-    return PROBE_PORT
 
 
 def _readiness(cluster: Cluster, ns: str, port: int) -> list[Readiness]:

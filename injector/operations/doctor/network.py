@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
-from injector.operations.doctor.facts import PLACEHOLDER_CIDR, Facts, Json
+from injector.operations.doctor.facts import PLACEHOLDER_CIDR, Facts, Json, container_port
 from injector.operations.doctor.install import APPLY
 from injector.operations.doctor.results import Finding, Result, Status, judged
 from injector.operations.doctor.selectors import selects
@@ -148,7 +147,8 @@ def broker(facts: Facts) -> Result:
                     "and apply it",
                 )
             )
-    port = urlsplit(broker_url(facts)).port or 443
+    # network plugins match egress after the Service's translation: the pod's port counts
+    port = container_port(facts.deployment, *BROKER_PORT)
     for policy in facts.namespace_policies:
         if not _egress_allows(policy, port, facts.injector_namespace_labels):
             policy_name = policy.get("metadata", {}).get("name", "?")
@@ -156,7 +156,8 @@ def broker(facts: Facts) -> Result:
                 Finding(
                     Status.WARN,
                     f"NetworkPolicy {facts.namespace}/{policy_name} restricts egress and allows "
-                    f"no TCP {port} to namespace {ns}: the pods it selects cannot reach the broker",
+                    f"no TCP {port} (the broker's pod port) to namespace {ns}: the pods it "
+                    "selects cannot reach the broker",
                     f"add an egress rule to namespace {ns} (namespaceSelector "
                     f"kubernetes.io/metadata.name: {ns}) on TCP {port}, and DNS",
                 )
@@ -188,7 +189,7 @@ def _egress_allows(policy: Json, port: int, injector_labels: dict[str, str]) -> 
         return True
     for rule in spec.get("egress") or []:
         ports = rule.get("ports") or []
-        if ports and not any(p.get("port") in (port, BROKER_PORT[1]) for p in ports):
+        if ports and not any(p.get("port") == port for p in ports):
             continue
         peers = rule.get("to") or []
         if not peers or any(

@@ -461,10 +461,10 @@ def test_an_egress_policy_of_the_namespace_that_blocks_the_broker_warns() -> Non
     assert result == Result(
         "broker",
         Status.WARN,
-        "NetworkPolicy shop/locked restricts egress and allows no TCP 443 to namespace "
-        "sakura-secrets: the pods it selects cannot reach the broker",
+        "NetworkPolicy shop/locked restricts egress and allows no TCP 9443 (the broker's pod "
+        "port) to namespace sakura-secrets: the pods it selects cannot reach the broker",
         "add an egress rule to namespace sakura-secrets (namespaceSelector "
-        "kubernetes.io/metadata.name: sakura-secrets) on TCP 443, and DNS",
+        "kubernetes.io/metadata.name: sakura-secrets) on TCP 9443, and DNS",
     )
     allowed = {
         "metadata": {"name": "open"},
@@ -479,7 +479,7 @@ def test_an_egress_policy_of_the_namespace_that_blocks_the_broker_warns() -> Non
                             }
                         }
                     ],
-                    "ports": [{"port": 443}],
+                    "ports": [{"port": 9443}],
                 }
             ],
         },
