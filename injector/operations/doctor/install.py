@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from injector.broker.credentials import HOW_TO_FIX, REJECTED
-from injector.operations.doctor.facts import INJECTION_LABEL, Facts, Json
+from injector.operations.doctor.facts import CERTS, INJECTION_LABEL, Facts, Json
 from injector.operations.doctor.results import Finding, Result, Status, judged
 from injector.operations.doctor.selectors import selects
 
@@ -128,7 +128,7 @@ def replicas(facts: Facts) -> Result:
             )
         )
     certs = facts.certs_deployment
-    certs_name = "sakura-secrets-certs"
+    certs_name = CERTS
     if certs is None or _ready(certs)[0] == 0:
         findings.append(
             Finding(

@@ -519,3 +519,79 @@ def test_label_selectors_match_as_the_api_server_does(
     selector: dict[str, object] | None, labels: dict[str, str], expected: bool
 ) -> None:
     assert selects(selector, labels) is expected
+
+
+# ---------------------------------------------------------------- defaults and edges
+
+
+def test_the_api_servers_defaults_count_as_installed() -> None:
+    configuration = world.webhook()
+    del configuration["webhooks"][0]["failurePolicy"]
+    del configuration["webhooks"][0]["timeoutSeconds"]
+    assert install.webhook_configuration(world.healthy(webhook=configuration)).status == Status.PASS
+
+
+def test_each_webhook_finding_alone_is_a_warning() -> None:
+    ignore, short = world.webhook(), world.webhook()
+    ignore["webhooks"][0]["failurePolicy"] = "Ignore"
+    short["webhooks"][0]["timeoutSeconds"] = 5
+    assert install.webhook_configuration(world.healthy(webhook=ignore)).status == Status.WARN
+    assert install.webhook_configuration(world.healthy(webhook=short)).status == Status.WARN
+
+
+def test_replicas_edges() -> None:
+    unset = world.ready(world.obj("Deployment"), 1)
+    del unset["spec"]["replicas"]
+    assert install.replicas(world.healthy(deployment=unset)).summary == (
+        "1 replica: losing its node refuses opted-in pods until it is back"
+    )
+    scaled_down = world.obj("Deployment")
+    scaled_down["spec"]["replicas"] = 0
+    assert install.replicas(world.healthy(deployment=world.ready(scaled_down, 0))) == Result(
+        "replicas",
+        Status.FAIL,
+        "0 of 0 injector replicas ready: opted-in pods are refused (failurePolicy Fail)",
+        LOGS,
+    )
+    certs = world.ready(world.obj("Deployment", "sakura-secrets-certs"), 0)
+    assert install.replicas(world.healthy(certs_deployment=certs)).status == Status.WARN
+
+
+def test_match_conditions_edges() -> None:
+    assert install.match_conditions(world.healthy(webhook=None)) == Result(
+        "match-conditions", Status.WARN, "not checked: no webhook configuration", APPLY
+    )
+    plus = install.match_conditions(world.healthy(server_version=("1", "28+")))
+    assert plus.summary == "present (Kubernetes 1.28): only opted-in pods wait"
+    configuration = world.webhook()
+    del configuration["webhooks"][0]["matchConditions"]
+    unknown = install.match_conditions(
+        world.healthy(webhook=configuration, server_version=("1", ""))
+    )
+    assert unknown.status == Status.PASS
+
+
+def test_the_injectors_own_namespace_is_never_injected() -> None:
+    facts = world.healthy(namespace="sakura-secrets")
+    assert install.namespace_label(facts) == Result(
+        "namespace",
+        Status.FAIL,
+        "pods of sakura-secrets are never injected (the injector's own namespace and "
+        "kube-system are excluded)",
+        "run the workload in another namespace",
+    )
+
+
+def test_every_replica_is_asked_and_every_reason_shown() -> None:
+    unreachable = Readiness("injector-a", error="timed out")
+    reasons = Readiness("injector-b", 503, {"status": "not ready", "reasons": ["one", "two"]})
+    result = install.sakura_key(world.healthy(readiness=(unreachable, reasons)))
+    assert result.status == Status.FAIL
+    assert result.summary == (
+        "injector-b is not ready: one; two; could not ask injector-a's /readyz through the API "
+        "server (timed out)"
+    )
+    bare = Readiness("injector-c", 500, {"status": "error"})
+    assert install.sakura_key(world.healthy(readiness=(bare,))).summary == (
+        "injector-c is not ready: HTTP 500"
+    )
