@@ -129,3 +129,43 @@ def test_a_ca_near_expiry_warns_with_the_rotation() -> None:
         "the CA certificate expires in 100 days",
         f"{CERTS} --rotate-ca",
     )
+
+
+def _serving_after() -> datetime.datetime:
+    return x509.load_pem_x509_certificate(world.pki()[1].cert_pem).not_valid_after_utc
+
+
+def test_without_a_webhook_or_any_certificate_nothing_is_verified() -> None:
+    assert tls.ca_bundle(world.healthy(webhook=None)) == Result(
+        "ca-bundle", Status.FAIL, "not checked: no webhook configuration", RESTART
+    )
+    assert tls.ca_bundle(world.healthy(presented=())).summary == (
+        "no certificate to verify: Secret sakura-secrets/sakura-secrets-injector-tls has no tls.crt"
+    )
+    two = (Presented("a:1", error="timed out"), Presented("b:1", error="refused"))
+    assert tls.ca_bundle(world.healthy(presented=two)).summary.endswith(
+        "no replica answered (a:1: timed out; b:1: refused)"
+    )
+    assert tls.certificate_expiry(world.healthy(presented=(), webhook=None)) == Result(
+        "certificate-expiry", Status.FAIL, "no certificate found", LOGS
+    )
+
+
+def test_expiry_reads_the_serving_certificate_without_a_bundle_and_the_first_ca_only() -> None:
+    only_serving = tls.certificate_expiry(world.healthy(webhook=world.webhook(b"")))
+    until = _serving_after().strftime("%Y-%m-%d")
+    assert only_serving.summary.startswith(f"serving (10.1.0.4:8443) until {until} (")
+    assert "CA" not in only_serving.summary
+    second = generate_ca("second")
+    both = world.webhook(world.pki()[0].cert_pem + second.cert_pem)
+    assert tls.certificate_expiry(world.healthy(webhook=both)).summary.count("CA until") == 1
+
+
+def test_expiry_boundaries() -> None:
+    after = _serving_after()
+    at = tls.certificate_expiry(world.healthy(now=after.timestamp()))
+    assert at.status == Status.FAIL
+    half_a_second = tls.certificate_expiry(world.healthy(now=after.timestamp() - 0.5))
+    assert half_a_second.summary == "the serving (10.1.0.4:8443) certificate expires in 0 days"
+    twenty = after - datetime.timedelta(days=tls.SERVING_WARN_DAYS)
+    assert tls.certificate_expiry(world.healthy(now=twenty.timestamp())).status == Status.PASS
