@@ -32,7 +32,8 @@ LOCAL_ONLY = ("SAKURA_SECRETS_BROKER_CA_FILE",)
 
 @dataclass(frozen=True)
 class Preview:
-    """The offline review of the workload's pod; `plan` is what the webhook would check."""
+    """The offline review of the workload's pod; the ServiceAccount and plan the webhook would
+    check ("" and None when it did not get that far)."""
 
     decision: Decision
     service_account: str
@@ -56,14 +57,13 @@ class Workload:
 
 
 class _Capture:
-    """The admission check of the preview: admits, and keeps the plan and ServiceAccount."""
+    """The admission check of the preview: admits, and keeps the ServiceAccount and plan."""
 
     def __init__(self) -> None:
-        self.plan: Plan | None = None
-        self.service_account = "default"
+        self.checked: tuple[str, Plan] | None = None
 
     async def __call__(self, namespace: str, service_account: str, plan: Plan) -> CheckOutcome:
-        self.plan, self.service_account = plan, service_account
+        self.checked = (service_account, plan)
         return CheckOutcome()
 
 
@@ -76,9 +76,7 @@ def installed_settings(env: Mapping[str, str], namespace: str, vault: str) -> We
         source["SAKURA_SECRETS_DEFAULT_VAULT_ID"] = vault
     parser = argparse.ArgumentParser()
     settings_options(parser, source, image_default="sakura-secrets-injector")
-    args = parser.parse_args([])
-    args.command = "doctor"
-    return settings_from_args(args, source)
+    return settings_from_args(parser.parse_args([]), source)
 
 
 def preview(workload: Workload, settings: WebhookSettings) -> Preview:
@@ -86,7 +84,9 @@ def preview(workload: Workload, settings: WebhookSettings) -> Preview:
     body = pod_create_review(workload.pod, namespace=workload.namespace, uid="doctor")
     capture = _Capture()
     decision = asyncio.run(review(json.dumps(body).encode(), settings=settings, check=capture))
-    return Preview(decision, capture.service_account, capture.plan)
+    if capture.checked is None:
+        return Preview(decision, "")
+    return Preview(decision, *capture.checked)
 
 
 def pod_of_deployment(deployment: Json) -> Json:
@@ -119,14 +119,12 @@ def injection(facts: Facts, workload: Workload, labels: Mapping[str, str], seen:
         )
     decision = seen.decision
     if isinstance(decision, Injected):
-        plan = seen.plan
-        count = len(plan.secrets()) if plan is not None else 0
-        vault = plan.vault_id if plan is not None else "?"
+        assert seen.plan is not None  # an injected pod went through the check
         return Result(
             check,
             Status.PASS,
-            f"{workload.what} would be injected: {count} secret(s) of vault {vault} "
-            "(the webhook's core, offline, with the installed settings)",
+            f"{workload.what} would be injected: {len(seen.plan.secrets())} secret(s) of vault "
+            f"{seen.plan.vault_id} (the webhook's core, offline, with the installed settings)",
         )
     if isinstance(decision, Skipped):
         fixes = {

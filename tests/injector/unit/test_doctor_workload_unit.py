@@ -194,3 +194,90 @@ def test_the_workload_lines_come_in_order() -> None:
         ("workload-access", Status.PASS),
         ("workload-admission", Status.PASS),
     ]
+
+
+def test_the_settings_take_the_injectors_namespace_literal_env_and_a_default_image() -> None:
+    env = {"SAKURA_ZONE": "is1b", "SAKURA_SECRETS_BROKER_CA_FILE": "/nowhere/ca.crt"}
+    settings = workload.installed_settings(env, "elsewhere", "")
+    assert settings.injector_namespace == "elsewhere"
+    assert settings.image == "sakura-secrets-injector"
+    assert settings.sakura_zone == "is1b"
+    assert settings.broker_ca_pem == ""  # a file in the injector's pod, not on this machine
+    assert settings.default_vault_id is None
+
+
+def test_the_preview_reviews_the_pod_in_its_namespace_and_keeps_nothing_it_did_not_check() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    preview = seen(given)
+    assert (preview.decision.uid, preview.decision.pod.namespace) == ("doctor", "shop")
+    skipped = seen(Workload("x", pod({}), "shop"))
+    assert (skipped.service_account, skipped.plan) == ("", None)
+
+
+def test_a_deployment_without_a_template_is_an_empty_pod() -> None:
+    assert workload.pod_of_deployment({}) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": "default", "generateName": "doctor-"},
+        "spec": {},
+    }
+
+
+def test_other_skips_and_refusals_have_no_fix_of_doctors_own() -> None:
+    excluded = Workload("pod in api.yaml", pod(), "kube-system")
+    result = workload.injection(world.healthy(), excluded, ENABLED, seen(excluded))
+    assert (result.check, result.status, result.fix) == ("workload-injection", Status.FAIL, "")
+    assert "(excluded-namespace)" in result.summary
+    bad = Workload("pod in api.yaml", pod({"sakura-secrets.io/inject": "maybe"}), "shop")
+    refused = workload.injection(world.healthy(), bad, ENABLED, seen(bad))
+    assert (refused.check, refused.status, refused.fix) == ("workload-injection", Status.FAIL, "")
+    assert refused.summary.startswith("pod in api.yaml would be refused (invalid): ")
+
+
+def test_a_pod_reading_sakura_with_its_own_key_has_no_grants_to_review() -> None:
+    annotations = {
+        "sakura-secrets.io/inject": "true",
+        "sakura-secrets.io/secret-db": "db-password",
+        "sakura-secrets.io/credentials-secret": "own-key",
+    }
+    given = Workload("pod in api.yaml", pod(annotations), "shop")
+    preview = seen(given)
+    assert preview.plan is not None
+    assert workload.access(given, preview, [Answer(f"vault {VAULT}", False, "x; y")]) is None
+
+
+def test_the_fix_of_a_denial_is_everything_after_its_first_clause() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    denied = [Answer(f"{VAULT}/db-password", False, "may not; grant it; e.g. the rule")]
+    result = workload.access(given, seen(given), denied)
+    assert result is not None and result.fix == "grant it; e.g. the rule"
+
+
+def _created(warnings: str | None) -> DryRun:
+    annotations = {"sakura-secrets.io/status": "injected"}
+    if warnings is not None:
+        annotations["sakura-secrets.io/status-warnings"] = warnings
+    return DryRun(created={"metadata": {"annotations": annotations}})
+
+
+def test_the_dry_runs_warnings_that_matter_and_those_that_do_not() -> None:
+    given = Workload("pod in api.yaml", pod(), "shop")
+    assert workload.admission(given, _created(None)) == Result(
+        "workload-admission",
+        Status.PASS,
+        "a server-side dry run of pod in api.yaml was injected by the installed injector (its "
+        "key listed the vault and every secret exists)",
+    )
+    assert workload.admission(given, _created("the image decides the user")).status == Status.PASS
+    two = workload.admission(
+        given, _created("could not check access now\nthe image decides\nSakura was slow")
+    )
+    assert two == Result(
+        "workload-admission",
+        Status.WARN,
+        "a server-side dry run of pod in api.yaml was injected unchecked: could not check access "
+        "now; Sakura was slow",
+    )
+    refused = DryRun(refusal="failed calling webhook: dial tcp: connection refused")
+    assert workload.admission(given, refused).fix == "see replicas and network-policy"
+    assert workload.admission(given, DryRun(created={})).status == Status.FAIL
