@@ -303,11 +303,8 @@ def test_a_labelled_namespace_the_selector_does_not_select_fails() -> None:
 # ---------------------------------------------------------------- sakura-key
 
 
-REJECTED_REASON = (
-    "Sakura rejected the injector's credentials (401 unauthorized); fix "
-    "SAKURA_ACCESS_TOKEN/SAKURA_ACCESS_TOKEN_SECRET in the sakura-api-key Secret (or the key's "
-    "Secret Manager permissions) and restart the injector"
-)
+REJECTED_REASON = f"{install.REJECTED} (401 unauthorized); {install.HOW_TO_FIX}"
+"""What CredentialWatch.readiness says (injector/broker/credentials.py), whatever its fix text."""
 
 
 def test_the_key_passes_when_every_replica_is_ready() -> None:
