@@ -37,7 +37,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"the injector's default vault ID, for a workload that names none (default: "
         f"${DEFAULT_VAULT_ENV})",
     )
-    doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    doctor.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text: one line per check (default); json: a list of {check, status, summary, fix}",
+    )
     doctor.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
 
 
