@@ -304,6 +304,21 @@ TARGETS = (
     Target("sakura/errors.py", SAKURA_CLIENT_TESTS, ci=True),
     Target("sakura/wire.py", SAKURA_CLIENT_TESTS, ci=True),
     Target("sakura/statuses.py", SAKURA_CLIENT_TESTS, ci=True),
+    Target("injector/operations/doctor/selectors.py", ("tests/injector/unit/test_doctor_unit.py",)),
+    Target("injector/operations/doctor/results.py", ("tests/injector/unit/test_doctor_unit.py",)),
+    Target("injector/operations/doctor/install.py", ("tests/injector/unit/test_doctor_unit.py",)),
+    Target(
+        "injector/operations/doctor/network.py",
+        (
+            "tests/injector/unit/test_doctor_unit.py",
+            "tests/injector/unit/test_doctor_network_unit.py",
+        ),
+    ),
+    Target("injector/operations/doctor/tls.py", ("tests/injector/unit/test_doctor_tls_unit.py",)),
+    Target(
+        "injector/operations/doctor/workload.py",
+        ("tests/injector/unit/test_doctor_workload_unit.py",),
+    ),
 )
 
 

@@ -1,5 +1,5 @@
 """`sakura-secrets-injector`: serve the webhook, bootstrap its TLS, preview a pod offline,
-ask whether a ServiceAccount may read secrets, and who may read one.
+ask whether a ServiceAccount may read secrets, and who may read one; check an installation.
 
 Each subcommand is a module of `injector.operations.commands` (its flags and its run; `can-i`
 and `who-can` are the broker's own, `injector.broker.can_i` and `injector.broker.who_can`);
@@ -18,7 +18,7 @@ from importlib.metadata import version
 
 from injector.broker.can_i import add_can_i_parser, can_i_command
 from injector.broker.who_can import add_who_can_parser, who_can_command
-from injector.operations.commands import certs, render, serve
+from injector.operations.commands import certs, doctor, render, serve
 from injector.operations.errors import UsageError
 
 DISTRIBUTION = "sakura-secrets-injector"
@@ -29,6 +29,7 @@ COMMANDS = {
     "render": render.run,
     "can-i": can_i_command,
     "who-can": who_can_command,
+    "doctor": doctor.run,
 }
 
 
@@ -46,6 +47,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     render.add_parser(commands, source)
     add_can_i_parser(commands)
     add_who_can_parser(commands)
+    doctor.add_parser(commands)
     return parser
 
 

@@ -38,7 +38,7 @@ def render_pod(pod_yaml_text: str, settings: WebhookSettings) -> str:
 
     A pod that would not be injected comes back unchanged after a `# not injected:` line.
     """
-    pod = _load(pod_yaml_text)
+    pod = load_pod(pod_yaml_text)
     metadata = pod.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
     namespace = metadata.get("namespace") or "default"
@@ -58,7 +58,7 @@ def render_pod(pod_yaml_text: str, settings: WebhookSettings) -> str:
     return "\n".join([*header, _dump(injected)])
 
 
-def _load(text: str) -> dict[str, Any]:
+def load_pod(text: str) -> dict[str, Any]:
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

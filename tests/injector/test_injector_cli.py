@@ -259,3 +259,20 @@ def test_broker_knobs_out_of_range_name_the_flag(flags: list[str], message: str)
     args = build_parser({}).parse_args([*SERVE, *flags])
     with pytest.raises(UsageError, match=message):
         broker_tuning_from_args(args)
+
+
+def test_doctor_names_a_bad_workload_before_asking_any_cluster(tmp_path: Path) -> None:
+    bad = run("doctor", "--deployment", "api", "--kubeconfig", str(tmp_path / "none"))
+    assert bad.returncode == 2
+    assert "doctor: --deployment 'api': write NAMESPACE/NAME" in bad.stderr
+    missing = run("doctor", "--pod", str(tmp_path / "pod.yaml"))
+    assert missing.returncode == 2
+    assert f"doctor: cannot read --pod {tmp_path / 'pod.yaml'}" in missing.stderr
+    both = run("doctor", "--pod", "x", "--deployment", "a/b")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_doctor_without_credentials_says_where_it_looked(tmp_path: Path) -> None:
+    proc = run("doctor", "--kubeconfig", str(tmp_path / "none"))
+    assert proc.returncode == 2
+    assert "doctor: no Kubernetes credentials" in proc.stderr
