@@ -15,12 +15,14 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from contract.annotations import PREFIX
 from injector.events import Create, EventBook, Occurrence, Write
@@ -46,6 +48,26 @@ class EventsApi(Protocol):
     ) -> Any: ...
 
 
+class EventsLost(Collector):
+    """`sakura_secrets_events_lost_total{why}`, read at scrape: Events the recorder did not
+    write (`queue_full`, `book_full`: the bounds against floods; `write_failed`: the API
+    server refused or did not answer), so an operator can tell silence from health."""
+
+    def __init__(self, recorder: EventRecorder) -> None:
+        self.recorder = recorder
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        lost = CounterMetricFamily(
+            "sakura_secrets_events_lost",
+            "Kubernetes Events not written, by why: queue_full, book_full, write_failed",
+            labels=["why"],
+        )
+        lost.add_metric(["queue_full"], self.recorder.dropped)
+        lost.add_metric(["book_full"], self.recorder.book.dropped)
+        lost.add_metric(["write_failed"], self.recorder.failed_writes)
+        yield lost
+
+
 class EventRecorder:
     """Takes occurrences from the handlers and writes them as Events, bounded by `book`."""
 
@@ -65,6 +87,8 @@ class EventRecorder:
         self.instance = (instance or socket.gethostname())[:128]
         self.dropped = 0
         """Occurrences dropped because the queue was full."""
+        self.failed_writes = 0
+        """Writes the API server refused or did not answer (not counting expired Events)."""
         self._queue: deque[tuple[Occurrence, float]] = deque()
         self._queue_size = queue_size
         self._tick = tick
@@ -130,6 +154,7 @@ class EventRecorder:
         except Exception as error:
             gone = isinstance(error, ApiException) and error.status == 404
             self.book.failed(write, gone=gone)
+            self.failed_writes += 0 if gone else 1
             if not self._failing and not gone:
                 self._failing = True
                 log.warning(

@@ -27,7 +27,7 @@ from injector.broker.replicas import BudgetShare, EndpointsReplicas
 from injector.broker.service import Broker
 from injector.broker.tokens import TokenReviewer
 from injector.broker.tuning import BrokerTuning
-from injector.event_recorder import EventRecorder
+from injector.event_recorder import EventRecorder, EventsLost
 from injector.kube import kubernetes_calls
 from injector.operations.cert_expiry import CertificateExpiry
 from injector.operations.key_in_use import KeyInUse
@@ -121,6 +121,7 @@ def build_broker(
         watched, settings=t.cache, registry=registry, inventory=inventory, clock=cache_clock
     )
     events = EventRecorder.for_cluster(kube_api_client)
+    metrics.register(EventsLost(events))
     broker = Broker(tokens, access, cache, events, BrokerAnswers(metrics))
     check = BrokerAdmissionCheck(access, inventory, timeout=t.admission_timeout)
     routes = broker_routes(broker)

@@ -24,6 +24,7 @@ OUTCOME_LABELS = {
     *OPERATIONS,
     *CALL_OUTCOMES,
     *("hit", "miss", "coalesced", "stale", "absent"),
+    *("queue_full", "book_full", "write_failed"),  # sakura_secrets_events_lost_total{why}
 }
 """Every label value the broker's metrics may carry besides namespaces."""
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 from support.clock import HandClock
 from support.event_fakes import RecordingEventsApi, forbidden
 
-from injector.event_recorder import EventRecorder, micro_time
+from injector.event_recorder import EventRecorder, EventsLost, micro_time
 from injector.events import (
     MAX_NOTE_BYTES,
     Create,
@@ -266,4 +267,25 @@ async def test_refused_writes_are_logged_once_and_the_recorder_carries_on(
     clock.now += 60
     await recorder.flush()
     assert len(api.created) == 4 and len(caplog.records) == 2
+    await recorder.aclose()
+
+
+async def test_lost_events_are_counted_by_why_at_scrape() -> None:
+    api, clock = RecordingEventsApi(), HandClock()
+    recorder = EventRecorder(api, clock=clock, queue_size=1, tick=3600)
+    registry = CollectorRegistry()
+    registry.register(EventsLost(recorder))
+
+    def lost(why: str) -> float | None:
+        return registry.get_sample_value("sakura_secrets_events_lost_total", {"why": why})
+
+    api.fail = forbidden()
+    recorder.record(refused(Regarding("Pod", "shop", "p0")))
+    recorder.record(refused(Regarding("Pod", "shop", "p1")))  # the queue holds one
+    await recorder.flush()
+    api.fail = ApiException(status=404, reason="Not Found")  # an expired Event: not a failure
+    clock.now += 60
+    await recorder.flush()
+    recorder.book.dropped = 7
+    assert (lost("queue_full"), lost("book_full"), lost("write_failed")) == (1, 7, 1)
     await recorder.aclose()
