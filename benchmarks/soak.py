@@ -5,7 +5,7 @@
 The injector runs as `python -m injector serve` in its own process (pinned to CPU 0 when
 there are two; the load generators and this script run on CPU 1), over real TLS on 127.0.0.1,
 with real TokenReview/SubjectAccessReview against the cluster in $KUBECONFIG (a namespace with
-a ServiceAccount granted the vault and its 5 secrets, and a Pending pod the tokens are bound
+a ServiceAccount granted the vault and its 5 secrets, and a pod the tokens are bound
 to, as benchmarks/broker_load.py and hostile.py set up) and the emulator playing Sakura at its
 real quota (100 calls per 60 s).
 
@@ -18,6 +18,7 @@ server for a GIL), one wrk per kind and per minute, each with a Lua script:
   as each pod's init container makes one, with bound tokens requested fresh every minute
   (`--tokens`, default 10: new pods keep arriving, so the broker's token cache keeps turning
   over); an answer counts as good only when it is HTTP 200 with the 5 secrets.
+wrk negotiates TLS in full but does not check the certificate (all on 127.0.0.1).
 The pace is steady but open to back-pressure: each connection waits `connections / rate`
 seconds after an answer before its next request (wrk's `delay()`), so a slow server gets
 fewer requests, never a pile-up; the achieved rate is printed.
