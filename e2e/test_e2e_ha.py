@@ -197,10 +197,11 @@ def test_losing_a_replica_mid_rollout_fails_no_pod(two_replicas: Installed) -> N
     kube.apply(app(new=True))
 
     def moment_to_lose() -> int | None:
-        """A few pods admitted, and the newest still to fetch: the broker port of the replica
-        that admitted it (the one the API server calls now, and the one it must fetch from)."""
+        """A few pods admitted, the newest with its init container not started: the broker
+        port of the replica that admitted it (the one the API server is most likely calling
+        now, and the one that pod will fetch from)."""
         pods = sorted(_new_pods(kube), key=lambda p: p["metadata"]["creationTimestamp"])
-        if len(pods) < ADMITTED_BEFORE_LOSS or _fetched(pods[-1]):
+        if len(pods) < ADMITTED_BEFORE_LOSS or _init_started(pods[-1]):
             return None
         return _admitted_by(pods[-1])
 
@@ -279,9 +280,10 @@ def _admitted_by(pod: dict[str, Any]) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-def _fetched(pod: dict[str, Any]) -> bool:
+def _init_started(pod: dict[str, Any]) -> bool:
+    """Whether the init container has begun (it may be talking to its broker already)."""
     statuses = pod.get("status", {}).get("initContainerStatuses") or []
-    return any(s.get("state", {}).get("terminated") for s in statuses)
+    return any(set(s.get("state", {})) & {"running", "terminated"} for s in statuses)
 
 
 def _up(pod: dict[str, Any]) -> bool:
