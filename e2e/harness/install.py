@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,11 @@ from urllib.parse import urlsplit
 import jsonpatch
 import yaml
 
+from harness import manifests
 from harness.kube import Kube
-from harness.target import local_api_server_has, local_kubeconfig
+from harness.stack import Sakura
+from harness.target import Target, local_api_server_has, local_kubeconfig, unavailable
+from harness.webhooks import INJECTION_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "sakura-secrets"
@@ -128,6 +132,19 @@ def local_api_server_routes_to_endpoints() -> bool:
     return local_api_server_has("--enable-aggregator-routing")
 
 
+def require_installable(target: Target, what: str) -> None:
+    """Skip (or fail, under SAKURA_E2E_REQUIRE) unless manifests/ can be installed here: on
+    e2e/cluster.sh's cluster, whose API server calls a webhook through its Service."""
+    if not target.local:
+        unavailable(f"{what} adapts manifests/ to e2e/cluster.sh's loopback cluster only")
+    if not local_api_server_routes_to_endpoints():
+        unavailable(
+            "the local API server runs without --enable-aggregator-routing, so it cannot call "
+            "a webhook through its Service; restart it: e2e/cluster.sh down; e2e/cluster.sh up "
+            "--node"
+        )
+
+
 @contextlib.contextmanager
 def exclusive() -> Iterator[None]:
     """One install at a time on this machine's local cluster: its names are fixed, and a second
@@ -135,3 +152,50 @@ def exclusive() -> Iterator[None]:
     with open(local_kubeconfig().parent / "install.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def api_key_secret(sakura: Sakura) -> list[dict[str, Any]]:
+    """What docs/webhook.md asks for before the apply: the namespace and the Sakura API key
+    Secret, here the emulator's."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "sakura-api-key", "namespace": NAMESPACE},
+            "stringData": {
+                "SAKURA_ACCESS_TOKEN": sakura.token,
+                "SAKURA_ACCESS_TOKEN_SECRET": sakura.token_secret,
+                "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
+                "SAKURA_SECRETS_DEFAULT_VAULT_ID": sakura.vault_id,
+            },
+        },
+    ]
+
+
+def uninstall(kube: Kube, objects: list[dict[str, Any]], app_namespace: str) -> None:
+    """The webhook first (it must not touch the pods of the scenarios that run after), then
+    everything applied, and the app's namespace."""
+    kube.delete("mutatingwebhookconfiguration", NAME, wait=True)
+    listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    kube.run("delete", "-f", "-", "--ignore-not-found", "--wait=false", stdin=listed, check=False)
+    kube.delete("namespace", app_namespace)
+
+
+def app_namespace(
+    name: str, run_id: str, service_account: str, *secrets: str
+) -> list[dict[str, Any]]:
+    """A namespace the installed webhook selects (INSTALL_LABEL=run_id), with a ServiceAccount
+    granted `secrets` of the default vault."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {INJECTION_LABEL: "enabled", INSTALL_LABEL: run_id},
+            },
+        },
+        manifests.service_account(service_account, name),
+        *manifests.grant(f"read-{secrets[0]}", name, service_account, manifests.pairs(*secrets)),
+    ]

@@ -107,3 +107,23 @@ def test_refresh_load_benchmark_spends_listings_not_unveils() -> None:
     assert calls["SubjectAccessReview"] <= 6 * 3, out  # 6 per 30 s, shared by the pods
     assert re.search(r"change reached:\s+10/10 pods", out), out
     assert re.search(r"^refreshes:.*'unchanged': [1-9]", out, re.M), out
+
+
+@pytest.mark.cluster
+def test_soak_benchmark_prints_a_row_per_minute_and_the_ratios() -> None:
+    if not os.environ.get("KUBECONFIG"):
+        pytest.fail("KUBECONFIG is not set: this benchmark needs a real API server")
+    out = run("-m", "benchmarks.soak", "--minutes", "2", "--interval", "3", "--tokens", "2")
+    number = r"\s+([\d.]+)"
+    rows = re.findall(
+        rf"^\s+(\d+){number}{number}ms\s+(\d+){number}{number}ms\s+(\d+){number}\s+(\d+)\s+\d+$",
+        out,
+        re.M,
+    )
+    assert [row[0] for row in rows] == ["1", "2"], out
+    for _, adm_rate, _, adm_failed, fetch_rate, _, fetch_failed, rss, fds in rows:
+        assert float(adm_rate) > 0 and float(fetch_rate) > 0, out  # both kinds were driven
+        assert adm_failed == fetch_failed == "0", out
+        assert float(rss) > 0 and int(fds) > 0, out  # read from the injector's /proc entry
+    assert re.search(r"^last/first minute: RSS [\d.]+x .* fds [\d.]+x", out, re.M), out
+    assert re.search(r"^failed: 0 of [1-9]\d* requests", out, re.M), out
