@@ -33,7 +33,7 @@ from injector.operations.cert_expiry import CertificateExpiry
 from injector.operations.key_in_use import KeyInUse
 from injector.serving.app import BrokerCaFile, Readiness, create_apps
 from injector.serving.broker_routes import broker_routes
-from injector.serving.server import Listener, Shutdown
+from injector.serving.server import Drain, Listener, Shutdown
 from injector.serving.tls import ReloadingTLS
 from injector.webhook.settings import WebhookSettings
 from sakura import RateLimiter, SakuraClient, SakuraConfig
@@ -156,13 +156,15 @@ def build_listeners(
     *,
     registry: CollectorRegistry = REGISTRY,
     native_sidecars: Callable[[], bool] | None = None,
+    drain: Drain | None = None,
 ) -> tuple[list[Listener], Sequence[Shutdown]]:
     """The production listeners and what to close at shutdown.
 
     The broker's real admission check goes to the webhook: there is no `serve` without the
     admission-time RBAC checks. The certificate-expiry gauge joins `registry`: once per
     process. `native_sidecars` (`--native-sidecars=auto`) decides the refresh container's
-    shape on each review instead of `settings`.
+    shape on each review instead of `settings`. `drain` makes /readyz fail from the first
+    signal on (`--shutdown-delay`).
     """
     webhook_tls = ReloadingTLS(files.cert, files.key, client_ca_file=files.webhook_client_ca)
     broker_tls = ReloadingTLS(files.cert, files.key)
@@ -174,6 +176,8 @@ def build_listeners(
         readiness.append(broker_ca.readiness)
     if broker.credentials is not None:
         readiness.append(broker.credentials.readiness)
+    if drain is not None:
+        readiness.append(drain.readiness)
     registry.register(CertificateExpiry(broker_tls, broker_ca))
     registry.register(KeyInUse(broker.sakura.credentials))
     apps = create_apps(

@@ -114,6 +114,25 @@ def raise_descriptor_limit(needed: int) -> int:
     return soft
 
 
+@dataclass
+class Drain:
+    """The pause between SIGTERM and closing the ports, so that no admission is refused.
+
+    When a replica is deleted, the API server may still send it a review (an open connection,
+    an endpoint list not yet updated) in the moments after the signal; with `failurePolicy:
+    Fail` a closed port refuses that pod. During `delay` the replica answers everything as
+    before, and `/readyz` fails, so no new traffic is sent its way; then the ports drain and
+    close. A second signal skips the wait (as a third skips uvicorn's drain).
+    """
+
+    delay: float = 0.0
+    started: bool = False
+
+    def readiness(self) -> str | None:
+        """For /readyz: not ready from the first signal on."""
+        return "shutting down: the ports close after the drain delay" if self.started else None
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to `serve_listeners`, which stops every port, and
     listens on `ScreeningSocket`s, which refuse an over-rate address at accept."""
@@ -175,19 +194,30 @@ def build_server(
 
 
 async def serve_listeners(
-    servers: Sequence[uvicorn.Server], shutdown: Sequence[Shutdown] = ()
+    servers: Sequence[uvicorn.Server],
+    shutdown: Sequence[Shutdown] = (),
+    drain: Drain | None = None,
 ) -> None:
     """Serve until a signal (main thread) or until any server stops; then stop them all.
 
-    A second SIGINT/SIGTERM skips the graceful drain.
+    With a `drain`, the first SIGINT/SIGTERM starts its delay and the ports close after it; the
+    next signal closes them at once, and the one after that skips uvicorn's graceful drain.
     """
     loop = asyncio.get_running_loop()
 
-    def stop() -> None:
+    def close_ports() -> None:
         for server in servers:
             if server.should_exit:
                 server.force_exit = True
             server.should_exit = True
+
+    def stop() -> None:
+        if drain is None or drain.delay <= 0 or drain.started:
+            close_ports()
+            return
+        drain.started = True
+        log.info("signal received: not ready; the ports close in %gs", drain.delay)
+        loop.call_later(drain.delay, lambda: None if servers[0].should_exit else close_ports())
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -214,8 +244,10 @@ def serve(
     limits: ConnectionLimits,
     log_level: str,
     shutdown: Sequence[Shutdown] = (),
+    drain: Drain | None = None,
 ) -> None:
-    """Serve every listener until SIGTERM/SIGINT; uvicorn drains open requests before exiting.
+    """Serve every listener until SIGTERM/SIGINT (and `drain`'s delay); uvicorn drains open
+    requests before exiting.
 
     Raises DescriptorLimitError (before listening) when the process may not hold every port's
     connections.
@@ -225,7 +257,7 @@ def serve(
         build_server(item, host=host, limits=limits, log_level=log_level, configure_logging=False)
         for item in listeners
     ]
-    asyncio.run(serve_listeners(servers, shutdown))
+    asyncio.run(serve_listeners(servers, shutdown, drain))
 
 
 @contextlib.contextmanager

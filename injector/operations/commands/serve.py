@@ -28,7 +28,7 @@ from injector.operations.flags import (
 )
 from injector.operations.native_sidecars import NativeSidecars
 from injector.serving.connections import ConnectionLimits
-from injector.serving.server import Listener, Shutdown
+from injector.serving.server import Drain, Listener, Shutdown
 from injector.setting import OutOfRange
 
 DEFAULT_PORT = 8443
@@ -117,6 +117,16 @@ def add_parser(
         "directory of the mounted sakura-api-key Secret (files SAKURA_ACCESS_TOKEN, "
         "SAKURA_ACCESS_TOKEN_SECRET), re-read when it changes; without it, the environment's key",
     )
+    option(
+        serve,
+        env,
+        "--shutdown-delay",
+        "SAKURA_SECRETS_SHUTDOWN_DELAY",
+        "seconds between SIGTERM and closing the ports: /readyz fails at once, reviews still "
+        "sent here are answered (keep it below terminationGracePeriodSeconds minus 20)",
+        5.0,
+        float,
+    )
     log_level_option(serve, env)
     settings_options(serve, env, image_default=None)
     _broker_options(serve, env)
@@ -128,20 +138,32 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level, args.log_format)
     limits = connection_limits_from_args(args)
-    listeners, shutdown = listeners_from_args(args)
+    if not 0 <= args.shutdown_delay <= 60:
+        raise UsageError(f"--shutdown-delay {args.shutdown_delay:g}: give 0 to 60 seconds")
+    drain = Drain(args.shutdown_delay)
+    listeners, shutdown = listeners_from_args(args, drain)
     for listener in listeners:
         if listener.tls is not None and listener.tls.loaded is None:
             logging.getLogger(__name__).warning(
                 "%s port: %s; waiting for the files", listener.name, listener.tls.readiness()
             )
     try:
-        serve(listeners, host=args.host, limits=limits, log_level=args.log_level, shutdown=shutdown)
+        serve(
+            listeners,
+            host=args.host,
+            limits=limits,
+            log_level=args.log_level,
+            shutdown=shutdown,
+            drain=drain,
+        )
     except DescriptorLimitError as error:
         raise UsageError(str(error)) from None
     return 0
 
 
-def listeners_from_args(args: argparse.Namespace) -> tuple[list[Listener], Sequence[Shutdown]]:
+def listeners_from_args(
+    args: argparse.Namespace, drain: Drain | None = None
+) -> tuple[list[Listener], Sequence[Shutdown]]:
     """The production listeners for `serve`: the webhook's port and the broker's, both TLS,
     and the probes'. The broker's real admission check, never one that admits everything:
     without Sakura credentials or a Kubernetes client, `serve` does not start."""
@@ -167,8 +189,10 @@ def listeners_from_args(args: argparse.Namespace) -> tuple[list[Listener], Seque
     ports = Ports(args.port, args.broker_port, args.probe_port)
     watch = native_sidecars_from_args(args, kube)
     if watch is None:
-        return build_listeners(settings, broker, files, ports)
-    listeners, shutdown = build_listeners(settings, broker, files, ports, native_sidecars=watch)
+        return build_listeners(settings, broker, files, ports, drain=drain)
+    listeners, shutdown = build_listeners(
+        settings, broker, files, ports, native_sidecars=watch, drain=drain
+    )
     return listeners, (*shutdown, watch.aclose)
 
 
