@@ -8,10 +8,12 @@ loop's, or the signal would end the test run: checked first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 from support.admission_harness import RecordingCheck, settings
@@ -20,9 +22,10 @@ from injector.serving.app import create_apps
 from injector.serving.server import Drain, Listener, build_server, serve_listeners
 
 
-async def test_sigterm_fails_readiness_keeps_serving_for_the_delay_then_closes() -> None:
+@contextlib.asynccontextmanager
+async def probes(drain: Drain) -> AsyncIterator[tuple[str, asyncio.Task[None]]]:
+    """The probe port served by `serve_listeners` with `drain`: its URL and the serving task."""
     assert threading.current_thread() is threading.main_thread()
-    drain = Drain(delay=1.5)
     apps = create_apps(settings(), check=RecordingCheck(), readiness=[drain.readiness])
     server = build_server(
         Listener("probes", apps.probes, None, 0), host="127.0.0.1", configure_logging=False
@@ -32,8 +35,17 @@ async def test_sigterm_fails_readiness_keeps_serving_for_the_delay_then_closes()
     try:
         while not server.started:
             await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", serving
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_sigterm_fails_readiness_keeps_serving_for_the_delay_then_closes() -> None:
+    async with probes(Drain(delay=1.5)) as (url, serving):
+        async with httpx.AsyncClient(base_url=url) as client:
             assert (await client.get("/readyz")).status_code == 200
             os.kill(os.getpid(), signal.SIGTERM)
             signalled = time.monotonic()
@@ -45,30 +57,21 @@ async def test_sigterm_fails_readiness_keeps_serving_for_the_delay_then_closes()
             assert not serving.done()
         await asyncio.wait_for(serving, 10)
         assert time.monotonic() - signalled >= 1.5  # closed after the delay, not before
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        server.should_exit = True
-        await asyncio.gather(serving, return_exceptions=True)
 
 
 async def test_without_a_delay_the_signal_closes_the_ports_at_once() -> None:
-    assert threading.current_thread() is threading.main_thread()
     drain = Drain(delay=0)
-    apps = create_apps(settings(), check=RecordingCheck(), readiness=[drain.readiness])
-    server = build_server(
-        Listener("probes", apps.probes, None, 0), host="127.0.0.1", configure_logging=False
-    )
-    serving = asyncio.create_task(serve_listeners([server], drain=drain))
-    loop = asyncio.get_running_loop()
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with probes(drain) as (_, serving):
         os.kill(os.getpid(), signal.SIGTERM)
         await asyncio.wait_for(serving, 5)
         assert drain.readiness() is None  # never draining: no delay asked
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        server.should_exit = True
-        await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_a_second_signal_closes_the_ports_without_waiting_out_the_delay() -> None:
+    drain = Drain(delay=30)
+    async with probes(drain) as (_, serving):
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        assert drain.started and not serving.done()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(serving, 5)
