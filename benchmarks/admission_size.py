@@ -234,7 +234,7 @@ def main() -> None:
 
 def analysis(sizes: list[int], runs: int) -> None:
     """`template_refs` alone on the one-template shape, at sizes a review would deny."""
-    from contract import template_refs
+    from contract.template import template_refs
 
     print("template analysis alone (plan.template_refs), one-template shape, no limits")
     figures = []

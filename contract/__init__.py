@@ -1,7 +1,10 @@
-"""What the two halves agree on, written once; the init container imports it, so it stays light
-(the standard library, and jinja2 only where a template is rendered).
+"""What the two halves agree on, written once; the init container imports it, so it stays light:
+the standard library only. template.py is the exception (jinja2 costs about as much start-up time
+as httpx), so it is not re-exported here: import `contract.template` where a template is scanned
+or rendered (the webhook; the init container only for a plan with a template).
 
-- plan.py, template.py: the fetch plan the webhook writes and the init container reads;
+- plan.py: the fetch plan the webhook writes and the init container reads;
+- template.py: scanning a template at admission, rendering it in the init container;
 - annotations.py: every annotation key;
 - pod.py: the init container's name, environment, token, volumes and termination path;
 - broker.py: the broker's path, request, answer, refusal and reason codes;
@@ -23,7 +26,6 @@ from contract.plan import (
     check_file_name,
     parse_duration,
 )
-from contract.template import render, template_refs, template_tokens
 
 __all__ = [
     "MAX_PLAN_BYTES",
@@ -39,7 +41,4 @@ __all__ = [
     "SecretVersion",
     "check_file_name",
     "parse_duration",
-    "render",
-    "template_refs",
-    "template_tokens",
 ]

@@ -17,10 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jinja2 import TemplateError
-from jinja2.exceptions import SecurityError
-
-from contract import FileSpec, Plan, SecretRef, SecretVersion, render
+from contract import FileSpec, Plan, SecretRef, SecretVersion
 from contract.annotations import TEMPLATE_FILE
 from sakura import extract_key
 from sidecar.errors import BadKey, TemplateFailed, WriteFailed
@@ -75,6 +72,13 @@ def _extract(value: str, key: str, ref: SecretRef) -> str:
 
 
 def _render(spec: FileSpec, values: Values) -> str:
+    # The sidecar's only import of jinja2 (contract.template), here and not at the top: it costs
+    # about as much start-up time as httpx, and only a plan with a template needs it.
+    from jinja2 import TemplateError
+    from jinja2.exceptions import SecurityError
+
+    from contract.template import render
+
     assert spec.template is not None
     plain = {version: fetched.value for version, fetched in values.items()}
     try:
@@ -89,18 +93,19 @@ def _render(spec: FileSpec, values: Values) -> str:
                 "did not fetch; re-create the pod so the injector scans the template again"
             ) from None
         raise TemplateFailed(_template_reason(spec, exc)) from None
+    except SecurityError as exc:  # the sandbox's own refusals: their text names no value
+        raise TemplateFailed(_template_reason(spec, exc, detail=f": {exc}")) from None
     except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
         raise TemplateFailed(_template_reason(spec, exc)) from None
 
 
-def _template_reason(spec: FileSpec, exc: Exception) -> str:
+def _template_reason(spec: FileSpec, exc: Exception, *, detail: str = "") -> str:
     """The error's type and template line, not its text: a message such as "'dict object' has
     no attribute 'VALUE'" can carry a value, even one the template transformed (`|upper`), which
     no redaction of the fetched values would catch. The sandbox's own refusals (SecurityError:
     unsafe attribute, output or time limit) are written by us and name no value, so they stay.
     """
     where = _template_line(exc)
-    detail = f": {exc}" if isinstance(exc, SecurityError) else ""
     return (
         f"template file {spec.name!r} failed to render{where}: {type(exc).__name__}{detail}; "
         f"fix the {TEMPLATE_FILE}{spec.name} annotation"

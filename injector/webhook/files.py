@@ -18,8 +18,6 @@ from contract import (
     PlanError,
     SecretRef,
     check_file_name,
-    template_refs,
-    template_tokens,
 )
 from contract.annotations import (
     FILE_MODE,
@@ -29,6 +27,7 @@ from contract.annotations import (
     TEMPLATE_FILE,
     short_name,
 )
+from contract.template import template_refs, template_tokens
 from injector.webhook.errors import Denied
 
 DEFAULT_FILE_MODE = 0o400

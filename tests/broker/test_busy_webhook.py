@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from support.broker_world import VALUES, VAULT, World, sakura_config
 from support.emulator import EmulatorHandle
 
-from contract import template_tokens
+from contract.template import template_tokens
 from injector.kube import api_client as kube_api_client
 from injector.operations.reviews import pod_create_review
 from injector.operations.wiring import build_broker

@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from contract import Broker, Direct, FileSpec, Plan, SecretRef, template_refs
+from contract import Broker, Direct, FileSpec, Plan, SecretRef
+from contract.template import template_refs
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
 from sidecar.__main__ import main

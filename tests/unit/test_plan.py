@@ -9,9 +9,8 @@ from contract import (
     PlanError,
     SecretRef,
     SecretVersion,
-    render,
-    template_refs,
 )
+from contract.template import render, template_refs
 
 
 @pytest.mark.parametrize(

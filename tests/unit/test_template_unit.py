@@ -13,8 +13,8 @@ import pytest
 from jinja2.exceptions import SecurityError
 from support.clock import HandClock
 
-from contract import PlanError, SecretRef, SecretVersion, render, template_refs
-from contract.template import MAX_POWER_BITS, MAX_RENDERED_CHARS
+from contract import PlanError, SecretRef, SecretVersion
+from contract.template import MAX_POWER_BITS, MAX_RENDERED_CHARS, render, template_refs
 
 A = {SecretVersion("a"): "v"}
 

@@ -20,9 +20,8 @@ from contract import (
     FileSpec,
     Plan,
     SecretRef,
-    template_refs,
-    template_tokens,
 )
+from contract.template import template_refs, template_tokens
 from injector.serving.admission_review import admission_review
 from injector.serving.review_queue import read_review
 from injector.webhook import admission
