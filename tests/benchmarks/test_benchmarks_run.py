@@ -47,8 +47,12 @@ def test_admission_size_benchmark_reviews_every_shape() -> None:
 
 def test_init_fetch_benchmark_fetches_each_secret_once() -> None:
     out = run("benchmarks/init_fetch.py", "--runs", "1")
-    assert "python -m sidecar" in out and "ratio" in out
-    assert "Sakura calls: 10 (10 per fetch)" in out
+    for mode in ("broker", "direct"):
+        assert re.search(rf"^python -m sidecar \({mode}\)\s+\d+ ms", out, re.M), out
+        assert re.search(rf"^ratio \({mode}\)\s+[\d.]+ x\s+[\d.]+ x\s+goal <= 1.5 x", out, re.M), (
+            out
+        )
+    assert "Sakura calls (direct): 10 (10 per fetch)" in out
 
 
 @pytest.mark.cluster
