@@ -42,9 +42,19 @@ def _loaded(env: dict[str, str]) -> set[str]:
     return set(result["loaded"])
 
 
-@pytest.mark.parametrize("mode", ["broker", "direct"])
-def test_a_plan_without_a_template_never_loads_jinja2_or_kubernetes(
+NEVER = {"jinja2", "markupsafe", "kubernetes", "starlette", "uvicorn"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "unneeded"),
+    [
+        ("broker", NEVER | {"asyncio"}),  # one synchronous request: no event loop, no Sakura client
+        ("direct", NEVER),
+    ],
+)
+def test_a_plan_without_a_template_loads_only_what_its_mode_needs(
     mode: str,
+    unneeded: set[str],
     request: pytest.FixtureRequest,
     secrets_dir: Path,
 ) -> None:
@@ -53,7 +63,7 @@ def test_a_plan_without_a_template_never_loads_jinja2_or_kubernetes(
     loaded = _loaded({**env, "SAKURA_SECRETS_PLAN": plan.to_json()})
     assert (secrets_dir / "plain").read_text() == PLAIN
     assert "httpx" in loaded  # the probe sees what the run imported
-    assert not {"jinja2", "markupsafe", "kubernetes", "starlette", "uvicorn"} & loaded
+    assert not unneeded & loaded
 
 
 def test_a_plan_with_a_template_loads_jinja2_to_render_it(
