@@ -23,11 +23,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from sakura.config import DEFAULT_TOKEN_ENDPOINT, PrincipalSettings
 from sakura.errors import BadResponse, SakuraConfigError
 
-DEFAULT_TOKEN_ENDPOINT = (
-    "https://secure.sakura.ad.jp/cloud/api/iam/1.0/service-principals/oauth2/token"  # noqa: S105
-)
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 300
 """Seconds from `iat` to `exp` of a grant: the most Sakura accepts (5 minutes)."""
@@ -61,6 +59,16 @@ class ServicePrincipal:
                 "ID Sakura showed when the key was uploaded"
             )
         object.__setattr__(self, "_key", load_signing_key(self.private_key_pem, self.source))
+
+    @classmethod
+    def from_settings(cls, settings: PrincipalSettings) -> ServicePrincipal:
+        return cls(
+            settings.principal_id,
+            settings.key_id,
+            settings.private_key,
+            settings.token_endpoint,
+            settings.key_source,
+        )
 
     @property
     def fingerprint(self) -> str:
