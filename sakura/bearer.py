@@ -17,10 +17,48 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from sakura.principal import BearerToken
+from sakura.errors import BadResponse
+
+
+@dataclass(frozen=True)
+class BearerToken:
+    """A token the endpoint issued and how long it lasts from receipt (seconds); its value is
+    never shown."""
+
+    value: str = field(repr=False)
+    lifetime: float
+
+
+def parse_token_answer(data: Mapping[str, Any], now: float) -> BearerToken:
+    """The token endpoint's 200 answer, checked; `now` (Unix seconds) reads
+    `token_expired_at` when `expires_in` is missing."""
+    what = "exchanging the service principal's grant for a token"
+    token = data.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise BadResponse(f"{what}: Sakura's answer has no 'access_token'", status=200)
+    kind = data.get("token_type", "Bearer")
+    if not isinstance(kind, str) or kind.lower() != "bearer":
+        raise BadResponse(f"{what}: Sakura issued a {kind!r} token, not a Bearer", status=200)
+    expires_in = data.get("expires_in")
+    if isinstance(expires_in, int) and not isinstance(expires_in, bool):
+        lifetime = float(expires_in)
+    else:
+        try:
+            lifetime = datetime.fromisoformat(str(data.get("token_expired_at"))).timestamp() - now
+        except ValueError:
+            raise BadResponse(
+                f"{what}: Sakura's answer has neither 'expires_in' nor a readable "
+                "'token_expired_at'",
+                status=200,
+            ) from None
+    if lifetime <= 0:
+        raise BadResponse(f"{what}: Sakura issued a token that has already expired", status=200)
+    return BearerToken(token, lifetime)
 
 
 def renew_ahead(lifetime: float) -> float:

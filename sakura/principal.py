@@ -14,17 +14,15 @@ later. PyJWT (with cryptography) signs; nothing here is hand-rolled.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from sakura.config import DEFAULT_TOKEN_ENDPOINT, PrincipalSettings
-from sakura.errors import BadResponse, SakuraConfigError
+from sakura.errors import SakuraConfigError
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 300
@@ -93,6 +91,10 @@ class ServicePrincipal:
         headers = {"kid": self.key_id, "typ": "JWT"}
         return jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
 
+    def auth(self) -> httpx.Auth:
+        """Never used: a service principal's requests carry a Bearer token (authorizer.py)."""
+        raise TypeError("a service principal authenticates with Bearer tokens, not per request")
+
     def grant(self, now: float) -> dict[str, str]:
         """The token endpoint's form body."""
         return {"grant_type": GRANT_TYPE, "assertion": self.assertion(now)}
@@ -131,39 +133,3 @@ def load_signing_key(pem: str, source: str) -> RSAPrivateKey:
             f"{MAX_KEY_BITS} bits; {KEY_HELP}"
         )
     return key
-
-
-@dataclass(frozen=True)
-class BearerToken:
-    """A token the endpoint issued and how long it lasts from receipt (seconds); its value is
-    never shown."""
-
-    value: str = field(repr=False)
-    lifetime: float
-
-
-def parse_token_answer(data: Mapping[str, Any], now: float) -> BearerToken:
-    """The token endpoint's 200 answer, checked; `now` (Unix seconds) reads
-    `token_expired_at` when `expires_in` is missing."""
-    what = "exchanging the service principal's grant for a token"
-    token = data.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise BadResponse(f"{what}: Sakura's answer has no 'access_token'", status=200)
-    kind = data.get("token_type", "Bearer")
-    if not isinstance(kind, str) or kind.lower() != "bearer":
-        raise BadResponse(f"{what}: Sakura issued a {kind!r} token, not a Bearer", status=200)
-    expires_in = data.get("expires_in")
-    if isinstance(expires_in, int) and not isinstance(expires_in, bool):
-        lifetime = float(expires_in)
-    else:
-        try:
-            lifetime = datetime.fromisoformat(str(data.get("token_expired_at"))).timestamp() - now
-        except ValueError:
-            raise BadResponse(
-                f"{what}: Sakura's answer has neither 'expires_in' nor a readable "
-                "'token_expired_at'",
-                status=200,
-            ) from None
-    if lifetime <= 0:
-        raise BadResponse(f"{what}: Sakura issued a token that has already expired", status=200)
-    return BearerToken(token, lifetime)

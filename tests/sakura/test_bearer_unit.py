@@ -7,9 +7,8 @@ import asyncio
 import pytest
 from support.clock import HandClock
 
-from sakura.bearer import BearerTokens, renew_ahead
+from sakura.bearer import BearerToken, BearerTokens, renew_ahead
 from sakura.errors import Throttled
-from sakura.principal import BearerToken
 
 
 class Endpoint:

@@ -10,14 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from support.principal_kit import ec_key, private_pem, public_pem, rsa_key
 
+from sakura.bearer import parse_token_answer
+from sakura.config import DEFAULT_TOKEN_ENDPOINT
 from sakura.errors import BadResponse, SakuraConfigError
-from sakura.principal import (
-    ASSERTION_LIFETIME,
-    DEFAULT_TOKEN_ENDPOINT,
-    GRANT_TYPE,
-    ServicePrincipal,
-    parse_token_answer,
-)
+from sakura.principal import ASSERTION_LIFETIME, GRANT_TYPE, ServicePrincipal
 
 SP, KID = "113000000001", "kid-1"
 
