@@ -132,7 +132,7 @@ class Principals:
             raise _failed(f"the assertion must be signed with RS256, not {header.get('alg')!r}")
         kid = header.get("kid")
         with self._lock:
-            key = self._keys.get(kid)  # PyJWT refused a kid that is not text
+            key = self._keys.get(str(kid)) if kid is not None else None  # PyJWT: text or absent
         if key is None:
             raise _failed(f"no service principal key has kid {kid!r}")
         if not key.enabled:
