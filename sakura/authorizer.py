@@ -59,7 +59,6 @@ class Authorization:
 
     auth: httpx.Auth
     bearer: str = field(default="", repr=False)
-    hint: str = API_KEY_HINT
 
 
 class Authorizer:
@@ -79,7 +78,7 @@ class Authorizer:
         if not isinstance(key, GrantCredentials):
             return Authorization(key.auth())
         token = await self.tokens(key).current()
-        return Authorization(BearerAuth(token), token, PRINCIPAL_HINT)
+        return Authorization(BearerAuth(token), token)
 
     def tokens(self, key: GrantCredentials) -> BearerTokens:
         """The token cache of `key` (one per key: a rotated key gets a fresh one)."""

@@ -300,7 +300,11 @@ TARGETS = (
     Target("sakura/principal.py", ("tests/sakura/test_principal_unit.py",), ci=True),
     Target(
         "sakura/authorizer.py",
-        ("tests/sakura/test_client_principal.py", "tests/sakura/test_bearer_unit.py"),
+        (
+            "tests/sakura/test_authorizer_unit.py",
+            "tests/sakura/test_client_principal.py",
+            "tests/sakura/test_bearer_unit.py",
+        ),
         ci=True,
     ),
     Target(
