@@ -1,7 +1,8 @@
 """The injector's Sakura credentials from a mounted Secret: a directory with the files
 SAKURA_ACCESS_TOKEN and SAKURA_ACCESS_TOKEN_SECRET (an API key), or
 SAKURA_SERVICE_PRINCIPAL_ID, SAKURA_SERVICE_PRINCIPAL_KEY_ID and SAKURA_PRIVATE_KEY (a service
-principal), as a Secret volume lays the keys out. Which kind is decided by which files are
+principal; an optional SAKURA_TOKEN_ENDPOINT file replaces the token endpoint the
+environment gives), as a Secret volume lays the keys out. Which kind is decided by which files are
 there, at each look, so an installation moves from a key to a service principal by editing
 the Secret; both kinds at once is refused (the last good credentials stay in use).
 
@@ -26,6 +27,7 @@ from sakura.config import (
     ENV_PRINCIPAL_ID,
     ENV_PRINCIPAL_KEY_ID,
     ENV_PRIVATE_KEY,
+    ENV_TOKEN_ENDPOINT,
 )
 from sakura.credentials import ApiKey, Credentials
 from sakura.errors import SakuraConfigError
@@ -121,12 +123,24 @@ def _service_principal(
         from sakura.principal import ServicePrincipal  # PyJWT and cryptography: only for one
 
         principal_id, key_id, pem = _texts(paths, contents)
+        endpoint = _optional_text(paths[0].parent / ENV_TOKEN_ENDPOINT[0]) or token_endpoint
+        if not endpoint.startswith(("http://", "https://")):
+            raise Unreadable(f"{ENV_TOKEN_ENDPOINT[0]} {endpoint!r} is not an http(s) URL")
         try:
-            return ServicePrincipal(principal_id, key_id, pem, token_endpoint, str(paths[2]))
+            return ServicePrincipal(principal_id, key_id, pem, endpoint, str(paths[2]))
         except SakuraConfigError as error:  # the key's fault, named; never its content
             raise Unreadable(str(error)) from None
 
     return parse
+
+
+def _optional_text(path: Path) -> str:
+    """A short optional file's text ("" when absent); read with the files it goes with (the
+    kubelet swaps the whole directory at once)."""
+    try:
+        return path.read_bytes()[:2048].decode("utf-8").strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _texts(paths: Sequence[Path], contents: Sequence[bytes]) -> list[str]:

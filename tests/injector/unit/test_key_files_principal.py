@@ -109,3 +109,17 @@ def test_an_empty_directory_names_both_kinds_files(tmp_path: Path) -> None:
         "SAKURA_SERVICE_PRINCIPAL_ID, SAKURA_SERVICE_PRINCIPAL_KEY_ID, SAKURA_PRIVATE_KEY for a "
         "service principal)"
     )
+
+
+def test_a_token_endpoint_file_in_the_secret_wins_over_the_environment(tmp_path: Path) -> None:
+    write_secret_volume(
+        tmp_path, {**principal_files(), "SAKURA_TOKEN_ENDPOINT": "http://10.0.0.9:8080/t\n"}
+    )
+    key = SakuraKeyFiles(tmp_path, token_endpoint="https://env.example/t").current()
+    assert isinstance(key, ServicePrincipal) and key.token_endpoint == "http://10.0.0.9:8080/t"
+
+
+def test_a_token_endpoint_file_that_is_no_url_is_named(tmp_path: Path) -> None:
+    write_secret_volume(tmp_path, {**principal_files(), "SAKURA_TOKEN_ENDPOINT": "token.example"})
+    with pytest.raises(ValueError, match=r"SAKURA_TOKEN_ENDPOINT 'token\.example' is not an http"):
+        SakuraKeyFiles(tmp_path).current()
