@@ -30,6 +30,7 @@ from harness.kube import Kube, kubectl_binary
 from harness.stack import Sakura
 from harness.target import Target, unavailable
 from harness.webhooks import INJECTION_LABEL
+from support.principal_kit import private_pem, public_pem, rsa_key
 
 from injector.operations.certs import generate_ca
 from sakura.credentials import key_fingerprint
@@ -469,6 +470,67 @@ def test_a_key_rotation_under_load_fails_no_fetch(installed: Kube, sakura: Sakur
     logs = "".join(installed.logs(install.NAMESPACE, name, "injector") for name in injectors)
     assert f"now uses Sakura key {second}" in logs
     assert key_2[1] not in logs and sakura.token_secret not in logs
+
+
+def test_a_service_principal_in_the_secret_serves_a_pod(installed: Kube, sakura: Sakura) -> None:
+    """docs/operations.md, "Moving to a service principal": the sakura-api-key Secret edited to
+    hold a service principal (its key's public half uploaded to Sakura first); the injector
+    picks it up with no restart and a new pod's secret is read from Sakura with Bearer tokens
+    alone, never the old key. The Secret is put back for the scenarios after this one."""
+    emulator, tag = sakura.emulator, secrets.token_hex(4)
+    principal_id, kid = "113000000042", f"e2e-{tag}"
+    emulator.principals.add_key(principal_id, kid, public_pem(rsa_key("e2e")))  # upload-key
+    emulator.store.put(sakura.vault_id, "sp-canary", f"sp-value-{tag}")
+    installed.apply(
+        *manifests.grant("read-sp-canary", APP_NS, SERVICE_ACCOUNT, manifests.pairs("sp-canary"))
+    )
+    injectors = _injector_containers(installed)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "sakura-api-key", "namespace": install.NAMESPACE},
+        "stringData": {
+            "SAKURA_SERVICE_PRINCIPAL_ID": principal_id,
+            "SAKURA_SERVICE_PRINCIPAL_KEY_ID": kid,
+            "SAKURA_PRIVATE_KEY": private_pem(rsa_key("e2e")),
+            "SAKURA_TOKEN_ENDPOINT": f"{sakura.url}/service-principals/oauth2/token",
+            "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
+            "SAKURA_SECRETS_DEFAULT_VAULT_ID": sakura.vault_id,
+        },
+    }
+    try:
+        installed.replace(secret)  # a kind swapped, not merged: the old keys go
+        fingerprint = key_fingerprint(kid)
+        installed.wait_for(
+            "the injector to use the service principal",
+            lambda: _key_in_use() == fingerprint,
+            300,
+            2,
+        )
+        basic_calls = emulator.keys.calls[sakura.token]
+        installed.apply(app_pod("sp-shop", "sp-canary"))
+        assert (
+            installed.wait_for(
+                "the app pod to finish", functools.partial(_finished, installed, "sp-shop"), 180, 2
+            )
+            == "Succeeded"
+        ), installed.describe("pod", "sp-shop", APP_NS)
+        assert installed.logs(APP_NS, "sp-shop", "app").splitlines()[0] == f"sp-value-{tag}"
+        assert emulator.principals.exchanges >= 1
+        assert emulator.keys.calls[sakura.token] == basic_calls  # the old key was never sent
+        assert _injector_containers(installed) == injectors  # no restart
+    finally:
+        installed.replace(_api_key_secret(sakura, sakura.token, sakura.token_secret))
+        installed.wait_for(
+            "the injector to use the API key again",
+            lambda: _key_in_use() == key_fingerprint(sakura.token),
+            300,
+            2,
+        )
+        emulator.store.delete(sakura.vault_id, "sp-canary")
+    logs = "".join(installed.logs(install.NAMESPACE, n, "injector") for n in injectors)
+    assert f"now uses Sakura service principal key {fingerprint}" in logs
+    assert "PRIVATE KEY" not in logs
 
 
 def _api_key_secret(sakura: Sakura, token: str, token_secret: str) -> dict[str, Any]:

@@ -64,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
         "--fault", type=fault, action="append", default=[], metavar="CODE:RATE", help="e.g. 503:0.1"
     )
     p.add_argument("--fault-seed", type=int, default=None, help="make faults reproducible")
+    p.add_argument(
+        "--token-lifetime",
+        type=duration,
+        default=3600.0,
+        help="how long a Bearer token from the IAM token endpoint lasts (default 1h)",
+    )
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--log-level", default="info")
@@ -91,11 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_limit_window=args.rate_limit_window,
             faults=args.fault,
             fault_seed=args.fault_seed,
+            token_lifetime=args.token_lifetime,
         )
     )
     try:
         if args.seed:
-            load_seed_file(args.seed, emulator.store)
+            load_seed_file(args.seed, emulator.store, emulator.principals)
         apply_flags(args.vault, args.secret, emulator.store)
     except SeedError as exc:
         print(f"sakura-emulator: {exc}", file=sys.stderr)

@@ -22,8 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from emulator.iam import iam_routes
 from emulator.keys import Keys
 from emulator.knobs import Fault, Knobs
+from emulator.principals import Principals
 from emulator.seed import load_seed
 from emulator.store import (
     MAX_NAME_LENGTH,
@@ -49,6 +51,8 @@ class EmulatorConfig:
     faults: list[Fault] = field(default_factory=list)
     fault_seed: int | None = None
     seed: dict[str, Any] | None = None
+    token_lifetime: float = 3600.0
+    """Seconds a Bearer token from the IAM token endpoint is accepted."""
 
 
 class BadBody(ValueError):
@@ -70,8 +74,10 @@ class Emulator:
         )
         self.keys = Keys()
         """Keys accepted beside the configured one, and revoked ones (`/_emulator/keys`)."""
+        self.principals = Principals(token_lifetime=self.config.token_lifetime)
+        """Service principals' keys and the Bearer tokens issued (`/_emulator/principals`)."""
         if self.config.seed is not None:
-            load_seed(self.config.seed, self.store)
+            load_seed(self.config.seed, self.store, self.principals)
         self.app = Starlette(
             routes=self._routes(),
             exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
@@ -103,7 +109,7 @@ class Emulator:
             Route("/_emulator/keys", self.get_keys, methods=["GET"]),
             Route("/_emulator/keys", self.set_keys, methods=["POST"]),
         ]
-        return routes
+        return routes + iam_routes(self.knobs, self.principals)
 
     # -- the pipeline every API request goes through -----------------------------------
 
@@ -131,14 +137,18 @@ class Emulator:
 
     def _refuse(self, request: Request) -> Response | None:
         """Auth, then the rate limit, then injected faults: the first that applies answers."""
-        if not self._authorized(request.headers.get("authorization", "")):
+        header = request.headers.get("authorization", "")
+        if not self._authorized(header):
+            bearer = header[:7].lower() == "bearer "
             return JSONResponse(
                 {
                     "is_fatal": True,
                     "serial": "emulator",
                     "status": "401 Unauthorized",
                     "error_code": "unauthorized",
-                    "error_msg": "invalid access token or secret",
+                    "error_msg": "invalid or expired bearer token"
+                    if bearer
+                    else "invalid access token or secret",
                 },
                 status_code=401,
                 headers={"WWW-Authenticate": 'Basic realm="sakura"'},
@@ -157,6 +167,8 @@ class Emulator:
 
     def _authorized(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return self.principals.accepts(encoded.strip())
         if scheme.lower() != "basic":
             return False
         try:

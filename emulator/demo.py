@@ -190,7 +190,11 @@ def _container_env(
             env[item["name"]] = item["value"]
         else:
             ref = item["valueFrom"]["secretKeyRef"]
-            env[item["name"]] = secrets[ref["name"]][ref["key"]]
+            value = secrets[ref["name"]].get(ref["key"])
+            if value is None and not ref.get("optional"):
+                raise KeyError(f"Secret {ref['name']} has no key {ref['key']}")
+            if value is not None:  # an optional key the Secret lacks: unset, as the kubelet does
+                env[item["name"]] = value
     return env
 
 

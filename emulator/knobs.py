@@ -136,6 +136,8 @@ class Knobs:
             while self._recent and self._recent[0] <= now - self.rate_limit_window:
                 self._recent.popleft()
             if len(self._recent) >= self.rate_limit:
+                if not self._recent:  # a limit of 0: nothing passes
+                    return self.rate_limit_window
                 return self._recent[0] + self.rate_limit_window - now
             self._recent.append(now)
             return None

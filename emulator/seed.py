@@ -2,8 +2,11 @@
 
 Seed format:
     {"vaults": [{"id": "110000000001", "name": "demo", "description": "",
-                 "secrets": {"plain": "v", "rotated": ["v1", "v2"], "db": {"user": "app"}}}]}
+                 "secrets": {"plain": "v", "rotated": ["v1", "v2"], "db": {"user": "app"}}}],
+     "service_principals": [{"id": "113000000001",
+                             "keys": [{"kid": "k1", "public_key": "-----BEGIN PUBLIC..."}]}]}
 A list gives the versions in order; any other non-string JSON is stored as compact JSON text.
+Service principals are optional: their keys' public halves, for the IAM token endpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from emulator.principals import Principals
 from emulator.store import Store
 
 DEFAULT_VAULT_ID = "110000000001"
@@ -22,7 +26,7 @@ class SeedError(ValueError):
     pass
 
 
-def load_seed(data: Mapping[str, Any], store: Store) -> None:
+def load_seed(data: Mapping[str, Any], store: Store, principals: Principals | None = None) -> None:
     vaults = data.get("vaults")
     if not isinstance(vaults, list):
         raise SeedError('the seed must be an object with a "vaults" list')
@@ -44,16 +48,39 @@ def load_seed(data: Mapping[str, Any], store: Store) -> None:
             versions = value if isinstance(value, list) else [value]
             for version in versions:
                 store.put(vault.id, name, _text(version))
+    if principals is not None:
+        _load_principals(data.get("service_principals", []), principals)
 
 
-def load_seed_file(path: str | Path, store: Store) -> None:
+def _load_principals(items: Any, principals: Principals) -> None:
+    if not isinstance(items, list):
+        raise SeedError('"service_principals" must be a list')
+    for index, item in enumerate(items):
+        where = f"service_principals[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+            raise SeedError(f'{where} must be an object with a string "id"')
+        keys = item.get("keys", [])
+        if not isinstance(keys, list):
+            raise SeedError(f"{where}.keys must be a list")
+        for k, key in enumerate(keys):
+            if not isinstance(key, dict):
+                raise SeedError(f"{where}.keys[{k}] is not an object")
+            try:
+                principals.add_key(
+                    item["id"], str(key.get("kid", "")), str(key.get("public_key", ""))
+                )
+            except ValueError as exc:
+                raise SeedError(f"{where}.keys[{k}]: {exc}") from None
+
+
+def load_seed_file(path: str | Path, store: Store, principals: Principals | None = None) -> None:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise SeedError(f"cannot read seed file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise SeedError(f"seed file {path} is not a JSON object")
-    load_seed(data, store)
+    load_seed(data, store, principals)
 
 
 def apply_flags(vaults: Iterable[str], secrets: Iterable[str], store: Store) -> None:

@@ -2,8 +2,9 @@
 
 One pooled httpx.AsyncClient per endpoint, the SDK's headers, a client-side rate limiter,
 retries for safe calls only, and an overall deadline per call. Each request asks its
-`CredentialSource` for the key to send (Basic auth), so a rotated key is used from the next
-request on (sakura/credentials.py). Only httpx and the
+`CredentialSource` for the key to send, so a rotated key is used from the next request on
+(sakura/credentials.py): an API key as Basic auth, a service principal as a Bearer token
+bought at the token endpoint through this same loop (sakura/authorizer.py). Only httpx and the
 standard library are imported, so the init container can use it without the injector's deps.
 """
 
@@ -22,8 +23,10 @@ from typing import Any
 import httpx
 
 from sakura import wire
+from sakura.authorizer import FORM, Authorizer, GrantCredentials, hint_for
+from sakura.bearer import BearerToken, parse_token_answer
 from sakura.config import SakuraConfig
-from sakura.credentials import ApiKey, CredentialSource, FixedCredentials
+from sakura.credentials import CredentialSource, FixedCredentials, configured_credentials
 from sakura.errors import (
     BadResponse,
     Crowded,
@@ -32,11 +35,12 @@ from sakura.errors import (
     SakuraError,
     Throttled,
     Unavailable,
+    with_note,
 )
 from sakura.ratelimit import RateLimiter, Tenant
 from sakura.reader import SecretInfo, Unveiled, VaultInfo
 from sakura.retry import Backoff, is_retryable_status, parse_retry_after
-from sakura.statuses import error_for
+from sakura.statuses import error_for, missing_version
 
 USER_AGENT = "sakura-secrets-injector/0.1 (+https://github.com/sakura-secrets-injector)"
 log = logging.getLogger(__name__)
@@ -68,8 +72,11 @@ class SakuraClient:
         self.credentials: CredentialSource = (
             credentials
             if credentials is not None
-            else FixedCredentials(ApiKey(config.access_token, config.access_token_secret))
+            else FixedCredentials(configured_credentials(config))
         )
+        self.authorizer = Authorizer(self._exchange, clock=clock)  # a principal's tokens
+        # told of each token exchange's outcome: the injector counts them as Sakura calls
+        self.on_exchange: Callable[[SakuraError | None], None] = lambda error: None
         self._clock = clock
         self._sleep = sleep
         self.limiter = limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep)
@@ -191,11 +198,11 @@ class SakuraClient:
                 VaultInfo(
                     id=str(wire.field_of(item, "ID", (str, int), what, 200)),
                     name=wire.field_of(item, "Name", str, what, 200),
-                    description=_str(item.get("Description")),
-                    kms_key_id=_str(item.get("KmsKeyID")),
+                    description=wire.optional_text(item, "Description"),
+                    kms_key_id=wire.optional_text(item, "KmsKeyID"),
                     tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
-                    created_at=_str(item.get("CreatedAt")),
-                    modified_at=_str(item.get("ModifiedAt")),
+                    created_at=wire.optional_text(item, "CreatedAt"),
+                    modified_at=wire.optional_text(item, "ModifiedAt"),
                 )
             )
         return result
@@ -250,11 +257,15 @@ class SakuraClient:
         vault_id: str | None = None,
         sensitive: str = "",
         tenant: Tenant = None,
+        form: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request with rate limiting, retries (when `retry`) and the deadline."""
+        """Send one request with rate limiting, retries (when `retry`) and the deadline.
+
+        A `form` is the token exchange: sent form-encoded, with no credentials."""
         deadline_at = self._clock() + self.deadline
-        sent: tuple[str, ...] = ()
+        sent: tuple[str, ...] = tuple(form.values()) if form else ()
         attempt = 0
+        renewed = False  # a Bearer token refused with 401 is renewed once per call
         previous: SakuraError | None = None
         while True:
             remaining = deadline_at - self._clock()
@@ -275,9 +286,11 @@ class SakuraClient:
                     retry_after=wait,
                     status=None,
                 )
-            remaining = deadline_at - self._clock()
             key = self.credentials.current()  # a rotated key counts from the next attempt on
-            sent = tuple(dict.fromkeys((*sent, *key.secrets)))  # scrubbed: every key sent
+            authorization = None if form else await self.authorizer.authorize(key)
+            remaining = deadline_at - self._clock()
+            # scrubbed from every message: each key and token sent
+            sent = tuple(dict.fromkeys((*sent, *key.secrets, *self.authorizer.bearer_values)))
             retry_after: float | None = None
             held_off = False  # a 429's Retry-After: the limiter makes every caller wait it out
             try:
@@ -288,14 +301,16 @@ class SakuraClient:
                         method,
                         path,
                         json=json,
-                        auth=key.auth(),
+                        data=form,
+                        headers={"Content-Type": FORM} if form else None,
+                        auth=authorization.auth if authorization else None,
                         timeout=max(0.001, min(self.timeout, remaining)),
                     )
             except (httpx.TimeoutException, TimeoutError):
                 if previous is not None and remaining < self.timeout:
                     # The deadline, not Sakura, cut this attempt short: the earlier failure
                     # is what the user needs to see.
-                    raise _with_note(
+                    raise with_note(
                         previous,
                         f" (gave up after {attempt + 1} attempts: the {self.deadline:g}s "
                         "deadline ran out)",
@@ -314,18 +329,28 @@ class SakuraClient:
             else:
                 if response.status_code < 400:
                     return response
+                if (
+                    response.status_code == 401
+                    and not renewed
+                    and authorization is not None
+                    and self.authorizer.refused(authorization)
+                ):
+                    renewed = True  # the token was revoked or the clocks disagree: buy another
+                    continue
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if response.status_code == 429 and retry_after is not None:
                     self.limiter.hold_off(retry_after)  # the quota is the account's, not ours
                     held_off = True
                 text = wire.error_text(response, (*sent, sensitive))
-                error = error_for(response.status_code, what, text, retry_after, missing, vault_id)
+                error = error_for(
+                    response.status_code, what, text, retry_after, missing, vault_id, hint_for(key)
+                )
                 retryable = is_retryable_status(response.status_code)
             if not retry or not retryable or attempt >= self.max_retries:
                 raise error
             delay = retry_after if retry_after is not None else self.backoff.delay(attempt)
             if self._clock() + delay >= deadline_at:
-                raise _with_note(
+                raise with_note(
                     error,
                     f" (gave up after {attempt + 1} attempts: the next retry in {delay:.3g}s "
                     f"would pass the {self.deadline:g}s deadline)",
@@ -342,6 +367,25 @@ class SakuraClient:
             if not held_off:
                 await self._sleep(delay)
 
+    async def _exchange(self, key: GrantCredentials) -> BearerToken:
+        """Buy a Bearer token with `key`'s signed grant: a Sakura call like any other."""
+        what = f"getting a token for service principal key {key.fingerprint}"
+        try:
+            response = await self._call(
+                "POST",
+                key.token_endpoint,
+                what,
+                form=key.grant(time.time()),
+                retry=True,
+                missing=("vault", ""),
+            )
+            token = parse_token_answer(wire.json_object(response, what), time.time())
+        except SakuraError as error:
+            self.on_exchange(error)
+            raise
+        self.on_exchange(None)
+        return token
+
     async def _explain_missing(
         self, exc: NotFound, vault_id: str, name: str, version: int | None, tenant: Tenant
     ) -> NotFound:
@@ -351,26 +395,8 @@ class SakuraClient:
         try:
             secrets = await self.list_secrets(vault_id, tenant=tenant)
         except SakuraError:
-            return NotFound(
-                f"secret {name!r} version {version} not found in vault {vault_id} "
-                f"(or the secret does not exist): {exc.sakura_text}",
-                kind="version",
-                name=f"{name}@{version}",
-            )
-        latest = next((s.latest_version for s in secrets if s.name == name), None)
-        if latest is None:
-            return exc
-        return NotFound(
-            f"secret {name!r} has no version {version} in vault {vault_id} "
-            f"(latest is {latest}): {exc.sakura_text}",
-            kind="version",
-            name=f"{name}@{version}",
-        )
-
-
-def _with_note(error: SakuraError, note: str) -> SakuraError:
-    error.args = (error.message + note,)
-    return error
+            secrets = None
+        return missing_version(exc, vault_id, name, version, secrets)
 
 
 def _maybe_done(retry: bool) -> str:
@@ -380,10 +406,6 @@ def _maybe_done(retry: bool) -> str:
 
 def _segment(text: str) -> str:
     return urllib.parse.quote(text, safe="")
-
-
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _tls(verify: bool | str) -> bool | ssl.SSLContext:

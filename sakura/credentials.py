@@ -3,8 +3,9 @@
 A `CredentialSource` hands out the credentials to use now; the client asks it before every
 request, so a source that re-reads files (the injector's mounted Secret) rotates the key with
 no restart: the next request uses the new key, a request already sent finishes with the old.
-`ApiKey` (HTTP Basic, an access token and its secret) is the one kind today; IAM service
-principals (Bearer tokens) would be a second `Credentials` with its own `auth()`.
+`ApiKey` (HTTP Basic, an access token and its secret) is one kind; an IAM service principal
+(sakura/principal.py) is the other: its requests carry Bearer tokens that
+sakura/authorizer.py buys with its signed grant, so its `auth()` is never called.
 
 A key is named by its fingerprint: the first 12 hex digits of the SHA-256 of the access
 token's ID, never of the secret. The ID alone authenticates nothing (Sakura wants the secret
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
+
+from sakura.config import SakuraConfig
 
 FINGERPRINT_DIGITS = 12
 
@@ -93,3 +96,13 @@ class FixedCredentials:
 
     def current(self) -> Credentials:
         return self.credentials
+
+
+def configured_credentials(config: SakuraConfig) -> Credentials:
+    """The config's own credentials; a service principal's key is checked here (its module,
+    with PyJWT and cryptography, loads only for one)."""
+    if config.principal is None:
+        return ApiKey(config.access_token, config.access_token_secret)
+    from sakura.principal import ServicePrincipal
+
+    return ServicePrincipal.from_settings(config.principal)

@@ -74,3 +74,9 @@ class Crowded(Throttled):
         super().__init__(message, retry_after=retry_after, status=None)
         self.waiting = waiting
         """How many calls of the tenant were waiting already."""
+
+
+def with_note(error: SakuraError, note: str) -> SakuraError:
+    """`error` with `note` added to its message (why the client gave up)."""
+    error.args = (error.message + note,)
+    return error

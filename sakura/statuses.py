@@ -6,6 +6,8 @@ what to tell the user (which credential to check, which vault or secret is missi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sakura.errors import (
     NotFound,
     NotFoundKind,
@@ -16,6 +18,10 @@ from sakura.errors import (
     Unavailable,
 )
 
+if TYPE_CHECKING:
+    from sakura.reader import SecretInfo
+from sakura.reader import SecretInfo
+
 
 def error_for(
     status: int,
@@ -24,14 +30,14 @@ def error_for(
     retry_after: float | None,
     missing: tuple[NotFoundKind, str],
     vault_id: str | None,
+    hint: str = "check SAKURA_ACCESS_TOKEN and SAKURA_ACCESS_TOKEN_SECRET",
 ) -> SakuraError:
     """Map an HTTP error status to the error a user can act on."""
     said = f"HTTP {status}: {text}" if text else f"HTTP {status}"
     error: SakuraError
     if status == 401:
         error = Unauthorized(
-            f"{what}: Sakura refused the credentials ({said}); check SAKURA_ACCESS_TOKEN "
-            "and SAKURA_ACCESS_TOKEN_SECRET",
+            f"{what}: Sakura refused the credentials ({said}); {hint}",
             status=status,
         )
     elif status == 403:
@@ -60,3 +66,25 @@ def error_for(
         error = Rejected(f"{what}: Sakura rejected the request ({said})", status=status)
     error.sakura_text = text
     return error
+
+
+def missing_version(
+    exc: NotFound, vault_id: str, name: str, version: int, secrets: list[SecretInfo] | None
+) -> NotFound:
+    """A pinned read's 404, told apart by the vault's listing (None: it could not be read)."""
+    if secrets is None:
+        return NotFound(
+            f"secret {name!r} version {version} not found in vault {vault_id} "
+            f"(or the secret does not exist): {exc.sakura_text}",
+            kind="version",
+            name=f"{name}@{version}",
+        )
+    latest = next((s.latest_version for s in secrets if s.name == name), None)
+    if latest is None:
+        return exc
+    return NotFound(
+        f"secret {name!r} has no version {version} in vault {vault_id} "
+        f"(latest is {latest}): {exc.sakura_text}",
+        kind="version",
+        name=f"{name}@{version}",
+    )

@@ -45,8 +45,15 @@ def field_of(
     return value
 
 
+def optional_text(data: dict[str, Any], key: str) -> str:
+    """`data[key]` when it is text, else "" (fields Sakura may leave out or null)."""
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
 def error_text(response: httpx.Response, secrets: Iterable[str]) -> str:
-    """Sakura's message from an error body: `error`, or the old `error_msg` envelope."""
+    """Sakura's message from an error body: `error`, the old `error_msg` envelope, or an RFC
+    7807 problem's `detail` (the IAM token endpoint)."""
     text = ""
     try:
         data = json.loads(response.content)
@@ -55,7 +62,7 @@ def error_text(response: httpx.Response, secrets: Iterable[str]) -> str:
     if isinstance(data, dict):
         parts = [
             str(data[k])
-            for k in ("error", "error_msg", "message", "error_code")
+            for k in ("error", "error_msg", "detail", "message", "error_code")
             if isinstance(data.get(k), str | int) and str(data[k]).strip()
         ]
         text = parts[0] if parts else ""

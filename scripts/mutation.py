@@ -46,6 +46,7 @@ SAKURA_CLIENT_TESTS = (
     "tests/sakura/test_client_unit.py",
     "tests/sakura/test_sakura_wire_unit.py",
     "tests/sakura/test_sakura_client.py::test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted",
+    "tests/sakura/test_client_principal.py",
 )
 """The client, its errors, its wire shapes and its status mapping are reached through whole
 calls on crafted answers; only TLS needs the emulator (over TLS). The other emulator tests
@@ -295,6 +296,26 @@ TARGETS = (
     Target("injector/fair_queue.py", ("tests/broker/test_fair_queue_unit.py",), ci=True),
     Target("injector/events.py", ("tests/injector/unit/test_events_unit.py",), ci=True),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
+    Target("sakura/bearer.py", ("tests/sakura/test_bearer_unit.py",), ci=True),
+    Target("sakura/principal.py", ("tests/sakura/test_principal_unit.py",), ci=True),
+    Target(
+        "sakura/authorizer.py",
+        (
+            "tests/sakura/test_authorizer_unit.py",
+            "tests/sakura/test_client_principal.py",
+            "tests/sakura/test_bearer_unit.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "emulator/principals.py",
+        (
+            "tests/sakura/test_principals_unit.py",
+            "tests/sakura/test_emulator_iam.py",
+            "tests/contract/test_contract_iam.py",
+        ),
+        # a test double, like the rest of emulator/: not in CI, run by hand
+    ),
     Target(
         "sakura/ratelimit.py",
         ("tests/sakura/test_ratelimit_unit.py", "tests/sakura/test_sakura_fairness.py"),

@@ -68,6 +68,11 @@ class Kube:
         text = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
         return self.run("apply", "-f", "-", stdin=text).stdout
 
+    def replace(self, obj: Mapping[str, Any]) -> str:
+        """`kubectl replace`: the object becomes exactly this (keys it lacks are gone, which
+        `apply` would keep when they came from elsewhere)."""
+        return self.run("replace", "-f", "-", stdin=json.dumps(obj)).stdout
+
     def create(self, obj: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
         """`kubectl create` without raising, for tests that expect a denial."""
         return self.run("create", "-f", "-", stdin=json.dumps(obj), check=False)

@@ -58,7 +58,7 @@ BUDGET_TOKENS = "sakura_secrets_sakura_budget_tokens"
 BUDGET_RATE = "sakura_secrets_sakura_budget_per_minute"
 WAITING = "sakura_secrets_sakura_waiting_calls"
 
-OPERATIONS = ("list_vaults", "list_secrets", "unveil", "recheck")
+OPERATIONS = ("list_vaults", "list_secrets", "unveil", "recheck", "token")
 CALL_OUTCOMES = ("ok", "not_found", "throttled", "limited", "rejected", "failed")
 REFUSALS: dict[type[BrokerError], str] = {
     TokenRejected: "token_rejected",
@@ -106,7 +106,8 @@ class CountedReader:
         self.calls = Counter(
             SAKURA_CALLS,
             "Calls of Sakura by operation (list_vaults, list_secrets, unveil; recheck: the "
-            "readiness recheck of a rejected key) and outcome (ok, not_found, throttled, "
+            "readiness recheck of a rejected key; token: a service principal's token "
+            "exchange) and outcome (ok, not_found, throttled, "
             "limited: refused by the injector's own rate limiter, nothing sent; rejected: the "
             "injector's key; failed)",
             ["operation", "outcome"],
@@ -115,6 +116,10 @@ class CountedReader:
         for operation in OPERATIONS:
             for outcome in CALL_OUTCOMES:
                 self.calls.labels(operation, outcome)
+
+    def exchanged(self, error: SakuraError | None) -> None:
+        """A service principal's token exchange (the client tells of each): a call too."""
+        self.calls.labels("token", call_outcome(error)).inc()
 
     async def unveil(
         self, vault_id: str, name: str, version: int | None = None, *, tenant: Tenant = None

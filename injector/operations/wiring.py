@@ -113,7 +113,9 @@ def build_broker(
     )
     metrics = REGISTRY if registry is None else registry
     metrics.register(BudgetGauges(limiter))
-    watched = CredentialWatch(CountedReader(sakura, metrics), credentials=sakura.credentials)
+    counted = CountedReader(sakura, metrics)
+    sakura.on_exchange = counted.exchanged  # a service principal's token exchanges count too
+    watched = CredentialWatch(counted, credentials=sakura.credentials)
     inventory = VaultInventory(
         watched, ttl=t.listing_ttl, negative_ttl=t.negative_ttl, clock=cache_clock
     )

@@ -82,18 +82,28 @@ async def test_each_call_is_counted_once_by_its_operation_and_outcome() -> None:
     }
 
 
+def test_a_service_principals_token_exchanges_are_counted_as_calls() -> None:
+    registry = CollectorRegistry()
+    reader = CountedReader(FakeSakura(), registry)
+    reader.exchanged(None)
+    reader.exchanged(None)
+    reader.exchanged(Unauthorized("HTTP 401: service principal key 'k' is disabled"))
+    assert counted(registry) == {("token", "ok"): 2, ("token", "rejected"): 1}
+
+
 def test_every_operation_and_outcome_is_shown_from_the_start_and_explained() -> None:
     registry = CollectorRegistry()
     CountedReader(FakeSakura(), registry)
     text = generate_latest(registry).decode()
-    for operation in ("list_vaults", "list_secrets", "unveil", "recheck"):
+    for operation in ("list_vaults", "list_secrets", "unveil", "recheck", "token"):
         for outcome in ("ok", "not_found", "throttled", "limited", "rejected", "failed"):
             sample = f'{CALLS}{{operation="{operation}",outcome="{outcome}"}} 0.0'
             assert sample in text
-    assert text.count(f"{CALLS}{{") == 24
+    assert text.count(f"{CALLS}{{") == 30
     assert (
         f"# HELP {CALLS} Calls of Sakura by operation (list_vaults, list_secrets, unveil; "
-        "recheck: the readiness recheck of a rejected key) and outcome (ok, not_found, "
+        "recheck: the readiness recheck of a rejected key; token: a service principal's token "
+        "exchange) and outcome (ok, not_found, "
         "throttled, limited: refused by the injector's own rate limiter, nothing sent; "
         "rejected: the injector's key; failed)\n"
     ) in text

@@ -18,8 +18,8 @@ import httpx
 import jsonschema
 import pytest
 from openapi_core import OpenAPI
-from openapi_core.datatypes import RequestParameters
 from openapi_core.exceptions import OpenAPIError
+from support.openapi_exchange import OpenAPIRequest, OpenAPIResponse
 
 from emulator import Emulator, EmulatorConfig, run_in_thread
 from sakura import Backoff, RateLimiter, SakuraClient, SakuraConfig, SakuraError
@@ -43,27 +43,6 @@ ERROR_SCHEMA = {
         },
     ]
 }
-
-
-class OpenAPIRequest:
-    """An httpx request as openapi-core reads it."""
-
-    def __init__(self, request: httpx.Request) -> None:
-        self.host_url = f"{request.url.scheme}://{request.url.netloc.decode()}"
-        self.path = request.url.path
-        self.method = request.method.lower()
-        self.parameters = RequestParameters(query=dict(request.url.params), header=request.headers)
-        self.content_type = request.headers.get("content-type", "")
-        self.body: bytes | None = request.content or None
-        self.full_url_pattern = str(request.url.copy_with(query=None))
-
-
-class OpenAPIResponse:
-    def __init__(self, response: httpx.Response) -> None:
-        self.status_code = response.status_code
-        self.headers = response.headers
-        self.content_type = response.headers.get("content-type", "")
-        self.data: bytes | None = response.content or None
 
 
 class Recorder(httpx.AsyncBaseTransport):

@@ -15,6 +15,17 @@ from injector.setting import OutOfRange
 
 NAMES = service_dns_names("sakura-secrets-injector", "sakura-secrets")
 NOW = datetime.datetime.now(datetime.UTC)
+"""Set again before each test: certs.py issues with the real clock (backdated 5 minutes), so a
+NOW taken at import would be older than a certificate issued more than 5 minutes into a long
+run, which then looks not yet valid."""
+
+
+@pytest.fixture(autouse=True)
+def _now_is_when_the_test_runs() -> None:
+    global NOW
+    NOW = datetime.datetime.now(datetime.UTC)
+
+
 DAY = datetime.timedelta(days=1)
 
 

@@ -27,7 +27,30 @@ from contract.pod import (
 )
 from injector.webhook.pod.resources import Resources
 from injector.webhook.settings import WebhookSettings
-from sakura.config import ENV_ACCESS_TOKEN, ENV_ACCESS_TOKEN_SECRET, ENV_ENDPOINT, ENV_ZONE
+from sakura.config import (
+    ENV_ACCESS_TOKEN,
+    ENV_ACCESS_TOKEN_SECRET,
+    ENV_ENDPOINT,
+    ENV_PRINCIPAL_ID,
+    ENV_PRINCIPAL_KEY_ID,
+    ENV_PRIVATE_KEY,
+    ENV_TOKEN_ENDPOINT,
+    ENV_ZONE,
+)
+
+DIRECT_CREDENTIAL_KEYS = tuple(
+    names[0]
+    for names in (
+        ENV_ACCESS_TOKEN,
+        ENV_ACCESS_TOKEN_SECRET,
+        ENV_PRINCIPAL_ID,
+        ENV_PRINCIPAL_KEY_ID,
+        ENV_PRIVATE_KEY,
+        ENV_TOKEN_ENDPOINT,
+    )
+)
+"""The keys of a direct-mode pod's credentials Secret the init container reads: an API key
+pair or a service principal (and its token endpoint), each by Sakura's own name."""
 
 
 def our_container(
@@ -73,9 +96,12 @@ def _env(plan: Plan, settings: WebhookSettings) -> list[dict[str, Any]]:
         ]
         return env
     secret = plan.mode.credentials_secret
-    # [0]: the official names (the others are legacy spellings the client also reads)
-    for key in (ENV_ACCESS_TOKEN[0], ENV_ACCESS_TOKEN_SECRET[0]):
-        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    # [0]: the official names (the others are legacy spellings the client also reads). The
+    # Secret holds one kind: an API key pair or a service principal, so each key is optional
+    # and the init container names what is missing (sakura.config).
+    for key in DIRECT_CREDENTIAL_KEYS:
+        ref = {"name": secret, "key": key, "optional": True}
+        env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     if settings.sakura_endpoint:
         env.append({"name": ENV_ENDPOINT[0], "value": settings.sakura_endpoint})
     if settings.sakura_zone:

@@ -458,11 +458,14 @@ async def test_direct_mode_swaps_the_token_for_credentials_from_the_secret() -> 
     ]
     assert result.env["SAKURA_ACCESS_TOKEN"] == {
         "name": "SAKURA_ACCESS_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": "sakura-creds", "key": "SAKURA_ACCESS_TOKEN"}},
+        "valueFrom": {
+            "secretKeyRef": {"name": "sakura-creds", "key": "SAKURA_ACCESS_TOKEN", "optional": True}
+        },
     }
-    assert result.env["SAKURA_ACCESS_TOKEN_SECRET"]["valueFrom"] == {
-        "secretKeyRef": {"name": "sakura-creds", "key": "SAKURA_ACCESS_TOKEN_SECRET"}
-    }
+    for key in ("SAKURA_ACCESS_TOKEN_SECRET", "SAKURA_SERVICE_PRINCIPAL_ID", "SAKURA_PRIVATE_KEY"):
+        assert result.env[key]["valueFrom"] == {
+            "secretKeyRef": {"name": "sakura-creds", "key": key, "optional": True}
+        }
     assert result.env["SAKURA_ENDPOINTS_SECRETMANAGER"]["value"] == "http://emulator:8080"
     assert result.env["SAKURA_ZONE"]["value"] == "is1a"
     assert not {"SAKURA_SECRETS_BROKER_URL", "SAKURA_SECRETS_TOKEN_FILE"} & set(result.env)
@@ -476,6 +479,10 @@ async def test_direct_mode_without_endpoint_settings_sets_only_the_credentials()
         "SAKURA_SECRETS_PLAN",
         "SAKURA_ACCESS_TOKEN",
         "SAKURA_ACCESS_TOKEN_SECRET",
+        "SAKURA_SERVICE_PRINCIPAL_ID",
+        "SAKURA_SERVICE_PRINCIPAL_KEY_ID",
+        "SAKURA_PRIVATE_KEY",
+        "SAKURA_TOKEN_ENDPOINT",
     }
 
 

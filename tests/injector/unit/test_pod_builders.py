@@ -93,19 +93,25 @@ def test_the_broker_mode_init_container() -> None:
 def test_the_direct_mode_init_container_reads_the_credentials_secret() -> None:
     the_plan = plan("direct")
     container = init_container(the_plan, Resources("1", "2", "3", "4"), SETTINGS)
-    ref: dict[str, Any] = {"secretKeyRef": {"name": "sakura-creds"}}
+    keys = [
+        "SAKURA_ACCESS_TOKEN",
+        "SAKURA_ACCESS_TOKEN_SECRET",
+        "SAKURA_SERVICE_PRINCIPAL_ID",
+        "SAKURA_SERVICE_PRINCIPAL_KEY_ID",
+        "SAKURA_PRIVATE_KEY",
+        "SAKURA_TOKEN_ENDPOINT",
+    ]
     assert container["env"] == [
         {"name": "SAKURA_SECRETS_PLAN", "value": the_plan.to_json()},
-        {
-            "name": "SAKURA_ACCESS_TOKEN",
-            "valueFrom": {"secretKeyRef": {**ref["secretKeyRef"], "key": "SAKURA_ACCESS_TOKEN"}},
-        },
-        {
-            "name": "SAKURA_ACCESS_TOKEN_SECRET",
-            "valueFrom": {
-                "secretKeyRef": {**ref["secretKeyRef"], "key": "SAKURA_ACCESS_TOKEN_SECRET"}
-            },
-        },
+        *(
+            {
+                "name": key,
+                "valueFrom": {
+                    "secretKeyRef": {"name": "sakura-creds", "key": key, "optional": True}
+                },
+            }
+            for key in keys
+        ),
         {"name": "SAKURA_ENDPOINTS_SECRETMANAGER", "value": "https://sakura.example/secretmanager"},
         {"name": "SAKURA_ZONE", "value": "is1a"},
     ]
@@ -125,6 +131,10 @@ def test_direct_mode_without_endpoint_or_zone_sets_neither() -> None:
         "SAKURA_SECRETS_PLAN",
         "SAKURA_ACCESS_TOKEN",
         "SAKURA_ACCESS_TOKEN_SECRET",
+        "SAKURA_SERVICE_PRINCIPAL_ID",
+        "SAKURA_SERVICE_PRINCIPAL_KEY_ID",
+        "SAKURA_PRIVATE_KEY",
+        "SAKURA_TOKEN_ENDPOINT",
     ]
     assert init_container(plan(), Resources(), bare)["imagePullPolicy"] == "IfNotPresent"
 

@@ -95,9 +95,13 @@ def test_the_direct_mode_refresh_container_gets_the_credentials_not_a_token() ->
         "SAKURA_SECRETS_PLAN",
         "SAKURA_ACCESS_TOKEN",
         "SAKURA_ACCESS_TOKEN_SECRET",
+        "SAKURA_SERVICE_PRINCIPAL_ID",
+        "SAKURA_SERVICE_PRINCIPAL_KEY_ID",
+        "SAKURA_PRIVATE_KEY",
+        "SAKURA_TOKEN_ENDPOINT",
     ]
     assert container["env"][1]["valueFrom"] == {
-        "secretKeyRef": {"name": "sakura-creds", "key": "SAKURA_ACCESS_TOKEN"}
+        "secretKeyRef": {"name": "sakura-creds", "key": "SAKURA_ACCESS_TOKEN", "optional": True}
     }
     assert container["volumeMounts"] == [
         {"name": "sakura-secrets", "mountPath": "/run/secrets/app"}
