@@ -216,6 +216,7 @@ def main() -> int:
                 seen = apiserver_requests(admin) - seen_before
                 rss = broker.peak_rss_mib()
                 broker.stop()
+                logged = broker.log_lines()
             sakura_calls = emulator.knobs.calls["total"]
     finally:
         with contextlib.suppress(k8s.ApiException):
@@ -250,9 +251,11 @@ def main() -> int:
         + (f"; {dict(outcomes)}; first: {first_error}" if failed else "")
     )
     print(
-        f"broker:          {cpu:.1f} CPU s ({100 * cpu / elapsed:.0f}% of one core), "
-        f"peak RSS {rss:.0f} MiB"
+        f"broker:          {cpu:.1f} CPU s ({1000 * cpu / args.pods:.1f} ms a pod; "
+        f"{100 * cpu / elapsed:.0f}% of one core), peak RSS {rss:.0f} MiB"
     )
+    if logged:
+        print(f"broker log:      {len(logged)} lines; first: {logged[0][:200]}")
     print(
         f"client:          {100 * own / elapsed:.0f}% of one core "
         "(near 100%: the client was the limit)"

@@ -115,6 +115,7 @@ class BrokerProcess:
     url: str
     child: subprocess.Popen[bytes]
     counts_file: Path
+    log_file: Path
     kubernetes: dict[str, int] = field(default_factory=dict)
 
     def cpu_seconds(self) -> float:
@@ -135,6 +136,10 @@ class BrokerProcess:
         if self.counts_file.exists():
             self.kubernetes = json.loads(self.counts_file.read_text())
 
+    def log_lines(self) -> list[str]:
+        """What the broker logged (warnings and worse: each refusal is one line)."""
+        return self.log_file.read_text(errors="replace").splitlines()
+
 
 @contextlib.contextmanager
 def broker_process(
@@ -143,17 +148,20 @@ def broker_process(
     """Start the broker (KUBECONFIG's cluster, Sakura at `sakura_url`) and wait until it
     listens; killed on the way out if `stop` was not called."""
     port = free_port()
-    counts = cert.with_name("kubernetes-calls.json")
-    child = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "benchmarks.broker_process", "--sakura-url", sakura_url),
-            *("--port", str(port), "--cert", str(cert), "--key", str(key)),
-            *("--counts", str(counts), "--latest-ttl", str(latest_ttl)),
-        ]
-    )
+    counts, log = cert.with_name("kubernetes-calls.json"), cert.with_name("broker.log")
+    with log.open("wb") as log_output:
+        child = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "benchmarks.broker_process", "--sakura-url", sakura_url),
+                *("--port", str(port), "--cert", str(cert), "--key", str(key)),
+                *("--counts", str(counts), "--latest-ttl", str(latest_ttl)),
+            ],
+            stdout=log_output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_listening(port, child)
-        yield BrokerProcess(f"https://127.0.0.1:{port}", child, counts)
+        yield BrokerProcess(f"https://127.0.0.1:{port}", child, counts, log)
     finally:
         if child.poll() is None:
             child.kill()
