@@ -26,18 +26,13 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import json
 import os
 import random
-import signal
-import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +44,7 @@ from kubernetes import client as k8s
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from broker_load import SECRETS, VAULT, prepare_cluster, quota_emulator
+from broker_process import broker_process, make_pods
 
 from emulator.app import Emulator
 from emulator.server import run_in_thread
@@ -56,122 +52,6 @@ from injector.kube import api_client as kube_api_client
 from injector.operations.certs import generate_ca, issue_serving_cert
 
 CHANGED = "api"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-# ------------------------------------------------------------------ the cluster side
-
-
-def make_pods(api: k8s.ApiClient, namespace: str, count: int) -> list[str]:
-    """`count` pods bound to nothing that runs, and a bound token for each."""
-    core = k8s.CoreV1Api(api)
-
-    def one(index: int) -> str:
-        body = k8s.V1Pod(
-            metadata=k8s.V1ObjectMeta(name=f"refresher-{index}"),
-            spec=k8s.V1PodSpec(
-                service_account_name="app",
-                automount_service_account_token=False,
-                scheduler_name="sakura-secrets-benchmark-no-scheduler",
-                containers=[k8s.V1Container(name="app", image="local/busybox:1")],
-            ),
-        )
-        pod = core.create_namespaced_pod(namespace, body)
-        assert pod.metadata is not None
-        token = core.create_namespaced_service_account_token(
-            "app",
-            namespace,
-            k8s.AuthenticationV1TokenRequest(
-                spec=k8s.V1TokenRequestSpec(
-                    audiences=["sakura-secrets-injector"],
-                    expiration_seconds=3600,
-                    bound_object_ref=k8s.V1BoundObjectReference(
-                        kind="Pod", api_version="v1", name=pod.metadata.name, uid=pod.metadata.uid
-                    ),
-                )
-            ),
-        )
-        assert token.status is not None
-        return str(token.status.token)
-
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(one, range(count)))
-
-
-# ------------------------------------------------------------------ the broker's process
-
-
-def broker_child(args: argparse.Namespace) -> int:
-    """The broker, alone in this process; its Kubernetes calls counted and written at exit."""
-    import uvicorn
-    from prometheus_client import CollectorRegistry
-    from starlette.applications import Starlette
-
-    from injector.broker.cache import CacheSettings
-    from injector.broker.tuning import BrokerTuning
-    from injector.operations.wiring import build_broker
-    from sakura import SakuraConfig
-
-    counts: collections.Counter[str] = collections.Counter()
-    api = kube_api_client(os.environ["KUBECONFIG"])
-    call_api = api.call_api
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        path = next((a for a in args if isinstance(a, str) and "/" in a), "?")
-        counts[_kind(path)] += 1
-        return call_api(*args, **kwargs)
-
-    api.call_api = counted  # type: ignore[method-assign]
-    parts = build_broker(
-        SakuraConfig("bench", "bench-secret", base_url=args.sakura_url),
-        kube_api_client=api,
-        tuning=BrokerTuning(cache=CacheSettings(latest_ttl=float(args.latest_ttl))),
-        registry=CollectorRegistry(),
-    )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        yield
-        await parts.aclose()
-        Path(args.counts).write_text(json.dumps(counts))
-
-    app = Starlette(routes=parts.routes, lifespan=lifespan)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        ssl_certfile=args.cert,
-        ssl_keyfile=args.key,
-        log_level="warning",
-        access_log=False,
-    )
-    return 0
-
-
-def _kind(path: str) -> str:
-    if path.endswith("/tokenreviews"):
-        return "TokenReview"
-    if path.endswith("/subjectaccessreviews"):
-        return "SubjectAccessReview"
-    return "pod read" if "/pods/" in path else path
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------ the refreshing pods
@@ -251,16 +131,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--latest-ttl", type=float, default=30.0, help="the broker's --latest-ttl (30 s)"
     )
-    parser.add_argument("--broker-child", action="store_true", help=argparse.SUPPRESS)
-    for hidden in ("--sakura-url", "--port", "--cert", "--key", "--counts"):
-        parser.add_argument(hidden, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    if args.broker_child:
-        return broker_child(args)
     if not os.environ.get("KUBECONFIG"):
         print('set KUBECONFIG (e.g. eval "$(e2e/cluster.sh env)")', file=sys.stderr)
         return 2
@@ -269,39 +144,25 @@ def main() -> int:
     emulator = quota_emulator()
     ca = generate_ca()
     leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
-    child: subprocess.Popen[bytes] | None = None
     try:
-        prepare_cluster(admin, namespace)  # the ServiceAccount, its grants, one pod
+        prepare_cluster(admin, namespace)  # the ServiceAccount and its grants
         made = time.monotonic()
-        tokens = make_pods(admin, namespace, args.pods)
+        tokens = make_pods(admin, namespace, args.pods, prefix="refresher")
         made = time.monotonic() - made
         with tempfile.TemporaryDirectory() as tmp, run_in_thread(emulator) as emulator_url:
-            cert, key, counts = Path(tmp, "tls.crt"), Path(tmp, "tls.key"), Path(tmp, "k.json")
+            cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
             cert.write_bytes(leaf.cert_pem)
             key.write_bytes(leaf.key_pem)
-            port = free_port()
-            child = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "benchmarks.refresh_load", "--broker-child"),
-                    *("--sakura-url", emulator_url, "--port", str(port), "--cert", str(cert)),
-                    *("--key", str(key), "--counts", str(counts)),
-                    *("--latest-ttl", str(args.latest_ttl)),
-                ]
-            )
-            url = f"https://127.0.0.1:{port}"
-            wait_listening(port, child)
-            pods = Pods(url, ca.cert_pem, tokens, args.interval)
-            cpu0, wall0 = cpu_seconds(child.pid), time.monotonic()
-            changed = asyncio.run(pods.run(args.seconds, args.seconds / 2, emulator))
-            cpu, wall = cpu_seconds(child.pid) - cpu0, time.monotonic() - wall0
-            rss = peak_rss_mib(child.pid)
-            child.send_signal(signal.SIGTERM)
-            child.wait(30)
-            kube = json.loads(counts.read_text()) if counts.exists() else {}
+            with broker_process(emulator_url, cert, key, latest_ttl=args.latest_ttl) as broker:
+                pods = Pods(broker.url, ca.cert_pem, tokens, args.interval)
+                cpu0, wall0 = broker.cpu_seconds(), time.monotonic()
+                changed = asyncio.run(pods.run(args.seconds, args.seconds / 2, emulator))
+                cpu, wall = broker.cpu_seconds() - cpu0, time.monotonic() - wall0
+                rss = broker.peak_rss_mib()
+                broker.stop()
+            kube = broker.kubernetes
             sakura = {k: v for k, v in emulator.knobs.calls.items() if k != "total"}
     finally:
-        if child is not None and child.poll() is None:
-            child.kill()
         with contextlib.suppress(k8s.ApiException):
             k8s.CoreV1Api(admin).delete_namespace(namespace)
     refreshes = sum(pods.outcomes.values())
@@ -338,17 +199,6 @@ def main() -> int:
         print(f"first error:     {pods.first_error}")
     failed = refreshes - sum(pods.outcomes[k] for k in ("first", "unchanged", "changed"))
     return 0 if failed == 0 and reached == args.pods else 1
-
-
-def wait_listening(port: int, child: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise SystemExit(f"the broker exited with {child.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.2)
-    raise SystemExit("the broker did not listen within 60 s")
 
 
 if __name__ == "__main__":

@@ -90,16 +90,20 @@ class ExpiringMemo(Generic[K, V]):
 
         async def compute_and_keep() -> V:
             value = await compute()
-            seconds = ttl(value)
-            if seconds > 0:
-                self._entries[key] = (self._clock() + seconds, value)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
+            self.put(key, value, ttl(value))
             return value
 
         value, _ = await self._flight.run(key, compute_and_keep)
         return value
+
+    def put(self, key: K, value: V, seconds: float) -> None:
+        """Remember `value` for `key` for `seconds` (not at all when not positive), in place
+        of what was remembered: an answer learned on the way to another question."""
+        if seconds > 0:
+            self._entries[key] = (self._clock() + seconds, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
     def forget(self, key: K) -> None:
         self._entries.pop(key, None)

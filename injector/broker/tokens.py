@@ -2,7 +2,9 @@
 
 The identity (namespace, ServiceAccount, pod) comes only from the API server's answer, never
 from the request body. Only bound tokens (projected into a pod, with the pod's name and uid
-in the review's extras) for our audience are accepted, and the pod must still exist.
+in the review's extras) for our audience are accepted, and the pod must still exist: the API
+server checks that for each TokenReview, the broker by reading the pod once a remembered
+review is older than `pod_ttl`.
 
 What cannot be such a token costs no TokenReview: a token that is not a JWT for our audience
 with an expiry still ahead is refused first, and a token the API server rejected is
@@ -37,6 +39,10 @@ SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 MAX_TOKEN_LENGTH = 16 * 1024
 CLOCK_SKEW = 60.0
 """Seconds a token's `exp` may be behind our clock before we refuse it without asking."""
+API_SERVER_REVIEW_CACHE = 10.0
+"""Seconds kube-apiserver may answer a TokenReview from its cache of successful
+authentications (`TokenSuccessCacheTTL`, 10 s) instead of checking the bound pod again: a
+fresh acceptance proves the pod existed at most this long ago."""
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +175,10 @@ class PodReader(Protocol):
 class TokenReviewer:
     """Verifies tokens against the API server; answers are remembered by the token's SHA-256
     (never the token): an acceptance for `review_ttl` but never past the token's own expiry, a
-    rejection for `reject_ttl`. The bound pod is read again every `pod_ttl`, so a deleted
-    pod's token stops working within that, however long its review is remembered.
+    rejection for `reject_ttl`. A fresh acceptance proves the bound pod existed at most
+    API_SERVER_REVIEW_CACHE ago (the API server checks it), so the pod is first read once
+    that proof is `pod_ttl` old and every `pod_ttl` after that: a deleted pod's token stops
+    working within `pod_ttl`, however long its review is remembered.
 
     The memory holds at most 10,000 answers (the oldest go first), so a flood of garbage
     cannot fill it; garbage that is not even a JWT for our audience is never reviewed.
@@ -259,9 +267,17 @@ class TokenReviewer:
             ) from None
         status = answer.status.to_dict() if answer.status is not None else {}
         try:
-            return identity_from_review(status, self.audience)
+            identity = identity_from_review(status, self.audience)
         except TokenRejected as rejected:
             return str(rejected)
+        # The API server accepts a bound token only while its pod exists with that uid, and
+        # issues one only for a pod of that ServiceAccount (whose spec cannot change): the
+        # acceptance is a pod read at most API_SERVER_REVIEW_CACHE old, kept as one for what
+        # is left of `pod_ttl` (docs/broker.md, "What a pod costs").
+        facts = _PodFacts(uid=identity.pod_uid, service_account=identity.service_account)
+        seconds = self.pod_ttl - API_SERVER_REVIEW_CACHE
+        self._pods.put((identity.namespace, identity.pod_name), facts, seconds)
+        return identity
 
     async def _check_pod(self, identity: Identity) -> None:
         """The bound pod must exist with that uid and run as that ServiceAccount."""

@@ -59,9 +59,20 @@ def test_init_fetch_benchmark_fetches_each_secret_once() -> None:
 def test_broker_load_benchmark_meets_its_goals() -> None:
     if not os.environ.get("KUBECONFIG"):
         pytest.fail("KUBECONFIG is not set: this benchmark needs a real API server")
-    out = run("-m", "benchmarks.broker_load", "--fetches", "50")
+    out = run("-m", "benchmarks.broker_load", "--pods", "30", "--in-flight", "10")
     assert re.search(r"sakura calls:\s+6 ", out), out  # the vault's listing and 5 unveils
+    kube = re.search(
+        r"kubernetes:\s+TokenReview (\d+), SubjectAccessReview (\d+), pod read (\d+)", out
+    )
+    assert kube is not None, out
+    # one review per pod's own token, the vault and 5 pairs once, no pod read after a review
+    assert [int(n) for n in kube.groups()] == [30, 6, 0], out
+    assert re.search(r"^api server saw:\s+TokenReview \d+", out, re.M), out
     assert re.search(r"failed:\s+0 ", out), out
+    assert re.search(
+        r"^broker:\s+[\d.]+ CPU s \([\d.]+ ms a pod; \d+% .* peak RSS \d+ MiB", out, re.M
+    )
+    assert re.search(r"^client:\s+\d+% of one core", out, re.M), out
 
 
 @pytest.mark.cluster

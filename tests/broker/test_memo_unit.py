@@ -137,6 +137,26 @@ def test_the_bound_is_checked(bound: int) -> None:
     assert str(caught.value) == f"max_entries must be at least 1, not {bound}"
 
 
+@pytest.mark.parametrize("seconds", [0.0, -1.0])
+async def test_put_remembers_an_answer_in_place_of_the_old_one_for_its_lifetime(
+    seconds: float,
+) -> None:
+    clock, answers = HandClock(), Answers()
+    memo: ExpiringMemo[str, str] = ExpiringMemo(max_entries=2, clock=clock)
+    await memo.get("a", answers("a"), lasting(60))
+    await memo.get("b", answers("b"), lasting(60))
+    memo.put("a", "told", 5)  # replaces a's answer and lifetime, and a is now the newest
+    clock.now = START + 4.9
+    assert await memo.get("a", answers("a"), lasting(60)) == "told"
+    memo.put("c", "told-c", 60)  # pushes out b, the least recently used
+    assert (memo.peek("b"), memo.peek("c")) == (None, "told-c")
+    clock.now = START + 5
+    assert memo.peek("a") is None
+    memo.put("d", "never", seconds)
+    assert memo.peek("d") is None
+    assert answers.calls == ["a", "b"]
+
+
 async def test_forget_drops_one_answer() -> None:
     clock, answers = HandClock(), Answers()
     memo: ExpiringMemo[str, str] = ExpiringMemo(clock=clock)

@@ -36,6 +36,7 @@ from support.stub_kube_api import StubApi, stub_api_server
 
 from injector.broker.errors import TokenRejected
 from injector.broker.tokens import (
+    API_SERVER_REVIEW_CACHE,
     AUDIENCE,
     CLOCK_SKEW,
     MAX_TOKEN_LENGTH,
@@ -55,6 +56,20 @@ NOW = 1_800_000_000.0
 
 def reviewer(api: FakeApi, clock: HandClock, **kwargs: Any) -> TokenReviewer:
     return TokenReviewer(None, clock=clock, reviews=api, pods=api, **kwargs)
+
+
+async def reread(api: FakeApi, now: k8s.V1Pod | None, **kwargs: Any) -> Identity:
+    """The token verified once (the API server checked its pod), then again `pod_ttl` later,
+    when the broker reads the pod itself and finds `now` (None: gone)."""
+    clock = HandClock()
+    tokens = reviewer(api, clock, **kwargs)
+    await tokens.verify(TOKEN)
+    assert api.reads == []
+    api.pods.pop(("shop", "api-7d9"), None)
+    if now is not None:
+        api.pods[("shop", "api-7d9")] = now
+    clock.now += tokens.pod_ttl
+    return await tokens.verify(TOKEN)
 
 
 IDENTITY = Identity(
@@ -192,13 +207,18 @@ async def test_it_reviews_the_token_for_its_audience_with_a_timeout() -> None:
     identity = await reviewer(api, HandClock(), request_timeout=2.5).verify(f"  {TOKEN}\n")
     assert identity == IDENTITY
     assert api.reviews == [{"token": TOKEN, "audiences": [AUDIENCE], "timeout": 2.5}]
+    assert api.reads == []  # the API server just checked the pod
+
+
+async def test_the_pod_is_read_with_the_timeout_once_the_review_is_pod_ttl_old() -> None:
+    api = FakeApi()
+    assert await reread(api, pod(UID, "api"), request_timeout=2.5) == IDENTITY
     assert api.reads == [{"name": "api-7d9", "namespace": "shop", "timeout": 2.5}]
 
 
 async def test_the_default_audience_and_timeout() -> None:
     api = FakeApi()
-    tokens = TokenReviewer(None, reviews=api, pods=api)
-    assert await tokens.verify(TOKEN) == IDENTITY
+    assert await reread(api, pod(UID, "api")) == IDENTITY
     assert api.reviews[0]["audiences"] == ["sakura-secrets-injector"]
     assert api.reviews[0]["timeout"] == 5.0
     assert api.reads[0]["timeout"] == 5.0
@@ -272,9 +292,8 @@ async def test_a_review_without_status_is_a_rejection() -> None:
 
 async def test_a_token_of_a_deleted_pod_is_rejected() -> None:
     api = FakeApi()
-    api.pods.clear()
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, HandClock()).verify(TOKEN)
+        await reread(api, None)
     assert str(caught.value) == (
         "the token's pod shop/api-7d9 no longer exists; a token of a deleted pod is not accepted"
     )
@@ -282,9 +301,8 @@ async def test_a_token_of_a_deleted_pod_is_rejected() -> None:
 
 async def test_a_token_of_a_pod_replaced_under_the_same_name_is_rejected() -> None:
     api = FakeApi()
-    api.pods[("shop", "api-7d9")] = pod("another-uid", "api")
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, HandClock()).verify(TOKEN)
+        await reread(api, pod("another-uid", "api"))
     assert str(caught.value) == (
         "the token's pod shop/api-7d9 no longer exists (another pod now has its name); a token "
         "of a deleted pod is not accepted"
@@ -292,39 +310,34 @@ async def test_a_token_of_a_pod_replaced_under_the_same_name_is_rejected() -> No
 
 
 async def test_a_pod_without_uid_counts_as_gone() -> None:
-    api = FakeApi()
-    api.pods[("shop", "api-7d9")] = pod(None, "api")
     with pytest.raises(TokenRejected, match="no longer exists; a token"):
-        await reviewer(api, HandClock()).verify(TOKEN)
-    api.pods[("shop", "api-7d9")] = k8s.V1Pod(metadata=None, spec=None)
+        await reread(FakeApi(), pod(None, "api"))
     with pytest.raises(TokenRejected, match="no longer exists; a token"):
-        await reviewer(api, HandClock()).verify(TOKEN)
+        await reread(FakeApi(), k8s.V1Pod(metadata=None, spec=None))
 
 
 async def test_the_pod_must_run_as_the_tokens_service_account() -> None:
     api = FakeApi()
-    api.pods[("shop", "api-7d9")] = pod(UID, "admin")
     with pytest.raises(TokenRejected) as caught:
-        await reviewer(api, HandClock()).verify(TOKEN)
+        await reread(api, pod(UID, "admin"))
     assert str(caught.value) == "pod shop/api-7d9 runs as ServiceAccount 'admin', not 'api'"
 
 
 async def test_a_pod_without_a_service_account_name_runs_as_default() -> None:
     api = FakeApi()
     api.answer = review_status(status(username="system:serviceaccount:shop:default"))
-    api.pods[("shop", "api-7d9")] = pod(UID, None)
-    identity = await reviewer(api, HandClock()).verify(TOKEN)
+    identity = await reread(api, pod(UID, None))
     assert identity.service_account == "default"
-    api.answer = review_status(status())
+    api = FakeApi()
     with pytest.raises(TokenRejected, match="runs as ServiceAccount 'default', not 'api'"):
-        await reviewer(api, HandClock()).verify(TOKEN)
+        await reread(api, pod(UID, None))
 
 
 async def test_a_pod_without_spec_runs_as_no_service_account() -> None:
     api = FakeApi()
-    api.pods[("shop", "api-7d9")] = k8s.V1Pod(metadata=k8s.V1ObjectMeta(uid=UID), spec=None)
+    bare = k8s.V1Pod(metadata=k8s.V1ObjectMeta(uid=UID), spec=None)
     with pytest.raises(TokenRejected, match="runs as ServiceAccount '', not 'api'"):
-        await reviewer(api, HandClock()).verify(TOKEN)
+        await reread(api, bare)
 
 
 async def test_accepted_reviews_are_remembered_for_review_ttl() -> None:
@@ -356,18 +369,21 @@ async def test_the_default_lifetimes_are_300_s_for_reviews_and_30_s_for_pods() -
     clock, api = HandClock(), FakeApi()
     tokens = TokenReviewer(None, clock=clock, reviews=api, pods=api)
     await tokens.verify(TOKEN)
+    clock.now += 19.9  # the review's pod check may be 10 s old (the API server's cache)
+    await tokens.verify(TOKEN)
+    assert (len(api.reviews), len(api.reads)) == (1, 0)
+    clock.now += 0.1
+    await tokens.verify(TOKEN)
+    assert (len(api.reviews), len(api.reads)) == (1, 1)
     clock.now += 29.9
     await tokens.verify(TOKEN)
     assert (len(api.reviews), len(api.reads)) == (1, 1)
     clock.now += 0.1
     await tokens.verify(TOKEN)
     assert (len(api.reviews), len(api.reads)) == (1, 2)
-    clock.now += 269.9
+    clock.now += 250  # 300 s after the review: a new review checks the pod again
     await tokens.verify(TOKEN)
-    assert (len(api.reviews), len(api.reads)) == (1, 3)
-    clock.now += 0.1  # 300 s after the review
-    await tokens.verify(TOKEN)
-    assert (len(api.reviews), len(api.reads)) == (2, 3)
+    assert (len(api.reviews), len(api.reads)) == (2, 2)
     api.pods.clear()
     clock.now += 30
     with pytest.raises(TokenRejected, match="no longer exists"):
@@ -440,10 +456,16 @@ async def test_the_default_rejection_lifetime_is_30_s() -> None:
 
 async def test_pod_facts_are_remembered_for_pod_ttl_so_a_deletion_is_seen() -> None:
     clock, api = HandClock(), FakeApi()
-    tokens = reviewer(api, clock, review_ttl=1000.0, pod_ttl=5.0)
+    tokens = reviewer(api, clock, review_ttl=1000.0, pod_ttl=15.0)
     await tokens.verify(TOKEN)
-    api.pods.clear()  # the pod is deleted ...
     clock.now += 4.9
+    await tokens.verify(TOKEN)  # the review's own check is at most 14.9 s old
+    assert api.reads == []
+    clock.now += 0.1
+    await tokens.verify(TOKEN)  # at most 15 s old: read
+    assert len(api.reads) == 1
+    api.pods.clear()  # the pod is deleted ...
+    clock.now += 14.9
     await tokens.verify(TOKEN)  # ... its facts are still remembered
     assert len(api.reads) == 1
     clock.now += 0.1
@@ -452,14 +474,54 @@ async def test_pod_facts_are_remembered_for_pod_ttl_so_a_deletion_is_seen() -> N
     assert len(api.reads) == 2
 
 
+async def test_a_fresh_review_stands_for_a_pod_read_only_past_the_api_servers_cache() -> None:
+    """The API server may answer a review from its 10 s cache of successes: with pod_ttl 10 s
+    or less the review proves nothing fresh enough, and the pod is read at once."""
+    assert API_SERVER_REVIEW_CACHE == 10.0
+    api = FakeApi()
+    await reviewer(api, HandClock(), pod_ttl=10.0).verify(TOKEN)
+    assert len(api.reads) == 1
+    api = FakeApi()
+    clock = HandClock()
+    tokens = reviewer(api, clock, pod_ttl=10.5)
+    await tokens.verify(TOKEN)
+    clock.now += 0.4
+    await tokens.verify(TOKEN)
+    assert api.reads == []
+    clock.now += 0.1
+    await tokens.verify(TOKEN)
+    assert len(api.reads) == 1
+
+
+async def test_a_fresh_review_of_a_pod_replaced_under_its_name_outdates_the_old_facts() -> None:
+    """The old pod's facts are remembered; the new pod's token is reviewed: the new facts
+    replace the old, so the old token (its review still remembered) is refused at once."""
+    clock, api = HandClock(), FakeApi()
+    tokens = reviewer(api, clock)
+    await tokens.verify(TOKEN)
+    clock.now += tokens.pod_ttl
+    await tokens.verify(TOKEN)  # the old pod read and remembered
+    api.answer = review_status(
+        status(extra={POD_NAME_EXTRA: ["api-7d9"], POD_UID_EXTRA: ["new-uid"]})
+    )
+    assert (await tokens.verify(TOKEN + "2")).pod_uid == "new-uid"
+    with pytest.raises(TokenRejected, match="another pod now has its name"):
+        await tokens.verify(TOKEN)
+    assert len(api.reads) == 1
+
+
 async def test_pod_facts_are_kept_per_namespace_and_name() -> None:
     api = FakeApi()
     api.pods[("shop", "web-1")] = pod("web-uid", "api")
-    tokens = reviewer(api, HandClock())
+    clock = HandClock()
+    tokens = reviewer(api, clock)
     await tokens.verify(TOKEN)
     api.answer = review_status(
         status(extra={POD_NAME_EXTRA: ["web-1"], POD_UID_EXTRA: ["web-uid"]})
     )
+    assert (await tokens.verify(TOKEN + "2")).pod_name == "web-1"
+    clock.now += tokens.pod_ttl
+    await tokens.verify(TOKEN)
     assert (await tokens.verify(TOKEN + "2")).pod_name == "web-1"
     assert [(r["namespace"], r["name"]) for r in api.reads] == [
         ("shop", "api-7d9"),
@@ -487,9 +549,11 @@ async def test_an_api_error_on_the_review_is_unavailable_not_a_rejection() -> No
 
 
 async def test_an_api_error_on_the_pod_read_is_unavailable_not_a_rejection() -> None:
-    api = FakeApi()
+    api, clock = FakeApi(), HandClock()
+    tokens = reviewer(api, clock)
+    await tokens.verify(TOKEN)
+    clock.now += tokens.pod_ttl
     api.read_fails = ApiException(status=403, reason="Forbidden")
-    tokens = reviewer(api, HandClock())
     with pytest.raises(KubernetesUnavailable) as caught:
         await tokens.verify(TOKEN)
     assert str(caught.value) == (
@@ -516,7 +580,7 @@ async def test_the_reviewer_uses_the_api_client_it_is_given() -> None:
         "spec": {"containers": [], "serviceAccountName": "api"},
     }
     with stub_api_server(stub) as api:
-        identity = await TokenReviewer(api).verify(TOKEN)
+        identity = await TokenReviewer(api, pod_ttl=0.0).verify(TOKEN)  # 0: always read
     assert identity == IDENTITY
     (method, path, body), read = stub.requests
     assert (method, path) == ("POST", "/apis/authentication.k8s.io/v1/tokenreviews")
@@ -603,7 +667,7 @@ async def test_the_expiry_is_read_on_the_wall_clock() -> None:
 
 async def test_reviews_wait_in_the_clients_lane_and_pod_reads_in_the_namespaces() -> None:
     api, calls = FakeApi(), RecordingCalls()
-    tokens = TokenReviewer(None, reviews=api, pods=api, calls=calls)
+    tokens = TokenReviewer(None, reviews=api, pods=api, calls=calls, pod_ttl=0.0)
     await tokens.verify(TOKEN, client="10.1.2.3")
     assert calls.lanes == [("client", "10.1.2.3"), ("namespace", "shop")]
     await TokenReviewer(None, reviews=api, pods=api, calls=calls).verify(TOKEN)
