@@ -22,7 +22,9 @@ The per-address byte budget of the TLS ports (8 MiB/s, docs/webhook.md "Bytes a 
 address") is lifted for both servers: wrk is one address, and at the budget the largest pod's
 reviews would be paced by it rather than by the CPU this measures. Figures on a shared machine
 are noisy: compare the ratio, measured in one run, more than the absolute figures.
-`--profile DIR` writes each /mutate server's cProfile stats there.
+Beside requests/s, the saturating rows give the server's CPU time per request (its
+/proc/PID/stat): what a request costs, whatever share of CPU 0 other work took meanwhile.
+To see where /mutate's time goes, run py-spy on the server (docs/webhook.md, "Performance").
 """
 
 from __future__ import annotations
@@ -224,7 +226,7 @@ def review_body(pod: dict[str, Any], uid: str) -> bytes:
 # -- the servers: this file run with --serve, one process each -------------------------------
 
 
-def _serve(kind: str, cert_dir: Path, port: int, profile: Path | None) -> None:
+def _serve(kind: str, cert_dir: Path, port: int) -> None:
     """Serve `kind` on `port` until SIGTERM, as `serve` does (its logging too)."""
     from prometheus_client import REGISTRY
     from starlette.applications import Starlette
@@ -268,15 +270,7 @@ def _serve(kind: str, cert_dir: Path, port: int, profile: Path | None) -> None:
     else:
         app = Starlette(routes=[Route("/mutate", echo, methods=["POST"])])
     limits = ConnectionLimits(per_address_bytes=1 << 40)  # see the module's docstring
-    listeners = [Listener("webhook", app, tls, port)]
-    if profile is None:
-        serve(listeners, host="127.0.0.1", limits=limits, log_level="info")
-        return
-    import cProfile
-
-    with cProfile.Profile() as profiler:
-        serve(listeners, host="127.0.0.1", limits=limits, log_level="info")
-    profiler.dump_stats(profile)
+    serve([Listener("webhook", app, tls, port)], host="127.0.0.1", limits=limits, log_level="info")
 
 
 # -- the load -------------------------------------------------------------------------------------
@@ -295,10 +289,11 @@ end
 
 @dataclass(frozen=True)
 class Figures:
-    """One server's two runs."""
+    """One server's two runs, and its CPU seconds per request in the saturating one."""
 
     full: Load
     paced: Load
+    cpu_per_request: float
 
 
 @dataclass(frozen=True)
@@ -307,7 +302,6 @@ class Run:
     connections: int
     rate: float
     workdir: Path
-    profile: Path | None
 
 
 def free_port() -> int:
@@ -319,12 +313,11 @@ def free_port() -> int:
 
 def start_server(kind: str, run: Run, label: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    profile = [] if run.profile is None or kind != "mutate" else ["--profile", str(run.profile)]
     log = (run.workdir / f"{label}-{kind}.log").open("wb")
     process = subprocess.Popen(
         [
             *("taskset", "-c", "0", sys.executable, __file__, "--serve", kind),
-            *("--cert-dir", str(run.workdir), "--port", str(port), *profile),
+            *("--cert-dir", str(run.workdir), "--port", str(port)),
         ],
         stdout=log,
         stderr=log,
@@ -347,42 +340,49 @@ def measure(kind: str, pod: str, body: bytes, run: Run) -> Figures:
     full, paced, warm = (run.workdir / f"{pod}-{kind}-{n}.lua" for n in ("full", "paced", "warm"))
     for path, pause in ((full, 0), (warm, 0), (paced, delay_ms(run.connections, run.rate))):
         path.write_text(lua_script(LUA_REVIEW, pause, BODY=body.decode(), PATCHED=patched))
-    if run.profile is not None:
-        run = Run(**{**run.__dict__, "profile": run.profile / f"{pod}-{kind}.prof"})
     process, port = start_server(kind, run, pod)
     url = f"https://127.0.0.1:{port}/mutate"
     try:
         report(wrk(url, warm, 1, run.connections, cpu=1), f"{pod} {kind} warm-up")
-        loads = [
-            report(wrk(url, script, run.seconds, run.connections, cpu=1), f"{pod} {kind}")
-            for script in (full, paced)
-        ]
+        before = cpu_seconds(process.pid)
+        saturated = report(wrk(url, full, run.seconds, run.connections, cpu=1), f"{pod} {kind}")
+        spent = cpu_seconds(process.pid) - before
+        paced_load = report(wrk(url, paced, run.seconds, run.connections, cpu=1), f"{pod} {kind}")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
-    return Figures(*loads)
+    return Figures(saturated, paced_load, spent / saturated.requests if saturated.requests else 0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rows(pod: str, bare: Figures, mutate: Figures, rate: float) -> list[str]:
-    def row(target: str, load: Load, goal: str = "") -> str:
+    def row(target: str, load: Load, cpu: float | None = None, goal: str = "") -> str:
+        cost = f"{cpu * 1e6:>9.0f}" if cpu is not None else f"{'':>9}"
         return (
             f"{pod:<9}{target:<26}{load.rate:>8.0f}{load.p50_ms:>8.2f}{load.p99_ms:>8.2f}"
-            f"{load.failed:>7}  {goal}".rstrip()
+            f"{load.failed:>7}{cost}  {goal}".rstrip()
         )
 
     ratio = mutate.full.rate / bare.full.rate if bare.full.rate else 0.0
+    cost_ratio = bare.cpu_per_request / mutate.cpu_per_request if mutate.cpu_per_request else 0.0
     met = "met" if ratio >= RATIO_GOAL else "NOT met"
     p99_met = "met" if mutate.paced.p99_ms <= P99_GOAL_MS else "NOT met"
     return [
-        row(KINDS["echo"], bare.full),
-        row(KINDS["mutate"], mutate.full),
-        f"{pod:<9}{'ratio /mutate / bare':<26}{ratio:>7.2f}x  goal >= {RATIO_GOAL}x: {met}",
+        row(KINDS["echo"], bare.full, bare.cpu_per_request),
+        row(KINDS["mutate"], mutate.full, mutate.cpu_per_request),
+        f"{pod:<9}{'ratio /mutate / bare':<26}{ratio:>7.2f}x  goal >= {RATIO_GOAL}x: {met} "
+        f"(by CPU per request: {cost_ratio:.2f}x)",
         row(f"{KINDS['echo']} @{rate:g}/s", bare.paced),
-        row(f"{KINDS['mutate']} @{rate:g}/s", mutate.paced, f"goal p99 <= {P99_GOAL_MS:g} ms: "
-            f"{p99_met}"),
+        row(f"{KINDS['mutate']} @{rate:g}/s", mutate.paced, None, f"goal p99 <= "
+            f"{P99_GOAL_MS:g} ms: {p99_met}"),
     ]  # fmt: skip
 
 
@@ -392,13 +392,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk's connections")
     parser.add_argument("--rate", type=float, default=200.0, help="paced run's requests/s")
     parser.add_argument("--pods", default=",".join(PODS), help="comma-separated: typical,largest")
-    parser.add_argument("--profile", type=Path, help="write /mutate's cProfile stats here")
     parser.add_argument("--serve", choices=list(KINDS), help=argparse.SUPPRESS)
     parser.add_argument("--cert-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        _serve(args.serve, args.cert_dir, args.port, args.profile)
+        _serve(args.serve, args.cert_dir, args.port)
         return 0
     pods = args.pods.split(",")
     unknown = [p for p in pods if p not in PODS]
@@ -411,8 +410,6 @@ def main() -> int:
     if (os.cpu_count() or 1) < 2:
         print("needs two CPUs: the server on CPU 0, wrk on CPU 1", file=sys.stderr)
         return 2
-    if args.profile is not None:
-        args.profile.mkdir(parents=True, exist_ok=True)
     ca = generate_ca()
     serving = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
     with tempfile.TemporaryDirectory(prefix="sakura-bench-") as directory:
@@ -420,7 +417,7 @@ def main() -> int:
         (workdir / "tls.crt").write_bytes(serving.cert_pem)
         (workdir / "tls.key").write_bytes(serving.key_pem)
         (workdir / "ca.crt").write_bytes(ca.cert_pem)
-        run = Run(args.seconds, args.connections, args.rate, workdir, args.profile)
+        run = Run(args.seconds, args.connections, args.rate, workdir)
         print(
             f"POST /mutate over TLS, keep-alive, wrk -t1 -c{run.connections} on CPU 1, each "
             f"server on CPU 0; {run.seconds:g} s a run: saturating, then paced "
@@ -429,7 +426,10 @@ def main() -> int:
         for pod in pods:
             body = review_body(PODS[pod], f"bench-{pod}")
             print(f"{pod}: review of {len(body) / 1024:.1f} KiB")
-        print(f"{'pod':<9}{'target':<26}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'failed':>7}")
+        print(
+            f"{'pod':<9}{'target':<26}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'failed':>7}"
+            f"{'cpu us/req':>11}"
+        )
         failed = 0
         for pod in pods:
             body = review_body(PODS[pod], f"bench-{pod}")

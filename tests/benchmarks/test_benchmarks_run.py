@@ -33,7 +33,8 @@ def test_webhook_benchmark_measures_both_targets() -> None:
             for paced in ("", " @50/s"):
                 row = re.search(rf"^{pod}\s+{re.escape(target + paced)}{figures}", out, re.M)
                 assert row is not None and int(row.group(1)) > 0, out
-        assert re.search(rf"^{pod}\s+ratio /mutate / bare\s+[\d.]+x\s+goal >= 0.5x", out, re.M), out
+        ratio = rf"^{pod}\s+ratio /mutate / bare\s+[\d.]+x\s+goal >= 0.5x: .*by CPU per request"
+        assert re.search(ratio, out, re.M), out
         assert re.search(rf"^{pod}\s+/mutate @50/s.*goal p99 <= 5 ms", out, re.M), out
 
 
