@@ -235,6 +235,11 @@ TARGETS = (
         ci=True,
     ),
     Target(
+        "injector/webhook/template_analysis.py",
+        ("tests/injector/unit/test_template_analysis_unit.py",),
+        ci=True,
+    ),
+    Target(
         "injector/webhook/pod_checks.py",
         (
             "tests/injector/unit/test_pod_builders.py",

@@ -155,24 +155,28 @@ def read_review(body: bytes) -> Any:
 _TOO_DEEP = f"the body is nested more than {MAX_DEPTH} levels deep; it is not a pod's review"
 _TOO_MANY = f"the body has more than {MAX_VALUES} JSON values; it is not a pod's review"
 _DEPTH_STEP = [1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256)]
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_ESCAPES = re.compile(rb'\\[\\"]')
+"""An escaped backslash or quote; one left-to-right pass pairs a run of backslashes as JSON
+does (two `bytes.replace` passes did the same at a fifth of the speed)."""
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{},')
 
 
 def _screen(body: bytes) -> None:
     """Refuse a body with too many values or too deep a nesting before `json.loads` builds it.
 
-    Bytes-level and C-speed (counts, replaces, splits; a few ms for 3 MiB): strings are cut
-    out (escaped backslashes and quotes first, then the text between quotes), and what is left
-    is the document's structure, whose commas and openers bound its values and whose brackets
-    give its depth. The quote count is bounded first, so the cut makes few pieces.
+    Bytes-level and C-speed (counts, one regex pass, translates, splits; a few ms for 3 MiB):
+    escaped backslashes and quotes are cut out, then every byte but quotes, brackets and commas,
+    then the text between quotes; what is left is the document's structure, whose commas and
+    openers bound its values and whose brackets give its depth. The quote count is bounded
+    first, so the cut makes few pieces.
     """
     if body.count(b'"') > 4 * MAX_VALUES:  # every value has at most a key and a string
         raise MalformedReview(_TOO_MANY)
-    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    structure = b"".join(unescaped.split(b'"')[::2])
+    kept = _ESCAPES.sub(b"", body).translate(None, _NOT_STRUCTURE)
+    structure = b"".join(kept.split(b'"')[::2])
     openers = structure.count(b"[") + structure.count(b"{")
     if structure.count(b",") + openers >= MAX_VALUES:
         raise MalformedReview(_TOO_MANY)
-    brackets = structure.translate(None, _NOT_BRACKETS)
+    brackets = structure.translate(None, b",")
     if max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH:
         raise MalformedReview(_TOO_DEEP)
