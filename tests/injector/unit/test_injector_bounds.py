@@ -124,7 +124,7 @@ def reviewed(annotations: dict[str, str]) -> dict[str, Any]:
     """The whole review's pure work, as `review` runs it around an admitting check."""
     checked = prepare(review_body(pod(inject(annotations), inject=False)), settings())
     assert isinstance(checked, Checked), checked
-    answer = admission_review(finish(checked, CheckOutcome(), settings()))
+    answer = admission_review(finish(checked, CheckOutcome()))
     assert answer["response"]["allowed"], answer
     return answer
 
