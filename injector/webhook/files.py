@@ -152,7 +152,7 @@ def _secret_ref(key: str, value: str) -> SecretRef:
 def _template_tokens(key: str, analysis: Analysis, left: int) -> int:
     """The template's share of the pod's token budget, checked before its references are read
     (a template over the budget is never parsed)."""
-    used = min(analysis.tokens, left + 1)
+    used = analysis.tokens  # counted up to the whole budget + 1, so past `left` when over it
     if used > left:
         raise Denied(
             f"annotation {key}: the pod's templates have more than "
