@@ -71,6 +71,7 @@ def test_the_fresh_answer_is_what_contract_template_says() -> None:
 def test_a_second_pod_with_the_same_template_is_not_parsed_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    files.TEMPLATES.clear()  # whatever ran before in this process
     seen = parses(monkeypatch)
     text = '{{ secret("db") }} # unique to this test 1f3a'
     ours = {f"{P}template-a": text}
