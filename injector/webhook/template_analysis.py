@@ -10,12 +10,11 @@ the text, bounded both in entries (`MAX_ENTRIES`) and in the characters of the t
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from contract import PlanError, SecretRef
 from contract.template import template_refs, template_tokens
+from injector.webhook.text_memo import TextMemo
 
 MAX_ENTRIES = 256
 """Distinct templates remembered: the templates of the Deployments being rolled out at once
@@ -42,52 +41,36 @@ class Analysis:
 
 
 class TemplateAnalyses:
-    """The bounded table: `analysis(text)` answers from it or analyses and remembers."""
+    """The bounded table (`injector.webhook.text_memo`): `analysis(text)` answers from it or
+    analyses and remembers."""
 
     def __init__(self, limit: int, *, entries: int = MAX_ENTRIES, chars: int = MAX_CHARS) -> None:
         """`limit`: the token count no template may pass (counting stops just past it)."""
         self.limit = limit
-        self.entries = entries
-        self.chars = chars
-        self._table: OrderedDict[str, Analysis] = OrderedDict()
-        self._held = 0
-        self._lock = threading.Lock()
+        self.memo: TextMemo[Analysis] = TextMemo(entries=entries, chars=chars)
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self.memo)
+
+    @property
+    def entries(self) -> int:
+        return self.memo.entries
+
+    @property
+    def chars(self) -> int:
+        return self.memo.chars
 
     @property
     def held(self) -> int:
         """Characters of template text the table holds now."""
-        return self._held
+        return self.memo.held
 
     def clear(self) -> None:
-        """Forget every answer: the next review of each template is a first one (what the
-        bounds tests and benchmarks/admission_size.py measure)."""
-        with self._lock:
-            self._table.clear()
-            self._held = 0
+        """Forget every answer: the next review of each template is a first one."""
+        self.memo.clear()
 
     def analysis(self, text: str) -> Analysis:
-        with self._lock:
-            known = self._table.get(text)
-            if known is not None:
-                self._table.move_to_end(text)
-                return known
-        fresh = analyse(text, self.limit)
-        if len(text) <= self.chars:
-            with self._lock:
-                self._remember(text, fresh)
-        return fresh
-
-    def _remember(self, text: str, answer: Analysis) -> None:
-        if text not in self._table:
-            self._held += len(text)
-        self._table[text] = answer
-        self._table.move_to_end(text)
-        while len(self._table) > self.entries or self._held > self.chars:
-            forgotten, _ = self._table.popitem(last=False)
-            self._held -= len(forgotten)
+        return self.memo.get(text, len(text), lambda: analyse(text, self.limit))
 
 
 def analyse(text: str, limit: int) -> Analysis:

@@ -26,9 +26,13 @@ from injector.serving.admission_review import admission_review
 from injector.serving.review_queue import read_review
 from injector.webhook import admission
 from injector.webhook.admission import Checked, finish
-from injector.webhook.annotations import MAX_ANNOTATIONS_BYTES, MAX_FILES, MAX_TEMPLATE_TOKENS
+from injector.webhook.annotations import (
+    MAX_ANNOTATIONS_BYTES,
+    MAX_FILES,
+    MAX_TEMPLATE_TOKENS,
+    forget_remembered,
+)
 from injector.webhook.checks import CheckOutcome
-from injector.webhook.files import TEMPLATES as ANALYSES
 
 LINEAR_AT_MOST = 6.0
 """Work for 4x the input, relative: linear is about 4, quadratic about 16."""
@@ -52,11 +56,11 @@ def operations(work: Callable[[], object]) -> int:
 
 
 def growth(work: Callable[[int], object], n: int) -> float:
-    """Each side measured as a first review: no template analysis remembered from the other
-    (what a template costs the first time is the bound; `injector.webhook.template_analysis`)."""
+    """Each side measured as a first review: nothing remembered from the other (what a pod's
+    annotations cost the first time is the bound; `injector.webhook.text_memo`)."""
 
     def cold(size: int) -> int:
-        ANALYSES.clear()
+        forget_remembered()
         return operations(lambda: work(size))
 
     return cold(4 * n) / cold(n)
