@@ -95,7 +95,7 @@ async def review(
     return finish(checked, outcome)
 
 
-def shed(uid: str, busy: Overloaded, namespace: str = "") -> Refused:
+def shed(uid: str, busy: Overloaded, namespace: str) -> Refused:
     """The fast answer to a review the injector cannot finish in time: a 429 denial.
 
     A denial (not an HTTP error) so the API server shows the user this message instead of

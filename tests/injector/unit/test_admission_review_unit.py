@@ -685,6 +685,7 @@ async def test_a_review_that_cannot_be_done_in_time_gets_a_fast_429_denial() -> 
             },
         }
         assert check.calls == []  # shed before the check: after it, nothing is left to do
+        assert isinstance(answer, Refused) and answer.pod.namespace == "shop"  # the claimed one
 
 
 async def test_the_default_queue_and_caller() -> None:
@@ -709,7 +710,7 @@ def test_the_review_timeout_is_the_webhooks_timeout_seconds() -> None:
 def test_a_shed_review_is_counted_apart_from_denials() -> None:
     from injector.serving.metrics import outcome_of
 
-    shed = admission.shed("u", admission.Overloaded("x"))
+    shed = admission.shed("u", admission.Overloaded("x"), "shop")
     assert outcome_of(shed) == "shed"
     assert outcome_of(Refused("u", 403, "no")) == "denied"
 
