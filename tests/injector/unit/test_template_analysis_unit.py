@@ -66,6 +66,13 @@ def test_the_fresh_answer_is_what_contract_template_says() -> None:
     assert str(cached.value) == str(fresh.value)
     over = analyse("{{ 1 }}" * 40, 100)
     assert over == Analysis(101, (), None)  # counted to the limit + 1, not parsed
+    refused = analyse("{{ secret(name) }}", 100)
+    assert refused == Analysis(template_module.template_tokens("{{ secret(name) }}", 100), (), (
+        str(fresh.value)
+    ))  # fmt: skip
+    at_limit = '{{ secret("a") }}' + "{{ 1 }}" * 5  # 6 + 5 * 3 tokens
+    tokens = template_module.template_tokens(at_limit, 1000)
+    assert analyse(at_limit, tokens) == Analysis(tokens, (SecretRef("a"),), None)  # parsed
 
 
 def test_a_second_pod_with_the_same_template_is_not_parsed_again(
