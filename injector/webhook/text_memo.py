@@ -57,12 +57,11 @@ class TextMemo(Generic[T]):
         return fresh
 
     def _remember(self, key: Hashable, answer: T, size: int) -> None:
-        previous = self._table.get(key)
-        if previous is not None:
-            self._held -= previous[1]
+        if key in self._table:  # remembered meanwhile (another thread computed it too)
+            self._table.move_to_end(key)
+            return
         self._table[key] = (answer, size)
-        self._table.move_to_end(key)
         self._held += size
         while len(self._table) > self.entries or self._held > self.chars:
-            _, (_, forgotten) = self._table.popitem(last=False)
-            self._held -= forgotten
+            oldest = next(iter(self._table))
+            self._held -= self._table.pop(oldest)[1]

@@ -51,6 +51,31 @@ def test_the_char_bound_holds_and_a_larger_key_is_answered_but_not_kept() -> Non
     assert (len(memo), memo.held) == (0, 0)
 
 
+def test_a_key_as_large_as_the_char_bound_is_kept_and_fills_it() -> None:
+    memo: TextMemo[int] = TextMemo(entries=100, chars=8)
+    memo.get("aaaa", 4, lambda: 1)
+    memo.get("bbbb", 4, lambda: 2)
+    assert (len(memo), memo.held) == (2, 8)  # exactly at the bound: both kept
+    memo.get("x" * 8, 8, lambda: 3)
+    assert (len(memo), memo.held) == (1, 8)
+    assert memo.get("x" * 8, 8, lambda: 4) == 3
+
+
+def test_a_key_remembered_meanwhile_is_held_once() -> None:
+    memo: TextMemo[int] = TextMemo(entries=100, chars=100)
+
+    def inner() -> int:  # another computation of the same key finishes first
+        return memo.get("k", 5, lambda: 1)
+
+    assert memo.get("k", 5, inner) == 1
+    assert (len(memo), memo.held) == (1, 5)
+    memo.get("other", 5, lambda: 2)
+    memo.get("k", 5, lambda: 3)  # "k" is now the most recent
+    memo.entries = 1
+    memo.get("third", 5, lambda: 4)
+    assert (len(memo), memo.held) == (1, 5) and memo.get("k", 5, lambda: 9) == 9
+
+
 def test_a_failed_computation_is_not_remembered() -> None:
     memo: TextMemo[int] = TextMemo(entries=4, chars=100)
 
