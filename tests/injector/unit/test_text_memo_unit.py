@@ -112,6 +112,7 @@ def test_the_same_annotations_are_parsed_once_and_give_the_fresh_answer(
     )
     assert first == fresh and again is first  # other annotations and order do not matter
     assert calls == [1]
+    assert (len(PARSED), PARSED.held) == (1, sum(len(k) + len(v) for k, v in OURS.items()))
     assert (PARSED.entries, PARSED.chars) == (256, 4 * 1024 * 1024)
 
 
