@@ -40,10 +40,8 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -71,6 +69,7 @@ from hostile import (
     wait_ready,
 )
 from hostile_attacks import fetch_body
+from wrk_load import Load, delay_ms, lua_script, report, require_wrk, wrk
 
 from emulator.server import run_in_thread
 from injector.kube import api_client as kube_api_client
@@ -79,24 +78,9 @@ from injector.operations.certs import generate_ca, issue_serving_cert
 UID_MARK = "soakuidmark"
 """Stands for the review's uid in the admission body (no Lua pattern character in it): the
 Lua script puts `soak-ROW-N` there for the row's Nth request, unique in the run."""
-REPORT = re.compile(r"^SOAK requests=(\d+) failed=(\d+) errors=(\d+) p99_us=(\d+)$", re.M)
-
-LUA_COMMON = """
-wrk.method = "POST"
-threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) sent = 0; failed = 0 end
-function delay() return @DELAY_MS@ end
-function done(summary, latency, requests)
-  local bad = 0
-  for _, thread in ipairs(threads) do bad = bad + thread:get("failed") end
-  local e = summary.errors
-  io.write(string.format("SOAK requests=%d failed=%d errors=%d p99_us=%d\\n",
-    summary.requests, bad, e.connect + e.read + e.write + e.timeout, latency:percentile(99)))
-end
-"""
 
 LUA_ADMISSION = """
+wrk.method = "POST"
 body = [==[@BODY@]==]
 function request()
   sent = sent + 1
@@ -111,6 +95,7 @@ end
 """
 
 LUA_FETCH = """
+wrk.method = "POST"
 tokens = @TOKENS@
 body = [==[@BODY@]==]
 function request()
@@ -127,15 +112,6 @@ end
 
 
 @dataclass(frozen=True)
-class Load:
-    """What one wrk run reports."""
-
-    requests: int
-    failed: int
-    p99_ms: float
-
-
-@dataclass(frozen=True)
 class Minute:
     index: int
     admissions: Load
@@ -145,47 +121,15 @@ class Minute:
     sakura_calls: int
 
 
-def lua_script(template: str, **values: object) -> str:
-    """LUA_COMMON and `template` with each @NAME@ replaced by `values[NAME]`, in one pass (a
-    value is never read for placeholders)."""
-    return re.sub(r"@([A-Z_]+)@", lambda m: str(values[m.group(1)]), LUA_COMMON + template)
-
-
 def admission_script(namespace: str, row: int, delay_ms: int) -> str:
     body = victim_review(namespace, SECRETS[0], UID_MARK).decode()
-    return lua_script(LUA_ADMISSION, BODY=body, UID_MARK=UID_MARK, ROW=row, DELAY_MS=delay_ms)
+    return lua_script(LUA_ADMISSION, delay_ms, BODY=body, UID_MARK=UID_MARK, ROW=row)
 
 
 def fetch_script(tokens: list[str], delay_ms: int) -> str:
     body = json.dumps(fetch_body(VAULT, list(SECRETS)))
     listed = "{" + ", ".join(f'"{t}"' for t in tokens) + "}"
-    return lua_script(LUA_FETCH, TOKENS=listed, BODY=body, SECRETS=len(SECRETS), DELAY_MS=delay_ms)
-
-
-def wrk(url: str, script: Path, seconds: int, connections: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            *("wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"),
-            *("-s", str(script), url),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def report(process: subprocess.Popen[str], what: str) -> Load:
-    out, _ = process.communicate()
-    found = REPORT.search(out)
-    if process.returncode != 0 or found is None:
-        raise SystemExit(f"wrk ({what}) gave no report (exit {process.returncode}):\n{out}")
-    requests, failed, errors, p99_us = (int(g) for g in found.groups())
-    return Load(requests + errors, failed + errors, p99_us / 1000)
-
-
-def delay_ms(connections: int, rate: float) -> int:
-    """A connection's wait after each answer, for `rate` requests a second from all of them."""
-    return max(1, round(1000 * connections / rate))
+    return lua_script(LUA_FETCH, delay_ms, TOKENS=listed, BODY=body, SECRETS=len(SECRETS))
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -310,8 +254,9 @@ def main() -> int:
     if not kubeconfig:
         print('set KUBECONFIG (e.g. eval "$(e2e/cluster.sh env)")', file=sys.stderr)
         return 2
-    if shutil.which("wrk") is None:
-        print("wrk is missing: apt-get install wrk (scripts/bootstrap does)", file=sys.stderr)
+    missing = require_wrk()
+    if missing is not None:
+        print(missing, file=sys.stderr)
         return 2
     plan = Plan(
         args.minutes, args.interval, args.admissions, args.fetches, args.connections, args.tokens

@@ -11,6 +11,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from contract.errors import PlanError
@@ -198,9 +199,19 @@ class Plan:
 
     def secrets(self) -> tuple[SecretVersion, ...]:
         """The distinct values to read, sorted, so every pod of a rollout asks the same way."""
-        return tuple(sorted({ref.fetch for f in self.files for ref in f.refs}, key=_sort_key))
+        return self._secrets
 
     def to_json(self) -> str:
+        """The plan's JSON form. Admission reads it twice (the size check, then the init
+        container's environment), so it is made once: a plan is frozen."""
+        return self._json
+
+    @cached_property
+    def _secrets(self) -> tuple[SecretVersion, ...]:
+        return tuple(sorted({ref.fetch for f in self.files for ref in f.refs}, key=_sort_key))
+
+    @cached_property
+    def _json(self) -> str:
         return json.dumps(_plan_to_dict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod

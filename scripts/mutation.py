@@ -214,6 +214,7 @@ TARGETS = (
             "tests/injector/unit/test_annotations_unit.py",
             "tests/injector/unit/test_injector_bounds.py",
             "tests/injector/unit/test_injector_ownership.py",
+            "tests/injector/unit/test_text_memo_unit.py",
         ),
         ci=True,
     ),
@@ -232,6 +233,19 @@ TARGETS = (
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_annotations_unit.py",
             "tests/injector/unit/test_injector_bounds.py",
+        ),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/template_analysis.py",
+        ("tests/injector/unit/test_template_analysis_unit.py",),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/text_memo.py",
+        (
+            "tests/injector/unit/test_text_memo_unit.py",
+            "tests/injector/unit/test_template_analysis_unit.py",
         ),
         ci=True,
     ),

@@ -2,12 +2,15 @@
 
 One straight line with early returns: check the review's envelope, decide whether to inject,
 parse the annotations, check the pod (targets, room, owner, and a refreshing pod's end),
-resolve the files' owner and build the plan, run the admission check, build the JSON patch
-that adds our parts to the pod. Any step may deny with a message naming what to fix. There
-are no side effects here, so a dryRun request gets exactly the answer a real one would.
+resolve the files' owner and build the plan and the JSON patch that adds our parts to the pod
+(`prepare`), then run the admission check and answer with its denial or the patch (`finish`).
+Any step may deny with a message naming what to fix. There are no side effects here, so a
+dryRun request gets exactly the answer a real one would.
 
-The HTTP shell (`injector.serving.review_queue`) reads the body, screens and parses it, and
-runs `prepare` and `finish`, the CPU work before and after the admission check, in turns;
+The patch does not depend on the check's outcome, so `prepare` builds it with the plan: all
+the CPU work is in `prepare`, and `finish` only picks the answer. The HTTP shell
+(`injector.serving.review_queue`) reads the body, screens and parses it, runs `prepare` in its
+turn at the admission thread and `finish` on the loop;
 `injector.serving.admission_review` turns the decision into the AdmissionReview.
 """
 
@@ -50,6 +53,8 @@ class Checked:
     plan: Plan
     warnings: tuple[str, ...]
     ref: PodRef
+    patch: tuple[dict[str, Any], ...]
+    """The JSON patch that injects, used when the check admits (built from the parts)."""
 
 
 def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
@@ -91,6 +96,7 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
         check_secret_count(plan)
     except Denied as denied:
         return Refused(uid, denied.code, denied.message, pod=ref)
+    patch = patch_operations(pod, plan, options, targets, settings, owner.warnings)
     return Checked(
         uid=uid,
         pod=pod,
@@ -101,23 +107,17 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
         plan=plan,
         warnings=owner.warnings,
         ref=ref,
+        patch=tuple(patch),
     )
 
 
-def finish(checked: Checked, outcome: CheckOutcome, settings: WebhookSettings) -> Decision:
-    """The check's denial, or the JSON patch that injects."""
+def finish(checked: Checked, outcome: CheckOutcome) -> Decision:
+    """The check's denial, or the JSON patch that injects: no work but the choice (the patch
+    was built by `prepare`), so the shell runs it on the event loop."""
     warnings = tuple(dict.fromkeys([*checked.warnings, *outcome.warnings]))
     if outcome.denial is not None:
         return Refused(checked.uid, 403, outcome.denial, warnings, outcome.reason_code, checked.ref)
-    patch = patch_operations(
-        checked.pod,
-        checked.plan,
-        checked.injection.options,
-        checked.targets,
-        settings,
-        checked.warnings,
-    )
-    return Injected(checked.uid, tuple(patch), warnings, checked.ref)
+    return Injected(checked.uid, checked.patch, warnings, checked.ref)
 
 
 def _request(document: Any) -> dict[str, Any]:

@@ -43,12 +43,14 @@ from injector.webhook.errors import Denied
 from injector.webhook.files import (
     MAX_FILES,
     MAX_TEMPLATE_TOKENS,
+    TEMPLATES,
     explicit_modes,
     parse_files,
 )
 from injector.webhook.pod.ownership import Owner
 from injector.webhook.pod.resources import REFRESH_DEFAULTS, Resources
 from injector.webhook.settings import WebhookSettings
+from injector.webhook.text_memo import TextMemo
 
 __all__ = [
     "MAX_ANNOTATIONS_BYTES",
@@ -120,10 +122,33 @@ class Injection:
         )
 
 
+PARSED = TextMemo[Injection](entries=256, chars=4 * 1024 * 1024)
+"""The parse of each distinct set of our annotations (and default vault), remembered: a
+Deployment's pods all carry the same ones. Bounded as `template_analysis.TEMPLATES` is, for
+the same reasons (docs/webhook.md, "Performance"); a refused set is parsed again each time."""
+
+
+def forget_remembered() -> None:
+    """Forget the remembered parses and template analyses: the next review of any pod is a
+    first one (what the bounds tests and benchmarks/admission_size.py measure)."""
+    PARSED.clear()
+    TEMPLATES.clear()
+
+
 def parse_annotations(annotations: Mapping[str, str], settings: WebhookSettings) -> Injection:
-    """Read every `sakura-secrets.io/` annotation; raise Denied on the first invalid one."""
+    """Read every `sakura-secrets.io/` annotation; raise Denied on the first invalid one.
+
+    The answer depends on our annotations' text and the default vault only, so it is
+    remembered (`PARSED`); the total size counts every annotation, so it is checked each time.
+    """
     _check_total_size(annotations)
     ours = {k: v for k, v in annotations.items() if k.startswith(PREFIX)}
+    key = (settings.default_vault_id, frozenset(ours.items()))
+    size = sum(len(k) + len(v) for k, v in ours.items())
+    return PARSED.get(key, size, lambda: _parse(ours, settings))
+
+
+def _parse(ours: Mapping[str, str], settings: WebhookSettings) -> Injection:
     for key in sorted(ours):
         _check_known(key)
     _check_refresh_keys(ours)

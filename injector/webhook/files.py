@@ -27,8 +27,8 @@ from contract.annotations import (
     TEMPLATE_FILE,
     short_name,
 )
-from contract.template import template_refs, template_tokens
 from injector.webhook.errors import Denied
+from injector.webhook.template_analysis import Analysis, TemplateAnalyses
 
 DEFAULT_FILE_MODE = 0o400
 MAX_FILES = 1000
@@ -39,6 +39,8 @@ MAX_TEMPLATE_TOKENS = 4096
 a token, whatever the length in bytes (a run of plain text is one token): this bound keeps a
 review of the largest pod well under 100 ms."""
 _MODE = re.compile(r"^0?[0-7]{3}\Z")
+TEMPLATES = TemplateAnalyses(MAX_TEMPLATE_TOKENS)
+"""Each template text's tokens and references, remembered (bounded) for the next pod."""
 
 
 def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
@@ -68,8 +70,9 @@ def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
             if prefix == SECRET_FILE:
                 sources[file] = (key, _secret_ref(key, value), None, ())
             else:
-                tokens_left -= _template_tokens(key, value, tokens_left)
-                sources[file] = (key, None, value, _template_refs(key, value))
+                analysis = TEMPLATES.analysis(value)
+                tokens_left -= _template_tokens(key, analysis, tokens_left)
+                sources[file] = (key, None, value, _template_refs(key, analysis))
     if not sources:
         raise Denied(
             f"annotation {INJECT} is 'true' but no file is requested; add "
@@ -146,9 +149,10 @@ def _secret_ref(key: str, value: str) -> SecretRef:
         raise Denied(f"annotation {key}: {exc}") from None
 
 
-def _template_tokens(key: str, value: str, left: int) -> int:
-    """The template's share of the pod's token budget, checked before it is parsed."""
-    used = template_tokens(value, left)
+def _template_tokens(key: str, analysis: Analysis, left: int) -> int:
+    """The template's share of the pod's token budget, checked before its references are read
+    (a template over the budget is never parsed)."""
+    used = analysis.tokens  # counted up to the whole budget + 1, so past `left` when over it
     if used > left:
         raise Denied(
             f"annotation {key}: the pod's templates have more than "
@@ -159,9 +163,9 @@ def _template_tokens(key: str, value: str, left: int) -> int:
     return used
 
 
-def _template_refs(key: str, value: str) -> tuple[SecretRef, ...]:
+def _template_refs(key: str, analysis: Analysis) -> tuple[SecretRef, ...]:
     try:
-        return template_refs(value)
+        return analysis.secret_refs()
     except PlanError as exc:
         raise Denied(f"annotation {key}: {exc}") from None
 

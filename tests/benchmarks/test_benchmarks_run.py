@@ -26,11 +26,16 @@ def run(*args: str, timeout: float = 300) -> str:
 
 
 def test_webhook_benchmark_measures_both_targets() -> None:
-    out = run("benchmarks/webhook.py", "--seconds", "1", "--requests", "30", "--concurrency", "2")
-    for label in ("bare Starlette: parse + echo", "injector /mutate (typical pod)"):
-        row = re.search(re.escape(label) + r"\s+(\d+)\s", out)
-        assert row is not None, out
-        assert int(row.group(1)) > 0
+    out = run("benchmarks/webhook.py", "--seconds", "1", "--rate", "50")
+    figures = r"\s+(\d+)\s+[\d.]+\s+[\d.]+\s+0\b"  # req/s, p50, p99, no failure
+    for pod in ("typical", "largest"):
+        for target in ("bare (parse+echo)", "/mutate"):
+            for paced in ("", " @50/s"):
+                row = re.search(rf"^{pod}\s+{re.escape(target + paced)}{figures}", out, re.M)
+                assert row is not None and int(row.group(1)) > 0, out
+        ratio = rf"^{pod}\s+ratio /mutate / bare\s+[\d.]+x\s+goal >= 0.5x: .*by CPU per request"
+        assert re.search(ratio, out, re.M), out
+        assert re.search(rf"^{pod}\s+/mutate @50/s.*goal p99 <= 5 ms", out, re.M), out
 
 
 def test_admission_size_benchmark_reviews_every_shape() -> None:

@@ -5,6 +5,7 @@ test_plan.py covers parsing and round trips; these pin what a user reads and the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -231,3 +232,18 @@ def test_json_refusals_of_the_mode_and_the_owner() -> None:
     )
     explicit = Plan.from_json(json.dumps({**data, "mode": "broker", "credentials_secret": "x"}))
     assert explicit.mode == Broker()
+
+
+def test_a_plans_json_and_secrets_are_made_once_and_stay_its_own() -> None:
+    """Admission reads both twice (a check, then the init container's environment)."""
+    first = plan((DB,), "/s")
+    assert first.to_json() is first.to_json()
+    assert first.secrets() is first.secrets()
+    other = dataclasses.replace(first, files=(FileSpec("api", 0o400, secret=SecretRef("api")),))
+    assert json.loads(other.to_json())["files"][0]["name"] == "api"
+    assert other.secrets() == (SecretVersion("api"),)
+    assert (first.secrets(), json.loads(first.to_json())["files"][0]["name"]) == (
+        (SecretVersion("db"),),
+        "db",
+    )
+    assert first == plan((DB,), "/s") and "_json" not in repr(first)  # fields only
