@@ -35,7 +35,10 @@ def run_in_thread(
     """
     app = Emulator(app_or_config) if isinstance(app_or_config, EmulatorConfig) else app_or_config
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto
+    # says TCP (base_events._set_nodelay); with proto 0 an answer written in pieces waits for
+    # the client's delayed ACK, about 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
