@@ -2,9 +2,11 @@
 
 Runs `python -m sidecar` (the init container, exactly as rendered: its env, no arguments) in
 broker mode (the default) against a broker stand-in over TLS, and in direct mode against the
-emulator over HTTP, and `python -c "import httpx"`, each several times in a fresh interpreter
-(the three interleaved, so a busy machine slows them alike), and prints the median wall time
-with its spread, the peak RSS (per child, from wait4) and the ratios next to the goals.
+emulator over HTTP, `python -c "import httpx"` and the floors below, each several times in a
+fresh interpreter (all interleaved, so a busy machine slows them alike), and prints the median
+wall time with its spread, the median CPU time (user + system: on a busy machine the wall time
+also counts waiting for a core), the peak RSS (per child, from wait4) and the ratios to
+`import httpx` next to the goals.
 
 The servers run in a process of their own (`--serve`, started by this one), so the benchmark's
 bookkeeping never delays their answers, and their memory is not the child's: wall time includes
@@ -16,9 +18,11 @@ pod, whose volume is a memory emptyDir. `--python` runs the children in another 
 e.g. a venv made from requirements.txt alone, as in the image: httpx imports its command line
 (click, rich, pygments) when those are installed, so a development venv inflates the baseline.
 
-Two more rows are the floor any httpx-based fetch pays beyond `import httpx`: making a client
-(httpx loads httpcore and h11 then, and the default TLS context reads certifi's CA bundle), and
-one request to the same broker stand-in over TLS, trusting only its CA.
+The floors are what any httpx-based fetch pays beyond `import httpx`: making a client (httpx
+loads httpcore and h11 then, and the default TLS context reads certifi's CA bundle); one request
+to the same broker stand-in over TLS, trusting only its CA, as broker mode does; and asyncio
+with one request of an httpx.AsyncClient to the emulator, what direct mode is built on.
+`--checkout DIR` runs another source tree in the children (e.g. an export of another commit).
 
     python benchmarks/init_fetch.py [--runs 5] [--python /path/to/python] [--files-in /dev/shm]
 """
@@ -41,7 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from contract import Broker, Direct, FileSpec, Mode, Plan, SecretRef  # noqa: E402
-from contract.broker import FetchedSecret, SecretRequest, encode_answer, parse_request  # noqa: E402
+from contract.broker import (  # noqa: E402
+    SECRETS_PATH,
+    FetchedSecret,
+    SecretRequest,
+    encode_answer,
+    parse_request,
+)
 from emulator import Emulator, EmulatorConfig, run_in_thread  # noqa: E402
 from injector.operations.certs import generate_ca, issue_serving_cert  # noqa: E402
 
@@ -56,13 +66,11 @@ CHILDREN = (*MODES, "httpx", "client", "request", "async")
 FLOORS = {
     "httpx": "import httpx",
     "client": "import httpx; httpx.Client()",
-    "request": (
-        "import httpx, os, ssl; from contract.pod import ENV_BROKER_CA, ENV_BROKER_URL;"
-        " from contract.broker import SECRETS_PATH;"
-        " tls = ssl.create_default_context(cadata=os.environ[ENV_BROKER_CA]);"
+    "request": (  # nothing of this project: its modules are what the floor leaves out
+        "import httpx, os, ssl; tls = ssl.create_default_context(cadata=os.environ['BENCH_CA']);"
         " headers = {'Authorization': 'Bearer ' + os.environ['BENCH_TOKEN']};"
-        " httpx.post(os.environ[ENV_BROKER_URL] + SECRETS_PATH, content=os.environ['BENCH_BODY'],"
-        " headers=headers, verify=tls).raise_for_status()"
+        " httpx.post(os.environ['BENCH_URL'], content=os.environ['BENCH_BODY'], headers=headers,"
+        " verify=tls).raise_for_status()"
     ),
     "async": (
         "import asyncio, httpx, os\n"
@@ -251,6 +259,8 @@ def main() -> int:
                 **envs["broker"],
                 **envs["direct"],
                 "BENCH_LISTING": f"{sakura_url}/secretmanager/vaults/{VAULT}/secrets",
+                "BENCH_URL": url + SECRETS_PATH,
+                "BENCH_CA": ca.cert_pem.decode(),
                 "BENCH_TOKEN": POD_TOKEN,
                 "BENCH_BODY": request.to_json().decode(),
             }
