@@ -54,9 +54,11 @@ def test_init_fetch_benchmark_fetches_each_secret_once() -> None:
     out = run("benchmarks/init_fetch.py", "--runs", "1")
     for mode in ("broker", "direct"):
         assert re.search(rf"^python -m sidecar \({mode}\)\s+\d+ ms", out, re.M), out
-        assert re.search(rf"^ratio \({mode}\)\s+[\d.]+ x\s+[\d.]+ x\s+goal <= 1.5 x", out, re.M), (
-            out
-        )
+        ratios = r"\s+[\d.]+ x" * 3  # wall, CPU, RSS
+        assert re.search(rf"^ratio \({mode}\){ratios}\s+goal <= 1.5 x", out, re.M), out
+    for floor in ("client", "request", "async"):
+        assert re.search(rf"^ratio \(floor: {floor}\)" + r"\s+[\d.]+ x" * 3 + "$", out, re.M), out
+    assert "files written to " in out
     assert "Sakura calls (direct): 10 (10 per fetch)" in out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import pytest
 from support.sakura_kit import DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, VAULT, MakeClient
 
 from emulator import Emulator, EmulatorConfig, run_in_thread
+from emulator.server import listening_socket
 from emulator.store import MAX_VALUE_BYTES
 from injector.operations.certs import generate_ca, issue_serving_cert
 from sakura import RateLimiter, SakuraClient, SakuraConfig
@@ -186,6 +188,25 @@ def test_run_in_thread_serves_any_asgi_app() -> None:
         assert httpx.get(url).text == "hi"
     with run_in_thread(EmulatorConfig(access_token="a", access_token_secret="b")) as url:
         assert httpx.get(url + "/secretmanager/vaults", auth=("a", "b")).json()["Count"] == 0
+
+
+async def test_served_connections_send_without_nagle_delay() -> None:
+    """asyncio sets TCP_NODELAY on what it accepts only from a socket whose proto says TCP;
+    without it every answer written in pieces waited ~40 ms for the client's delayed ACK."""
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    listening = listening_socket("127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+    async with server:
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        assert await asyncio.wait_for(accepted, 10) != 0
+        writer.close()
 
 
 def free_port() -> int:
