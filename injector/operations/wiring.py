@@ -30,7 +30,7 @@ from injector.broker.tuning import BrokerTuning
 from injector.event_recorder import EventRecorder, EventsLost
 from injector.kube import kubernetes_calls
 from injector.operations.cert_expiry import CertificateExpiry
-from injector.operations.key_in_use import KeyInUse
+from injector.operations.key_in_use import KeyInUse, describe
 from injector.serving.app import BrokerCaFile, Readiness, create_apps
 from injector.serving.broker_routes import broker_routes
 from injector.serving.server import Drain, Listener, Shutdown
@@ -181,7 +181,7 @@ def build_listeners(
     if drain is not None:
         readiness.append(drain.readiness)
     registry.register(CertificateExpiry(broker_tls, broker_ca))
-    registry.register(KeyInUse(broker.sakura.credentials))
+    registry.register(KeyInUse(broker.sakura.credentials, broker.sakura.authorizer))
     apps = create_apps(
         settings,
         check=broker.check,
@@ -191,6 +191,7 @@ def build_listeners(
         native_sidecars=native_sidecars,
         registry=registry,
         events=broker.events,
+        about=lambda: {"sakura": describe(broker.sakura.credentials, broker.sakura.authorizer)},
     )
     listeners = [
         Listener("webhook", apps.webhook, webhook_tls, ports.webhook),

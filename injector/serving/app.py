@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +96,7 @@ def create_apps(
     max_body_bytes: int = MAX_REVIEW_BYTES,
     registry: CollectorRegistry | None = None,
     events: EventRecorder | None = None,
+    about: Callable[[], Mapping[str, object]] | None = None,
 ) -> InjectorApps:
     """The webhook's app (`POST /mutate`), the broker's (`routes`) and the probes' (health,
     readiness, metrics; the broker's app answers them too).
@@ -108,7 +109,9 @@ def create_apps(
     content on each review, so pods admitted after a CA rotation trust the new CA;
     `native_sidecars`, when given, replaces `settings.native_sidecars` with its current
     answer (`--native-sidecars=auto`, read from the API server's version). `events`, when
-    given, records an Event for each denial (`injector.serving.admission_log`).
+    given, records an Event for each denial (`injector.serving.admission_log`). `about`, when
+    given, adds its fields to every /readyz answer (the Sakura credentials in use, for `doctor`;
+    never a secret).
     """
 
     registry = CollectorRegistry() if registry is None else registry
@@ -171,9 +174,11 @@ def create_apps(
             if reason is not None:
                 problems.append(reason)
         ready_gauge.set(0 if problems else 1)
+        extra = dict(about()) if about is not None else {}
         if problems:
-            return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            body = {"status": "not ready", "reasons": problems, **extra}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ready", **extra})
 
     webhook = Starlette(routes=[Route("/mutate", mutate, methods=["POST"])])
     probe_routes = [

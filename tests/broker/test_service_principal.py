@@ -6,9 +6,11 @@ failed read, each exchange is counted as a Sakura call, and a disabled key is th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
@@ -18,12 +20,16 @@ from support.emulator import EmulatorHandle
 from support.principal_kit import KID, PRINCIPAL_ID, private_pem, public_pem, rsa_key
 from support.secret_volume import write_secret_volume
 
+from emulator.server import run_in_thread
 from injector.broker.credentials import GRACE, REJECTED, CredentialWatch
 from injector.broker.key_files import SakuraKeyFiles
 from injector.broker.metrics import SAKURA_CALLS
 from injector.broker.tuning import BrokerTuning
-from injector.operations.wiring import build_broker
+from injector.operations.key_in_use import TOKEN_EXPIRY, describe
+from injector.operations.wiring import Ports, TlsFiles, build_broker, build_listeners
+from injector.webhook.settings import WebhookSettings
 from sakura import SakuraClient, SakuraConfig, Unauthorized
+from sakura.credentials import FixedCredentials, key_fingerprint
 
 PATH = "/service-principals/oauth2/token"
 
@@ -98,3 +104,55 @@ async def test_a_disabled_key_is_the_rejected_credentials_outcome(
     clock.now += GRACE + 1
     readiness = watch.readiness()
     assert readiness is not None and readiness.startswith(REJECTED)
+
+
+async def test_readyz_and_metrics_name_the_kind_and_the_tokens_expiry_never_the_token(
+    emulator: EmulatorHandle, volume: Path, tmp_path: Path, tls_files: tuple[Path, Path, bytes]
+) -> None:
+    cert, key, ca_pem = tls_files
+    (tmp_path / "ca.crt").write_bytes(ca_pem)
+    files = SakuraKeyFiles(volume, token_endpoint=emulator.url + PATH, floor=0)
+    registry = CollectorRegistry()
+    parts = build_broker(
+        SakuraConfig(base_url=emulator.url),
+        kube_api_client=k8s.ApiClient(),
+        tuning=BrokerTuning(sakura_deadline=5.0, sakura_retries=0),
+        registry=registry,
+        credentials=files,
+    )
+    settings = WebhookSettings(image="i:t", broker_url="https://injector.test.svc")
+    tls = TlsFiles(cert, key, broker_ca=tmp_path / "ca.crt")
+    listeners, _ = build_listeners(settings, parts, tls, Ports(0, 0, 0), registry=registry)
+    [probes] = [listener.app for listener in listeners if listener.name == "probes"]
+    try:
+        with run_in_thread(probes) as url:
+            before = httpx.get(f"{url}/readyz").json()["sakura"]
+            assert before == {
+                "kind": "service-principal",
+                "fingerprint": key_fingerprint(KID),
+                "token_expires_in_seconds": None,
+            }
+            assert parts.credentials is not None
+            await parts.credentials.unveil(VAULT, "db")
+            after = httpx.get(f"{url}/readyz").json()["sakura"]
+            assert 3500 < after["token_expires_in_seconds"] <= 3600
+            metrics = httpx.get(f"{url}/metrics").text
+            token = parts.sakura.authorizer.bearer_values[0]
+            assert token not in metrics and token not in str(after)
+        expiry = registry.get_sample_value(TOKEN_EXPIRY)
+        assert expiry is not None and 3500 < expiry - time.time() <= 3600
+    finally:
+        await parts.aclose()
+
+
+def test_an_api_key_is_described_by_its_kind_and_fingerprint() -> None:
+    from sakura.credentials import ApiKey
+
+    assert describe(FixedCredentials(ApiKey("tok", "sec")), None) == {
+        "kind": "api-key",
+        "fingerprint": key_fingerprint("tok"),
+    }
+
+
+def test_credentials_never_read_are_described_as_none(tmp_path: Path) -> None:
+    assert describe(SakuraKeyFiles(tmp_path, floor=0), None) == {"kind": "none"}

@@ -290,8 +290,26 @@ def sakura_key(facts: Facts) -> Result:
         check,
         findings,
         f"{len(facts.readiness)} replica(s) ready; none reports Sakura rejecting the key "
-        "(as of its last Sakura call)",
+        f"(as of its last Sakura call); {credentials_in_use(facts)}",
     )
+
+
+def credentials_in_use(facts: Facts) -> str:
+    """What the replicas say they authenticate with (their /readyz `sakura` field): the kind,
+    the key's fingerprint and, for a service principal, the time its token has left."""
+    seen = []
+    for answer in facts.readiness:
+        about = answer.body.get("sakura")
+        if not isinstance(about, dict):
+            continue
+        kind, fingerprint = about.get("kind"), about.get("fingerprint", "?")
+        if kind == "service-principal":
+            left = about.get("token_expires_in_seconds")
+            token = "no token yet" if left is None else f"its token expires in {left} s"
+            seen.append(f"{answer.pod}: service principal key {fingerprint}, {token}")
+        elif kind == "api-key":
+            seen.append(f"{answer.pod}: API key {fingerprint}")
+    return "credentials: " + ("; ".join(seen) if seen else "not reported (an older injector)")
 
 
 def default_vault(facts: Facts, workload_given: bool) -> Result | None:

@@ -311,7 +311,36 @@ def test_the_key_passes_when_every_replica_is_ready() -> None:
     assert install.sakura_key(world.healthy()) == Result(
         "sakura-key",
         Status.PASS,
-        "2 replica(s) ready; none reports Sakura rejecting the key (as of its last Sakura call)",
+        "2 replica(s) ready; none reports Sakura rejecting the key (as of its last Sakura call); "
+        "credentials: not reported (an older injector)",
+    )
+
+
+def test_the_key_names_each_replicas_credentials_and_token_expiry_never_a_token() -> None:
+    principal = {"kind": "service-principal", "fingerprint": "0f1e2d3c4b5a"}
+    facts = world.healthy(
+        readiness=(
+            Readiness(
+                "injector-a",
+                200,
+                {"status": "ready", "sakura": {**principal, "token_expires_in_seconds": 3412}},
+            ),
+            Readiness(
+                "injector-b",
+                200,
+                {"status": "ready", "sakura": {**principal, "token_expires_in_seconds": None}},
+            ),
+            Readiness(
+                "injector-c",
+                200,
+                {"status": "ready", "sakura": {"kind": "api-key", "fingerprint": "aa11"}},
+            ),
+            Readiness("injector-d", 200, {"status": "ready", "sakura": "garbled"}),
+        )
+    )
+    assert install.sakura_key(facts).summary.endswith(
+        "credentials: injector-a: service principal key 0f1e2d3c4b5a, its token expires in 3412 s; "
+        "injector-b: service principal key 0f1e2d3c4b5a, no token yet; injector-c: API key aa11"
     )
 
 
