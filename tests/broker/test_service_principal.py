@@ -6,6 +6,7 @@ failed read, each exchange is counted as a Sakura call, and a disabled key is th
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from kubernetes import client as k8s
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from support.broker_world import VALUES, VAULT
 from support.clock import HandClock
 from support.emulator import EmulatorHandle
@@ -26,6 +27,7 @@ from injector.broker.key_files import SakuraKeyFiles
 from injector.broker.metrics import SAKURA_CALLS
 from injector.broker.tuning import BrokerTuning
 from injector.operations.key_in_use import TOKEN_EXPIRY, describe
+from injector.operations.log_format import JsonFormatter, TextFormatter
 from injector.operations.wiring import Ports, TlsFiles, build_broker, build_listeners
 from injector.webhook.settings import WebhookSettings
 from sakura import SakuraClient, SakuraConfig, Unauthorized
@@ -57,8 +59,10 @@ def tokens(registry: CollectorRegistry, outcome: str) -> float:
 
 
 async def test_the_broker_reads_with_a_service_principal_and_counts_its_exchanges(
-    emulator: EmulatorHandle, volume: Path
+    emulator: EmulatorHandle, volume: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens_seen: list[str] = []
     files = SakuraKeyFiles(volume, token_endpoint=emulator.url + PATH, floor=0)
     registry = CollectorRegistry()
     parts = build_broker(
@@ -72,11 +76,25 @@ async def test_the_broker_reads_with_a_service_principal_and_counts_its_exchange
         assert parts.credentials is not None
         watch = parts.credentials
         assert (await watch.unveil(VAULT, "db")).value == VALUES["db"][-1]
+        tokens_seen += parts.sakura.authorizer.bearer_values
         emulator.app.principals.expire_tokens()  # Sakura revokes every token mid-rollout
         reads = await asyncio.gather(*(watch.unveil(VAULT, "db") for _ in range(4)))
         assert {r.value for r in reads} == {VALUES["db"][-1]}
+        tokens_seen += parts.sakura.authorizer.bearer_values
         assert tokens(registry, "ok") == 2 and emulator.app.principals.exchanges == 2
         assert watch.readiness() is None
+        emulator.app.principals.set_enabled(KID, False)
+        emulator.app.principals.expire_tokens()
+        with pytest.raises(Unauthorized):
+            await watch.unveil(VAULT, "db")
+        # the key, the tokens: in no log line (as JSON or text), metric or message
+        key_body = private_pem(rsa_key()).splitlines()[5]
+        shown = [JsonFormatter().format(r) + TextFormatter().format(r) for r in caplog.records]
+        shown.append(generate_latest(registry).decode())
+        assert len(set(tokens_seen)) == 2 and caplog.records
+        for text in shown:
+            assert key_body not in text
+            assert not any(token in text for token in tokens_seen)
     finally:
         await parts.aclose()
 

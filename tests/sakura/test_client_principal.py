@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.clock import HandClock
 from support.principal_kit import KID, PRINCIPAL_ID, private_pem, rsa_key, seed_principal
 from support.values import VAULT
 
@@ -95,6 +96,20 @@ async def test_a_throttled_exchange_is_retried(url: str, emu: Emulator) -> None:
     async with client(url) as sakura:
         assert (await sakura.unveil(VAULT, "db")).value == VALUE
     assert emu.knobs.calls["token"] == 2 and emu.principals.exchanges == 1
+
+
+async def test_the_exchanges_429_and_retry_after_are_honoured(url: str, emu: Emulator) -> None:
+    clock = HandClock()
+    emu.knobs.clock = clock  # Sakura's window and the client's waits on one hand clock
+    emu.knobs.set_rate_limit(1, 60)
+    assert httpx.get(f"{url}/secretmanager/vaults", auth=("t", "s")).status_code == 200
+    limiter = RateLimiter(per_minute=60_000, burst=100, clock=clock, sleep=clock.sleep)
+    async with client(url, limiter=limiter, clock=clock, sleep=clock.sleep, deadline=300) as sakura:
+        seen = outcomes(sakura)
+        assert (await sakura.unveil(VAULT, "db")).value == VALUE
+    assert emu.knobs.statuses[429] == 2  # the exchange's, then the unveil's
+    assert emu.principals.exchanges == 1 and seen == ["ok"]
+    assert sum(clock.waits) >= 120  # each Retry-After (60 s) waited out, never hammered
 
 
 class CountingLimiter(RateLimiter):
