@@ -475,8 +475,8 @@ def test_a_key_rotation_under_load_fails_no_fetch(installed: Kube, sakura: Sakur
 def test_a_service_principal_in_the_secret_serves_a_pod(installed: Kube, sakura: Sakura) -> None:
     """docs/operations.md, "Moving to a service principal": the sakura-api-key Secret edited to
     hold a service principal (its key's public half uploaded to Sakura first); the injector
-    picks it up with no restart and a new pod's secret is read from Sakura with Bearer tokens
-    alone, never the old key. The Secret is put back for the scenarios after this one."""
+    picks it up with no restart and a Deployment's pod reads a new secret from Sakura with
+    Bearer tokens alone, never the old key. The Secret is put back for the later scenarios."""
     emulator, tag = sakura.emulator, secrets.token_hex(4)
     principal_id, kid = "113000000042", f"e2e-{tag}"
     emulator.principals.add_key(principal_id, kid, public_pem(rsa_key("e2e")))  # upload-key
@@ -508,14 +508,24 @@ def test_a_service_principal_in_the_secret_serves_a_pod(installed: Kube, sakura:
             2,
         )
         basic_calls = emulator.keys.calls[sakura.token]
-        installed.apply(app_pod("sp-shop", "sp-canary"))
-        assert (
-            installed.wait_for(
-                "the app pod to finish", functools.partial(_finished, installed, "sp-shop"), 180, 2
+        template = app_pod("sp-shop", "sp-canary", command=_PRINT_AND_WAIT, restart="Always")
+        installed.apply(
+            manifests.deployment(
+                "sp-shop", APP_NS, template["spec"], template["metadata"]["annotations"]
             )
-            == "Succeeded"
-        ), installed.describe("pod", "sp-shop", APP_NS)
-        assert installed.logs(APP_NS, "sp-shop", "app").splitlines()[0] == f"sp-value-{tag}"
+        )
+
+        def served() -> str | None:
+            for pod in installed.pods(APP_NS, "app=sp-shop"):
+                if pod["status"].get("phase") == "Running":
+                    name = pod["metadata"]["name"]
+                    first = installed.logs(APP_NS, name, "app").splitlines()[:1]
+                    return first[0] if first else None
+            return None
+
+        assert installed.wait_for("the Deployment's pod to read its secret", served, 180, 2) == (
+            f"sp-value-{tag}"
+        )
         assert emulator.principals.exchanges >= 1
         assert emulator.keys.calls[sakura.token] == basic_calls  # the old key was never sent
         assert _injector_containers(installed) == injectors  # no restart
@@ -528,6 +538,7 @@ def test_a_service_principal_in_the_secret_serves_a_pod(installed: Kube, sakura:
             2,
         )
         emulator.store.delete(sakura.vault_id, "sp-canary")
+        installed.delete("deployment", "sp-shop", APP_NS)
     logs = "".join(installed.logs(install.NAMESPACE, n, "injector") for n in injectors)
     assert f"now uses Sakura service principal key {fingerprint}" in logs
     assert "PRIVATE KEY" not in logs
