@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -111,6 +112,33 @@ class Authorizer:
         return None
 
 
-def hint_for(key: Credentials) -> str:
-    """What to check when Sakura refuses `key` (a 401)."""
-    return PRINCIPAL_HINT if isinstance(key, GrantCredentials) else API_KEY_HINT
+def hint_for(key: Credentials, date_header: str | None = None, now: float = 0.0) -> str:
+    """What to check when Sakura refuses `key` (a 401); for a service principal, with how far
+    our clock is from Sakura's (`date_header`, its answer's `Date`) when that matters."""
+    if not isinstance(key, GrantCredentials):
+        return API_KEY_HINT
+    return PRINCIPAL_HINT + skew_note(date_header, now)
+
+
+SKEW = 60.0
+"""Seconds our clock may differ from Sakura's before a refusal says so (a grant's `iat` and
+`exp` are judged by Sakura's clock, with about this much leeway)."""
+
+
+def skew_note(date_header: str | None, now: float) -> str:
+    """For a refusal: how far our clock is from Sakura's, by its answer's `Date` header, when
+    that is more than SKEW; "" otherwise (or when the header is missing or unreadable)."""
+    if not date_header:
+        return ""
+    try:
+        theirs = parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError):
+        return ""
+    off = now - theirs
+    if abs(off) <= SKEW:
+        return ""
+    side = "ahead of" if off > 0 else "behind"
+    return (
+        f"; this host's clock is {abs(off):.0f} s {side} Sakura's: set the node's time right "
+        "(NTP), a grant's iat and exp are judged by Sakura's clock"
+    )

@@ -342,8 +342,9 @@ class SakuraClient:
                     self.limiter.hold_off(retry_after)  # the quota is the account's, not ours
                     held_off = True
                 text = wire.error_text(response, (*sent, sensitive))
+                hint = hint_for(key, response.headers.get("date"), time.time())
                 error = error_for(
-                    response.status_code, what, text, retry_after, missing, vault_id, hint_for(key)
+                    response.status_code, what, text, retry_after, missing, vault_id, hint
                 )
                 retryable = is_retryable_status(response.status_code)
             if not retry or not retryable or attempt >= self.max_retries:

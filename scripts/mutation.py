@@ -310,7 +310,11 @@ TARGETS = (
     Target("injector/fair_queue.py", ("tests/broker/test_fair_queue_unit.py",), ci=True),
     Target("injector/events.py", ("tests/injector/unit/test_events_unit.py",), ci=True),
     Target("sakura/retry.py", ("tests/sakura/test_retry_unit.py",), ci=True),
-    Target("sakura/bearer.py", ("tests/sakura/test_bearer_unit.py",), ci=True),
+    Target(
+        "sakura/bearer.py",
+        ("tests/sakura/test_bearer_unit.py", "tests/sakura/test_principal_unit.py"),
+        ci=True,
+    ),
     Target("sakura/principal.py", ("tests/sakura/test_principal_unit.py",), ci=True),
     Target(
         "sakura/authorizer.py",

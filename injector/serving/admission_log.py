@@ -23,6 +23,13 @@ from injector.webhook.decision import Decision, PodRef, Refused, Skipped
 
 log = logging.getLogger("injector.admission")
 
+MAX_NAME = 253
+"""The longest object name Kubernetes accepts (a DNS subdomain). Mutating admission runs before
+the API server validates the pod, so a review's names (and a forged review's uid) may be
+megabytes long: the line shows at most this much of each, and a denial whose names could
+belong to no object records no Event."""
+MAX_NAMESPACE = 63
+
 DENIED_REASON = "SecretsDenied"
 """The Event reason of every admission denial; the note starts with the reason code."""
 ADMIT_ACTION = "Admit"
@@ -33,7 +40,7 @@ def log_decision(decision: Decision, seconds: float) -> None:
     outcome = outcome_of(decision)
     fields = _pod_fields(decision.pod)
     fields.update(
-        uid=decision.uid,
+        uid=_bounded(decision.uid),
         outcome=outcome,
         reason=str(decision.reason_code),
         code=decision.code if isinstance(decision, Refused) else 200,
@@ -53,8 +60,8 @@ def log_malformed(code: int, why: str, seconds: float) -> None:
 def log_failure(uid: str, namespace: str, seconds: float) -> None:
     """An unexpected failure (the pod is denied): the traceback goes with the line."""
     fields = {
-        "uid": uid,
-        "namespace": namespace,
+        "uid": _bounded(uid),
+        "namespace": _bounded(namespace),
         "outcome": "error",
         "reason": "internal",
         "code": 500,
@@ -67,6 +74,11 @@ def denial_event(decision: Refused) -> Occurrence | None:
     """The Event of a denial: on the pod's controller, else on the pod by name; None when
     the review named no pod at all (nothing `kubectl describe` could show it on)."""
     pod = decision.pod
+    owner_names = (pod.owner.name, pod.owner.kind, pod.owner.uid) if pod.owner else ()
+    if len(pod.namespace) > MAX_NAMESPACE or any(
+        len(text) > MAX_NAME for text in (pod.name, pod.generate_name, *owner_names)
+    ):
+        return None  # no object has such a name: the line says what happened
     if pod.owner is not None:
         regarding = Regarding(
             pod.owner.kind, pod.namespace, pod.owner.name, pod.owner.api_version, pod.owner.uid
@@ -81,11 +93,23 @@ def denial_event(decision: Refused) -> Occurrence | None:
 
 def _pod_fields(pod: PodRef) -> dict[str, Any]:
     owner = f"{pod.owner.kind}/{pod.owner.name}" if pod.owner is not None else ""
-    return {"namespace": pod.namespace, "pod": pod.display, "owner": owner}
+    return {
+        "namespace": _bounded(pod.namespace),
+        "pod": _bounded(pod.display),
+        "owner": _bounded(owner),
+    }
 
 
 def _about(pod: PodRef) -> str:
-    return f"{pod.namespace}/{pod.display}" if pod.namespace else pod.display
+    shown = _bounded(pod.display)
+    return f"{_bounded(pod.namespace)}/{shown}" if pod.namespace else shown
+
+
+def _bounded(text: str) -> str:
+    """`text`, or its first MAX_NAME characters and how long it was."""
+    if len(text) <= MAX_NAME:
+        return text
+    return f"{text[:MAX_NAME]}...({len(text)} characters)"
 
 
 def _ms(seconds: float) -> float:

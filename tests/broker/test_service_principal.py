@@ -28,7 +28,7 @@ from injector.broker.metrics import SAKURA_CALLS
 from injector.broker.tuning import BrokerTuning
 from injector.operations.key_in_use import TOKEN_EXPIRY, describe
 from injector.operations.log_format import JsonFormatter, TextFormatter
-from injector.operations.wiring import Ports, TlsFiles, build_broker, build_listeners
+from injector.operations.wiring import BrokerParts, Ports, TlsFiles, build_broker, build_listeners
 from injector.webhook.settings import WebhookSettings
 from sakura import SakuraClient, SakuraConfig, Unauthorized
 from sakura.credentials import FixedCredentials, key_fingerprint
@@ -51,6 +51,22 @@ def volume(tmp_path: Path, emulator: EmulatorHandle) -> Path:
     return directory
 
 
+def principal_broker(
+    emulator: EmulatorHandle, volume: Path
+) -> tuple[BrokerParts, CollectorRegistry]:
+    """The injector's broker as `serve` wires it, its credentials the principal in `volume`."""
+    files = SakuraKeyFiles(volume, token_endpoint=emulator.url + PATH, floor=0)
+    registry = CollectorRegistry()
+    parts = build_broker(
+        SakuraConfig(base_url=emulator.url),
+        kube_api_client=k8s.ApiClient(),
+        tuning=BrokerTuning(sakura_deadline=5.0, sakura_retries=0),
+        registry=registry,
+        credentials=files,
+    )
+    return parts, registry
+
+
 def tokens(registry: CollectorRegistry, outcome: str) -> float:
     sample = registry.get_sample_value(
         f"{SAKURA_CALLS}_total", {"operation": "token", "outcome": outcome}
@@ -63,15 +79,7 @@ async def test_the_broker_reads_with_a_service_principal_and_counts_its_exchange
 ) -> None:
     caplog.set_level(logging.DEBUG)
     tokens_seen: list[str] = []
-    files = SakuraKeyFiles(volume, token_endpoint=emulator.url + PATH, floor=0)
-    registry = CollectorRegistry()
-    parts = build_broker(
-        SakuraConfig(base_url=emulator.url),
-        kube_api_client=k8s.ApiClient(),
-        tuning=BrokerTuning(sakura_deadline=5.0, sakura_retries=0),
-        registry=registry,
-        credentials=files,
-    )
+    parts, registry = principal_broker(emulator, volume)
     try:
         assert parts.credentials is not None
         watch = parts.credentials
@@ -129,15 +137,7 @@ async def test_readyz_and_metrics_name_the_kind_and_the_tokens_expiry_never_the_
 ) -> None:
     cert, key, ca_pem = tls_files
     (tmp_path / "ca.crt").write_bytes(ca_pem)
-    files = SakuraKeyFiles(volume, token_endpoint=emulator.url + PATH, floor=0)
-    registry = CollectorRegistry()
-    parts = build_broker(
-        SakuraConfig(base_url=emulator.url),
-        kube_api_client=k8s.ApiClient(),
-        tuning=BrokerTuning(sakura_deadline=5.0, sakura_retries=0),
-        registry=registry,
-        credentials=files,
-    )
+    parts, registry = principal_broker(emulator, volume)
     settings = WebhookSettings(image="i:t", broker_url="https://injector.test.svc")
     tls = TlsFiles(cert, key, broker_ca=tmp_path / "ca.crt")
     listeners, _ = build_listeners(settings, parts, tls, Ports(0, 0, 0), registry=registry)

@@ -6,7 +6,14 @@ import httpx
 from support.clock import HandClock
 from support.principal_kit import private_pem, rsa_key
 
-from sakura.authorizer import API_KEY_HINT, PRINCIPAL_HINT, Authorizer, GrantCredentials, hint_for
+from sakura.authorizer import (
+    API_KEY_HINT,
+    PRINCIPAL_HINT,
+    Authorizer,
+    GrantCredentials,
+    hint_for,
+    skew_note,
+)
 from sakura.bearer import BearerToken
 from sakura.credentials import ApiKey
 from sakura.principal import ServicePrincipal
@@ -60,3 +67,23 @@ def test_the_hint_names_what_to_check_for_each_kind() -> None:
     assert hint_for(principal()) == PRINCIPAL_HINT
     assert "SAKURA_SERVICE_PRINCIPAL_KEY_ID" in PRINCIPAL_HINT
     assert "SAKURA_ACCESS_TOKEN_SECRET" in API_KEY_HINT
+
+
+def test_the_skew_note_says_how_far_and_which_way_beyond_a_minute() -> None:
+    date = "Sat, 05 Dec 2026 11:00:00 GMT"
+    sakura_now = 1796468400.0  # that Date, in Unix seconds
+    assert skew_note(date, sakura_now + 60) == ""
+    assert skew_note(date, sakura_now - 60) == ""
+    assert skew_note(date, sakura_now + 61) == (
+        "; this host's clock is 61 s ahead of Sakura's: set the node's time right (NTP), a "
+        "grant's iat and exp are judged by Sakura's clock"
+    )
+    assert "600 s behind Sakura's" in skew_note(date, sakura_now - 600)
+    assert skew_note(None, sakura_now + 600) == skew_note("not a date", sakura_now) == ""
+
+
+def test_only_a_principals_hint_carries_the_skew() -> None:
+    date = "Sat, 05 Dec 2026 11:00:00 GMT"
+    assert hint_for(ApiKey("t", "s"), date, 1796468400.0 + 600) == API_KEY_HINT
+    assert hint_for(principal(), date, 1796468400.0 + 600).startswith(PRINCIPAL_HINT + "; ")
+    assert hint_for(principal(), date, 1796468400.0) == PRINCIPAL_HINT

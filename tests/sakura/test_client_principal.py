@@ -5,6 +5,8 @@ named, a throttled exchange retried, and nothing secret in a message."""
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,6 +91,20 @@ async def test_a_disabled_key_is_refused_with_sakuras_reason_and_what_to_check(
     assert f"service principal key '{KID}' is disabled" in message
     assert message.endswith(PRINCIPAL_HINT)
     assert seen == ["Unauthorized"] and emu.knobs.calls["token"] == 1  # a 401 is not retried
+
+
+async def test_a_clock_ten_minutes_ahead_is_named_with_the_refusal(
+    url: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ahead = time.time() + 600
+    monkeypatch.setattr("sakura.client.time.time", lambda: ahead)  # the grant's iat and exp
+    async with client(url) as sakura:
+        with pytest.raises(Unauthorized) as caught:
+            await sakura.unveil(VAULT, "db")
+    message = str(caught.value)
+    assert "the assertion's iat is in the future: check the client's clock" in message
+    found = re.search(r"this host's clock is (\d+) s ahead of Sakura's", message)
+    assert found is not None and 598 <= int(found[1]) <= 602, message
 
 
 async def test_a_throttled_exchange_is_retried(url: str, emu: Emulator) -> None:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from support.principal_kit import ec_key, private_pem, public_pem, rsa_key
 
 from sakura.bearer import parse_token_answer
-from sakura.config import DEFAULT_TOKEN_ENDPOINT
+from sakura.config import DEFAULT_TOKEN_ENDPOINT, PrincipalSettings
 from sakura.errors import BadResponse, SakuraConfigError
 from sakura.principal import ASSERTION_LIFETIME, GRANT_TYPE, ServicePrincipal
 
@@ -193,3 +193,25 @@ def test_a_wrong_answer_is_a_bad_response(answer: dict[str, object], message: st
 def test_token_type_may_be_lower_case_or_absent_and_a_second_is_enough() -> None:
     assert parse_token_answer({"access_token": "t", "token_type": "bearer", "expires_in": 1}, 0)
     assert parse_token_answer({"access_token": "t", "expires_in": 1}, 0).lifetime == 1.0
+
+
+def test_the_settings_become_the_principal_field_by_field() -> None:
+    settings = PrincipalSettings(
+        SP, KID, private_pem(rsa_key()), "/etc/key.pem", "http://127.0.0.1:9/token"
+    )
+    principal = ServicePrincipal.from_settings(settings)
+    assert principal == ServicePrincipal(
+        SP, KID, private_pem(rsa_key()), "http://127.0.0.1:9/token", "/etc/key.pem"
+    )
+    assert (principal.token_endpoint, principal.source) == (
+        "http://127.0.0.1:9/token",
+        "/etc/key.pem",
+    )
+
+
+def test_a_principal_never_gives_per_request_auth() -> None:
+    with pytest.raises(TypeError) as caught:
+        principal().auth()
+    assert str(caught.value) == (
+        "a service principal authenticates with Bearer tokens, not per request"
+    )
