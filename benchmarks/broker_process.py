@@ -92,7 +92,7 @@ def apiserver_requests(api: k8s.ApiClient) -> collections.Counter[str]:
     (every client's: on a shared cluster others add to it). Needs get on /metrics."""
     request = api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
     answer = api.call_api(*request, _request_timeout=30)
-    answer.read()
+    answer.read()  # type: ignore[no-untyped-call]
     counts: collections.Counter[str] = collections.Counter()
     for line in (answer.data or b"").decode().splitlines():
         found = _REQUEST.match(line)

@@ -24,13 +24,14 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from harness import install, manifests
 from harness.fetch_load import FetchLoad
 from harness.kube import Kube, kubectl_binary
 from harness.stack import Sakura
 from harness.target import Target, unavailable
 from harness.webhooks import INJECTION_LABEL
-from support.principal_kit import private_pem, public_pem, rsa_key
 
 from injector.operations.certs import generate_ca
 from sakura.credentials import key_fingerprint
@@ -479,7 +480,16 @@ def test_a_service_principal_in_the_secret_serves_a_pod(installed: Kube, sakura:
     Bearer tokens alone, never the old key. The Secret is put back for the later scenarios."""
     emulator, tag = sakura.emulator, secrets.token_hex(4)
     principal_id, kid = "113000000042", f"e2e-{tag}"
-    emulator.principals.add_key(principal_id, kid, public_pem(rsa_key("e2e")))  # upload-key
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    emulator.principals.add_key(principal_id, kid, public_pem.decode())  # upload-key
     emulator.store.put(sakura.vault_id, "sp-canary", f"sp-value-{tag}")
     installed.apply(
         *manifests.grant("read-sp-canary", APP_NS, SERVICE_ACCOUNT, manifests.pairs("sp-canary"))
@@ -492,7 +502,7 @@ def test_a_service_principal_in_the_secret_serves_a_pod(installed: Kube, sakura:
         "stringData": {
             "SAKURA_SERVICE_PRINCIPAL_ID": principal_id,
             "SAKURA_SERVICE_PRINCIPAL_KEY_ID": kid,
-            "SAKURA_PRIVATE_KEY": private_pem(rsa_key("e2e")),
+            "SAKURA_PRIVATE_KEY": private_pem.decode(),
             "SAKURA_TOKEN_ENDPOINT": f"{sakura.url}/service-principals/oauth2/token",
             "SAKURA_ENDPOINTS_SECRETMANAGER": sakura.url,
             "SAKURA_SECRETS_DEFAULT_VAULT_ID": sakura.vault_id,
