@@ -30,6 +30,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from contract.pod import TOKEN_AUDIENCE
 from injector.kube import api_client as kube_api_client
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -63,7 +64,7 @@ def make_pods(
             namespace,
             k8s.AuthenticationV1TokenRequest(
                 spec=k8s.V1TokenRequestSpec(
-                    audiences=["sakura-secrets-injector"],
+                    audiences=[TOKEN_AUDIENCE],
                     expiration_seconds=3600,
                     bound_object_ref=k8s.V1BoundObjectReference(
                         kind="Pod", api_version="v1", name=pod.metadata.name, uid=pod.metadata.uid
