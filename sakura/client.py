@@ -11,42 +11,27 @@ standard library are imported, so the init container can use it without the inje
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import ssl
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from sakura import wire
-from sakura.authorizer import FORM, Authorizer, GrantCredentials, hint_for
+from sakura import reads, wire
+from sakura.attempts import HEADERS, Acquire, Authorize, CallLoop, Send, Step, tls
+from sakura.authorizer import FORM, Authorizer, GrantCredentials
 from sakura.bearer import BearerToken, parse_token_answer
 from sakura.config import SakuraConfig
 from sakura.credentials import CredentialSource, FixedCredentials, configured_credentials
-from sakura.errors import (
-    BadResponse,
-    Crowded,
-    NotFound,
-    NotFoundKind,
-    SakuraError,
-    Throttled,
-    Unavailable,
-    with_note,
-)
+from sakura.errors import BadResponse, Crowded, NotFound, NotFoundKind, SakuraError
 from sakura.ratelimit import RateLimiter, Tenant
 from sakura.reader import SecretInfo, Unveiled, VaultInfo
-from sakura.retry import Backoff, is_retryable_status, parse_retry_after
-from sakura.statuses import error_for, missing_version
-
-USER_AGENT = "sakura-secrets-injector/0.1 (+https://github.com/sakura-secrets-injector)"
-log = logging.getLogger(__name__)
+from sakura.retry import Backoff
+from sakura.statuses import missing_version
 
 
-class SakuraClient:
+class SakuraClient(CallLoop):
     """Talks to one Secret Manager endpoint; use as `async with SakuraClient(cfg) as c:`."""
 
     def __init__(
@@ -68,33 +53,27 @@ class SakuraClient:
         (a test passes a hand-driven pair); the default limiter runs on them too.
         `credentials` (default: the config's key, fixed) is asked for the key before each
         request."""
-        self.config = config
-        self.credentials: CredentialSource = (
+        super().__init__(
+            config,
             credentials
             if credentials is not None
-            else FixedCredentials(configured_credentials(config))
+            else FixedCredentials(configured_credentials(config)),
+            Authorizer(self._exchange, clock=clock),  # a principal's tokens
+            limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep),
+            deadline=deadline,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            clock=clock,
         )
-        self.authorizer = Authorizer(self._exchange, clock=clock)  # a principal's tokens
         # told of each token exchange's outcome: the injector counts them as Sakura calls
         self.on_exchange: Callable[[SakuraError | None], None] = lambda error: None
-        self._clock = clock
         self._sleep = sleep
-        self.limiter = limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep)
-        self.deadline = deadline
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = backoff if backoff is not None else Backoff()
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "X-Requested-With": "XMLHttpRequest",
-                "X-Sakura-Bigint-As-Int": "1",
-                "User-Agent": USER_AGENT,
-            },
+            headers=HEADERS,
             transport=transport,
-            verify=_tls(verify),
+            verify=tls(verify),
             timeout=timeout,
             follow_redirects=False,
         )
@@ -126,62 +105,17 @@ class SakuraClient:
         `tenant` (reads take one): whose call this is, for the rate limiter's round-robin
         between tenants and its bound on each tenant's waiting calls.
         """
-        label = name if version is None else f"{name}@{version}"
-        what = f"reading secret {label!r} from vault {vault_id}"
-        body: dict[str, Any] = {"Name": name}
-        if version is not None:
-            body["Version"] = version
-        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets/unveil"
+        read = reads.unveiling(vault_id, name, version)
         try:
-            response = await self._call(
-                "POST",
-                path,
-                what,
-                json={"Secret": body},
-                retry=True,
-                missing=("secret", name),
-                vault_id=vault_id,
-                tenant=tenant,
-            )
+            response = await self._read(read, tenant)
         except NotFound as exc:
             raise await self._explain_missing(exc, vault_id, name, version, tenant) from None
-        data = wire.json_object(response, what)
-        secret = data.get("Secret")
-        if not isinstance(secret, dict):
-            raise BadResponse(f"{what}: Sakura's answer has no object 'Secret'", status=200)
-        value = wire.field_of(secret, "Value", str, what, 200)
-        got = secret.get("Version")
-        if got is None and version is not None:
-            got = version
-        if not isinstance(got, int) or isinstance(got, bool):
-            raise BadResponse(f"{what}: Sakura's answer has no integer 'Version'", status=200)
-        return Unveiled(name=name, version=got, value=value)
+        return reads.unveiled(response, read, name, version)
 
     async def list_secrets(self, vault_id: str, *, tenant: Tenant = None) -> list[SecretInfo]:
         """Names and latest versions of a vault's secrets (never values)."""
-        what = f"listing secrets of vault {vault_id}"
-        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets"
-        response = await self._call(
-            "GET",
-            path,
-            what,
-            retry=True,
-            missing=("vault", vault_id),
-            vault_id=vault_id,
-            tenant=tenant,
-        )
-        items = wire.field_of(wire.json_object(response, what), "Secrets", list, what, 200)
-        result = []
-        for item in items:
-            if not isinstance(item, dict):
-                raise BadResponse(f"{what}: an entry of 'Secrets' is not an object", status=200)
-            result.append(
-                SecretInfo(
-                    name=wire.field_of(item, "Name", str, what, 200),
-                    latest_version=wire.field_of(item, "LatestVersion", int, what, 200),
-                )
-            )
-        return result
+        read = reads.listing(vault_id)
+        return reads.listed(await self._read(read, tenant), read)
 
     async def list_vaults(self) -> list[VaultInfo]:
         what = "listing vaults"
@@ -210,7 +144,7 @@ class SakuraClient:
     async def create(self, vault_id: str, name: str, value: str) -> int:
         """Store `value` as a new version of `name`; returns it. Never retried: not idempotent."""
         what = f"creating a version of secret {name!r} in vault {vault_id}"
-        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets"
+        path = f"/secretmanager/vaults/{reads.segment(vault_id)}/secrets"
         body = {"Secret": {"Name": name, "Value": value}}
         response = await self._call(
             "POST",
@@ -232,7 +166,7 @@ class SakuraClient:
     async def delete(self, vault_id: str, name: str) -> None:
         """Delete a secret with all its versions. Not retried (a retry would see 404)."""
         what = f"deleting secret {name!r} from vault {vault_id}"
-        path = f"/secretmanager/vaults/{_segment(vault_id)}/secrets"
+        path = f"/secretmanager/vaults/{reads.segment(vault_id)}/secrets"
         await self._call(
             "DELETE",
             path,
@@ -244,6 +178,18 @@ class SakuraClient:
         )
 
     # -- the request loop ---------------------------------------------------------------
+
+    async def _read(self, read: reads.Read, tenant: Tenant) -> httpx.Response:
+        return await self._call(
+            read.method,
+            read.path,
+            read.what,
+            json=read.json,
+            retry=True,
+            missing=read.missing,
+            vault_id=read.vault_id,
+            tenant=tenant,
+        )
 
     async def _call(
         self,
@@ -259,114 +205,54 @@ class SakuraClient:
         tenant: Tenant = None,
         form: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request with rate limiting, retries (when `retry`) and the deadline.
-
-        A `form` is the token exchange: sent form-encoded, with no credentials."""
-        deadline_at = self._clock() + self.deadline
-        sent: tuple[str, ...] = tuple(form.values()) if form else ()
-        attempt = 0
-        renewed = False  # a Bearer token refused with 401 is renewed once per call
-        previous: SakuraError | None = None
+        """Drive the call's attempts (sakura/attempts.py) on the event loop."""
+        steps = self.attempts(
+            method,
+            path,
+            what,
+            json=json,
+            retry=retry,
+            missing=missing,
+            vault_id=vault_id,
+            sensitive=sensitive,
+            tenant=tenant,
+            form=form,
+        )
+        outcome: object = None
         while True:
-            remaining = deadline_at - self._clock()
-            if remaining <= 0:
-                raise Unavailable(f"{what}: no answer within the {self.deadline:g}s deadline")
             try:
-                granted = await self.limiter.acquire(max_wait=remaining, tenant=tenant)
-            except Crowded as exc:
-                raise Crowded(
-                    f"{what}: {exc.message}", retry_after=exc.retry_after, waiting=exc.waiting
-                ) from None
-            if not granted:
-                wait = self.limiter.next_slot_in()
-                raise Throttled(
-                    f"{what}: the client-side rate limit ({self.limiter.per_minute:g}/min, "
-                    f"or a Retry-After from Sakura) leaves no slot within the "
-                    f"{self.deadline:g}s deadline; the next is in {wait:.3g}s",
-                    retry_after=wait,
-                    status=None,
-                )
-            key = self.credentials.current()  # a rotated key counts from the next attempt on
-            authorization = None if form else await self.authorizer.authorize(key)
-            remaining = deadline_at - self._clock()
-            # scrubbed from every message: each key and token sent
-            sent = tuple(dict.fromkeys((*sent, *key.secrets, *self.authorizer.bearer_values)))
-            retry_after: float | None = None
-            held_off = False  # a 429's Retry-After: the limiter makes every caller wait it out
+                step = steps.send(outcome)
+            except StopIteration as done:
+                response: httpx.Response = done.value
+                return response
+            outcome = await self._perform(step)
+
+    async def _perform(self, step: Step) -> object:
+        if isinstance(step, Send):
             try:
                 # httpx's timeout bounds each read, not the whole answer: a peer that trickles
                 # bytes would never trip it. The deadline bounds the whole exchange.
-                async with asyncio.timeout(max(0.001, remaining)):
-                    response = await self._http.request(
-                        method,
-                        path,
-                        json=json,
-                        data=form,
-                        headers={"Content-Type": FORM} if form else None,
-                        auth=authorization.auth if authorization else None,
-                        timeout=max(0.001, min(self.timeout, remaining)),
+                async with asyncio.timeout(step.remaining):
+                    return await self._http.request(
+                        step.method,
+                        step.path,
+                        json=step.json,
+                        data=step.form,
+                        headers={"Content-Type": FORM} if step.form else None,
+                        auth=step.authorization.auth if step.authorization else None,
+                        timeout=step.timeout,
                     )
-            except (httpx.TimeoutException, TimeoutError):
-                if previous is not None and remaining < self.timeout:
-                    # The deadline, not Sakura, cut this attempt short: the earlier failure
-                    # is what the user needs to see.
-                    raise with_note(
-                        previous,
-                        f" (gave up after {attempt + 1} attempts: the {self.deadline:g}s "
-                        "deadline ran out)",
-                    ) from None
-                error: SakuraError = Unavailable(
-                    f"{what}: Sakura did not answer within {min(self.timeout, remaining):.3g}s"
-                    + _maybe_done(retry)
-                )
-                retryable = True
-            except httpx.TransportError as exc:
-                error = Unavailable(
-                    f"{what}: cannot reach {self.config.base_url} ({type(exc).__name__}: "
-                    f"{wire.scrub(str(exc), (*sent, sensitive))})" + _maybe_done(retry)
-                )
-                retryable = True
-            else:
-                if response.status_code < 400:
-                    return response
-                if (
-                    response.status_code == 401
-                    and not renewed
-                    and authorization is not None
-                    and self.authorizer.refused(authorization)
-                ):
-                    renewed = True  # the token was revoked or the clocks disagree: buy another
-                    continue
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                if response.status_code == 429 and retry_after is not None:
-                    self.limiter.hold_off(retry_after)  # the quota is the account's, not ours
-                    held_off = True
-                text = wire.error_text(response, (*sent, sensitive))
-                hint = hint_for(key, response.headers.get("date"), time.time())
-                error = error_for(
-                    response.status_code, what, text, retry_after, missing, vault_id, hint
-                )
-                retryable = is_retryable_status(response.status_code)
-            if not retry or not retryable or attempt >= self.max_retries:
-                raise error
-            delay = retry_after if retry_after is not None else self.backoff.delay(attempt)
-            if self._clock() + delay >= deadline_at:
-                raise with_note(
-                    error,
-                    f" (gave up after {attempt + 1} attempts: the next retry in {delay:.3g}s "
-                    f"would pass the {self.deadline:g}s deadline)",
-                )
-            attempt += 1
-            previous = error
-            log.debug(
-                "%s: attempt %d failed (%s), retrying in %.3gs",
-                what,
-                attempt,
-                error.status or type(error).__name__,
-                delay,
-            )
-            if not held_off:
-                await self._sleep(delay)
+            except (httpx.TransportError, TimeoutError) as exc:
+                return exc
+        if isinstance(step, Acquire):
+            try:
+                return await self.limiter.acquire(max_wait=step.max_wait, tenant=step.tenant)
+            except Crowded as exc:
+                return exc
+        if isinstance(step, Authorize):
+            return await self.authorizer.authorize(step.key)
+        await self._sleep(step.seconds)
+        return None
 
     async def _exchange(self, key: GrantCredentials) -> BearerToken:
         """Buy a Bearer token with `key`'s signed grant: a Sakura call like any other."""
@@ -398,21 +284,3 @@ class SakuraClient:
         except SakuraError:
             secrets = None
         return missing_version(exc, vault_id, name, version, secrets)
-
-
-def _maybe_done(retry: bool) -> str:
-    """A call that is not retried may still have taken effect: say so."""
-    return "" if retry else "; it may or may not have taken effect, list the secrets to check"
-
-
-def _segment(text: str) -> str:
-    return urllib.parse.quote(text, safe="")
-
-
-def _tls(verify: bool | str) -> bool | ssl.SSLContext:
-    """A CA bundle path (file or directory) becomes an SSL context, as httpx now wants."""
-    if isinstance(verify, bool):
-        return verify
-    if os.path.isdir(verify):
-        return ssl.create_default_context(capath=verify)
-    return ssl.create_default_context(cafile=verify)

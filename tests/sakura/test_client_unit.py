@@ -39,7 +39,8 @@ from sakura import (
     Unveiled,
     VaultInfo,
 )
-from sakura.client import USER_AGENT, _tls
+from sakura.attempts import USER_AGENT
+from sakura.attempts import tls as _tls
 from sakura.credentials import ApiKey, Credentials
 
 BASE = "https://sakura.test/cloud/zone/tk1a/api/cloud/1.1"
