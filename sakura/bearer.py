@@ -15,14 +15,16 @@ exchanges again.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sakura.errors import BadResponse
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ class BearerTokens:
             self._held = None
 
     async def _renewed(self) -> _Held:
+        import asyncio  # here: an API key's sync reader imports this module, never a loop
+
         if self._flight is None:
             self._flight = asyncio.ensure_future(self._exchange_once())
         flight = self._flight

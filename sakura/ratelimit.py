@@ -10,14 +10,17 @@ event loops (the broker and its tests).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sakura.errors import Crowded
+
+if TYPE_CHECKING:
+    import asyncio
 
 DEFAULT_PER_MINUTE = 90.0
 DEFAULT_BURST = 5
@@ -44,10 +47,12 @@ class RateLimiter:
         *,
         max_waiting: int | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
-        """`clock` and `sleep` are the time the bucket, the waits and `max_wait` run on (a test
-        passes a hand-driven pair); they must agree: `sleep(d)` lets `clock()` advance by d."""
+        """`clock` and `sleep` (default asyncio.sleep) are the time the bucket, the waits and
+        `max_wait` run on (a test passes a hand-driven pair); they must agree: `sleep(d)` lets
+        `clock()` advance by d. asyncio loads only when a call waits in line: the init
+        container's sync reader takes its slots with `reserve`, with no event loop."""
         _check(per_minute, burst)
         if max_waiting is not None and max_waiting < 1:
             raise ValueError(f"max_waiting must be at least 1, not {max_waiting!r}")
@@ -139,6 +144,8 @@ class RateLimiter:
 
         Raises Crowded, without waiting, when `tenant` already has `max_waiting` calls waiting.
         """
+        import asyncio
+
         loop = asyncio.get_running_loop()
         with self._lock:
             if not self._lines and self._wait_for_slot() == 0:
@@ -176,7 +183,10 @@ class RateLimiter:
 
     async def _nap(self, woken: asyncio.Future[None], seconds: float) -> None:
         """Sleep `seconds` on the limiter's time, or less if `woken` (a slot was handed over)."""
-        nap = asyncio.ensure_future(self._sleep(seconds))
+        import asyncio
+
+        sleep = asyncio.sleep if self._sleep is None else self._sleep
+        nap = asyncio.ensure_future(sleep(seconds))
         try:
             await asyncio.wait((woken, nap), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -45,11 +45,9 @@ def run(env: Mapping[str, str]) -> Values:
 
 
 def _fetch_direct(plan: Plan, sakura: SakuraConfig, deadline: float) -> Values:
-    import asyncio  # only direct mode needs an event loop
+    from sidecar import direct  # only direct mode needs the Sakura client
 
-    from sidecar import direct
-
-    return asyncio.run(direct.fetch(plan, sakura, deadline=deadline))
+    return direct.fetch(plan, sakura, deadline=deadline)
 
 
 class _Failed(Exception):

@@ -29,6 +29,7 @@ from contract.broker import (
 from contract.errors import InvalidAnswer
 from contract.pod import ENV_BROKER_CA, ENV_DEADLINE, TOKEN_AUDIENCE, TOKEN_VOLUME
 from sakura.retry import parse_retry_after
+from sakura.within import read_within
 from sidecar.config import BrokerSettings
 from sidecar.errors import (
     BadAnswer,
@@ -117,15 +118,23 @@ def exchange(
             token = read_token(settings)
             remaining = deadline - (clock() - started)
             try:
-                response = _post(
+                response = read_within(
                     client,
-                    url,
-                    body,
-                    token,
-                    timeout=max(0.1, min(REQUEST_TIMEOUT, remaining)),
-                    past_deadline=lambda: clock() - started > deadline,
+                    client.build_request(
+                        "POST",
+                        url,
+                        content=body,
+                        headers={
+                            "Authorization": f"Bearer {token}",
+                            "Content-Type": "application/json",
+                        },
+                        timeout=max(0.1, min(REQUEST_TIMEOUT, remaining)),
+                    ),
+                    None,
+                    give_up_at=started + deadline,
+                    clock=clock,
                 )
-            except _TooSlow:
+            except TimeoutError:
                 raise Unreachable(
                     f"the broker {settings.url} began answering but did not finish within "
                     f"{deadline:g}s ({ENV_DEADLINE}); secrets {names} were not fetched; "
@@ -170,39 +179,6 @@ def exchange(
             log.info("broker not ready (attempt %d), retrying in %.1fs", attempt + 1, wait)
             sleep(wait)
             attempt += 1
-
-
-class _TooSlow(Exception):
-    """The answer was still arriving when the deadline passed."""
-
-
-def _post(
-    client: httpx.Client,
-    url: str,
-    body: bytes,
-    token: str,
-    *,
-    timeout: float,
-    past_deadline: Callable[[], bool],
-) -> httpx.Response:
-    """POST and read the answer, checking the deadline between chunks.
-
-    httpx's timeout bounds each read, not the whole answer: a peer that trickles bytes would
-    otherwise hold the pod in Init for as long as it likes.
-    """
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    with client.stream("POST", url, content=body, headers=headers, timeout=timeout) as streamed:
-        chunks = []
-        for chunk in streamed.iter_raw():
-            if past_deadline():
-                raise _TooSlow
-            chunks.append(chunk)
-    return httpx.Response(
-        streamed.status_code,
-        headers=streamed.headers,
-        content=b"".join(chunks),
-        request=streamed.request,
-    )
 
 
 def _final_error(status: int, message: str, names: str) -> FetchError:

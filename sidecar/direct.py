@@ -1,14 +1,21 @@
 """Direct mode: the pod's own Sakura credentials (annotation credentials-secret), no broker.
 
-Each distinct secret of the plan is read once, concurrently, through the Sakura client, whose
-rate limiter and retries keep us under the quota; the first failure cancels the rest. A refresh
-(`changes`) lists the vault once and unveils only versions newer than those held.
+Each distinct secret of the plan is read once, all at the same time on a few threads, through
+the Sakura client's loop, whose rate limiter and retries keep us under the quota; the first
+failure ends the fetch (the other threads are daemons: they never hold the exit). A refresh
+(`changes`) lists the vault once and unveils only versions newer than those held. An API key
+reads with the blocking reader (no event loop: the init container's start-up cost,
+docs/init-container.md); a service principal with the async client on a loop of its own
+thread (sidecar/loop_reads.py), whose tokens are renewed there.
 """
 
 from __future__ import annotations
 
-import asyncio
+import queue
+import threading
+import time
 from collections.abc import Mapping
+from typing import Protocol
 
 import httpx
 
@@ -18,8 +25,6 @@ from contract.broker import FetchedSecret
 from contract.pod import ENV_DEADLINE
 from sakura import (
     NotFound,
-    RateLimiter,
-    SakuraClient,
     SakuraConfig,
     SakuraConfigError,
     SakuraError,
@@ -27,6 +32,8 @@ from sakura import (
     Unauthorized,
     Unavailable,
 )
+from sakura.ratelimit import RateLimiter
+from sakura.reader import SecretInfo, Unveiled
 from sidecar.errors import (
     BadAnswer,
     ConfigError,
@@ -43,28 +50,43 @@ GRACE = 5.0
 # One pod reads each of its secrets exactly once, so pacing them inside the pod saves no quota;
 # it only delays the start. Larger plans are still paced at the client's rate after this burst.
 MAX_BURST = 20
+# Reads at once: a plan's secrets wait about one round trip, not one per secret.
+MAX_THREADS = 8
 
 
-async def fetch(
+class Reads(Protocol):
+    """The two reads, blocking and safe to call from several threads."""
+
+    def unveil(self, vault_id: str, name: str, version: int | None = None) -> Unveiled: ...
+
+    def list_secrets(self, vault_id: str) -> list[SecretInfo]: ...
+
+    def close(self) -> None: ...
+
+
+def fetch(
     plan: Plan,
     config: SakuraConfig,
     *,
     deadline: float,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> Values:
     """Read every `plan.secrets()` entry; raise the FetchError of the first that fails."""
     wanted = plan.secrets()
-    async with _client(config, len(wanted), deadline, transport) as client:
-        return await _read_all(client, plan.vault_id, wanted, deadline)
+    reader = _reader(config, len(wanted), deadline, transport)
+    try:
+        return _read_all(reader, plan.vault_id, wanted, deadline)
+    finally:
+        reader.close()
 
 
-async def changes(
+def changes(
     plan: Plan,
     config: SakuraConfig,
     held: Mapping[str, int],
     *,
     deadline: float,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> Values:
     """A refresh: of the names `held` at the latest, the values of those with a newer version.
 
@@ -73,9 +95,10 @@ async def changes(
     the files never go back to an older version).
     """
     vault_id = plan.vault_id
-    async with _client(config, len(held) + 1, deadline, transport) as client:
+    reader = _reader(config, len(held) + 1, deadline, transport)
+    try:
         try:
-            listing = await client.list_secrets(vault_id)
+            listing = reader.list_secrets(vault_id)
         except SakuraError as exc:
             raise _mapped(exc, vault_id, None, deadline) from None
         latest = {info.name: info.latest_version for info in listing}
@@ -87,52 +110,91 @@ async def changes(
                 "the pod's annotations"
             )
         newer = tuple(SecretVersion(n, latest[n]) for n in sorted(held) if latest[n] > held[n])
-        read = await _read_all(client, vault_id, newer, deadline)
+        read = _read_all(reader, vault_id, newer, deadline)
+    finally:
+        reader.close()
     return {
         SecretVersion(f.name): FetchedSecret(f.name, None, f.version, f.value)
         for f in read.values()
     }
 
 
-def _client(
-    config: SakuraConfig, calls: int, deadline: float, transport: httpx.AsyncBaseTransport | None
-) -> SakuraClient:
+def _reader(
+    config: SakuraConfig, calls: int, deadline: float, transport: httpx.BaseTransport | None
+) -> Reads:
     limiter = RateLimiter(burst=max(1, min(calls, MAX_BURST)))
-    return SakuraClient(config, limiter=limiter, deadline=deadline, transport=transport)
+    if config.principal is None:
+        from sakura.sync_reader import SyncReader
+
+        return SyncReader(config, limiter=limiter, deadline=deadline, transport=transport)
+    from sidecar.loop_reads import LoopReads
+
+    return LoopReads(config, limiter=limiter, deadline=deadline)
 
 
-async def _read_all(
-    client: SakuraClient, vault_id: str, wanted: tuple[SecretVersion, ...], deadline: float
+def _read_all(
+    reader: Reads, vault_id: str, wanted: tuple[SecretVersion, ...], deadline: float
 ) -> Values:
-    """Unveil each of `wanted` concurrently; the first failure cancels the rest."""
+    """Unveil each of `wanted` at once; the first failure ends the fetch."""
     if not wanted:
         return {}
-    tasks = [asyncio.create_task(_one(client, vault_id, s, deadline)) for s in wanted]
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(wanted)):
+        todo.put(index)
+    outcomes: queue.SimpleQueue[tuple[int, FetchedSecret | BaseException]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                index = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                outcomes.put((index, _one(reader, vault_id, wanted[index], deadline)))
+            except BaseException as exc:  # the caller raises it, in its own thread
+                outcomes.put((index, exc))
+
+    for _ in range(min(len(wanted), MAX_THREADS)):
+        threading.Thread(target=work, name="sakura-read", daemon=True).start()
+    got: dict[int, FetchedSecret] = {}
+    give_up_at = time.monotonic() + deadline + GRACE
     try:
-        _, pending = await asyncio.wait(
-            tasks, timeout=deadline + GRACE, return_when=asyncio.FIRST_EXCEPTION
-        )
+        while len(got) < len(wanted):
+            try:
+                index, outcome = outcomes.get(timeout=max(0.0, give_up_at - time.monotonic()))
+            except queue.Empty:
+                raise Unreachable(
+                    f"Sakura did not answer within {deadline:g}s ({ENV_DEADLINE}) while "
+                    f"reading {', '.join(str(s) for s in wanted)} from vault {vault_id}"
+                ) from None
+            if isinstance(outcome, BaseException):
+                raise _first_failure(index, outcome, outcomes)
+            got[index] = outcome
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in tasks:  # in plan order, so the reported secret is predictable
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            raise error
-    if pending:
-        raise Unreachable(
-            f"Sakura did not answer within {deadline:g}s ({ENV_DEADLINE}) while "
-            f"reading {', '.join(str(s) for s in wanted)} from vault {vault_id}"
-        )
-    return {s: task.result() for s, task in zip(wanted, tasks, strict=True)}
+        stop.set()
+    return {wanted[index]: got[index] for index in range(len(wanted))}
 
 
-async def _one(
-    client: SakuraClient, vault_id: str, wanted: SecretVersion, deadline: float
-) -> FetchedSecret:
+def _first_failure(
+    index: int,
+    error: BaseException,
+    outcomes: queue.SimpleQueue[tuple[int, FetchedSecret | BaseException]],
+) -> BaseException:
+    """Of the failures in by now, the first in plan order, so the one reported is predictable."""
+    failures = {index: error}
+    while True:
+        try:
+            other, outcome = outcomes.get_nowait()
+        except queue.Empty:
+            return failures[min(failures)]
+        if isinstance(outcome, BaseException):
+            failures[other] = outcome
+
+
+def _one(reader: Reads, vault_id: str, wanted: SecretVersion, deadline: float) -> FetchedSecret:
     try:
-        unveiled = await client.unveil(vault_id, wanted.name, wanted.version)
+        unveiled = reader.unveil(vault_id, wanted.name, wanted.version)
     except SakuraError as exc:
         raise _mapped(exc, vault_id, wanted, deadline) from None
     if wanted.version is not None and unveiled.version != wanted.version:

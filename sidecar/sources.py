@@ -75,26 +75,20 @@ class DirectSource:
     plan: Plan
     config: SakuraConfig
     deadline: float
-    transport: httpx.AsyncBaseTransport | None = None
+    transport: httpx.BaseTransport | None = None
 
     def fetch(self) -> Values:
-        import asyncio
-
         from sidecar import direct
 
-        return asyncio.run(
-            direct.fetch(self.plan, self.config, deadline=self.deadline, transport=self.transport)
+        return direct.fetch(
+            self.plan, self.config, deadline=self.deadline, transport=self.transport
         )
 
     def changes(self, held: Mapping[str, int]) -> Values:
-        import asyncio
-
         from sidecar import direct
 
-        return asyncio.run(
-            direct.changes(
-                self.plan, self.config, held, deadline=self.deadline, transport=self.transport
-            )
+        return direct.changes(
+            self.plan, self.config, held, deadline=self.deadline, transport=self.transport
         )
 
 

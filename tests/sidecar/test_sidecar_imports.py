@@ -51,7 +51,8 @@ SIGNING = {"jwt", "cryptography"}
     ("mode", "unneeded"),
     [
         ("broker", NEVER | SIGNING | {"asyncio"}),  # one request: no event loop, no Sakura client
-        ("direct", NEVER | SIGNING),
+        # an API key reads with the blocking reader on threads: no event loop either
+        ("direct", NEVER | SIGNING | {"asyncio"}),
     ],
 )
 def test_a_plan_without_a_template_loads_only_what_its_mode_needs(
