@@ -340,6 +340,11 @@ TARGETS = (
         ci=True,
     ),
     Target("sakura/client.py", SAKURA_CLIENT_TESTS, ci=True),
+    Target(
+        "sakura/attempts.py", (*SAKURA_CLIENT_TESTS, "tests/sakura/test_sync_reader.py"), ci=True
+    ),
+    Target("sakura/reads.py", (*SAKURA_CLIENT_TESTS, "tests/sakura/test_sync_reader.py"), ci=True),
+    Target("sakura/sync_reader.py", ("tests/sakura/test_sync_reader.py",), ci=True),
     Target("sakura/errors.py", SAKURA_CLIENT_TESTS, ci=True),
     Target("sakura/wire.py", SAKURA_CLIENT_TESTS, ci=True),
     Target("sakura/statuses.py", SAKURA_CLIENT_TESTS, ci=True),
