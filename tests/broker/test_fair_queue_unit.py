@@ -295,3 +295,31 @@ async def test_no_more_jobs_run_at_once_than_workers_after_jobs_finish() -> None
     for gate in gates:
         gate.open()
     assert await asyncio.gather(*tasks) == ["gate"] * 3
+
+
+async def test_a_small_job_runs_at_once_in_the_callers_thread_when_the_queue_is_idle() -> None:
+    turns = queue()
+    assert await turns.run("a", threading.current_thread, small=True) is threading.current_thread()
+    assert (await turns.run("a", threading.current_thread)).name.startswith("turns")  # not small
+
+
+async def test_a_small_job_waits_its_turn_behind_a_running_or_waiting_one() -> None:
+    turns = queue()
+    gate, order = Gate(), []
+    running = await started(turns, "a", gate)
+    assert await asyncio.to_thread(gate.entered.wait, 10)
+    waiting = await started(turns, "b", recorder(order, "b"))
+    small = asyncio.ensure_future(turns.run("c", recorder(order, "c"), small=True))
+    await asyncio.sleep(0)
+    assert order == [] and turns.waiting() == 2  # the small one joined the queue
+    gate.open()
+    assert await running == "gate" and await waiting == "b" and await small == "c"
+    assert order == ["b", "c"]  # in turn, in the queue's thread, after the one waiting
+
+
+async def test_a_small_jobs_exception_reaches_its_caller() -> None:
+    def fail() -> None:
+        raise LookupError("bad review")
+
+    with pytest.raises(LookupError, match="bad review"):
+        await queue().run("a", fail, small=True)

@@ -637,13 +637,17 @@ class RecordingQueue(admission.FairQueue):
             "admission", workers=1, waiting_per_key=4, max_waiting=8, clock=lambda: 50.0
         )
         self.jobs: list[tuple[Any, float | None]] = []
+        self.small: list[bool] = []
         self.shed = shed
 
-    async def run(self, key: Any, work: Any, *, deadline: float | None = None) -> Any:
+    async def run(
+        self, key: Any, work: Any, *, deadline: float | None = None, small: bool = False
+    ) -> Any:
         self.jobs.append((key, deadline))
+        self.small.append(small)
         if len(self.jobs) - 1 in self.shed:
             raise admission.Overloaded("admission: full")
-        return await super().run(key, work, deadline=deadline)
+        return await super().run(key, work, deadline=deadline, small=small)
 
 
 async def test_a_review_takes_one_turn_in_the_lane_of_caller_and_namespace() -> None:
@@ -659,6 +663,19 @@ async def test_a_review_takes_one_turn_in_the_lane_of_caller_and_namespace() -> 
     )
     assert envelope(answer)["patchType"] == "JSONPatch"
     assert turns.jobs == [(("10.0.0.9", "shop"), 54.0)]
+    assert turns.small == [True]  # a pod's review: prepared on the loop if the queue is idle
+
+
+async def test_a_review_over_the_small_size_always_takes_the_admission_thread() -> None:
+    turns = RecordingQueue()
+    small = review_body(pod(), uid=UID)
+    padding = {"padding": "x" * (admission.SMALL_BYTES - len(small))}
+    large = review_body(pod(annotations=padding), uid=UID)
+    for body in (small, large):
+        await review(body, settings=settings(), check=RecordingCheck(), queue=turns)
+    assert len(small) <= admission.SMALL_BYTES < len(large)
+    assert turns.small == [True, False]
+    assert admission.SMALL_BYTES == 32 * 1024
 
 
 async def test_a_review_that_cannot_be_done_in_time_gets_a_fast_429_denial() -> None:
