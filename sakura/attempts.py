@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from sakura import wire
-from sakura.authorizer import Authorization, Authorizer, hint_for
+from sakura.authorizer import Authorization, hint_for
 from sakura.config import SakuraConfig
 from sakura.credentials import Credentials, CredentialSource
 from sakura.errors import Crowded, NotFoundKind, SakuraError, Throttled, Unavailable, with_note
@@ -88,7 +88,6 @@ class CallLoop:
         self,
         config: SakuraConfig,
         credentials: CredentialSource,
-        authorizer: Authorizer,
         limiter: RateLimiter,
         *,
         deadline: float,
@@ -99,7 +98,6 @@ class CallLoop:
     ) -> None:
         self.config = config
         self.credentials = credentials
-        self.authorizer = authorizer
         self.limiter = limiter
         self.deadline = deadline
         self.timeout = timeout
@@ -157,7 +155,7 @@ class CallLoop:
                 authorization = authorized
             remaining = deadline_at - self._clock()
             # scrubbed from every message: each key and token sent
-            sent = tuple(dict.fromkeys((*sent, *key.secrets, *self.authorizer.bearer_values)))
+            sent = tuple(dict.fromkeys((*sent, *key.secrets, *self.bearer_values())))
             retry_after: float | None = None
             held_off = False  # a 429's Retry-After: the limiter makes every caller wait it out
             answer = yield Send(
@@ -198,7 +196,7 @@ class CallLoop:
                     response.status_code == 401
                     and not renewed
                     and authorization is not None
-                    and self.authorizer.refused(authorization)
+                    and self.refused(authorization)
                 ):
                     renewed = True  # the token was revoked or the clocks disagree: buy another
                     continue
@@ -232,6 +230,15 @@ class CallLoop:
             )
             if not held_off:
                 yield Sleep(delay)
+
+    def bearer_values(self) -> tuple[str, ...]:
+        """Every Bearer token held, for scrubbing messages: none with an API key."""
+        return ()
+
+    def refused(self, authorization: Authorization) -> bool:
+        """Sakura answered 401 to `authorization`: True when a new token may fix it (a shell
+        with a service principal's tokens drops the refused one); an API key cannot."""
+        return False
 
 
 def maybe_done(retry: bool) -> str:

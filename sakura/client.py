@@ -20,7 +20,7 @@ import httpx
 
 from sakura import reads, wire
 from sakura.attempts import HEADERS, Acquire, Authorize, CallLoop, Send, Step, tls
-from sakura.authorizer import FORM, Authorizer, GrantCredentials
+from sakura.authorizer import FORM, Authorization, Authorizer, GrantCredentials
 from sakura.bearer import BearerToken, parse_token_answer
 from sakura.config import SakuraConfig
 from sakura.credentials import CredentialSource, FixedCredentials, configured_credentials
@@ -58,7 +58,6 @@ class SakuraClient(CallLoop):
             credentials
             if credentials is not None
             else FixedCredentials(configured_credentials(config)),
-            Authorizer(self._exchange, clock=clock),  # a principal's tokens
             limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep),
             deadline=deadline,
             timeout=timeout,
@@ -66,6 +65,7 @@ class SakuraClient(CallLoop):
             backoff=backoff,
             clock=clock,
         )
+        self.authorizer = Authorizer(self._exchange, clock=clock)  # a principal's tokens
         # told of each token exchange's outcome: the injector counts them as Sakura calls
         self.on_exchange: Callable[[SakuraError | None], None] = lambda error: None
         self._sleep = sleep
@@ -253,6 +253,12 @@ class SakuraClient(CallLoop):
             return await self.authorizer.authorize(step.key)
         await self._sleep(step.seconds)
         return None
+
+    def bearer_values(self) -> tuple[str, ...]:
+        return self.authorizer.bearer_values
+
+    def refused(self, authorization: Authorization) -> bool:
+        return self.authorizer.refused(authorization)
 
     async def _exchange(self, key: GrantCredentials) -> BearerToken:
         """Buy a Bearer token with `key`'s signed grant: a Sakura call like any other."""

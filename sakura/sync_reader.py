@@ -19,8 +19,7 @@ import httpx
 
 from sakura import reads
 from sakura.attempts import HEADERS, Acquire, Authorize, CallLoop, Send, Step, tls
-from sakura.authorizer import Authorization, Authorizer, GrantCredentials
-from sakura.bearer import BearerToken
+from sakura.authorizer import Authorization
 from sakura.config import SakuraConfig
 from sakura.credentials import ApiKey, FixedCredentials
 from sakura.errors import NotFound, SakuraError
@@ -53,7 +52,6 @@ class SyncReader(CallLoop):
         super().__init__(
             config,
             FixedCredentials(ApiKey(config.access_token, config.access_token_secret)),
-            Authorizer(_never),
             limiter,
             deadline=deadline,
             timeout=timeout,
@@ -67,7 +65,6 @@ class SyncReader(CallLoop):
             headers=HEADERS,
             transport=transport,
             verify=tls(verify),
-            timeout=timeout,
             follow_redirects=False,
         )
 
@@ -152,7 +149,3 @@ class SyncReader(CallLoop):
             return Authorization(step.key.auth())
         self._sleep(step.seconds)
         return None
-
-
-async def _never(key: GrantCredentials) -> BearerToken:  # pragma: no cover
-    raise AssertionError("an API key buys no Bearer token")

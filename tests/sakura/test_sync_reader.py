@@ -8,8 +8,10 @@ the reads' answers, the same as the async client's.
 from __future__ import annotations
 
 import json
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +20,10 @@ from support.clock import HandClock
 from support.sakura_kit import API_JSON, DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN
 from support.values import VAULT
 
-from emulator import Emulator
+from emulator import Emulator, run_in_thread
 from sakura import (
     Backoff,
+    BadResponse,
     NotFound,
     RateLimiter,
     SakuraConfig,
@@ -28,6 +31,7 @@ from sakura import (
     Unauthorized,
     Unavailable,
 )
+from sakura.attempts import HEADERS
 from sakura.config import PrincipalSettings
 from sakura.sync_reader import SyncReader
 
@@ -55,7 +59,7 @@ def test_unveil_latest_pinned_and_a_listing(url: str) -> None:
         pinned = reader.unveil(VAULT, "db-password", 1)
         listing = reader.list_secrets(VAULT)
         api = reader.unveil(VAULT, "api")
-    assert (latest.version, latest.value) == (2, DB_PASSWORD_V2)
+    assert (latest.name, latest.version, latest.value) == ("db-password", 2, DB_PASSWORD_V2)
     assert (pinned.version, pinned.value) == (1, DB_PASSWORD_V1)
     assert json.loads(api.value) == API_JSON
     assert {(s.name, s.latest_version) for s in listing} == {("db-password", 2), ("api", 1)}
@@ -122,6 +126,9 @@ def test_rejected_credentials_are_not_retried_and_never_echoed(url: str, emu: Em
         with pytest.raises(Unauthorized) as err:
             reader.unveil(VAULT, "db-password")
     assert err.value.status == 401
+    assert str(err.value).startswith(
+        f"reading secret 'db-password' from vault {VAULT}: Sakura refused the credentials"
+    )
     assert "SAKURA_ACCESS_TOKEN" in str(err.value)
     assert "wrong-secret-value" not in str(err.value) and TOKEN not in str(err.value)
     assert emu.knobs.calls["unveil"] == 1
@@ -180,8 +187,114 @@ def test_threads_share_one_reader(url: str, emu: Emulator) -> None:
 
 def test_a_service_principal_is_refused_naming_the_async_client() -> None:
     principal = PrincipalSettings("sp", "kid", "key", "", "http://token.invalid")
-    with pytest.raises(ValueError, match="use SakuraClient for a principal"):
+    with pytest.raises(ValueError) as err:
         SyncReader(
             SakuraConfig("", "", base_url="http://x.invalid", principal=principal),
             limiter=RateLimiter(),
         )
+    assert str(err.value) == "SyncReader takes an API key; use SakuraClient for a principal"
+
+
+def test_the_defaults_are_the_async_clients() -> None:
+    config = SakuraConfig(TOKEN, SECRET, base_url="http://sakura.invalid")
+    with SyncReader(config, limiter=RateLimiter()) as reader:
+        assert (reader.deadline, reader.timeout, reader.max_retries) == (30.0, 10.0, 6)
+    assert repr(reader) == "SyncReader(base_url='http://sakura.invalid')"
+
+
+def test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    from injector.operations.certs import generate_ca, issue_serving_cert
+
+    ca = generate_ca("sakura-test-ca")
+    leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "tls.crt").write_bytes(leaf.cert_pem)
+    (tmp_path / "tls.key").write_bytes(leaf.key_pem)
+    served = run_in_thread(
+        emu, ssl_certfile=str(tmp_path / "tls.crt"), ssl_keyfile=str(tmp_path / "tls.key")
+    )
+    with served as url:
+        config = SakuraConfig(TOKEN, SECRET, base_url=url + API)
+        with SyncReader(config, limiter=RateLimiter(), max_retries=0) as default:
+            with pytest.raises(Unavailable) as refused:
+                default.list_secrets(VAULT)
+        trusted = SyncReader(
+            config, limiter=RateLimiter(), verify=str(tmp_path / "ca.crt"), max_retries=0
+        )
+        with trusted:
+            listing = trusted.list_secrets(VAULT)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+    assert {s.name for s in listing} == {"db-password", "api"}
+
+
+def _streamed(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    """An answer streamed as a server's is (a whole-bytes body would count as already read)."""
+    return httpx.Response(status, content=iter([json.dumps(body).encode()]), headers=headers)
+
+
+def _scripted(answer: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> SyncReader:
+    return _reader(
+        "http://sakura.invalid", max_retries=0, transport=httpx.MockTransport(answer), **kwargs
+    )
+
+
+def test_each_request_carries_the_sdks_headers_and_the_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _streamed(200, {"Secret": {"Name": "db-password", "Version": 3, "Value": "v"}})
+
+    with _scripted(answer, timeout=2.0, deadline=5.0) as reader:
+        got = reader.unveil(VAULT, "db-password")
+    assert (got.name, got.version, got.value) == ("db-password", 3, "v")
+    (request,) = seen
+    assert set(request.extensions["timeout"].values()) == {2.0}
+    assert request.url == f"http://sakura.invalid{API}/secretmanager/vaults/{VAULT}/secrets/unveil"
+    assert json.loads(request.content) == {"Secret": {"Name": "db-password"}}
+    assert {k: request.headers[k] for k in HEADERS} == HEADERS
+    assert request.headers["Authorization"] == httpx.BasicAuth(TOKEN, SECRET)._auth_header
+
+
+def test_a_redirect_is_not_followed() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path.endswith("/unveil"):
+            return _streamed(302, {}, headers={"Location": "/elsewhere"})
+        return _streamed(200, {"Secret": {"Name": "x", "Version": 1, "Value": "v"}})
+
+    with _scripted(answer) as reader, pytest.raises(BadResponse):
+        reader.unveil(VAULT, "db-password")
+    assert len(seen) == 1
+
+
+def test_a_missing_version_whose_listing_fails_says_the_secret_may_not_exist() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return _streamed(404, {"is_fatal": True, "message": "secret not found"})
+        return _streamed(503, {"message": "down"})
+
+    with _scripted(answer) as reader, pytest.raises(NotFound) as err:
+        reader.unveil(VAULT, "db-password", 7)
+    assert (err.value.kind, err.value.name) == ("version", "db-password@7")
+    assert str(err.value).startswith(
+        f"secret 'db-password' version 7 not found in vault {VAULT} (or the secret does not exist)"
+    )
+
+
+def test_a_silent_sakura_is_bounded_by_the_deadline() -> None:
+    """A peer that accepts and never answers: each read's timeout is the deadline's rest."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with _reader(f"http://127.0.0.1:{port}", deadline=0.5, max_retries=0) as reader:
+            with pytest.raises(Unavailable) as err:
+                reader.unveil(VAULT, "db-password")
+    assert str(err.value) == (
+        f"reading secret 'db-password' from vault {VAULT}: Sakura did not answer within 0.5s"
+    )
