@@ -138,8 +138,8 @@ def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
             raise PlanError(
                 f"the template uses {loaded!r}, which is not defined; only secret(...) is"
             )
-    for kind, name in used:
-        _check_known(kind, name)
+    for kind, known in used:
+        _check_known(kind, known)
     return tuple(refs)
 
 

@@ -21,6 +21,7 @@ from support.sidecar_harness import (
     template_file,
     visible,
 )
+from support.values import VAULT
 
 from contract import FileSpec, Plan, SecretRef, SecretVersion
 from contract.broker import FetchedSecret
@@ -28,7 +29,6 @@ from emulator import Emulator, EmulatorConfig
 from sidecar import writer
 from sidecar.errors import EXIT_BAD_VALUE, BadEncoding, TemplateFailed
 from sidecar.fetched import Values
-from support.values import VAULT
 
 KEYSTORE = random.Random(23).randbytes(46 * 1024)
 """A keystore's size (a JKS with a chain and a key is a few KiB to tens of KiB), every byte
@@ -92,10 +92,11 @@ def test_a_value_that_is_not_base64_names_the_secret_and_never_the_value(
 
     assert outcome.code == EXIT_BAD_VALUE
     assert outcome.termination == (
-        "sakura-secrets-init: bad encoding: secret 'broken' is not valid base64 (only A-Z, a-z, 0-9, '+', '/' and '=' "
-        "padding, the length a multiple of 4), and file 'app.jks' is written decoded "
-        "(sakura-secrets.io/encoding-FILE: base64); store the value base64-encoded (e.g. the "
-        "output of base64 -w0), or remove that annotation to write the value as it is\n"
+        "sakura-secrets-init: bad encoding: secret 'broken' is not valid base64 (only A-Z, a-z, "
+        "0-9, '+', '/' and '=' padding, the length a multiple of 4), and file 'app.jks' is "
+        "written decoded (sakura-secrets.io/encoding-FILE: base64); store the value "
+        "base64-encoded (e.g. the output of base64 -w0), or remove that annotation to write the "
+        "value as it is\n"
     )
     assert BROKEN not in outcome.termination + outcome.stderr
     assert visible(secrets_dir) == []  # nothing half-done: not even the good file
@@ -111,12 +112,15 @@ def test_base64_with_line_breaks_decodes(tmp_path: Path, text: str) -> None:
     assert content.data == base64.b64decode("".join(text.split()))
 
 
-@pytest.mark.parametrize("text", ["QUJ", "QUJD=", "QUJD====", "QU*D", "QUJDRA", "Q-_D", "ÄÖÜ=", "QUI=QUJD"])
+@pytest.mark.parametrize(
+    "text", ["QUJ", "QUJD=", "QUJD====", "QU*D", "QUJDRA", "Q-_D", "ÄÖÜ=", "QUI=QUJD"]
+)
 def test_anything_else_is_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(BadEncoding) as caught:
-        writer.contents(make_plan(tmp_path, _binary("f", "v@2")), {
-            SecretVersion("v", 2): FetchedSecret("v", 2, 2, text)
-        })
+        writer.contents(
+            make_plan(tmp_path, _binary("f", "v@2")),
+            {SecretVersion("v", 2): FetchedSecret("v", 2, 2, text)},
+        )
     assert str(caught.value).startswith("secret 'v@2' is not valid base64 (only A-Z")
     assert caught.value.exit_code == EXIT_BAD_VALUE
 
