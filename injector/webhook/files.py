@@ -130,15 +130,17 @@ def check_secret_count(plan: Plan) -> None:
         )
 
 
-def check_plan_size(plan: Plan) -> None:
-    """Refuse a plan too large for the init container's environment, naming its largest file."""
+def check_plan_size(plan: Plan, annotations: Mapping[str, str]) -> None:
+    """Refuse a plan too large for the init container's environment, naming the annotation of
+    its largest file (`annotations`: the pod's, for the FILE of a renamed one)."""
     size = len(plan.to_json())
     if size <= MAX_PLAN_BYTES:
         return
     largest = max(plan.files, key=_source_size)
     prefix = SECRET_FILE if largest.secret is not None else TEMPLATE_FILE
+    file = key_files(annotations).get(largest.name, largest.name)
     raise Denied(
-        f"annotation {prefix}{largest.name}: the pod's {len(plan.files)} files make a "
+        f"annotation {prefix}{file}: the pod's {len(plan.files)} files make a "
         f"plan of {size} bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's "
         "environment can carry (Linux caps one variable at 128 KiB); this is the largest "
         "file's source: write fewer or smaller files per pod"
