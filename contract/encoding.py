@@ -9,7 +9,6 @@ is ours and names no part of the value, so the init container may show it as it 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 
 BASE64 = "base64"
@@ -28,25 +27,25 @@ def decode_base64(text: str) -> bytes:
     Strict otherwise: a character outside the alphabet, missing or surplus padding is an error,
     not a silently different file.
     """
-    compact = _WHITESPACE.sub("", text).encode("ascii", "replace")
+    compact = _WHITESPACE.sub("", text)
     try:
-        data = base64.b64decode(compact, validate=True)
-        if base64.b64encode(data) != compact:  # b64decode lets surplus '=' pass
-            raise binascii.Error
-        return data
-    except binascii.Error:
-        # binascii's own text can count the value's characters: our message names none
+        data = base64.b64decode(compact)  # a character outside ASCII raises ValueError
+    except ValueError:  # binascii.Error too; its text can count the value's characters
+        data = None
+    # outside the alphabet (b64decode drops such characters) or surplus '=': not the same text
+    if data is None or base64.b64encode(data).decode() != compact:
         raise EncodingError(
             "not valid base64 (only A-Z, a-z, 0-9, '+', '/' and '=' padding, the length a "
             "multiple of 4)"
-        ) from None
+        )
+    return data
 
 
 def decode_base64_text(text: str) -> str:
     """The UTF-8 text `text` encodes: what a template, which makes text, can hold."""
     data = decode_base64(text)
     try:
-        return data.decode("utf-8")
+        return data.decode()  # UTF-8, strict
     except UnicodeDecodeError:
         raise EncodingError(
             "the decoded bytes are not UTF-8 text, which a template cannot hold; write a binary "
@@ -56,4 +55,4 @@ def decode_base64_text(text: str) -> str:
 
 def encode_base64(text: str) -> str:
     """`text`'s UTF-8 bytes in base64, on one line."""
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return base64.b64encode(text.encode()).decode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from contract.annotations import ENCODING_OF, SECRET_FILE, TEMPLATE_FILE, short_name
-from contract.encoding import ENCODINGS
+from contract.encoding import BASE64, ENCODINGS
 from injector.webhook.errors import Denied
 
 
@@ -35,8 +35,8 @@ def encodings(ours: Mapping[str, str], sources: Mapping[str, str]) -> dict[str, 
         value = ours[key].strip().lower()
         if value not in ENCODINGS:
             raise Denied(
-                f"annotation {key}: {ours[key]!r} is not an encoding; write "
-                f"{' or '.join(ENCODINGS)} (the secret's value is then decoded into the file)"
+                f"annotation {key}: {ours[key]!r} is not an encoding; write {BASE64} (the "
+                "secret's value is then decoded into the file)"
             )
         found[file] = value
     return found

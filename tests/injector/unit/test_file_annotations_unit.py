@@ -60,9 +60,9 @@ def test_a_chosen_name_as_long_as_the_file_system_allows() -> None:
 
 
 def test_an_encoding_for_no_file() -> None:
-    assert denial({P + "encoding-ks": "base64"}) == (
+    assert denial({P + "encoding-ks": "base64", P + "secret-a": "a"}) == (
         f"annotation {P}encoding-ks decodes the file secret-ks would write, but no secret-FILE "
-        "annotation writes 'ks'; files: db"
+        "annotation writes 'ks'; files: a, db"
     )
 
 
@@ -83,9 +83,9 @@ def test_an_unknown_encoding(value: str) -> None:
 
 
 def test_a_chosen_name_for_no_file() -> None:
-    assert denial({P + "file-name-pg": ".pgpass"}) == (
+    assert denial({P + "file-name-pg": ".pgpass", P + "secret-a": "a"}) == (
         f"annotation {P}file-name-pg names the file secret-pg or template-pg would write, but "
-        "no such annotation writes 'pg'; files: db"
+        "no such annotation writes 'pg'; files: a, db"
     )
 
 
