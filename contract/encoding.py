@@ -13,7 +13,6 @@ import re
 
 BASE64 = "base64"
 """The one encoding `encoding-FILE` names: RFC 4648 base64 with its `+/` alphabet and padding."""
-ENCODINGS = (BASE64,)
 _WHITESPACE = re.compile(r"[ \t\r\n]+")
 
 

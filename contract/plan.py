@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
-from contract.encoding import ENCODINGS
+from contract.encoding import BASE64
 from contract.errors import PlanError
 from contract.file_names import check_chosen_name
 
@@ -164,11 +164,8 @@ class FileSpec:
         if (self.secret is None) == (self.template is None):
             raise PlanError(f"file {self.name!r} needs exactly one of a secret or a template")
         if self.encoding is not None:
-            if self.encoding not in ENCODINGS:
-                raise PlanError(
-                    f"encoding {self.encoding!r} of file {self.name!r} is not one of "
-                    f"{', '.join(ENCODINGS)}"
-                )
+            if self.encoding != BASE64:
+                raise PlanError(f"encoding {self.encoding!r} of file {self.name!r} is not {BASE64}")
             if self.secret is None:
                 raise PlanError(
                     f"file {self.name!r} is a template, which writes text; only a secret's "

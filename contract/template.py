@@ -153,11 +153,11 @@ def _filters_and_tests(node: nodes.Filter | nodes.Test) -> list[tuple[str, str]]
     if isinstance(node, nodes.Test):
         return [("test", node.name)]
     found = [("filter", node.name)]
-    kind, position = _BY_NAME.get(node.name, ("", -1))
-    if 0 <= position < len(node.args) and not any(k.key == "attribute" for k in node.kwargs):
-        named = node.args[position]
-        if isinstance(named, nodes.Const) and isinstance(named.value, str):
-            found.append((kind, named.value))
+    applied = _BY_NAME.get(node.name)
+    if applied is not None and applied[1] < len(node.args):  # map(attribute=...) names none
+        named = node.args[applied[1]]
+        if isinstance(named, nodes.Const) and isinstance(named.value, str):  # else at render
+            found.append((applied[0], named.value))
     return found
 
 
@@ -167,7 +167,7 @@ def _check_known(kind: str, name: str) -> None:
     known = FILTERS if kind == "filter" else TESTS
     if name in known:
         return
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, sorted(known))
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise PlanError(
         f"the template uses the {kind} {name!r}, which is not a known {kind}; {hint}"

@@ -98,7 +98,11 @@ TARGETS = (
     ),
     Target(
         "sidecar/writer.py",
-        ("tests/sidecar/test_sidecar_files.py", "tests/sidecar/test_writer_unit.py"),
+        (
+            "tests/sidecar/test_sidecar_files.py",
+            "tests/sidecar/test_writer_unit.py",
+            "tests/sidecar/test_binary_files.py",
+        ),
         ci=True,
     ),
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),

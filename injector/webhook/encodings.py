@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from contract.annotations import ENCODING_OF, SECRET_FILE, TEMPLATE_FILE, short_name
-from contract.encoding import BASE64, ENCODINGS
+from contract.encoding import BASE64
 from injector.webhook.errors import Denied
 
 
@@ -33,7 +33,7 @@ def encodings(ours: Mapping[str, str], sources: Mapping[str, str]) -> dict[str, 
                 f"or write the binary value with {SECRET_FILE}{file}"
             )
         value = ours[key].strip().lower()
-        if value not in ENCODINGS:
+        if value != BASE64:
             raise Denied(
                 f"annotation {key}: {ours[key]!r} is not an encoding; write {BASE64} (the "
                 "secret's value is then decoded into the file)"

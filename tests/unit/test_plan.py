@@ -120,6 +120,17 @@ def test_a_plan_file_may_have_a_chosen_name(name: str) -> None:
     assert FileSpec(name, 0o400, secret=SecretRef("x")).name == name
 
 
+def test_only_a_secrets_value_is_decoded_and_only_from_base64() -> None:
+    with pytest.raises(PlanError) as caught:
+        FileSpec("a", 0o400, secret=SecretRef("x"), encoding="hex")
+    assert str(caught.value) == "encoding 'hex' of file 'a' is not base64"
+    with pytest.raises(PlanError) as caught:
+        FileSpec("a", 0o400, template='{{ secret("x") }}', encoding="base64")
+    assert str(caught.value) == (
+        "file 'a' is a template, which writes text; only a secret's value can be decoded"
+    )
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "[]", '{"format": 99, "files": [], "directory": "/x"}', '{"format": 1}', "nope"],

@@ -197,6 +197,11 @@ def test_the_new_keys_obey_the_key_limits(prefix: str) -> None:
             f"may use {DOCS}",
         ),
         (
+            '{{ secret("db") | nope }}{{ secret("db") | trim }}',
+            "the filter 'nope', which is not a known filter; the filters a template may use "
+            + DOCS,
+        ),
+        (
             '{{ [secret("db")] | rejectattr("a", "eqlto", 1) | join }}',
             f"the test 'eqlto', which is not a known test; did you mean 'equalto'? the tests a "
             f"template may use {DOCS}",
@@ -217,6 +222,8 @@ def test_an_unknown_filter_or_test_is_denied_with_the_closest_name(
         '{{ secret("db") | b64decode }}{{ secret("db") | b64encode | trim }}',
         '{{ [secret("db")] | map("upper") | select("string") | join }}',
         '{{ [secret("db")] | selectattr("a", "equalto", 1) | map(attribute="a") | join }}',
+        '{{ secret("db") | replace("a", "b") | center(80) }}',
+        '{% set f = "upper" %}{{ [secret("db")] | map(f) | select(1) | join }}',
         '{% if secret("db") is defined and secret("db") is not none %}x{% endif %}',
     ],
 )
