@@ -49,10 +49,10 @@ def contents(plan: Plan, values: Values) -> list[FileContent]:
 
 def _content(spec: FileSpec, values: Values) -> FileContent:
     if spec.secret is None:
-        return FileContent(spec.name, spec.mode, _render(spec, values).encode("utf-8"))
+        return FileContent(spec.name, spec.mode, _render(spec, values).encode())
     text = _value_of(spec.secret, values)
     if spec.encoding is None:
-        return FileContent(spec.name, spec.mode, text.encode("utf-8"))
+        return FileContent(spec.name, spec.mode, text.encode())  # UTF-8
     return FileContent(spec.name, spec.mode, _decoded(spec.secret, spec.name, text))
 
 
