@@ -8,7 +8,9 @@ or rendered (the webhook; the init container only for a plan with a template).
 - annotations.py: every annotation key;
 - pod.py: the init container's name, environment, token, volumes and termination path;
 - broker.py: the broker's path, request, answer, refusal and reason codes;
-- errors.py: what both halves refuse, in one tree.
+- errors.py: what both halves refuse, in one tree;
+- encoding.py: base64, for a value decoded into a binary file and the templates' filters;
+- file_names.py: the names a file may have on disk (`file-name-FILE`), and the record's.
 """
 
 from contract.errors import PlanError

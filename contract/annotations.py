@@ -59,6 +59,10 @@ TEMPLATE_FILE = PREFIX + "template-"
 """`template-FILE: <jinja2>` writes the template rendered with `secret(...)` values to FILE."""
 FILE_MODE_OF = PREFIX + "file-mode-"
 """`file-mode-FILE: 0440` sets the mode of one file written by a secret- or template- key."""
+ENCODING_OF = PREFIX + "encoding-"
+"""`encoding-FILE: base64`: the secret- key's value is base64; FILE gets the decoded bytes."""
+FILE_NAME_OF = PREFIX + "file-name-"
+"""`file-name-FILE: .pgpass`: FILE is written under this name instead, one no key can spell."""
 
 # Written by the injector; a pod's owner must not set them.
 STATUS = PREFIX + "status"
@@ -93,8 +97,9 @@ FIXED = (
     STATUS,
 )
 """Every key without a FILE part, the injector's own two last (messages list the others)."""
-PER_FILE = (SECRET_FILE, TEMPLATE_FILE, FILE_MODE_OF)
+PER_FILE: tuple[str, ...] = (SECRET_FILE, TEMPLATE_FILE, FILE_MODE_OF)
 """The key prefixes followed by a file's name."""
+PER_FILE += (ENCODING_OF, FILE_NAME_OF)  # FILE of a secret-/template- key, not the disk name
 
 
 def short_name(key: str) -> str:

@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
+from contract.encoding import BASE64
 from contract.errors import PlanError
+from contract.file_names import check_chosen_name
 
 PLAN_FORMAT = 1
 """Bumped when the JSON shape changes incompatibly, so an old init image refuses a new plan."""
+BINARY_PLAN_FORMAT = 2
+"""A plan with a decoded (`encoding`) file: an init image that reads only format 1 would write
+the base64 text as it is, so it must refuse the plan instead. Other plans stay format 1."""
 
 MAX_PLAN_BYTES = 127 * 1024
 """The plan travels in one environment variable of the init container, and Linux refuses to
@@ -149,13 +154,23 @@ class FileSpec:
     secret: SecretRef | None = None
     template: str | None = None
     template_refs: tuple[SecretRef, ...] = ()
+    encoding: str | None = None
+    """`"base64"`: the secret's value is decoded and the file gets its bytes (`encoding-FILE`)."""
 
     def __post_init__(self) -> None:
-        check_file_name(self.name)
+        check_chosen_name(self.name)  # a FILE of an annotation key, or a `file-name-FILE`
         if not 0 <= self.mode <= 0o777:
             raise PlanError(f"mode {self.mode:o} of file {self.name!r} is not between 0 and 0777")
         if (self.secret is None) == (self.template is None):
             raise PlanError(f"file {self.name!r} needs exactly one of a secret or a template")
+        if self.encoding is not None:
+            if self.encoding != BASE64:
+                raise PlanError(f"encoding {self.encoding!r} of file {self.name!r} is not {BASE64}")
+            if self.secret is None:
+                raise PlanError(
+                    f"file {self.name!r} is a template, which writes text; only a secret's "
+                    "value can be decoded"
+                )
 
     @property
     def refs(self) -> tuple[SecretRef, ...]:
@@ -274,8 +289,9 @@ def _plan_to_dict(plan: Plan) -> dict[str, Any]:
         mode["credentials_secret"] = plan.mode.credentials_secret
     if plan.refresh_interval is not None:  # absent: fetched once (the plan of most pods)
         mode["refresh_interval"] = plan.refresh_interval
+    binary = any(f.encoding is not None for f in plan.files)
     return {
-        "format": plan.format,
+        "format": BINARY_PLAN_FORMAT if binary else plan.format,
         "directory": plan.directory,
         **mode,
         "vault_id": plan.vault_id,
@@ -288,6 +304,7 @@ def _plan_to_dict(plan: Plan) -> dict[str, Any]:
                 "secret": None if f.secret is None else _ref_to_dict(f.secret),
                 "template": f.template,
                 "template_refs": [_ref_to_dict(r) for r in f.template_refs],
+                **({} if f.encoding is None else {"encoding": f.encoding}),
             }
             for f in plan.files
         ],
@@ -297,9 +314,9 @@ def _plan_to_dict(plan: Plan) -> dict[str, Any]:
 def _plan_from_dict(data: Any) -> Plan:
     if not isinstance(data, dict):
         raise PlanError("the plan must be a JSON object")
-    if data.get("format") != PLAN_FORMAT:
+    if data.get("format") not in (PLAN_FORMAT, BINARY_PLAN_FORMAT):
         raise PlanError(
-            f"plan format {data.get('format')!r} is not {PLAN_FORMAT}; "
+            f"plan format {data.get('format')!r} is not {PLAN_FORMAT} or {BINARY_PLAN_FORMAT}; "
             "run the init image that matches the injector"
         )
     try:
@@ -310,6 +327,7 @@ def _plan_from_dict(data: Any) -> Plan:
                 secret=None if f.get("secret") is None else SecretRef(**f["secret"]),
                 template=f.get("template"),
                 template_refs=tuple(SecretRef(**r) for r in f.get("template_refs", [])),
+                encoding=f.get("encoding"),
             )
             for f in data["files"]
         )

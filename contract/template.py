@@ -7,6 +7,7 @@ constant arguments, which is what lets the webhook authorize them before the pod
 
 from __future__ import annotations
 
+import difflib
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from contract.encoding import decode_base64_text, encode_base64
 from contract.errors import PlanError
 from contract.plan import SecretRef, SecretVersion
 
@@ -55,6 +57,13 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
 
 _ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV.filters["b64decode"] = decode_base64_text  # raises EncodingError, whose text names no value
+_ENV.filters["b64encode"] = encode_base64
+FILTERS = frozenset(_ENV.filters)
+"""The filters a template may use (docs/annotations.md lists them): the sandbox's own set, so
+the webhook refuses at admission exactly what the init container could not compile."""
+TESTS = frozenset(_ENV.tests)
+"""The tests (`is defined`, `is number`, …) a template may use, likewise."""
 _ALLOWED_KWARGS = {"version", "key"}
 _RESERVED = "the template assigns to 'secret', which is reserved; rename it"
 
@@ -94,7 +103,10 @@ def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
     secret_names: list[nodes.Name] = []
     loads: list[str] = []
     local: set[str] = set()
+    used: list[tuple[str, str]] = []  # ("filter" or "test", its name), in the template's order
     for node in _walk(tree):
+        if isinstance(node, nodes.Filter | nodes.Test):
+            used += _filters_and_tests(node)
         if isinstance(node, nodes.Macro):
             local.add(node.name)  # the template's own code: the calls in its body are scanned
         elif isinstance(node, nodes.Call):
@@ -126,7 +138,41 @@ def _scan(tree: nodes.Template) -> tuple[SecretRef, ...]:
             raise PlanError(
                 f"the template uses {loaded!r}, which is not defined; only secret(...) is"
             )
+    for kind, known in used:
+        _check_known(kind, known)
     return tuple(refs)
+
+
+_BY_NAME = {"map": ("filter", 0), "select": ("test", 0), "reject": ("test", 0)}
+_BY_NAME |= {"selectattr": ("test", 1), "rejectattr": ("test", 1)}
+"""Filters that apply another filter or test named by a string argument, and its position."""
+
+
+def _filters_and_tests(node: nodes.Filter | nodes.Test) -> list[tuple[str, str]]:
+    """The node's own name, and the one `map("upper")` or `select("odd")` names as a constant."""
+    if isinstance(node, nodes.Test):
+        return [("test", node.name)]
+    found = [("filter", node.name)]
+    applied = _BY_NAME.get(node.name)
+    if applied is not None and applied[1] < len(node.args):  # map(attribute=...) names none
+        named = node.args[applied[1]]
+        if isinstance(named, nodes.Const) and isinstance(named.value, str):  # else at render
+            found.append((applied[0], named.value))
+    return found
+
+
+def _check_known(kind: str, name: str) -> None:
+    """jinja2 resolves filters and tests when it compiles, which only the init container does:
+    an unknown one is refused here, with the closest known name, instead of failing the pod."""
+    known = FILTERS if kind == "filter" else TESTS
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, sorted(known))
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise PlanError(
+        f"the template uses the {kind} {name!r}, which is not a known {kind}; {hint}"
+        f"the {kind}s a template may use are listed in docs/annotations.md (Templates)"
+    )
 
 
 def _walk(tree: nodes.Template) -> Iterator[nodes.Node]:

@@ -98,7 +98,11 @@ TARGETS = (
     ),
     Target(
         "sidecar/writer.py",
-        ("tests/sidecar/test_sidecar_files.py", "tests/sidecar/test_writer_unit.py"),
+        (
+            "tests/sidecar/test_sidecar_files.py",
+            "tests/sidecar/test_writer_unit.py",
+            "tests/sidecar/test_binary_files.py",
+        ),
         ci=True,
     ),
     Target("sidecar/termination.py", ("tests/sidecar/test_termination_unit.py",), ci=True),
@@ -161,6 +165,7 @@ TARGETS = (
             "tests/unit/test_plan.py",
             "tests/unit/test_plan_model_unit.py",
             "tests/contract/test_refresh_interval_unit.py",
+            "tests/sidecar/test_binary_files.py",
         ),
         ci=True,
     ),
@@ -203,6 +208,8 @@ TARGETS = (
             "tests/injector/unit/test_injector_render.py",
             "tests/injector/unit/test_injector_bounds.py",
             "tests/sidecar/test_writer_unit.py",
+            "tests/unit/test_template_filters_unit.py",
+            "tests/injector/unit/test_file_annotations_unit.py",
         ),
         ci=True,
     ),
@@ -233,6 +240,7 @@ TARGETS = (
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_annotations_unit.py",
             "tests/injector/unit/test_injector_bounds.py",
+            "tests/injector/unit/test_file_annotations_unit.py",
         ),
         ci=True,
     ),
@@ -362,6 +370,27 @@ TARGETS = (
     Target(
         "injector/operations/doctor/workload.py",
         ("tests/injector/unit/test_doctor_workload_unit.py",),
+    ),
+    # issue 23: binary files, chosen names, the base64 filters
+    Target(
+        "contract/encoding.py",
+        ("tests/unit/test_template_filters_unit.py", "tests/sidecar/test_binary_files.py"),
+        ci=True,
+    ),
+    Target(
+        "contract/file_names.py",
+        ("tests/unit/test_plan.py", "tests/injector/unit/test_file_annotations_unit.py"),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/file_names.py",
+        ("tests/injector/unit/test_file_annotations_unit.py",),
+        ci=True,
+    ),
+    Target(
+        "injector/webhook/encodings.py",
+        ("tests/injector/unit/test_file_annotations_unit.py",),
+        ci=True,
     ),
 )
 

@@ -115,6 +115,13 @@ class BadKey(FetchError):
     label = "bad key"
 
 
+class BadEncoding(FetchError):
+    """`encoding-FILE: base64` on a value that is not valid base64."""
+
+    exit_code = EXIT_BAD_VALUE
+    label = "bad encoding"
+
+
 class TemplateFailed(FetchError):
     """A template raised while rendering with the fetched values."""
 

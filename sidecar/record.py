@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contract import Plan
+from contract import Plan, file_names
 from sidecar import writer
 from sidecar.fetched import Values
 from sidecar.writer import FileContent
 
-RECORD_NAME = ".sakura-secrets.json"
+RECORD_NAME = file_names.RECORD_NAME  # written once: no chosen file name may take it
 RECORD_FORMAT = 1
 # Names and versions only: readable by the app whatever user it runs as.
 RECORD_MODE = 0o444

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from contract import FileSpec, Plan, SecretRef, SecretVersion
-from contract.annotations import TEMPLATE_FILE
+from contract.annotations import ENCODING_OF, TEMPLATE_FILE
+from contract.encoding import EncodingError, decode_base64
 from sakura import extract_key
-from sidecar.errors import BadKey, TemplateFailed, WriteFailed
+from sidecar.errors import BadEncoding, BadKey, TemplateFailed, WriteFailed
 from sidecar.fetched import Values
 
 DATA_LINK = "..data"
@@ -47,11 +48,24 @@ def contents(plan: Plan, values: Values) -> list[FileContent]:
 
 
 def _content(spec: FileSpec, values: Values) -> FileContent:
-    if spec.secret is not None:
-        text = _value_of(spec.secret, values)
-    else:
-        text = _render(spec, values)
-    return FileContent(spec.name, spec.mode, text.encode("utf-8"))
+    if spec.secret is None:
+        return FileContent(spec.name, spec.mode, _render(spec, values).encode())
+    text = _value_of(spec.secret, values)
+    if spec.encoding is None:
+        return FileContent(spec.name, spec.mode, text.encode())  # UTF-8
+    return FileContent(spec.name, spec.mode, _decoded(spec.secret, spec.name, text))
+
+
+def _decoded(ref: SecretRef, name: str, text: str) -> bytes:
+    """The bytes of a base64 value (the plan's one encoding); the error names the secret."""
+    try:
+        return decode_base64(text)
+    except EncodingError as exc:
+        raise BadEncoding(
+            f"secret {str(ref)!r} is {exc}, and file {name!r} is written decoded "
+            f"({ENCODING_OF}FILE: base64); store the value base64-encoded (e.g. the output of "
+            "base64 -w0), or remove that annotation to write the value as it is"
+        ) from None
 
 
 def _value_of(ref: SecretRef, values: Values) -> str:
@@ -93,7 +107,7 @@ def _render(spec: FileSpec, values: Values) -> str:
                 "did not fetch; re-create the pod so the injector scans the template again"
             ) from None
         raise TemplateFailed(_template_reason(spec, exc)) from None
-    except SecurityError as exc:  # the sandbox's own refusals: their text names no value
+    except (SecurityError, EncodingError) as exc:  # ours and the sandbox's: no value in them
         raise TemplateFailed(_template_reason(spec, exc, detail=f": {exc}")) from None
     except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
         raise TemplateFailed(_template_reason(spec, exc)) from None

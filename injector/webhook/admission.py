@@ -92,7 +92,7 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
             check_plain_refresh(pod)
         owner = resolve_owner(spec, targets, **owned_by, fallback_uid=settings.fallback_uid)
         plan = injection.plan(owner)
-        check_plan_size(plan)
+        check_plan_size(plan, annotations)
         check_secret_count(plan)
     except Denied as denied:
         return Refused(uid, denied.code, denied.message, pod=ref)

@@ -1,4 +1,5 @@
-"""The file annotations (secret-FILE, template-FILE, file-mode-FILE) -> the plan's files.
+"""The file annotations (secret-FILE, template-FILE, file-mode-FILE, encoding-FILE,
+file-name-FILE) -> the plan's files.
 
 Also the bounds on what they may ask for: how many files, how many jinja2 tokens, how many
 distinct secrets, and how large the finished plan may be (it travels in one environment
@@ -27,7 +28,9 @@ from contract.annotations import (
     TEMPLATE_FILE,
     short_name,
 )
+from injector.webhook.encodings import encodings
 from injector.webhook.errors import Denied
+from injector.webhook.file_names import disk_names, key_files
 from injector.webhook.template_analysis import Analysis, TemplateAnalyses
 
 DEFAULT_FILE_MODE = 0o400
@@ -87,20 +90,31 @@ def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
                 f"{short_name(TEMPLATE_FILE)}FILE annotation writes; "
                 f"files: {', '.join(sorted(sources))}"
             )
+    keys_of = {file: source[0] for file, source in sources.items()}
+    codes = encodings(ours, keys_of)
+    names = disk_names(ours, keys_of)
     files = []
     for file, (_, secret, template, refs) in sorted(sources.items()):
         mode = _mode(FILE_MODE_OF + file, ours.get(FILE_MODE_OF + file), default_mode)
         files.append(
-            FileSpec(name=file, mode=mode, secret=secret, template=template, template_refs=refs)
+            FileSpec(
+                name=names[file],
+                mode=mode,
+                secret=secret,
+                template=template,
+                template_refs=refs,
+                encoding=codes.get(file),
+            )
         )
-    return tuple(files)
+    return tuple(sorted(files, key=lambda f: f.name))
 
 
 def explicit_modes(ours: Mapping[str, str], files: tuple[FileSpec, ...]) -> frozenset[str]:
-    """The files whose mode an annotation sets (all of them with `file-mode`)."""
+    """The files (their names on disk) whose mode an annotation sets (all with `file-mode`)."""
     if FILE_MODE in ours:
         return frozenset(f.name for f in files)
-    return frozenset(f.name for f in files if f"{FILE_MODE_OF}{f.name}" in ours)
+    file_of = key_files(ours)
+    return frozenset(f.name for f in files if FILE_MODE_OF + file_of.get(f.name, f.name) in ours)
 
 
 def check_secret_count(plan: Plan) -> None:
@@ -116,15 +130,17 @@ def check_secret_count(plan: Plan) -> None:
         )
 
 
-def check_plan_size(plan: Plan) -> None:
-    """Refuse a plan too large for the init container's environment, naming its largest file."""
+def check_plan_size(plan: Plan, annotations: Mapping[str, str]) -> None:
+    """Refuse a plan too large for the init container's environment, naming the annotation of
+    its largest file (`annotations`: the pod's, for the FILE of a renamed one)."""
     size = len(plan.to_json())
     if size <= MAX_PLAN_BYTES:
         return
     largest = max(plan.files, key=_source_size)
     prefix = SECRET_FILE if largest.secret is not None else TEMPLATE_FILE
+    file = key_files(annotations).get(largest.name, largest.name)
     raise Denied(
-        f"annotation {prefix}{largest.name}: the pod's {len(plan.files)} files make a "
+        f"annotation {prefix}{file}: the pod's {len(plan.files)} files make a "
         f"plan of {size} bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's "
         "environment can carry (Linux caps one variable at 128 KiB); this is the largest "
         "file's source: write fewer or smaller files per pod"

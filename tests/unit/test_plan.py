@@ -1,5 +1,7 @@
 """The plan is the contract between webhook and init container: parse, validate, round-trip."""
 
+import re
+
 import pytest
 
 from contract import (
@@ -106,10 +108,27 @@ def test_plan_rejects_invalid_values(kw: dict[str, object], message: str) -> Non
         _plan(**kw)
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "-x", "", "a b", "."])
+@pytest.mark.parametrize("name", ["../x", "a/b", "", ".", "..", "..data", ".sakura-secrets.json"])
 def test_file_names_must_be_plain(name: str) -> None:
-    with pytest.raises(PlanError, match="not a plain file name"):
+    with pytest.raises(PlanError, match=f"^file name {re.escape(repr(name))} "):
         FileSpec(name, 0o400, secret=SecretRef("x"))
+
+
+@pytest.mark.parametrize("name", [".pgpass", "-x", "a b", "credentials.json", "é" * 127 + "x"])
+def test_a_plan_file_may_have_a_chosen_name(name: str) -> None:
+    """Names a `file-name-FILE` annotation gives, which no annotation key could spell."""
+    assert FileSpec(name, 0o400, secret=SecretRef("x")).name == name
+
+
+def test_only_a_secrets_value_is_decoded_and_only_from_base64() -> None:
+    with pytest.raises(PlanError) as caught:
+        FileSpec("a", 0o400, secret=SecretRef("x"), encoding="hex")
+    assert str(caught.value) == "encoding 'hex' of file 'a' is not base64"
+    with pytest.raises(PlanError) as caught:
+        FileSpec("a", 0o400, template='{{ secret("x") }}', encoding="base64")
+    assert str(caught.value) == (
+        "file 'a' is a template, which writes text; only a secret's value can be decoded"
+    )
 
 
 @pytest.mark.parametrize(

@@ -806,3 +806,12 @@ def test_the_owners_warnings_go_into_the_status_warnings_annotation() -> None:
     notes = [op["value"] for op in injected.patch if op["path"].startswith("/metadata")]
     assert notes == ["injected", warning]  # only the owner's: the check's reach the creator
     assert injected.warnings == (warning, "from the check")
+
+
+def test_a_plan_too_large_is_refused_naming_the_annotation_of_a_renamed_file() -> None:
+    """The pod's annotations reach the size check: a renamed file's key has its FILE, not the
+    name on disk (issue 23)."""
+    notes = {f"{P}template-big": '{{ secret("a") }}' + "x" * 131_000, f"{P}file-name-big": ".b"}
+    answer = prepare(review_body(pod(notes)), settings())
+    assert isinstance(answer, Refused)
+    assert answer.message.startswith(f"annotation {P}template-big: the pod's 2 files make a plan")

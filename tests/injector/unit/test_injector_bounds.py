@@ -206,6 +206,11 @@ async def test_a_plan_too_large_for_the_init_containers_environment_is_denied() 
     assert response["status"]["message"].startswith(
         f"annotation {P}template-big: the pod's 2 files"
     )
+    renamed = {f"{P}template-big": '{{ secret("a") }}' + "x" * 131_000, f"{P}file-name-big": ".b"}
+    response = await denied(pod(renamed))  # the annotation's FILE, not the name on disk
+    assert response["status"]["message"].startswith(
+        f"annotation {P}template-big: the pod's 2 files"
+    )
 
 
 async def test_a_plan_just_within_the_limit_is_admitted_and_fits_one_variable() -> None:

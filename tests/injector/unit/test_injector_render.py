@@ -6,6 +6,7 @@ import pytest
 import yaml
 from support.admission_harness import P, settings, validate_pod
 
+from contract import Plan
 from injector.operations.errors import PreviewDenied, PreviewError
 from injector.operations.render import OFFLINE_WARNING, render_pod
 from injector.webhook.errors import Denied
@@ -105,3 +106,34 @@ def test_render_refuses_a_key_the_api_server_would(key: str, message: str) -> No
     with pytest.raises(PreviewDenied) as caught:
         render_pod(POD.replace(f"{P}secret-db-password", P + key), settings())
     assert caught.value.message.startswith(f"annotation {P}{key}: {message}")
+
+
+def test_render_shows_a_binary_file_under_a_chosen_name() -> None:
+    """Issue 23: the plan in the rendered pod carries the decoded file and the chosen names."""
+    pod = POD.replace(
+        f"    {P}secret-db-password: db-password@2\n",
+        f"    {P}secret-db-password: db-password@2\n"
+        f"    {P}file-name-db-password: .pgpass\n"
+        f"    {P}secret-jks: keystore\n"
+        f"    {P}encoding-jks: base64\n"
+        f"    {P}file-name-jks: app.jks\n",
+    )
+    rendered = yaml.safe_load(render_pod(pod, settings()))
+    env = {e["name"]: e.get("value") for e in rendered["spec"]["initContainers"][0]["env"]}
+    plan = Plan.from_json(env["SAKURA_SECRETS_PLAN"])
+    assert [(f.name, f.encoding) for f in plan.files] == [
+        (".pgpass", None),
+        ("app.jks", "base64"),
+        ("dsn", None),
+    ]
+
+
+def test_render_denies_an_unknown_filter_as_the_webhook_does() -> None:
+    pod = POD.replace('secret("db#user") }}', 'secret("db#user") | b64decod }}')
+    with pytest.raises(PreviewDenied) as caught:
+        render_pod(pod, settings())
+    assert caught.value.message == (
+        f"annotation {P}template-dsn: the template uses the filter 'b64decod', which is not a "
+        "known filter; did you mean 'b64decode'? the filters a template may use are listed in "
+        "docs/annotations.md (Templates)"
+    )
