@@ -317,6 +317,20 @@ async def test_a_small_job_waits_its_turn_behind_a_running_or_waiting_one() -> N
     assert order == ["b", "c"]  # in turn, in the queue's thread, after the one waiting
 
 
+async def test_a_small_job_waits_for_a_busy_worker_even_with_no_one_waiting() -> None:
+    turns = queue()
+    gate = Gate()
+    running = await started(turns, "a", gate)
+    assert await asyncio.to_thread(gate.entered.wait, 10)
+    assert turns.waiting() == 0
+    small = asyncio.ensure_future(turns.run("b", threading.current_thread, small=True))
+    await asyncio.sleep(0)
+    assert not small.done() and turns.waiting() == 1
+    gate.open()
+    assert await running == "gate"
+    assert (await small).name.startswith("turns")  # in the queue's thread, after the gate
+
+
 async def test_a_small_jobs_exception_reaches_its_caller() -> None:
     def fail() -> None:
         raise LookupError("bad review")

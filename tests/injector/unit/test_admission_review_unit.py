@@ -668,12 +668,16 @@ async def test_a_review_takes_one_turn_in_the_lane_of_caller_and_namespace() -> 
 
 async def test_a_review_over_the_small_size_always_takes_the_admission_thread() -> None:
     turns = RecordingQueue()
-    small = review_body(pod(), uid=UID)
-    padding = {"padding": "x" * (admission.SMALL_BYTES - len(small))}
-    large = review_body(pod(annotations=padding), uid=UID)
-    for body in (small, large):
+
+    def padded(size: int) -> bytes:
+        """A review of exactly `size` bytes (an annotation of x's makes up the rest)."""
+        bare = len(review_body(pod(annotations={"padding": ""}), uid=UID))
+        return review_body(pod(annotations={"padding": "x" * (size - bare)}), uid=UID)
+
+    at_the_bound, over_it = padded(admission.SMALL_BYTES), padded(admission.SMALL_BYTES + 1)
+    for body in (at_the_bound, over_it):
         await review(body, settings=settings(), check=RecordingCheck(), queue=turns)
-    assert len(small) <= admission.SMALL_BYTES < len(large)
+    assert (len(at_the_bound), len(over_it)) == (admission.SMALL_BYTES, admission.SMALL_BYTES + 1)
     assert turns.small == [True, False]
     assert admission.SMALL_BYTES == 32 * 1024
 
