@@ -60,6 +60,14 @@ TEMPLATE_FILE = PREFIX + "template-"
 FILE_MODE_OF = PREFIX + "file-mode-"
 """`file-mode-FILE: 0440` sets the mode of one file written by a secret- or template- key."""
 
+# Environment variables (docs/annotations.md, "Environment variables").
+ENV_VAR = PREFIX + "env-"
+"""`env-VAR: NAME[@VERSION][#KEY]` gives the target containers variable VAR with that value,
+through the env file the init container writes (`fileKeyRef`, Kubernetes 1.35+)."""
+REPLACE_ENV = PREFIX + "replace-env"
+"""Comma-separated VARs a target container already defines in its `env` that the `env-VAR`
+annotation may replace; without it such a VAR is refused."""
+
 # Written by the injector; a pod's owner must not set them.
 STATUS = PREFIX + "status"
 """Marks an injected pod (`STATUS_INJECTED`): a reinvocation or a copied pod is left alone."""
@@ -89,12 +97,15 @@ FIXED = (
     REFRESH_CPU_LIMIT,
     REFRESH_MEMORY_REQUEST,
     REFRESH_MEMORY_LIMIT,
+    REPLACE_ENV,
     STATUS_WARNINGS,
     STATUS,
 )
 """Every key without a FILE part, the injector's own two last (messages list the others)."""
 PER_FILE = (SECRET_FILE, TEMPLATE_FILE, FILE_MODE_OF)
 """The key prefixes followed by a file's name."""
+PER_VARIABLE = (ENV_VAR,)
+"""The key prefixes followed by an environment variable's name."""
 
 
 def short_name(key: str) -> str:

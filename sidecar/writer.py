@@ -48,13 +48,14 @@ def contents(plan: Plan, values: Values) -> list[FileContent]:
 
 def _content(spec: FileSpec, values: Values) -> FileContent:
     if spec.secret is not None:
-        text = _value_of(spec.secret, values)
+        text = value_of(spec.secret, values)
     else:
         text = _render(spec, values)
     return FileContent(spec.name, spec.mode, text.encode("utf-8"))
 
 
-def _value_of(ref: SecretRef, values: Values) -> str:
+def value_of(ref: SecretRef, values: Values) -> str:
+    """The value `ref` names (one key of it with `#KEY`); raises BadKey."""
     value = values[ref.fetch].value
     if ref.key is None:
         return value
