@@ -14,11 +14,12 @@ import random
 import pytest
 from support.kubelet_env_file import EnvFileError, parse_env, scan_lines
 
-from contract import PlanError
+from contract import PlanError, SecretRef
 from contract.env_file import (
     MAX_FILE_BYTES,
     MAX_LINE_BYTES,
     MAX_VARIABLE_BYTES,
+    EnvSpec,
     check_env_name,
     encode,
     refusal,
@@ -163,3 +164,27 @@ def test_the_reader_follows_the_kubelet_s_rules() -> None:
     ]:
         with pytest.raises(EnvFileError, match=message):
             parse_env(bad, "A")
+
+
+def test_the_limits_are_inclusive() -> None:
+    """Exactly at each limit is written; one byte more is refused (above)."""
+    line = "y" * 60_000
+    rest = MAX_VARIABLE_BYTES - len("BIG=") - 2 * (len(line) + 1)
+    value = "\n".join([line, line, "y" * rest])
+    assert len("BIG=") + len(value) == MAX_VARIABLE_BYTES
+    assert refusal("BIG", value) is None
+    filler = MAX_FILE_BYTES - 17 * len(b"Vnn='" + b"z" * 60_000 + b"'\n")
+    variables = [(f"V{i:02}", "z" * 60_000) for i in range(17)]
+    variables.append(("W", "z" * (filler - len("W=''\n"))))
+    assert len(encode(variables)) == MAX_FILE_BYTES
+
+
+def test_a_long_line_is_measured_whole_whatever_spaces_it_holds() -> None:
+    value = "x" * 40_000 + " " + "x" * 40_000  # one line, over the reader's limit
+    assert refusal("SPACED", value) is not None
+    assert refusal("SPACED", value.replace(" ", "\n")) is None  # two lines fit
+
+
+def test_an_env_spec_refuses_a_bad_name() -> None:
+    with pytest.raises(PlanError, match="'A-B' is not a portable environment variable name"):
+        EnvSpec("A-B", SecretRef("s"))
