@@ -21,10 +21,11 @@ from support.sidecar_harness import (
 )
 from support.sidecar_harness import assert_no_value as assert_no_secret_value
 
-from contract import Plan, SecretRef
+from contract import Plan, SecretRef, SecretVersion
+from contract.broker import FetchedSecret
 from contract.env_file import EnvSpec
 from sidecar import env_writer
-from sidecar.errors import EXIT_BAD_VALUE
+from sidecar.errors import EXIT_BAD_VALUE, EnvValueRefused
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB-Hidden\n-----END CERTIFICATE-----\n"
 QUOTED = "it's-Quoted-Hidden"
@@ -110,3 +111,16 @@ def test_a_value_the_env_file_cannot_hold_fails_naming_the_variable_and_writes_n
 def test_a_plan_without_variables_writes_no_env_file(secrets_dir: Path) -> None:
     plan = make_plan(secrets_dir, secret_file("plain", "plain"))
     assert env_writer.contents(plan, {}) is None
+
+
+def test_an_env_file_over_1_mib_fails_naming_the_size_and_the_way_out(secrets_dir: Path) -> None:
+    big = "b-Hidden" * 7_500  # 60 000 bytes: one variable fits, 18 do not
+    variables = tuple(EnvSpec(f"V{i:02}", SecretRef("big")) for i in range(18))
+    plan = make_plan(secrets_dir, env=variables)
+    values = {SecretVersion("big"): FetchedSecret("big", None, 1, big)}
+    with pytest.raises(EnvValueRefused) as caught:
+        env_writer.contents(plan, values)
+    assert caught.value.reason == (
+        "bad env value: the env file would have 1080126 bytes, more than 1048576 (1 MiB); set "
+        "fewer sakura-secrets.io/env-VAR variables, or read the large values as files"
+    )

@@ -234,3 +234,52 @@ async def test_no_value_and_no_template_text_reaches_the_pod_spec() -> None:
     for container in mutated["spec"]["containers"]:
         for entry in container["env"]:
             assert "value" not in entry and set(entry["valueFrom"]) == {"fileKeyRef"}
+
+
+async def test_every_target_gets_the_variables_whatever_the_order() -> None:
+    containers = [
+        {"name": "metrics", "image": "m", "env": [{"name": "DB_PASSWORD", "value": "own"}]},
+        {"name": "app", "image": "a"},
+        {"name": "worker", "image": "w"},
+        {"name": "cron", "image": "c", "env": [{"name": "MODE", "value": "x"}]},
+    ]
+    obj = _env_pod({f"{P}containers": "app,worker,cron"}, containers=containers)
+    spec = (await _admit(obj))["spec"]
+    assert [c.get("env") for c in spec["containers"]] == [
+        [{"name": "DB_PASSWORD", "value": "own"}],  # not a target: its own variable stays
+        [_fkr("DB_PASSWORD")],
+        [_fkr("DB_PASSWORD")],
+        [{"name": "MODE", "value": "x"}, _fkr("DB_PASSWORD")],
+    ]
+
+
+async def test_a_later_target_defining_the_variable_is_named() -> None:
+    containers = [
+        {"name": "metrics", "image": "m"},
+        {"name": "app", "image": "a", "env": [{"name": "DB_PASSWORD", "value": "own"}]},
+    ]
+    message = await _message(_env_pod(containers=containers))
+    assert message.startswith(f"annotation {P}env-DB_PASSWORD: container 'app' already defines")
+
+
+async def test_an_env_entry_that_is_no_object_is_left_to_the_api_server() -> None:
+    """A malformed entry (the API server refuses it after the webhooks) is not an error here."""
+    containers = [{"name": "app", "image": "a", "env": ["junk", {"name": "MODE", "value": "x"}]}]
+    answer = await run(_env_pod(containers=containers), webhook=ON)
+    assert answer["response"]["allowed"] is True
+
+
+async def test_replace_env_without_variables_says_none_are_set() -> None:
+    assert await _message(pod({f"{P}replace-env": "X"})) == (
+        f"annotation {P}replace-env names 'X', which no env-VAR annotation sets; variables "
+        "set: none"
+    )
+
+
+async def test_an_init_container_may_not_mount_the_env_volume() -> None:
+    mount = {"name": ENV_VOLUME, "mountPath": "/env"}
+    obj = _env_pod(initContainers=[{"name": "setup", "image": "s", "volumeMounts": [mount]}])
+    assert await _message(obj) == (
+        f"container 'setup' mounts volume {ENV_VOLUME!r}, which the injector adds for its init "
+        "container only (the kubelet reads it for the variables); remove that volumeMount"
+    )
