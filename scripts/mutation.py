@@ -124,7 +124,7 @@ TARGETS = (
     ),
     Target(
         "injector/webhook/pod/refresh_container.py",
-        ("tests/injector/unit/test_refresh_pod.py",),
+        ("tests/injector/unit/test_refresh_pod.py", "tests/injector/unit/test_env_vars.py"),
         ci=True,
     ),
     Target(

@@ -283,3 +283,16 @@ async def test_an_init_container_may_not_mount_the_env_volume() -> None:
         f"container 'setup' mounts volume {ENV_VOLUME!r}, which the injector adds for its init "
         "container only (the kubelet reads it for the variables); remove that volumeMount"
     )
+
+
+async def test_the_refresh_container_s_plan_has_no_variables() -> None:
+    """A running process keeps its environment: the refresh reads the files' secrets only."""
+    obj = _env_pod({f"{P}refresh-interval": "1m", f"{P}env-TOKEN": "token"})
+    spec = (await _admit(obj, settings(env_files=True, native_sidecars=True)))["spec"]
+    _, refresh = spec["initContainers"]
+    assert refresh["name"] == "sakura-secrets-refresh"
+    (text,) = [e["value"] for e in refresh["env"] if e["name"] == "SAKURA_SECRETS_PLAN"]
+    plan = Plan.from_json(text)
+    assert (plan.env, [f.name for f in plan.files]) == ((), ["db-password"])
+    assert json.loads(text)["format"] == 1
+    assert [v.name for v in _plan({"spec": spec}).env] == ["DB_PASSWORD", "TOKEN"]  # init's
