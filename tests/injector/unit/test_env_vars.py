@@ -296,3 +296,14 @@ async def test_the_refresh_container_s_plan_has_no_variables() -> None:
     assert (plan.env, [f.name for f in plan.files]) == ((), ["db-password"])
     assert json.loads(text)["format"] == 1
     assert [v.name for v in _plan({"spec": spec}).env] == ["DB_PASSWORD", "TOKEN"]  # init's
+
+
+async def test_variables_alone_that_overflow_the_plan_are_denied() -> None:
+    obj = pod({f"{P}env-X": "s#" + "k" * 130_000}, inject=False)
+    obj["metadata"]["annotations"][f"{P}inject"] = "true"
+    message = await _message(obj)
+    assert message.startswith(f"annotations {P}env-*: the pod's 1 variables make a plan of ")
+    assert message.endswith(
+        "bytes, more than the 130048 (127 KiB) the init container's environment can carry; set "
+        "fewer variables per pod"
+    )
