@@ -81,3 +81,8 @@ def test_a_bad_variable_name_in_the_json_is_refused() -> None:
     data["env"][0]["name"] = "A-B"
     with pytest.raises(PlanError, match="'A-B' is not a portable environment variable name"):
         Plan.from_json(json.dumps(data))
+
+
+def test_the_env_directory_travels_in_the_plan() -> None:
+    plan = _plan(env=(EnvSpec("A", SecretRef("s")),), env_directory="/elsewhere")
+    assert Plan.from_json(plan.to_json()).env_directory == "/elsewhere"

@@ -258,7 +258,7 @@ async def test_a_later_target_defining_the_variable_is_named() -> None:
         {"name": "metrics", "image": "m"},
         {"name": "app", "image": "a", "env": [{"name": "DB_PASSWORD", "value": "own"}]},
     ]
-    message = await _message(_env_pod(containers=containers))
+    message = await _message(_env_pod({f"{P}containers": "app"}, containers=containers))
     assert message.startswith(f"annotation {P}env-DB_PASSWORD: container 'app' already defines")
 
 
