@@ -19,10 +19,11 @@ from contract.errors import PlanError
 
 PLAN_FORMAT = 1
 """Bumped when the JSON shape changes incompatibly, so an old init image refuses a new plan."""
-ENV_PLAN_FORMAT = 2
+ENV_PLAN_FORMAT = 3
 """The format of a plan with environment variables (`Plan.env`): an init image from before them
 refuses such a plan instead of leaving the variables unwritten; a plan without them stays
-`PLAN_FORMAT`, which every init image reads."""
+`PLAN_FORMAT`, which every init image reads. (3, not 2: issue 23 gives 2 to plans with decoded
+files, and an init image that reads 2 but not variables must refuse this one.)"""
 ENV_DIRECTORY = "/var/run/sakura-secrets.io-env"
 """Where the init container writes the env file (`contract.pod.ENV_VOLUME`, its own mount)."""
 

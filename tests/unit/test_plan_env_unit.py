@@ -1,4 +1,4 @@
-"""A plan's variables (`Plan.env`) in the plan's JSON: format 2 only when there are any, so a
+"""A plan's variables (`Plan.env`) in the plan's JSON: format 3 only when there are any, so a
 plan without them reads in every init image and one with them is refused by an image from
 before them, with the message saying which image to run."""
 
@@ -38,7 +38,7 @@ def test_a_plan_with_variables_is_format_2_and_reads_back() -> None:
     env = (EnvSpec("A", SecretRef("s", 2, "k")), EnvSpec("B", SecretRef("t")))
     plan = _plan(env=env)
     data = json.loads(plan.to_json())
-    assert data["format"] == 2
+    assert data["format"] == 3
     assert data["env"] == [
         {"name": "A", "secret": {"name": "s", "version": 2, "key": "k"}},
         {"name": "B", "secret": {"name": "t", "version": None, "key": None}},

@@ -166,11 +166,11 @@ def test_json_refusals() -> None:
         "the plan is not JSON (Expecting property name enclosed in double quotes at 1)"
     )
     assert refusal(Plan.from_json, "[]") == "the plan must be a JSON object"
-    assert refusal(Plan.from_json, '{"format": 3}') == (
-        "plan format 3 is not 1 or 2; run the init image that matches the injector"
+    assert refusal(Plan.from_json, '{"format": 4}') == (
+        "plan format 4 is not 1 or 3; run the init image that matches the injector"
     )
     assert refusal(Plan.from_json, "{}") == (
-        "plan format None is not 1 or 2; run the init image that matches the injector"
+        "plan format None is not 1 or 3; run the init image that matches the injector"
     )
     assert refusal(Plan.from_json, '{"format": 1}') == "the plan is malformed: KeyError('files')"
     bad_file = '{"format": 1, "directory": "/s", "files": [{"name": "a", "mode": 1}]}'

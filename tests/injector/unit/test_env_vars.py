@@ -77,7 +77,7 @@ async def test_the_pod_gets_file_key_refs_and_the_init_container_writes_the_env_
         EnvSpec("DB_PASSWORD", SecretRef("db", key="password")),
         EnvSpec("a", SecretRef("x")),
     )
-    assert json.loads(plan.to_json())["format"] == 2  # an older init image refuses it
+    assert json.loads(plan.to_json())["format"] == 3  # an older init image refuses it
     assert [f.name for f in plan.files] == ["db-password"]
 
 
