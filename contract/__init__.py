@@ -4,6 +4,7 @@ as httpx), so it is not re-exported here: import `contract.template` where a tem
 or rendered (the webhook; the init container only for a plan with a template).
 
 - plan.py: the fetch plan the webhook writes and the init container reads;
+- env_file.py: the env file of `env-VAR` variables, in the format the kubelet reads;
 - template.py: scanning a template at admission, rendering it in the init container;
 - annotations.py: every annotation key;
 - pod.py: the init container's name, environment, token, volumes and termination path;

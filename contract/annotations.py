@@ -64,6 +64,14 @@ ENCODING_OF = PREFIX + "encoding-"
 FILE_NAME_OF = PREFIX + "file-name-"
 """`file-name-FILE: .pgpass`: FILE is written under this name instead, one no key can spell."""
 
+# Environment variables (docs/annotations.md, "Environment variables").
+ENV_VAR = PREFIX + "env-"
+"""`env-VAR: NAME[@VERSION][#KEY]` gives the target containers variable VAR with that value,
+through the env file the init container writes (`fileKeyRef`, Kubernetes 1.35+)."""
+REPLACE_ENV = PREFIX + "replace-env"
+"""Comma-separated VARs a target container already defines in its `env` that the `env-VAR`
+annotation may replace; without it such a VAR is refused."""
+
 # Written by the injector; a pod's owner must not set them.
 STATUS = PREFIX + "status"
 """Marks an injected pod (`STATUS_INJECTED`): a reinvocation or a copied pod is left alone."""
@@ -93,6 +101,7 @@ FIXED = (
     REFRESH_CPU_LIMIT,
     REFRESH_MEMORY_REQUEST,
     REFRESH_MEMORY_LIMIT,
+    REPLACE_ENV,
     STATUS_WARNINGS,
     STATUS,
 )
@@ -100,6 +109,8 @@ FIXED = (
 PER_FILE: tuple[str, ...] = (SECRET_FILE, TEMPLATE_FILE, FILE_MODE_OF)
 """The key prefixes followed by a file's name."""
 PER_FILE += (ENCODING_OF, FILE_NAME_OF)  # FILE of a secret-/template- key, not the disk name
+PER_VARIABLE = (ENV_VAR,)
+"""The key prefixes followed by an environment variable's name."""
 
 
 def short_name(key: str) -> str:

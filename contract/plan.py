@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from contract.encoding import BASE64
+from contract.env_file import EnvSpec
 from contract.errors import PlanError
 from contract.file_names import check_chosen_name
 
@@ -23,6 +24,13 @@ PLAN_FORMAT = 1
 BINARY_PLAN_FORMAT = 2
 """A plan with a decoded (`encoding`) file: an init image that reads only format 1 would write
 the base64 text as it is, so it must refuse the plan instead. Other plans stay format 1."""
+ENV_PLAN_FORMAT = 3
+"""The format of a plan with environment variables (`Plan.env`): an init image from before them
+refuses such a plan instead of leaving the variables unwritten; a plan without them stays
+`PLAN_FORMAT`, which every init image reads. (3, not 2: issue 23 gives 2 to plans with decoded
+files, and an init image that reads 2 but not variables must refuse this one.)"""
+ENV_DIRECTORY = "/var/run/sakura-secrets.io-env"
+"""Where the init container writes the env file (`contract.pod.ENV_VOLUME`, its own mount)."""
 
 MAX_PLAN_BYTES = 127 * 1024
 """The plan travels in one environment variable of the init container, and Linux refuses to
@@ -192,10 +200,18 @@ class Plan:
     """Seconds between refreshes of the latest-version secrets (the refresh container); None:
     the files are fetched once, by the init container."""
     format: int = field(default=PLAN_FORMAT)
+    env: tuple[EnvSpec, ...] = ()
+    """Environment variables of the target containers, written once into the env file in
+    `env_directory` (never refreshed: a running process keeps its environment)."""
+    env_directory: str = ENV_DIRECTORY
 
     def __post_init__(self) -> None:
-        if not self.files:
-            raise PlanError("the plan names no file; add a secret-FILE or template-FILE annotation")
+        if not self.files and not self.env:
+            raise PlanError(
+                "the plan names no file and no variable; add a secret-FILE, template-FILE "
+                "or env-VAR annotation"
+            )
+        _check_env(self)
         counts = Counter(f.name for f in self.files)
         duplicates = sorted(n for n, times in counts.items() if times > 1)
         if duplicates:
@@ -223,7 +239,8 @@ class Plan:
 
     @cached_property
     def _secrets(self) -> tuple[SecretVersion, ...]:
-        return tuple(sorted({ref.fetch for f in self.files for ref in f.refs}, key=_sort_key))
+        refs = [*(ref for f in self.files for ref in f.refs), *(v.secret for v in self.env)]
+        return tuple(sorted({ref.fetch for ref in refs}, key=_sort_key))
 
     @cached_property
     def _json(self) -> str:
@@ -273,6 +290,15 @@ def check_file_name(name: str) -> None:
         )
 
 
+def _check_env(plan: Plan) -> None:
+    counts = Counter(v.name for v in plan.env)
+    duplicates = sorted(n for n, times in counts.items() if times > 1)
+    if duplicates:
+        raise PlanError(f"variable {duplicates[0]!r} is set twice; give each variable one source")
+    if not plan.env_directory.startswith("/"):
+        raise PlanError(f"env directory {plan.env_directory!r} is not an absolute path")
+
+
 def _sort_key(v: SecretVersion) -> tuple[str, int]:
     return (v.name, -1 if v.version is None else v.version)
 
@@ -289,9 +315,12 @@ def _plan_to_dict(plan: Plan) -> dict[str, Any]:
         mode["credentials_secret"] = plan.mode.credentials_secret
     if plan.refresh_interval is not None:  # absent: fetched once (the plan of most pods)
         mode["refresh_interval"] = plan.refresh_interval
+    if plan.env:  # absent without variables: such a plan stays readable by older init images
+        mode["env"] = [{"name": v.name, "secret": _ref_to_dict(v.secret)} for v in plan.env]
+        mode["env_directory"] = plan.env_directory
     binary = any(f.encoding is not None for f in plan.files)
     return {
-        "format": BINARY_PLAN_FORMAT if binary else plan.format,
+        "format": ENV_PLAN_FORMAT if plan.env else BINARY_PLAN_FORMAT if binary else plan.format,
         "directory": plan.directory,
         **mode,
         "vault_id": plan.vault_id,
@@ -314,9 +343,10 @@ def _plan_to_dict(plan: Plan) -> dict[str, Any]:
 def _plan_from_dict(data: Any) -> Plan:
     if not isinstance(data, dict):
         raise PlanError("the plan must be a JSON object")
-    if data.get("format") not in (PLAN_FORMAT, BINARY_PLAN_FORMAT):
+    if data.get("format") not in (PLAN_FORMAT, BINARY_PLAN_FORMAT, ENV_PLAN_FORMAT):
         raise PlanError(
-            f"plan format {data.get('format')!r} is not {PLAN_FORMAT} or {BINARY_PLAN_FORMAT}; "
+            f"plan format {data.get('format')!r} is not {PLAN_FORMAT}, {BINARY_PLAN_FORMAT} or "
+            f"{ENV_PLAN_FORMAT}; "
             "run the init image that matches the injector"
         )
     try:
@@ -339,6 +369,11 @@ def _plan_from_dict(data: Any) -> Plan:
             uid=data["uid"],
             gid=data["gid"],
             refresh_interval=data.get("refresh_interval"),
+            env=tuple(
+                EnvSpec(name=v["name"], secret=SecretRef(**v["secret"]))
+                for v in data.get("env", [])
+            ),
+            env_directory=data.get("env_directory", ENV_DIRECTORY),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, PlanError):

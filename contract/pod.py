@@ -36,6 +36,11 @@ ENV_TERMINATION_LOG = "SAKURA_SECRETS_TERMINATION_LOG"
 
 SECRETS_VOLUME = "sakura-secrets"
 """The memory-backed emptyDir the files are written to, mounted into the app containers."""
+ENV_VOLUME = "sakura-secrets-env"
+"""A plan with variables: the memory-backed emptyDir holding the env file, mounted into the init
+container only; the kubelet reads it for the app containers' `fileKeyRef` variables."""
+ENV_FILE_NAME = "secrets.env"
+"""The env file's path inside `ENV_VOLUME` (`contract.env_file` says its format)."""
 TOKEN_VOLUME = "sakura-secrets-token"  # noqa: S105 (a volume name)
 """Broker mode: the projected ServiceAccount token, mounted into the init container only."""
 TOKEN_AUDIENCE = "sakura-secrets-injector"  # noqa: S105 (an audience)

@@ -118,7 +118,7 @@ TARGETS = (
     ),
     Target(
         "injector/webhook/pod/init_container.py",
-        ("tests/injector/unit/test_pod_builders.py",),
+        ("tests/injector/unit/test_pod_builders.py", "tests/injector/unit/test_env_vars.py"),
         ci=True,
     ),
     Target(
@@ -128,7 +128,7 @@ TARGETS = (
     ),
     Target(
         "injector/webhook/pod/refresh_container.py",
-        ("tests/injector/unit/test_refresh_pod.py",),
+        ("tests/injector/unit/test_refresh_pod.py", "tests/injector/unit/test_env_vars.py"),
         ci=True,
     ),
     Target(
@@ -156,6 +156,7 @@ TARGETS = (
             "tests/injector/unit/test_injector_admission.py",
             "tests/injector/unit/test_pod_builders.py",
             "tests/injector/unit/test_refresh_pod.py",
+            "tests/injector/unit/test_env_vars.py",
         ),
         ci=True,
     ),
@@ -166,6 +167,7 @@ TARGETS = (
             "tests/unit/test_plan_model_unit.py",
             "tests/contract/test_refresh_interval_unit.py",
             "tests/sidecar/test_binary_files.py",
+            "tests/unit/test_plan_env_unit.py",
         ),
         ci=True,
     ),
@@ -175,6 +177,7 @@ TARGETS = (
             "tests/injector/unit/test_admission_review_unit.py",
             "tests/injector/unit/test_refresh_pod.py",
             "tests/injector/unit/test_decision_reasons.py",
+            "tests/injector/unit/test_env_vars.py",
         ),
         ci=True,
     ),
@@ -222,6 +225,7 @@ TARGETS = (
             "tests/injector/unit/test_injector_bounds.py",
             "tests/injector/unit/test_injector_ownership.py",
             "tests/injector/unit/test_text_memo_unit.py",
+            "tests/injector/unit/test_env_vars.py",
         ),
         ci=True,
     ),
@@ -241,7 +245,16 @@ TARGETS = (
             "tests/injector/unit/test_annotations_unit.py",
             "tests/injector/unit/test_injector_bounds.py",
             "tests/injector/unit/test_file_annotations_unit.py",
+            "tests/injector/unit/test_env_vars.py",
         ),
+        ci=True,
+    ),
+    Target("contract/env_file.py", ("tests/unit/test_env_file_unit.py",), ci=True),
+    Target("injector/webhook/env_vars.py", ("tests/injector/unit/test_env_vars.py",), ci=True),
+    Target("injector/webhook/pod/env.py", ("tests/injector/unit/test_env_vars.py",), ci=True),
+    Target(
+        "sidecar/env_writer.py",
+        ("tests/sidecar/test_sidecar_env_file.py", "tests/sidecar/test_env_secrecy.py"),
         ci=True,
     ),
     Target(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from contract import Plan
 from contract.pod import REFRESH_COMMAND
 from sakura import SakuraConfig
-from sidecar import broker_client, config, record, termination, writer
+from sidecar import broker_client, config, env_writer, record, termination, writer
 from sidecar.errors import EXIT_INTERNAL, EXIT_OK, ConfigError, FetchError
 from sidecar.fetched import Values
 
@@ -34,6 +34,9 @@ def run(env: Mapping[str, str]) -> Values:
         values = _fetch_direct(plan, settings.source, settings.deadline)
     try:
         files = writer.contents(plan, values)
+        env_file = env_writer.contents(plan, values)
+        if env_file is not None:  # before the files: a pod with variables starts with them
+            env_writer.write(plan, env_file)
         name = writer.switch(plan.directory, files, uid=plan.uid, gid=plan.gid)
         now = datetime.now(UTC)
         described = record.loaded(plan, values, set_name=name, loaded_at=now)

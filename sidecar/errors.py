@@ -134,3 +134,10 @@ class WriteFailed(FetchError):
 
     exit_code = EXIT_WRITE
     label = "write failed"
+
+
+class EnvValueRefused(FetchError):
+    """A value the env file cannot hold (contract.env_file): a single quote, a NUL, too long."""
+
+    exit_code = EXIT_BAD_VALUE
+    label = "bad env value"

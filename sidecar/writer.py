@@ -50,7 +50,7 @@ def contents(plan: Plan, values: Values) -> list[FileContent]:
 def _content(spec: FileSpec, values: Values) -> FileContent:
     if spec.secret is None:
         return FileContent(spec.name, spec.mode, _render(spec, values).encode())
-    text = _value_of(spec.secret, values)
+    text = value_of(spec.secret, values)
     if spec.encoding is None:
         return FileContent(spec.name, spec.mode, text.encode())  # UTF-8
     return FileContent(spec.name, spec.mode, _decoded(spec.secret, spec.name, text))
@@ -68,7 +68,8 @@ def _decoded(ref: SecretRef, name: str, text: str) -> bytes:
         ) from None
 
 
-def _value_of(ref: SecretRef, values: Values) -> str:
+def value_of(ref: SecretRef, values: Values) -> str:
+    """The value `ref` names (one key of it with `#KEY`); raises BadKey."""
     value = values[ref.fetch].value
     if ref.key is None:
         return value

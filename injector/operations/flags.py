@@ -198,6 +198,17 @@ def settings_options(
         "render, which has no cluster, renders the plain one)",
         "auto",
     )
+    option(
+        parser,
+        env,
+        "--env-files",
+        "SAKURA_SECRETS_ENV_FILES",
+        "whether pods may get env-VAR variables (the kubelet reads them from an env file, "
+        "fileKeyRef): always; never, such pods are refused; auto, when the API server is 1.35+ "
+        "(serve asks it with --native-sidecars; render, which has no cluster, refuses them "
+        "unless --kubernetes-version says 1.35+)",
+        "auto",
+    )
 
 
 def settings_from_args(
@@ -222,6 +233,8 @@ def settings_from_args(
         raise UsageError(
             f"--native-sidecars {args.native_sidecars!r} must be one of {', '.join(MODES)}"
         )
+    if args.env_files not in MODES:
+        raise UsageError(f"--env-files {args.env_files!r} must be one of {', '.join(MODES)}")
     port = "" if args.broker_service_port == 443 else f":{args.broker_service_port}"
     broker_url = args.broker_url or f"https://{args.service}.{args.namespace}.svc{port}"
     try:
@@ -238,6 +251,7 @@ def settings_from_args(
             mesh_proxy_containers=_proxy_containers(args.mesh_proxy_containers),
             review_timeout=args.webhook_timeout,
             native_sidecars=args.native_sidecars == "always",  # auto: serve asks the cluster
+            env_files=args.env_files == "always",
         )
     except SettingsError as error:
         raise UsageError(str(error)) from None

@@ -30,10 +30,16 @@ log = logging.getLogger(__name__)
 def native_from_version(major: str, minor: str) -> bool:
     """True from 1.29 on. Managed clusters may append to the minor ("29+", GKE and EKS);
     ValueError when either part does not start with a number."""
+    return release_of(major, minor) >= FIRST_NATIVE
+
+
+def release_of(major: str, minor: str) -> tuple[int, int]:
+    """(major, minor) as numbers, whatever a managed cluster appends to the minor ("29+");
+    ValueError when either part does not start with a number."""
     numbers = [_LEADING_NUMBER.match(part.strip()) for part in (major, minor)]
     if numbers[0] is None or numbers[1] is None:
         raise ValueError(f"version {major!r}.{minor!r} is not MAJOR.MINOR")
-    return (int(numbers[0].group()), int(numbers[1].group())) >= FIRST_NATIVE
+    return (int(numbers[0].group()), int(numbers[1].group()))
 
 
 class NativeSidecars:
@@ -51,6 +57,9 @@ class NativeSidecars:
         self.native = False
         self.version: str | None = None
         """The last version read, e.g. "1.29+"; None until one was."""
+        self.release: tuple[int, int] | None = None
+        """The last version read as numbers, e.g. (1, 29): what other gates compare
+        (`injector.operations.env_files`); None until one was."""
         self._failing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,7 +71,8 @@ class NativeSidecars:
         """Read the version once; on failure keep the last answer (plain until one)."""
         try:
             major, minor = self.read_version()
-            native = native_from_version(major, minor)
+            release = release_of(major, minor)
+            native = release >= FIRST_NATIVE
         except Exception as exc:  # any failure: keep the shape pods get now
             if not self._failing:
                 log.warning(
@@ -81,7 +91,7 @@ class NativeSidecars:
             log.info(
                 "Kubernetes API server %s: the refresh container is %s", version, _shape(native)
             )
-        self.version, self.native = version, native
+        self.version, self.native, self.release = version, native, release
         return native
 
     def start(self) -> None:

@@ -158,6 +158,7 @@ def build_listeners(
     *,
     registry: CollectorRegistry = REGISTRY,
     native_sidecars: Callable[[], bool] | None = None,
+    env_files: Callable[[], bool] | None = None,
     drain: Drain | None = None,
 ) -> tuple[list[Listener], Sequence[Shutdown]]:
     """The production listeners and what to close at shutdown.
@@ -165,7 +166,8 @@ def build_listeners(
     The broker's real admission check goes to the webhook: there is no `serve` without the
     admission-time RBAC checks. The certificate-expiry gauge joins `registry`: once per
     process. `native_sidecars` (`--native-sidecars=auto`) decides the refresh container's
-    shape on each review instead of `settings`. `drain` makes /readyz fail from the first
+    shape on each review instead of `settings`, `env_files` (`--env-files=auto`) whether pods
+    may get variables. `drain` makes /readyz fail from the first
     signal on (`--shutdown-delay`).
     """
     webhook_tls = ReloadingTLS(files.cert, files.key, client_ca_file=files.webhook_client_ca)
@@ -189,6 +191,7 @@ def build_listeners(
         readiness=readiness,
         broker_ca=broker_ca,
         native_sidecars=native_sidecars,
+        env_files=env_files,
         registry=registry,
         events=broker.events,
         about=lambda: {"sakura": describe(broker.sakura.credentials, broker.sakura.authorizer)},

@@ -93,6 +93,7 @@ def create_apps(
     readiness: Sequence[Readiness] = (),
     broker_ca: BrokerCaFile | None = None,
     native_sidecars: Callable[[], bool] | None = None,
+    env_files: Callable[[], bool] | None = None,
     max_body_bytes: int = MAX_REVIEW_BYTES,
     registry: CollectorRegistry | None = None,
     events: EventRecorder | None = None,
@@ -108,7 +109,8 @@ def create_apps(
     `broker_ca`, when given, replaces `settings.broker_ca_pem` with the file's current
     content on each review, so pods admitted after a CA rotation trust the new CA;
     `native_sidecars`, when given, replaces `settings.native_sidecars` with its current
-    answer (`--native-sidecars=auto`, read from the API server's version). `events`, when
+    answer (`--native-sidecars=auto`, read from the API server's version), and `env_files`
+    `settings.env_files` likewise (`--env-files=auto`). `events`, when
     given, records an Event for each denial (`injector.serving.admission_log`). `about`, when
     given, adds its fields to every /readyz answer (the Sakura credentials in use, for `doctor`;
     never a secret).
@@ -123,8 +125,11 @@ def create_apps(
         last = built[-1]
         pem = last.broker_ca_pem if broker_ca is None else broker_ca.pem()
         native = last.native_sidecars if native_sidecars is None else native_sidecars()
-        if (pem, native) != (last.broker_ca_pem, last.native_sidecars):
-            built[-1] = dataclasses.replace(last, broker_ca_pem=pem, native_sidecars=native)
+        env = last.env_files if env_files is None else env_files()
+        if (pem, native, env) != (last.broker_ca_pem, last.native_sidecars, last.env_files):
+            built[-1] = dataclasses.replace(
+                last, broker_ca_pem=pem, native_sidecars=native, env_files=env
+            )
         return built[-1]
 
     async def mutate(request: Request) -> Response:

@@ -23,6 +23,7 @@ from contract import Plan
 from injector.webhook.annotations import Injection, parse_annotations
 from injector.webhook.checks import CheckOutcome
 from injector.webhook.decision import Decision, Injected, PodRef, ReasonCode, Refused, Skipped
+from injector.webhook.env_vars import check_env
 from injector.webhook.errors import Denied, MalformedReview
 from injector.webhook.files import check_plan_size, check_secret_count
 from injector.webhook.mutation import patch_operations
@@ -86,6 +87,9 @@ def prepare(document: Any, settings: WebhookSettings) -> Checked | Decision:
         check_targets(spec, options.containers)
         targets = target_containers(spec, options.containers, settings.mesh_proxy_containers)
         check_room(spec, targets, options.mount_path)
+        env_files = settings.env_files
+        env = (injection.env, injection.replace_env)
+        check_env(spec, targets, *env, mount_path=options.mount_path, env_files=env_files)
         owned_by = {"run_as_user": options.run_as_user, "run_as_group": options.run_as_group}
         check_owner(spec, targets, **owned_by)
         if injection.refresh_interval is not None and not settings.native_sidecars:

@@ -23,6 +23,7 @@ from contract.annotations import (
     MAX_NAME,
     MOUNT_PATH,
     PER_FILE,
+    PER_VARIABLE,
     PREFIX,
     REFRESH_INTERVAL,
     RUN_AS_GROUP,
@@ -35,10 +36,12 @@ from contract.annotations import (
     VAULT_ID,
     short_name,
 )
+from contract.env_file import EnvSpec
 from contract.plan import MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS
 from contract.plan import VAULT_ID as VAULT_ID_PATTERN
 from contract.pod import TOKEN_DIRECTORY
 from injector.webhook.container_resources import REFRESH, init_resources, refresh_resources
+from injector.webhook.env_vars import check_refresh_has_files, parse_env
 from injector.webhook.errors import Denied
 from injector.webhook.files import (
     MAX_FILES,
@@ -100,6 +103,10 @@ class Injection:
     options: PodOptions
     refresh_interval: int | None = None
     """Seconds between refreshes (`refresh-interval`); None: no refresh container."""
+    env: tuple[EnvSpec, ...] = ()
+    """The `env-VAR` variables of the target containers."""
+    replace_env: frozenset[str] = frozenset()
+    """The VARs that may replace a target container's own entry (`replace-env`)."""
 
     def plan(self, owner: Owner) -> Plan:
         """The complete plan, once the pod tells who owns the files.
@@ -119,6 +126,7 @@ class Injection:
             gid=owner.gid,
             mode=self.mode,
             refresh_interval=self.refresh_interval,
+            env=self.env,
         )
 
 
@@ -170,7 +178,9 @@ def _parse(ours: Mapping[str, str], settings: WebhookSettings) -> Injection:
     run_as_user = _identity(RUN_AS_USER, ours.get(RUN_AS_USER))
     run_as_group = _identity(RUN_AS_GROUP, ours.get(RUN_AS_GROUP))
     resources = init_resources(ours)
+    env, replace_env = parse_env(ours)
     files = parse_files(ours)
+    check_refresh_has_files(ours, bool(files))
     refresh_interval = _refresh_interval(ours.get(REFRESH_INTERVAL), files)
     refreshing = refresh_resources(ours) if refresh_interval is not None else REFRESH_DEFAULTS
     vault_id = _vault_id(ours.get(VAULT_ID), settings)
@@ -184,7 +194,7 @@ def _parse(ours: Mapping[str, str], settings: WebhookSettings) -> Injection:
         refresh_resources=refreshing,
         explicit_modes=explicit_modes(ours, files),
     )
-    return Injection(files, vault_id, mode, options, refresh_interval)
+    return Injection(files, vault_id, mode, options, refresh_interval, env, replace_env)
 
 
 def _refresh_interval(value: str | None, files: tuple[FileSpec, ...]) -> int | None:
@@ -240,7 +250,7 @@ def _check_total_size(annotations: Mapping[str, str]) -> None:
 
 
 def _check_known(key: str) -> None:
-    if key in FIXED:
+    if key in FIXED or key.startswith(PER_VARIABLE):  # a VAR is checked by `parse_env`
         return
     prefix = next((p for p in PER_FILE if key.startswith(p) and len(key) > len(p)), None)
     if prefix is not None:
@@ -257,7 +267,8 @@ def _check_known(key: str) -> None:
     raise Denied(
         f"annotation {key} is not a known annotation; {hint}known keys: "
         f"{', '.join(map(short_name, FIXED[:-2]))}, "
-        f"{', '.join(short_name(p) + 'FILE' for p in PER_FILE)}"
+        f"{', '.join(short_name(p) + 'FILE' for p in PER_FILE)}, "
+        f"{', '.join(short_name(p) + 'VAR' for p in PER_VARIABLE)}"
     )
 
 

@@ -21,6 +21,7 @@ from contract import (
     check_file_name,
 )
 from contract.annotations import (
+    ENV_VAR,
     FILE_MODE,
     FILE_MODE_OF,
     INJECT,
@@ -76,7 +77,7 @@ def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
                 analysis = TEMPLATES.analysis(value)
                 tokens_left -= _template_tokens(key, analysis, tokens_left)
                 sources[file] = (key, None, value, _template_refs(key, analysis))
-    if not sources:
+    if not sources and not any(k.startswith(ENV_VAR) for k in ours):
         raise Denied(
             f"annotation {INJECT} is 'true' but no file is requested; add "
             f'{SECRET_FILE}FILE: "NAME" (or {short_name(TEMPLATE_FILE)}FILE) for each file to write'
@@ -136,6 +137,12 @@ def check_plan_size(plan: Plan, annotations: Mapping[str, str]) -> None:
     size = len(plan.to_json())
     if size <= MAX_PLAN_BYTES:
         return
+    if not plan.files:  # variables only
+        raise Denied(
+            f"annotations {ENV_VAR}*: the pod's {len(plan.env)} variables make a plan of {size} "
+            f"bytes, more than the {MAX_PLAN_BYTES} (127 KiB) the init container's environment "
+            "can carry; set fewer variables per pod"
+        )
     largest = max(plan.files, key=_source_size)
     prefix = SECRET_FILE if largest.secret is not None else TEMPLATE_FILE
     file = key_files(annotations).get(largest.name, largest.name)

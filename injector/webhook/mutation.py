@@ -19,6 +19,7 @@ from contract import Broker, Plan
 from contract.annotations import STATUS, STATUS_INJECTED, STATUS_WARNINGS
 from contract.pod import DEFAULT_CONTAINER
 from injector.webhook.annotations import PodOptions
+from injector.webhook.pod.env import env_operations, env_volume
 from injector.webhook.pod.init_container import init_container
 from injector.webhook.pod.mounts import read_only_mount
 from injector.webhook.pod.refresh_container import refresh_container
@@ -82,6 +83,8 @@ def patch_operations(
     volumes = [secrets_volume(settings.volume_size_limit)]
     if isinstance(plan.mode, Broker):
         volumes.append(token_volume())
+    if plan.env:
+        volumes.append(env_volume())
     operations += _append("/spec/volumes", spec.get("volumes"), volumes)
 
     existing = spec.get("initContainers")
@@ -96,6 +99,7 @@ def patch_operations(
             path = f"/spec/containers/{index}/volumeMounts"
             mount = read_only_mount(options.mount_path)
             operations += _append(path, container.get("volumeMounts"), [mount])
+    operations += env_operations(spec, plan, targets)
     operations += [_add("/spec/containers/-", c) for c in refresh]  # after the app's
     return operations
 

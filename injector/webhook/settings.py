@@ -48,6 +48,9 @@ class WebhookSettings:
     """The refresh container's shape: True, a native sidecar (an init container with
     `restartPolicy: Always`, Kubernetes 1.29+); False, a plain container, and pods that must
     terminate cannot refresh. Decided outside the core (`--native-sidecars`, docs/webhook.md)."""
+    env_files: bool = False
+    """Whether the API server and kubelets take `fileKeyRef` variables (Kubernetes 1.35+): False
+    refuses pods with `env-VAR` annotations. Decided outside the core (`--env-files`)."""
 
     def __post_init__(self) -> None:
         if not self.image.strip():

@@ -107,7 +107,8 @@ def test_file_names_must_be_plain(name: str) -> None:
 
 def test_plan_rules() -> None:
     assert refusal(plan, (), "/s") == (
-        "the plan names no file; add a secret-FILE or template-FILE annotation"
+        "the plan names no file and no variable; add a secret-FILE, template-FILE "
+        "or env-VAR annotation"
     )
     assert refusal(plan, (DB, DB), "/s") == "file 'db' is written twice; give each file one source"
     assert refusal(plan, (DB,), "/s", vault_id="12") == "vault id '12' is not 12 digits"
@@ -165,11 +166,11 @@ def test_json_refusals() -> None:
         "the plan is not JSON (Expecting property name enclosed in double quotes at 1)"
     )
     assert refusal(Plan.from_json, "[]") == "the plan must be a JSON object"
-    assert refusal(Plan.from_json, '{"format": 3}') == (
-        "plan format 3 is not 1 or 2; run the init image that matches the injector"
+    assert refusal(Plan.from_json, '{"format": 4}') == (
+        "plan format 4 is not 1, 2 or 3; run the init image that matches the injector"
     )
     assert refusal(Plan.from_json, "{}") == (
-        "plan format None is not 1 or 2; run the init image that matches the injector"
+        "plan format None is not 1, 2 or 3; run the init image that matches the injector"
     )
     assert refusal(Plan.from_json, '{"format": 1}') == "the plan is malformed: KeyError('files')"
     bad_file = '{"format": 1, "directory": "/s", "files": [{"name": "a", "mode": 1}]}'

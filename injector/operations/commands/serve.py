@@ -17,6 +17,7 @@ from typing import Any
 from contract.broker import SECRETS_PATH
 from injector.broker.cache import CacheSettings
 from injector.broker.tuning import BrokerTuning
+from injector.operations.env_files import EnvFiles
 from injector.operations.errors import UsageError
 from injector.operations.flags import (
     configure_logging,
@@ -187,11 +188,13 @@ def listeners_from_args(
     )
     broker = build_broker(sakura_config, kube_api_client=kube, tuning=tuning, credentials=key_files)
     ports = Ports(args.port, args.broker_port, args.probe_port)
-    watch = native_sidecars_from_args(args, kube)
+    watch = version_watch_from_args(args, kube)
     if watch is None:
         return build_listeners(settings, broker, files, ports, drain=drain)
+    native = watch if args.native_sidecars == "auto" else None
+    env_files = EnvFiles(watch) if args.env_files == "auto" else None
     listeners, shutdown = build_listeners(
-        settings, broker, files, ports, native_sidecars=watch, drain=drain
+        settings, broker, files, ports, native_sidecars=native, env_files=env_files, drain=drain
     )
     return listeners, (*shutdown, watch.aclose)
 
@@ -203,6 +206,18 @@ def native_sidecars_from_args(args: argparse.Namespace, kube: Any) -> NativeSide
 
     if args.native_sidecars != "auto":
         return None
+    watch = NativeSidecars(lambda: server_version(kube))
+    watch.start()
+    return watch
+
+
+def version_watch_from_args(args: argparse.Namespace, kube: Any) -> NativeSidecars | None:
+    """The API server's version, read now and on a timer (started), when `--native-sidecars`
+    or `--env-files` is auto (one read answers both); else None."""
+    if args.env_files != "auto":
+        return native_sidecars_from_args(args, kube)
+    from injector.kube import server_version
+
     watch = NativeSidecars(lambda: server_version(kube))
     watch.start()
     return watch

@@ -10,6 +10,7 @@ plain app container (`pod_checks.check_plain_refresh` refuses pods that must ter
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from contract import Plan
@@ -22,8 +23,12 @@ from injector.webhook.settings import WebhookSettings
 def refresh_container(
     plan: Plan, resources: Resources, settings: WebhookSettings
 ) -> dict[str, Any]:
-    """The refresh container, native sidecar or plain by `settings.native_sidecars`."""
-    container = our_container(REFRESH_CONTAINER, REFRESH_COMMAND, plan, resources, settings)
+    """The refresh container, native sidecar or plain by `settings.native_sidecars`.
+
+    Its plan has no variables: a running process keeps its environment, so the refresh reads
+    only the files' secrets (and its record then lists only those)."""
+    files_only = dataclasses.replace(plan, env=()) if plan.env else plan
+    container = our_container(REFRESH_CONTAINER, REFRESH_COMMAND, files_only, resources, settings)
     if settings.native_sidecars:
         container["restartPolicy"] = "Always"
     return container

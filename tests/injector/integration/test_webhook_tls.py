@@ -461,3 +461,23 @@ def test_metrics_count_reviews_by_outcome_reason_and_namespace_and_name_no_secre
     # the namespace is a label (namespaces are not secret); no pod, secret or vault is
     for name in ("forbidden-secret", "db-password", "api-keys", '"web"', "110000000001"):
         assert name not in scrape.text
+
+
+def test_env_variables_follow_the_env_files_answer(
+    settings: WebhookSettings, tls: ReloadingTLS, ca: KeyPair
+) -> None:
+    """`serve --env-files=auto` hands the app its answer (the API server's version is 1.35+),
+    asked on each review: refused before, `fileKeyRef` entries after."""
+    answer = [False]
+    apps = create_apps(settings, check=RecordingCheck(), env_files=lambda: answer[0])
+    with_env = pod({"sakura-secrets.io/env-DB_PASSWORD": "db"})
+    with serving(apps, tls) as url, client_for(ca) as client:
+        before = mutate(client, url.webhook, admission_review(with_env))
+        answer[0] = True
+        after = mutate(client, url.webhook, admission_review(with_env))
+    assert before["allowed"] is False
+    assert "need Kubernetes 1.35 or later" in before["status"]["message"]
+    assert after["allowed"] is True
+    spec = jsonpatch.apply_patch(with_env, json.loads(base64.b64decode(after["patch"])))["spec"]
+    (entry,) = spec["containers"][0]["env"]
+    assert entry["valueFrom"]["fileKeyRef"]["key"] == "DB_PASSWORD"

@@ -20,8 +20,8 @@ KNOWN = (
     "known keys: inject, vault-id, mount-path, containers, file-mode, run-as-user, "
     "run-as-group, init-first, refresh-interval, credentials-secret, cpu-request, cpu-limit, "
     "memory-request, memory-limit, refresh-cpu-request, refresh-cpu-limit, "
-    "refresh-memory-request, refresh-memory-limit, secret-FILE, template-FILE, file-mode-FILE, "
-    "encoding-FILE, file-name-FILE"
+    "refresh-memory-request, refresh-memory-limit, replace-env, secret-FILE, template-FILE, "
+    "file-mode-FILE, encoding-FILE, file-name-FILE, env-VAR"
 )
 MOUNT_FIX = "write an absolute directory such as /sakura/secrets"
 
