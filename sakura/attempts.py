@@ -26,6 +26,7 @@ from sakura.config import SakuraConfig
 from sakura.credentials import Credentials, CredentialSource
 from sakura.errors import Crowded, NotFoundKind, SakuraError, Throttled, Unavailable, with_note
 from sakura.ratelimit import RateLimiter, Tenant
+from sakura.reads import Read
 from sakura.retry import Backoff, is_retryable_status, parse_retry_after
 from sakura.statuses import error_for
 
@@ -230,6 +231,19 @@ class CallLoop:
             )
             if not held_off:
                 yield Sleep(delay)
+
+    def reading(self, read: Read, tenant: Tenant = None) -> Attempts:
+        """The attempts of one of the two reads (safe to retry)."""
+        return self.attempts(
+            read.method,
+            read.path,
+            read.what,
+            json=read.json,
+            retry=True,
+            missing=read.missing,
+            vault_id=read.vault_id,
+            tenant=tenant,
+        )
 
     def bearer_values(self) -> tuple[str, ...]:
         """Every Bearer token held, for scrubbing messages: none with an API key."""

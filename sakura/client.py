@@ -14,17 +14,16 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
 
 import httpx
 
 from sakura import reads, wire
-from sakura.attempts import HEADERS, Acquire, Authorize, CallLoop, Send, Step, tls
+from sakura.attempts import HEADERS, Acquire, Attempts, Authorize, CallLoop, Send, Step, tls
 from sakura.authorizer import FORM, Authorization, Authorizer, GrantCredentials
 from sakura.bearer import BearerToken, parse_token_answer
 from sakura.config import SakuraConfig
 from sakura.credentials import CredentialSource, FixedCredentials, configured_credentials
-from sakura.errors import BadResponse, Crowded, NotFound, NotFoundKind, SakuraError
+from sakura.errors import BadResponse, Crowded, NotFound, SakuraError
 from sakura.ratelimit import RateLimiter, Tenant
 from sakura.reader import SecretInfo, Unveiled, VaultInfo
 from sakura.retry import Backoff
@@ -119,8 +118,8 @@ class SakuraClient(CallLoop):
 
     async def list_vaults(self) -> list[VaultInfo]:
         what = "listing vaults"
-        response = await self._call(
-            "GET", "/secretmanager/vaults", what, retry=True, missing=("vault", "")
+        response = await self._drive(
+            self.attempts("GET", "/secretmanager/vaults", what, retry=True, missing=("vault", ""))
         )
         items = wire.field_of(wire.json_object(response, what), "Vaults", list, what, 200)
         result = []
@@ -146,15 +145,17 @@ class SakuraClient(CallLoop):
         what = f"creating a version of secret {name!r} in vault {vault_id}"
         path = f"/secretmanager/vaults/{reads.segment(vault_id)}/secrets"
         body = {"Secret": {"Name": name, "Value": value}}
-        response = await self._call(
-            "POST",
-            path,
-            what,
-            json=body,
-            retry=False,
-            missing=("vault", vault_id),
-            vault_id=vault_id,
-            sensitive=value,
+        response = await self._drive(
+            self.attempts(
+                "POST",
+                path,
+                what,
+                json=body,
+                retry=False,
+                missing=("vault", vault_id),
+                vault_id=vault_id,
+                sensitive=value,
+            )
         )
         data = wire.json_object(response, what)
         secret = data.get("Secret")
@@ -167,57 +168,25 @@ class SakuraClient(CallLoop):
         """Delete a secret with all its versions. Not retried (a retry would see 404)."""
         what = f"deleting secret {name!r} from vault {vault_id}"
         path = f"/secretmanager/vaults/{reads.segment(vault_id)}/secrets"
-        await self._call(
-            "DELETE",
-            path,
-            what,
-            json={"Secret": {"Name": name}},
-            retry=False,
-            missing=("secret", name),
-            vault_id=vault_id,
+        await self._drive(
+            self.attempts(
+                "DELETE",
+                path,
+                what,
+                json={"Secret": {"Name": name}},
+                retry=False,
+                missing=("secret", name),
+                vault_id=vault_id,
+            )
         )
 
     # -- the request loop ---------------------------------------------------------------
 
     async def _read(self, read: reads.Read, tenant: Tenant) -> httpx.Response:
-        return await self._call(
-            read.method,
-            read.path,
-            read.what,
-            json=read.json,
-            retry=True,
-            missing=read.missing,
-            vault_id=read.vault_id,
-            tenant=tenant,
-        )
+        return await self._drive(self.reading(read, tenant))
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        json: Any = None,
-        retry: bool,
-        missing: tuple[NotFoundKind, str],
-        vault_id: str | None = None,
-        sensitive: str = "",
-        tenant: Tenant = None,
-        form: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """Drive the call's attempts (sakura/attempts.py) on the event loop."""
-        steps = self.attempts(
-            method,
-            path,
-            what,
-            json=json,
-            retry=retry,
-            missing=missing,
-            vault_id=vault_id,
-            sensitive=sensitive,
-            tenant=tenant,
-            form=form,
-        )
+    async def _drive(self, steps: Attempts) -> httpx.Response:
+        """Perform a call's steps (sakura/attempts.py) on the event loop."""
         outcome: object = None
         while True:
             try:
@@ -264,13 +233,15 @@ class SakuraClient(CallLoop):
         """Buy a Bearer token with `key`'s signed grant: a Sakura call like any other."""
         what = f"getting a token for service principal key {key.fingerprint}"
         try:
-            response = await self._call(
-                "POST",
-                key.token_endpoint,
-                what,
-                form=key.grant(time.time()),
-                retry=True,
-                missing=("vault", ""),
+            response = await self._drive(
+                self.attempts(
+                    "POST",
+                    key.token_endpoint,
+                    what,
+                    form=key.grant(time.time()),
+                    retry=True,
+                    missing=("vault", ""),
+                )
             )
             token = parse_token_answer(wire.json_object(response, what), time.time())
         except SakuraError as error:

@@ -106,15 +106,8 @@ class SyncReader(CallLoop):
         return reads.listed(self._read(read), read)
 
     def _read(self, read: reads.Read) -> httpx.Response:
-        steps = self.attempts(
-            read.method,
-            read.path,
-            read.what,
-            json=read.json,
-            retry=True,
-            missing=read.missing,
-            vault_id=read.vault_id,
-        )
+        """Perform the read's steps (sakura/attempts.py) with blocking calls."""
+        steps = self.reading(read)
         outcome: object = None
         while True:
             try:

@@ -22,6 +22,7 @@ from support.sakura_kit import (
     TOKEN,
     VAULT,
     MakeClient,
+    tls_files,
 )
 
 from emulator import Emulator, Fault, run_in_thread
@@ -378,14 +379,9 @@ async def test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted(
     emu: Emulator, tmp_path: Path
 ) -> None:
     """The emulator over TLS with a private CA: refused by default, read with `verify=<CA>`."""
-    from injector.operations.certs import generate_ca, issue_serving_cert
     from sakura import SakuraClient, SakuraConfig
 
-    ca = generate_ca("sakura-test-ca")
-    leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
-    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
-    (tmp_path / "tls.crt").write_bytes(leaf.cert_pem)
-    (tmp_path / "tls.key").write_bytes(leaf.key_pem)
+    tls_files(tmp_path)
     with run_in_thread(
         emu, ssl_certfile=str(tmp_path / "tls.crt"), ssl_keyfile=str(tmp_path / "tls.key")
     ) as url:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from support.clock import HandClock
-from support.sakura_kit import API_JSON, DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN
+from support.sakura_kit import API_JSON, DB_PASSWORD_V1, DB_PASSWORD_V2, SECRET, TOKEN, tls_files
 from support.values import VAULT
 
 from emulator import Emulator, run_in_thread
@@ -205,13 +205,7 @@ def test_the_defaults_are_the_async_clients() -> None:
 def test_tls_is_verified_by_default_and_a_ca_bundle_file_is_trusted(
     emu: Emulator, tmp_path: Path
 ) -> None:
-    from injector.operations.certs import generate_ca, issue_serving_cert
-
-    ca = generate_ca("sakura-test-ca")
-    leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
-    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
-    (tmp_path / "tls.crt").write_bytes(leaf.cert_pem)
-    (tmp_path / "tls.key").write_bytes(leaf.key_pem)
+    tls_files(tmp_path)
     served = run_in_thread(
         emu, ssl_certfile=str(tmp_path / "tls.crt"), ssl_keyfile=str(tmp_path / "tls.key")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,3 +68,16 @@ def make_client(url: str) -> MakeClient:
         return SakuraClient(SakuraConfig(token, secret, base_url=base), **kwargs)
 
     return make
+
+
+def tls_files(directory: Path) -> Path:
+    """A private CA and a serving certificate for 127.0.0.1 in `directory` (ca.crt, tls.crt,
+    tls.key): the emulator over TLS, which a client trusts only with `verify=<ca.crt>`."""
+    from injector.operations.certs import generate_ca, issue_serving_cert
+
+    ca = generate_ca("sakura-test-ca")
+    leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
+    (directory / "ca.crt").write_bytes(ca.cert_pem)
+    (directory / "tls.crt").write_bytes(leaf.cert_pem)
+    (directory / "tls.key").write_bytes(leaf.key_pem)
+    return directory
