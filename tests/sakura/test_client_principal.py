@@ -176,3 +176,23 @@ async def test_a_secret_manager_answer_never_carries_the_assertion(url: str) -> 
     assert "authorization" not in exchange.headers
     assert unveil.headers["authorization"].startswith("Bearer ")
     assert b"assertion" not in unveil.content
+
+
+async def test_a_token_refused_again_after_its_renewal_is_the_callers_401() -> None:
+    """Secret Manager refuses every token (a principal without rights on the vault, say): the
+    client renews once per call, then reports the 401 instead of buying tokens forever."""
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == PATH:
+            sent.append("token")
+            token = f"tok-{len(sent)}"
+            return httpx.Response(200, json={"access_token": token, "expires_in": 3600})
+        sent.append(request.headers["Authorization"])
+        return httpx.Response(401, json={"message": "token not accepted"})
+
+    base = "http://sakura.invalid"
+    async with client(base, transport=httpx.MockTransport(answer), max_retries=0) as sakura:
+        with pytest.raises(Unauthorized):
+            await sakura.unveil(VAULT, "db")
+    assert sent == ["token", "Bearer tok-1", "token", "Bearer tok-3"]
