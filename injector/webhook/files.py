@@ -79,8 +79,9 @@ def parse_files(ours: Mapping[str, str]) -> tuple[FileSpec, ...]:
                 sources[file] = (key, None, value, _template_refs(key, analysis))
     if not sources and not any(k.startswith(ENV_VAR) for k in ours):
         raise Denied(
-            f"annotation {INJECT} is 'true' but no file is requested; add "
-            f'{SECRET_FILE}FILE: "NAME" (or {short_name(TEMPLATE_FILE)}FILE) for each file to write'
+            f"annotation {INJECT} is 'true' but no file or variable is requested; add "
+            f'{SECRET_FILE}FILE: "NAME" (or {short_name(TEMPLATE_FILE)}FILE) for each file to '
+            f'write, or {short_name(ENV_VAR)}VAR: "NAME" for each environment variable'
         )
     default_mode = _mode(FILE_MODE, ours.get(FILE_MODE), DEFAULT_FILE_MODE)
     for key in ours:

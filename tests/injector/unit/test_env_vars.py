@@ -307,3 +307,13 @@ async def test_variables_alone_that_overflow_the_plan_are_denied() -> None:
         "bytes, more than the 130048 (127 KiB) the init container's environment can carry; set "
         "fewer variables per pod"
     )
+
+
+async def test_a_pod_that_asks_for_nothing_is_told_of_files_and_variables() -> None:
+    obj = pod(inject=True)
+    del obj["metadata"]["annotations"][f"{P}secret-db-password"]
+    assert await _message(obj) == (
+        f"annotation {P}inject is 'true' but no file or variable is requested; add "
+        f'{P}secret-FILE: "NAME" (or template-FILE) for each file to write, or env-VAR: "NAME" '
+        "for each environment variable"
+    )
