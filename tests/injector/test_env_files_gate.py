@@ -7,13 +7,12 @@ server, where `auto` refuses them.
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client as k8s
+from support.cli_kit import Versions, run_injector
 
 from injector.kube import api_client
 from injector.operations.cli import build_parser
@@ -56,16 +55,6 @@ def test_env_files_from_1_35(major: str, minor: str, allowed: bool) -> None:
     assert env_files_from_version(major, minor) is allowed
 
 
-class Versions:
-    def __init__(self, answer: tuple[str, str] | Exception) -> None:
-        self.answer = answer
-
-    def __call__(self) -> tuple[str, str]:
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
-
-
 def test_the_answer_follows_the_watch_s_reads_both_ways() -> None:
     versions = Versions(TimeoutError("no answer"))
     watch = NativeSidecars(versions)
@@ -103,16 +92,7 @@ def test_the_flag_auto_always_never_and_its_environment_variable() -> None:
 
 
 def _render(*flags: str) -> subprocess.CompletedProcess[str]:
-    root = Path(__file__).resolve().parents[2]
-    return subprocess.run(
-        [sys.executable, "-m", "injector", "render", "-f", "-", *flags],
-        cwd=root,
-        input=ENV_POD,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
-    )
+    return run_injector("render", "-f", "-", *flags, stdin=ENV_POD)
 
 
 def test_render_shows_both_outcomes_by_kubernetes_version() -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli_kit import run_injector
 
 from injector.operations.cli import build_parser
 from injector.operations.commands.serve import (
@@ -35,16 +34,7 @@ spec:
 """
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "injector", *args],
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
+run = run_injector
 
 
 def test_environment_supplies_defaults_and_flags_win() -> None:

@@ -11,13 +11,10 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonpatch
@@ -26,6 +23,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from support.admission_harness import P, pod, run, settings
+from support.cli_kit import Versions, run_injector
 
 from injector.kube import api_client, server_version
 from injector.operations.cli import build_parser
@@ -64,20 +62,6 @@ def test_native_sidecars_from_1_29_whatever_a_managed_cluster_appends(
 def test_a_version_that_is_not_numbers_is_refused(major: str, minor: str) -> None:
     with pytest.raises(ValueError, match=r"is not MAJOR\.MINOR"):
         native_from_version(major, minor)
-
-
-class Versions:
-    """Answers what the test sets, counting the reads; raises when told to."""
-
-    def __init__(self, answer: tuple[str, str] | Exception) -> None:
-        self.answer = answer
-        self.reads = 0
-
-    def __call__(self) -> tuple[str, str]:
-        self.reads += 1
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
 
 
 def test_unreadable_at_start_up_is_the_plain_shape_said_in_the_log(
@@ -279,16 +263,7 @@ spec:
 def test_render_previews_the_plain_shape_unless_told_native(
     flags: tuple[str, ...], native: bool
 ) -> None:
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-m", "injector", "render", "-f", "-", *flags],
-        cwd=root,
-        input=REFRESHING_POD,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
-    )
+    result = run_injector("render", "-f", "-", *flags, stdin=REFRESHING_POD)
     assert result.returncode == 0, result.stderr
     spec = yaml.safe_load(result.stdout)["spec"]  # the `# warning:` lines are comments
     init = [c["name"] for c in spec["initContainers"]]
