@@ -40,6 +40,13 @@ HEADERS = {
 }
 """What the SDK sends with every request."""
 
+DEADLINE = 30.0
+"""Seconds one call may take, its retries included (both shells' default)."""
+TIMEOUT = 10.0
+"""Seconds one attempt may wait for each read of the answer."""
+MAX_RETRIES = 6
+"""Attempts after the first, the SDK's."""
+
 log = logging.getLogger("sakura.client")
 
 

@@ -18,7 +18,19 @@ from types import TracebackType
 import httpx
 
 from sakura import reads, wire
-from sakura.attempts import HEADERS, Acquire, Attempts, Authorize, CallLoop, Send, Step, tls
+from sakura.attempts import (
+    DEADLINE,
+    HEADERS,
+    MAX_RETRIES,
+    TIMEOUT,
+    Acquire,
+    Attempts,
+    Authorize,
+    CallLoop,
+    Send,
+    Step,
+    tls,
+)
 from sakura.authorizer import FORM, Authorization, Authorizer, GrantCredentials
 from sakura.bearer import BearerToken, parse_token_answer
 from sakura.config import SakuraConfig
@@ -39,9 +51,9 @@ class SakuraClient(CallLoop):
         *,
         credentials: CredentialSource | None = None,
         limiter: RateLimiter | None = None,
-        deadline: float = 30.0,
-        timeout: float = 10.0,
-        max_retries: int = 6,
+        deadline: float = DEADLINE,
+        timeout: float = TIMEOUT,
+        max_retries: int = MAX_RETRIES,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
         backoff: Backoff | None = None,

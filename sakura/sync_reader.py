@@ -18,7 +18,18 @@ from types import TracebackType
 import httpx
 
 from sakura import reads
-from sakura.attempts import HEADERS, Acquire, Authorize, CallLoop, Send, Step, tls
+from sakura.attempts import (
+    DEADLINE,
+    HEADERS,
+    MAX_RETRIES,
+    TIMEOUT,
+    Acquire,
+    Authorize,
+    CallLoop,
+    Send,
+    Step,
+    tls,
+)
 from sakura.authorizer import Authorization
 from sakura.config import SakuraConfig
 from sakura.credentials import ApiKey, FixedCredentials
@@ -38,9 +49,9 @@ class SyncReader(CallLoop):
         config: SakuraConfig,
         *,
         limiter: RateLimiter,
-        deadline: float = 30.0,
-        timeout: float = 10.0,
-        max_retries: int = 6,
+        deadline: float = DEADLINE,
+        timeout: float = TIMEOUT,
+        max_retries: int = MAX_RETRIES,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
         backoff: Backoff | None = None,
