@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
+
+import orjson
 
 from injector.webhook.admission import API_VERSION
 from injector.webhook.decision import Decision, Injected, PodRef, ReasonCode, Refused, Skipped
@@ -21,8 +22,7 @@ def admission_review(decision: Decision) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": decision.uid}
     match decision:
         case Injected(patch=patch):
-            text = json.dumps(list(patch), separators=(",", ":"))
-            encoded = base64.b64encode(text.encode()).decode()
+            encoded = base64.b64encode(orjson.dumps(list(patch))).decode()
             response.update(allowed=True, patchType="JSONPatch", patch=encoded)
         case Skipped():
             response["allowed"] = True

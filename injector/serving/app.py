@@ -21,7 +21,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -155,7 +157,7 @@ def create_apps(
             failure = internal_failure(*_claimed(body))
             log_failure(failure.uid, failure.pod.namespace, time.perf_counter() - started)
             metrics.failed(failure.pod.namespace, time.perf_counter() - started)
-            return JSONResponse(admission_review(failure))
+            return _answer(admission_review(failure))
         seconds = time.perf_counter() - started
         metrics.observe(decision, seconds)
         log_decision(decision, seconds)
@@ -163,7 +165,7 @@ def create_apps(
             occurrence = denial_event(decision)
             if occurrence is not None:
                 events.record(occurrence)
-        return JSONResponse(admission_review(decision))
+        return _answer(admission_review(decision))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -209,3 +211,7 @@ def _claimed(body: bytes) -> tuple[str, str]:
     except MalformedReview:
         return "", ""
     return claimed.uid, claimed.namespace
+
+
+def _answer(review: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(review), media_type="application/json")

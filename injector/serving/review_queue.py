@@ -14,12 +14,13 @@ instead of waiting (docs/webhook.md, "Admission queue" and "Bounds").
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
+
+import orjson
 
 from injector.fair_queue import FairQueue, Overloaded
 from injector.serving.metrics import SHED_CODE
@@ -148,36 +149,68 @@ def read_review(body: bytes) -> Any:
     """The body as JSON, once the screen passed it; raises MalformedReview."""
     _screen(body)
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise MalformedReview(f"the body is not JSON: {exc}") from None
 
 
 _TOO_DEEP = f"the body is nested more than {MAX_DEPTH} levels deep; it is not a pod's review"
 _TOO_MANY = f"the body has more than {MAX_VALUES} JSON values; it is not a pod's review"
-_DEPTH_STEP = [1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256)]
 _ESCAPES = re.compile(rb'\\[\\"]')
 """An escaped backslash or quote; one left-to-right pass pairs a run of backslashes as JSON
 does (two `bytes.replace` passes did the same at a fifth of the speed)."""
 _NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{},')
+_NESTING = bytes.maketrans(b"[]{}", b"()()")
+PASSES_UP_TO = 16 * 1024
+"""The largest structure (brackets only) `_too_deep` cuts in passes: a pod's review has a few
+KiB; 190 KiB of brackets 63 deep took 36 ms in passes against 8 ms walked."""
+_NESTING_STEP = [1 if c == ord("(") else -1 if c == ord(")") else 0 for c in range(256)]
 
 
 def _screen(body: bytes) -> None:
     """Refuse a body with too many values or too deep a nesting before `json.loads` builds it.
 
-    Bytes-level and C-speed (counts, one regex pass, translates, splits; a few ms for 3 MiB):
+    Bytes-level and C-speed (counts, one regex pass, translates, replaces; a few ms for 3 MiB):
     escaped backslashes and quotes are cut out, then every byte but quotes, brackets and commas,
-    then the text between quotes; what is left is the document's structure, whose commas and
-    openers bound its values and whose brackets give its depth. The quote count is bounded
-    first, so the cut makes few pieces.
+    then the strings: first those left empty (most of them: two quotes side by side, whether
+    a string's own or the end of one and the start of the next, never hold structure between
+    them), then the few that hold brackets or commas. What is left is the document's
+    structure, whose commas and openers bound its values and whose brackets give its depth.
+    The quote count is bounded first, so the cut makes few pieces.
     """
-    if body.count(b'"') > 4 * MAX_VALUES:  # every value has at most a key and a string
-        raise MalformedReview(_TOO_MANY)
-    kept = _ESCAPES.sub(b"", body).translate(None, _NOT_STRUCTURE)
-    structure = b"".join(kept.split(b'"')[::2])
+    if len(body) > 4 * MAX_VALUES and body.count(b'"') > 4 * MAX_VALUES:
+        raise MalformedReview(_TOO_MANY)  # every value has at most a key and a string
+    if b"\\" in body:
+        body = _ESCAPES.sub(b"", body)
+    structure = body.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in structure:
+        structure = b"".join(structure.split(b'"')[::2])
     openers = structure.count(b"[") + structure.count(b"{")
     if structure.count(b",") + openers >= MAX_VALUES:
         raise MalformedReview(_TOO_MANY)
-    brackets = structure.translate(None, b",")
-    if max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH:
+    if _too_deep(structure.translate(_NESTING, b",")):
         raise MalformedReview(_TOO_DEEP)
+
+
+def _too_deep(nesting: bytes) -> bool:
+    """Whether brackets (`(` and `)` for either kind) open more than MAX_DEPTH deep.
+
+    Each pass cuts every innermost pair, so a balanced structure is gone after as many passes
+    as it is deep (a pod's review: about 15), and a pair still there after MAX_DEPTH passes
+    sits below that many others. What is unbalanced (not JSON anyway) is walked, so its
+    refusal reads as before; so is a structure larger than PASSES_UP_TO, where the passes
+    would cost more than the walk.
+    """
+    if len(nesting) > PASSES_UP_TO:
+        return _walked_depth(nesting) > MAX_DEPTH
+    left = nesting
+    for _ in range(MAX_DEPTH):
+        inner = left.replace(b"()", b"")
+        if len(inner) == len(left):  # nothing left, or unbalanced
+            return bool(left) and _walked_depth(nesting) > MAX_DEPTH
+        left = inner
+    return b"()" in left or (bool(left) and _walked_depth(nesting) > MAX_DEPTH)
+
+
+def _walked_depth(nesting: bytes) -> int:
+    return max(accumulate(map(_NESTING_STEP.__getitem__, nesting)), default=0)

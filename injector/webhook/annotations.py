@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -107,13 +108,31 @@ class Injection:
     """The `env-VAR` variables of the target containers."""
     replace_env: frozenset[str] = frozenset()
     """The VARs that may replace a target container's own entry (`replace-env`)."""
+    _plans: dict[tuple[int, int, int | None], Plan] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """The plans made for each owner, remembered with the parse (`PARSED`): a Deployment's
+    pods share their owner too, so the plan, its JSON and its secrets are made once (at most
+    PLANS_PER_INJECTION owners, the oldest forgotten first)."""
 
     def plan(self, owner: Owner) -> Plan:
         """The complete plan, once the pod tells who owns the files.
 
         The owner's `file_mode`, when it has one, is the mode of every file whose mode no
-        annotation sets (`PodOptions.explicit_modes`).
+        annotation sets (`PodOptions.explicit_modes`). Plans are immutable, so every pod of
+        the same annotations and owner gets the same one.
         """
+        key = (owner.uid, owner.gid, owner.file_mode)
+        known = self._plans.get(key)
+        if known is None:
+            known = self._make_plan(owner)
+            with _PLANS_LOCK:  # the admission thread and the loop may both prepare
+                self._plans[key] = known
+                if len(self._plans) > PLANS_PER_INJECTION:
+                    del self._plans[next(iter(self._plans))]
+        return known
+
+    def _make_plan(self, owner: Owner) -> Plan:
         files = self.files
         if owner.file_mode is not None:
             mode, kept = owner.file_mode, self.options.explicit_modes
@@ -129,6 +148,11 @@ class Injection:
             env=self.env,
         )
 
+
+_PLANS_LOCK = threading.Lock()
+PLANS_PER_INJECTION = 8
+"""Owners whose plans one parse remembers: a rollout has one; a tenant that varies its pods'
+`runAsUser` gets fresh plans, not a growing table."""
 
 PARSED = TextMemo[Injection](entries=256, chars=4 * 1024 * 1024)
 """The parse of each distinct set of our annotations (and default vault), remembered: a

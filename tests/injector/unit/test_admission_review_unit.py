@@ -95,14 +95,12 @@ WRONG_VERSION = (
     "apiVersion {version!r}; set admissionReviewVersions: [v1] in the webhook configuration"
 )
 
+NOT_JSON = "the body is not JSON: "
 RAW: dict[str, tuple[bytes, str]] = {
-    "empty": (b"", "the body is not JSON: Expecting value: line 1 column 1 (char 0)"),
-    "text": (b"not json", "the body is not JSON: Expecting value: line 1 column 1 (char 0)"),
-    "not utf-8": (
-        b'{"a": "\xff"}',
-        "the body is not JSON: 'utf-8' codec can't decode byte 0xff in position 7: "
-        "invalid start byte",
-    ),
+    # orjson's own words follow (they change between its versions): where, and what
+    "empty": (b"", NOT_JSON),
+    "text": (b"not json", NOT_JSON),
+    "not utf-8": (b'{"a": "\xff"}', NOT_JSON),
     "a list": (b"[]", "the body is not a JSON object"),
     "a string": (b'"AdmissionReview"', "the body is not a JSON object"),
     "too deep to parse": (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, TOO_DEEP),
@@ -120,7 +118,11 @@ RAW: dict[str, tuple[bytes, str]] = {
 @pytest.mark.parametrize("case", RAW)
 def test_a_body_that_is_not_a_review_is_malformed_with_the_reason(case: str) -> None:
     body, message = RAW[case]
-    assert malformed(body) == message
+    if message == NOT_JSON:
+        said = malformed(body)
+        assert said.startswith(NOT_JSON) and "line 1 column" in said, said
+    else:
+        assert malformed(body) == message
 
 
 def test_a_pods_review_of_64_levels_is_answered_and_of_65_is_not() -> None:

@@ -9,7 +9,9 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from random import Random
 
 import pytest
 
@@ -88,6 +90,18 @@ def test_fields_are_what_extra_added_and_times_are_utc_with_milliseconds() -> No
     assert fields_of(record(uid="u", outcome="injected")) == {"uid": "u", "outcome": "injected"}
     assert fields_of(record()) == {}
     assert rfc3339(0.5) == "1970-01-01T00:00:00.500Z"
+
+
+def test_the_time_reads_as_datetime_writes_it_at_every_edge_of_a_second() -> None:
+    # the second's text is remembered; the milliseconds round as datetime rounds them
+    random = Random(20261205)
+    edges = (0.0, 0.0005, 0.0009995, 0.001, 0.4995, 0.9995, 0.999999, 0.9999996)
+    times = [random.uniform(0, 4e9) for _ in range(2000)]
+    times += [random.randrange(4 * 10**9) + edge for edge in edges for _ in range(250)]
+    for moment in times:
+        written = datetime.fromtimestamp(moment, UTC)
+        wanted = written.strftime("%Y-%m-%dT%H:%M:%S.") + f"{written.microsecond // 1000:03d}Z"
+        assert rfc3339(moment) == wanted, moment
 
 
 def test_json_is_the_default_and_text_is_a_flag_or_the_environment() -> None:
