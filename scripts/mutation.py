@@ -290,6 +290,7 @@ TARGETS = (
         (
             "tests/injector/unit/test_admission_review_unit.py",
             "tests/injector/unit/test_decision_reasons.py",
+            "tests/injector/unit/test_review_screen_unit.py",
         ),
         ci=True,
     ),

@@ -10,7 +10,7 @@ import pytest
 from support.admission_harness import P, settings
 
 from contract import Direct
-from injector.webhook.annotations import parse_annotations
+from injector.webhook.annotations import PLANS_PER_INJECTION, parse_annotations
 from injector.webhook.errors import Denied
 from injector.webhook.pod.ownership import Owner
 from injector.webhook.pod.resources import REFRESH_DEFAULTS, Resources
@@ -341,3 +341,20 @@ def test_a_refresh_container_request_over_its_limit_says_where_each_came_from() 
         "or 0.5 (cpu), 64Mi or 1G (memory)"
     )
     assert denial({RI: "1m", P + "cpu-limit": "lots"}).startswith(f"annotation {P}cpu-limit: ")
+
+
+def test_a_plan_is_made_once_for_each_owner_and_the_oldest_of_too_many_is_forgotten() -> None:
+    injection = accepted({})
+    owners = [Owner(1000 + n, 2000 + n) for n in range(PLANS_PER_INJECTION + 1)]
+    first = injection.plan(owners[0])
+    assert injection.plan(Owner(1000, 2000)) is first
+    assert injection.plan(Owner(1000, 2000, file_mode=0o440)) is not first
+    assert injection.plan(Owner(1000, 2000, file_mode=0o440)).files[0].mode == 0o440
+    assert (first.uid, first.gid) == (1000, 2000)
+    # with the file_mode one, two more than a parse remembers: the first two go
+    made = [injection.plan(owner) for owner in owners[1:]]
+    assert len(made) == PLANS_PER_INJECTION
+    assert all(injection.plan(owner) is plan for owner, plan in zip(owners[1:], made))
+    again = injection.plan(owners[0])
+    assert again is not first and again == first  # made again, the same plan
+    assert accepted({}) == injection  # what the parse remembers is no part of its value
