@@ -196,20 +196,20 @@ def _too_deep(nesting: bytes) -> bool:
     """Whether brackets (`(` and `)` for either kind) open more than MAX_DEPTH deep.
 
     Each pass cuts every innermost pair, so a balanced structure is gone after as many passes
-    as it is deep (a pod's review: about 15), and a pair still there after MAX_DEPTH passes
-    sits below that many others. What is unbalanced (not JSON anyway) is walked, so its
-    refusal reads as before; so is a structure larger than PASSES_UP_TO, where the passes
-    would cost more than the walk.
+    as it is deep (a pod's review: about 15). What is left after MAX_DEPTH passes, or when a
+    pass cuts nothing (unbalanced: not JSON anyway), is walked, so every refusal reads as
+    before; so is a structure larger than PASSES_UP_TO, where passes would cost more than
+    the walk.
     """
     if len(nesting) > PASSES_UP_TO:
         return _walked_depth(nesting) > MAX_DEPTH
     left = nesting
     for _ in range(MAX_DEPTH):
         inner = left.replace(b"()", b"")
-        if len(inner) == len(left):  # nothing left, or unbalanced
-            return bool(left) and _walked_depth(nesting) > MAX_DEPTH
+        if len(inner) == len(left):
+            break
         left = inner
-    return b"()" in left or (bool(left) and _walked_depth(nesting) > MAX_DEPTH)
+    return bool(left) and _walked_depth(nesting) > MAX_DEPTH
 
 
 def _walked_depth(nesting: bytes) -> int:

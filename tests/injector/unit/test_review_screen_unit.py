@@ -75,24 +75,28 @@ def test_broken_bodies_are_screened_as_the_walk_screens_them() -> None:
         assert screened(body) == reference(body), body
 
 
-@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 500])
-@pytest.mark.parametrize("shape", ["balanced", "unclosed", "one short", "inside a list"])
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 2, 500])
+@pytest.mark.parametrize(
+    "shape", ["balanced", "unclosed", "one short", "inside a list", "a closer first"]
+)
 def test_the_depth_limit_holds_at_its_edge_balanced_or_not(depth: int, shape: str) -> None:
     bodies = {
         "balanced": nested(depth),
         "unclosed": b"[" * depth,
         "one short": nested(depth)[:-1],
         "inside a list": b"[1," + nested(depth - 1) + b',"[[[["]',
+        # depth + 1 pairs survive MAX_DEPTH passes, but the walk starts one below zero
+        "a closer first": b"]" + nested(depth),
     }
     body = bodies[shape]
     assert screened(body) == reference(body)
 
 
 def test_a_structure_larger_than_the_passes_take_is_walked_with_the_same_answers() -> None:
-    blocks = PASSES_UP_TO // (2 * MAX_DEPTH) + 2
+    blocks = PASSES_UP_TO // (2 * MAX_DEPTH - 2) + 1
     fine = b"[" + b",".join([nested(MAX_DEPTH - 1)] * blocks) + b"]"
     deep = b"[" + b",".join([nested(MAX_DEPTH - 1)] * blocks + [nested(MAX_DEPTH)]) + b"]"
-    assert len(fine) > PASSES_UP_TO
+    assert fine.count(b"[") + fine.count(b"]") > PASSES_UP_TO  # its structure
     assert (screened(fine), screened(deep)) == ("ok", TOO_DEEP)
     assert (reference(fine), reference(deep)) == ("ok", TOO_DEEP)
 
@@ -101,5 +105,6 @@ def test_too_many_values_is_refused_with_or_without_strings() -> None:
     numbers = b"[" + b"0," * MAX_VALUES + b"0]"
     strings = b"[" + b'"a",' * MAX_VALUES + b'"a"]'
     commas_in_strings = b'["' + b"," * (2 * MAX_VALUES) + b'"]'
-    assert [screened(body) for body in (numbers, strings)] == [TOO_MANY, TOO_MANY]
+    quotes = b'"' * (4 * MAX_VALUES + 2)  # more than a key and a string a value
+    assert [screened(body) for body in (numbers, strings, quotes)] == [TOO_MANY] * 3
     assert screened(commas_in_strings) == reference(commas_in_strings) == "ok"
