@@ -64,6 +64,7 @@ import httpx
 from kubernetes import client as k8s
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.client_certs
 # hostile_attacks sits beside this file; spawned children get the same path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -77,6 +78,7 @@ from hostile_attacks import (
     attacker_main,
     fetch_body,
 )
+from support.client_certs import issue_client_cert
 
 from emulator.app import Emulator, EmulatorConfig
 from emulator.server import run_in_thread
@@ -122,6 +124,13 @@ class Attack:
     label: str
     remote: bool
     """Run in the attacker process (load) rather than in this one (a check)."""
+    client_ca: bool = False
+    """Serve the webhook port with `--webhook-client-ca-file`: the victim's reviews carry the
+    API server's client certificate, the attacker has none."""
+    judged: bool = True
+    """Whether the row's finding counts toward its verdict (row 8 shows what a tenant learns
+    where nothing keeps it off the webhook port; the default install's NetworkPolicy does,
+    which loopback cannot run)."""
 
 
 ATTACKS = (
@@ -133,7 +142,8 @@ ATTACKS = (
     Attack("kube-flood", "5 TokenReview/SAR flood", remote=True),
     Attack("cross-pair", "6 cross-pair read", remote=False),
     Attack("pinned-deleted", "7 deleted pinned version", remote=False),
-    Attack("forged-review", "8 forged review", remote=False),
+    Attack("forged-review", "8 forged review, no policy", remote=False, judged=False),
+    Attack("forged-review", "8b forged review, client CA", remote=False, client_ca=True),
 )
 AGAIN = Attack("baseline", "0 unattacked, again", remote=False)
 """The baseline once more at the end: the reference is the slower of the two (shared CPUs)."""
@@ -301,9 +311,12 @@ class Setup:
     injector_namespace: str
     victim_namespace: str
     pin: bool
+    client_ca_file: Path | None = None
+    client_cert: tuple[Path, Path] | None = None
+    """The API server's client certificate and key (signed by `client_ca_file`), for row 8b."""
 
 
-def start_injector(setup: Setup) -> Injector:
+def start_injector(setup: Setup, *, client_ca: bool = False) -> Injector:
     webhook_port, broker_port = free_port(), free_port()
     args = [
         "serve", "--host", "127.0.0.1", "--port", str(webhook_port),
@@ -318,6 +331,9 @@ def start_injector(setup: Setup) -> Injector:
         probe_port = free_port()
         args += ["--probe-port", str(probe_port)]
         probes = f"http://127.0.0.1:{probe_port}"
+    if client_ca:
+        assert setup.client_ca_file is not None, "a client CA row needs Setup.client_ca_file"
+        args += ["--webhook-client-ca-file", str(setup.client_ca_file)]
     command = [sys.executable, "-m", "injector", *args]
     if setup.pin:
         command = ["taskset", "-c", "0", *command]
@@ -380,10 +396,20 @@ class Samples:
 class Victim:
     """Fetches, reviews and probes at a steady pace until `stop` is set."""
 
-    def __init__(self, injector: Injector, ca_pem: bytes, namespace: str) -> None:
+    def __init__(
+        self,
+        injector: Injector,
+        ca_pem: bytes,
+        namespace: str,
+        client_cert: tuple[Path, Path] | None = None,
+    ) -> None:
         self.injector = injector
         self.namespace = namespace
+        self.trust = ssl.create_default_context(cadata=ca_pem.decode())
+        """Trusts the injector's CA and presents no certificate: what anyone can make."""
         self.tls = ssl.create_default_context(cadata=ca_pem.decode())
+        if client_cert is not None:  # the API server's, for the webhook port
+            self.tls.load_cert_chain(*client_cert)
         fresh = httpx.Limits(max_keepalive_connections=0)
         self.http = httpx.AsyncClient(verify=self.tls, timeout=FETCH_TIMEOUT, limits=fresh)
         self.samples = Samples()
@@ -529,7 +555,8 @@ async def check_pinned_deleted(ctx: Context) -> tuple[str, bool]:
 
 async def check_forged_review(ctx: Context) -> tuple[str, bool]:
     """From the attacker's address, reviews naming the victim's namespace and ServiceAccount."""
-    transport = httpx.AsyncHTTPTransport(verify=ctx.victim.tls, local_address=ATTACKER_ADDRESS)
+    # the attacker has the injector's CA (it is in every pod's spec), not the API server's key
+    transport = httpx.AsyncHTTPTransport(verify=ctx.victim.trust, local_address=ATTACKER_ADDRESS)
     answers: dict[str, dict[str, Any]] = {}
     async with httpx.AsyncClient(transport=transport, timeout=FETCH_TIMEOUT) as http:
         for secret in (VICTIM_SECRETS[0], "stripe-key", GHOST):
@@ -600,8 +627,9 @@ async def wait_ready(injector: Injector, tls: ssl.SSLContext) -> None:
 async def run_row(
     attack: Attack, setup: Setup, spec: Spec, make_context: Callable[[Victim], Context]
 ) -> Row:
-    injector = start_injector(setup)
-    victim = Victim(injector, setup.ca_pem, setup.victim_namespace)
+    injector = start_injector(setup, client_ca=attack.client_ca)
+    client_cert = setup.client_cert if attack.client_ca else None
+    victim = Victim(injector, setup.ca_pem, setup.victim_namespace, client_cert)
     ctx = make_context(victim)
     process = None
     tally: dict[str, int] = {}
@@ -651,7 +679,8 @@ async def run_row(
             if await asyncio.to_thread(pipe.poll, 30):
                 tally = pipe.recv()
         peak = max(injector.status("VmHWM"), samples.peak_rss_kib) / 1024
-        return Row(attack.key, attack.label, samples, peak, finding[0], finding[1], tally)
+        judged = finding[1] or not attack.judged
+        return Row(attack.key, attack.label, samples, peak, finding[0], judged, tally)
     finally:
         if process is not None:
             process.join(10)
@@ -681,7 +710,7 @@ def render(rows: list[Row]) -> str:
     base_fetch = max(percentile(b.fetches, 0.99) for b in bases)
     base_review = max(percentile(b.reviews, 0.99) for b in bases)
     header = (
-        f"{'attack':<26} {'fetch p50':>9} {'p99':>7} {'n':>4} {'fail':>4} {'review p99':>10} "
+        f"{'attack':<28} {'fetch p50':>9} {'p99':>7} {'n':>4} {'fail':>4} {'review p99':>10} "
         f"{'probes<=1s':>10} {'RSS MiB':>8} {'fds':>5}  {'verdict':<7} finding"
     )
     lines = [header, "-" * len(header)]
@@ -705,19 +734,21 @@ def render(rows: list[Row]) -> str:
         if s.first_failure:
             note = f"victim: {s.first_failure}; {note}"
         lines.append(
-            f"{row.label:<26} {1000 * percentile(s.fetches, 0.5):>7.0f}ms {1000 * fetch99:>5.0f}ms "
+            f"{row.label:<28} {1000 * percentile(s.fetches, 0.5):>7.0f}ms {1000 * fetch99:>5.0f}ms "
             f"{len(s.fetches):>4} {s.fetch_failures:>4} {1000 * review99:>8.0f}ms {probes:>9.0f}% "
             f"{row.peak_rss_mib:>8.0f} {s.peak_fds:>5}  "
             f"{verdict + ('(' + ','.join(problems) + ')' if problems else ''):<7} {note}"
         )
     for label, text in OFFLINE:
-        lines.append(f"{label:<26} {text}")
+        lines.append(f"{label:<28} {text}")
     lines.append("")
     lines.append(
         f"goals: probes 100% answered within {PROBE_TIMEOUT:g} s; victim p99 fetch <= "
         f"{2 * 1000 * base_fetch:.0f} ms and review <= {2 * 1000 * base_review:.0f} ms (2x the "
-        f"slower unattacked row) with no failure; peak RSS <= {RSS_LIMIT_MIB} MiB; rows 6-8: "
-        "nothing read or learned (row 8 runs without a NetworkPolicy)"
+        f"slower unattacked row) with no failure; peak RSS <= {RSS_LIMIT_MIB} MiB; rows 6, 7 "
+        "and 8b: nothing read or learned; row 8's finding is not judged: it is what a tenant "
+        "learns where nothing keeps it off the webhook port (the default install's "
+        "NetworkPolicy does; loopback cannot run one), 8b the same with a webhook client CA"
     )
     return "\n".join(lines)
 
@@ -786,6 +817,8 @@ def main() -> int:
     )
     ca = generate_ca()
     leaf = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"])
+    client_ca = generate_ca("webhook-client-ca")
+    api_server = issue_client_cert(client_ca, "kube-apiserver-webhook-client")
     with (
         tempfile.TemporaryDirectory() as tmp,
         run_in_thread(emulator) as emulator_url,
@@ -794,9 +827,13 @@ def main() -> int:
         workdir = Path(tmp)
         (workdir / "tls.crt").write_bytes(leaf.cert_pem)
         (workdir / "tls.key").write_bytes(leaf.key_pem)
+        (workdir / "client-ca.crt").write_bytes(client_ca.cert_pem)
+        (workdir / "client.crt").write_bytes(api_server.cert_pem)
+        (workdir / "client.key").write_bytes(api_server.key_pem)
         setup = Setup(
             kubeconfig, workdir, emulator_url, ca.cert_pem, frozenset(flags),
             f"hostile-{run_id}-injector", victim_t.namespace, pin,
+            workdir / "client-ca.crt", (workdir / "client.crt", workdir / "client.key"),
         )  # fmt: skip
         spec = Spec(
             attack="", webhook="", broker="", ca_pem=ca.cert_pem,

@@ -101,10 +101,17 @@ def test_hostile_benchmark_prints_a_row_per_attack() -> None:
         "5 TokenReview/SAR flood",
         "6 cross-pair read",
         "7 deleted pinned version",
-        "8 forged review",
+        "8 forged review, no policy",
+        "8b forged review, client CA",
         "0 unattacked, again",
     ):
         assert re.search(rf"^{re.escape(label)}{figures}", out, re.M), out
+    # without a policy a forged review learns what the check knows; with a client CA nothing
+    unjudged = r"(ok|FAIL\((probes|fetch|review|rss)(,(fetch|review|rss))*\))"  # no "finding"
+    assert re.search(
+        rf"^8 forged review, no policy .* {unjudged}\s+learns grants, existence$", out, re.M
+    )
+    assert re.search(r"^8b forged review, client CA .* learns nothing \([\w, ]+\)$", out, re.M)
     for label in ("9 PriorityClass", "10 template errors"):
         assert re.search(rf"^{label}\s+n/a", out, re.M), out
     assert "goals: probes 100% answered within 1 s" in out, out

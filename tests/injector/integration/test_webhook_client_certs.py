@@ -7,7 +7,6 @@ so a refused caller is shown never to have reached it.
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 from collections.abc import Iterator
@@ -15,10 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.client_certs import issue_client_cert
 from support.webhook_harness import Ports, RecordingCheck, admission_review, pod, write_pair
 
 from injector.operations.certs import KeyPair, generate_ca, issue_serving_cert
@@ -26,34 +22,6 @@ from injector.serving.app import create_apps
 from injector.serving.server import Listener, serving_in_thread
 from injector.serving.tls import ReloadingTLS
 from injector.webhook.settings import WebhookSettings
-
-
-def issue_client_cert(ca: KeyPair, common_name: str) -> KeyPair:
-    """A clientAuth certificate, as the API server's admission kubeconfig would carry."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer = x509.load_pem_x509_certificate(ca.cert_pem)
-    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return KeyPair(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
 
 
 def client_context(
