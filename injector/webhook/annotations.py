@@ -113,7 +113,8 @@ class Injection:
     )
     """The plans made for each owner, remembered with the parse (`PARSED`): a Deployment's
     pods share their owner too, so the plan, its JSON and its secrets are made once (at most
-    PLANS_PER_INJECTION owners, the oldest forgotten first)."""
+    PLANS_PER_INJECTION owners, the oldest forgotten first, and no plan over
+    REMEMBERED_PLAN_BYTES)."""
 
     def plan(self, owner: Owner) -> Plan:
         """The complete plan, once the pod tells who owns the files.
@@ -126,6 +127,8 @@ class Injection:
         known = self._plans.get(key)
         if known is None:
             known = self._make_plan(owner)
+            if len(known.to_json()) > REMEMBERED_PLAN_BYTES:
+                return known  # made fresh each time: the memory bound holds
             with _PLANS_LOCK:  # the admission thread and the loop may both prepare
                 self._plans[key] = known
                 if len(self._plans) > PLANS_PER_INJECTION:
@@ -150,9 +153,13 @@ class Injection:
 
 
 _PLANS_LOCK = threading.Lock()
-PLANS_PER_INJECTION = 8
+PLANS_PER_INJECTION = 2
 """Owners whose plans one parse remembers: a rollout has one; a tenant that varies its pods'
 `runAsUser` gets fresh plans, not a growing table."""
+REMEMBERED_PLAN_BYTES = 16 * 1024
+"""The largest plan (its JSON) a parse remembers; larger ones (and those refused for their
+size) are made for each review. With `PARSED`'s 256 entries this holds at most 8 MiB of plans,
+whatever the annotations escape to; the largest pod of benchmarks/webhook.py has 15 KiB."""
 
 PARSED = TextMemo[Injection](entries=256, chars=4 * 1024 * 1024)
 """The parse of each distinct set of our annotations (and default vault), remembered: a

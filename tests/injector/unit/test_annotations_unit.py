@@ -10,7 +10,11 @@ import pytest
 from support.admission_harness import P, settings
 
 from contract import Direct
-from injector.webhook.annotations import PLANS_PER_INJECTION, parse_annotations
+from injector.webhook.annotations import (
+    PLANS_PER_INJECTION,
+    REMEMBERED_PLAN_BYTES,
+    parse_annotations,
+)
 from injector.webhook.errors import Denied
 from injector.webhook.pod.ownership import Owner
 from injector.webhook.pod.resources import REFRESH_DEFAULTS, Resources
@@ -358,3 +362,14 @@ def test_a_plan_is_made_once_for_each_owner_and_the_oldest_of_too_many_is_forgot
     again = injection.plan(owners[0])
     assert again is not first and again == first  # made again, the same plan
     assert accepted({}) == injection  # what the parse remembers is no part of its value
+
+
+def test_a_plan_larger_than_the_bound_is_made_for_each_review_never_held() -> None:
+    text = "x" * REMEMBERED_PLAN_BYTES + '{{ secret("db-password") }}'
+    injection = accepted({"sakura-secrets.io/template-big": text})
+    owner = Owner(1000, 2000)
+    plan = injection.plan(owner)
+    assert len(plan.to_json()) > REMEMBERED_PLAN_BYTES
+    assert injection.plan(owner) is not plan and injection.plan(owner) == plan
+    small = accepted({"sakura-secrets.io/template-small": text[REMEMBERED_PLAN_BYTES // 2 :]})
+    assert small.plan(owner) is small.plan(owner)  # one under the bound is held
