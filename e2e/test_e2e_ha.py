@@ -7,7 +7,8 @@ is the second replica behind the same Service (its named targetPorts resolve per
 API server, run with --enable-aggregator-routing, calls the webhook through the Service's
 endpoints). With no kube-proxy, each replica injects its own broker port, so a pod fetches
 from the replica that admitted it. A Deployment of 20 pods is rolled out from an old version
-that never ran to one that reads a secret (maxSurge 5, maxUnavailable 0); once a few new pods
+that never ran to one that reads a secret (maxSurge 5, maxUnavailable 0; its pods' own init
+container sleeps past the drain before ours fetches); once a few new pods
 are admitted, the replica that admitted the newest (the one the API server is calling, and the
 one that pod is about to fetch from) is deleted with `kubectl delete pod`. Every pod must
 become Ready with no FailedCreate in the namespace, each init container must have fetched (the
@@ -68,6 +69,14 @@ CERTS = f"app.kubernetes.io/name={install.NAME},app.kubernetes.io/component=cert
 ADMITTED_BEFORE_LOSS = 3
 RETRY_LINE = "broker not ready"
 """What the init container logs before it retries (sidecar/broker_client.py)."""
+SHUTDOWN_DELAY = 5
+"""`serve --shutdown-delay`'s default, which the manifests keep: a deleted replica still
+answers this long."""
+HOLD_SECONDS = 2 * SHUTDOWN_DELAY
+"""The new pods' own init container (run before ours, `init-first: "false"`) sleeps this long,
+so a pod admitted just before its replica is lost starts fetching after that replica's ports
+have closed: without it, a quick kubelet started every such pod's fetch within the drain and
+none had to retry (seen once in a fresh-clone run)."""
 
 
 def second_replica(first: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +164,15 @@ def app(*, new: bool) -> dict[str, Any]:
     spec = manifests.pod_spec(command, service_account=SERVICE_ACCOUNT, run_as=(1000, 1000))
     if new:
         spec["hostAliases"] = [{"ip": "127.0.0.1", "hostnames": [install.BROKER_HOST]}]
-        annotations = manifests.pod_annotations({"secret-db": "db-password"})
+        spec["initContainers"] = [
+            {
+                "name": "hold",
+                "image": manifests.APP_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sleep", str(HOLD_SECONDS)],
+            }
+        ]
+        annotations = manifests.pod_annotations({"secret-db": "db-password", "init-first": "false"})
     else:
         spec["schedulerName"] = "sakura-e2e-nobody"
         annotations = {}
@@ -236,7 +253,7 @@ def test_losing_a_replica_mid_rollout_fails_no_pod(two_replicas: Installed) -> N
     for pod in pods:
         name = pod["metadata"]["name"]
         assert pod["metadata"]["annotations"]["sakura-secrets.io/status"] == "injected"
-        [init] = pod["status"]["initContainerStatuses"]
+        [init] = [s for s in pod["status"]["initContainerStatuses"] if s["name"] == INIT_CONTAINER]
         assert init["state"]["terminated"]["exitCode"] == 0, kube.describe("pod", name, APP_NS)
         assert _up(pod), name
         if init.get("restartCount") or RETRY_LINE in kube.logs(APP_NS, name, INIT_CONTAINER):
@@ -275,15 +292,19 @@ def test_losing_a_replica_mid_rollout_fails_no_pod(two_replicas: Installed) -> N
 def _admitted_by(pod: dict[str, Any]) -> int:
     """The broker port of the replica that admitted `pod`: each names its own in the pods it
     injects (the first the manifests' 9443, the second its 9444)."""
-    [init] = pod["spec"]["initContainers"]
+    [init] = [c for c in pod["spec"]["initContainers"] if c["name"] == INIT_CONTAINER]
     [url] = [e["value"] for e in init["env"] if e["name"] == ENV_BROKER_URL]
     return int(url.rsplit(":", 1)[1])
 
 
 def _init_started(pod: dict[str, Any]) -> bool:
-    """Whether the init container has begun (it may be talking to its broker already)."""
+    """Whether our init container has begun (it may be talking to its broker already)."""
     statuses = pod.get("status", {}).get("initContainerStatuses") or []
-    return any(set(s.get("state", {})) & {"running", "terminated"} for s in statuses)
+    return any(
+        set(s.get("state", {})) & {"running", "terminated"}
+        for s in statuses
+        if s.get("name") == INIT_CONTAINER
+    )
 
 
 def _up(pod: dict[str, Any]) -> bool:
