@@ -195,6 +195,10 @@ TARGETS = (
         ci=True,
     ),
     Target(
+        "injector/serving/address_filter.py",
+        ("tests/injector/unit/test_address_filter_unit.py",),
+    ),
+    Target(
         "injector/serving/buckets.py",
         (
             "tests/injector/unit/test_buckets_unit.py",

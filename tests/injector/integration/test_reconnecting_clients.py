@@ -9,6 +9,7 @@ TLS protocol allocates 256 KiB per connection; tracemalloc sees what the server 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -28,6 +29,7 @@ from support.connection_harness import (
 )
 
 from injector.operations.certs import KeyPair, generate_ca
+from injector.serving.address_filter import BLOCK_SECONDS
 from injector.serving.connections import ConnectionLimits
 from injector.serving.protocol import AcceptGate
 
@@ -134,6 +136,43 @@ def test_a_connection_over_its_address_rate_is_reset_at_accept(
     assert made.count("127.0.0.4") == outcomes.count("open"), (
         f"{made.count('127.0.0.4')} gates were made for {outcomes.count('open')} admitted ones"
     )
+
+
+def answered_within(url: str, source: str, seconds: float) -> bool:
+    """Whether the kernel completes a connect from `source` within `seconds` (a dropped SYN
+    is sent again only after a second)."""
+    host, port = url.split("://")[1].split(":")
+    try:
+        socket.create_connection((host, int(port)), seconds, source_address=(source, 0)).close()
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_an_address_refused_for_its_rate_gets_no_answer_from_the_kernel_for_a_while(
+    tmp_path: Path, ca: KeyPair
+) -> None:
+    """Its reconnect loop then waits on its own SYN timeouts instead of making the kernel and
+    the loop complete and reset thousands of connections a second; other addresses are
+    answered as usual, and the address itself again after BLOCK_SECONDS."""
+    limits = ConnectionLimits(max_connections=64, per_address_rate=1)  # a burst of 2
+    with injector(tmp_path, ca, limits) as urls:
+        held = [raw_connection(urls.broker, "127.0.0.7") for _ in range(2)]  # its burst
+        refused = raw_connection(urls.broker, "127.0.0.7")
+        refused.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            refused.recv(1)  # the reset at accept, and with it the block
+        refused_at = time.monotonic()
+        blocked = answered_within(urls.broker, "127.0.0.7", 0.3)
+        others = answered_within(urls.broker, "127.0.0.8", 0.3)
+        time.sleep(max(0.0, refused_at + BLOCK_SECONDS + 0.2 - time.monotonic()))
+        later = answered_within(urls.broker, "127.0.0.7", 0.3)
+        elsewhere = fetch(f"{urls.broker}/ping", ca)
+        for sock in (*held, refused):
+            sock.close()
+
+    assert (blocked, others, later) == (False, True, True)
+    assert elsewhere == "pong"
 
 
 @pytest.fixture
