@@ -285,6 +285,14 @@ class Injector:
                     return int(line.split()[1])
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process has used so far (0 once it is gone)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def descriptors(self) -> int:
         try:
             return len(os.listdir(f"/proc/{self.process.pid}/fd"))
@@ -391,6 +399,8 @@ class Samples:
     probes_in_time: int = 0
     peak_fds: int = 0
     peak_rss_kib: int = 0
+    injector_cpu: float = 0.0
+    """The injector's share of one CPU while the row ran (1.0: a whole core)."""
 
 
 class Victim:
@@ -665,6 +675,7 @@ async def run_row(
                 raise SystemExit(f"the attacker of {attack.label} did not start")
             pipe.recv()
         stop = asyncio.Event()
+        cpu_before, started = injector.cpu_seconds(), time.monotonic()
         run = asyncio.create_task(victim.run(tokens, stop))
         check = CHECKS.get(attack.key)
         finding: tuple[str, bool] = ("", True)
@@ -672,6 +683,7 @@ async def run_row(
         await asyncio.sleep(ctx.seconds)
         stop.set()
         samples = await run
+        samples.injector_cpu = (injector.cpu_seconds() - cpu_before) / (time.monotonic() - started)
         if check_task is not None:
             finding = await check_task
         if process is not None and pipe is not None:
@@ -711,7 +723,7 @@ def render(rows: list[Row]) -> str:
     base_review = max(percentile(b.reviews, 0.99) for b in bases)
     header = (
         f"{'attack':<28} {'fetch p50':>9} {'p99':>7} {'n':>4} {'fail':>4} {'review p99':>10} "
-        f"{'probes<=1s':>10} {'RSS MiB':>8} {'fds':>5}  {'verdict':<7} finding"
+        f"{'probes<=1s':>10} {'RSS MiB':>8} {'fds':>5} {'CPU':>4}  {'verdict':<7} finding"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -736,7 +748,7 @@ def render(rows: list[Row]) -> str:
         lines.append(
             f"{row.label:<28} {1000 * percentile(s.fetches, 0.5):>7.0f}ms {1000 * fetch99:>5.0f}ms "
             f"{len(s.fetches):>4} {s.fetch_failures:>4} {1000 * review99:>8.0f}ms {probes:>9.0f}% "
-            f"{row.peak_rss_mib:>8.0f} {s.peak_fds:>5}  "
+            f"{row.peak_rss_mib:>8.0f} {s.peak_fds:>5} {100 * s.injector_cpu:>3.0f}%  "
             f"{verdict + ('(' + ','.join(problems) + ')' if problems else ''):<7} {note}"
         )
     for label, text in OFFLINE:

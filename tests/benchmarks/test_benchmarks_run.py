@@ -91,7 +91,9 @@ def test_hostile_benchmark_prints_a_row_per_attack() -> None:
         *("--unread", "1", "--bombs", "1", "--flood", "1"),
         timeout=600,  # ten fresh injectors, and row 7 outwaits the listing's 30 s
     )
-    figures = r"\s+\d+ms\s+\d+ms\s+[1-9]\d*\s+\d+\s+\d+ms\s+\d+%\s+\d+\s+\d+\s+(ok|FAIL)"
+    # fetch p50, p99, n, failures, review p99, probes, peak RSS, descriptors, the injector's
+    # share of a CPU
+    figures = r"\s+\d+ms\s+\d+ms\s+[1-9]\d*\s+\d+\s+\d+ms\s+\d+%\s+\d+\s+\d+\s+\d+%\s+(ok|FAIL)"
     for label in (
         "0 unattacked",
         "1 idle TLS conns",
