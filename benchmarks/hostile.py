@@ -1,6 +1,6 @@
 """Benchmark: issue 15's attacks, each for a bounded time, against a real injector.
 
-    KUBECONFIG=... python -m benchmarks.hostile [--seconds 5]
+    KUBECONFIG=... python -m benchmarks.hostile [--seconds 30]
 
 The injector runs as `python -m injector serve` in its own process (pinned to CPU 0 when there
 are two), over real TLS on 127.0.0.1, with real TokenReview/SubjectAccessReview against the
@@ -786,7 +786,12 @@ def cluster_tenants(api: k8s.ApiClient, run_id: str) -> Iterator[tuple[Tenant, T
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each attack")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="length of each attack (30: ~300 victim samples, so a p99 is not one slow call)",
+    )
     parser.add_argument("--idle", type=int, default=320, help="idle TLS connections (row 1)")
     parser.add_argument("--silent", type=int, default=1100, help="silent sockets (row 2)")
     parser.add_argument("--unread", type=int, default=6, help="unread huge answers (row 3)")

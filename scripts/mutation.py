@@ -197,6 +197,7 @@ TARGETS = (
     Target(
         "injector/serving/address_filter.py",
         ("tests/injector/unit/test_address_filter_unit.py",),
+        ci=True,
     ),
     Target(
         "injector/serving/buckets.py",
