@@ -105,3 +105,21 @@ def test_the_blocklist_lets_an_address_in_after_its_time_and_holds_no_more_than_
     assert blocklist.expire(102.2) is True
     assert blocklist.until == {} and blocklist.next_expiry() is None
     assert blocklist.program() == program(socket.AF_INET, [])
+
+
+def test_a_connection_accepted_under_a_filter_keeps_a_copy_that_never_drops_its_own_peer(
+    listener_v4: socket.socket,
+) -> None:
+    """Linux copies the listening socket's filter to the connection; its peer passed it."""
+    attach(listener_v4, program(socket.AF_INET, ["127.0.0.2", "127.0.0.3"]))
+    with socket.create_connection(listener_v4.getsockname(), NO_ANSWER) as client:
+        accepted, _ = listener_v4.accept()
+        with accepted:
+            attach(listener_v4, program(socket.AF_INET, ["127.0.0.1"]))  # its peer, blocked now
+            client.sendall(b"ping")
+            accepted.settimeout(NO_ANSWER)
+            got = accepted.recv(4)
+            copied = len(accepted.getsockopt(socket.SOL_SOCKET, 26, 1024))  # SO_GET_FILTER
+
+    assert got == b"ping"
+    assert copied == len(program(socket.AF_INET, ["127.0.0.2", "127.0.0.3"]))
