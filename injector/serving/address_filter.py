@@ -62,9 +62,9 @@ def program(family: socket.AddressFamily, addresses: list[str]) -> list[Instruct
     out: list[Instruction] = []
     for text in addresses:
         packed = ipaddress.ip_address(text).packed  # a scope (fe80::1%eth0) is not sent
-        words = struct.unpack(f"!{len(packed) // 4}I", packed)
         if len(packed) != (4 if family == socket.AF_INET else 16):
             raise ValueError(f"{text} is not an address of family {family}")
+        words = struct.unpack(f"!{len(packed) // 4}I", packed)
         for i, word in enumerate(words):
             left = len(words) - i - 1  # comparisons after this one, each two instructions
             out.append(_statement(_LOAD_WORD, offset + 4 * i))
